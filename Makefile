@@ -1,0 +1,40 @@
+# The README's two commands. Everything else is CMake.
+#   make demo        install missing Debian packages, build, run `nines demo`
+#   make test        install, build, run every test with prove (TAP)
+#   make test SAN=1  the same with AddressSanitizer + UBSan (build-san/)
+#   make fuzz        build the libFuzzer target (build-fuzz/), see docs/fuzzing.md
+
+SAN ?= 0
+JOBS ?= $(shell nproc)
+ifeq ($(SAN),1)
+BUILD := build-san
+CMAKE_FLAGS := -DNINES_SAN=ON
+else
+BUILD := build
+CMAKE_FLAGS :=
+endif
+PROVE_FLAGS ?= -r
+
+.PHONY: all deps build demo test fuzz clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+
+demo: build
+	@./$(BUILD)/bin/nines demo
+
+test: build
+	NINES_BUILD=$(CURDIR)/$(BUILD) prove $(PROVE_FLAGS) t/
+
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DNINES_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_request -- --no-print-directory
+
+clean:
+	rm -rf build build-san build-fuzz

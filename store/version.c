@@ -1,0 +1,5 @@
+#include "store/version.h"
+const char *nines_version(void)
+{
+    return NINES_VERSION;
+}
