@@ -1,0 +1,24 @@
+/*
+ * fsutil.h — small file-system helpers shared by the store and the toolkit.
+ * All return 0 or a NERR_* code with the path and errno text in err.
+ */
+#ifndef NINES_FSUTIL_H
+#define NINES_FSUTIL_H
+
+#include <stddef.h>
+
+#include "lib/err.h"
+
+/* mkdir -p with mode 0755; existing directories are fine. */
+int fs_mkdir_p(const char *path, struct nerr *err);
+/* rm -rf: removes path and everything below it; a missing path is fine.
+ * Does not follow symbolic links. */
+int fs_rm_rf(const char *path, struct nerr *err);
+/* fsync of a directory, so that entries created or removed in it are durable. */
+int fs_fsync_dir(const char *path, struct nerr *err);
+/* Reads a whole file (NUL-terminated, length in *len). *out is malloc'd. */
+int fs_read_file(const char *path, size_t max, char **out, size_t *len, struct nerr *err);
+/* Writes a file atomically and durably: temp file, fsync, rename, fsync dir. */
+int fs_write_file_atomic(const char *path, const void *data, size_t len, struct nerr *err);
+
+#endif

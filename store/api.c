@@ -1,0 +1,1478 @@
+#include "store/api.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/log.h"
+#include "store/av.h"
+#include "store/expr.h"
+#include "store/items.h"
+#include "store/op.h"
+
+#define PAGE_BYTES (1024 * 1024) /* DynamoDB's 1 MB page for Query and Scan */
+#define BATCH_WRITE_MAX 25
+#define BATCH_GET_MAX 100
+
+struct api {
+    struct api_options opt;
+    struct state *st;
+    _Atomic unsigned long long requests, client_errors, server_errors;
+};
+
+int api_new(const struct api_options *opt, struct api **out, struct nerr *err)
+{
+    struct api *a = calloc(1, sizeof *a);
+    if (!a)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    a->opt = *opt;
+    a->st = catalog_state(opt->cat);
+    *out = a;
+    return 0;
+}
+
+void api_free(struct api *a)
+{
+    free(a);
+}
+
+void api_get_stats(struct api *a, struct api_stats *out)
+{
+    out->requests = atomic_load(&a->requests);
+    out->client_errors = atomic_load(&a->client_errors);
+    out->server_errors = atomic_load(&a->server_errors);
+}
+
+char *api_error_body(const char *type, const char *msg)
+{
+    json_t *o = json_pack("{s:s, s:s}", "__type", type, "message", msg);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+/* ---- replies ---- */
+
+struct call {
+    struct api *a;
+    api_reply_fn reply;
+    void *arg;
+};
+
+static void reply_json(struct call *c, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) {
+        atomic_fetch_add(&c->a->server_errors, 1);
+        c->reply(c->arg, 500, api_error_body(API_TYPE_DDB "InternalServerError", "out of memory"));
+        return;
+    }
+    c->reply(c->arg, 200, s);
+}
+
+static void reply_err(struct call *c, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_err(struct call *c, const char *type, const char *fmt, ...)
+{
+    char msg[1024], full[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int server = !strcmp(type, "InternalServerError") || !strcmp(type, "ServiceUnavailable");
+    const char *prefix = (!strcmp(type, "SerializationException") ||
+                          !strcmp(type, "UnknownOperationException"))
+                             ? API_TYPE_CORAL
+                             : API_TYPE_DDB;
+    snprintf(full, sizeof full, "%s%s", prefix, type);
+    atomic_fetch_add(server ? &c->a->server_errors : &c->a->client_errors, 1);
+    c->reply(c->arg, server ? (strcmp(type, "ServiceUnavailable") ? 500 : 503) : 400,
+             api_error_body(full, msg));
+}
+
+static void reply_validation(struct call *c, const struct nerr *e)
+{
+    if (e->code == NERR_NOMEM || e->code == NERR_IO || e->code == NERR_CORRUPT ||
+        e->code == NERR_INTERNAL)
+        reply_err(c, "InternalServerError", "%s", e->msg[0] ? e->msg : nerr_name(e->code));
+    else
+        reply_err(c, "ValidationException", "%s", e->msg[0] ? e->msg : "Invalid request");
+}
+
+static void reply_no_table(struct call *c, const char *name)
+{
+    (void)name;
+    reply_err(c, "ResourceNotFoundException", "Requested resource not found");
+}
+
+/* ---- request parsing helpers ---- */
+
+/* A string member: absent -> NULL (ok); present but not a string -> error. */
+static int get_str(struct call *c, json_t *req, const char *key, const char **out)
+{
+    json_t *v = json_object_get(req, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        reply_err(c, "SerializationException", "NUMBER_VALUE cannot be converted to String");
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int valid_table_name(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 3 || len > 255)
+        return 0;
+    for (const char *p = n; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return 0;
+    return 1;
+}
+
+/* Looks up TableName; replies with the right error when it cannot. */
+static struct table *req_table(struct call *c, json_t *req, const char *key)
+{
+    const char *name;
+    if (get_str(c, req, key ? key : "TableName", &name))
+        return NULL;
+    if (!name) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value null at 'tableName' failed to satisfy "
+                  "constraint: Member must not be null");
+        return NULL;
+    }
+    if (!valid_table_name(name)) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value '%s' at 'tableName' failed to satisfy "
+                  "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ "
+                  "and have length between 3 and 255",
+                  name);
+        return NULL;
+    }
+    struct table *t = catalog_get(c->a->opt.cat, name);
+    if (!t)
+        reply_no_table(c, name);
+    return t;
+}
+
+static int parse_rv(struct call *c, json_t *req, int allow_update, enum op_rv *rv)
+{
+    const char *s;
+    *rv = RV_NONE;
+    if (get_str(c, req, "ReturnValues", &s))
+        return -1;
+    if (!s || !strcmp(s, "NONE"))
+        return 0;
+    if (!strcmp(s, "ALL_OLD"))
+        *rv = RV_ALL_OLD;
+    else if (allow_update && !strcmp(s, "ALL_NEW"))
+        *rv = RV_ALL_NEW;
+    else if (allow_update && !strcmp(s, "UPDATED_OLD"))
+        *rv = RV_UPDATED_OLD;
+    else if (allow_update && !strcmp(s, "UPDATED_NEW"))
+        *rv = RV_UPDATED_NEW;
+    else {
+        reply_err(c, "ValidationException", "ReturnValues can only be %s",
+                  allow_update ? "NONE, ALL_OLD, UPDATED_OLD, ALL_NEW or UPDATED_NEW"
+                               : "ALL_OLD or NONE");
+        return -1;
+    }
+    return 0;
+}
+
+/* Legacy parameters we do not implement are refused, never ignored. */
+static int refuse_legacy(struct call *c, json_t *req)
+{
+    static const char *legacy[] = {"Expected", "ConditionalOperator", "AttributeUpdates",
+                                   "AttributesToGet", "KeyConditions", "QueryFilter",
+                                   "ScanFilter", "IndexName"};
+    for (size_t i = 0; i < sizeof legacy / sizeof legacy[0]; i++)
+        if (json_object_get(req, legacy[i])) {
+            reply_err(c, "ValidationException", "%s is not supported by ninesd%s", legacy[i],
+                      strcmp(legacy[i], "IndexName") ? "; use expressions instead" : "");
+            return -1;
+        }
+    return 0;
+}
+
+/* names/values of the request (borrowed), checked for shape. */
+static int req_names_values(struct call *c, json_t *req, json_t **names, json_t **values)
+{
+    *names = json_object_get(req, "ExpressionAttributeNames");
+    *values = json_object_get(req, "ExpressionAttributeValues");
+    if (*names && !json_is_object(*names)) {
+        reply_err(c, "SerializationException", "ExpressionAttributeNames must be a map");
+        return -1;
+    }
+    if (*values && !json_is_object(*values)) {
+        reply_err(c, "SerializationException", "ExpressionAttributeValues must be a map");
+        return -1;
+    }
+    if (*names && json_object_size(*names) == 0) {
+        reply_err(c, "ValidationException", "ExpressionAttributeNames must not be empty");
+        return -1;
+    }
+    if (*values) {
+        if (json_object_size(*values) == 0) {
+            reply_err(c, "ValidationException", "ExpressionAttributeValues must not be empty");
+            return -1;
+        }
+        const char *k;
+        json_t *v;
+        struct nerr e = {0};
+        json_object_foreach(*values, k, v)
+        {
+            if (av_validate(v, &e)) {
+                reply_err(c, "ValidationException",
+                          "ExpressionAttributeValues contains invalid value: %s for key %s",
+                          e.msg, k);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- table description ---- */
+
+static json_t *describe(struct api *a, json_t *desc, const char *status, struct table *t)
+{
+    json_t *d = json_deep_copy(desc);
+    char arn[600];
+    const char *name = json_string_value(json_object_get(desc, "TableName"));
+    snprintf(arn, sizeof arn, "arn:aws:dynamodb:%s:000000000000:table/%s", a->opt.region, name);
+    json_object_set_new(d, "TableArn", json_string(arn));
+    json_object_set_new(d, "TableStatus", json_string(status));
+    uint64_t items = 0, bytes = 0;
+    if (t)
+        table_stats(t, &items, &bytes);
+    json_object_set_new(d, "ItemCount", json_integer((json_int_t)items));
+    json_object_set_new(d, "TableSizeBytes", json_integer((json_int_t)bytes));
+    json_t *pt = json_object_get(d, "ProvisionedThroughput");
+    if (pt)
+        json_object_set_new(pt, "NumberOfDecreasesToday", json_integer(0));
+    const char *bm = json_string_value(json_object_get(d, "BillingMode"));
+    if (bm) {
+        json_object_set_new(d, "BillingModeSummary", json_pack("{s:s}", "BillingMode", bm));
+        json_object_del(d, "BillingMode");
+    }
+    /* The partition count is ours; DynamoDB clients ignore unknown members. */
+    json_object_set(d, "NinesPartitions", json_object_get(d, "Partitions"));
+    json_object_del(d, "Partitions");
+    return d;
+}
+
+/* ---- CreateTable / DeleteTable / DescribeTable / ListTables ---- */
+
+static void table_done(void *arg, int status, void *result)
+{
+    struct call *c = arg;
+    struct catalog_result *r = result;
+    if (status || !r) {
+        reply_err(c, "InternalServerError", "metadata write failed: %s", nerr_name(status));
+    } else if (r->status == NERR_EXISTS) {
+        reply_err(c, "ResourceInUseException", "Table already exists: %s",
+                  json_string_value(json_object_get(r->desc, "TableName")));
+    } else if (r->status == NERR_NOTFOUND) {
+        reply_err(c, "ResourceNotFoundException", "Requested resource not found");
+    } else if (r->status == NERR_LIMIT) {
+        reply_err(c, "LimitExceededException",
+                  "Too many partitions on this node (storage.max_tables in the cluster file "
+                  "bounds them); delete tables or raise it and restart");
+    } else if (r->status) {
+        reply_err(c, "InternalServerError", "table could not be opened");
+    } else {
+        /* ACTIVE at once: the partitions exist when this reply is sent. A
+         * deleted table's description says DELETING, as DynamoDB's does. */
+        int deleted = json_object_get(r->desc, "_deleting") != NULL;
+        json_object_del(r->desc, "_deleting");
+        reply_json(c, json_pack("{s:o}", "TableDescription",
+                                describe(c->a, r->desc, deleted ? "DELETING" : "ACTIVE", NULL)));
+    }
+    catalog_result_free(r);
+    free(c);
+}
+
+static void op_create_table(struct call *c, json_t *req)
+{
+    const char *name, *billing;
+    json_t *ks = json_object_get(req, "KeySchema"), *ad = json_object_get(req, "AttributeDefinitions");
+    if (get_str(c, req, "TableName", &name) || get_str(c, req, "BillingMode", &billing))
+        return;
+    if (!name || !valid_table_name(name)) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value '%s' at 'tableName' failed to satisfy "
+                  "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ "
+                  "and have length between 3 and 255",
+                  name ? name : "null");
+        return;
+    }
+    if (!json_is_array(ks) || json_array_size(ks) < 1 || json_array_size(ks) > 2) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value at 'keySchema' failed to satisfy "
+                  "constraint: Member must have length less than or equal to 2 and greater "
+                  "than or equal to 1");
+        return;
+    }
+    if (!json_is_array(ad) || json_array_size(ad) < 1) {
+        reply_err(c, "ValidationException",
+                  "One or more parameter values were invalid: Some index key attributes are "
+                  "not defined in AttributeDefinitions");
+        return;
+    }
+    static const char *unsupported[] = {"GlobalSecondaryIndexes", "LocalSecondaryIndexes",
+                                        "StreamSpecification", "SSESpecification"};
+    for (size_t i = 0; i < 4; i++)
+        if (json_object_get(req, unsupported[i])) {
+            reply_err(c, "ValidationException", "%s are not supported by ninesd", unsupported[i]);
+            return;
+        }
+    int nhash = 0, nrange = 0;
+    size_t i, j;
+    json_t *e, *d;
+    json_array_foreach(ks, i, e)
+    {
+        const char *an = json_string_value(json_object_get(e, "AttributeName"));
+        const char *kt = json_string_value(json_object_get(e, "KeyType"));
+        if (!an || !kt || (strcmp(kt, "HASH") && strcmp(kt, "RANGE")) || !an[0]) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value at 'keySchema' failed to satisfy "
+                      "constraint: KeyType must be HASH or RANGE and AttributeName non-empty");
+            return;
+        }
+        if (!strcmp(kt, "HASH"))
+            nhash++;
+        else
+            nrange++;
+        if (!strcmp(kt, "HASH") && i != 0) {
+            reply_err(c, "ValidationException",
+                      "Invalid KeySchema: The first KeySchemaElement is not a HASH key type");
+            return;
+        }
+        int found = 0;
+        json_array_foreach(ad, j, d)
+        {
+            const char *dn = json_string_value(json_object_get(d, "AttributeName"));
+            const char *dt = json_string_value(json_object_get(d, "AttributeType"));
+            if (dn && !strcmp(dn, an)) {
+                found = 1;
+                if (!dt || (strcmp(dt, "S") && strcmp(dt, "N") && strcmp(dt, "B"))) {
+                    reply_err(c, "ValidationException",
+                              "1 validation error detected: Value '%s' at "
+                              "'attributeDefinitions.%zu.member.attributeType' failed to satisfy "
+                              "constraint: Member must satisfy enum value set: [B, N, S]",
+                              dt ? dt : "null", j + 1);
+                    return;
+                }
+            }
+        }
+        if (!found) {
+            reply_err(c, "ValidationException",
+                      "One or more parameter values were invalid: Some index key attributes "
+                      "are not defined in AttributeDefinitions. Keys: [%s], AttributeDefinitions: "
+                      "[...]",
+                      an);
+            return;
+        }
+    }
+    if (nhash != 1 || nrange > 1) {
+        reply_err(c, "ValidationException",
+                  "Invalid KeySchema: Some index key schema element is not valid");
+        return;
+    }
+    if (json_array_size(ad) != json_array_size(ks)) {
+        reply_err(c, "ValidationException",
+                  "One or more parameter values were invalid: Number of attributes in KeySchema "
+                  "does not exactly match number of attributes defined in AttributeDefinitions");
+        return;
+    }
+    json_t *pt = json_object_get(req, "ProvisionedThroughput");
+    if (billing && strcmp(billing, "PROVISIONED") && strcmp(billing, "PAY_PER_REQUEST")) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value '%s' at 'billingMode' failed to satisfy "
+                  "constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]",
+                  billing);
+        return;
+    }
+    if ((!billing || !strcmp(billing, "PROVISIONED")) && !pt) {
+        reply_err(c, "ValidationException",
+                  "One or more parameter values were invalid: ReadCapacityUnits and "
+                  "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED");
+        return;
+    }
+    if (billing && !strcmp(billing, "PAY_PER_REQUEST") && pt) {
+        reply_err(c, "ValidationException",
+                  "One or more parameter values were invalid: Neither ReadCapacityUnits nor "
+                  "WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST");
+        return;
+    }
+    /* The partition count: our own member NinesPartitions, or the tag
+     * nines:partitions (which the AWS CLI can send), or the cluster default. */
+    long parts = c->a->opt.default_partitions;
+    json_t *np = json_object_get(req, "NinesPartitions");
+    if (np)
+        parts = json_is_integer(np) ? (long)json_integer_value(np) : -1;
+    json_array_foreach(json_object_get(req, "Tags"), i, e)
+    {
+        const char *k = json_string_value(json_object_get(e, "Key"));
+        const char *v = json_string_value(json_object_get(e, "Value"));
+        if (k && !strcmp(k, "nines:partitions")) {
+            char *end;
+            parts = v ? strtol(v, &end, 10) : -1;
+            if (!v || *end)
+                parts = -1;
+        }
+    }
+    if (parts < 1 || parts > c->a->opt.max_partitions) {
+        reply_err(c, "ValidationException",
+                  "The partition count (tag nines:partitions) must be an integer between 1 and %d",
+                  c->a->opt.max_partitions);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_t *def = json_pack("{s:O, s:O, s:I, s:f}", "KeySchema", ks, "AttributeDefinitions", ad,
+                            "Partitions", (json_int_t)parts, "CreationDateTime",
+                            (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0);
+    if (pt) {
+        json_t *r = json_object_get(pt, "ReadCapacityUnits"), *w = json_object_get(pt, "WriteCapacityUnits");
+        if (!json_is_integer(r) || !json_is_integer(w) || json_integer_value(r) < 1 ||
+            json_integer_value(w) < 1) {
+            json_decref(def);
+            reply_err(c, "ValidationException",
+                      "One or more parameter values were invalid: ReadCapacityUnits and "
+                      "WriteCapacityUnits must both be positive integers");
+            return;
+        }
+        json_object_set_new(def, "ProvisionedThroughput",
+                            json_pack("{s:O, s:O}", "ReadCapacityUnits", r, "WriteCapacityUnits", w));
+    }
+    json_object_set_new(def, "BillingMode", json_string(billing ? billing : "PROVISIONED"));
+    struct call *cc = malloc(sizeof *cc);
+    if (!cc) {
+        json_decref(def);
+        reply_err(c, "InternalServerError", "out of memory");
+        return;
+    }
+    *cc = *c;
+    int rc = catalog_propose_create(c->a->opt.cat, name, def, table_done, cc);
+    json_decref(def);
+    if (rc) {
+        free(cc);
+        reply_err(c, "InternalServerError", "metadata group unavailable: %s", nerr_name(rc));
+    }
+}
+
+static void delete_done(void *arg, int status, void *result)
+{
+    struct catalog_result *r = result;
+    if (r && r->desc)
+        json_object_set_new(r->desc, "_deleting", json_true());
+    table_done(arg, status, result);
+}
+
+static void op_delete_table(struct call *c, json_t *req)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    char *name = strdup(t->name);
+    table_put(t);
+    struct call *cc = malloc(sizeof *cc);
+    if (!cc || !name) {
+        free(cc);
+        free(name);
+        reply_err(c, "InternalServerError", "out of memory");
+        return;
+    }
+    *cc = *c;
+    int rc = catalog_propose_delete(c->a->opt.cat, name, delete_done, cc);
+    free(name);
+    if (rc) {
+        free(cc);
+        reply_err(c, "InternalServerError", "metadata group unavailable: %s", nerr_name(rc));
+    }
+}
+
+static void op_describe_table(struct call *c, json_t *req)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    json_t *d = describe(c->a, t->desc, "ACTIVE", t);
+    table_put(t);
+    reply_json(c, json_pack("{s:o}", "Table", d));
+}
+
+static void op_list_tables(struct call *c, json_t *req)
+{
+    const char *start;
+    if (get_str(c, req, "ExclusiveStartTableName", &start))
+        return;
+    json_t *lim = json_object_get(req, "Limit");
+    json_int_t limit = 100;
+    if (lim) {
+        limit = json_is_integer(lim) ? json_integer_value(lim) : 0;
+        if (limit < 1 || limit > 100) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value at 'limit' failed to satisfy "
+                      "constraint: Member must have value less than or equal to 100 and greater "
+                      "than or equal to 1");
+            return;
+        }
+    }
+    char **names;
+    size_t n;
+    if (catalog_names(c->a->opt.cat, &names, &n)) {
+        reply_err(c, "InternalServerError", "out of memory");
+        return;
+    }
+    json_t *arr = json_array(), *out = json_object();
+    const char *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (start && strcmp(names[i], start) <= 0)
+            continue;
+        if ((json_int_t)json_array_size(arr) == limit) {
+            json_object_set_new(out, "LastEvaluatedTableName", json_string(last));
+            break;
+        }
+        json_array_append_new(arr, json_string(names[i]));
+        last = names[i];
+    }
+    json_object_set_new(out, "TableNames", arr);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    reply_json(c, out);
+}
+
+/* ---- item writes ---- */
+
+struct wcall {
+    struct call c;
+    struct table *t;
+    struct op op;
+    struct batch *batch; /* BatchWriteItem member, or NULL */
+    json_t *request;     /* BatchWriteItem: the original request entry */
+};
+
+struct batch {
+    struct call c;
+    pthread_mutex_t mu;
+    int pending;
+    json_t *unprocessed; /* table -> [requests] */
+    char failure[256];   /* the first validation failure, if any */
+};
+
+static void batch_finish(struct batch *b)
+{
+    json_t *out = json_pack("{s:o}", "UnprocessedItems", b->unprocessed);
+    pthread_mutex_destroy(&b->mu);
+    struct call c = b->c;
+    free(b);
+    reply_json(&c, out);
+}
+
+static void wcall_free(struct wcall *w)
+{
+    op_clear(&w->op);
+    table_put(w->t);
+    json_decref(w->request);
+    free(w);
+}
+
+static void write_done(void *arg, int status, void *result)
+{
+    struct wcall *w = arg;
+    struct op_result *r = result;
+    if (w->batch) {
+        struct batch *b = w->batch;
+        pthread_mutex_lock(&b->mu);
+        if (status || !r || r->status) {
+            /* Not applied: hand it back to the client as DynamoDB does. */
+            json_t *list = json_object_get(b->unprocessed, w->t->name);
+            if (!list)
+                json_object_set_new(b->unprocessed, w->t->name, list = json_array());
+            json_array_append(list, w->request);
+        }
+        int last = --b->pending == 0;
+        pthread_mutex_unlock(&b->mu);
+        op_result_free(r);
+        wcall_free(w);
+        if (last)
+            batch_finish(b);
+        return;
+    }
+    if (status) {
+        reply_err(&w->c, "InternalServerError", "the write could not be made durable (%s)",
+                  nerr_name(status));
+    } else if (!r) {
+        reply_err(&w->c, "InternalServerError", "no result");
+    } else if (r->status == NERR_CONDITION) {
+        reply_err(&w->c, "ConditionalCheckFailedException", "The conditional request failed");
+    } else if (r->status == NERR_NOTFOUND) {
+        reply_no_table(&w->c, w->t->name);
+    } else if (r->status) {
+        reply_err(&w->c, "ValidationException", "%s", r->msg);
+    } else {
+        json_t *out = json_object();
+        json_t *attrs = r->old_item ? r->old_item : r->new_item;
+        if (attrs && json_object_size(attrs) > 0)
+            json_object_set(out, "Attributes", attrs);
+        reply_json(&w->c, out);
+    }
+    op_result_free(r);
+    wcall_free(w);
+}
+
+/* Proposes w->op on its partition; on a synchronous failure replies (or
+ * records it in the batch) and frees w. */
+static void propose_write(struct wcall *w)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    struct nerr e = {0};
+    int rc = op_encode(&w->op, &bytes, &len, &e);
+    if (!rc) {
+        const json_t *hash = json_object_get(w->op.key, w->t->hash_name);
+        struct partition *p = table_partition_for(w->t, hash);
+        rc = group_propose(p->g, bytes, len, &w->op, write_done, w);
+    }
+    free(bytes);
+    if (rc)
+        write_done(w, rc == NERR_CLOSED ? NERR_CLOSED : rc, NULL);
+}
+
+/* Builds the op of a PutItem / DeleteItem / UpdateItem request. Replies and
+ * returns -1 on a validation failure. */
+static int build_write(struct call *c, json_t *req, struct table *t, enum op_kind kind,
+                       struct op *op)
+{
+    struct nerr e = {0};
+    json_t *names, *values;
+    const char *cond = NULL, *update = NULL;
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    if (refuse_legacy(c, req) || req_names_values(c, req, &names, &values) ||
+        get_str(c, req, "ConditionExpression", &cond) ||
+        (kind == OP_UPDATE && get_str(c, req, "UpdateExpression", &update)) ||
+        parse_rv(c, req, kind == OP_UPDATE, &op->rv))
+        return -1;
+    if (kind == OP_PUT) {
+        json_t *item = json_object_get(req, "Item");
+        if (!item) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value null at 'item' failed to satisfy "
+                      "constraint: Member must not be null");
+            return -1;
+        }
+        if (av_validate_item(item, &e)) {
+            reply_validation(c, &e);
+            return -1;
+        }
+        if (av_item_size(item) > ITEMS_MAX_BYTES) {
+            reply_err(c, "ValidationException", "Item size has exceeded the maximum allowed size");
+            return -1;
+        }
+        op->item = json_incref(item);
+        if (table_key(t, item, 0, &op->key, &op->kbytes, &op->klen, &e))
+            goto invalid;
+    } else {
+        json_t *key = json_object_get(req, "Key");
+        if (!key) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value null at 'key' failed to satisfy "
+                      "constraint: Member must not be null");
+            return -1;
+        }
+        if (av_validate_item(key, &e) || table_key(t, key, 1, &op->key, &op->kbytes, &op->klen, &e))
+            goto invalid;
+    }
+    if (cond && !(op->cond = strdup(cond)))
+        goto nomem;
+    if (update && !(op->update = strdup(update)))
+        goto nomem;
+    op->names = json_incref(names);
+    op->values = json_incref(values);
+    if (op_parse_exprs(op, &e))
+        goto invalid;
+    struct expr *exprs[2] = {op->cond_ast, op->update_ast};
+    if (expr_check_unused(names, values, exprs, 2, &e))
+        goto invalid;
+    return 0;
+nomem:
+    nerr_set(&e, NERR_NOMEM, "out of memory");
+invalid:
+    op_clear(op);
+    reply_validation(c, &e);
+    return -1;
+}
+
+static void op_write(struct call *c, json_t *req, enum op_kind kind)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    struct wcall *w = calloc(1, sizeof *w);
+    if (!w) {
+        table_put(t);
+        reply_err(c, "InternalServerError", "out of memory");
+        return;
+    }
+    w->c = *c;
+    w->t = t;
+    if (build_write(c, req, t, kind, &w->op)) {
+        table_put(t);
+        free(w);
+        return;
+    }
+    propose_write(w);
+}
+
+static void op_batch_write(struct call *c, json_t *req)
+{
+    json_t *ri = json_object_get(req, "RequestItems");
+    const char *tname;
+    json_t *list;
+    size_t total = 0, i;
+    if (!json_is_object(ri) || json_object_size(ri) == 0) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                  "constraint: Member must have length greater than or equal to 1");
+        return;
+    }
+    json_object_foreach(ri, tname, list)
+    {
+        if (!json_is_array(list) || json_array_size(list) == 0) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                      "constraint: Map value must satisfy constraint: [Member must have length "
+                      "less than or equal to 25, Member must have length greater than or equal "
+                      "to 1]");
+            return;
+        }
+        total += json_array_size(list);
+    }
+    if (total > BATCH_WRITE_MAX) {
+        reply_err(c, "ValidationException",
+                  "Too many items requested for the BatchWriteItem call");
+        return;
+    }
+    /* Validate everything before proposing anything: a bad member fails the
+     * whole call and nothing is written. */
+    struct wcall *ws[BATCH_WRITE_MAX] = {0};
+    size_t n = 0;
+    int bad = 0;
+    json_object_foreach(ri, tname, list)
+    {
+        json_t *treq = json_pack("{s:s}", "TableName", tname);
+        struct table *t = req_table(c, treq, NULL);
+        json_decref(treq);
+        if (!t) {
+            bad = 1;
+            break;
+        }
+        json_t *e;
+        json_array_foreach(list, i, e)
+        {
+            json_t *put = json_object_get(e, "PutRequest"), *del = json_object_get(e, "DeleteRequest");
+            if (!!put == !!del || (put && !json_object_get(put, "Item")) ||
+                (del && !json_object_get(del, "Key"))) {
+                reply_err(c, "ValidationException",
+                          "Supplied AttributeValue has more than one datatypes set, must contain "
+                          "exactly one of PutRequest or DeleteRequest");
+                bad = 1;
+                break;
+            }
+            struct wcall *w = calloc(1, sizeof *w);
+            if (!w) {
+                reply_err(c, "InternalServerError", "out of memory");
+                bad = 1;
+                break;
+            }
+            w->c = *c;
+            w->t = t;
+            atomic_fetch_add(&t->refs, 1);
+            w->request = json_incref(e);
+            ws[n++] = w;
+            if (build_write(c, put ? put : del, t, put ? OP_PUT : OP_DELETE, &w->op)) {
+                bad = 1;
+                break;
+            }
+            for (size_t k = 0; k + 1 < n; k++)
+                if (ws[k]->t == t && ws[k]->op.klen == w->op.klen &&
+                    !memcmp(ws[k]->op.kbytes, w->op.kbytes, w->op.klen)) {
+                    reply_err(c, "ValidationException",
+                              "Provided list of item keys contains duplicates");
+                    bad = 1;
+                    break;
+                }
+            if (bad)
+                break;
+        }
+        table_put(t);
+        if (bad)
+            break;
+    }
+    struct batch *b = bad ? NULL : calloc(1, sizeof *b);
+    if (!bad && !b) {
+        reply_err(c, "InternalServerError", "out of memory");
+        bad = 1;
+    }
+    if (bad) {
+        for (size_t k = 0; k < n; k++)
+            wcall_free(ws[k]);
+        return;
+    }
+    b->c = *c;
+    pthread_mutex_init(&b->mu, NULL);
+    b->pending = (int)n;
+    b->unprocessed = json_object();
+    for (size_t k = 0; k < n; k++) {
+        ws[k]->batch = b;
+        propose_write(ws[k]);
+    }
+}
+
+/* ---- reads ---- */
+
+struct read_exprs {
+    struct expr *filter, *proj;
+};
+
+static void read_exprs_clear(struct read_exprs *r)
+{
+    expr_free(r->filter);
+    expr_free(r->proj);
+}
+
+/* Parses ProjectionExpression (and FilterExpression when filter != 0). */
+static int parse_read_exprs(struct call *c, json_t *req, int filter, struct expr *extra,
+                            struct read_exprs *out)
+{
+    struct nerr e = {0};
+    json_t *names, *values;
+    const char *proj, *flt = NULL;
+    memset(out, 0, sizeof *out);
+    if (req_names_values(c, req, &names, &values) || get_str(c, req, "ProjectionExpression", &proj) ||
+        (filter && get_str(c, req, "FilterExpression", &flt)))
+        return -1;
+    if ((proj && expr_parse_projection(proj, names, &out->proj, &e)) ||
+        (flt && expr_parse_condition(flt, "FilterExpression", names, values, &out->filter, &e)))
+        goto invalid;
+    struct expr *exprs[3] = {out->proj, out->filter, extra};
+    if (expr_check_unused(names, values, exprs, 3, &e))
+        goto invalid;
+    return 0;
+invalid:
+    read_exprs_clear(out);
+    reply_validation(c, &e);
+    return -1;
+}
+
+static json_t *load_value(const MDB_val *v)
+{
+    json_error_t je;
+    return json_loadb(v->mv_data, v->mv_size, JSON_ALLOW_NUL, &je);
+}
+
+static void op_get_item(struct call *c, json_t *req)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    struct nerr e = {0};
+    struct read_exprs rx;
+    json_t *key = NULL, *k = json_object_get(req, "Key");
+    unsigned char *kb = NULL;
+    size_t klen;
+    MDB_txn *txn = NULL;
+    json_t *cr = json_object_get(req, "ConsistentRead");
+    if (cr && !json_is_boolean(cr)) {
+        reply_err(c, "SerializationException", "ConsistentRead must be a boolean");
+        goto out_t;
+    }
+    if (refuse_legacy(c, req) || parse_read_exprs(c, req, 0, NULL, &rx))
+        goto out_t;
+    if (!k) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value null at 'key' failed to satisfy "
+                  "constraint: Member must not be null");
+        goto out;
+    }
+    if (av_validate_item(k, &e) || table_key(t, k, 1, &key, &kb, &klen, &e)) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    /* One node: every read is served from committed state, which is both the
+     * strongly consistent answer and the eventually consistent one. */
+    struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
+    if (state_read_begin(c->a->st, &txn, &e)) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    MDB_val v;
+    int rc = items_get_raw(txn, p, kb, klen, &v, &e);
+    if (rc == NERR_NOTFOUND) {
+        state_read_end(c->a->st, txn);
+        c->reply(c->arg, 200, strdup("{}"));
+    } else if (rc) {
+        state_read_end(c->a->st, txn);
+        reply_validation(c, &e);
+    } else if (!rx.proj) {
+        /* The stored bytes are already the wire form: no parse, no re-encode. */
+        char *s = malloc(v.mv_size + 10);
+        if (s) {
+            memcpy(s, "{\"Item\":", 8);
+            memcpy(s + 8, v.mv_data, v.mv_size);
+            s[8 + v.mv_size] = '}';
+            s[9 + v.mv_size] = 0;
+        }
+        state_read_end(c->a->st, txn);
+        if (s)
+            c->reply(c->arg, 200, s);
+        else
+            reply_err(c, "InternalServerError", "out of memory");
+    } else {
+        json_t *item = load_value(&v);
+        state_read_end(c->a->st, txn);
+        if (!item) {
+            reply_err(c, "InternalServerError", "stored item is not JSON");
+        } else {
+            json_t *pi = expr_project(rx.proj, item);
+            json_decref(item);
+            json_t *out = json_object();
+            if (pi && json_object_size(pi) > 0)
+                json_object_set(out, "Item", pi);
+            json_decref(pi);
+            reply_json(c, out);
+        }
+    }
+out:
+    read_exprs_clear(&rx);
+out_t:
+    json_decref(key);
+    free(kb);
+    table_put(t);
+}
+
+static void op_batch_get(struct call *c, json_t *req)
+{
+    json_t *ri = json_object_get(req, "RequestItems");
+    const char *tname;
+    json_t *spec;
+    size_t total = 0;
+    if (!json_is_object(ri) || json_object_size(ri) == 0) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                  "constraint: Member must have length greater than or equal to 1");
+        return;
+    }
+    json_object_foreach(ri, tname, spec)
+    {
+        json_t *keys = json_object_get(spec, "Keys");
+        if (!json_is_array(keys) || json_array_size(keys) == 0) {
+            reply_err(c, "ValidationException",
+                      "1 validation error detected: Value at 'requestItems.%s.member.keys' "
+                      "failed to satisfy constraint: Member must have length greater than or "
+                      "equal to 1",
+                      tname);
+            return;
+        }
+        total += json_array_size(keys);
+    }
+    if (total > BATCH_GET_MAX) {
+        reply_err(c, "ValidationException",
+                  "Too many items requested for the BatchGetItem call");
+        return;
+    }
+    json_t *responses = json_object();
+    MDB_txn *txn = NULL;
+    struct nerr e = {0};
+    json_object_foreach(ri, tname, spec)
+    {
+        json_t *treq = json_pack("{s:s}", "TableName", tname);
+        struct table *t = req_table(c, treq, NULL);
+        json_decref(treq);
+        struct read_exprs rx = {0};
+        if (!t || refuse_legacy(c, spec) || parse_read_exprs(c, spec, 0, NULL, &rx)) {
+            table_put(t);
+            json_decref(responses);
+            return;
+        }
+        json_t *list = json_array(), *k;
+        size_t i;
+        int fail = 0;
+        json_array_foreach(json_object_get(spec, "Keys"), i, k)
+        {
+            json_t *key = NULL;
+            unsigned char *kb = NULL;
+            size_t klen;
+            if (av_validate_item(k, &e) || table_key(t, k, 1, &key, &kb, &klen, &e)) {
+                fail = 1;
+                break;
+            }
+            for (size_t j = 0; j < i && !fail; j++) {
+                json_t *other = json_array_get(json_object_get(spec, "Keys"), j);
+                if (json_equal(other, k)) {
+                    nerr_set(&e, NERR_INVALID, "Provided list of item keys contains duplicates");
+                    fail = 1;
+                }
+            }
+            struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
+            MDB_val v;
+            int rc = fail ? 0 : state_read_begin(c->a->st, &txn, &e);
+            if (!fail && !rc) {
+                rc = items_get_raw(txn, p, kb, klen, &v, &e);
+                if (!rc) {
+                    json_t *item = load_value(&v);
+                    json_t *pi = rx.proj && item ? expr_project(rx.proj, item) : json_incref(item);
+                    if (pi && json_object_size(pi))
+                        json_array_append(list, pi);
+                    json_decref(pi);
+                    json_decref(item);
+                }
+                state_read_end(c->a->st, txn);
+                if (rc == NERR_NOTFOUND)
+                    rc = 0;
+            }
+            json_decref(key);
+            free(kb);
+            if (rc)
+                fail = 1;
+            if (fail)
+                break;
+        }
+        read_exprs_clear(&rx);
+        table_put(t);
+        if (fail) {
+            json_decref(list);
+            json_decref(responses);
+            reply_validation(c, &e);
+            return;
+        }
+        json_object_set_new(responses, tname, list);
+    }
+    reply_json(c, json_pack("{s:o, s:{}}", "Responses", responses, "UnprocessedKeys"));
+}
+
+/* ---- Query and Scan ---- */
+
+struct page {
+    json_t *items;
+    long count, scanned;
+    size_t bytes;
+    long limit;
+    int select_count;
+    json_t *last_key; /* key attributes of the last item evaluated */
+    struct read_exprs rx;
+    struct table *t;
+};
+
+/* Evaluates one stored item for a page; returns 1 when the page is full. */
+static int page_take(struct page *pg, const MDB_val *v, struct nerr *e, int *err)
+{
+    json_t *item = load_value(v);
+    if (!item) {
+        nerr_set(e, NERR_CORRUPT, "stored item is not JSON");
+        *err = 1;
+        return 1;
+    }
+    pg->scanned++;
+    pg->bytes += v->mv_size;
+    json_decref(pg->last_key);
+    pg->last_key = json_object();
+    json_object_set(pg->last_key, pg->t->hash_name, json_object_get(item, pg->t->hash_name));
+    if (pg->t->range_name)
+        json_object_set(pg->last_key, pg->t->range_name, json_object_get(item, pg->t->range_name));
+    int keep = 1;
+    if (pg->rx.filter && expr_eval_condition(pg->rx.filter, item, &keep, e)) {
+        json_decref(item);
+        *err = 1;
+        return 1;
+    }
+    if (keep) {
+        pg->count++;
+        if (!pg->select_count) {
+            json_t *pi = pg->rx.proj ? expr_project(pg->rx.proj, item) : json_incref(item);
+            json_array_append_new(pg->items, pi ? pi : json_object());
+        }
+    }
+    json_decref(item);
+    return (pg->limit > 0 && pg->scanned >= pg->limit) || pg->bytes >= PAGE_BYTES;
+}
+
+static void page_reply(struct call *c, struct page *pg, int more)
+{
+    json_t *out = json_object();
+    if (!pg->select_count)
+        json_object_set(out, "Items", pg->items);
+    json_object_set_new(out, "Count", json_integer(pg->count));
+    json_object_set_new(out, "ScannedCount", json_integer(pg->scanned));
+    if (more && pg->last_key)
+        json_object_set(out, "LastEvaluatedKey", pg->last_key);
+    reply_json(c, out);
+}
+
+static void page_clear(struct page *pg)
+{
+    json_decref(pg->items);
+    json_decref(pg->last_key);
+    read_exprs_clear(&pg->rx);
+}
+
+static int parse_page_opts(struct call *c, json_t *req, struct page *pg)
+{
+    json_t *lim = json_object_get(req, "Limit");
+    const char *sel;
+    if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 1)) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
+                  "Member must have value greater than or equal to 1");
+        return -1;
+    }
+    pg->limit = lim ? (long)json_integer_value(lim) : 0;
+    if (get_str(c, req, "Select", &sel))
+        return -1;
+    if (sel && strcmp(sel, "ALL_ATTRIBUTES") && strcmp(sel, "COUNT") &&
+        strcmp(sel, "SPECIFIC_ATTRIBUTES")) {
+        reply_err(c, "ValidationException",
+                  "1 validation error detected: Value '%s' at 'select' failed to satisfy "
+                  "constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, "
+                  "COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]",
+                  sel);
+        return -1;
+    }
+    pg->select_count = sel && !strcmp(sel, "COUNT");
+    pg->items = json_array();
+    return 0;
+}
+
+static int keycmp(const MDB_val *k, const unsigned char *b, size_t blen)
+{
+    size_t n = k->mv_size < blen ? k->mv_size : blen;
+    int c = memcmp(k->mv_data, b, n);
+    return c ? c : (k->mv_size < blen ? -1 : k->mv_size > blen);
+}
+
+static void op_query(struct call *c, json_t *req)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    struct page pg = {.t = t};
+    struct nerr e = {0};
+    struct expr_key_cond kc = {0};
+    struct expr *kexpr = NULL;
+    struct av_key_range kr = {0};
+    json_t *names, *values, *esk = json_object_get(req, "ExclusiveStartKey");
+    const char *kce;
+    json_t *fwd = json_object_get(req, "ScanIndexForward");
+    int forward = !fwd || json_is_true(fwd);
+    unsigned char *start = NULL;
+    size_t start_len = 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    if (refuse_legacy(c, req) || req_names_values(c, req, &names, &values) ||
+        get_str(c, req, "KeyConditionExpression", &kce) || parse_page_opts(c, req, &pg))
+        goto out;
+    if (!kce) {
+        reply_err(c, "ValidationException",
+                  "Either the KeyConditions or KeyConditionExpression parameter must be "
+                  "specified in the request.");
+        goto out;
+    }
+    char htype[2] = {t->hash_type, 0}, rtype[2] = {t->range_type, 0};
+    struct expr_key_schema schema = {t->hash_name, htype, t->range_name,
+                                     t->range_name ? rtype : NULL};
+    if (expr_parse_key_condition(kce, names, values, &schema, &kexpr, &kc, &e)) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    /* The unused-names check spans the key condition too. */
+    if (parse_read_exprs(c, req, 1, kexpr, &pg.rx))
+        goto out;
+    {
+        char ht[2] = {t->hash_type, 0};
+        if (av_key_check(kc.hash, t->hash_name, ht, 1, 0, &e)) {
+            reply_validation(c, &e);
+            goto out;
+        }
+    }
+    if (kc.op != AV_KEY_ALL) {
+        char rt[2] = {t->range_type, 0};
+        const char *ty1 = av_type(kc.v1), *ty2 = kc.v2 ? av_type(kc.v2) : rt;
+        if (!ty1 || strcmp(ty1, rt) || !ty2 || strcmp(ty2, rt) ||
+            (kc.op == AV_KEY_BEGINS_WITH && t->range_type == 'N')) {
+            reply_err(c, "ValidationException",
+                      "One or more parameter values were invalid: Condition parameter type "
+                      "does not match schema type");
+            goto out;
+        }
+    }
+    if (av_key_query_range(kc.hash, kc.op, kc.v1, kc.v2, &kr, &e)) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    if (esk) {
+        json_t *skey = NULL;
+        if (av_validate_item(esk, &e) || table_key(t, esk, 1, &skey, &start, &start_len, &e)) {
+            reply_validation(c, &e);
+            goto out;
+        }
+        int same = av_equal(json_object_get(skey, t->hash_name), kc.hash);
+        json_decref(skey);
+        if (!same) {
+            reply_err(c, "ValidationException", "The provided starting key is invalid");
+            goto out;
+        }
+    }
+    struct partition *p = table_partition_for(t, kc.hash);
+    if (state_read_begin(c->a->st, &txn, &e) ||
+        (mdb_cursor_open(txn, p->dbi, &cur) && nerr_set(&e, NERR_IO, "cursor"))) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    MDB_val k, v;
+    int rc, full = 0, err = 0;
+    if (forward) {
+        const unsigned char *from = kr.lo;
+        size_t from_len = kr.lo_len;
+        if (start && keycmp(&(MDB_val){start_len, start}, kr.lo, kr.lo_len) >= 0) {
+            from = start;
+            from_len = start_len;
+        }
+        k.mv_data = (void *)from;
+        k.mv_size = from_len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (!rc && start && from == start && keycmp(&k, start, start_len) == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        for (; !rc && !full; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (keycmp(&k, kr.hi, kr.hi_len) >= 0)
+                break;
+            full = page_take(&pg, &v, &e, &err);
+        }
+    } else {
+        /* Backwards: from just below min(hi, start) down to lo. */
+        const unsigned char *to = kr.hi;
+        size_t to_len = kr.hi_len;
+        if (start && keycmp(&(MDB_val){start_len, start}, kr.hi, kr.hi_len) < 0) {
+            to = start;
+            to_len = start_len;
+        }
+        k.mv_data = (void *)to;
+        k.mv_size = to_len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                                : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        while (!rc && keycmp(&k, to, to_len) >= 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        for (; !rc && !full; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+            if (keycmp(&k, kr.lo, kr.lo_len) < 0)
+                break;
+            full = page_take(&pg, &v, &e, &err);
+        }
+    }
+    if (err)
+        reply_validation(c, &e);
+    else
+        page_reply(c, &pg, full && !err);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        state_read_end(c->a->st, txn);
+    free(start);
+    av_key_range_free(&kr);
+    expr_free(kexpr);
+    page_clear(&pg);
+    table_put(t);
+}
+
+static void op_scan(struct call *c, json_t *req)
+{
+    struct table *t = req_table(c, req, NULL);
+    if (!t)
+        return;
+    struct page pg = {.t = t};
+    struct nerr e = {0};
+    json_t *esk = json_object_get(req, "ExclusiveStartKey");
+    json_t *seg = json_object_get(req, "Segment"), *tseg = json_object_get(req, "TotalSegments");
+    unsigned char *start = NULL;
+    size_t start_len = 0;
+    int first_part = 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    if (refuse_legacy(c, req) || parse_page_opts(c, req, &pg) ||
+        parse_read_exprs(c, req, 1, NULL, &pg.rx))
+        goto out;
+    json_int_t segment = 0, segments = 1;
+    if (!!seg != !!tseg) {
+        reply_err(c, "ValidationException",
+                  "The TotalSegments parameter is required but was not present in the request "
+                  "when Segment parameter is present");
+        goto out;
+    }
+    if (seg) {
+        segment = json_is_integer(seg) ? json_integer_value(seg) : -1;
+        segments = json_is_integer(tseg) ? json_integer_value(tseg) : -1;
+        if (segments < 1 || segments > 1000000 || segment < 0 || segment >= segments) {
+            reply_err(c, "ValidationException",
+                      "The Segment parameter is zero-based and must be less than parameter "
+                      "TotalSegments: Segment: %lld is out of bounds; TotalSegments: %lld",
+                      (long long)segment, (long long)segments);
+            goto out;
+        }
+    }
+    if (esk) {
+        json_t *skey = NULL;
+        if (av_validate_item(esk, &e) || table_key(t, esk, 1, &skey, &start, &start_len, &e)) {
+            reply_err(c, "ValidationException", "The provided starting key is invalid: %s", e.msg);
+            goto out;
+        }
+        first_part = table_partition_for(t, json_object_get(skey, t->hash_name))->index;
+        json_decref(skey);
+    }
+    if (state_read_begin(c->a->st, &txn, &e)) {
+        reply_validation(c, &e);
+        goto out;
+    }
+    int full = 0, err = 0;
+    /* Partitions in order, each in key order: a stable order for pagination.
+     * With Segment/TotalSegments, a segment holds the items whose hash key
+     * hashes to it, so parallel scanners see disjoint sets. */
+    for (int pi = first_part; pi < t->nparts && !full; pi++) {
+        MDB_val k, v;
+        int rc = mdb_cursor_open(txn, t->parts[pi].dbi, &cur);
+        if (rc) {
+            nerr_set(&e, NERR_IO, "cursor: %s", mdb_strerror(rc));
+            err = 1;
+            break;
+        }
+        if (start && pi == first_part) {
+            k.mv_data = start;
+            k.mv_size = start_len;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            if (!rc && keycmp(&k, start, start_len) == 0)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        } else {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        }
+        for (; !rc && !full; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (segments > 1) {
+                json_t *hv = NULL, *rv = NULL;
+                if (av_key_decode(k.mv_data, k.mv_size, t->range_name ? (char[2]){t->range_type, 0} : NULL,
+                                  &hv, &rv, &e) == 0) {
+                    uint64_t h = av_key_hash(hv);
+                    json_decref(hv);
+                    json_decref(rv);
+                    if ((json_int_t)(h % (uint64_t)segments) != segment)
+                        continue;
+                }
+            }
+            full = page_take(&pg, &v, &e, &err);
+        }
+        mdb_cursor_close(cur);
+        cur = NULL;
+        /* A page that ends exactly at the end of the last partition still
+         * reports LastEvaluatedKey, as DynamoDB may; the next page is empty. */
+    }
+    if (err)
+        reply_validation(c, &e);
+    else
+        page_reply(c, &pg, full);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        state_read_end(c->a->st, txn);
+    free(start);
+    page_clear(&pg);
+    table_put(t);
+}
+
+static void op_describe_endpoints(struct call *c, json_t *req)
+{
+    (void)req;
+    reply_json(c, json_pack("{s:[{s:s, s:i}]}", "Endpoints", "Address", c->a->opt.endpoint,
+                            "CachePeriodInMinutes", 1440));
+}
+
+static void op_describe_limits(struct call *c, json_t *req)
+{
+    (void)req;
+    reply_json(c, json_pack("{s:i, s:i, s:i, s:i}", "AccountMaxReadCapacityUnits", 80000,
+                            "AccountMaxWriteCapacityUnits", 80000, "TableMaxReadCapacityUnits",
+                            40000, "TableMaxWriteCapacityUnits", 40000));
+}
+
+/* ---- dispatch ---- */
+
+static void op_put(struct call *c, json_t *r)
+{
+    op_write(c, r, OP_PUT);
+}
+static void op_delete(struct call *c, json_t *r)
+{
+    op_write(c, r, OP_DELETE);
+}
+static void op_update(struct call *c, json_t *r)
+{
+    op_write(c, r, OP_UPDATE);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(struct call *, json_t *);
+} ops[] = {
+    {"PutItem", op_put},
+    {"GetItem", op_get_item},
+    {"DeleteItem", op_delete},
+    {"UpdateItem", op_update},
+    {"Query", op_query},
+    {"Scan", op_scan},
+    {"BatchWriteItem", op_batch_write},
+    {"BatchGetItem", op_batch_get},
+    {"CreateTable", op_create_table},
+    {"DescribeTable", op_describe_table},
+    {"ListTables", op_list_tables},
+    {"DeleteTable", op_delete_table},
+    {"DescribeEndpoints", op_describe_endpoints},
+    {"DescribeLimits", op_describe_limits},
+};
+
+void api_call(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
+              void *arg)
+{
+    struct call c = {a, reply, arg};
+    atomic_fetch_add(&a->requests, 1);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        if (strcmp(op, ops[i].name))
+            continue;
+        json_error_t je;
+        json_t *req = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+        if (!req) {
+            reply_err(&c, "SerializationException", "Start of structure or map found where not expected (%s at line %d, column %d)", je.text, je.line, je.column);
+            return;
+        }
+        if (!json_is_object(req)) {
+            json_decref(req);
+            reply_err(&c, "SerializationException",
+                      "Start of structure or map found where not expected");
+            return;
+        }
+        ops[i].fn(&c, req);
+        json_decref(req);
+        return;
+    }
+    reply_err(&c, "UnknownOperationException", "%s", "");
+}

@@ -1,0 +1,56 @@
+/*
+ * api.h — DynamoDB's JSON 1.0 operations on this node, independent of HTTP.
+ *
+ * api_call takes the operation name (the part of X-Amz-Target after
+ * "DynamoDB_20120810.") and the request body, and answers through reply()
+ * exactly once with an HTTP status and a JSON body (malloc'd, ownership passes
+ * to reply). reply may run before api_call returns (reads, validation errors)
+ * or later on the applier thread (writes, after the write is durable and
+ * applied). Errors are DynamoDB's: HTTP 400 with
+ *   {"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"..."}
+ * and HTTP 500 InternalServerError only for a real internal fault.
+ *
+ * Supported: CreateTable, DescribeTable, ListTables, DeleteTable, PutItem,
+ * GetItem, DeleteItem, UpdateItem, Query, Scan, BatchWriteItem, BatchGetItem,
+ * DescribeEndpoints, DescribeLimits. Everything else: UnknownOperationException.
+ *
+ * Thread-safe: many threads may call api_call at once.
+ */
+#ifndef NINES_API_H
+#define NINES_API_H
+
+#include <stddef.h>
+
+#include "store/catalog.h"
+
+#define API_TYPE_DDB "com.amazonaws.dynamodb.v20120810#"
+#define API_TYPE_CORAL "com.amazon.coral.service#"
+
+struct api;
+
+struct api_options {
+    struct catalog *cat;
+    const char *region;      /* for ARNs */
+    const char *endpoint;    /* host:port, for DescribeEndpoints */
+    int default_partitions;  /* CreateTable without a partition count */
+    int max_partitions;
+};
+
+typedef void (*api_reply_fn)(void *arg, int http_status, char *body);
+
+int api_new(const struct api_options *opt, struct api **out, struct nerr *err);
+void api_free(struct api *a);
+
+void api_call(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
+              void *arg);
+
+/* {"__type": type, "message": msg} as a malloc'd string; type is the full
+ * name ("com.amazon.coral.service#SerializationException"). */
+char *api_error_body(const char *type, const char *msg);
+
+struct api_stats {
+    unsigned long long requests, client_errors, server_errors;
+};
+void api_get_stats(struct api *a, struct api_stats *out);
+
+#endif

@@ -1,0 +1,352 @@
+#include "store/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "store/sigv4.h"
+
+struct http_server {
+    struct http_options opt;
+    struct MHD_Daemon *d;
+    int port;
+    char id_prefix[17];
+    _Atomic unsigned long long next_id;
+    _Atomic long inflight; /* requests handed to the API and not yet answered */
+};
+
+/* One request. Lives from the first access callback to MHD's completion. */
+struct req {
+    struct http_server *s;
+    struct MHD_Connection *conn;
+    char *body;
+    size_t len, cap;
+    int too_big;
+    pthread_mutex_t mu;
+    int dispatched, answered, suspended;
+    int status;
+    char *resp;
+};
+
+static void req_free(struct req *r)
+{
+    if (!r)
+        return;
+    free(r->body);
+    free(r->resp);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static enum MHD_Result send_body(struct http_server *s, struct MHD_Connection *conn, int status,
+                                 char *body /* taken */, const char *ctype)
+{
+    char rid[64];
+    unsigned long long n = atomic_fetch_add(&s->next_id, 1);
+    snprintf(rid, sizeof rid, "%s%020llu", s->id_prefix, n);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (void *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "x-amzn-RequestId", rid);
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result send_error(struct http_server *s, struct MHD_Connection *conn, int status,
+                                  const char *type, const char *msg)
+{
+    return send_body(s, conn, status, api_error_body(type, msg), "application/x-amz-json-1.0");
+}
+
+/* api_call's reply: may run on this thread (before api_call returns) or on
+ * the applier thread; the mutex orders it against suspension. */
+static void on_reply(void *arg, int status, char *body)
+{
+    struct req *r = arg;
+    struct http_server *s = r->s;
+    pthread_mutex_lock(&r->mu);
+    r->status = status;
+    r->resp = body;
+    r->answered = 1;
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+struct hdrs {
+    struct sigv4_header h[64];
+    size_t n;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct hdrs *hs = cls;
+    (void)kind;
+    if (hs->n < sizeof hs->h / sizeof hs->h[0]) {
+        hs->h[hs->n].name = key;
+        hs->h[hs->n].value = value ? value : "";
+        hs->n++;
+    }
+    return MHD_YES;
+}
+
+static const char *lookup_secret(void *arg, const char *akid)
+{
+    struct http_server *s = arg;
+    return strcmp(akid, s->opt.access_key_id) ? NULL : s->opt.secret_access_key;
+}
+
+/* SigV4. Returns 0 when the request may proceed, else queues the error. */
+static int check_auth(struct http_server *s, struct MHD_Connection *conn, const char *url,
+                      struct req *r, enum MHD_Result *ret)
+{
+    if (!s->opt.access_key_id)
+        return 0;
+    struct hdrs hs = {.n = 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &hs);
+    struct sigv4_request sr = {.method = "POST", .path = url, .query = "", .headers = hs.h,
+                               .nheaders = hs.n, .body = r->body ? r->body : "",
+                               .body_len = r->len};
+    char why[512] = "";
+    enum sigv4_verdict v = sigv4_verify(&sr, lookup_secret, s, time(NULL), why, sizeof why);
+    const char *type = NULL, *msg = why;
+    switch (v) {
+    case SIGV4_OK:
+        return 0;
+    case SIGV4_MISSING:
+        type = API_TYPE_CORAL "MissingAuthenticationTokenException";
+        msg = "Request is missing Authentication Token";
+        break;
+    case SIGV4_MALFORMED:
+        type = API_TYPE_CORAL "IncompleteSignatureException";
+        break;
+    case SIGV4_UNRECOGNIZED_CLIENT:
+        type = API_TYPE_CORAL "UnrecognizedClientException";
+        msg = "The security token included in the request is invalid.";
+        break;
+    case SIGV4_INVALID_SIGNATURE:
+        type = API_TYPE_CORAL "InvalidSignatureException";
+        msg = "The request signature we calculated does not match the signature you provided. "
+              "Check your AWS Secret Access Key and signing method. Consult the service "
+              "documentation for details.";
+        break;
+    case SIGV4_EXPIRED:
+        type = API_TYPE_CORAL "InvalidSignatureException";
+        break;
+    }
+    *ret = send_error(s, conn, 400, type, msg);
+    return -1;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->s = s;
+        r->conn = conn;
+        pthread_mutex_init(&r->mu, NULL);
+        *con_cls = r;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)
+            r->too_big = 1;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!r->too_big && r->len + *upload_data_size > HTTP_MAX_BODY)
+            r->too_big = 1;
+        if (!r->too_big) {
+            if (r->len + *upload_data_size + 1 > r->cap) {
+                size_t nc = r->cap ? r->cap : 4096;
+                while (nc < r->len + *upload_data_size + 1)
+                    nc *= 2;
+                char *nb = realloc(r->body, nc);
+                if (!nb)
+                    return MHD_NO;
+                r->body = nb;
+                r->cap = nc;
+            }
+            memcpy(r->body + r->len, upload_data, *upload_data_size);
+            r->len += *upload_data_size;
+            r->body[r->len] = 0;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    /* The whole request is here. */
+    pthread_mutex_lock(&r->mu);
+    if (r->dispatched) {
+        /* Resumed after an asynchronous reply. */
+        int st = r->status;
+        char *body = r->resp;
+        r->resp = NULL;
+        pthread_mutex_unlock(&r->mu);
+        return send_body(s, conn, st, body, "application/x-amz-json-1.0");
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!strcmp(method, "GET") && !strcmp(url, "/")) {
+        char line[256];
+        snprintf(line, sizeof line, "healthy: ninesd %s\n", s->opt.node_id ? s->opt.node_id : "");
+        return send_body(s, conn, 200, strdup(line), "text/plain");
+    }
+    if (strcmp(method, "POST"))
+        return send_error(s, conn, 405, API_TYPE_CORAL "UnknownOperationException",
+                          "Only POST is supported");
+    if (r->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Request size exceeded the maximum of %u bytes", HTTP_MAX_BODY);
+        return send_error(s, conn, 413, API_TYPE_CORAL "RequestEntityTooLarge", msg);
+    }
+    const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    size_t cl = ctype ? strcspn(ctype, ";") : 0;
+    if (!ctype || !((cl == 26 && !strncasecmp(ctype, "application/x-amz-json-1.0", 26)) ||
+                    (cl == 16 && !strncasecmp(ctype, "application/json", 16)))) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "Unsupported Content-Type '%.200s'; expected application/x-amz-json-1.0",
+                 ctype ? ctype : "");
+        return send_error(s, conn, 400, API_TYPE_CORAL "SerializationException", msg);
+    }
+    enum MHD_Result ret;
+    if (check_auth(s, conn, url, r, &ret))
+        return ret;
+    const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amz-Target");
+    static const char prefix[] = "DynamoDB_20120810.";
+    if (!target || strncmp(target, prefix, sizeof prefix - 1))
+        return send_error(s, conn, 400, API_TYPE_CORAL "UnknownOperationException", "");
+    r->dispatched = 1;
+    atomic_fetch_add(&s->inflight, 1);
+    api_call(s->opt.api, target + sizeof prefix - 1, r->body ? r->body : "", r->len, on_reply, r);
+    pthread_mutex_lock(&r->mu);
+    if (r->answered) {
+        int st = r->status;
+        char *body = r->resp;
+        r->resp = NULL;
+        pthread_mutex_unlock(&r->mu);
+        return send_body(s, conn, st, body, "application/x-amz-json-1.0");
+    }
+    r->suspended = 1;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&r->mu);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = 0;
+    log_warn("http: %s", msg);
+}
+
+int http_start(const struct http_options *opt, struct http_server **out, struct nerr *err)
+{
+    struct http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    s->opt = *opt;
+    unsigned char rnd[8] = {0};
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        memset(rnd, 0x5a, sizeof rnd);
+    for (int i = 0; i < 8; i++)
+        snprintf(s->id_prefix + 2 * i, 3, "%02X", rnd[i]);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, opt->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)opt->port);
+    } else if (inet_pton(AF_INET6, opt->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)opt->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        free(s);
+        return nerr_set(err, NERR_INVALID, "API address '%s' is not a numeric IP address",
+                        opt->host);
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads = (unsigned)(opt->threads > 0 ? opt->threads : (ncpu > 0 ? ncpu : 2));
+    s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, threads,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!s->d) {
+        free(s);
+        return nerr_set(err, NERR_IO, "cannot listen on %s:%d (address in use?)", opt->host,
+                        opt->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : opt->port;
+    *out = s;
+    return 0;
+}
+
+int http_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_stop(struct http_server *s, int drain_ms)
+{
+    if (!s)
+        return;
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    /* Requests in flight are writes waiting for the applier; they finish by
+     * themselves. Closing their connections earlier would drop answers. */
+    for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < drain_ms; waited += 10)
+        usleep(10000);
+    if (atomic_load(&s->inflight) > 0)
+        log_warn("http: stopping with %ld requests unanswered", atomic_load(&s->inflight));
+    MHD_stop_daemon(s->d);
+    free(s);
+}

@@ -1,0 +1,180 @@
+#include "store/items.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "store/av.h"
+#include "store/expr.h"
+
+int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *k, size_t klen,
+                  MDB_val *val, struct nerr *err)
+{
+    MDB_val key = {klen, (void *)k};
+    int rc = mdb_get(txn, p->dbi, &key, val);
+    if (rc == MDB_NOTFOUND)
+        return NERR_NOTFOUND;
+    return rc ? state_mdb_err(err, rc, "get") : 0;
+}
+
+static int load_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t **out,
+                     struct nerr *err)
+{
+    MDB_val v;
+    *out = NULL;
+    int rc = items_get_raw(txn, p, op->kbytes, op->klen, &v, err);
+    if (rc == NERR_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    json_error_t je;
+    *out = json_loadb(v.mv_data, v.mv_size, JSON_ALLOW_NUL, &je);
+    if (!*out)
+        return nerr_set(err, NERR_CORRUPT, "partition %s: stored item is not JSON: %s", p->name,
+                        je.text);
+    return 0;
+}
+
+static int store_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t *item,
+                      struct nerr *err)
+{
+    char *bytes = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!bytes)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    MDB_val k = {op->klen, op->kbytes}, v = {strlen(bytes), bytes};
+    int rc = mdb_put(txn, p->dbi, &k, &v, 0);
+    free(bytes);
+    return rc ? state_mdb_err(err, rc, "put") : 0;
+}
+
+/* Top-level attributes whose values differ between a and b, taken from src. */
+static json_t *changed_attrs(json_t *a, json_t *b, json_t *src)
+{
+    json_t *out = json_object();
+    const char *name;
+    json_t *v;
+    json_object_foreach(src, name, v)
+    {
+        json_t *x = a ? json_object_get(a, name) : NULL, *y = b ? json_object_get(b, name) : NULL;
+        if (!x || !y || !av_equal(x, y))
+            json_object_set(out, name, v);
+    }
+    return out;
+}
+
+/* Applies one item write. See op.h: the condition and update are evaluated
+ * here, against the state at this LSN. */
+static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len,
+                       void *opp, void **result, struct nerr *err)
+{
+    struct partition *p = sm;
+    struct op decoded, *op = opp;
+    struct op_result *res = NULL;
+    json_t *old = NULL, *item = NULL;
+    int rc = 0;
+    if (!op) {
+        if ((rc = op_decode(data, len, p->t, &decoded, err))) {
+            /* A log entry this node wrote and cannot read is corruption. */
+            nerr_set(err, NERR_CORRUPT, "partition %s: entry %llu: %s", p->name,
+                     (unsigned long long)lsn, err ? err->msg : "");
+            return NERR_CORRUPT;
+        }
+        op = &decoded;
+    } else if (!(res = calloc(1, sizeof *res))) {
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
+    struct op_result scratch = {0}, *r = res ? res : &scratch;
+    if (atomic_load(&p->t->deleted)) {
+        r->status = NERR_NOTFOUND;
+        goto out;
+    }
+    int need_old = op->cond_ast || op->rv != RV_NONE || op->kind == OP_UPDATE;
+    if (need_old && (rc = load_item(txn, p, op, &old, err)))
+        goto out;
+    if (op->cond_ast) {
+        int ok = 0;
+        struct nerr e = {0};
+        if (expr_eval_condition(op->cond_ast, old, &ok, &e)) {
+            r->status = NERR_INVALID;
+            snprintf(r->msg, sizeof r->msg, "%s", e.msg);
+            goto out;
+        }
+        if (!ok) {
+            r->status = NERR_CONDITION;
+            goto out;
+        }
+    }
+    switch (op->kind) {
+    case OP_PUT:
+        if ((rc = store_item(txn, p, op, op->item, err)))
+            goto out;
+        item = json_incref(op->item);
+        break;
+    case OP_DELETE:
+        if (old || !need_old) {
+            MDB_val k = {op->klen, op->kbytes};
+            int d = mdb_del(txn, p->dbi, &k, NULL);
+            if (d && d != MDB_NOTFOUND) {
+                rc = state_mdb_err(err, d, "delete");
+                goto out;
+            }
+        }
+        break;
+    case OP_UPDATE: {
+        const char *keys[2] = {p->t->hash_name, p->t->range_name};
+        struct nerr e = {0};
+        item = old ? json_deep_copy(old) : json_deep_copy(op->key);
+        if (!item) {
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+            goto out;
+        }
+        /* No UpdateExpression: DynamoDB creates the item with its key only. */
+        if (op->update_ast &&
+            expr_apply_update(op->update_ast, item, keys, p->t->range_name ? 2 : 1, &e)) {
+            r->status = NERR_INVALID;
+            snprintf(r->msg, sizeof r->msg, "%s", e.msg);
+            goto out;
+        }
+        if (av_item_size(item) > ITEMS_MAX_BYTES) {
+            r->status = NERR_INVALID;
+            snprintf(r->msg, sizeof r->msg,
+                     "Item size to update has exceeded the maximum allowed size");
+            goto out;
+        }
+        if ((rc = store_item(txn, p, op, item, err)))
+            goto out;
+        break;
+    }
+    }
+    if (res) {
+        switch (op->rv) {
+        case RV_ALL_OLD:
+            res->old_item = json_incref(old);
+            break;
+        case RV_ALL_NEW:
+            res->new_item = json_incref(item);
+            break;
+        case RV_UPDATED_OLD:
+            res->old_item = old ? changed_attrs(old, item, old) : NULL;
+            break;
+        case RV_UPDATED_NEW:
+            res->new_item = item ? changed_attrs(old, item, item) : NULL;
+            break;
+        case RV_NONE:
+            break;
+        }
+    }
+out:
+    json_decref(old);
+    json_decref(item);
+    if (op == &decoded)
+        op_clear(&decoded);
+    if (rc) {
+        op_result_free(res);
+        return rc;
+    }
+    *result = res;
+    return 0;
+}
+
+const struct group_sm items_sm = {.apply = items_apply, .committed = NULL};

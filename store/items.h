@@ -1,0 +1,36 @@
+/*
+ * items.h — the item state machine of a partition, and reads of its data.
+ *
+ * Storage. In the partition's named database, the key is av_key_encode(hash,
+ * range) (all items of one hash key form a contiguous, range-ordered run) and
+ * the value is the item as compact JSON with sorted attribute names (DynamoDB
+ * wire form, numbers canonical): the same item always has the same bytes,
+ * which the scrubber's digests rely on.
+ *
+ * Writes arrive only through items_sm (group.h), on the applier thread.
+ * Reads run on any thread in a read transaction (state_read_begin).
+ */
+#ifndef NINES_ITEMS_H
+#define NINES_ITEMS_H
+
+#include <jansson.h>
+#include <lmdb.h>
+
+#include "lib/err.h"
+#include "store/catalog.h"
+#include "store/group.h"
+#include "store/op.h"
+
+/* The group_sm of a partition; sm argument: struct partition *. Results are
+ * struct op_result * (op.h). */
+extern const struct group_sm items_sm;
+
+/* Raw item bytes for an encoded key: *val points into the transaction (valid
+ * until it ends). NERR_NOTFOUND when absent. */
+int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *k, size_t klen,
+                  MDB_val *val, struct nerr *err);
+
+/* Size limit of one item (DynamoDB: 400 KB). */
+#define ITEMS_MAX_BYTES 409600
+
+#endif

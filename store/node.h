@@ -1,0 +1,35 @@
+/*
+ * node.h — one ninesd node: its data directory, LMDB state, groups, catalog,
+ * API and HTTP server, started and stopped as a unit.
+ *
+ * Data directory layout (docs/store.md):
+ *   NODE         "cluster <name>\nnode <id>\n": a data directory belongs to one
+ *                node of one cluster; starting another node on it is refused.
+ *   state/       the LMDB environment (data.mdb, lock.mdb)
+ *   wal/meta/    the metadata group's WAL
+ *   wal/p.<table id>.<n>/   one WAL per partition
+ *
+ * node_stop: stops taking requests, answers those in flight, closes every
+ * group (WALs) and the environment. A stop by SIGKILL or power loss instead is
+ * recovered at the next start from the WALs (group.h, state.h).
+ */
+#ifndef NINES_NODE_H
+#define NINES_NODE_H
+
+#include "lib/err.h"
+#include "store/config.h"
+
+struct node;
+
+struct node_options {
+    const struct cluster_conf *conf; /* borrowed until node_stop */
+    const char *node_id;
+    int http_threads;          /* 0 = number of CPUs */
+    int unsafe_ack_before_sync; /* TEST ONLY: see wal.h */
+};
+
+int node_start(const struct node_options *opt, struct node **out, struct nerr *err);
+int node_api_port(const struct node *n);
+void node_stop(struct node *n);
+
+#endif

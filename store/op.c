@@ -1,0 +1,120 @@
+#include "store/op.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/catalog.h"
+#include "store/expr.h"
+
+static const char *kind_names[] = {NULL, "put", "delete", "update"};
+static const char *rv_names[] = {"NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"};
+
+int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
+{
+    json_t *o = json_object();
+    if (!o)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    json_object_set_new(o, "k", json_string(kind_names[op->kind]));
+    if (op->kind == OP_PUT)
+        json_object_set(o, "i", op->item);
+    else
+        json_object_set(o, "key", op->key);
+    if (op->cond)
+        json_object_set_new(o, "c", json_string(op->cond));
+    if (op->update)
+        json_object_set_new(o, "u", json_string(op->update));
+    if (op->names)
+        json_object_set(o, "n", op->names);
+    if (op->values)
+        json_object_set(o, "v", op->values);
+    if (op->rv)
+        json_object_set_new(o, "r", json_string(rv_names[op->rv]));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    *out = s;
+    *len = strlen(s);
+    return 0;
+}
+
+int op_parse_exprs(struct op *op, struct nerr *err)
+{
+    int rc = 0;
+    if (op->cond && !op->cond_ast)
+        rc = expr_parse_condition(op->cond, "ConditionExpression", op->names, op->values,
+                                  &op->cond_ast, err);
+    if (!rc && op->update && !op->update_ast)
+        rc = expr_parse_update(op->update, op->names, op->values, &op->update_ast, err);
+    return rc;
+}
+
+static char *dup_str(json_t *s)
+{
+    const char *v = json_string_value(s);
+    return v ? strdup(v) : NULL;
+}
+
+int op_decode(const void *data, size_t len, const struct table *t, struct op *op,
+              struct nerr *err)
+{
+    json_error_t je;
+    memset(op, 0, sizeof *op);
+    json_t *o = json_loadb(data, len, JSON_ALLOW_NUL, &je);
+    if (!o)
+        return nerr_set(err, NERR_CORRUPT, "log entry is not JSON: %s", je.text);
+    const char *k = json_string_value(json_object_get(o, "k"));
+    int rc = NERR_CORRUPT;
+    for (int i = 1; i <= 3; i++)
+        if (k && !strcmp(k, kind_names[i]))
+            op->kind = (enum op_kind)i;
+    const char *rv = json_string_value(json_object_get(o, "r"));
+    for (int i = 0; rv && i < 5; i++)
+        if (!strcmp(rv, rv_names[i]))
+            op->rv = (enum op_rv)i;
+    if (!op->kind)
+        goto corrupt;
+    op->item = json_incref(json_object_get(o, "i"));
+    op->cond = dup_str(json_object_get(o, "c"));
+    op->update = dup_str(json_object_get(o, "u"));
+    op->names = json_incref(json_object_get(o, "n"));
+    op->values = json_incref(json_object_get(o, "v"));
+    json_t *src = op->kind == OP_PUT ? op->item : json_object_get(o, "key");
+    if (!src)
+        goto corrupt;
+    if ((rc = table_key(t, src, op->kind != OP_PUT, &op->key, &op->kbytes, &op->klen, err)))
+        goto fail;
+    if ((rc = op_parse_exprs(op, err)))
+        goto fail;
+    json_decref(o);
+    return 0;
+corrupt:
+    rc = nerr_set(err, NERR_CORRUPT, "log entry is not a valid item operation");
+fail:
+    json_decref(o);
+    op_clear(op);
+    return rc;
+}
+
+void op_clear(struct op *op)
+{
+    json_decref(op->item);
+    json_decref(op->key);
+    free(op->kbytes);
+    free(op->cond);
+    free(op->update);
+    json_decref(op->names);
+    json_decref(op->values);
+    expr_free(op->cond_ast);
+    expr_free(op->update_ast);
+    memset(op, 0, sizeof *op);
+}
+
+void op_result_free(struct op_result *r)
+{
+    if (!r)
+        return;
+    json_decref(r->old_item);
+    json_decref(r->new_item);
+    free(r);
+}

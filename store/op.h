@@ -1,0 +1,63 @@
+/*
+ * op.h — a write to one item, as it travels through a partition's log.
+ *
+ * The log holds the request, not its effect (state-machine replication): the
+ * condition and the update are evaluated when the entry is applied, against
+ * the state every replica has at that LSN, so all replicas reach the same
+ * item and the same outcome. op_encode writes the persistent form (compact
+ * JSON, documented in docs/store.md); op_decode reads it back, re-parses the
+ * expressions and recomputes the key, so replay needs nothing else.
+ */
+#ifndef NINES_OP_H
+#define NINES_OP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "lib/err.h"
+
+struct expr;
+struct table;
+
+enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3 };
+enum op_rv { RV_NONE = 0, RV_ALL_OLD, RV_ALL_NEW, RV_UPDATED_OLD, RV_UPDATED_NEW };
+
+struct op {
+    enum op_kind kind;
+    json_t *item;          /* OP_PUT: the whole item (validated, numbers canonical) */
+    json_t *key;           /* the key attributes only */
+    unsigned char *kbytes; /* LMDB key (av_key_encode) */
+    size_t klen;
+    char *cond;   /* ConditionExpression text, or NULL */
+    char *update; /* OP_UPDATE: UpdateExpression text */
+    json_t *names, *values;
+    enum op_rv rv;
+    struct expr *cond_ast, *update_ast; /* parsed forms; not persisted */
+};
+
+/* The outcome of applying an op (group_sm result). status: 0, NERR_CONDITION,
+ * NERR_INVALID (message in msg), NERR_NOTFOUND (table deleted). */
+struct op_result {
+    int status;
+    char msg[NERR_MSG_MAX];
+    json_t *old_item; /* the item before, when it existed (owned) */
+    json_t *new_item; /* the item after, when it exists (owned) */
+};
+
+/* Serialises op (kind, item or key, texts, names, values, rv). *out is malloc'd. */
+int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err);
+
+/* Parses the persistent form for table t and rebuilds the parsed expressions
+ * and key bytes. On failure op is left cleared. NERR_CORRUPT when the bytes
+ * are not an op this version wrote. */
+int op_decode(const void *data, size_t len, const struct table *t, struct op *op,
+              struct nerr *err);
+
+/* Parses op->cond / op->update into the *_ast fields. */
+int op_parse_exprs(struct op *op, struct nerr *err);
+
+/* Releases everything op holds (not op itself). */
+void op_clear(struct op *op);
+void op_result_free(struct op_result *r);
+
+#endif

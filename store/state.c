@@ -1,0 +1,198 @@
+#include "store/state.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STATE_POOL_MAX 64
+
+struct state {
+    MDB_env *env;
+    MDB_dbi applied, catalog, dropped;
+    pthread_mutex_t pool_mu;
+    MDB_txn *pool[STATE_POOL_MAX]; /* reset read transactions ready for renew */
+    int npool;
+};
+
+int state_mdb_err(struct nerr *err, int rc, const char *what)
+{
+    int code = NERR_IO;
+    if (rc == MDB_MAP_FULL || rc == MDB_DBS_FULL || rc == MDB_READERS_FULL || rc == MDB_TXN_FULL)
+        code = NERR_LIMIT;
+    else if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+             rc == MDB_VERSION_MISMATCH)
+        code = NERR_CORRUPT;
+    else if (rc == ENOMEM)
+        code = NERR_NOMEM;
+    return nerr_set(err, code, "lmdb %s: %s", what, mdb_strerror(rc));
+}
+
+int state_open(const char *dir, const struct state_options *opt, struct state **out,
+               struct nerr *err)
+{
+    struct state *s = calloc(1, sizeof *s);
+    MDB_txn *txn = NULL;
+    int rc;
+    if (!s)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    pthread_mutex_init(&s->pool_mu, NULL);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        rc = nerr_sys(err, errno, "mkdir %s", dir);
+        goto fail_free;
+    }
+    uint64_t map_size = opt && opt->map_size ? opt->map_size : (16ULL << 30);
+    int max_dbs = opt && opt->max_dbs ? opt->max_dbs : 1024;
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+        (rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)max_dbs + 8)) ||
+        (rc = mdb_env_set_maxreaders(s->env, 1024))) {
+        rc = state_mdb_err(err, rc, "env setup");
+        goto fail;
+    }
+    /* MDB_NOMETASYNC: see the durability contract in state.h. */
+    rc = mdb_env_open(s->env, dir, MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD, 0644);
+    if (rc) {
+        rc = state_mdb_err(err, rc, dir);
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
+        (rc = mdb_dbi_open(txn, "_applied", MDB_CREATE, &s->applied)) ||
+        (rc = mdb_dbi_open(txn, "_catalog", MDB_CREATE, &s->catalog)) ||
+        (rc = mdb_dbi_open(txn, "_dropped", MDB_CREATE, &s->dropped))) {
+        rc = state_mdb_err(err, rc, "open bookkeeping databases");
+        goto fail;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) {
+        rc = state_mdb_err(err, rc, "commit");
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(s->env);
+fail_free:
+    pthread_mutex_destroy(&s->pool_mu);
+    free(s);
+    return rc;
+}
+
+void state_close(struct state *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->npool; i++)
+        mdb_txn_abort(s->pool[i]);
+    /* The last commit's meta page is flushed here, so a clean stop loses nothing. */
+    mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->pool_mu);
+    free(s);
+}
+
+MDB_env *state_env(struct state *s)
+{
+    return s->env;
+}
+
+MDB_dbi state_dbi_applied(struct state *s)
+{
+    return s->applied;
+}
+
+MDB_dbi state_dbi_catalog(struct state *s)
+{
+    return s->catalog;
+}
+
+MDB_dbi state_dbi_dropped(struct state *s)
+{
+    return s->dropped;
+}
+
+int state_read_begin(struct state *s, MDB_txn **txn, struct nerr *err)
+{
+    MDB_txn *t = NULL;
+    pthread_mutex_lock(&s->pool_mu);
+    if (s->npool > 0)
+        t = s->pool[--s->npool];
+    pthread_mutex_unlock(&s->pool_mu);
+    int rc = t ? mdb_txn_renew(t) : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+    if (rc) {
+        if (t)
+            mdb_txn_abort(t);
+        return state_mdb_err(err, rc, "read transaction");
+    }
+    *txn = t;
+    return 0;
+}
+
+void state_read_end(struct state *s, MDB_txn *txn)
+{
+    if (!txn)
+        return;
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&s->pool_mu);
+    if (s->npool < STATE_POOL_MAX) {
+        s->pool[s->npool++] = txn;
+        txn = NULL;
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+    if (txn)
+        mdb_txn_abort(txn);
+}
+
+int state_write_begin(struct state *s, MDB_txn **txn, struct nerr *err)
+{
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    return rc ? state_mdb_err(err, rc, "write transaction") : 0;
+}
+
+int state_write_commit(struct state *s, MDB_txn *txn, struct nerr *err)
+{
+    (void)s;
+    int rc = mdb_txn_commit(txn);
+    return rc ? state_mdb_err(err, rc, "commit") : 0;
+}
+
+int state_applied_get(struct state *s, MDB_txn *txn, const char *group, uint64_t *lsn,
+                      struct nerr *err)
+{
+    MDB_val k = {strlen(group), (void *)group}, v;
+    int rc = mdb_get(txn, s->applied, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *lsn = 0;
+        return 0;
+    }
+    if (rc)
+        return state_mdb_err(err, rc, "read applied lsn");
+    if (v.mv_size != 8)
+        return nerr_set(err, NERR_CORRUPT, "applied lsn of %s has %zu bytes", group, v.mv_size);
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--)
+        x = (x << 8) | ((const unsigned char *)v.mv_data)[i];
+    *lsn = x;
+    return 0;
+}
+
+int state_applied_put(struct state *s, MDB_txn *txn, const char *group, uint64_t lsn,
+                      struct nerr *err)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(lsn >> (8 * i));
+    MDB_val k = {strlen(group), (void *)group}, v = {8, b};
+    int rc = mdb_put(txn, s->applied, &k, &v, 0);
+    return rc ? state_mdb_err(err, rc, "write applied lsn") : 0;
+}
+
+int state_applied_del(struct state *s, MDB_txn *txn, const char *group, struct nerr *err)
+{
+    MDB_val k = {strlen(group), (void *)group};
+    int rc = mdb_del(txn, s->applied, &k, NULL);
+    return rc && rc != MDB_NOTFOUND ? state_mdb_err(err, rc, "delete applied lsn") : 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * state.h — the node's LMDB environment: one environment per node, one named
+ * database per partition (replica), plus the node's own bookkeeping databases.
+ *
+ * Durability contract. The WAL is the source of durability; LMDB holds state
+ * applied from it. The environment is opened with MDB_NOMETASYNC: every commit
+ * flushes its data pages, but the meta page of the last commit is flushed only
+ * by the next commit (or mdb_env_sync). LMDB documents that this keeps the
+ * environment consistent (ACI) across a power loss and may undo only the last
+ * committed transaction. MDB_NOSYNC / MDB_MAPASYNC are NOT used: with them a
+ * power loss can leave a meta page pointing at unwritten pages, i.e. corrupt.
+ * Undoing the last transaction is harmless because each replica's applied LSN
+ * is committed in the same transaction as its data: recovery replays the WAL
+ * from that LSN (state_applied_get) and reaches the same state again.
+ *
+ * Bookkeeping databases (names start with '_', never a partition's name):
+ *   _applied   group name -> applied LSN (8 bytes, little-endian)
+ *   _catalog   table name -> table description (JSON), see catalog.h
+ *   _dropped   partition database name -> "" (dropped tables, deleted at start-up)
+ *
+ * Threads. Any thread may read (state_read_begin/end); write transactions are
+ * opened only by the node's applier thread and by start-up code before the
+ * applier starts (LMDB serialises writers anyway). Named databases are opened
+ * (mdb_dbi_open) only by those same threads, as LMDB requires.
+ */
+#ifndef NINES_STATE_H
+#define NINES_STATE_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+struct state;
+
+struct state_options {
+    uint64_t map_size; /* LMDB map size in bytes; 0 = 16 GiB */
+    int max_dbs;       /* named databases; 0 = 1024 */
+};
+
+/* Opens (creating) the environment in directory dir. */
+int state_open(const char *dir, const struct state_options *opt, struct state **out,
+               struct nerr *err);
+void state_close(struct state *s);
+MDB_env *state_env(struct state *s);
+
+/* The bookkeeping database handles (valid for the life of the state). */
+MDB_dbi state_dbi_applied(struct state *s);
+MDB_dbi state_dbi_catalog(struct state *s);
+MDB_dbi state_dbi_dropped(struct state *s);
+
+/* A read-only transaction from a pool (MDB_NOTLS: pooled handles are reset and
+ * renewed, so a read costs no allocation). Any thread; end it on the same or
+ * another thread. */
+int state_read_begin(struct state *s, MDB_txn **txn, struct nerr *err);
+void state_read_end(struct state *s, MDB_txn *txn);
+
+/* A write transaction; only for the applier / start-up (see above). */
+int state_write_begin(struct state *s, MDB_txn **txn, struct nerr *err);
+int state_write_commit(struct state *s, MDB_txn *txn, struct nerr *err);
+
+/* Applied LSN of a group (0 when never applied). txn may be read or write. */
+int state_applied_get(struct state *s, MDB_txn *txn, const char *group, uint64_t *lsn,
+                      struct nerr *err);
+int state_applied_put(struct state *s, MDB_txn *txn, const char *group, uint64_t lsn,
+                      struct nerr *err);
+int state_applied_del(struct state *s, MDB_txn *txn, const char *group, struct nerr *err);
+
+/* mdb_* error to struct nerr: MDB_MAP_FULL -> NERR_LIMIT, others NERR_IO/CORRUPT. */
+int state_mdb_err(struct nerr *err, int rc, const char *what);
+
+#endif
