@@ -1,0 +1,142 @@
+#include "chaos/localnode.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int localnode_ninesd_path(char *buf, size_t cap, struct nerr *err)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        return nerr_sys(err, errno, "readlink /proc/self/exe");
+    self[n] = 0;
+    if (snprintf(buf, cap, "%s/ninesd", dirname(self)) >= (int)cap)
+        return nerr_set(err, NERR_INVALID, "path too long");
+    if (access(buf, X_OK) != 0)
+        return nerr_sys(err, errno, "%s", buf);
+    return 0;
+}
+
+int localnode_free_port(int *port, struct nerr *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return nerr_sys(err, e, "finding a free port");
+    }
+    *port = ntohs(a.sin_port);
+    close(fd);
+    return 0;
+}
+
+static size_t discard(char *p, size_t s, size_t n, void *a)
+{
+    (void)p;
+    (void)a;
+    return s * n;
+}
+
+static int healthy(const char *url)
+{
+    CURL *c = curl_easy_init();
+    long code = 0;
+    if (!c)
+        return 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return code == 200;
+}
+
+int localnode_start(const char *ninesd, const char *cluster_file, const char *node_id,
+                    const char *api_hostport, const char *log_path, char *const extra[],
+                    int wait_ms, struct localnode *out, struct nerr *err)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)ninesd;
+    argv[argc++] = "--cluster";
+    argv[argc++] = (char *)cluster_file;
+    argv[argc++] = "--node";
+    argv[argc++] = (char *)node_id;
+    for (int i = 0; extra && extra[i] && argc < 30; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, ninesd, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return nerr_sys(err, rc, "spawn %s", ninesd);
+    out->pid = pid;
+    snprintf(out->url, sizeof out->url, "http://%s/", api_hostport);
+    for (int waited = 0; waited <= wait_ms; waited += 20) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            out->pid = 0;
+            return nerr_set(err, NERR_IO, "ninesd exited during start-up (status %d); see %s",
+                            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), log_path);
+        }
+        if (healthy(out->url))
+            return 0;
+        usleep(20000);
+    }
+    localnode_kill(out);
+    return nerr_set(err, NERR_TIMEOUT, "ninesd did not answer on %s within %d ms; see %s",
+                    api_hostport, wait_ms, log_path);
+}
+
+int localnode_stop(struct localnode *n, int wait_ms)
+{
+    if (n->pid <= 0)
+        return -1;
+    kill(n->pid, SIGTERM);
+    for (int waited = 0; waited < wait_ms; waited += 10) {
+        int st;
+        if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
+            n->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(10000);
+    }
+    localnode_kill(n);
+    return 128 + SIGKILL;
+}
+
+void localnode_kill(struct localnode *n)
+{
+    if (n->pid <= 0)
+        return;
+    kill(n->pid, SIGKILL);
+    waitpid(n->pid, NULL, 0);
+    n->pid = 0;
+}
