@@ -1,0 +1,324 @@
+/*
+ * config.c — the cluster file's schema, checked on lib/yamltree.
+ *
+ * Checks run in a fixed order (unknown keys of a mapping before its
+ * values), so one file always yields the same first error.
+ */
+#include "store/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/yamltree.h"
+
+#define NAME_MAX_LEN 64
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+#define REGION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+
+static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions",
+                                       "storage", "nodes", NULL};
+static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
+static const char *const storage_keys[] = {"wal_segment_size", "map_size", "max_tables",
+                                           "sync_threads", NULL};
+static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
+
+/* One listener, for the "no two listeners share an address" check. */
+struct listener {
+    char key[300]; /* canonical host, '|', port */
+    const struct yt_node *at;
+    const char *node_id, *role;
+};
+
+static int nomem(struct nerr *err)
+{
+    return nerr_set(err, NERR_NOMEM, "out of memory");
+}
+
+static int dup_str(const char *s, char **out, struct nerr *err)
+{
+    if (!(*out = strdup(s)))
+        return nomem(err);
+    return 0;
+}
+
+/* A name used in ARNs, metrics and file names: [A-Za-z0-9_.-]+. */
+static int get_name(const struct yt_node *map, const char *key, const char *label, char **out,
+                    struct nerr *err)
+{
+    const struct yt_node *v;
+    const char *s;
+    char q[256];
+    int rc;
+    if ((rc = yt_get(map, key, YT_REQUIRED, &v, err)) || (rc = yt_as_str(v, &s, err)))
+        return rc;
+    size_t len = strlen(s);
+    if (len == 0 || len > NAME_MAX_LEN || strspn(s, NAME_CHARS) != len)
+        return yt_errf(err, v, "invalid %s %s: use 1 to %d letters, digits, '_', '.' or '-'", label,
+                       yt_describe(v, q, sizeof q), NAME_MAX_LEN);
+    return dup_str(s, out, err);
+}
+
+static int load_auth(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *v;
+    const char *id, *secret;
+    char d[256];
+    int rc;
+    if ((rc = yt_get(root, "auth", YT_REQUIRED, &v, err)))
+        return rc;
+    if (v->kind == YT_SCALAR && !yt_is_null(v) && !strcmp(v->text, "none")) {
+        c->auth = CLUSTER_AUTH_NONE;
+        return 0;
+    }
+    if (v->kind != YT_MAP)
+        return yt_errf(err, v,
+                       "expected 'none' or a mapping with access_key_id and "
+                       "secret_access_key, got %s",
+                       yt_describe(v, d, sizeof d));
+    if ((rc = yt_check_keys(v, auth_keys, err)) ||
+        (rc = yt_get_str(v, "access_key_id", YT_REQUIRED, &id, err)))
+        return rc;
+    if (!*id)
+        return yt_errf(err, yt_map_get(v, "access_key_id"), "access_key_id must not be empty");
+    if ((rc = yt_get_str(v, "secret_access_key", YT_REQUIRED, &secret, err)))
+        return rc;
+    if (!*secret)
+        return yt_errf(err, yt_map_get(v, "secret_access_key"),
+                       "secret_access_key must not be empty");
+    c->auth = CLUSTER_AUTH_SIGV4;
+    if ((rc = dup_str(id, &c->access_key_id, err)) ||
+        (rc = dup_str(secret, &c->secret_access_key, err)))
+        return rc;
+    return 0;
+}
+
+static int load_storage(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *s;
+    int64_t v;
+    int rc;
+    if ((rc = yt_get(root, "storage", YT_OPTIONAL, &s, err)) || !s)
+        return rc;
+    if ((rc = yt_check_keys(s, storage_keys, err)) ||
+        (rc = yt_get_size(s, "wal_segment_size", YT_OPTIONAL, 64ull << 10, 1ull << 30,
+                          &c->wal_segment_size, err)) ||
+        (rc = yt_get_size(s, "map_size", YT_OPTIONAL, 1ull << 20, 64ull << 40, &c->map_size, err)))
+        return rc;
+    v = c->max_tables;
+    if ((rc = yt_get_int(s, "max_tables", YT_OPTIONAL, 1, 32767, &v, err)))
+        return rc;
+    c->max_tables = (int)v;
+    v = c->sync_threads;
+    if ((rc = yt_get_int(s, "sync_threads", YT_OPTIONAL, 1, 64, &v, err)))
+        return rc;
+    c->sync_threads = (int)v;
+    return 0;
+}
+
+/* A relative data directory is relative to the cluster file, not to the
+ * working directory, so one file means the same wherever ninesd starts. */
+static int resolve_data(const char *cluster_path, const char *data, char **out, struct nerr *err)
+{
+    char *copy = NULL, real[PATH_MAX];
+    int rc = 0;
+    if (data[0] == '/')
+        return dup_str(data, out, err);
+    if (!(copy = strdup(cluster_path)))
+        return nomem(err);
+    if (!realpath(dirname(copy), real)) {
+        rc = nerr_sys(err, errno, "%s: cannot resolve its directory", cluster_path);
+        goto fail;
+    }
+    while (data[0] == '.' && data[1] == '/')
+        for (data += 2; *data == '/'; data++)
+            ;
+    if (asprintf(out, "%s%s%s", real, strcmp(real, "/") ? "/" : "", data) < 0) {
+        *out = NULL;
+        rc = nomem(err);
+    }
+fail:
+    free(copy);
+    return rc;
+}
+
+static int add_listener(struct listener *ls, size_t *n, const struct yt_node *at,
+                        const struct yt_hostport *hp, const char *node_id, const char *role,
+                        struct nerr *err)
+{
+    struct listener *l = &ls[*n];
+    char host[256];
+    unsigned char addr[16];
+    /* Spell each address one way, so 127.0.0.1 and [::1] forms that differ
+     * only in writing ([::0001]) still collide. */
+    if (hp->family && inet_pton(hp->family == 6 ? AF_INET6 : AF_INET, hp->host, addr) == 1)
+        inet_ntop(hp->family == 6 ? AF_INET6 : AF_INET, addr, host, sizeof host);
+    else
+        for (size_t i = 0; i < sizeof host; i++)
+            if (!(host[i] = (char)tolower((unsigned char)hp->host[i])))
+                break;
+    snprintf(l->key, sizeof l->key, "%s|%d", host, hp->port);
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(ls[i].key, l->key))
+            return yt_errf(err, at,
+                           "address '%s' is already used by node %s's %s (line %d, column %d)",
+                           at->text, ls[i].node_id, ls[i].role, ls[i].at->line, ls[i].at->col);
+    l->at = at;
+    l->node_id = node_id;
+    l->role = role;
+    (*n)++;
+    return 0;
+}
+
+static int load_node(const struct yt_node *item, struct cluster_conf *c, struct cluster_node *n,
+                     struct listener *ls, size_t *nls, struct nerr *err)
+{
+    struct yt_hostport api, peer;
+    const char *data;
+    int rc;
+    if ((rc = yt_expect_map(item, err)) || (rc = yt_check_keys(item, node_keys, err)) ||
+        (rc = get_name(item, "id", "node id", &n->id, err)))
+        return rc;
+    n->line = item->line;
+    n->col = item->col;
+    for (size_t i = 0; c->nodes + i < n; i++)
+        if (!strcmp(c->nodes[i].id, n->id))
+            return yt_errf(err, yt_map_get(item, "id"),
+                           "duplicate node id '%s' (the node at line %d, column %d has it too)",
+                           n->id, c->nodes[i].line, c->nodes[i].col);
+    if ((rc = get_name(item, "az", "az", &n->az, err)) ||
+        (rc = get_name(item, "rack", "rack", &n->rack, err)) ||
+        (rc = yt_get_hostport(item, "api", YT_REQUIRED, &api, err)) ||
+        (rc = add_listener(ls, nls, yt_map_get(item, "api"), &api, n->id, "api", err)) ||
+        (rc = yt_get_hostport(item, "peer", YT_REQUIRED, &peer, err)) ||
+        (rc = add_listener(ls, nls, yt_map_get(item, "peer"), &peer, n->id, "peer", err)) ||
+        (rc = yt_get_str(item, "data", YT_REQUIRED, &data, err)))
+        return rc;
+    if (!*data)
+        return yt_errf(err, yt_map_get(item, "data"), "data must not be empty");
+    if ((rc = dup_str(yt_map_get(item, "api")->text, &n->api, err)) ||
+        (rc = dup_str(yt_map_get(item, "peer")->text, &n->peer, err)) ||
+        (rc = dup_str(api.host, &n->api_host, err)) ||
+        (rc = dup_str(peer.host, &n->peer_host, err)) ||
+        (rc = resolve_data(c->path, data, &n->data, err)))
+        return rc;
+    n->api_port = api.port;
+    n->peer_port = peer.port;
+    return 0;
+}
+
+static int load_nodes(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *seq;
+    struct listener *ls = NULL;
+    size_t nls = 0;
+    int rc;
+    if ((rc = yt_get(root, "nodes", YT_REQUIRED, &seq, err)) || (rc = yt_expect_seq(seq, err)))
+        return rc;
+    if (seq->n == 0)
+        return yt_errf(err, seq, "a cluster needs at least one node");
+    if (!(c->nodes = calloc(seq->n, sizeof *c->nodes)) || !(ls = calloc(seq->n * 2, sizeof *ls))) {
+        rc = nomem(err);
+        goto fail;
+    }
+    for (size_t i = 0; i < seq->n; i++) {
+        /* nnodes counts entries that may own memory, for cluster_conf_free. */
+        c->nnodes = i + 1;
+        if ((rc = load_node(seq->items[i], c, &c->nodes[i], ls, &nls, err)))
+            goto fail;
+    }
+fail:
+    free(ls);
+    return rc;
+}
+
+static int load(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const char *region = CLUSTER_DEFAULT_REGION;
+    const struct yt_node *v;
+    int64_t parts = CLUSTER_DEFAULT_PARTITIONS;
+    int rc;
+    if ((rc = yt_check_keys(root, top_keys, err)) ||
+        (rc = get_name(root, "cluster", "cluster name", &c->name, err)) ||
+        (rc = load_auth(root, c, err)) || (rc = yt_get(root, "region", YT_OPTIONAL, &v, err)))
+        return rc;
+    if (v) {
+        size_t len;
+        char q[256];
+        if ((rc = yt_as_str(v, &region, err)))
+            return rc;
+        len = strlen(region);
+        if (len == 0 || len > NAME_MAX_LEN || strspn(region, REGION_CHARS) != len)
+            return yt_errf(err, v, "invalid region %s: use 1 to %d letters, digits or '-'",
+                           yt_describe(v, q, sizeof q), NAME_MAX_LEN);
+    }
+    if ((rc = dup_str(region, &c->region, err)) ||
+        (rc = yt_get_int(root, "partitions", YT_OPTIONAL, 1, 256, &parts, err)))
+        return rc;
+    c->default_partitions = (int)parts;
+    if ((rc = load_storage(root, c, err)) || (rc = load_nodes(root, c, err)))
+        return rc;
+    return 0;
+}
+
+int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *err)
+{
+    struct yt_doc *doc = NULL;
+    struct cluster_conf *c = calloc(1, sizeof *c);
+    int rc;
+    if (!c)
+        return nomem(err);
+    c->wal_segment_size = CLUSTER_DEFAULT_WAL_SEGMENT_SIZE;
+    c->map_size = CLUSTER_DEFAULT_MAP_SIZE;
+    c->max_tables = CLUSTER_DEFAULT_MAX_TABLES;
+    c->sync_threads = CLUSTER_DEFAULT_SYNC_THREADS;
+    if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
+        (rc = load(yt_root(doc), c, err)))
+        goto fail;
+    yt_free(doc);
+    *out = c;
+    return 0;
+fail:
+    yt_free(doc);
+    cluster_conf_free(c);
+    return rc;
+}
+
+void cluster_conf_free(struct cluster_conf *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct cluster_node *n = &c->nodes[i];
+        free(n->id);
+        free(n->az);
+        free(n->rack);
+        free(n->api);
+        free(n->peer);
+        free(n->api_host);
+        free(n->peer_host);
+        free(n->data);
+    }
+    free(c->nodes);
+    free(c->path);
+    free(c->name);
+    free(c->region);
+    free(c->access_key_id);
+    if (c->secret_access_key) /* not left behind in freed heap */
+        explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
+    free(c->secret_access_key);
+    free(c);
+}
+
+const struct cluster_node *cluster_conf_node(const struct cluster_conf *c, const char *id)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (!strcmp(c->nodes[i].id, id))
+            return &c->nodes[i];
+    return NULL;
+}

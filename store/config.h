@@ -1,0 +1,80 @@
+/*
+ * config.h — the cluster file: which nodes make up a nines cluster, where
+ * each one listens and keeps its data, and the cluster-wide settings.
+ *
+ * ninesd (--cluster FILE --node ID) and every nines subcommand that talks to
+ * a cluster load it with cluster_conf_load. The format, every key, its type
+ * and default are in docs/cluster-file.md.
+ *
+ * What a successful load guarantees (callers need not re-check):
+ *   - name matches [A-Za-z0-9_.-]+ (at most 64 bytes); region [A-Za-z0-9-]+;
+ *   - auth is CLUSTER_AUTH_NONE (both keys NULL) or CLUSTER_AUTH_SIGV4 (both
+ *     keys non-empty);
+ *   - 1 <= default_partitions <= 256; wal_segment_size >= 64KiB; map_size >=
+ *     1MiB; 1 <= max_tables <= 32767; 1 <= sync_threads <= 64;
+ *   - nnodes >= 1; ids, azs and racks match [A-Za-z0-9_.-]+; ids are unique;
+ *     no two listeners (api or peer, of any nodes) share one address; ports
+ *     are 1..65535; data is an absolute path (a relative one in the file is
+ *     resolved against the directory holding the cluster file).
+ *
+ * Errors: NERR_IO for a file that cannot be read ("FILE: No such file or
+ * directory"); NERR_PARSE for YAML syntax; NERR_INVALID for anything the
+ * schema refuses (unknown key, wrong type, bad value, missing key,
+ * duplicate); NERR_LIMIT for inputs over lib/yamltree.h's bounds;
+ * NERR_NOMEM. The message always starts "FILE:LINE:COL: " when the error has
+ * a place in the file, and the first error found is the one reported.
+ *
+ * Ownership: *out and everything it points to belongs to the caller, who
+ * frees it with cluster_conf_free; nothing refers back to the YAML tree.
+ * A loaded cluster_conf is immutable and may be read from any thread.
+ */
+#ifndef NINES_STORE_CONFIG_H
+#define NINES_STORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+enum cluster_auth { CLUSTER_AUTH_NONE = 0, CLUSTER_AUTH_SIGV4 = 1 };
+
+struct cluster_node {
+    char *id, *az, *rack;
+    char *api, *peer;           /* as written, "host:port" or "[v6]:port" */
+    char *api_host, *peer_host; /* without brackets */
+    int api_port, peer_port;
+    char *data;    /* absolute */
+    int line, col; /* where the node's entry starts, for later checks' messages */
+};
+
+struct cluster_conf {
+    char *path; /* as passed to cluster_conf_load */
+    char *name, *region;
+    int auth; /* enum cluster_auth */
+    char *access_key_id, *secret_access_key;
+    int default_partitions;
+    uint64_t wal_segment_size, map_size;
+    int max_tables, sync_threads;
+    struct cluster_node *nodes;
+    size_t nnodes;
+};
+
+/* Defaults for the optional keys. */
+#define CLUSTER_DEFAULT_REGION "local"
+#define CLUSTER_DEFAULT_PARTITIONS 4
+#define CLUSTER_DEFAULT_WAL_SEGMENT_SIZE (64ull << 20)
+#define CLUSTER_DEFAULT_MAP_SIZE (16ull << 30)
+#define CLUSTER_DEFAULT_MAX_TABLES 256
+#define CLUSTER_DEFAULT_SYNC_THREADS 4
+
+/* Reads, parses and checks the cluster file at path. *out is set only on
+ * success. */
+int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *err);
+
+/* Frees c and everything it owns; NULL is allowed. */
+void cluster_conf_free(struct cluster_conf *c);
+
+/* The node with this id, or NULL; borrowed until cluster_conf_free. */
+const struct cluster_node *cluster_conf_node(const struct cluster_conf *c, const char *id);
+
+#endif
