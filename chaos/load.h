@@ -1,0 +1,174 @@
+/*
+ * load.h — `nines load`, the project's one traffic generator: PutItem and
+ * GetItem against one or more DynamoDB-compatible endpoints (JSON 1.0 over
+ * HTTP/1.1 keep-alive, libcurl multi, one thread), optionally SigV4-signed.
+ *
+ * It is built from three separate pieces so that the game-day work can add
+ * history recording without touching the others:
+ *
+ *   generation  (struct load_gen)   which operation on which key, and its
+ *                                   JSON body; deterministic from --seed.
+ *   issuing     (load_run)          connections, schedule, timeouts, signing;
+ *                                   reports every completed request through
+ *                                   struct load_hooks.
+ *   accounting  (struct load_stats) counts, errors by type, latency
+ *                                   histograms per operation kind; printing.
+ *
+ * Two schedules:
+ *   closed loop (no --rate): each of --concurrency connections sends its next
+ *     request as soon as the previous one completes; latency is measured from
+ *     the moment the request is sent.
+ *   open loop (--rate R): request i is due at start + i/R whatever happens to
+ *     earlier requests; it is sent on the first free connection, and its
+ *     latency is measured from its due ("intended") time, so a stall shows up
+ *     as latency rather than as missing samples (no coordinated omission).
+ *     Requests still unsent when the run is over are counted as "unsent"
+ *     errors, never silently dropped.
+ *
+ * Every request carries a timeout (--timeout), and the run as a whole is
+ * bounded by --duration (at most LOAD_MAX_DURATION_S) plus --warmup plus one
+ * timeout for draining, so a dead endpoint can never make it hang.
+ *
+ * Ownership: struct load_opts owns its endpoint strings (load_opts_free).
+ * load_run borrows opts, stats and hooks for the call only.
+ * Errors: load_opts_parse returns NERR_INVALID with a message naming the
+ * option; load_run returns NERR_INVALID, NERR_NOMEM or NERR_IO (curl could not
+ * be set up, --create failed). Request failures are not errors of load_run:
+ * they are counted in the stats.
+ * Thread-safety: none needed; everything runs on the calling thread. libcurl's
+ * global init happens in load_main, before any thread exists.
+ */
+#ifndef NINES_CHAOS_LOAD_H
+#define NINES_CHAOS_LOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lib/err.h"
+#include "lib/hist.h"
+
+#define LOAD_MAX_DURATION_S 3600.0
+#define LOAD_MAX_ERROR_TYPES 32
+
+enum load_op { LOAD_PUT = 0, LOAD_GET = 1, LOAD_NOPS = 2 };
+enum load_mix { LOAD_MIX_PUT, LOAD_MIX_GET, LOAD_MIX_BOTH };
+
+struct load_opts {
+    char **endpoints; /* "http://host:port", owned */
+    size_t nendpoints;
+    char table[256];
+    int create;
+    unsigned partitions; /* 0: let the server choose */
+    enum load_mix mix;
+    double read_ratio; /* for LOAD_MIX_BOTH */
+    unsigned concurrency;
+    double rate;       /* requests/s; 0 = closed loop */
+    double duration_s; /* measured period, after the warm-up */
+    uint64_t requests; /* 0 = no limit; counts measured requests */
+    double warmup_s;
+    uint64_t keys;
+    size_t value_size;
+    uint64_t seed;
+    unsigned timeout_ms;
+    char akid[129], secret[129], region[64]; /* signed when akid[0] */
+    int json;
+    int help; /* --help was given: usage printed, nothing to run */
+};
+
+/* Fills o from argv (argv[0] is "load"); environment variables
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION /
+ * AWS_DEFAULT_REGION supply what the options do not. */
+int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e);
+void load_opts_free(struct load_opts *o);
+/* Usage text, as printed by --help. */
+void load_usage(FILE *f);
+
+/* ---- generation ---- */
+
+struct load_req {
+    enum load_op op;
+    uint64_t key; /* item "k<key>" */
+    uint64_t seq; /* 0, 1, 2 ... in generation order; unique per run */
+};
+
+struct load_gen {
+    uint64_t rng;
+    uint64_t seq;
+    uint64_t keys;
+    enum load_mix mix;
+    double read_ratio;
+    size_t value_size;
+    char table[256];
+};
+
+void load_gen_init(struct load_gen *g, const struct load_opts *o);
+/* The next request of the stream. */
+void load_gen_next(struct load_gen *g, struct load_req *rq);
+/* Largest body load_gen_body can write for g. */
+size_t load_gen_body_max(const struct load_gen *g);
+/* Writes rq's JSON body into buf (cap >= load_gen_body_max) and returns its
+ * length. A put's value ("v", type S) is value_size bytes: the request's seq
+ * in hex, then filler, so every written value is distinct. */
+size_t load_gen_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap);
+/* "DynamoDB_20120810.PutItem" / "...GetItem". */
+const char *load_op_target(enum load_op op);
+const char *load_op_name(enum load_op op);
+
+/* ---- accounting ---- */
+
+struct load_error_count {
+    char type[64];
+    uint64_t n;
+};
+
+struct load_op_stats {
+    uint64_t ok, errors;
+    uint64_t hits, misses; /* gets only: item found / not found */
+    struct hist latency;   /* successful requests, ns */
+    struct load_error_count err[LOAD_MAX_ERROR_TYPES];
+    size_t nerr;
+};
+
+struct load_stats {
+    struct load_op_stats op[LOAD_NOPS];
+    double measured_s; /* the measured period's length */
+};
+
+void load_stats_init(struct load_stats *s);
+void load_stats_ok(struct load_stats *s, enum load_op op, uint64_t latency_ns, int hit);
+/* type: the DynamoDB error name, "timeout", "connect", "http-<code>", ... */
+void load_stats_error(struct load_stats *s, enum load_op op, const char *type);
+void load_stats_print(const struct load_stats *s, FILE *f);
+/* The summary as one JSON object on one line. NERR_NOMEM. */
+int load_stats_print_json(const struct load_stats *s, const struct load_opts *o, FILE *f);
+
+/* ---- issuing ---- */
+
+/* What became of one request; passed to hooks (borrowed for the call). */
+struct load_result {
+    const struct load_req *req;
+    uint64_t intended_ns, sent_ns, done_ns; /* CLOCK_MONOTONIC */
+    int measured;                           /* after the warm-up, counted in the stats */
+    int ok;                                 /* HTTP 200 */
+    int hit;                                /* a get that returned an item */
+    const char *error;                      /* the error type when !ok */
+    const char *response;
+    size_t response_len; /* truncated to a few KiB */
+};
+
+struct load_hooks {
+    void (*on_complete)(void *arg, const struct load_result *res);
+    void *arg;
+};
+
+/* Runs the load described by o, accounting into stats (initialised here).
+ * hooks may be NULL. */
+int load_run(const struct load_opts *o, struct load_stats *stats, const struct load_hooks *hooks,
+             struct nerr *e);
+
+/* `nines load ...`: parse, run, print. 0 on a completed run, 1 if the run
+ * could not be done, 2 on bad options. */
+int load_main(int argc, char **argv);
+
+#endif
