@@ -1,0 +1,161 @@
+package Nines;
+# Helpers for nines' integration tests (Perl, TAP via Test::More).
+# Start ninesd on a free loopback port in a temp directory, talk to it with
+# HTTP::Tiny or the real AWS CLI, and stop it by pid. Nothing here kills a
+# process it did not start.
+use strict;
+use warnings;
+use File::Temp qw(tempdir);
+use File::Spec;
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep time);
+use Exporter 'import';
+
+our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
+                    write_cluster http);
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+my $top = dirname(dirname(dirname(abs_path(__FILE__))));
+
+sub build_dir { $ENV{NINES_BUILD} || "$top/build" }
+sub bin { my ($name) = @_; return build_dir() . "/bin/$name" }
+sub json { JSON::PP->new->utf8->canonical(1) }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp') or die "no free port: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+# write_cluster(dir, port, %opt) -> path of a one-node cluster file.
+sub write_cluster {
+    my ($dir, $port, %opt) = @_;
+    my $auth = $opt{auth} ? "{access_key_id: $opt{auth}[0], secret_access_key: $opt{auth}[1]}"
+                          : 'none';
+    my $extra = $opt{extra} // '';
+    my $path = "$dir/cluster.yaml";
+    open my $f, '>', $path or die "$path: $!";
+    print $f "cluster: test\nauth: $auth\n${extra}nodes:\n"
+           . "  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:$port, peer: 127.0.0.1:"
+           . ($port + 1) . ", data: $dir/n1}\n";
+    close $f;
+    return $path;
+}
+
+# start_node(%opt): dir (default: new temp dir), port, auth => [akid, secret],
+# args => [...]. Returns a hash: pid, port, url, dir, log, cluster.
+sub start_node {
+    my (%opt) = @_;
+    my $dir = $opt{dir} // tempdir('nines-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $port = $opt{port} // free_port();
+    my $cluster = $opt{cluster} // write_cluster($dir, $port, %opt);
+    my $log = "$dir/ninesd.log";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', $log or die;
+        open STDERR, '>&', \*STDOUT or die;
+        exec bin('ninesd'), '--cluster', $cluster, '--node', 'n1', @{ $opt{args} // [] };
+        die "exec: $!";
+    }
+    my $n = { pid => $pid, port => $port, url => "http://127.0.0.1:$port", dir => $dir,
+              log => $log, cluster => $cluster };
+    my $http = HTTP::Tiny->new(timeout => 1);
+    for (1 .. 500) {
+        my $r = $http->get("$n->{url}/");
+        return $n if $r->{status} == 200;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            $n->{pid} = 0;
+            $n->{exit} = $? >> 8;
+            return $n if $opt{may_fail};
+            die "ninesd exited at start-up:\n" . slurp($log);
+        }
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    die "ninesd did not come up:\n" . slurp($log);
+}
+
+sub slurp { my ($p) = @_; open my $f, '<', $p or return ''; local $/; <$f> }
+
+# SIGTERM and wait (bounded); returns the exit status.
+sub stop_node {
+    my ($n) = @_;
+    return undef unless $n->{pid};
+    kill 'TERM', $n->{pid};
+    for (1 .. 1000) {
+        if (waitpid($n->{pid}, WNOHANG) == $n->{pid}) {
+            my $st = $?;
+            $n->{pid} = 0;
+            return $st >> 8;
+        }
+        sleep 0.01;
+    }
+    kill_node($n);
+    return -1;
+}
+
+sub kill_node {
+    my ($n) = @_;
+    return unless $n->{pid};
+    kill 'KILL', $n->{pid};
+    waitpid $n->{pid}, 0;
+    $n->{pid} = 0;
+}
+
+my $tiny = HTTP::Tiny->new(timeout => 10, keep_alive => 1);
+
+# http(url, target, body, headers) -> (status, decoded-or-raw body, headers)
+sub http {
+    my ($url, $target, $body, %h) = @_;
+    my %headers = ('Content-Type' => 'application/x-amz-json-1.0', %h);
+    $headers{'X-Amz-Target'} = "DynamoDB_20120810.$target" if defined $target;
+    delete $headers{$_} for grep { !defined $headers{$_} } keys %headers;
+    my $r = $tiny->request('POST', "$url/", { headers => \%headers, content => $body // '' });
+    my $decoded = eval { JSON::PP->new->utf8->decode($r->{content}) };
+    return ($r->{status}, $decoded // $r->{content}, $r->{headers});
+}
+
+# ddb(node, op, request-hashref) -> (status, response-hashref)
+sub ddb {
+    my ($n, $op, $req) = @_;
+    my ($st, $body) = http($n->{url}, $op, json()->encode($req));
+    return ($st, $body);
+}
+
+# aws(node, [args...], %opt) -> (exit code, decoded JSON or raw stdout, stderr)
+sub aws {
+    my ($n, $args, %opt) = @_;
+    my $out = File::Temp->new;
+    my $err = File::Temp->new;
+    my @cmd = ('/usr/bin/aws', '--endpoint-url', $n->{url}, '--output', 'json', @$args);
+    my $pid = fork // die;
+    if ($pid == 0) {
+        $ENV{AWS_ACCESS_KEY_ID} = $opt{akid} // 'AKIDTEST';
+        $ENV{AWS_SECRET_ACCESS_KEY} = $opt{secret} // 'secret';
+        $ENV{AWS_DEFAULT_REGION} = 'local';
+        $ENV{AWS_MAX_ATTEMPTS} = $opt{attempts} // 1;
+        $ENV{AWS_PAGER} = '';
+        $ENV{AWS_CONFIG_FILE} = '/dev/null';
+        $ENV{AWS_SHARED_CREDENTIALS_FILE} = '/dev/null';
+        open STDOUT, '>', $out->filename;
+        open STDERR, '>', $err->filename;
+        open STDIN, '<', '/dev/null';
+        exec @cmd;
+        exit 127;
+    }
+    waitpid $pid, 0;
+    my $rc = $? >> 8;
+    my $o = slurp($out->filename);
+    my $e = slurp($err->filename);
+    my $d = length($o) ? eval { JSON::PP->new->utf8->decode($o) } : undef;
+    return ($rc, $d // $o, $e);
+}
+
+1;
