@@ -895,7 +895,6 @@ static void op_get_item(struct call *c, json_t *req)
     json_t *key = NULL, *k = json_object_get(req, "Key");
     unsigned char *kb = NULL;
     size_t klen;
-    MDB_txn *txn = NULL;
     json_t *cr = json_object_get(req, "ConsistentRead");
     if (cr && !json_is_boolean(cr)) {
         reply_err(c, "SerializationException", "ConsistentRead must be a boolean");
@@ -913,38 +912,32 @@ static void op_get_item(struct call *c, json_t *req)
         reply_validation(c, &e);
         goto out;
     }
-    /* One node: every read is served from committed state, which is both the
+    /* One node: every read sees every acknowledged write, which is both the
      * strongly consistent answer and the eventually consistent one. */
     struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
-    if (state_read_begin(c->a->st, &txn, &e)) {
-        reply_validation(c, &e);
-        goto out;
-    }
-    MDB_val v;
-    int rc = items_get_raw(txn, p, kb, klen, &v, &e);
+    char *val = NULL;
+    size_t vlen = 0;
+    int rc = items_read(c->a->st, p, kb, klen, &val, &vlen, &e);
     if (rc == NERR_NOTFOUND) {
-        state_read_end(c->a->st, txn);
         c->reply(c->arg, 200, strdup("{}"));
     } else if (rc) {
-        state_read_end(c->a->st, txn);
         reply_validation(c, &e);
     } else if (!rx.proj) {
         /* The stored bytes are already the wire form: no parse, no re-encode. */
-        char *s = malloc(v.mv_size + 10);
+        char *s = realloc(val, vlen + 10);
         if (s) {
+            memmove(s + 8, s, vlen);
             memcpy(s, "{\"Item\":", 8);
-            memcpy(s + 8, v.mv_data, v.mv_size);
-            s[8 + v.mv_size] = '}';
-            s[9 + v.mv_size] = 0;
-        }
-        state_read_end(c->a->st, txn);
-        if (s)
+            s[8 + vlen] = '}';
+            s[9 + vlen] = 0;
+            val = NULL;
             c->reply(c->arg, 200, s);
-        else
+        } else {
             reply_err(c, "InternalServerError", "out of memory");
+        }
     } else {
-        json_t *item = load_value(&v);
-        state_read_end(c->a->st, txn);
+        json_error_t je;
+        json_t *item = json_loadb(val, vlen, JSON_ALLOW_NUL, &je);
         if (!item) {
             reply_err(c, "InternalServerError", "stored item is not JSON");
         } else {
@@ -957,6 +950,7 @@ static void op_get_item(struct call *c, json_t *req)
             reply_json(c, out);
         }
     }
+    free(val);
 out:
     read_exprs_clear(&rx);
 out_t:
@@ -996,7 +990,6 @@ static void op_batch_get(struct call *c, json_t *req)
         return;
     }
     json_t *responses = json_object();
-    MDB_txn *txn = NULL;
     struct nerr e = {0};
     json_object_foreach(ri, tname, spec)
     {
@@ -1029,22 +1022,21 @@ static void op_batch_get(struct call *c, json_t *req)
                 }
             }
             struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
-            MDB_val v;
-            int rc = fail ? 0 : state_read_begin(c->a->st, &txn, &e);
+            char *val = NULL;
+            size_t vlen = 0;
+            int rc = fail ? 0 : items_read(c->a->st, p, kb, klen, &val, &vlen, &e);
             if (!fail && !rc) {
-                rc = items_get_raw(txn, p, kb, klen, &v, &e);
-                if (!rc) {
-                    json_t *item = load_value(&v);
-                    json_t *pi = rx.proj && item ? expr_project(rx.proj, item) : json_incref(item);
-                    if (pi && json_object_size(pi))
-                        json_array_append(list, pi);
-                    json_decref(pi);
-                    json_decref(item);
-                }
-                state_read_end(c->a->st, txn);
-                if (rc == NERR_NOTFOUND)
-                    rc = 0;
+                json_error_t je;
+                json_t *item = json_loadb(val, vlen, JSON_ALLOW_NUL, &je);
+                json_t *pi = rx.proj && item ? expr_project(rx.proj, item) : json_incref(item);
+                if (pi && json_object_size(pi))
+                    json_array_append(list, pi);
+                json_decref(pi);
+                json_decref(item);
             }
+            free(val);
+            if (rc == NERR_NOTFOUND)
+                rc = 0;
             json_decref(key);
             free(kb);
             if (rc)
@@ -1237,7 +1229,10 @@ static void op_query(struct call *c, json_t *req)
         }
     }
     struct partition *p = table_partition_for(t, kc.hash);
-    if (state_read_begin(c->a->st, &txn, &e) ||
+    /* A cursor sees committed data only: commit what was acknowledged. */
+    if ((group_host_barrier(group_host_of(p->g)) &&
+         nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
+        state_read_begin(c->a->st, &txn, &e) ||
         (mdb_cursor_open(txn, p->dbi, &cur) && nerr_set(&e, NERR_IO, "cursor"))) {
         reply_validation(c, &e);
         goto out;
@@ -1342,7 +1337,9 @@ static void op_scan(struct call *c, json_t *req)
         first_part = table_partition_for(t, json_object_get(skey, t->hash_name))->index;
         json_decref(skey);
     }
-    if (state_read_begin(c->a->st, &txn, &e)) {
+    if ((group_host_barrier(group_host_of(t->parts[0].g)) &&
+         nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
+        state_read_begin(c->a->st, &txn, &e)) {
         reply_validation(c, &e);
         goto out;
     }

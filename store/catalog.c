@@ -470,7 +470,10 @@ static void meta_committed(void *sm, uint64_t lsn, void *op, void *result)
     }
 }
 
-static const struct group_sm meta_sm = {.apply = meta_apply, .committed = meta_committed};
+/* The catalog's effects (new named databases) must be committed before
+ * other transactions can open them: commit before done. */
+static const struct group_sm meta_sm = {
+    .apply = meta_apply, .committed = meta_committed, .commit_before_done = 1};
 
 void catalog_result_free(struct catalog_result *r)
 {

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "lib/log.h"
+#include "store/overlay.h"
 
 /* One accepted proposal on its way from the WAL to the applier. */
 struct gentry {
@@ -22,13 +23,22 @@ struct gentry {
 struct group_host {
     struct state *st;
     struct wal_pool *pool;
+    struct overlay *ov;
     pthread_t applier;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;        /* applier: work, barrier or stop */
+    pthread_cond_t committed; /* barrier waiters */
     struct gentry *head, *tail; /* durable entries waiting to be applied */
     int stopping;
-    int failed; /* an LMDB commit failed: nothing more is applied */
+    int failed;       /* an LMDB commit failed: nothing more is applied */
+    int barriers;     /* threads waiting in group_host_barrier */
+    int txn_open;     /* the applier holds uncommitted applied entries */
     uint64_t commit_seq;
+    /* Applier-only state. */
+    MDB_txn *txn;
+    struct timespec txn_start;
+    struct group **touched; /* groups with entries in the open transaction */
+    size_t ntouched, cap_touched;
 };
 
 struct group {
@@ -43,10 +53,10 @@ struct group {
     int closing;
     _Atomic uint64_t applied;
     /* Release bookkeeping, touched only by the applier thread. */
-    uint64_t committed_lsn; /* applied LSN written by this group's latest commit */
-    uint64_t durable_lsn;   /* applied LSN of an earlier commit: durable in LMDB */
+    uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
+    uint64_t committed_lsn; /* applier: applied LSN of the last commit */
     time_t last_release;
-    int touched;
+    int touched;            /* in h->touched */
 };
 
 static void *applier_main(void *arg);
@@ -59,8 +69,13 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
     if (!h)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     h->st = st;
+    if (!(h->ov = overlay_new())) {
+        free(h);
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
+    pthread_cond_init(&h->committed, NULL);
     rc = wal_pool_start(sync_threads > 0 ? sync_threads : 4, &h->pool, err);
     if (rc)
         goto fail;
@@ -73,7 +88,9 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
     return 0;
 fail:
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
+    overlay_free(h->ov);
     free(h);
     return rc;
 }
@@ -89,13 +106,45 @@ void group_host_stop(struct group_host *h)
     pthread_join(h->applier, NULL);
     wal_pool_stop(h->pool);
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
+    overlay_free(h->ov);
+    free(h->touched);
     free(h);
 }
 
 struct state *group_host_state(struct group_host *h)
 {
     return h->st;
+}
+
+struct overlay *group_host_overlay(struct group_host *h)
+{
+    return h->ov;
+}
+
+struct group_host *group_host_of(struct group *g)
+{
+    return g->h;
+}
+
+int group_host_barrier(struct group_host *h)
+{
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    if (h->txn_open || h->head) {
+        /* The next commit covers everything applied so far. */
+        uint64_t target = h->commit_seq + 1;
+        h->barriers++;
+        pthread_cond_signal(&h->cv);
+        while (h->commit_seq < target && !h->failed && !h->stopping)
+            pthread_cond_wait(&h->committed, &h->mu);
+        h->barriers--;
+    }
+    if (h->failed)
+        rc = NERR_IO;
+    pthread_mutex_unlock(&h->mu);
+    return rc;
 }
 
 struct replay_ctx {
@@ -192,7 +241,7 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
         applied = c.last;
     }
     atomic_store(&g->applied, applied);
-    g->committed_lsn = applied;
+    g->applied_lsn = g->committed_lsn = applied;
     *out = g;
     return 0;
 fail:
@@ -297,77 +346,144 @@ static void finish(struct gentry *e, int status, void *result)
     free(e);
 }
 
-/* Applies one batch of durable entries in one LMDB transaction. */
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Commits the open transaction with every touched group's applied LSN. */
+static void commit_txn(struct group_host *h)
+{
+    struct nerr err = {0};
+    int rc = 0;
+    if (!h->txn)
+        return;
+    for (size_t i = 0; !rc && i < h->ntouched; i++)
+        rc = state_applied_put(h->st, h->txn, h->touched[i]->name, h->touched[i]->applied_lsn,
+                               &err);
+    if (!rc)
+        rc = state_write_commit(h->st, h->txn, &err);
+    else
+        mdb_txn_abort(h->txn);
+    h->txn = NULL;
+    if (rc) {
+        /* Invariant 3. Entries already acknowledged are durable in the WAL and
+         * stay readable from the overlay (not cleared); the node applies
+         * nothing more and must be restarted to recover from the WAL. */
+        log_error("applier: %s; the node stops applying writes (restart to recover from the "
+                  "WAL)",
+                  err.msg[0] ? err.msg : nerr_name(rc));
+        pthread_mutex_lock(&h->mu);
+        h->failed = 1;
+        h->txn_open = 0;
+        pthread_cond_broadcast(&h->committed);
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
+    overlay_clear(h->ov);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < h->ntouched; i++) {
+        struct group *g = h->touched[i];
+        /* The group's previous commit is durable now that this commit flushed
+         * its meta page (state.h), so its WAL may be released up to there. */
+        uint64_t durable = g->committed_lsn;
+        g->committed_lsn = g->applied_lsn;
+        g->touched = 0;
+        if (durable > 0 && now != g->last_release) {
+            struct nerr rerr = {0};
+            g->last_release = now;
+            if (wal_release(g->wal, durable, &rerr))
+                log_warn("group %s: releasing WAL segments: %s", g->name, rerr.msg);
+        }
+    }
+    h->ntouched = 0;
+    pthread_mutex_lock(&h->mu);
+    h->commit_seq++;
+    h->txn_open = 0;
+    pthread_cond_broadcast(&h->committed);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int touch(struct group_host *h, struct group *g)
+{
+    if (g->touched)
+        return 0;
+    if (h->ntouched == h->cap_touched) {
+        size_t nc = h->cap_touched ? 2 * h->cap_touched : 64;
+        struct group **n = realloc(h->touched, nc * sizeof *n);
+        if (!n)
+            return NERR_NOMEM;
+        h->touched = n;
+        h->cap_touched = nc;
+    }
+    h->touched[h->ntouched++] = g;
+    g->touched = 1;
+    return 0;
+}
+
+/* Applies one batch of durable entries in the open transaction (beginning
+ * one if needed), then acknowledges them. */
 static void apply_batch(struct group_host *h, struct gentry *batch)
 {
     struct nerr err = {0};
-    MDB_txn *txn = NULL;
     void **results = NULL;
     size_t n = 0, i = 0;
-    int rc = 0;
+    int rc = 0, commit_first = 0;
     for (struct gentry *e = batch; e; e = e->next)
         n++;
     results = calloc(n, sizeof *results);
     if (!results || h->failed)
         rc = h->failed ? NERR_IO : NERR_NOMEM;
-    if (!rc)
-        rc = state_write_begin(h->st, &txn, &err);
+    if (!rc && !h->txn) {
+        rc = state_write_begin(h->st, &h->txn, &err);
+        clock_gettime(CLOCK_MONOTONIC, &h->txn_start);
+    }
+    if (!rc) {
+        pthread_mutex_lock(&h->mu);
+        h->txn_open = 1;
+        pthread_mutex_unlock(&h->mu);
+    }
     for (struct gentry *e = batch; !rc && e; e = e->next, i++) {
         if (e->status)
             continue; /* the WAL could not make it durable: never applied */
-        if (!e->g->touched) {
-            /* The group's previous commit becomes durable when this one
-             * flushes its meta page (state.h): its WAL may go up to there. */
-            e->g->durable_lsn = e->g->committed_lsn;
-            e->g->touched = 1;
+        if ((rc = touch(h, e->g)))
+            break;
+        rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, NULL, 0, e->op, &results[i], &err);
+        if (!rc) {
+            e->g->applied_lsn = e->lsn;
+            commit_first |= e->g->sm->commit_before_done;
         }
-        rc = e->g->sm->apply(e->g->sm_arg, txn, e->lsn, NULL, 0, e->op, &results[i], &err);
-        if (!rc)
-            e->g->committed_lsn = e->lsn;
     }
-    for (struct gentry *e = batch; !rc && e; e = e->next)
-        if (e->g->touched == 1) {
-            rc = state_applied_put(h->st, txn, e->g->name, e->g->committed_lsn, &err);
-            e->g->touched = 2; /* written once per batch */
-        }
-    if (!rc) {
-        rc = state_write_commit(h->st, txn, &err);
-        txn = NULL;
-    }
-    if (txn)
-        mdb_txn_abort(txn);
-    if (rc) {
-        /* Invariant 3: the WAL holds these entries durably, but they were not
-         * applied; answering them would lie, retrying could double-apply. */
-        if (!h->failed)
-            log_error("applier: %s; the node stops applying writes (restart to recover "
-                      "from the WAL)",
-                      err.msg[0] ? err.msg : nerr_name(rc));
+    if (rc && h->txn) {
+        /* An apply failed inside LMDB: the transaction is unusable. */
+        mdb_txn_abort(h->txn);
+        h->txn = NULL;
+        log_error("applier: %s; the node stops applying writes (restart to recover from the "
+                  "WAL)",
+                  err.msg[0] ? err.msg : nerr_name(rc));
+        pthread_mutex_lock(&h->mu);
         h->failed = 1;
-    } else {
-        h->commit_seq++;
+        h->txn_open = 0;
+        pthread_cond_broadcast(&h->committed);
+        pthread_mutex_unlock(&h->mu);
+    } else if (commit_first) {
+        commit_txn(h);
+        rc = h->failed ? NERR_IO : 0;
     }
     i = 0;
-    time_t now = time(NULL);
     for (struct gentry *e = batch, *next; e; e = next, i++) {
         next = e->next;
         struct group *g = e->g;
         if (!rc && !e->status) {
             atomic_store(&g->applied, e->lsn);
-            if (g->touched && now != g->last_release && g->durable_lsn > 0) {
-                struct nerr rerr = {0};
-                g->last_release = now;
-                if (wal_release(g->wal, g->durable_lsn, &rerr))
-                    log_warn("group %s: releasing WAL segments: %s", g->name, rerr.msg);
-            }
-            g->touched = 0;
             if (g->sm->committed)
                 g->sm->committed(g->sm_arg, e->lsn, e->op, results[i]);
             finish(e, 0, results[i]);
         } else {
-            g->touched = 0;
-            if (results)
-                free(results[i]);
+            /* Results of a failed transaction describe effects that never
+             * happened; they are dropped (their owners free them in done). */
             finish(e, e->status ? e->status : (rc ? rc : NERR_IO), NULL);
         }
     }
@@ -379,15 +495,24 @@ static void *applier_main(void *arg)
     struct group_host *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->mu);
-        while (!h->head && !h->stopping)
+        while (!h->head && !h->stopping && !(h->txn && h->barriers)) {
+            if (h->txn) {
+                /* Nothing queued: commit now rather than keep items in the overlay. */
+                break;
+            }
             pthread_cond_wait(&h->cv, &h->mu);
+        }
         struct gentry *batch = h->head;
         h->head = h->tail = NULL;
-        int stop = h->stopping;
+        int stop = h->stopping, barrier = h->barriers > 0;
         pthread_mutex_unlock(&h->mu);
         if (batch)
             apply_batch(h, batch);
-        else if (stop)
+        /* Commit when idle, when a barrier waits, when stopping, or when the
+         * oldest uncommitted entry has waited long enough. */
+        if (h->txn && (!batch || barrier || stop || ms_since(&h->txn_start) >= GROUP_COMMIT_MAX_MS))
+            commit_txn(h);
+        if (!batch && stop && !h->txn)
             break;
     }
     return NULL;

@@ -16,9 +16,15 @@
  *     applied LSN is written in the same LMDB transaction as the entry's effects
  *     (state.h), and start-up replays the WAL from it.
  *  2. done() is called once per accepted proposal, after the entry is durable in
- *     the WAL AND its effects are committed in LMDB, so a read that starts after
- *     done() sees the write. A proposal rejected synchronously (non-zero return)
- *     never gets a callback.
+ *     the WAL AND applied: in the applier's open LMDB write transaction, with
+ *     every item it wrote published in the host's overlay (overlay.h). Point
+ *     reads consult the overlay first; range reads call group_host_barrier,
+ *     which commits the open transaction. Either way a read that starts after
+ *     done() sees the write. The transaction commits when the applier has
+ *     nothing else to apply, after GROUP_COMMIT_MAX_MS, on a barrier, or before
+ *     done() of an entry whose state machine asks for it (commit_before_done:
+ *     the catalog, whose effects other transactions must see).
+ *     A proposal rejected synchronously (non-zero return) never gets a callback.
  *  3. A WAL or LMDB failure makes the group (WAL) or the whole host (LMDB) failed:
  *     every pending and later proposal completes with NERR_IO. The node never
  *     acknowledges a write it could not make durable and never retries fsync.
@@ -52,9 +58,15 @@ struct group_sm {
      * Must be deterministic: same state + same entry = same effects. */
     int (*apply)(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                  void **result, struct nerr *err);
-    /* Optional: called after the transaction holding lsn committed, before done(). */
+    /* Optional: called after the entry was applied (and committed, with
+     * commit_before_done), before done(). */
     void (*committed)(void *sm, uint64_t lsn, void *op, void *result);
+    /* Commit LMDB before done() of this group's entries (see invariant 2). */
+    int commit_before_done;
 };
+
+/* Longest an applied entry waits in the open transaction before a commit. */
+#define GROUP_COMMIT_MAX_MS 5
 
 typedef void (*group_done_fn)(void *arg, int status, void *result);
 
@@ -65,6 +77,17 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
  * closed first. */
 void group_host_stop(struct group_host *h);
 struct state *group_host_state(struct group_host *h);
+
+/* The host's overlay of applied, uncommitted items (overlay.h). */
+struct overlay *group_host_overlay(struct group_host *h);
+
+/* Returns once everything applied before the call is committed to LMDB, so a
+ * range read (cursor) that starts afterwards sees it. Cheap when nothing is
+ * pending. NERR_IO if the host failed. */
+int group_host_barrier(struct group_host *h);
+
+/* The host a group runs on. */
+struct group_host *group_host_of(struct group *g);
 
 /* Opens a group: opens/recovers its WAL in wal_dir, then replays every entry
  * after the applied LSN recorded in LMDB through sm->apply (in this thread,

@@ -6,6 +6,41 @@
 #include "lib/log.h"
 #include "store/av.h"
 #include "store/expr.h"
+#include "store/overlay.h"
+
+int items_read(struct state *st, const struct partition *p, const unsigned char *k, size_t klen,
+               char **value, size_t *vlen, struct nerr *err)
+{
+    switch (overlay_get(group_host_overlay(group_host_of(p->g)), p->dbi, k, klen, value, vlen)) {
+    case OVERLAY_VALUE:
+        return 0;
+    case OVERLAY_TOMBSTONE:
+        return NERR_NOTFOUND;
+    case OVERLAY_NOMEM:
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    case OVERLAY_MISS:
+        break;
+    }
+    MDB_txn *txn;
+    MDB_val v;
+    int rc = state_read_begin(st, &txn, err);
+    if (rc)
+        return rc;
+    rc = items_get_raw(txn, p, k, klen, &v, err);
+    if (!rc) {
+        char *c = malloc(v.mv_size + 1);
+        if (c) {
+            memcpy(c, v.mv_data, v.mv_size);
+            c[v.mv_size] = 0;
+            *value = c;
+            *vlen = v.mv_size;
+        } else {
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        }
+    }
+    state_read_end(st, txn);
+    return rc;
+}
 
 int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *k, size_t klen,
                   MDB_val *val, struct nerr *err)
@@ -35,16 +70,23 @@ static int load_item(MDB_txn *txn, const struct partition *p, const struct op *o
     return 0;
 }
 
+/* Runtime writes (publish) also go to the overlay (overlay.h): they are
+ * acknowledged before the transaction commits. Replay does not publish. */
 static int store_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t *item,
-                      struct nerr *err)
+                      int publish, struct nerr *err)
 {
     char *bytes = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
     if (!bytes)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     MDB_val k = {op->klen, op->kbytes}, v = {strlen(bytes), bytes};
     int rc = mdb_put(txn, p->dbi, &k, &v, 0);
+    if (rc)
+        rc = state_mdb_err(err, rc, "put");
+    else if (publish && overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
+                                    op->klen, bytes, v.mv_size))
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
     free(bytes);
-    return rc ? state_mdb_err(err, rc, "put") : 0;
+    return rc;
 }
 
 /* Top-level attributes whose values differ between a and b, taken from src. */
@@ -106,7 +148,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     }
     switch (op->kind) {
     case OP_PUT:
-        if ((rc = store_item(txn, p, op, op->item, err)))
+        if ((rc = store_item(txn, p, op, op->item, res != NULL, err)))
             goto out;
         item = json_incref(op->item);
         break;
@@ -116,6 +158,11 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
             int d = mdb_del(txn, p->dbi, &k, NULL);
             if (d && d != MDB_NOTFOUND) {
                 rc = state_mdb_err(err, d, "delete");
+                goto out;
+            }
+            if (res && overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
+                                   op->klen, NULL, 0)) {
+                rc = nerr_set(err, NERR_NOMEM, "out of memory");
                 goto out;
             }
         }
@@ -141,7 +188,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
                      "Item size to update has exceeded the maximum allowed size");
             goto out;
         }
-        if ((rc = store_item(txn, p, op, item, err)))
+        if ((rc = store_item(txn, p, op, item, res != NULL, err)))
             goto out;
         break;
     }
@@ -177,4 +224,4 @@ out:
     return 0;
 }
 
-const struct group_sm items_sm = {.apply = items_apply, .committed = NULL};
+const struct group_sm items_sm = {.apply = items_apply, .committed = NULL, .commit_before_done = 0};

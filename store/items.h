@@ -25,8 +25,16 @@
  * struct op_result * (op.h). */
 extern const struct group_sm items_sm;
 
-/* Raw item bytes for an encoded key: *val points into the transaction (valid
- * until it ends). NERR_NOTFOUND when absent. */
+/* A point read that sees every acknowledged write: the overlay of applied but
+ * uncommitted items first, then LMDB. *value is a malloc'd copy of the stored
+ * bytes (NUL-terminated). NERR_NOTFOUND when absent. Any thread. */
+int items_read(struct state *st, const struct partition *p, const unsigned char *k, size_t klen,
+               char **value, size_t *vlen, struct nerr *err);
+
+/* Raw committed item bytes for an encoded key, within txn: *val points into
+ * the transaction (valid until it ends). NERR_NOTFOUND when absent. Sees only
+ * committed writes: callers that need acknowledged ones use items_read or
+ * group_host_barrier first. */
 int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *k, size_t klen,
                   MDB_val *val, struct nerr *err);
 
