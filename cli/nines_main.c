@@ -11,6 +11,7 @@
 int demo_main(int argc, char **argv);
 int load_main(int argc, char **argv);
 int check_main(int argc, char **argv);
+int histgen_main(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -20,6 +21,7 @@ static const struct {
     {"demo", demo_main, "start a local ninesd, create a table, write and read items"},
     {"load", load_main, "drive PutItem/GetItem traffic and report throughput and latency"},
     {"check", check_main, "check a recorded history (linearizability, lost writes, sessions)"},
+    {"histgen", histgen_main, "generate a simulated register history (tests, benchmarks)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,86 @@
+#!/bin/sh
+# `nines check` end to end: exit codes 0/1/2/3, the summary, --json, --html
+# (self-contained, capped in size on a large history).
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${NINES_BUILD:-$top/build}
+nines="$build/bin/nines"
+if [ ! -x "$nines" ]; then
+  echo "1..0 # SKIP $nines not built (run make test)"
+  exit 0
+fi
+tmp=$(mktemp -d /tmp/nines-checkers-cli.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+n=0
+fails=0
+t() { # t DESCRIPTION COMMAND...
+  desc=$1; shift
+  n=$((n + 1))
+  if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fails=$((fails + 1)); fi
+}
+code() { # code EXPECTED COMMAND... : runs it, compares the exit code
+  want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  got=$?
+  [ "$got" = "$want" ] || { echo "# exit $got, wanted $want"; sed 's/^/# /' "$tmp/err" | head -5; return 1; }
+}
+
+"$nines" histgen --ops 3000 --keys 4 --processes 8 --cas-rate 0.2 --info-rate 0.05 --seed 7 -o "$tmp/good.jsonl"
+"$nines" histgen --ops 3000 --keys 4 --processes 8 --info-rate 0.05 --seed 7 --anomaly stale-read -o "$tmp/bad.jsonl" 2>/dev/null
+
+t "valid history exits 0" code 0 "$nines" check "$tmp/good.jsonl"
+t "summary says VALID" grep -q '^verdict: VALID' "$tmp/out"
+t "invalid history exits 1" code 1 "$nines" check --json "$tmp/bad.json" --html "$tmp/bad.html" "$tmp/bad.jsonl"
+t "summary names the first op" grep -q 'first operation that cannot be linearized' "$tmp/out"
+t "summary classifies it" grep -q 'stale read:' "$tmp/out"
+t "summary lists concurrent ops" grep -q 'concurrent with it:' "$tmp/out"
+t "summary lists possible states" grep -q 'states possible just before it: v' "$tmp/out"
+t "summary fits one screen" test "$(wc -l <"$tmp/out")" -le 40
+t "JSON is valid and complete" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["verdict"] == "invalid" and d["exit_code"] == 1
+f = d["linearizability"]["first"]
+assert f["kind"] == "stale-read" and f["op"]["f"] == "read" and f["possible_states"]
+assert d["anomaly_counts"]["stale-read"] == 1
+' "$tmp/bad.json"
+t "HTML is self-contained" sh -c "grep -q '<svg' '$tmp/bad.html' && grep -q 'class=\"bad\"' '$tmp/bad.html' && ! grep -qi '<script\|src=\|href=' '$tmp/bad.html'"
+
+# a large single-key history keeps the page small
+"$nines" histgen --ops 60000 --keys 1 --processes 6 --info-rate 0.01 --seed 3 --anomaly phantom -o "$tmp/big.jsonl" 2>/dev/null
+t "large invalid history exits 1" code 1 "$nines" check --html "$tmp/big.html" "$tmp/big.jsonl"
+t "HTML capped in size ($(wc -c <"$tmp/big.html") bytes)" test "$(wc -c <"$tmp/big.html")" -lt 150000
+t "HTML draws at most 200 ops" test "$(grep -c '<rect' "$tmp/big.html")" -le 200
+
+# unknown: 40 concurrent writes then two reads that cannot both hold
+i=0; : >"$tmp/hard.jsonl"
+while [ $i -lt 40 ]; do echo "{\"process\":$i,\"type\":\"invoke\",\"f\":\"write\",\"value\":$i}" >>"$tmp/hard.jsonl"; i=$((i + 1)); done
+i=0
+while [ $i -lt 40 ]; do echo "{\"process\":$i,\"type\":\"ok\",\"f\":\"write\",\"value\":$i}" >>"$tmp/hard.jsonl"; i=$((i + 1)); done
+cat >>"$tmp/hard.jsonl" <<'H'
+{"process":99,"type":"invoke","f":"read"}
+{"process":99,"type":"ok","f":"read","value":1}
+{"process":99,"type":"invoke","f":"read"}
+{"process":99,"type":"ok","f":"read","value":2}
+H
+t "search bound exits 2" code 2 "$nines" check --time-limit 0.3 --json "$tmp/hard.json" "$tmp/hard.jsonl"
+t "unknown names the key and window" grep -q 'unknown: key (the register) (42 ops): time limit hit; events' "$tmp/out"
+t "unknown in JSON" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+u = d["linearizability"]["unknown"][0]
+assert d["verdict"] == "unknown" and u["reason"] == "time limit" and u["window"][1] >= u["window"][0]
+' "$tmp/hard.json"
+t "memory bound exits 2" code 2 "$nines" check --memory-limit 2 "$tmp/hard.jsonl"
+
+printf '{"process":1,"type":"invoke","f":"read"}\n{"process":1,"type":"ok" "f":"read"}\n' >"$tmp/broken.jsonl"
+t "malformed JSONL exits 3" code 3 "$nines" check "$tmp/broken.jsonl"
+t "with file, line and column" grep -q 'broken.jsonl:2:26:' "$tmp/err"
+printf '[{:process 1 :type :invoke :f :read}\n {:process 1, :type :ok :f :read :value "x}]\n' >"$tmp/broken.edn"
+t "malformed EDN exits 3" code 3 "$nines" check "$tmp/broken.edn"
+t "with line and column" grep -q 'line 2, column 41' "$tmp/err"
+t "missing file exits 3" code 3 "$nines" check "$tmp/nope.jsonl"
+t "bad option exits 3" code 3 "$nines" check --model nonsense "$tmp/good.jsonl"
+t "EDN with --initial" code 0 "$nines" check --initial 0 "$top/t/checkers/data/small.edn"
+
+echo "1..$n"
+[ $fails -eq 0 ]
