@@ -10,4 +10,5 @@ if [ ! -x "$bin" ]; then
   exit 0
 fi
 export NINES_TOP="$top" NINES_BUILD="$build"
-exec "$bin" "$@"
+# A hung test fails instead of hanging the suite.
+exec timeout --kill-after=10 "${NINES_TEST_TIMEOUT:-900}" "$bin" "$@"
