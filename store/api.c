@@ -97,6 +97,12 @@ static void reply_err(struct call *c, const char *type, const char *fmt, ...)
 
 static void reply_validation(struct call *c, const struct nerr *e)
 {
+    /* av.h: a value of the wrong wire shape ({"S":5}, bad base64) is what
+     * DynamoDB calls a SerializationException. */
+    if (e->code == NERR_PARSE) {
+        reply_err(c, "SerializationException", "%s", e->msg);
+        return;
+    }
     if (e->code == NERR_NOMEM || e->code == NERR_IO || e->code == NERR_CORRUPT ||
         e->code == NERR_INTERNAL)
         reply_err(c, "InternalServerError", "%s", e->msg[0] ? e->msg : nerr_name(e->code));
@@ -232,6 +238,10 @@ static int req_names_values(struct call *c, json_t *req, json_t **names, json_t 
         json_object_foreach(*values, k, v)
         {
             if (av_validate(v, &e)) {
+                if (e.code == NERR_PARSE) {
+                    reply_validation(c, &e);
+                    return -1;
+                }
                 reply_err(c, "ValidationException",
                           "ExpressionAttributeValues contains invalid value: %s for key %s",
                           e.msg, k);

@@ -13,7 +13,7 @@ use HTTP::Tiny;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
-use Nines qw(start_node stop_node kill_node ddb json);
+use Nines qw(start_node stop_node kill_node ddb json raw_client raw_call);
 
 my $ROUNDS = $ENV{NINES_CRASH_ROUNDS} || 20;
 my $WRITERS = 4;
@@ -32,21 +32,18 @@ sub value_for { my ($w, $v) = @_; my $body = "w$w-v$v-" . ('x' x (($v * 37) % 30
 # A writer: sequential PutItems; logs "A key value" before sending and
 # "K key value" once acknowledged (HTTP 200), each line flushed at once.
 sub writer {
-    my ($w, $url, $log, $start) = @_;
+    my ($w, $port, $log, $start) = @_;
     open my $f, '>>', $log or die;
     $f->autoflush(1);
-    my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 1);
+    my $sock = raw_client($port) or exit 0;
     for (my $v = $start; ; $v++) {
         my $key = "w$w-k" . ($v % $KEYS);
         my $val = value_for($w, $v);
         print $f "A $key $v\n";
-        my $res = $http->request('POST', "$url/", { headers => {
-            'Content-Type' => 'application/x-amz-json-1.0',
-            'X-Amz-Target' => 'DynamoDB_20120810.PutItem' },
-            content => encode_json({ TableName => 'crash', Item => { pk => { S => $key },
-                       v => { N => "$v" }, val => { S => $val } } }) });
-        exit 0 unless $res->{status} == 200 || $res->{status} == 500;
-        print $f "K $key $v\n" if $res->{status} == 200;
+        my ($status) = raw_call($sock, 'PutItem', encode_json({ TableName => 'crash',
+            Item => { pk => { S => $key }, v => { N => "$v" }, val => { S => $val } } }));
+        exit 0 unless defined $status && ($status == 200 || $status == 500);
+        print $f "K $key $v\n" if $status == 200;
     }
 }
 
@@ -59,7 +56,7 @@ for my $round (1 .. $ROUNDS) {
     my @logs = map { "$n->{dir}/w$_.r$round.log" } 1 .. $WRITERS;
     for my $w (1 .. $WRITERS) {
         my $pid = fork // die;
-        if (!$pid) { writer($w, $n->{url}, $logs[$w - 1], $next{$w}); exit 0 }
+        if (!$pid) { writer($w, $n->{port}, $logs[$w - 1], $next{$w}); exit 0 }
         push @pids, $pid;
     }
     sleep(0.3 + rand(0.9));
@@ -115,6 +112,6 @@ for my $round (1 .. $ROUNDS) {
     }
     is($bad, 0, "round $round: $round_acks writes acknowledged before SIGKILL; all $checked keys exact after restart");
 }
-cmp_ok($total_acked, '>', $ROUNDS * 20, "enough acknowledged writes were at risk ($total_acked)");
+cmp_ok($total_acked, '>', $ROUNDS * 200, "enough acknowledged writes were at risk ($total_acked)");
 is(stop_node($n), 0, 'clean stop at the end');
 done_testing();
