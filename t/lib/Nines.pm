@@ -149,7 +149,7 @@ sub kill_node {
     $n->{pid} = 0;
 }
 
-my $tiny = HTTP::Tiny->new(timeout => 10, keep_alive => 1);
+my $tiny = HTTP::Tiny->new(timeout => 10, keep_alive => 0);
 
 # http(url, target, body, headers) -> (status, decoded-or-raw body, headers)
 sub http {
