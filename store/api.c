@@ -47,9 +47,37 @@ void api_get_stats(struct api *a, struct api_stats *out)
     out->server_errors = atomic_load(&a->server_errors);
 }
 
+/* Messages quote pieces of the request (an expression token, a name), and a
+ * quote cut at a byte limit can split a UTF-8 sequence; JSON needs valid
+ * UTF-8, so every invalid byte becomes '?'. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+        int ok = n > 0;
+        for (int i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        if (ok && n == 2)
+            ok = *p >= 0xC2; /* overlong */
+        else if (ok && n == 3)
+            ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
+        else if (ok && n == 4)
+            ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90) && p[0] <= 0xF4;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 char *api_error_body(const char *type, const char *msg)
 {
-    json_t *o = json_pack("{s:s, s:s}", "__type", type, "message", msg);
+    char clean[NERR_MSG_MAX * 2 + 1];
+    snprintf(clean, sizeof clean, "%s", msg ? msg : "");
+    utf8_sanitize(clean);
+    json_t *o = json_pack("{s:s, s:s}", "__type", type, "message", clean);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

@@ -60,6 +60,7 @@ my %cases = (
     'empty set' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' }, s => { NS => [] } } }, 'ValidationException'],
     'syntax error in a condition' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, ConditionExpression => 'a = = b' }, 'ValidationException'],
     'undefined value in a condition' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, ConditionExpression => 'a = :nope' }, 'ValidationException'],
+    'an error message quoting a split UTF-8 character' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, ConditionExpression => "attribute_not_exists(pk( OR (#n BETWEEN :a AND \x{19d}\x{7fa}ND size(m) > :a)" }, 'ValidationException'],
     'hostile expression nesting' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, ConditionExpression => ('(' x 3000) . 'a = b' . (')' x 3000) }, 'ValidationException'],
     'unknown table' => [GetItem => { TableName => 'nosuch', Key => { pk => { S => 'a' } } }, 'ResourceNotFoundException'],
     'bad table name' => [GetItem => { TableName => 'x!', Key => { pk => { S => 'a' } } }, 'ValidationException'],
