@@ -887,10 +887,13 @@ struct read_exprs {
     struct expr *filter, *proj;
 };
 
+/* Idempotent: a failed parse_read_exprs has cleared already, and the
+ * caller's cleanup path clears again. */
 static void read_exprs_clear(struct read_exprs *r)
 {
     expr_free(r->filter);
     expr_free(r->proj);
+    r->filter = r->proj = NULL;
 }
 
 /* Parses ProjectionExpression (and FilterExpression when filter != 0). */
