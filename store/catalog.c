@@ -283,6 +283,17 @@ int table_key(const struct table *t, const json_t *obj, int exact, json_t **key,
     for (int i = 0; i < nk; i++)
         json_object_set(k, names[i], vals[i]);
     int rc = av_key_encode(vals[0], vals[1], kbytes, klen, err);
+    if (!rc && *klen > STATE_MAX_KEY) {
+        /* LMDB's key limit, below DynamoDB's (2048 + 1024 bytes): refused
+         * here, as a client error, never inside the applier's transaction. */
+        rc = nerr_set(err, NERR_INVALID,
+                      "One or more parameter values were invalid: the key is too large for "
+                      "ninesd (partition key and sort key together take %zu bytes encoded; the "
+                      "limit is %d)",
+                      *klen, STATE_MAX_KEY);
+        free(*kbytes);
+        *kbytes = NULL;
+    }
     if (rc) {
         json_decref(k);
         return rc;

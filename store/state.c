@@ -56,6 +56,11 @@ int state_open(const char *dir, const struct state_options *opt, struct state **
         rc = state_mdb_err(err, rc, dir);
         goto fail;
     }
+    if (mdb_env_get_maxkeysize(s->env) < STATE_MAX_KEY) {
+        rc = nerr_set(err, NERR_INTERNAL, "this LMDB stores keys of at most %d bytes; ninesd needs %d",
+                      mdb_env_get_maxkeysize(s->env), STATE_MAX_KEY);
+        goto fail;
+    }
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
         (rc = mdb_dbi_open(txn, "_applied", MDB_CREATE, &s->applied)) ||
         (rc = mdb_dbi_open(txn, "_catalog", MDB_CREATE, &s->catalog)) ||

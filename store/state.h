@@ -33,6 +33,10 @@
 
 struct state;
 
+/* The longest key LMDB stores (mdb_env_get_maxkeysize of a default build).
+ * Item keys longer than this are refused by the API (catalog.c). */
+#define STATE_MAX_KEY 511
+
 struct state_options {
     uint64_t map_size; /* LMDB map size in bytes; 0 = 16 GiB */
     int max_dbs;       /* named databases; 0 = 1024 */

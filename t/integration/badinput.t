@@ -69,6 +69,8 @@ my %cases = (
     'ReturnValues ALL_NEW on PutItem' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, ReturnValues => 'ALL_NEW' }, 'ValidationException'],
     'Query without a key condition' => [Query => { TableName => 'keep' }, 'ValidationException'],
     'Query on a non-key attribute' => [Query => { TableName => 'keep', KeyConditionExpression => 'v = :v', ExpressionAttributeValues => { ':v' => { S => 'x' } } }, 'ValidationException'],
+    'a key over LMDB\'s limit (PutItem)' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'p' x 520 }, sk => { N => '1' }, v => { S => 'x' } } }, 'ValidationException'],
+    'a key over LMDB\'s limit (UpdateItem)' => [UpdateItem => { TableName => 'keep', Key => { pk => { S => 'p' x 600 }, sk => { N => '1' } }, UpdateExpression => 'SET v = :v', ExpressionAttributeValues => { ':v' => { S => 'x' } } }, 'ValidationException'],
     'Scan with a filter and an unused value' => [Scan => { TableName => 'keep', FilterExpression => 'a = :a', ProjectionExpression => 'a', ExpressionAttributeValues => { ':a' => { S => 'x' }, ':unused' => { S => 'y' } } }, 'ValidationException'],
     'Query with a filter and an unused name' => [Query => { TableName => 'keep', KeyConditionExpression => 'pk = :p', FilterExpression => 'a = :p', ExpressionAttributeValues => { ':p' => { S => 'x' } }, ExpressionAttributeNames => { '#u' => 'u' } }, 'ValidationException'],
     'Scan with a bad filter' => [Scan => { TableName => 'keep', FilterExpression => 'a = = b' }, 'ValidationException'],
@@ -102,6 +104,11 @@ for my $junk ("\x00\x01\x02 NOT HTTP\r\n\r\n", "GARBAGE\r\n\r\n", "POST / HTTP/1
     unlike($got, qr/^HTTP\/1\.1 200/, 'junk on a socket gets no success');
     push @held, $s;
 }
+
+my ($kst) = ddb($n, 'PutItem', { TableName => 'keep', Item => { pk => { S => 'q' x 200 }, sk => { N => '2' } } });
+is($kst, 200, 'a 200-byte partition key is fine');
+($kst) = ddb($n, 'PutItem', { TableName => 'keep', Item => { pk => { S => 'q' x 200 }, sk => { N => '2' } } });
+ddb($n, 'DeleteItem', { TableName => 'keep', Key => { pk => { S => 'q' x 200 }, sk => { N => '2' } } });
 
 # The node is still serving and lost nothing.
 ($st, $b) = http($u, 'GetItem', json()->encode({ TableName => 'keep', ConsistentRead => JSON::PP::true, Key => { pk => { S => 'precious' }, sk => { N => '1' } } }));

@@ -1,0 +1,104 @@
+#!/usr/bin/perl
+# ninesd as a program: its command line, cluster-file errors with line and
+# column, refusing what it must refuse, and WAL recovery at the node level
+# (a torn tail is truncated and logged; corruption in the middle stops the
+# node with the file and offset).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Test::More;
+use File::Temp qw(tempdir);
+use Nines qw(bin start_node stop_node kill_node ddb free_port write_cluster);
+
+sub run_ninesd {
+    my (@args) = @_;
+    my $out = `"@{[bin('ninesd')]}" @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+my ($rc, $out) = run_ninesd('--help');
+is($rc, 0, '--help exits 0');
+like($out, qr/usage: ninesd --cluster FILE --node ID/, '--help prints the usage');
+($rc, $out) = run_ninesd('--bogus');
+is($rc, 2, 'an unknown option exits 2');
+($rc, $out) = run_ninesd('--cluster', '/nonexistent/c.yaml', '--node', 'n1');
+is($rc, 1, 'a missing cluster file exits 1');
+like($out, qr{/nonexistent/c\.yaml: No such file or directory}, '... naming the file');
+
+my $dir = tempdir('nines-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+open my $f, '>', "$dir/bad.yaml" or die;
+print $f "cluster: demo\nauth: none\nnodes:\n  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:notaport, peer: 127.0.0.1:1, data: /tmp/x}\n";
+close $f;
+($rc, $out) = run_ninesd('--cluster', "$dir/bad.yaml", '--node', 'n1');
+is($rc, 1, 'a bad port exits 1');
+like($out, qr{\Q$dir\E/bad\.yaml:4:\d+: }, '... with FILE:LINE:COL');
+open $f, '>', "$dir/unknown.yaml" or die;
+print $f "cluster: demo\nauth: none\nreplicas: 3\nnodes:\n  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:1, peer: 127.0.0.1:2, data: /tmp/x}\n";
+close $f;
+($rc, $out) = run_ninesd('--cluster', "$dir/unknown.yaml", '--node', 'n1');
+is($rc, 1, 'an unknown key exits 1');
+like($out, qr{unknown\.yaml:3:1: .*replicas}, '... at line 3, column 1, naming the key');
+
+my $n = start_node();
+($rc, $out) = run_ninesd('--cluster', $n->{cluster}, '--node', 'n9');
+is($rc, 1, 'an unknown node id exits 1');
+like($out, qr/no node with id 'n9'/, '... saying so');
+my $other = tempdir('nines-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+open $f, '>', "$other/same-port.yaml" or die;
+print $f "cluster: test\nauth: none\nnodes:\n  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:$n->{port}, peer: 127.0.0.1:1, data: $other/n1}\n";
+close $f;
+($rc, $out) = run_ninesd('--cluster', "$other/same-port.yaml", '--node', 'n1');
+is($rc, 1, 'a node whose API port is taken does not start');
+like($out, qr/cannot listen on 127\.0\.0\.1:$n->{port}/, '... and says why');
+open $f, '>', "$other/other-cluster.yaml" or die;
+print $f "cluster: another\nauth: none\nnodes:\n  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:" . free_port() . ", peer: 127.0.0.1:1, data: $n->{dir}/n1}\n";
+close $f;
+($rc, $out) = run_ninesd('--cluster', "$other/other-cluster.yaml", '--node', 'n1');
+is($rc, 1, "another cluster's node is refused on this data directory");
+like($out, qr/belongs to another node or cluster/, '... saying so');
+
+# ---- WAL recovery at the node level ----
+my ($st) = ddb($n, 'CreateTable', { TableName => 'rec', BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 1,
+    AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });
+is($st, 200, 'table with one partition');
+for my $i (1 .. 50) {
+    ($st) = ddb($n, 'PutItem', { TableName => 'rec', Item => { pk => { S => "k$i" }, v => { N => "$i" } } });
+}
+is($st, 200, '50 items written');
+kill_node($n);
+my ($wal) = glob("$n->{dir}/n1/wal/p.*.0/*.wal");
+ok(-f $wal, "the partition's WAL segment exists");
+my $size = -s $wal;
+# Torn tail: append half a record (a header claiming 100 bytes, 10 of them).
+open my $w, '>>:raw', $wal or die;
+print $w pack('V Q< V', 100, 51, 0) . ('z' x 10);
+close $w;
+$n = start_node(dir => $n->{dir}, port => $n->{port}, cluster => $n->{cluster});
+is(-s $wal, $size, 'the torn tail was truncated back to the last whole record');
+open my $lg, '<', $n->{log};
+my $log = do { local $/; <$lg> };
+like($log, qr/\Q$wal\E.*offset $size/, 'the log names the file and the offset') or diag $log;
+my ($s2, $r2) = ddb($n, 'GetItem', { TableName => 'rec', Key => { pk => { S => 'k50' } } });
+is($r2->{Item}{v}{N}, '50', 'the last acknowledged write is there');
+for my $i (51 .. 60) {
+    ($st) = ddb($n, 'PutItem', { TableName => 'rec', Item => { pk => { S => "k$i" }, v => { N => "$i" } } });
+}
+is($st, 200, 'writes continue after the truncation');
+kill_node($n);
+# Middle corruption: flip one payload byte of an early record.
+open $w, '+<:raw', $wal or die;
+my $hdr;
+seek $w, 32, 0; read $w, $hdr, 16;
+my ($len) = unpack('V', $hdr);
+my $second = 32 + 16 + $len;  # offset of record 2
+seek $w, $second + 16 + 3, 0; read $w, my $byte, 1;
+seek $w, $second + 16 + 3, 0; print $w chr(ord($byte) ^ 0x40);
+close $w;
+$n = start_node(dir => $n->{dir}, port => $n->{port}, cluster => $n->{cluster}, may_fail => 1);
+is($n->{pid}, 0, 'a node whose WAL is corrupt in the middle does not start');
+isnt($n->{exit}, 0, '... and exits non-zero');
+open $lg, '<', $n->{log};
+$log = do { local $/; <$lg> };
+like($log, qr/\Q$wal\E.*offset $second/, '... naming the segment file and the offset of the bad record') or diag $log;
+done_testing();
