@@ -69,9 +69,25 @@ is($st, 200, '50 items written');
 kill_node($n);
 my ($wal) = glob("$n->{dir}/n1/wal/p.*.0/*.wal");
 ok(-f $wal, "the partition's WAL segment exists");
-my $size = -s $wal;
-# Torn tail: append half a record (a header claiming 100 bytes, 10 of them).
-open my $w, '>>:raw', $wal or die;
+# The records end before the file does (the WAL writes zeros ahead): walk them.
+sub records_end {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or die;
+    my $off = 32;
+    while (1) {
+        seek $fh, $off, 0;
+        read($fh, my $h, 16) == 16 or last;
+        my ($len) = unpack('V', $h);
+        last if $len == 0;
+        $off += 16 + $len;
+    }
+    return $off;
+}
+my $size = records_end($wal);
+# Torn tail: half a record (a header claiming 100 bytes, 10 of them) where
+# the next record would go, as a crash in the middle of a write leaves it.
+open my $w, '+<:raw', $wal or die;
+seek $w, $size, 0;
 print $w pack('V Q< V', 100, 51, 0) . ('z' x 10);
 close $w;
 $n = start_node(dir => $n->{dir}, port => $n->{port}, cluster => $n->{cluster});

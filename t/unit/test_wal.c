@@ -406,8 +406,9 @@ static void torn_case(struct wal_pool *pool, const char *name, long long cut, lo
     write_fixed(w, 10, 100, 0xAA);
     wal_close(w);
     seg_file(path, sizeof path, dir, 1);
-    if (file_size(path) != SEG_HDR + 10 * rec)
-        diag("unexpected segment size %lld", file_size(path));
+    /* The WAL writes zeros ahead of its records; start from the records only. */
+    if (truncate(path, SEG_HDR + 10 * rec) != 0)
+        bail_out("trim failed");
     if (cut >= 0 && truncate(path, cut) != 0)
         bail_out("truncate failed");
     if (extend > 0 && truncate(path, file_size(path) + extend) != 0) /* zero-filled */
@@ -423,16 +424,26 @@ static void torn_case(struct wal_pool *pool, const char *name, long long cut, lo
     w = open_ok(dir, NULL, pool, name);
     const char *log = capture_end(&cap);
     char want[128];
-    snprintf(want, sizeof want, "torn tail at offset %lld ", want_size);
-    ok(strstr(log, path) && strstr(log, want) && strstr(log, "WARN"),
-       "%s: warning names the file and offset %lld", name, want_size);
-    snprintf(want, sizeof want, "%lld bytes dropped", dropped);
-    if (!ok(strstr(log, want) != NULL, "%s: warning says %s", name, want))
-        diag("log: %s", log);
-    if (!w)
-        return;
-    is_int(wal_last_lsn(w), want_last, "%s: last_lsn is the last complete record", name);
-    is_int(file_size(path), want_size, "%s: file truncated to that record's end", name);
+    if (extend > 0) {
+        /* Zeros after the last record are what the WAL writes ahead of its
+         * records (prealloc): not a torn tail, nothing to warn about. */
+        ok(!strstr(log, "torn tail"), "%s: a zero-filled tail is not reported as torn", name);
+        if (!w)
+            return;
+        is_int(wal_last_lsn(w), want_last, "%s: last_lsn is the last record", name);
+        ok(file_size(path) >= want_size, "%s: no record was cut", name);
+    } else {
+        snprintf(want, sizeof want, "torn tail at offset %lld ", want_size);
+        ok(strstr(log, path) && strstr(log, want) && strstr(log, "WARN"),
+           "%s: warning names the file and offset %lld", name, want_size);
+        snprintf(want, sizeof want, "%lld bytes dropped", dropped);
+        if (!ok(strstr(log, want) != NULL, "%s: warning says %s", name, want))
+            diag("log: %s", log);
+        if (!w)
+            return;
+        is_int(wal_last_lsn(w), want_last, "%s: last_lsn is the last complete record", name);
+        is_int(file_size(path), want_size, "%s: file truncated to that record's end", name);
+    }
     uint64_t lsn = 0;
     struct acks a;
     acks_init(&a, want_last, 0);
@@ -499,7 +510,8 @@ static void test_torn_tail(struct wal_pool *pool)
     is_int(list_segs(dir, segs, 64), n, "the other segments stay");
     is_int(wal_last_lsn(w), 9, "last_lsn 9");
     is_int(write_fixed(w, 3, 100, 0xAA), 0, "appends continue");
-    is_int(file_size(path), SEG_HDR + 3 * (REC_HDR + 100), "segment 10 recreated with 10..12");
+    is_int(wal_last_lsn(w), 12, "segment 10 recreated with 10..12");
+    ok(file_size(path) >= SEG_HDR + 3 * (REC_HDR + 100), "segment 10 holds the three records");
     wal_close(w);
 }
 
