@@ -1,5 +1,6 @@
 #include "store/group.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -74,7 +75,11 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* txn_start is monotonic */
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&h->committed, NULL);
     rc = wal_pool_start(sync_threads > 0 ? sync_threads : 4, &h->pool, err);
     if (rc)
@@ -495,12 +500,24 @@ static void *applier_main(void *arg)
     struct group_host *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->mu);
+        /* Wait for work; with a transaction open, wait at most until it is
+         * GROUP_COMMIT_MAX_MS old. Committing on a timer rather than whenever
+         * the queue runs dry keeps LMDB's fdatasync (one per commit) from
+         * running once per small batch: acknowledgements do not wait for it
+         * (invariant 2), and range reads ask for it (barrier). */
         while (!h->head && !h->stopping && !(h->txn && h->barriers)) {
-            if (h->txn) {
-                /* Nothing queued: commit now rather than keep items in the overlay. */
-                break;
+            if (!h->txn) {
+                pthread_cond_wait(&h->cv, &h->mu);
+                continue;
             }
-            pthread_cond_wait(&h->cv, &h->mu);
+            struct timespec dl = h->txn_start;
+            dl.tv_nsec += GROUP_COMMIT_MAX_MS * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT)
+                break;
         }
         struct gentry *batch = h->head;
         h->head = h->tail = NULL;
@@ -508,9 +525,7 @@ static void *applier_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         if (batch)
             apply_batch(h, batch);
-        /* Commit when idle, when a barrier waits, when stopping, or when the
-         * oldest uncommitted entry has waited long enough. */
-        if (h->txn && (!batch || barrier || stop || ms_since(&h->txn_start) >= GROUP_COMMIT_MAX_MS))
+        if (h->txn && (barrier || stop || ms_since(&h->txn_start) >= GROUP_COMMIT_MAX_MS))
             commit_txn(h);
         if (!batch && stop && !h->txn)
             break;

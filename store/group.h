@@ -20,10 +20,10 @@
  *     every item it wrote published in the host's overlay (overlay.h). Point
  *     reads consult the overlay first; range reads call group_host_barrier,
  *     which commits the open transaction. Either way a read that starts after
- *     done() sees the write. The transaction commits when the applier has
- *     nothing else to apply, after GROUP_COMMIT_MAX_MS, on a barrier, or before
- *     done() of an entry whose state machine asks for it (commit_before_done:
- *     the catalog, whose effects other transactions must see).
+ *     done() sees the write. The transaction commits GROUP_COMMIT_MAX_MS after
+ *     it began, on a barrier, when the host stops, or before done() of an entry
+ *     whose state machine asks for it (commit_before_done: the catalog, whose
+ *     effects other transactions must see).
  *     A proposal rejected synchronously (non-zero return) never gets a callback.
  *  3. A WAL or LMDB failure makes the group (WAL) or the whole host (LMDB) failed:
  *     every pending and later proposal completes with NERR_IO. The node never
