@@ -1,6 +1,7 @@
 /* The TAP library reports passes, failures and the plan as prove expects. */
 #include "t/tap.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,9 @@ static int capture(void (*body)(void), char *out, size_t cap)
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2); /* the child's diagnostics are expected noise */
         close(p[0]);
         tap_planned = -1; /* the child starts a fresh TAP stream */
         tap_run = tap_failed = 0;
