@@ -172,6 +172,15 @@ static int valid_table_name(const char *n)
     return 1;
 }
 
+static void reply_bad_table_name(struct call *c, const char *name)
+{
+    reply_err(c, "ValidationException",
+              "1 validation error detected: Value '%s' at 'tableName' failed to satisfy "
+              "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and "
+              "have length between 3 and 255",
+              name);
+}
+
 /* Looks up TableName; replies with the right error when it cannot. */
 static struct table *req_table(struct call *c, json_t *req, const char *key)
 {
@@ -185,11 +194,7 @@ static struct table *req_table(struct call *c, json_t *req, const char *key)
         return NULL;
     }
     if (!valid_table_name(name)) {
-        reply_err(c, "ValidationException",
-                  "1 validation error detected: Value '%s' at 'tableName' failed to satisfy "
-                  "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ "
-                  "and have length between 3 and 255",
-                  name);
+        reply_bad_table_name(c, name);
         return NULL;
     }
     struct table *t = catalog_get(c->a->opt.cat, name);
@@ -347,11 +352,7 @@ static void op_create_table(struct call *c, json_t *req)
     if (get_str(c, req, "TableName", &name) || get_str(c, req, "BillingMode", &billing))
         return;
     if (!name || !valid_table_name(name)) {
-        reply_err(c, "ValidationException",
-                  "1 validation error detected: Value '%s' at 'tableName' failed to satisfy "
-                  "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ "
-                  "and have length between 3 and 255",
-                  name ? name : "null");
+        reply_bad_table_name(c, name ? name : "null");
         return;
     }
     if (!json_is_array(ks) || json_array_size(ks) < 1 || json_array_size(ks) > 2) {
