@@ -265,7 +265,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     (void)conn;
     (void)toe;
-    req_free(*con_cls);
+    struct req *r = *con_cls;
+    if (r) {
+        /* A client that went away while its write was pending is completed
+         * as soon as on_reply resumes the connection, possibly before
+         * on_reply has released r->mu: take it once so that on_reply is done
+         * with r before r is freed. */
+        pthread_mutex_lock(&r->mu);
+        pthread_mutex_unlock(&r->mu);
+    }
+    req_free(r);
     *con_cls = NULL;
 }
 
@@ -294,7 +303,7 @@ int http_start(const struct http_options *opt, struct http_server **out, struct 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, opt->host, &a4->sin_addr) == 1) {

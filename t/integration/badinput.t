@@ -105,6 +105,22 @@ for my $junk ("\x00\x01\x02 NOT HTTP\r\n\r\n", "GARBAGE\r\n\r\n", "POST / HTTP/1
     push @held, $s;
 }
 
+# Clients that send a write and hang up before the answer: the write
+# completes on the applier while its connection is gone.
+for my $i (1 .. 200) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $n->{port}) or die;
+    my $body = json()->encode({ TableName => 'keep', Item => { pk => { S => "gone$i" }, sk => { N => '1' } } });
+    print $c "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+           . "X-Amz-Target: DynamoDB_20120810.PutItem\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+    close $c;
+}
+my ($gst, $gone) = ddb($n, 'Scan', { TableName => 'keep', Select => 'COUNT', FilterExpression => 'begins_with(pk, :g)',
+                                     ExpressionAttributeValues => { ':g' => { S => 'gone' } } });
+is($gst, 200, 'still serving after 200 clients hung up on their writes');
+cmp_ok($gone->{Count}, '<=', 200, 'hung-up writes are each applied at most once');
+ddb($n, 'BatchWriteItem', { RequestItems => { keep => [ map { { DeleteRequest => { Key => { pk => { S => "gone$_" }, sk => { N => '1' } } } } } 1 .. 25 ] } });
+for my $i (26 .. 200) { ddb($n, 'DeleteItem', { TableName => 'keep', Key => { pk => { S => "gone$i" }, sk => { N => '1' } } }) }
+
 my ($kst) = ddb($n, 'PutItem', { TableName => 'keep', Item => { pk => { S => 'q' x 200 }, sk => { N => '2' } } });
 is($kst, 200, 'a 200-byte partition key is fine');
 ($kst) = ddb($n, 'PutItem', { TableName => 'keep', Item => { pk => { S => 'q' x 200 }, sk => { N => '2' } } });
