@@ -1,5 +1,6 @@
 #include "store/group.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -268,6 +269,14 @@ void group_close(struct group *g)
     while (g->inflight > 0)
         pthread_cond_wait(&g->idle, &g->mu);
     pthread_mutex_unlock(&g->mu);
+    /* Its last entries may be applied but not yet committed: the applier's
+     * open transaction still names this group (h->touched). Commit before
+     * freeing it. The applier itself closes only groups it just opened,
+     * which have no entries (catalog.c), and must not wait for itself. */
+    if (!pthread_equal(pthread_self(), g->h->applier))
+        group_host_barrier(g->h);
+    else
+        assert(!g->touched);
     wal_close(g->wal);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);

@@ -58,6 +58,26 @@ close $f;
 is($rc, 1, "another cluster's node is refused on this data directory");
 like($out, qr/belongs to another node or cluster/, '... saying so');
 
+# ---- a stop right after writes: they are committed, the node exits 0 ----
+{
+    my $m = start_node();
+    ddb($m, 'CreateTable', { TableName => 'quick', BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 2,
+        AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });
+    my $clean = 0;
+    for my $round (1 .. 10) {
+        ddb($m, 'PutItem', { TableName => 'quick', Item => { pk => { S => "k$round" } } });
+        $clean++ if stop_node($m) == 0;
+        $m = start_node(dir => $m->{dir}, port => $m->{port}, cluster => $m->{cluster});
+    }
+    is($clean, 10, 'SIGTERM right after an acknowledged write: a clean exit, 10 times out of 10');
+    my ($qs, $q) = ddb($m, 'Scan', { TableName => 'quick', Select => 'COUNT' });
+    is($q->{Count}, 10, 'and every one of those writes is there');
+    open my $lg, '<', $m->{log};
+    my $mlog = do { local $/; <$lg> };
+    unlike($mlog, qr/replayed WAL/, 'nothing had to be replayed: each stop committed its writes');
+    stop_node($m);
+}
+
 # ---- WAL recovery at the node level ----
 my ($st) = ddb($n, 'CreateTable', { TableName => 'rec', BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 1,
     AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });
