@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/api.h"
 #include "store/catalog.h"
@@ -48,6 +49,13 @@ static void on_reply(void *arg, int status, char *body)
 }
 
 static struct api *api;
+static char fuzz_dir[64];
+
+/* The node's files go when the fuzzer exits (libFuzzer exits through exit()). */
+static void remove_dir(void)
+{
+    fs_rm_rf(fuzz_dir, NULL);
+}
 
 static int call(const char *op, const char *body, size_t len)
 {
@@ -90,6 +98,8 @@ static void setup(void)
     struct catalog *cat;
     if (!dir)
         abort();
+    snprintf(fuzz_dir, sizeof fuzz_dir, "%s", dir);
+    atexit(remove_dir);
     log_init("fuzz", LOG_ERROR);
     snprintf(path, sizeof path, "%s/state", dir);
     struct state_options so = {.map_size = 1ULL << 30, .max_dbs = 256};
