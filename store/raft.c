@@ -1,0 +1,1073 @@
+/*
+ * raft.c — see raft.h for the contract and docs/replication.md for the
+ * protocol and the lease argument.
+ */
+#include "store/raft.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ticks a follower waits for answers to its gray-failure probe before it
+ * starts a pre-election anyway. */
+#define RAFT_PROBE_TICKS 2
+/* Values at or above this are never legitimate terms, indexes or ticks. */
+#define RAFT_ABSURD (UINT64_C(1) << 62)
+
+struct raft {
+    uint64_t group;
+    uint32_t id, n, quorum;
+    uint32_t E, H, lease_ticks;
+    uint64_t rng;
+
+    /* Persistent state (mirrors what the host persisted once advanced). */
+    uint64_t term;
+    uint32_t vote;
+    uint64_t commit;
+    struct raft_hard_state prev_hs;
+
+    /* Log: log[0] has index snap.index + 1. */
+    struct raft_snapshot snap;
+    struct raft_entry *log;
+    size_t log_len, log_cap;
+    uint64_t stable;        /* last index the host persisted */
+    uint64_t unstable_from; /* first index the host has not persisted */
+    int snap_pending;       /* snap arrived from the leader, to install */
+    uint64_t applied;
+
+    enum raft_role role;
+    uint32_t leader;
+    uint64_t now;          /* ticks since creation */
+    uint64_t last_contact; /* tick we last heard from (or were) a leader */
+    uint32_t elapsed, timeout;
+    int probing;
+    uint32_t probe_elapsed, probe_nacks;
+    uint32_t granted, refused; /* bitmasks by member id */
+
+    /* Leader state, indexed by member id. */
+    uint64_t next[RAFT_MAX_MEMBERS + 1], match[RAFT_MAX_MEMBERS + 1];
+    uint64_t ack[RAFT_MAX_MEMBERS + 1];       /* 1 + tick of latest acked heartbeat */
+    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1]; /* 1 + tick a snapshot went out */
+    int active[RAFT_MAX_MEMBERS + 1];
+    uint64_t lead_start, term_start;
+    uint32_t hb_elapsed, cq_elapsed;
+
+    /* Outbox for the current ready. */
+    struct raft_msg *msgs;
+    size_t n_msgs, cap_msgs;
+    uint64_t ready_applied, ready_last;
+    int nomem; /* an allocation failed while queuing; reported by step */
+
+    struct raft_stats stats;
+};
+
+static uint64_t rng_next(struct raft *r)
+{
+    /* splitmix64: deterministic from the seed, good enough for timeouts. */
+    uint64_t z = (r->rng += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static uint64_t first_index(const struct raft *r)
+{
+    return r->snap.index + 1;
+}
+static uint64_t last_index(const struct raft *r)
+{
+    return r->snap.index + r->log_len;
+}
+
+/* Term of the entry at i; 0 when unknown (compacted away or beyond the log).
+ * Index 0 has term 0 by definition, which is also what callers compare. */
+static int term_at(const struct raft *r, uint64_t i, uint64_t *t)
+{
+    if (i == r->snap.index) {
+        *t = r->snap.term;
+        return 0;
+    }
+    if (i < first_index(r) || i > last_index(r))
+        return -1;
+    *t = r->log[i - first_index(r)].term;
+    return 0;
+}
+
+static void new_timeout(struct raft *r)
+{
+    r->timeout = r->E + (uint32_t)(rng_next(r) % r->E);
+    r->elapsed = 0;
+}
+
+static int log_reserve(struct raft *r, size_t n)
+{
+    if (r->log_len + n <= r->log_cap)
+        return 0;
+    size_t cap = r->log_cap ? r->log_cap : 64;
+    while (cap < r->log_len + n)
+        cap *= 2;
+    struct raft_entry *nl = realloc(r->log, cap * sizeof(*nl));
+    if (!nl)
+        return NERR_NOMEM;
+    r->log = nl;
+    r->log_cap = cap;
+    return 0;
+}
+
+/* Appends a copy of e (whose index must be last + 1). */
+static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len)
+{
+    if (log_reserve(r, 1))
+        return NERR_NOMEM;
+    struct raft_entry *ne = &r->log[r->log_len];
+    ne->term = term;
+    ne->index = last_index(r) + 1;
+    ne->len = len;
+    ne->data = NULL;
+    if (len) {
+        ne->data = malloc(len);
+        if (!ne->data)
+            return NERR_NOMEM;
+        memcpy(ne->data, data, len);
+    }
+    r->log_len++;
+    if (ne->index < r->unstable_from)
+        r->unstable_from = ne->index;
+    return 0;
+}
+
+/* Drops entries with index >= from. Never below the commit index (I4). */
+static void log_truncate(struct raft *r, uint64_t from)
+{
+    assert(from > r->commit);
+    while (last_index(r) >= from) {
+        free(r->log[r->log_len - 1].data);
+        r->log_len--;
+    }
+    if (from < r->unstable_from)
+        r->unstable_from = from;
+    if (r->stable >= from)
+        r->stable = from - 1;
+}
+
+static struct raft_msg *outbox_add(struct raft *r, uint32_t type, uint32_t to)
+{
+    if (r->n_msgs == r->cap_msgs) {
+        size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
+        struct raft_msg *nm = realloc(r->msgs, cap * sizeof(*nm));
+        if (!nm) {
+            r->nomem = 1;
+            return NULL;
+        }
+        r->msgs = nm;
+        r->cap_msgs = cap;
+    }
+    struct raft_msg *m = &r->msgs[r->n_msgs++];
+    memset(m, 0, sizeof(*m));
+    m->group = r->group;
+    m->type = type;
+    m->from = r->id;
+    m->to = to;
+    m->term = r->term;
+    return m;
+}
+
+static void send_snapshot(struct raft *r, uint32_t p)
+{
+    /* A snapshot can be large: resend at most every E/2 ticks. */
+    if (r->snap_sent[p] && r->now + 1 - r->snap_sent[p] < r->E / 2)
+        return;
+    struct raft_msg *m = outbox_add(r, RAFT_MSG_SNAPSHOT, p);
+    if (!m)
+        return;
+    m->index = r->snap.index;
+    m->log_term = r->snap.term;
+    m->commit = r->commit;
+    if (r->snap.len) {
+        m->data = malloc(r->snap.len);
+        if (!m->data) {
+            r->n_msgs--;
+            r->nomem = 1;
+            return;
+        }
+        memcpy(m->data, r->snap.data, r->snap.len);
+        m->data_len = r->snap.len;
+    }
+    r->snap_sent[p] = r->now + 1;
+}
+
+static void send_append(struct raft *r, uint32_t p)
+{
+    uint64_t prev = r->next[p] - 1, prev_term;
+    if (term_at(r, prev, &prev_term)) {
+        send_snapshot(r, p);
+        return;
+    }
+    uint64_t n = last_index(r) - prev;
+    if (n > RAFT_MAX_BATCH)
+        n = RAFT_MAX_BATCH;
+    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND, p);
+    if (!m)
+        return;
+    m->index = prev;
+    m->log_term = prev_term;
+    m->commit = r->commit < prev + n ? r->commit : prev + n;
+    if (n) {
+        m->entries = calloc(n, sizeof(*m->entries));
+        if (!m->entries)
+            goto fail;
+        m->n_entries = (uint32_t)n;
+        for (uint64_t i = 0; i < n; i++) {
+            const struct raft_entry *src = &r->log[prev + 1 + i - first_index(r)];
+            m->entries[i] = *src;
+            m->entries[i].data = NULL;
+            if (src->len) {
+                m->entries[i].data = malloc(src->len);
+                if (!m->entries[i].data)
+                    goto fail;
+                memcpy(m->entries[i].data, src->data, src->len);
+            }
+        }
+    }
+    return;
+fail:
+    raft_msg_release(m);
+    r->n_msgs--;
+    r->nomem = 1;
+}
+
+static void broadcast_append(struct raft *r)
+{
+    for (uint32_t p = 1; p <= r->n; p++)
+        if (p != r->id)
+            send_append(r, p);
+}
+
+static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
+{
+    if (term > r->term) {
+        r->term = term;
+        r->vote = 0;
+    }
+    r->role = RAFT_FOLLOWER;
+    r->leader = leader;
+    r->probing = 0;
+    new_timeout(r);
+}
+
+static void become_leader(struct raft *r)
+{
+    assert(r->role == RAFT_CANDIDATE);
+    r->role = RAFT_LEADER;
+    r->leader = r->id;
+    for (uint32_t p = 1; p <= r->n; p++) {
+        r->next[p] = last_index(r) + 1;
+        r->match[p] = 0;
+        r->ack[p] = 0;
+        r->active[p] = 0;
+        r->snap_sent[p] = 0;
+    }
+    r->lead_start = r->now;
+    r->last_contact = r->now;
+    r->hb_elapsed = r->cq_elapsed = 0;
+    /* The no-op entry lets the leader commit the earlier terms' entries
+     * indirectly (§5.4.2, §8). */
+    if (log_append(r, r->term, NULL, 0)) {
+        r->nomem = 1;
+        return;
+    }
+    r->term_start = last_index(r);
+    broadcast_append(r);
+}
+
+static uint32_t popcount(uint32_t x)
+{
+    return (uint32_t)__builtin_popcount(x);
+}
+
+static void campaign(struct raft *r)
+{
+    r->term++;
+    r->vote = r->id;
+    r->role = RAFT_CANDIDATE;
+    r->leader = 0;
+    r->granted = 1u << r->id;
+    r->refused = 0;
+    r->stats.elections_started++;
+    new_timeout(r);
+    if (popcount(r->granted) >= r->quorum) {
+        become_leader(r);
+        return;
+    }
+    uint64_t lt = 0;
+    term_at(r, last_index(r), &lt);
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        struct raft_msg *m = outbox_add(r, RAFT_MSG_VOTE, p);
+        if (m) {
+            m->index = last_index(r);
+            m->log_term = lt;
+        }
+    }
+}
+
+static void pre_campaign(struct raft *r)
+{
+    r->role = RAFT_PRE_CANDIDATE;
+    r->leader = 0;
+    r->probing = 0;
+    r->granted = 1u << r->id;
+    r->refused = 0;
+    r->stats.prevotes_started++;
+    new_timeout(r);
+    if (popcount(r->granted) >= r->quorum) {
+        campaign(r);
+        return;
+    }
+    uint64_t lt = 0;
+    term_at(r, last_index(r), &lt);
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        struct raft_msg *m = outbox_add(r, RAFT_MSG_PREVOTE, p);
+        if (m) {
+            m->term = r->term + 1;
+            m->index = last_index(r);
+            m->log_term = lt;
+        }
+    }
+}
+
+/* Leader stickiness, the lease guard: a member that heard from a leader
+ * within E ticks (or leads) grants no (pre-)vote. A fresh or restarted
+ * member counts as having just heard from one: it may have acknowledged a
+ * lease before it crashed. */
+static int in_lease(const struct raft *r)
+{
+    return r->role == RAFT_LEADER || r->now - r->last_contact < r->E;
+}
+
+static int log_up_to_date(const struct raft *r, uint64_t index, uint64_t term)
+{
+    uint64_t lt = 0;
+    term_at(r, last_index(r), &lt);
+    return term > lt || (term == lt && index >= last_index(r));
+}
+
+static void maybe_commit(struct raft *r)
+{
+    uint64_t m[RAFT_MAX_MEMBERS];
+    uint32_t k = 0;
+    for (uint32_t p = 1; p <= r->n; p++)
+        m[k++] = p == r->id ? r->stable : r->match[p];
+    /* Descending insertion sort; n is tiny. */
+    for (uint32_t i = 1; i < k; i++)
+        for (uint32_t j = i; j > 0 && m[j] > m[j - 1]; j--) {
+            uint64_t t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    uint64_t q = m[r->quorum - 1], t;
+    /* Only entries of the current term commit by counting (§5.4.2). */
+    if (q > r->commit && !term_at(r, q, &t) && t == r->term)
+        r->commit = q;
+}
+
+static int drop(struct raft *r)
+{
+    r->stats.dropped++;
+    return NERR_INVALID;
+}
+
+/* Structural checks that need no state beyond the membership. */
+static int malformed(const struct raft *r, const struct raft_msg *m)
+{
+    if (m->group != r->group || m->to != r->id || m->from == 0 || m->from > r->n ||
+        m->from == r->id)
+        return 1;
+    if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_END)
+        return 1;
+    /* Only a refusal or a probe can come from a member that never saw a
+     * term yet. */
+    if (m->term == 0 && m->type != RAFT_MSG_PREVOTE_RESP && m->type != RAFT_MSG_PROBE &&
+        m->type != RAFT_MSG_PROBE_RESP)
+        return 1;
+    if (m->term >= RAFT_ABSURD || m->index >= RAFT_ABSURD || m->commit >= RAFT_ABSURD ||
+        m->ctx >= RAFT_ABSURD || m->log_term > m->term)
+        return 1;
+    if (m->n_entries &&
+        (m->type != RAFT_MSG_APPEND || !m->entries || m->n_entries > RAFT_MAX_BATCH))
+        return 1;
+    if (m->data_len &&
+        (m->type != RAFT_MSG_SNAPSHOT || !m->data || m->data_len > RAFT_MAX_SNAPSHOT))
+        return 1;
+    switch (m->type) {
+    case RAFT_MSG_APPEND: {
+        if (m->commit > m->index + m->n_entries || (m->index == 0 && m->log_term != 0))
+            return 1;
+        uint64_t pt = m->log_term;
+        for (uint32_t i = 0; i < m->n_entries; i++) {
+            const struct raft_entry *e = &m->entries[i];
+            if (e->index != m->index + 1 + i || e->term < pt || e->term > m->term ||
+                e->len > RAFT_MAX_ENTRY || (e->len && !e->data))
+                return 1;
+            pt = e->term;
+        }
+        break;
+    }
+    case RAFT_MSG_APPEND_RESP:
+        if (m->reject && m->hint > m->index)
+            return 1;
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        if (m->index == 0 || m->log_term == 0 || m->commit < m->index)
+            return 1;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void reply_append(struct raft *r, uint32_t to, uint64_t index, int reject, uint64_t hint)
+{
+    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND_RESP, to);
+    if (m) {
+        m->index = index;
+        m->reject = (uint32_t)reject;
+        m->hint = hint;
+    }
+}
+
+static void heard_leader(struct raft *r, uint32_t from)
+{
+    if (r->role != RAFT_FOLLOWER)
+        become_follower(r, r->term, from);
+    r->leader = from;
+    r->last_contact = r->now;
+    r->elapsed = 0;
+    r->probing = 0;
+}
+
+static int handle_append(struct raft *r, const struct raft_msg *m)
+{
+    heard_leader(r, m->from);
+    if (m->index < r->commit) {
+        reply_append(r, m->from, r->commit, 0, 0);
+        return 0;
+    }
+    uint64_t t;
+    if (term_at(r, m->index, &t) || t != m->log_term) {
+        /* Fast backtracking: the largest index that could still match is
+         * the last one whose term is <= the leader's term at m->index. */
+        uint64_t hint = m->index > last_index(r) ? last_index(r) : m->index - 1;
+        assert(m->index > 0 || hint == 0);
+        while (hint > r->commit && !term_at(r, hint, &t) && t > m->log_term)
+            hint--;
+        reply_append(r, m->from, m->index, 1, hint);
+        return 0;
+    }
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (e->index <= last_index(r)) {
+            term_at(r, e->index, &t);
+            if (t == e->term)
+                continue;
+            log_truncate(r, e->index);
+        }
+        if (log_append(r, e->term, e->data, e->len))
+            return NERR_NOMEM;
+    }
+    uint64_t last_new = m->index + m->n_entries;
+    uint64_t c = m->commit < last_new ? m->commit : last_new;
+    if (c > r->commit)
+        r->commit = c;
+    reply_append(r, m->from, last_new, 0, 0);
+    return 0;
+}
+
+static int handle_snapshot(struct raft *r, const struct raft_msg *m)
+{
+    heard_leader(r, m->from);
+    uint64_t t;
+    if (m->index <= r->commit) {
+        reply_append(r, m->from, r->commit, 0, 0);
+        return 0;
+    }
+    if (!term_at(r, m->index, &t) && t == m->log_term) {
+        /* Our log already holds it: entries after it may be acknowledged
+         * by us, so keep them and just advance the commit index. */
+        r->commit = m->index;
+        reply_append(r, m->from, m->index, 0, 0);
+        return 0;
+    }
+    /* Our entry at m->index differs from the leader's or is missing, so no
+     * entry of ours after it can be committed: drop the whole log. */
+    unsigned char *d = NULL;
+    if (m->data_len) {
+        d = malloc(m->data_len);
+        if (!d)
+            return NERR_NOMEM;
+        memcpy(d, m->data, m->data_len);
+    }
+    while (r->log_len)
+        free(r->log[--r->log_len].data);
+    free(r->snap.data);
+    r->snap.index = m->index;
+    r->snap.term = m->log_term;
+    r->snap.len = m->data_len;
+    r->snap.data = d;
+    r->snap_pending = 1;
+    r->commit = r->applied = r->stable = m->index;
+    r->unstable_from = m->index + 1;
+    reply_append(r, m->from, m->index, 0, 0);
+    return 0;
+}
+
+static void handle_append_resp(struct raft *r, const struct raft_msg *m)
+{
+    uint32_t p = m->from;
+    r->active[p] = 1;
+    if (!m->reject) {
+        if (m->index > r->match[p])
+            r->match[p] = m->index;
+        if (r->next[p] < m->index + 1)
+            r->next[p] = m->index + 1;
+        maybe_commit(r);
+        if (r->next[p] <= last_index(r))
+            send_append(r, p);
+        return;
+    }
+    if (m->index != r->next[p] - 1)
+        return; /* stale: we already moved on */
+    uint64_t nx = m->hint + 1 < r->next[p] - 1 ? m->hint + 1 : r->next[p] - 1;
+    if (nx < r->match[p] + 1)
+        nx = r->match[p] + 1;
+    r->next[p] = nx;
+    send_append(r, p);
+}
+
+static void handle_vote(struct raft *r, const struct raft_msg *m)
+{
+    int grant = (r->vote == 0 || r->vote == m->from) && r->role == RAFT_FOLLOWER &&
+                log_up_to_date(r, m->index, m->log_term);
+    if (grant) {
+        /* Persisted through the ready's hard state before the reply goes. */
+        r->vote = m->from;
+        r->elapsed = 0;
+    }
+    struct raft_msg *o = outbox_add(r, RAFT_MSG_VOTE_RESP, m->from);
+    if (o)
+        o->reject = !grant;
+}
+
+static void handle_prevote(struct raft *r, const struct raft_msg *m)
+{
+    int grant = m->term > r->term && log_up_to_date(r, m->index, m->log_term);
+    struct raft_msg *o = outbox_add(r, RAFT_MSG_PREVOTE_RESP, m->from);
+    if (o) {
+        o->reject = !grant;
+        o->term = grant ? m->term : r->term;
+    }
+}
+
+static void handle_probe(struct raft *r, const struct raft_msg *m)
+{
+    int heard = r->leader != 0 && in_lease(r);
+    struct raft_msg *o = outbox_add(r, RAFT_MSG_PROBE_RESP, m->from);
+    if (o) {
+        o->reject = !heard;
+        o->hint = r->leader;
+    }
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    if (!m || malformed(r, m))
+        return drop(r);
+    /* State-dependent forgery checks: an acknowledgement of entries we never
+     * had, or of a heartbeat from our future. */
+    if (r->role == RAFT_LEADER && m->term == r->term) {
+        if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > last_index(r))
+            return drop(r);
+        if (m->type == RAFT_MSG_HEARTBEAT_RESP && m->ctx > r->now)
+            return drop(r);
+    }
+    if (m->term > r->term &&
+        (m->type == RAFT_MSG_APPEND_RESP || m->type == RAFT_MSG_HEARTBEAT_RESP ||
+         m->type == RAFT_MSG_VOTE_RESP) &&
+        !m->reject)
+        return drop(r); /* nobody accepts anything in a term we never reached */
+
+    r->nomem = 0;
+    switch (m->type) {
+    case RAFT_MSG_PROBE:
+        handle_probe(r, m);
+        goto out;
+    case RAFT_MSG_PROBE_RESP:
+        if (r->probing && !m->reject) {
+            r->probing = 0;
+            new_timeout(r);
+            r->stats.elections_avoided++;
+        } else if (r->probing) {
+            r->probe_nacks |= 1u << m->from;
+            if (popcount(r->probe_nacks) == r->n - 1)
+                pre_campaign(r);
+        }
+        goto out;
+    default:
+        break;
+    }
+
+    if (m->term > r->term) {
+        if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
+            if (in_lease(r)) {
+                r->stats.votes_ignored++;
+                goto out;
+            }
+            if (m->type == RAFT_MSG_PREVOTE) {
+                handle_prevote(r, m);
+                goto out;
+            }
+            become_follower(r, m->term, 0);
+        } else if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) {
+            /* A granted pre-vote carries the proposed term; handled below. */
+        } else {
+            int from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+                              m->type == RAFT_MSG_SNAPSHOT;
+            become_follower(r, m->term, from_leader ? m->from : 0);
+        }
+    } else if (m->term < r->term) {
+        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+            m->type == RAFT_MSG_SNAPSHOT)
+            reply_append(r, m->from, m->index, 1, 0); /* our term deposes it */
+        else if (m->type == RAFT_MSG_PREVOTE)
+            handle_prevote(r, m);
+        goto out;
+    }
+
+    switch (m->type) {
+    case RAFT_MSG_APPEND:
+        if (handle_append(r, m))
+            return NERR_NOMEM;
+        break;
+    case RAFT_MSG_HEARTBEAT: {
+        heard_leader(r, m->from);
+        uint64_t c = m->commit < last_index(r) ? m->commit : last_index(r);
+        if (c > r->commit)
+            r->commit = c;
+        struct raft_msg *o = outbox_add(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
+        if (o)
+            o->ctx = m->ctx;
+        break;
+    }
+    case RAFT_MSG_SNAPSHOT:
+        if (handle_snapshot(r, m))
+            return NERR_NOMEM;
+        break;
+    case RAFT_MSG_APPEND_RESP:
+        if (r->role == RAFT_LEADER)
+            handle_append_resp(r, m);
+        break;
+    case RAFT_MSG_HEARTBEAT_RESP:
+        if (r->role == RAFT_LEADER) {
+            r->active[m->from] = 1;
+            if (m->ctx + 1 > r->ack[m->from])
+                r->ack[m->from] = m->ctx + 1;
+            if (r->match[m->from] < last_index(r))
+                send_append(r, m->from);
+        }
+        break;
+    case RAFT_MSG_VOTE:
+        handle_vote(r, m);
+        break;
+    case RAFT_MSG_PREVOTE:
+        handle_prevote(r, m);
+        break;
+    case RAFT_MSG_VOTE_RESP:
+        if (r->role != RAFT_CANDIDATE)
+            break;
+        if (m->reject)
+            r->refused |= 1u << m->from;
+        else
+            r->granted |= 1u << m->from;
+        if (popcount(r->granted) >= r->quorum)
+            become_leader(r);
+        else if (popcount(r->refused) >= r->quorum)
+            become_follower(r, r->term, 0);
+        break;
+    case RAFT_MSG_PREVOTE_RESP:
+        if (r->role != RAFT_PRE_CANDIDATE)
+            break;
+        if (!m->reject && m->term == r->term + 1)
+            r->granted |= 1u << m->from;
+        else if (m->reject)
+            r->refused |= 1u << m->from;
+        if (popcount(r->granted) >= r->quorum)
+            campaign(r);
+        else if (popcount(r->refused) >= r->quorum)
+            become_follower(r, r->term, 0);
+        break;
+    default:
+        break;
+    }
+out:
+    return r->nomem ? NERR_NOMEM : 0;
+}
+
+void raft_tick(struct raft *r)
+{
+    r->now++;
+    if (r->role == RAFT_LEADER) {
+        r->last_contact = r->now;
+        if (++r->hb_elapsed >= r->H) {
+            r->hb_elapsed = 0;
+            for (uint32_t p = 1; p <= r->n; p++) {
+                if (p == r->id)
+                    continue;
+                struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
+                if (m) {
+                    m->commit = r->commit < r->match[p] ? r->commit : r->match[p];
+                    m->ctx = r->now;
+                }
+            }
+        }
+        if (++r->cq_elapsed >= r->E) {
+            r->cq_elapsed = 0;
+            uint32_t act = 1;
+            for (uint32_t p = 1; p <= r->n; p++) {
+                if (p != r->id && r->active[p])
+                    act++;
+                r->active[p] = 0;
+            }
+            if (act < r->quorum) {
+                r->stats.checkquorum_stepdowns++;
+                become_follower(r, r->term, 0);
+            }
+        }
+        return;
+    }
+    if (r->probing) {
+        if (++r->probe_elapsed >= RAFT_PROBE_TICKS)
+            pre_campaign(r);
+        return;
+    }
+    if (++r->elapsed < r->timeout)
+        return;
+    if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->n > 1) {
+        /* Gray-failure check: maybe only our link to the leader is bad. */
+        r->probing = 1;
+        r->probe_elapsed = 0;
+        r->probe_nacks = 0;
+        for (uint32_t p = 1; p <= r->n; p++)
+            if (p != r->id) {
+                struct raft_msg *m = outbox_add(r, RAFT_MSG_PROBE, p);
+                if (m)
+                    m->hint = r->leader;
+            }
+        return;
+    }
+    pre_campaign(r);
+}
+
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index)
+{
+    if (r->role != RAFT_LEADER)
+        return NERR_BUSY;
+    if (len > RAFT_MAX_ENTRY)
+        return NERR_LIMIT;
+    if (len && !data)
+        return NERR_INVALID;
+    if (log_append(r, r->term, data, len))
+        return NERR_NOMEM;
+    if (index)
+        *index = last_index(r);
+    r->nomem = 0;
+    broadcast_append(r);
+    return r->nomem ? NERR_NOMEM : 0;
+}
+
+int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
+{
+    uint64_t t;
+    if (index <= r->snap.index || index > r->applied || term_at(r, index, &t))
+        return NERR_INVALID;
+    if (len > RAFT_MAX_SNAPSHOT || (len && !data))
+        return NERR_LIMIT;
+    unsigned char *d = NULL;
+    if (len) {
+        d = malloc(len);
+        if (!d)
+            return NERR_NOMEM;
+        memcpy(d, data, len);
+    }
+    size_t drop_n = (size_t)(index - r->snap.index);
+    for (size_t i = 0; i < drop_n; i++)
+        free(r->log[i].data);
+    memmove(r->log, r->log + drop_n, (r->log_len - drop_n) * sizeof(*r->log));
+    r->log_len -= drop_n;
+    free(r->snap.data);
+    r->snap.index = index;
+    r->snap.term = t;
+    r->snap.len = len;
+    r->snap.data = d;
+    return 0;
+}
+
+int raft_ready_get(struct raft *r, struct raft_ready *rd)
+{
+    memset(rd, 0, sizeof(*rd));
+    if (r->snap_pending)
+        rd->snapshot = &r->snap;
+    if (r->unstable_from <= last_index(r)) {
+        rd->entries = &r->log[r->unstable_from - first_index(r)];
+        rd->n_entries = (size_t)(last_index(r) - r->unstable_from + 1);
+    }
+    struct raft_hard_state hs = {r->term, r->vote, r->commit};
+    if (hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote ||
+        hs.commit != r->prev_hs.commit) {
+        rd->has_hard_state = 1;
+        rd->hs = hs;
+    }
+    rd->msgs = r->msgs;
+    rd->n_msgs = r->n_msgs;
+    if (r->commit > r->applied) {
+        rd->committed = &r->log[r->applied + 1 - first_index(r)];
+        rd->n_committed = (size_t)(r->commit - r->applied);
+    }
+    r->ready_applied = r->commit;
+    r->ready_last = last_index(r);
+    return rd->snapshot || rd->n_entries || rd->has_hard_state || rd->n_msgs || rd->n_committed;
+}
+
+void raft_ready_advance(struct raft *r)
+{
+    r->prev_hs = (struct raft_hard_state){r->term, r->vote, r->commit};
+    r->stable = r->ready_last;
+    r->unstable_from = r->ready_last + 1;
+    r->snap_pending = 0;
+    if (r->ready_applied > r->applied)
+        r->applied = r->ready_applied;
+    for (size_t i = 0; i < r->n_msgs; i++)
+        raft_msg_release(&r->msgs[i]);
+    r->n_msgs = 0;
+    if (r->role == RAFT_LEADER)
+        maybe_commit(r);
+}
+
+struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
+{
+    if (!cfg || cfg->n_members == 0 || cfg->n_members > RAFT_MAX_MEMBERS ||
+        cfg->n_members % 2 == 0 || cfg->id == 0 || cfg->id > cfg->n_members) {
+        nerr_set(e, NERR_INVALID, "raft: need an odd member count <= %d and 1 <= id <= n",
+                 RAFT_MAX_MEMBERS);
+        return NULL;
+    }
+    if (cfg->election_ticks < 4 || cfg->heartbeat_ticks == 0 ||
+        cfg->heartbeat_ticks * 2 > cfg->election_ticks || cfg->drift_ppm >= 200000) {
+        nerr_set(e, NERR_INVALID,
+                 "raft: need election_ticks >= 4, 0 < heartbeat_ticks <= "
+                 "election_ticks/2, drift_ppm < 200000");
+        return NULL;
+    }
+    double rho = cfg->drift_ppm / 1e6;
+    long lease = (long)((cfg->election_ticks - 1) * (1 - rho) / (1 + rho)) - 1;
+    if (lease < 1) {
+        nerr_set(e, NERR_INVALID, "raft: election_ticks too small for a lease");
+        return NULL;
+    }
+    const struct raft_snapshot *s = &cfg->snapshot;
+    uint64_t last = s->index + cfg->n_entries;
+    if (cfg->applied < s->index || cfg->applied > last || (s->len && !s->data) ||
+        cfg->hs.vote > cfg->n_members || (cfg->n_entries && !cfg->entries)) {
+        nerr_set(e, NERR_INVALID, "raft: inconsistent persisted state");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_entries; i++)
+        if (cfg->entries[i].index != s->index + 1 + i ||
+            cfg->entries[i].term < (i ? cfg->entries[i - 1].term : s->term) ||
+            cfg->entries[i].term > cfg->hs.term) {
+            nerr_set(e, NERR_CORRUPT, "raft: persisted entry %zu out of sequence", i);
+            return NULL;
+        }
+    struct raft *r = calloc(1, sizeof(*r));
+    if (!r)
+        goto nomem;
+    r->group = cfg->group;
+    r->id = cfg->id;
+    r->n = cfg->n_members;
+    r->quorum = r->n / 2 + 1;
+    r->E = cfg->election_ticks;
+    r->H = cfg->heartbeat_ticks;
+    r->lease_ticks = (uint32_t)lease;
+    r->rng = cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id);
+    r->term = cfg->hs.term;
+    r->vote = cfg->hs.vote;
+    r->snap.index = s->index;
+    r->snap.term = s->term;
+    if (s->len) {
+        r->snap.data = malloc(s->len);
+        if (!r->snap.data)
+            goto nomem;
+        memcpy(r->snap.data, s->data, s->len);
+        r->snap.len = s->len;
+    }
+    for (size_t i = 0; i < cfg->n_entries; i++)
+        if (log_append(r, cfg->entries[i].term, cfg->entries[i].data, cfg->entries[i].len))
+            goto nomem;
+    r->commit = cfg->hs.commit < last ? cfg->hs.commit : last;
+    if (r->commit < s->index)
+        r->commit = s->index;
+    r->applied = cfg->applied;
+    if (r->commit < r->applied)
+        r->commit = r->applied;
+    r->prev_hs = (struct raft_hard_state){r->term, r->vote, r->commit};
+    r->stable = last;
+    r->unstable_from = last + 1;
+    r->role = RAFT_FOLLOWER;
+    r->last_contact = 0; /* see in_lease: a restart is sticky for E ticks */
+    new_timeout(r);
+    return r;
+nomem:
+    raft_free(r);
+    nerr_set(e, NERR_NOMEM, "raft: out of memory");
+    return NULL;
+}
+
+void raft_free(struct raft *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->log_len; i++)
+        free(r->log[i].data);
+    free(r->log);
+    free(r->snap.data);
+    for (size_t i = 0; i < r->n_msgs; i++)
+        raft_msg_release(&r->msgs[i]);
+    free(r->msgs);
+    free(r);
+}
+
+int raft_lease_valid(const struct raft *r)
+{
+    if (r->role != RAFT_LEADER || r->commit < r->term_start || r->now < r->lead_start + r->E)
+        return 0;
+    if (r->quorum == 1)
+        return 1;
+    /* The (quorum-1)-th most recent peer ack, with ourselves, is a quorum. */
+    uint64_t a[RAFT_MAX_MEMBERS];
+    uint32_t k = 0;
+    for (uint32_t p = 1; p <= r->n; p++)
+        if (p != r->id)
+            a[k++] = r->ack[p];
+    for (uint32_t i = 1; i < k; i++)
+        for (uint32_t j = i; j > 0 && a[j] > a[j - 1]; j--) {
+            uint64_t t = a[j];
+            a[j] = a[j - 1];
+            a[j - 1] = t;
+        }
+    uint64_t q = a[r->quorum - 2];
+    if (q == 0 || q - 1 < r->lead_start)
+        return 0;
+    return r->now < q - 1 + r->lease_ticks;
+}
+
+uint32_t raft_lease_ticks(const struct raft *r)
+{
+    return r->lease_ticks;
+}
+enum raft_role raft_role(const struct raft *r)
+{
+    return r->role;
+}
+uint64_t raft_term(const struct raft *r)
+{
+    return r->term;
+}
+uint32_t raft_leader(const struct raft *r)
+{
+    return r->leader;
+}
+uint64_t raft_commit(const struct raft *r)
+{
+    return r->commit;
+}
+uint64_t raft_last_index(const struct raft *r)
+{
+    return last_index(r);
+}
+uint64_t raft_first_index(const struct raft *r)
+{
+    return first_index(r);
+}
+
+const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
+{
+    if (index < first_index(r) || index > last_index(r))
+        return NULL;
+    return &r->log[index - first_index(r)];
+}
+
+void raft_get_stats(const struct raft *r, struct raft_stats *st)
+{
+    *st = r->stats;
+}
+
+const char *raft_msg_type_name(uint32_t type)
+{
+    static const char *const names[] = {
+        "?",       "APPEND",       "APPEND_RESP", "HEARTBEAT", "HEARTBEAT_RESP",
+        "PREVOTE", "PREVOTE_RESP", "VOTE",        "VOTE_RESP", "SNAPSHOT",
+        "PROBE",   "PROBE_RESP"};
+    return type < RAFT_MSG_TYPE_END ? names[type] : "?";
+}
+
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
+{
+    *dst = *src;
+    dst->entries = NULL;
+    dst->data = NULL;
+    dst->n_entries = 0;
+    dst->data_len = 0;
+    if (src->n_entries) {
+        dst->entries = calloc(src->n_entries, sizeof(*dst->entries));
+        if (!dst->entries)
+            goto fail;
+        dst->n_entries = src->n_entries;
+        for (uint32_t i = 0; i < src->n_entries; i++) {
+            dst->entries[i] = src->entries[i];
+            dst->entries[i].data = NULL;
+            if (src->entries[i].len) {
+                dst->entries[i].data = malloc(src->entries[i].len);
+                if (!dst->entries[i].data)
+                    goto fail;
+                memcpy(dst->entries[i].data, src->entries[i].data, src->entries[i].len);
+            }
+        }
+    }
+    if (src->data_len) {
+        dst->data = malloc(src->data_len);
+        if (!dst->data)
+            goto fail;
+        memcpy(dst->data, src->data, src->data_len);
+        dst->data_len = src->data_len;
+    }
+    return 0;
+fail:
+    raft_msg_release(dst);
+    return NERR_NOMEM;
+}
+
+void raft_msg_release(struct raft_msg *m)
+{
+    if (m->entries)
+        for (uint32_t i = 0; i < m->n_entries; i++)
+            free(m->entries[i].data);
+    free(m->entries);
+    free(m->data);
+    m->entries = NULL;
+    m->data = NULL;
+    m->n_entries = 0;
+    m->data_len = 0;
+}

@@ -1,0 +1,236 @@
+/*
+ * raft.h — the deterministic consensus core of one replication-group member
+ * (Raft, Ongaro & Ousterhout 2014, with pre-vote, check-quorum, leader
+ * leases and a gray-failure check). Protocol and lease argument:
+ * docs/replication.md, "Protocol".
+ *
+ * The module does no I/O, reads no clock, starts no thread and keeps no
+ * global state. The host drives it with three inputs:
+ *   raft_step(r, m)    a message from a peer;
+ *   raft_tick(r)       one logical tick (the host calls it every RAFT_TICK_MS
+ *                      of its own clock);
+ *   raft_propose(...)  a new command (leader only);
+ * and drains its outputs through raft_ready_get / raft_ready_advance
+ * (etcd-raft style). Randomness (election timeouts) comes from the seed in
+ * struct raft_config, so a run replays exactly.
+ *
+ * Roles:
+ *
+ *   follower --timeout, no peer hears the leader--> pre-candidate
+ *   pre-candidate --quorum of pre-votes--> candidate (term+1, votes for self)
+ *   candidate --quorum of votes--> leader (appends an empty entry)
+ *   any --message with a higher term (not a sticky-ignored vote)--> follower
+ *   leader --no quorum heard within election_ticks (check-quorum)--> follower
+ *
+ * Invariants (asserted in raft.c, checked by t/unit/test_raft_sim.c):
+ *  I1 At most one leader per term: a vote is granted at most once per term
+ *     and the (term, vote) pair is persisted before the grant is sent.
+ *  I2 Log matching: entries with the same index and term are identical, and
+ *     so are the logs up to them (the append consistency check, §5.3).
+ *  I3 Leader completeness: an entry is committed only once a quorum has
+ *     persisted it, and a leader commits directly only entries of its own
+ *     term (§5.4.2); votes go only to candidates whose log is at least as
+ *     up to date (§5.4.1).
+ *  I4 The commit index never decreases; entries at or below it are never
+ *     truncated.
+ *  I5 Lease: while raft_lease_valid(r) is true, no other member can have
+ *     committed an entry this leader has not, provided every member's tick
+ *     rate is within ±drift_ppm of nominal (see raft_lease_valid).
+ *
+ * Caller obligations:
+ *  - Serialise all calls on one struct raft (it is not thread-safe; distinct
+ *    instances are independent).
+ *  - After raft_ready_get returned 1, process the ready IN THIS ORDER, and
+ *    call no other raft_ function on r until raft_ready_advance:
+ *      1. if snapshot != NULL: persist and install it (replace the state
+ *         machine, drop every persisted log entry);
+ *      2. persist entries: drop every persisted entry with index >=
+ *         entries[0].index, then append entries[] in order;
+ *      3. if has_hard_state: persist hs;
+ *      4. make 1-3 durable (fdatasync) — only then
+ *      5. send msgs (each to msgs[i].to; loss, duplication, reordering are
+ *         tolerated);
+ *      6. apply committed[] in order;
+ *    then call raft_ready_advance. Sending before persisting breaks I1 and
+ *    I3 (a vote or an ack would not survive a crash).
+ *  - On restart, build the module from what was persisted: the hard state,
+ *    the last snapshot and the entries after it (struct raft_config).
+ *
+ * Ownership: raft_new copies everything in the config. Everything a ready
+ * points to is owned by r and valid until raft_ready_advance. raft_step
+ * borrows m for the call. raft_propose and raft_compact copy their data.
+ *
+ * Errors: raft_new returns NULL on bad config or no memory (reason in e).
+ * raft_propose: NERR_BUSY when this member is not the leader (the host
+ * forwards or retries), NERR_LIMIT for an oversized entry, NERR_NOMEM.
+ * raft_step returns 0 when the message was taken, NERR_INVALID when it was
+ * dropped as malformed or forged (also counted in raft_stats.dropped) and
+ * NERR_NOMEM. A malformed message never changes state.
+ */
+#ifndef NINES_RAFT_H
+#define NINES_RAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+#define RAFT_TICK_MS 10
+#define RAFT_MAX_MEMBERS 9
+#define RAFT_MAX_BATCH 64              /* entries per append message */
+#define RAFT_MAX_ENTRY (4u << 20)      /* bytes per entry */
+#define RAFT_MAX_SNAPSHOT (256u << 20) /* bytes per snapshot payload */
+
+enum raft_role { RAFT_FOLLOWER, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
+
+enum raft_msg_type {
+    RAFT_MSG_APPEND = 1,     /* entries after (index, log_term); commit */
+    RAFT_MSG_APPEND_RESP,    /* reject=0: has up to index; reject=1: hint */
+    RAFT_MSG_HEARTBEAT,      /* commit; ctx = leader's tick when sent */
+    RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed: the lease acknowledgement */
+    RAFT_MSG_PREVOTE,        /* term = proposed term; (index, log_term) = last */
+    RAFT_MSG_PREVOTE_RESP,
+    RAFT_MSG_VOTE,
+    RAFT_MSG_VOTE_RESP,
+    RAFT_MSG_SNAPSHOT,   /* snapshot at (index, log_term), payload data */
+    RAFT_MSG_PROBE,      /* gray-failure check: "do you hear the leader?" */
+    RAFT_MSG_PROBE_RESP, /* reject=0: yes, within election_ticks */
+    RAFT_MSG_TYPE_END
+};
+
+struct raft_entry {
+    uint64_t term;
+    uint64_t index;
+    uint32_t len;
+    unsigned char *data; /* len bytes; NULL when len == 0 (leader no-op) */
+};
+
+struct raft_msg {
+    uint64_t group;
+    uint32_t type;     /* enum raft_msg_type */
+    uint32_t from, to; /* member ids, 1..n_members */
+    uint64_t term;
+    uint64_t index;    /* APPEND: prev index; *_RESP: match or rejected index;
+                          VOTE: last index; SNAPSHOT: snapshot index */
+    uint64_t log_term; /* term at index */
+    uint64_t commit;
+    uint64_t hint; /* APPEND_RESP reject: the follower's backtrack hint */
+    uint64_t ctx;  /* HEARTBEAT(_RESP): leader tick at send */
+    uint32_t reject;
+    uint32_t n_entries;
+    struct raft_entry *entries; /* APPEND only */
+    uint32_t data_len;
+    unsigned char *data; /* SNAPSHOT only */
+};
+
+struct raft_hard_state {
+    uint64_t term;
+    uint32_t vote; /* 0 = none this term */
+    uint64_t commit;
+};
+
+struct raft_snapshot {
+    uint64_t index, term; /* last entry the payload includes; 0 = none */
+    uint32_t len;
+    unsigned char *data; /* opaque to the module */
+};
+
+struct raft_config {
+    uint64_t group;
+    uint32_t id;              /* 1..n_members */
+    uint32_t n_members;       /* voting members, odd, <= RAFT_MAX_MEMBERS */
+    uint32_t election_ticks;  /* E: timeouts are random in [E, 2E); >= 4 */
+    uint32_t heartbeat_ticks; /* < E/2 */
+    uint32_t drift_ppm;       /* ρ: every member ticks within ±ρ of nominal */
+    uint64_t seed;
+    /* Persisted state (all zero for a brand-new member). */
+    struct raft_hard_state hs;
+    struct raft_snapshot snapshot;    /* copied */
+    const struct raft_entry *entries; /* copied; snapshot.index+1 onward */
+    size_t n_entries;
+    uint64_t applied; /* host state includes entries <= applied
+                         (>= snapshot.index) */
+};
+
+struct raft_ready {
+    int has_hard_state;
+    struct raft_hard_state hs;
+    const struct raft_snapshot *snapshot; /* NULL or: persist and install */
+    const struct raft_entry *entries;     /* to persist */
+    size_t n_entries;
+    const struct raft_msg *msgs; /* to send after persisting */
+    size_t n_msgs;
+    const struct raft_entry *committed; /* to apply, in order */
+    size_t n_committed;
+};
+
+struct raft_stats {
+    uint64_t dropped;           /* malformed or forged messages */
+    uint64_t votes_ignored;     /* (pre-)votes refused under leader stickiness */
+    uint64_t elections_avoided; /* gray-failure check: a peer hears the leader */
+    uint64_t prevotes_started;
+    uint64_t elections_started;
+    uint64_t checkquorum_stepdowns;
+};
+
+struct raft;
+
+/* Creates a member from cfg (see the restart rule above). */
+struct raft *raft_new(const struct raft_config *cfg, struct nerr *e);
+void raft_free(struct raft *r);
+
+/* Feeds one peer message. Messages for another group, from a non-member,
+ * of unknown type or with impossible indexes/terms are dropped (NERR_INVALID)
+ * and counted. */
+int raft_step(struct raft *r, const struct raft_msg *m);
+
+/* Advances the logical clock by one tick. */
+void raft_tick(struct raft *r);
+
+/* Appends a command to the leader's log; *index receives its log index.
+ * The command is committed once committed[] of a later ready contains it
+ * (which also means a quorum persisted it). */
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index);
+
+/* The host took a snapshot of its state at applied index `index` (<= the
+ * applied index): the module keeps a copy of the payload to send to lagging
+ * followers and drops its log up to index. The host may then drop its
+ * persisted entries <= index after persisting the snapshot. */
+int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
+
+/* 1 and fills rd when there is something to persist, send or apply. */
+int raft_ready_get(struct raft *r, struct raft_ready *rd);
+/* The host processed the last ready (see the order above). */
+void raft_ready_advance(struct raft *r);
+
+/* True when this member is leader and may serve a strongly consistent read
+ * from its state once it has applied up to raft_commit(r), without a round
+ * trip. Holds while: (a) a quorum (self included) acknowledged a heartbeat
+ * this leader sent at its tick t, and now < t + lease_ticks, where
+ * lease_ticks = floor((E - 1)(1 - ρ)/(1 + ρ)) - 1; (b) the leader has
+ * committed an entry of its term (so its commit index covers every earlier
+ * commit); (c) at least E ticks passed since it became leader (it waits out
+ * any older lease). Voters refuse (pre-)votes for E ticks after hearing from
+ * a leader, so no other leader can be elected — and commit — before the
+ * lease ends. */
+int raft_lease_valid(const struct raft *r);
+uint32_t raft_lease_ticks(const struct raft *r);
+
+enum raft_role raft_role(const struct raft *r);
+uint64_t raft_term(const struct raft *r);
+uint32_t raft_leader(const struct raft *r); /* 0 = unknown */
+uint64_t raft_commit(const struct raft *r);
+uint64_t raft_last_index(const struct raft *r);
+uint64_t raft_first_index(const struct raft *r); /* snapshot index + 1 */
+/* The in-memory entry at index, or NULL (compacted or beyond the log).
+ * Borrowed until the next call on r. */
+const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);
+void raft_get_stats(const struct raft *r, struct raft_stats *st);
+const char *raft_msg_type_name(uint32_t type);
+
+/* Deep copy of a message (entries and data), for hosts that queue messages;
+ * release frees what raft_msg_copy allocated. */
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
+void raft_msg_release(struct raft_msg *m);
+
+#endif

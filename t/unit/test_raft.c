@@ -1,0 +1,689 @@
+/*
+ * test_raft.c — scenario tests of store/raft on a small synchronous network:
+ * every tick, each member ticks, then queued messages are delivered until
+ * none is left. Links can be cut one direction at a time; members can crash
+ * and restart from what they persisted.
+ */
+#include "store/raft.h"
+#include "t/tap.h"
+
+#define N_MAX 5
+#define GROUP 7
+
+struct pstore {
+    struct raft_hard_state hs;
+    struct raft_entry *ents;
+    size_t n, cap;
+    struct raft_snapshot snap;
+};
+
+struct net {
+    int n;
+    uint64_t seed;
+    struct raft *r[N_MAX + 1];
+    struct pstore st[N_MAX + 1];
+    int cut[N_MAX + 1][N_MAX + 1]; /* cut[a][b]: a's messages to b are lost */
+    struct raft_msg *q;
+    size_t nq, capq;
+    uint64_t applied[N_MAX + 1];
+    uint64_t last_commit[N_MAX + 1];
+    /* Violations seen while draining. */
+    int vote_unpersisted, old_term_commit, apply_gap;
+    int snapshots_installed;
+    uint64_t rejects; /* APPEND_RESP rejects sent */
+};
+
+static void ps_truncate(struct pstore *st, uint64_t from)
+{
+    while (st->n && st->ents[st->n - 1].index >= from)
+        free(st->ents[--st->n].data);
+}
+
+static void drain(struct net *nt, int k)
+{
+    struct raft *r = nt->r[k];
+    struct pstore *st = &nt->st[k];
+    struct raft_ready rd;
+    while (raft_ready_get(r, &rd)) {
+        if (rd.snapshot) {
+            ps_truncate(st, 0);
+            free(st->snap.data);
+            st->snap = *rd.snapshot;
+            st->snap.data = malloc(rd.snapshot->len ? rd.snapshot->len : 1);
+            memcpy(st->snap.data, rd.snapshot->data, rd.snapshot->len);
+            nt->applied[k] = rd.snapshot->index;
+            nt->snapshots_installed++;
+        }
+        if (rd.n_entries)
+            ps_truncate(st, rd.entries[0].index);
+        for (size_t i = 0; i < rd.n_entries; i++) {
+            if (st->n == st->cap) {
+                st->cap = st->cap ? st->cap * 2 : 64;
+                st->ents = realloc(st->ents, st->cap * sizeof(*st->ents));
+            }
+            struct raft_entry *e = &st->ents[st->n++];
+            *e = rd.entries[i];
+            e->data = NULL;
+            if (rd.entries[i].len) {
+                e->data = malloc(rd.entries[i].len);
+                memcpy(e->data, rd.entries[i].data, rd.entries[i].len);
+            }
+        }
+        if (rd.has_hard_state)
+            st->hs = rd.hs;
+        for (size_t i = 0; i < rd.n_msgs; i++) {
+            const struct raft_msg *m = &rd.msgs[i];
+            /* A granted vote must be durable before the grant leaves. */
+            if (m->type == RAFT_MSG_VOTE_RESP && !m->reject &&
+                (st->hs.vote != m->to || st->hs.term != m->term))
+                nt->vote_unpersisted++;
+            if (m->type == RAFT_MSG_APPEND_RESP && m->reject)
+                nt->rejects++;
+            if (nt->cut[m->from][m->to])
+                continue;
+            if (nt->nq == nt->capq) {
+                nt->capq = nt->capq ? nt->capq * 2 : 64;
+                nt->q = realloc(nt->q, nt->capq * sizeof(*nt->q));
+            }
+            raft_msg_copy(&nt->q[nt->nq++], m);
+        }
+        for (size_t i = 0; i < rd.n_committed; i++) {
+            if (rd.committed[i].index != nt->applied[k] + 1)
+                nt->apply_gap++;
+            nt->applied[k] = rd.committed[i].index;
+        }
+        raft_ready_advance(r);
+        uint64_t c = raft_commit(r);
+        if (c != nt->last_commit[k] && raft_role(r) == RAFT_LEADER) {
+            const struct raft_entry *e = raft_entry_at(r, c);
+            if (e && e->term != raft_term(r))
+                nt->old_term_commit++;
+        }
+        nt->last_commit[k] = c;
+    }
+}
+
+static struct raft *mk(struct net *nt, int k)
+{
+    struct pstore *st = &nt->st[k];
+    struct raft_config cfg = {.group = GROUP,
+                              .id = (uint32_t)k,
+                              .n_members = (uint32_t)nt->n,
+                              .election_ticks = 10,
+                              .heartbeat_ticks = 2,
+                              .drift_ppm = 50000,
+                              .seed = nt->seed,
+                              .hs = st->hs,
+                              .snapshot = st->snap,
+                              .entries = st->ents,
+                              .n_entries = st->n,
+                              .applied = st->snap.index};
+    struct nerr e;
+    struct raft *r = raft_new(&cfg, &e);
+    if (!r)
+        bail_out(e.msg);
+    nt->applied[k] = st->snap.index;
+    return r;
+}
+
+static void net_init(struct net *nt, int n, uint64_t seed)
+{
+    memset(nt, 0, sizeof(*nt));
+    nt->n = n;
+    nt->seed = seed;
+    for (int k = 1; k <= n; k++)
+        nt->r[k] = mk(nt, k);
+}
+
+static void net_free(struct net *nt)
+{
+    for (int k = 1; k <= nt->n; k++) {
+        raft_free(nt->r[k]);
+        ps_truncate(&nt->st[k], 0);
+        free(nt->st[k].ents);
+        free(nt->st[k].snap.data);
+    }
+    for (size_t i = 0; i < nt->nq; i++)
+        raft_msg_release(&nt->q[i]);
+    free(nt->q);
+}
+
+static void deliver_all(struct net *nt)
+{
+    for (int rounds = 0; nt->nq && rounds < 100000; rounds++) {
+        struct raft_msg m = nt->q[0];
+        memmove(nt->q, nt->q + 1, (nt->nq - 1) * sizeof(*nt->q));
+        nt->nq--;
+        if (nt->r[m.to] && !nt->cut[m.from][m.to]) {
+            raft_step(nt->r[m.to], &m);
+            drain(nt, (int)m.to);
+        }
+        raft_msg_release(&m);
+    }
+}
+
+static void run(struct net *nt, int ticks)
+{
+    for (int t = 0; t < ticks; t++) {
+        for (int k = 1; k <= nt->n; k++)
+            if (nt->r[k]) {
+                raft_tick(nt->r[k]);
+                drain(nt, k);
+            }
+        deliver_all(nt);
+    }
+}
+
+static int leader_of(struct net *nt)
+{
+    int l = 0;
+    for (int k = 1; k <= nt->n; k++)
+        if (nt->r[k] && raft_role(nt->r[k]) == RAFT_LEADER) {
+            if (l)
+                return -1;
+            l = k;
+        }
+    return l;
+}
+
+static int run_until_leader(struct net *nt, int max)
+{
+    for (int t = 0; t < max; t++) {
+        run(nt, 1);
+        if (leader_of(nt) > 0)
+            return leader_of(nt);
+    }
+    return 0;
+}
+
+static void isolate(struct net *nt, int k, int on)
+{
+    for (int j = 1; j <= nt->n; j++)
+        nt->cut[k][j] = nt->cut[j][k] = on;
+}
+
+static uint64_t propose(struct net *nt, int k, uint64_t v)
+{
+    uint64_t idx = 0;
+    if (raft_propose(nt->r[k], &v, sizeof(v), &idx))
+        return 0;
+    drain(nt, k);
+    deliver_all(nt);
+    return idx;
+}
+
+static int logs_equal(struct net *nt, int a, int b)
+{
+    struct raft *x = nt->r[a], *y = nt->r[b];
+    if (raft_last_index(x) != raft_last_index(y))
+        return 0;
+    uint64_t from =
+        raft_first_index(x) > raft_first_index(y) ? raft_first_index(x) : raft_first_index(y);
+    for (uint64_t i = from; i <= raft_last_index(x); i++) {
+        const struct raft_entry *e = raft_entry_at(x, i), *f = raft_entry_at(y, i);
+        if (e->term != f->term || e->len != f->len || (e->len && memcmp(e->data, f->data, e->len)))
+            return 0;
+    }
+    return 1;
+}
+
+static void test_election(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 1);
+    int l = run_until_leader(&nt, 100);
+    cmp_ok(l, ">", 0, "election: a single leader emerges within 100 ticks");
+    run(&nt, 5);
+    is_int(leader_of(&nt), l, "election: still exactly one leader");
+    for (int k = 1; k <= 3; k++)
+        is_int(raft_leader(nt.r[k]), l, "election: member %d knows the leader", k);
+    const struct raft_entry *e = raft_entry_at(nt.r[l], raft_first_index(nt.r[l]));
+    ok(e && e->len == 0 && e->term == raft_term(nt.r[l]), "election: leader appended a no-op");
+    is_int(nt.vote_unpersisted, 0, "election: every vote was persisted before its grant");
+    uint64_t term = raft_term(nt.r[l]);
+    net_free(&nt);
+
+    /* Same seed, same history; other seeds elect other members. */
+    net_init(&nt, 3, 1);
+    is_int(run_until_leader(&nt, 100), l, "election: deterministic for a seed");
+    is_int(raft_term(nt.r[l]), term, "election: same term for the same seed");
+    net_free(&nt);
+    int seen[4] = {0};
+    for (uint64_t s = 2; s < 12; s++) {
+        net_init(&nt, 3, s * 7919);
+        int w = run_until_leader(&nt, 100);
+        if (w > 0)
+            seen[w] = 1;
+        net_free(&nt);
+    }
+    ok(seen[1] + seen[2] + seen[3] >= 2, "election: randomized timeouts vary the winner");
+}
+
+static void test_prevote(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 3);
+    int l = run_until_leader(&nt, 100);
+    int f = l % 3 + 1;
+    uint64_t term = raft_term(nt.r[l]);
+    isolate(&nt, f, 1);
+    run(&nt, 200);
+    struct raft_stats st;
+    raft_get_stats(nt.r[f], &st);
+    cmp_ok(st.prevotes_started, ">", 0, "prevote: the partitioned member tried pre-votes");
+    is_int(st.elections_started, 0, "prevote: but never started a real election");
+    is_int(raft_term(nt.r[f]), term, "prevote: its term did not move");
+    isolate(&nt, f, 0);
+    run(&nt, 30);
+    is_int(leader_of(&nt), l, "prevote: on rejoin the leader is not deposed");
+    is_int(raft_term(nt.r[l]), term, "prevote: and the term is unchanged");
+    ok(logs_equal(&nt, l, f), "prevote: the rejoined member caught up");
+    net_free(&nt);
+}
+
+static void test_check_quorum_and_lease(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 5);
+    int l = run_until_leader(&nt, 100);
+    ok(!raft_lease_valid(nt.r[l]), "lease: a new leader does not serve lease reads at once");
+    run(&nt, 9);
+    ok(!raft_lease_valid(nt.r[l]), "lease: not before it waited out E ticks");
+    run(&nt, 3);
+    ok(raft_lease_valid(nt.r[l]), "lease: valid once old leases are over and a quorum acked");
+    is_int(raft_lease_ticks(nt.r[l]), 7, "lease: floor(9 * 0.95/1.05) - 1 = 7 ticks for E=10, 5%%");
+
+    /* Stickiness: a follower that hears the leader ignores a vote request. */
+    int f = l % 3 + 1, o = f % 3 + 1;
+    if (o == l)
+        o = o % 3 + 1;
+    struct raft_msg v = {.group = GROUP,
+                         .type = RAFT_MSG_VOTE,
+                         .from = (uint32_t)o,
+                         .to = (uint32_t)f,
+                         .term = raft_term(nt.r[f]) + 5,
+                         .index = raft_last_index(nt.r[f]) + 10,
+                         .log_term = raft_term(nt.r[f]) + 5};
+    uint64_t term = raft_term(nt.r[f]);
+    is_int(raft_step(nt.r[f], &v), 0, "lease: vote request taken");
+    struct raft_ready rd;
+    raft_ready_get(nt.r[f], &rd);
+    is_int(rd.n_msgs, 0, "lease: no vote granted while the leader is live");
+    raft_ready_advance(nt.r[f]);
+    is_int(raft_term(nt.r[f]), term, "lease: and no term bump");
+    struct raft_stats st;
+    raft_get_stats(nt.r[f], &st);
+    is_int(st.votes_ignored, 1, "lease: the refusal is counted");
+
+    /* Isolate the leader: the lease lapses first, then check-quorum steps it
+     * down, and no one else leads while its lease could still be valid. */
+    isolate(&nt, l, 1);
+    int lapsed = -1, other = -1, stepped = -1;
+    for (int t = 1; t <= 60; t++) {
+        run(&nt, 1);
+        if (lapsed < 0 && !raft_lease_valid(nt.r[l]))
+            lapsed = t;
+        if (stepped < 0 && raft_role(nt.r[l]) != RAFT_LEADER)
+            stepped = t;
+        for (int k = 1; k <= 3; k++)
+            if (k != l && other < 0 && raft_role(nt.r[k]) == RAFT_LEADER)
+                other = t;
+    }
+    ok(lapsed > 0 && lapsed <= 7, "lease: lapses within lease_ticks of the last ack (%d)", lapsed);
+    ok(stepped > 0 && stepped <= 20, "check-quorum: isolated leader steps down (tick %d)", stepped);
+    raft_get_stats(nt.r[l], &st);
+    is_int(st.checkquorum_stepdowns, 1, "check-quorum: counted once");
+    ok(other > lapsed, "lease: the next leader came after the lease lapsed (%d > %d)", other,
+       lapsed);
+    net_free(&nt);
+}
+
+static void test_commit_rules(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 9);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    for (int k = 1; k <= 3; k++)
+        if (k != l)
+            nt.cut[l][k] = 1;
+    uint64_t c0 = raft_commit(nt.r[l]);
+    uint64_t idx = propose(&nt, l, 42);
+    cmp_ok(idx, ">", 0, "commit: the leader takes a proposal");
+    run(&nt, 1);
+    is_int(raft_commit(nt.r[l]), c0, "commit: not committed with no follower reached");
+    int f = l % 3 + 1;
+    nt.cut[l][f] = 0;
+    run(&nt, 3);
+    cmp_ok(raft_commit(nt.r[l]), ">=", idx, "commit: committed with one follower (2 of 3)");
+    uint64_t dummy;
+    is_int(raft_propose(nt.r[f], "x", 1, &dummy), NERR_BUSY, "commit: followers refuse proposals");
+    net_free(&nt);
+
+    /* §5.4.2: member 1 holds entries of term 1 nobody else has; as leader
+     * of term 2 it must not commit them by counting, only with its no-op. */
+    memset(&nt, 0, sizeof(nt));
+    nt.n = 3;
+    nt.seed = 11;
+    unsigned char a = 'a', b = 'b';
+    struct raft_entry old[2] = {{1, 1, 1, &a}, {1, 2, 1, &b}};
+    nt.st[1].hs.term = 1;
+    nt.st[1].ents = malloc(sizeof(old));
+    memcpy(nt.st[1].ents, old, sizeof(old));
+    for (int i = 0; i < 2; i++) {
+        nt.st[1].ents[i].data = malloc(1);
+        nt.st[1].ents[i].data[0] = old[i].data[0];
+    }
+    nt.st[1].n = nt.st[1].cap = 2;
+    for (int k = 1; k <= 3; k++)
+        nt.r[k] = mk(&nt, k);
+    nt.cut[2][3] = nt.cut[3][2] = 1; /* only member 1 can win */
+    int w = run_until_leader(&nt, 100);
+    is_int(w, 1, "5.4.2: the member with the longest log wins");
+    run(&nt, 3);
+    cmp_ok(raft_commit(nt.r[1]), ">=", 3, "5.4.2: old entries commit together with the no-op");
+    is_int(nt.old_term_commit, 0, "5.4.2: no commit point ever landed on an old-term entry");
+    is_int(nt.apply_gap, 0, "commit: entries applied in order without gaps");
+    net_free(&nt);
+}
+
+/* Drives one member by hand into leadership of term 2 with two term-1
+ * entries only it has, then feeds acknowledgements (§5.4.2, Figure 8). */
+static void test_old_term_not_counted(void)
+{
+    unsigned char a = 'a', b = 'b';
+    struct raft_entry old[2] = {{1, 1, 1, &a}, {1, 2, 1, &b}};
+    struct raft_config cfg = {.group = GROUP,
+                              .id = 1,
+                              .n_members = 3,
+                              .election_ticks = 10,
+                              .heartbeat_ticks = 2,
+                              .drift_ppm = 50000,
+                              .seed = 5,
+                              .hs = {1, 0, 0},
+                              .entries = old,
+                              .n_entries = 2};
+    struct raft *r = raft_new(&cfg, NULL);
+    struct raft_ready rd;
+    for (int t = 0; t < 40 && raft_role(r) == RAFT_FOLLOWER; t++) {
+        raft_tick(r);
+        if (raft_ready_get(r, &rd))
+            raft_ready_advance(r);
+    }
+    is_int(raft_role(r), RAFT_PRE_CANDIDATE, "5.4.2: member starts a pre-election");
+    struct raft_msg m = {
+        .group = GROUP, .type = RAFT_MSG_PREVOTE_RESP, .from = 2, .to = 1, .term = 2};
+    raft_step(r, &m);
+    is_int(raft_role(r), RAFT_CANDIDATE, "5.4.2: pre-vote quorum makes it a candidate");
+    m.type = RAFT_MSG_VOTE_RESP;
+    raft_step(r, &m);
+    is_int(raft_role(r), RAFT_LEADER, "5.4.2: vote quorum makes it leader of term 2");
+    while (raft_ready_get(r, &rd))
+        raft_ready_advance(r); /* persists the no-op at index 3 */
+    m.type = RAFT_MSG_APPEND_RESP;
+    m.index = 2;
+    is_int(raft_step(r, &m), 0, "5.4.2: ack of index 2 taken");
+    is_int(raft_commit(r), 0, "5.4.2: a quorum holding old-term index 2 commits nothing");
+    m.index = 3;
+    raft_step(r, &m);
+    is_int(raft_commit(r), 3, "5.4.2: the current-term no-op commits everything before it");
+    raft_free(r);
+}
+
+static void test_catch_up(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 13);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    /* The old leader keeps proposing while isolated: those entries must be
+     * overwritten after a new leader commits others. */
+    isolate(&nt, l, 1);
+    for (uint64_t v = 0; v < 30; v++)
+        propose(&nt, l, 1000 + v);
+    run(&nt, 40);
+    int nl = leader_of(&nt);
+    ok(nl > 0 && nl != l, "catch-up: a new leader in the majority");
+    for (uint64_t v = 0; v < 100 && nl > 0; v++)
+        propose(&nt, nl, 2000 + v);
+    run(&nt, 3);
+    uint64_t rejects0 = nt.rejects;
+    isolate(&nt, l, 0);
+    run(&nt, 40);
+    ok(nl > 0 && logs_equal(&nt, nl, l), "catch-up: the old leader's log now equals the new one");
+    cmp_ok(nt.rejects - rejects0, "<=", 4, "catch-up: fast backtracking needs few rejects (%llu)",
+           (unsigned long long)(nt.rejects - rejects0));
+    is_int(raft_commit(nt.r[l]), raft_commit(nt.r[nl]), "catch-up: commit index caught up");
+    net_free(&nt);
+
+    /* A follower far behind a newly elected leader: one hint, not one
+     * reject per missing entry. */
+    net_init(&nt, 3, 31);
+    l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    int lag = l % 3 + 1;
+    isolate(&nt, lag, 1);
+    for (uint64_t v = 0; v < 100; v++)
+        propose(&nt, l, v);
+    run(&nt, 3);
+    /* Restart the leader so another member leads with next = its last + 1. */
+    raft_free(nt.r[l]);
+    nt.r[l] = NULL;
+    run(&nt, 5);
+    nt.r[l] = mk(&nt, l);
+    nl = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    rejects0 = nt.rejects;
+    isolate(&nt, lag, 0);
+    run(&nt, 20);
+    ok(nl > 0 && logs_equal(&nt, nl, lag), "catch-up: the lagging member caught up");
+    cmp_ok(nt.rejects - rejects0, "<=", 3, "catch-up: 100 missing entries cost few rejects (%llu)",
+           (unsigned long long)(nt.rejects - rejects0));
+    net_free(&nt);
+
+    /* Snapshot path: the leader compacted what the follower lacks. */
+    net_init(&nt, 3, 17);
+    l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    int f = l % 3 + 1;
+    isolate(&nt, f, 1);
+    for (uint64_t v = 0; v < 50; v++)
+        propose(&nt, l, v);
+    run(&nt, 3);
+    uint64_t ap = nt.applied[l];
+    const char snap[] = "state-at-applied";
+    is_int(raft_compact(nt.r[l], ap, snap, sizeof(snap)), 0, "snapshot: leader compacts");
+    is_int(raft_compact(nt.r[l], ap + 100, snap, sizeof(snap)), NERR_INVALID,
+           "snapshot: cannot compact beyond applied");
+    is_int(raft_first_index(nt.r[l]), ap + 1, "snapshot: log starts after the snapshot");
+    for (uint64_t v = 0; v < 5; v++)
+        propose(&nt, l, 500 + v);
+    isolate(&nt, f, 0);
+    run(&nt, 20);
+    is_int(nt.snapshots_installed, 1, "snapshot: the follower installed one snapshot");
+    is_int(nt.st[f].snap.index, ap, "snapshot: at the compacted index");
+    ok(nt.st[f].snap.len == sizeof(snap) && !memcmp(nt.st[f].snap.data, snap, sizeof(snap)),
+       "snapshot: the payload arrived intact");
+    is_int(raft_last_index(nt.r[f]), raft_last_index(nt.r[l]), "snapshot: then entries after it");
+    is_int(nt.applied[f], raft_commit(nt.r[l]), "snapshot: follower applied up to commit");
+    net_free(&nt);
+}
+
+static void test_gray_failure(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 19);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    uint64_t term = raft_term(nt.r[l]);
+    int f = l % 3 + 1;
+    struct raft_stats st0;
+    raft_get_stats(nt.r[f], &st0);
+    nt.cut[l][f] = 1; /* only leader -> f is broken */
+    run(&nt, 300);
+    is_int(leader_of(&nt), l, "gray: the leader stays leader with one bad link");
+    is_int(raft_term(nt.r[l]), term, "gray: no term change");
+    struct raft_stats st;
+    raft_get_stats(nt.r[f], &st);
+    cmp_ok(st.elections_avoided, ">", 5, "gray: the cut-off follower asked peers and held off");
+    is_int(st.prevotes_started - st0.prevotes_started, 0, "gray: it never started a pre-election");
+    /* Control: when no peer hears the leader either, it does campaign. */
+    isolate(&nt, l, 1);
+    run(&nt, 60);
+    int nl = leader_of(&nt);
+    ok(nl > 0 && nl != l, "gray: with the leader really gone a new one is elected");
+    net_free(&nt);
+}
+
+static void test_malformed(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 23);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    propose(&nt, l, 7);
+    run(&nt, 2);
+    int f = l % 3 + 1;
+    struct raft *r = nt.r[f];
+    uint64_t term = raft_term(r), commit = raft_commit(r), last = raft_last_index(r);
+    struct raft_entry good = {term, last + 1, 1, (unsigned char *)"z"};
+    struct raft_entry bad_seq[2] = {{term, last + 1, 0, NULL}, {term, last + 3, 0, NULL}};
+    struct raft_entry future = {term + 9, last + 1, 0, NULL};
+    struct raft_msg base = {.group = GROUP,
+                            .type = RAFT_MSG_APPEND,
+                            .from = (uint32_t)l,
+                            .to = (uint32_t)f,
+                            .term = term,
+                            .index = last,
+                            .log_term = raft_entry_at(r, last)->term,
+                            .commit = commit};
+    struct raft_msg ms[14];
+    for (int i = 0; i < 14; i++)
+        ms[i] = base;
+    ms[0].group = GROUP + 1;                      /* another group */
+    ms[1].from = 0;                               /* not a member */
+    ms[2].from = (uint32_t)f;                     /* from itself */
+    ms[3].type = 99;                              /* unknown type */
+    ms[4].term = UINT64_C(1) << 63;               /* absurd term */
+    ms[4].index = UINT64_C(1) << 62;              /*   with a bogus index */
+    ms[5].n_entries = 2, ms[5].entries = bad_seq; /* entries out of sequence */
+    ms[6].n_entries = 1, ms[6].entries = &future; /* entry term beyond message */
+    ms[7].commit = last + 5;                      /* commit beyond what is sent */
+    ms[8].type = RAFT_MSG_HEARTBEAT, ms[8].n_entries = 1, ms[8].entries = &good;
+    ms[9].log_term = term + 1; /* prev term above term */
+    ms[10].to = 9;             /* not addressed to us */
+    ms[11].type = RAFT_MSG_VOTE, ms[11].data_len = 4, ms[11].data = (unsigned char *)"junk";
+    ms[12].n_entries = 1000, ms[12].entries = &good; /* count beyond the batch limit */
+    ms[13].type = RAFT_MSG_SNAPSHOT, ms[13].index = 0;
+    struct raft_stats st0, st1;
+    raft_get_stats(r, &st0);
+    int all = 1;
+    for (int i = 0; i < 14; i++)
+        if (raft_step(r, &ms[i]) != NERR_INVALID) {
+            diag("message %d was accepted", i);
+            all = 0;
+        }
+    ok(all, "malformed: every forged message is refused with NERR_INVALID");
+    raft_get_stats(r, &st1);
+    is_int(st1.dropped - st0.dropped, 14, "malformed: and counted");
+    struct raft_ready rd;
+    is_int(raft_ready_get(r, &rd), 0, "malformed: nothing to persist, send or apply");
+    ok(raft_term(r) == term && raft_commit(r) == commit && raft_last_index(r) == last &&
+           raft_role(r) == RAFT_FOLLOWER,
+       "malformed: state unchanged");
+
+    /* At the leader: acks of entries it never had, heartbeats from the future. */
+    struct raft *L = nt.r[l];
+    struct raft_msg ack = {.group = GROUP,
+                           .type = RAFT_MSG_APPEND_RESP,
+                           .from = (uint32_t)f,
+                           .to = (uint32_t)l,
+                           .term = raft_term(L),
+                           .index = raft_last_index(L) + 100};
+    is_int(raft_step(L, &ack), NERR_INVALID, "malformed: ack beyond the leader's log dropped");
+    ack.type = RAFT_MSG_HEARTBEAT_RESP, ack.index = 0, ack.ctx = 1u << 30;
+    is_int(raft_step(L, &ack), NERR_INVALID, "malformed: lease ack from the future dropped");
+    ack.type = RAFT_MSG_APPEND_RESP, ack.term = raft_term(L) + 3, ack.index = 1;
+    is_int(raft_step(L, &ack), NERR_INVALID, "malformed: success from a future term dropped");
+    is_int(raft_role(L), RAFT_LEADER, "malformed: the leader is undisturbed");
+
+    /* Random garbage: never a crash, never a broken invariant. */
+    uint64_t x = 0x1234567;
+    for (int i = 0; i < 20000; i++) {
+        struct raft_entry ents[3];
+        struct raft_msg m;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        memset(&m, 0, sizeof(m));
+        m.group = (x & 7) ? GROUP : x;
+        m.type = (uint32_t)(x >> 8) % 14;
+        m.from = (uint32_t)(x >> 12) % 5;
+        m.to = (x >> 15) & 1 ? (uint32_t)f : (uint32_t)(x >> 16) % 5;
+        m.term = term + ((x >> 20) % 3) - 1;
+        m.index = raft_last_index(r) + ((x >> 24) % 8) - 4;
+        m.log_term = (x >> 28) % (term + 2);
+        m.commit = (x >> 32) % (m.index + 3);
+        m.reject = (x >> 40) & 1;
+        m.hint = (x >> 41) % 8;
+        m.ctx = (x >> 44) % 100;
+        if (m.type == RAFT_MSG_APPEND && (x >> 50) & 1) {
+            m.n_entries = (uint32_t)(x >> 51) % 3 + 1;
+            for (uint32_t j = 0; j < m.n_entries; j++)
+                ents[j] = (struct raft_entry){m.term, m.index + 1 + j, 0, NULL};
+            m.entries = ents;
+        }
+        raft_step(r, &m);
+        if (raft_commit(r) > raft_last_index(r) || raft_commit(r) < commit) {
+            ok(0, "fuzz: commit index broken at message %d", i);
+            break;
+        }
+        if (raft_ready_get(r, &rd))
+            raft_ready_advance(r);
+        if (i % 10 == 0)
+            raft_tick(r);
+    }
+    ok(1, "fuzz: 20000 random messages without a crash");
+    net_free(&nt);
+}
+
+static void test_five_and_restart(void)
+{
+    struct net nt;
+    net_init(&nt, 5, 29);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    int down[2], nd = 0;
+    for (int k = 1; k <= 5 && nd < 2; k++)
+        if (k != l)
+            down[nd++] = k;
+    for (int i = 0; i < 2; i++) {
+        raft_free(nt.r[down[i]]);
+        nt.r[down[i]] = NULL;
+    }
+    uint64_t idx = propose(&nt, l, 77);
+    run(&nt, 3);
+    cmp_ok(raft_commit(nt.r[l]), ">=", idx, "five: commits with 3 of 5 up");
+    /* Restart from persisted state only. */
+    for (int i = 0; i < 2; i++)
+        nt.r[down[i]] = mk(&nt, down[i]);
+    uint64_t t0 = raft_term(nt.r[down[0]]);
+    cmp_ok(t0, ">", 0, "restart: the persisted term came back");
+    run(&nt, 20);
+    is_int(leader_of(&nt), l, "restart: restarted members rejoin the same leader");
+    ok(logs_equal(&nt, l, down[0]) && logs_equal(&nt, l, down[1]), "restart: logs converge");
+    is_int(nt.vote_unpersisted, 0, "five: votes persisted before grants");
+    net_free(&nt);
+}
+
+int main(void)
+{
+    test_election();
+    test_prevote();
+    test_check_quorum_and_lease();
+    test_commit_rules();
+    test_old_term_not_counted();
+    test_catch_up();
+    test_gray_failure();
+    test_malformed();
+    test_five_and_restart();
+    return done_testing();
+}

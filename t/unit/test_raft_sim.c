@@ -1,0 +1,701 @@
+/*
+ * test_raft_sim.c — seeded simulation of store/raft: several replication
+ * groups on 3 or 5 nodes, with message loss, duplication, reordering and
+ * delay, partitions that heal, crashes and restarts from persisted state only,
+ * snapshots, and per-node clock drift within the bound the module states.
+ *
+ * After every event it checks: at most one leader per term; log matching on
+ * the persisted logs (same index and term => same chain hash of the prefix);
+ * no committed entry lost or changed (every apply and every snapshot matches
+ * the global committed record; every new leader holds every committed entry);
+ * replicas apply the same entries in the same order; lease safety (a member
+ * whose lease is valid has committed everything committed anywhere). At the
+ * end of each seed the network heals and a leader must commit a proposal.
+ *
+ * NINES_SEEDS=n sets the seed count; NINES_SEED=s replays one seed.
+ */
+#include "store/raft.h"
+#include "t/tap.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#define MAXN 5
+#define MAXG 3
+#define UNIT 1000 /* simulated time units per nominal tick */
+#define RUN_TICKS 600
+#define LIVE_TICKS 200
+#define E_TICKS 10
+#define H_TICKS 2
+#define DRIFT_PPM 50000
+#define KEYTAB (1u << 15)
+
+struct sent {
+    struct raft_entry e;
+    uint64_t chain; /* hash of (term, data) of every entry up to this one */
+};
+
+/* What one member persisted: all a restart may use. */
+struct store {
+    struct raft_hard_state hs;
+    uint64_t snap_index, snap_term;
+    unsigned char snap_data[24];
+    uint32_t snap_len;
+    struct sent *ents;
+    size_t n, cap;
+};
+
+/* The replicated state machine, also the snapshot payload. */
+struct replica {
+    uint64_t applied, chain, count;
+};
+
+struct member {
+    struct raft *r;
+    struct store st;
+    struct replica rep;
+    uint64_t checked_term; /* leader completeness checked for this term */
+};
+
+struct node {
+    int up;
+    int side; /* partition side */
+    uint64_t period, next_tick, down_until;
+};
+
+struct inflight {
+    uint64_t at;
+    uint64_t group_ix;
+    struct raft_msg m;
+};
+
+struct key {
+    uint64_t index, term, chain;
+};
+
+struct gstate {
+    uint32_t *leader_of; /* by term */
+    size_t leader_cap;
+    uint64_t *c_term, *c_chain; /* committed record by index */
+    size_t c_cap;
+    uint64_t max_commit;
+    struct key *keys; /* (index, term) -> chain, open addressing */
+};
+
+struct totals {
+    uint64_t seeds, events, commits, elections, crashes, partitions, snapshots_installed,
+        lease_reads, drops_loss, proposals, dups;
+};
+
+struct sim {
+    uint64_t seed, rng, now, end;
+    int n, ng;
+    struct node nodes[MAXN];
+    struct member mem[MAXG][MAXN];
+    struct gstate g[MAXG];
+    struct inflight *q;
+    size_t nq, capq;
+    uint32_t loss_ppm, dup_ppm, long_delay_ppm;
+    uint64_t heal_at;
+    int partitioned, calm;
+    uint64_t next_value;
+    char why[512];
+    int failed;
+    struct totals *tot;
+};
+
+static uint64_t rnd(struct sim *s)
+{
+    uint64_t z = (s->rng += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static uint64_t below(struct sim *s, uint64_t n)
+{
+    return n ? rnd(s) % n : 0;
+}
+static int chance(struct sim *s, uint32_t ppm)
+{
+    return below(s, 1000000) < ppm;
+}
+
+static uint64_t mix(uint64_t h, uint64_t term, const unsigned char *d, uint32_t len)
+{
+    uint64_t x = h ^ (term * UINT64_C(0x9e3779b97f4a7c15));
+    for (uint32_t i = 0; i < len; i++)
+        x = (x ^ d[i]) * UINT64_C(0x100000001b3);
+    x ^= len;
+    x = (x ^ (x >> 31)) * UINT64_C(0xbf58476d1ce4e5b9);
+    return x ^ (x >> 29);
+}
+
+static void fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct sim *s, const char *fmt, ...)
+{
+    if (s->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof(s->why), fmt, ap);
+    va_end(ap);
+    s->failed = 1;
+}
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return p;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    unsigned char *np = realloc(p, c * elem);
+    if (!np)
+        abort();
+    memset(np + *cap * elem, 0, (c - *cap) * elem);
+    *cap = c;
+    return np;
+}
+
+/* Log matching: an (index, term) pair must always carry the same prefix. */
+static void check_key(struct sim *s, int g, uint64_t index, uint64_t term, uint64_t chain)
+{
+    struct key *t = s->g[g].keys;
+    uint64_t h = (index * UINT64_C(0x9e3779b97f4a7c15) ^ term) & (KEYTAB - 1);
+    for (uint32_t probe = 0; probe < KEYTAB; probe++, h = (h + 1) & (KEYTAB - 1)) {
+        if (t[h].index == 0) {
+            t[h] = (struct key){index, term, chain};
+            return;
+        }
+        if (t[h].index == index && t[h].term == term) {
+            if (t[h].chain != chain)
+                fail(s, "group %d: log matching violated at index %llu term %llu", g,
+                     (unsigned long long)index, (unsigned long long)term);
+            return;
+        }
+    }
+    fail(s, "key table full");
+}
+
+static void record_commit(struct sim *s, int g, uint64_t index, uint64_t term, uint64_t chain,
+                          const char *what, int node)
+{
+    struct gstate *gs = &s->g[g];
+    if (index == 0)
+        return;
+    if (gs->c_term[index]) {
+        if (gs->c_term[index] != term || gs->c_chain[index] != chain)
+            fail(s,
+                 "group %d node %d: %s index %llu differs from the committed entry "
+                 "(term %llu vs %llu)",
+                 g, node + 1, what, (unsigned long long)index, (unsigned long long)term,
+                 (unsigned long long)gs->c_term[index]);
+        return;
+    }
+    gs->c_term[index] = term;
+    gs->c_chain[index] = chain;
+    s->tot->commits++;
+}
+
+static void ensure_commit_cap(struct gstate *gs, uint64_t index)
+{
+    size_t cap = gs->c_cap;
+    gs->c_term = grow(gs->c_term, &cap, index + 1, sizeof(uint64_t));
+    size_t cap2 = gs->c_cap;
+    gs->c_chain = grow(gs->c_chain, &cap2, index + 1, sizeof(uint64_t));
+    gs->c_cap = cap;
+}
+
+static void store_snapshot(struct store *st, uint64_t index, uint64_t term,
+                           const struct replica *rep)
+{
+    st->snap_index = index;
+    st->snap_term = term;
+    memcpy(st->snap_data, rep, sizeof(*rep));
+    st->snap_len = sizeof(*rep);
+}
+
+static void store_truncate(struct store *st, uint64_t from)
+{
+    while (st->n && st->ents[st->n - 1].e.index >= from) {
+        free(st->ents[st->n - 1].e.data);
+        st->n--;
+    }
+}
+
+static void enqueue(struct sim *s, int g, const struct raft_msg *m)
+{
+    if (s->nodes[m->from - 1].side != s->nodes[m->to - 1].side || chance(s, s->loss_ppm)) {
+        s->tot->drops_loss++;
+        return;
+    }
+    int copies = chance(s, s->dup_ppm) ? 2 : 1;
+    for (int c = 0; c < copies; c++) {
+        s->q = grow(s->q, &s->capq, s->nq + 1, sizeof(*s->q));
+        struct inflight *f = &s->q[s->nq];
+        uint64_t d = 50 + below(s, 3 * UNIT);
+        if (chance(s, s->long_delay_ppm))
+            d += below(s, 20 * UNIT);
+        f->at = s->now + d;
+        f->group_ix = (uint64_t)g;
+        if (raft_msg_copy(&f->m, m))
+            abort();
+        s->nq++;
+        if (c)
+            s->tot->dups++;
+    }
+}
+
+static void apply_one(struct sim *s, int g, int k, const struct raft_entry *e)
+{
+    struct member *mb = &s->mem[g][k];
+    if (e->index != mb->rep.applied + 1) {
+        fail(s, "group %d node %d: applied index %llu after %llu", g, k + 1,
+             (unsigned long long)e->index, (unsigned long long)mb->rep.applied);
+        return;
+    }
+    mb->rep.applied = e->index;
+    mb->rep.chain = mix(mb->rep.chain, e->term, e->data, e->len);
+    mb->rep.count++;
+    ensure_commit_cap(&s->g[g], e->index);
+    record_commit(s, g, e->index, e->term, mb->rep.chain, "applied", k);
+    if (e->index > s->g[g].max_commit)
+        s->g[g].max_commit = e->index;
+}
+
+static void drain(struct sim *s, int g, int k)
+{
+    struct member *mb = &s->mem[g][k];
+    struct raft_ready rd;
+    for (int round = 0; round < 64 && raft_ready_get(mb->r, &rd); round++) {
+        struct store *st = &mb->st;
+        if (rd.snapshot) {
+            struct replica rep;
+            if (rd.snapshot->len != sizeof(rep)) {
+                fail(s, "snapshot payload of %u bytes", rd.snapshot->len);
+                return;
+            }
+            memcpy(&rep, rd.snapshot->data, sizeof(rep));
+            if (rep.applied != rd.snapshot->index)
+                fail(s, "snapshot index %llu but payload at %llu",
+                     (unsigned long long)rd.snapshot->index, (unsigned long long)rep.applied);
+            ensure_commit_cap(&s->g[g], rep.applied);
+            record_commit(s, g, rep.applied, rd.snapshot->term, rep.chain, "snapshot", k);
+            store_truncate(st, 0);
+            store_snapshot(st, rd.snapshot->index, rd.snapshot->term, &rep);
+            mb->rep = rep;
+            s->tot->snapshots_installed++;
+        }
+        if (rd.n_entries) {
+            store_truncate(st, rd.entries[0].index);
+            uint64_t prev_index = st->n ? st->ents[st->n - 1].e.index : st->snap_index;
+            uint64_t chain =
+                st->n ? st->ents[st->n - 1].chain : ((struct replica *)st->snap_data)->chain;
+            if (!st->n && st->snap_len == 0)
+                chain = 0;
+            if (rd.entries[0].index != prev_index + 1)
+                fail(s, "group %d node %d: persist gap: %llu after %llu", g, k + 1,
+                     (unsigned long long)rd.entries[0].index, (unsigned long long)prev_index);
+            for (size_t i = 0; i < rd.n_entries; i++) {
+                const struct raft_entry *e = &rd.entries[i];
+                st->ents = grow(st->ents, &st->cap, st->n + 1, sizeof(*st->ents));
+                struct sent *se = &st->ents[st->n++];
+                se->e = *e;
+                se->e.data = NULL;
+                if (e->len) {
+                    se->e.data = malloc(e->len);
+                    memcpy(se->e.data, e->data, e->len);
+                }
+                chain = mix(chain, e->term, e->data, e->len);
+                se->chain = chain;
+                check_key(s, g, e->index, e->term, chain);
+            }
+        }
+        if (rd.has_hard_state) {
+            if (rd.hs.term < st->hs.term ||
+                (rd.hs.term == st->hs.term && st->hs.vote && rd.hs.vote != st->hs.vote))
+                fail(s, "group %d node %d: hard state went back or vote changed in term %llu", g,
+                     k + 1, (unsigned long long)rd.hs.term);
+            st->hs = rd.hs;
+        }
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            enqueue(s, g, &rd.msgs[i]);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            apply_one(s, g, k, &rd.committed[i]);
+        raft_ready_advance(mb->r);
+    }
+    if (raft_commit(mb->r) > s->g[g].max_commit) {
+        /* Committed at the leader but not yet applied: count it as committed
+         * anywhere already, which only makes the lease check stricter. */
+        s->g[g].max_commit = raft_commit(mb->r);
+    }
+}
+
+static void start_member(struct sim *s, int g, int k)
+{
+    struct member *mb = &s->mem[g][k];
+    struct store *st = &mb->st;
+    struct raft_entry *ents = calloc(st->n + 1, sizeof(*ents));
+    for (size_t i = 0; i < st->n; i++)
+        ents[i] = st->ents[i].e;
+    struct raft_config cfg = {
+        .group = 100 + (uint64_t)g,
+        .id = (uint32_t)k + 1,
+        .n_members = (uint32_t)s->n,
+        .election_ticks = E_TICKS,
+        .heartbeat_ticks = H_TICKS,
+        .drift_ppm = DRIFT_PPM,
+        .seed = s->seed * 131 + (uint64_t)g * 17 + s->now,
+        .hs = st->hs,
+        .snapshot = {st->snap_index, st->snap_term, st->snap_len,
+                     st->snap_len ? st->snap_data : NULL},
+        .entries = ents,
+        .n_entries = st->n,
+        .applied = st->snap_index,
+    };
+    struct nerr e;
+    mb->r = raft_new(&cfg, &e);
+    free(ents);
+    if (!mb->r) {
+        fail(s, "raft_new on restart: %s", e.msg);
+        return;
+    }
+    memset(&mb->rep, 0, sizeof(mb->rep));
+    if (st->snap_len)
+        memcpy(&mb->rep, st->snap_data, sizeof(mb->rep));
+    mb->checked_term = 0;
+    drain(s, g, k);
+}
+
+static void crash(struct sim *s, int k)
+{
+    for (int g = 0; g < s->ng; g++) {
+        raft_free(s->mem[g][k].r);
+        s->mem[g][k].r = NULL;
+    }
+    s->nodes[k].up = 0;
+    s->nodes[k].down_until = s->now + (5 + below(s, 50)) * UNIT;
+    s->tot->crashes++;
+}
+
+static void restart(struct sim *s, int k)
+{
+    s->nodes[k].up = 1;
+    s->nodes[k].next_tick = s->now + below(s, s->nodes[k].period);
+    for (int g = 0; g < s->ng; g++)
+        start_member(s, g, k);
+}
+
+static void check(struct sim *s)
+{
+    for (int g = 0; g < s->ng && !s->failed; g++) {
+        struct gstate *gs = &s->g[g];
+        for (int k = 0; k < s->n; k++) {
+            struct member *mb = &s->mem[g][k];
+            if (!mb->r)
+                continue;
+            if (mb->rep.applied < raft_commit(mb->r))
+                fail(s, "group %d node %d: drained but applied %llu < commit %llu", g, k + 1,
+                     (unsigned long long)mb->rep.applied, (unsigned long long)raft_commit(mb->r));
+            if (raft_role(mb->r) != RAFT_LEADER)
+                continue;
+            uint64_t t = raft_term(mb->r);
+            gs->leader_of = grow(gs->leader_of, &gs->leader_cap, t + 1, sizeof(uint32_t));
+            if (gs->leader_of[t] && gs->leader_of[t] != (uint32_t)k + 1)
+                fail(s, "group %d: two leaders in term %llu: %u and %d", g, (unsigned long long)t,
+                     gs->leader_of[t], k + 1);
+            if (!gs->leader_of[t])
+                s->tot->elections++;
+            gs->leader_of[t] = (uint32_t)k + 1;
+            if (mb->checked_term != t) {
+                /* Leader completeness: every committed entry is in its log. */
+                mb->checked_term = t;
+                for (uint64_t i = raft_first_index(mb->r); i <= gs->max_commit; i++) {
+                    if (i >= gs->c_cap || gs->c_term[i] == 0)
+                        continue;
+                    const struct raft_entry *e = raft_entry_at(mb->r, i);
+                    if (!e || e->term != gs->c_term[i]) {
+                        fail(s, "group %d: leader %d of term %llu lacks committed index %llu", g,
+                             k + 1, (unsigned long long)t, (unsigned long long)i);
+                        break;
+                    }
+                }
+            }
+            if (raft_lease_valid(mb->r)) {
+                s->tot->lease_reads++;
+                if (raft_commit(mb->r) < gs->max_commit)
+                    fail(s,
+                         "group %d: node %d serves a lease read at commit %llu but %llu is "
+                         "committed",
+                         g, k + 1, (unsigned long long)raft_commit(mb->r),
+                         (unsigned long long)gs->max_commit);
+            }
+        }
+    }
+}
+
+static void chaos(struct sim *s)
+{
+    if (s->calm)
+        return;
+    /* Crash a node (rarely, so groups make progress in between). */
+    if (chance(s, 3000)) {
+        int k = (int)below(s, (uint64_t)s->n);
+        if (s->nodes[k].up)
+            crash(s, k);
+    }
+    if (!s->partitioned && chance(s, 3000)) {
+        for (int k = 0; k < s->n; k++)
+            s->nodes[k].side = (int)below(s, 2);
+        s->partitioned = 1;
+        s->heal_at = s->now + (10 + below(s, 60)) * UNIT;
+        s->tot->partitions++;
+    }
+}
+
+static void heal(struct sim *s)
+{
+    for (int k = 0; k < s->n; k++)
+        s->nodes[k].side = 0;
+    s->partitioned = 0;
+}
+
+static void node_tick(struct sim *s, int k)
+{
+    for (int g = 0; g < s->ng && !s->failed; g++) {
+        struct member *mb = &s->mem[g][k];
+        raft_tick(mb->r);
+        drain(s, g, k);
+        if (chance(s, 150000)) {
+            uint64_t v = s->next_value++;
+            uint64_t idx;
+            int rc = raft_propose(mb->r, &v, sizeof(v), &idx);
+            if (rc == 0)
+                s->tot->proposals++;
+            else if (rc != NERR_BUSY)
+                fail(s, "propose: %s", nerr_name(rc));
+            drain(s, g, k);
+        }
+        /* Host-driven compaction: snapshot the replica every so often. */
+        uint64_t first = raft_first_index(mb->r);
+        if (mb->rep.applied >= first + 16 && chance(s, 100000)) {
+            const struct raft_entry *e = raft_entry_at(mb->r, mb->rep.applied);
+            if (raft_compact(mb->r, mb->rep.applied, &mb->rep, sizeof(mb->rep)))
+                fail(s, "raft_compact refused a valid request");
+            store_snapshot(&mb->st, mb->rep.applied, e ? e->term : 0, &mb->rep);
+            size_t keep = 0;
+            for (size_t i = 0; i < mb->st.n; i++) {
+                if (mb->st.ents[i].e.index <= mb->rep.applied)
+                    free(mb->st.ents[i].e.data);
+                else
+                    mb->st.ents[keep++] = mb->st.ents[i];
+            }
+            mb->st.n = keep;
+        }
+    }
+    s->nodes[k].next_tick += s->nodes[k].period;
+}
+
+static void deliver(struct sim *s, size_t qi)
+{
+    struct inflight f = s->q[qi];
+    s->q[qi] = s->q[--s->nq];
+    int k = (int)f.m.to - 1, g = (int)f.group_ix;
+    if (s->nodes[k].up && s->nodes[f.m.from - 1].side == s->nodes[k].side) {
+        int rc = raft_step(s->mem[g][k].r, &f.m);
+        if (rc && rc != NERR_INVALID)
+            fail(s, "raft_step: %s", nerr_name(rc));
+        if (rc == NERR_INVALID)
+            fail(s, "a genuine %s message was dropped as malformed", raft_msg_type_name(f.m.type));
+        drain(s, g, k);
+    }
+    raft_msg_release(&f.m);
+}
+
+/* One event: the earliest of node ticks, restarts, heal and deliveries. */
+static void step_sim(struct sim *s)
+{
+    uint64_t best = UINT64_MAX;
+    int kind = -1, who = -1;
+    for (int k = 0; k < s->n; k++) {
+        uint64_t t = s->nodes[k].up ? s->nodes[k].next_tick : s->nodes[k].down_until;
+        if (t < best) {
+            best = t;
+            kind = s->nodes[k].up ? 0 : 1;
+            who = k;
+        }
+    }
+    for (size_t i = 0; i < s->nq; i++)
+        if (s->q[i].at < best) {
+            best = s->q[i].at;
+            kind = 2;
+            who = (int)i;
+        }
+    if (s->partitioned && s->heal_at < best) {
+        best = s->heal_at;
+        kind = 3;
+    }
+    s->now = best;
+    s->tot->events++;
+    switch (kind) {
+    case 0:
+        node_tick(s, who);
+        chaos(s);
+        break;
+    case 1:
+        restart(s, who);
+        break;
+    case 2:
+        deliver(s, (size_t)who);
+        break;
+    case 3:
+        heal(s);
+        break;
+    }
+    check(s);
+}
+
+static void sim_free(struct sim *s)
+{
+    for (int g = 0; g < MAXG; g++) {
+        for (int k = 0; k < MAXN; k++) {
+            struct member *mb = &s->mem[g][k];
+            raft_free(mb->r);
+            store_truncate(&mb->st, 0);
+            free(mb->st.ents);
+        }
+        free(s->g[g].leader_of);
+        free(s->g[g].c_term);
+        free(s->g[g].c_chain);
+        free(s->g[g].keys);
+    }
+    for (size_t i = 0; i < s->nq; i++)
+        raft_msg_release(&s->q[i].m);
+    free(s->q);
+}
+
+/* Runs one seed; returns 0 when every check held. */
+static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
+{
+    struct sim *s = calloc(1, sizeof(*s));
+    s->seed = seed;
+    s->rng = seed * UINT64_C(0x2545f4914f6cdd1d) + 1;
+    s->tot = tot;
+    s->n = chance(s, 200000) ? 5 : 3;
+    s->ng = 1 + (int)below(s, MAXG);
+    s->loss_ppm = (uint32_t)below(s, 200000);
+    s->dup_ppm = (uint32_t)below(s, 50000);
+    s->long_delay_ppm = (uint32_t)below(s, 50000);
+    s->next_value = seed << 24;
+    for (int k = 0; k < s->n; k++) {
+        /* Each clock runs at nominal rate × (1 + v), |v| <= ρ (DRIFT_PPM). */
+        double v = ((double)below(s, 2 * DRIFT_PPM + 1) - DRIFT_PPM) / 1e6;
+        s->nodes[k].period = (uint64_t)(UNIT / (1 + v));
+        s->nodes[k].up = 1;
+        s->nodes[k].next_tick = below(s, UNIT);
+    }
+    for (int g = 0; g < s->ng; g++) {
+        s->g[g].keys = calloc(KEYTAB, sizeof(struct key));
+        for (int k = 0; k < s->n; k++)
+            start_member(s, g, k);
+    }
+    uint64_t end = (uint64_t)RUN_TICKS * UNIT;
+    for (uint32_t i = 0; i < 400000 && !s->failed && s->now < end; i++)
+        step_sim(s);
+
+    /* Liveness: heal everything, then each group must elect a leader and
+     * commit a fresh proposal. */
+    s->calm = 1;
+    heal(s);
+    s->loss_ppm = s->dup_ppm = s->long_delay_ppm = 0;
+    for (int k = 0; k < s->n; k++)
+        if (!s->nodes[k].up)
+            s->nodes[k].down_until = s->now;
+    uint64_t live_end = s->now + (uint64_t)LIVE_TICKS * UNIT;
+    uint64_t want[MAXG] = {0};
+    int done = 0;
+    for (uint32_t i = 0; i < 400000 && !s->failed && s->now < live_end && done < s->ng; i++) {
+        step_sim(s);
+        done = 0;
+        for (int g = 0; g < s->ng; g++) {
+            for (int k = 0; k < s->n; k++) {
+                struct member *mb = &s->mem[g][k];
+                if (!mb->r || raft_role(mb->r) != RAFT_LEADER)
+                    continue;
+                if (want[g] && raft_commit(mb->r) >= want[g] && mb->rep.applied >= want[g])
+                    done++;
+                else if (!want[g] || raft_entry_at(mb->r, want[g]) == NULL ||
+                         raft_entry_at(mb->r, want[g])->term != raft_term(mb->r)) {
+                    uint64_t v = s->next_value++, idx;
+                    if (raft_propose(mb->r, &v, sizeof(v), &idx) == 0) {
+                        want[g] = idx;
+                        drain(s, g, k);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if (!s->failed && done < s->ng)
+        fail(s, "liveness: only %d of %d groups committed a proposal within %d healed ticks", done,
+             s->ng, LIVE_TICKS);
+    int rc = s->failed;
+    if (rc)
+        snprintf(why, whylen, "%s (at t=%.2f ticks, %d nodes, %d groups)", s->why,
+                 (double)s->now / UNIT, s->n, s->ng);
+    sim_free(s);
+    free(s);
+    return rc;
+}
+
+int main(void)
+{
+    struct totals tot = {0};
+    char why[700];
+    const char *one = getenv("NINES_SEED");
+    if (one) {
+        uint64_t seed = strtoull(one, NULL, 0);
+        int rc = run_seed(seed, &tot, why, sizeof(why));
+        ok(rc == 0, "seed %llu holds every invariant%s%s", (unsigned long long)seed, rc ? ": " : "",
+           rc ? why : "");
+        note("events %llu commits %llu elections %llu lease-reads %llu",
+             (unsigned long long)tot.events, (unsigned long long)tot.commits,
+             (unsigned long long)tot.elections, (unsigned long long)tot.lease_reads);
+        return done_testing();
+    }
+    const char *cnt = getenv("NINES_SEEDS");
+    uint64_t nseeds = cnt ? strtoull(cnt, NULL, 0) : 5000;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t failed = 0;
+    for (uint64_t seed = 1; seed <= nseeds; seed++) {
+        if (run_seed(seed, &tot, why, sizeof(why))) {
+            failed++;
+            diag("seed %llu: %s", (unsigned long long)seed, why);
+            diag("replay: NINES_SEED=%llu build/t/test_raft_sim", (unsigned long long)seed);
+            if (failed >= 5)
+                break;
+        }
+        tot.seeds++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ok(failed == 0, "%llu seeds: every invariant held after every event",
+       (unsigned long long)nseeds);
+    note("%.1f s; events %llu, commits %llu, elections %llu, crashes %llu, partitions %llu, "
+         "snapshots installed %llu, lease reads %llu, proposals %llu, lost %llu, dup %llu",
+         secs, (unsigned long long)tot.events, (unsigned long long)tot.commits,
+         (unsigned long long)tot.elections, (unsigned long long)tot.crashes,
+         (unsigned long long)tot.partitions, (unsigned long long)tot.snapshots_installed,
+         (unsigned long long)tot.lease_reads, (unsigned long long)tot.proposals,
+         (unsigned long long)tot.drops_loss, (unsigned long long)tot.dups);
+    /* The run must actually have exercised what it claims to check. */
+    cmp_ok(tot.crashes, ">", 0, "crashes and restarts happened");
+    cmp_ok(tot.partitions, ">", 0, "partitions happened");
+    cmp_ok(tot.snapshots_installed, ">", 0, "followers caught up by snapshot");
+    cmp_ok(tot.lease_reads, ">", 0, "lease reads were checked");
+    cmp_ok(tot.elections, ">", tot.seeds, "leaders changed within seeds");
+    cmp_ok(tot.commits, ">", tot.seeds * 10, "entries committed");
+    return done_testing();
+}
