@@ -9,8 +9,8 @@
  * suspended meanwhile, so a handful of server threads serve many clients.
  * Every response carries x-amzn-RequestId.
  *
- * http_stop stops accepting, waits (bounded by drain_ms) for requests in
- * flight to be answered, then closes every connection.
+ * http_stop waits (bounded by drain_ms) for the requests in flight to be
+ * answered, then closes the listening socket and every connection.
  */
 #ifndef NINES_HTTP_H
 #define NINES_HTTP_H

@@ -78,6 +78,24 @@ like($out, qr/belongs to another node or cluster/, '... saying so');
     stop_node($m);
 }
 
+# ---- running out of named databases is a client error, not a crash ----
+{
+    my $m = start_node(extra => "storage: {max_tables: 1}\n");
+    my ($st, $r, @made);
+    for my $i (1 .. 10) {
+        ($st, $r) = ddb($m, 'CreateTable', { TableName => "many$i", BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 16,
+            AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });
+        last if $st != 200;
+        push @made, "many$i";
+    }
+    is($st, 400, 'creating tables past storage.max_tables is refused');
+    like($r->{__type} // '', qr/#LimitExceededException$/, '... with LimitExceededException');
+    cmp_ok(scalar @made, '>=', 1, 'the tables that fit were created (' . scalar(@made) . ')');
+    ($st) = ddb($m, 'PutItem', { TableName => $made[0], Item => { pk => { S => 'x' } } });
+    is($st, 200, 'and the node still takes writes');
+    is(stop_node($m), 0, 'clean stop');
+}
+
 # ---- WAL recovery at the node level ----
 my ($st) = ddb($n, 'CreateTable', { TableName => 'rec', BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 1,
     AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });

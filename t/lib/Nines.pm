@@ -133,7 +133,7 @@ sub stop_node {
         if (waitpid($n->{pid}, WNOHANG) == $n->{pid}) {
             my $st = $?;
             $n->{pid} = 0;
-            return $st >> 8;
+            return $st & 127 ? 128 + ($st & 127) : $st >> 8; # a death by signal is not exit 0
         }
         sleep 0.01;
     }
