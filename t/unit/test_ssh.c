@@ -1,0 +1,546 @@
+/* test_ssh.c — chaos/ssh against a real OpenSSH sshd that this test starts
+ * on 127.0.0.1 with generated host and client keys: known_hosts policies,
+ * exec (status, signal, streams, size, timeout), ed25519 and RSA client
+ * keys, SFTP round trip, injection-proof quoting, and the pool reconnecting
+ * after sshd (and every connection it held) was killed and restarted. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chaos/ssh.h"
+#include "t/tap.h"
+
+#define SSHD "/usr/sbin/sshd"
+
+struct fix {
+    char dir[64];
+    int port;
+    pid_t sshd;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* First line of a command's stdout, newline stripped. */
+static void capture(char *buf, size_t cap, const char *cmd)
+{
+    buf[0] = '\0';
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return;
+    if (!fgets(buf, (int)cap, f))
+        buf[0] = '\0';
+    pclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* The SHA256 fingerprint ssh-keygen prints for a public key file. */
+static void keygen_fp(struct fix *f, const char *pub, char *out, size_t cap)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "ssh-keygen -lf %s/%s | cut -d' ' -f2", f->dir, pub);
+    capture(out, cap, cmd);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    close(fd);
+    return rc == 0;
+}
+
+static int start_sshd(struct fix *f, const char *hostkey)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sshd_config", f->dir);
+    FILE *c = fopen(path, "w");
+    if (!c)
+        return -1;
+    fprintf(c,
+            "Port %d\nListenAddress 127.0.0.1\nHostKey %s/%s\nAuthorizedKeysFile %s/authorized_keys\n"
+            "PermitRootLogin yes\nUsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+            /* libssh2 1.10 signs RSA with SHA-1 only ("ssh-rsa"), for host
+             * keys and user auth; OpenSSH >= 8.8 refuses that by default. */
+            "PubkeyAcceptedAlgorithms +ssh-rsa\nHostKeyAlgorithms +ssh-rsa\n",
+            f->port, f->dir, hostkey, f->dir, f->dir);
+    fclose(c);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[256];
+        snprintf(log, sizeof(log), "%s/sshd.log", f->dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(SSHD, SSHD, "-D", "-e", "-f", path, (char *)NULL);
+        _exit(127);
+    }
+    f->sshd = pid;
+    for (int i = 0; i < 100; i++) {
+        if (port_open(f->port))
+            return 0;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            f->sshd = 0;
+            return -1;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static pid_t ppid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+        return -1;
+    return ppid;
+}
+
+/* Power-off as a host sees it: the listener and every per-connection sshd
+ * it forked die at once, so established sessions break too. */
+static void stop_sshd(struct fix *f)
+{
+    if (f->sshd <= 0)
+        return;
+    pid_t victims[256];
+    int n = 0;
+    victims[n++] = f->sshd;
+    for (int round = 0; round < 4; round++) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && (de = readdir(d)) && n < 256) {
+            pid_t pid = (pid_t)atoi(de->d_name);
+            if (pid <= 0)
+                continue;
+            pid_t pp = ppid_of(pid);
+            int parent_is_victim = 0, known = 0;
+            for (int i = 0; i < n; i++) {
+                parent_is_victim |= victims[i] == pp;
+                known |= victims[i] == pid;
+            }
+            if (parent_is_victim && !known)
+                victims[n++] = pid;
+        }
+        if (d)
+            closedir(d);
+    }
+    for (int i = 0; i < n; i++)
+        kill(victims[i], SIGKILL);
+    int st;
+    waitpid(f->sshd, &st, 0);
+    f->sshd = 0;
+}
+
+static struct ssh_host_opts opts(struct fix *f, const char *key, enum ssh_hostkey_policy pol)
+{
+    static char keypath[256], kh[256];
+    snprintf(keypath, sizeof(keypath), "%s/%s", f->dir, key);
+    snprintf(kh, sizeof(kh), "%s/known_hosts", f->dir);
+    struct ssh_host_opts o = {.host = "127.0.0.1", .port = f->port, .user = "root",
+                              .key_path = keypath, .known_hosts = kh, .hostkey_policy = pol,
+                              .connect_timeout_ms = 5000, .io_timeout_ms = 10000};
+    return o;
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    return run("cmp -s '%s' '%s'", a, b) == 0;
+}
+
+static void test_exec(struct ssh_session *s)
+{
+    struct ssh_result r = {0};
+    struct nerr e;
+    is_int(ssh_exec(s, "exit 0", 5000, &r, &e), 0, "exec 'exit 0' succeeds");
+    is_int(r.exit_status, 0, "exit status 0");
+    ssh_result_free(&r);
+    is_int(ssh_exec(s, "exit 3", 5000, &r, &e), 0, "exec 'exit 3' returns 0 (status is data)");
+    is_int(r.exit_status, 3, "exit status 3");
+    ssh_result_free(&r);
+    is_int(ssh_exec(s, "kill -KILL $$", 5000, &r, &e), 0, "exec of a self-killing shell");
+    is(r.exit_signal, "KILL", "killed-by-signal reported as KILL");
+    is_int(r.exit_status, -1, "no exit status when killed");
+    ssh_result_free(&r);
+    is_int(ssh_exec(s, "echo to-out; echo to-err >&2; exit 7", 5000, &r, &e), 0, "exec with both streams");
+    is(r.out, "to-out\n", "stdout kept apart");
+    is(r.err, "to-err\n", "stderr kept apart");
+    is_int(r.exit_status, 7, "status alongside output");
+    ssh_result_free(&r);
+
+    int64_t t0 = now_ms();
+    is_int(ssh_exec(s, "head -c 1048576 /dev/zero | tr '\\0' x", 20000, &r, &e), 0, "1 MiB output");
+    int64_t t1 = now_ms();
+    is_int(r.out_len, 1048576, "all 1 MiB received");
+    int allx = r.out != NULL;
+    for (size_t i = 0; allx && i < r.out_len; i++)
+        allx = r.out[i] == 'x';
+    ok(allx && !r.out_truncated, "1 MiB content intact, not truncated");
+    diag("1 MiB exec output in %lld ms", (long long)(t1 - t0));
+    ssh_result_free(&r);
+
+    r.max_output = 1000;
+    is_int(ssh_exec(s, "head -c 100000 /dev/zero; echo e >&2", 20000, &r, &e), 0,
+           "exec past the output cap");
+    is_int(r.out_len, 1000, "stdout cut at max_output");
+    ok(r.out_truncated && !r.err_truncated, "truncation flagged on stdout only");
+    is(r.err, "e\n", "stderr still complete after stdout overflowed");
+    ssh_result_free(&r);
+
+    t0 = now_ms();
+    int rc = ssh_exec(s, "sleep 10", 500, &r, &e);
+    t1 = now_ms();
+    is_int(rc, NERR_TIMEOUT, "sleep 10 with 500 ms timeout is NERR_TIMEOUT");
+    cmp_ok(t1 - t0, "<", 1200, "timeout returned in %lld ms", (long long)(t1 - t0));
+    diag("exec timeout (500 ms) returned after %lld ms: %s", (long long)(t1 - t0), e.msg);
+    ssh_result_free(&r);
+    ok(!ssh_session_dead(s), "session is still live after an exec timeout");
+    r.max_output = 1 << 20;
+    t0 = now_ms();
+    rc = ssh_exec(s, "yes", 500, &r, &e);
+    t1 = now_ms();
+    is_int(rc, NERR_TIMEOUT, "a command that never stops writing times out too");
+    cmp_ok(t1 - t0, "<", 1500, "in %lld ms, output kept %zu bytes", (long long)(t1 - t0), r.out_len);
+    ssh_result_free(&r);
+    is_int(ssh_exec(s, "echo alive", 5000, &r, &e), 0, "next exec on same session works");
+    is(r.out, "alive\n", "and returns its output");
+    ssh_result_free(&r);
+}
+
+static void test_quoting(struct fix *f, struct ssh_session *s)
+{
+    char marker[128], inj1[160], inj2[160], inj3[160], fname[512];
+    snprintf(marker, sizeof(marker), "/tmp/PWNED-%d-%ld", (int)getpid(), (long)now_ms());
+    unlink(marker);
+    snprintf(inj1, sizeof(inj1), "; touch %s", marker);
+    snprintf(inj2, sizeof(inj2), "$(touch %s)", marker);
+    snprintf(inj3, sizeof(inj3), "`touch %s`", marker);
+    /* The format reaches printf as the 4 bytes %s\n; printf turns \n into a newline. */
+    const char *argv[] = {"printf", "%s\\n", inj1, inj2, inj3, "$(id)", "`id`", "a\nb", "'", "\"",
+                          "it's \"x\"", "*", "  lead", "-n", "", "|| touch x &", "héllo", NULL};
+    size_t want_len = 0;
+    char want[2048] = "";
+    for (int i = 2; argv[i]; i++) {
+        strcat(want, argv[i]);
+        strcat(want, "\n");
+    }
+    want_len = strlen(want);
+    struct ssh_result r = {0};
+    struct nerr e;
+    is_int(ssh_exec_argv(s, argv, 5000, &r, &e), 0, "exec_argv with hostile arguments");
+    ok(r.out_len == want_len && memcmp(r.out, want, want_len) == 0,
+       "every hostile argument came back byte-identical as its own argv element");
+    is_int(r.exit_status, 0, "printf exit status 0");
+    ssh_result_free(&r);
+
+    /* A hostile file name, created remotely, must exist under exactly that name. */
+    /* No '/' inside the name itself; an injected touch would create
+     * "PWNED-..." in the remote working directory (root's home). */
+    char rmarker[48];
+    snprintf(rmarker, sizeof(rmarker), "PWNED-%d-f", (int)getpid());
+    snprintf(fname, sizeof(fname), "%s/x; touch %s $(touch %s) `touch %s` '\"\n*", f->dir,
+             rmarker, rmarker, rmarker);
+    const char *touch[] = {"touch", "--", fname, NULL};
+    is_int(ssh_exec_argv(s, touch, 5000, &r, &e), 0, "touch a hostile file name");
+    is_int(r.exit_status, 0, "touch exit 0");
+    ssh_result_free(&r);
+    struct stat st;
+    ok(stat(fname, &st) == 0, "file with the hostile name exists exactly");
+    const char *ls[] = {"ls", "--", fname, NULL};
+    is_int(ssh_exec_argv(s, ls, 5000, &r, &e), 0, "ls the hostile file name");
+    is_int(r.exit_status, 0, "ls finds it (exit 0)");
+    ssh_result_free(&r);
+    unlink(fname);
+    ok(stat(marker, &st) != 0, "marker %s was never created", marker);
+    unlink(marker);
+    const char *home = getenv("HOME") ? getenv("HOME") : "/root";
+    char rpath[512];
+    snprintf(rpath, sizeof(rpath), "%s/%s", home, rmarker);
+    ok(stat(rpath, &st) != 0, "marker %s was never created", rpath);
+    unlink(rpath);
+}
+
+static void test_sftp(struct fix *f, struct ssh_session *s)
+{
+    char src[256], dst[256], back[256], bad[256];
+    snprintf(src, sizeof(src), "%s/src.bin", f->dir);
+    snprintf(dst, sizeof(dst), "%s/remote.bin", f->dir);
+    snprintf(back, sizeof(back), "%s/back.bin", f->dir);
+    snprintf(bad, sizeof(bad), "%s/no-such-dir/remote.bin", f->dir);
+    run("head -c 5242880 /dev/urandom > '%s'", src);
+    struct nerr e;
+    int64_t t0 = now_ms();
+    is_int(ssh_upload(s, src, dst, 0640, &e), 0, "upload 5 MiB");
+    int64_t t1 = now_ms();
+    struct stat st;
+    ok(stat(dst, &st) == 0 && (st.st_mode & 07777) == 0640, "remote file has mode 0640");
+    is_int(ssh_download(s, dst, back, &e), 0, "download it back");
+    int64_t t2 = now_ms();
+    ok(files_equal(src, back), "5 MiB round trip is byte-identical");
+    diag("SFTP 5 MiB: upload %lld ms, download %lld ms", (long long)(t1 - t0), (long long)(t2 - t1));
+
+    int rc = ssh_upload(s, src, bad, 0644, &e);
+    is_int(rc, NERR_NOTFOUND, "upload into a missing directory is NERR_NOTFOUND");
+    ok(strstr(e.msg, "no such") && strstr(e.msg, "no-such-dir"), "clear error: %s", e.msg);
+    ok(!ssh_session_dead(s), "an SFTP status error leaves the session live");
+    unlink(back);
+    rc = ssh_download(s, bad, back, &e);
+    is_int(rc, NERR_NOTFOUND, "download of a missing file is NERR_NOTFOUND");
+    ok(stat(back, &st) != 0, "no local file left behind");
+    is_int(ssh_upload(s, "/nonexistent/file", dst, 0644, &e), NERR_NOTFOUND,
+           "upload of a missing local file is NERR_NOTFOUND");
+    unlink(src);
+    unlink(dst);
+}
+
+int main(void)
+{
+    if (access(SSHD, X_OK) != 0) {
+        printf("1..0 # SKIP %s not installed\n", SSHD);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct fix f = {0};
+    snprintf(f.dir, sizeof(f.dir), "/tmp/nines-ssh-XXXXXX");
+    if (!mkdtemp(f.dir))
+        bail_out("mkdtemp");
+    mkdir("/run/sshd", 0755); /* sshd's privilege-separation directory */
+    if (run("cd %s && ssh-keygen -q -t ed25519 -N '' -f hk_ed && ssh-keygen -q -t ed25519 -N '' "
+            "-f hk_ed2 && ssh-keygen -q -t rsa -b 2048 -N '' -f hk_rsa && ssh-keygen -q -t "
+            "ed25519 -N '' -f id_ed && ssh-keygen -q -t rsa -b 2048 -N '' -f id_rsa && "
+            "ssh-keygen -q -t ed25519 -N '' -f id_other && cat id_ed.pub id_rsa.pub > "
+            "authorized_keys && rm id_rsa.pub",
+            f.dir) != 0)
+        bail_out("ssh-keygen failed");
+    f.port = free_port();
+    if (start_sshd(&f, "hk_ed") != 0)
+        bail_out("sshd did not start");
+    note("sshd pid %d on 127.0.0.1:%d, dir %s", (int)f.sshd, f.port, f.dir);
+
+    char kh[256], fp[128];
+    snprintf(kh, sizeof(kh), "%s/known_hosts", f.dir);
+    keygen_fp(&f, "hk_ed.pub", fp, sizeof(fp));
+    ok(strncmp(fp, "SHA256:", 7) == 0, "ssh-keygen fingerprint %s", fp);
+
+    struct ssh_session *s = NULL;
+    struct nerr e;
+    struct ssh_host_opts o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), NERR_AUTH, "STRICT refuses an unknown host key");
+    ok(s == NULL, "no session on refusal");
+    ok(strstr(e.msg, "unknown host key") && strstr(e.msg, fp),
+       "message says unknown and shows the fingerprint: %s", e.msg);
+    is_int(count_lines(kh), 0, "STRICT wrote nothing to known_hosts");
+
+    o = opts(&f, "id_ed", SSH_HOSTKEY_ACCEPT_NEW);
+    int64_t t0 = now_ms();
+    is_int(ssh_connect(&o, &s, &e), 0, "ACCEPT_NEW accepts an unknown key (%s)", e.msg);
+    diag("connect+auth (ed25519 client key) %lld ms", (long long)(now_ms() - t0));
+    is_int(count_lines(kh), 1, "one entry appended to known_hosts");
+    is_int(run("ssh-keygen -F '[127.0.0.1]:%d' -f %s >/dev/null", f.port, kh), 0,
+           "OpenSSH's ssh-keygen -F finds the written entry");
+    ssh_close(s);
+    s = NULL;
+
+    o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), 0, "STRICT now accepts the recorded key (%s)", e.msg);
+    is_int(count_lines(kh), 1, "and does not append again");
+    if (s) {
+        test_exec(s);
+        test_quoting(&f, s);
+        test_sftp(&f, s);
+    } else {
+        bail_out("no session");
+    }
+    ssh_close(s);
+    s = NULL;
+
+    /* Closing a session right after an exec timed out, while the remote
+     * command still runs: bounded, and (under ASan) nothing leaks. */
+    o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), 0, "connect for close-after-timeout");
+    {
+        struct ssh_result tr = {0};
+        is_int(ssh_exec(s, "sleep 10", 200, &tr, &e), NERR_TIMEOUT, "exec times out");
+        ssh_result_free(&tr);
+        t0 = now_ms();
+        ssh_close(s);
+        s = NULL;
+        cmp_ok(now_ms() - t0, "<", 1000, "close with a running command took %lld ms",
+               (long long)(now_ms() - t0));
+    }
+
+    o = opts(&f, "id_rsa", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), 0, "RSA client key (no .pub file, derived) authenticates (%s)",
+           e.msg);
+    struct ssh_result r = {0};
+    if (s) {
+        is_int(ssh_exec(s, "id -un", 5000, &r, &e), 0, "exec over the RSA-authenticated session");
+        is(r.out, "root\n", "runs as root");
+        ssh_result_free(&r);
+    } else {
+        skip(2, "no RSA session");
+    }
+    ssh_close(s);
+    s = NULL;
+    o = opts(&f, "id_other", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), NERR_AUTH, "a key not in authorized_keys is refused");
+    ok(strstr(e.msg, "authentication"), "auth error says so: %s", e.msg);
+    o = opts(&f, "missing_key", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), NERR_NOTFOUND, "a missing private key file is NERR_NOTFOUND");
+
+    /* A server that accepts TCP but never speaks: the handshake must time out. */
+    {
+        int lfd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t l = sizeof(a);
+        bind(lfd, (struct sockaddr *)&a, sizeof(a));
+        listen(lfd, 4);
+        getsockname(lfd, (struct sockaddr *)&a, &l);
+        o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+        o.port = ntohs(a.sin_port);
+        o.connect_timeout_ms = 500;
+        t0 = now_ms();
+        is_int(ssh_connect(&o, &s, &e), NERR_TIMEOUT, "silent server: NERR_TIMEOUT");
+        cmp_ok(now_ms() - t0, "<", 1500, "within the 500 ms connect timeout (+slack)");
+        close(lfd);
+    }
+
+    /* Pool: reuse, then survive a power-off of the host. */
+    struct ssh_pool *pool = NULL;
+    is_int(ssh_pool_new(20, 15000, &pool, &e), 0, "pool created");
+    o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+    struct ssh_session *p1 = NULL, *p2 = NULL;
+    is_int(ssh_pool_get(pool, &o, &p1, &e), 0, "pool connects");
+    is_int(ssh_pool_get(pool, &o, &p2, &e), 0, "pool get again");
+    ok(p1 && p1 == p2, "the live session is reused");
+    stop_sshd(&f);
+    int rc = ssh_exec(p1, "echo hi", 3000, &r, &e);
+    ssh_result_free(&r);
+    ok(rc != 0, "exec fails after the host lost power (%s: %s)", nerr_name(rc), e.msg);
+    ok(ssh_session_dead(p1), "the failed call marked the session dead");
+    {
+        struct ssh_pool *quick = NULL;
+        ssh_pool_new(3, 1000, &quick, NULL);
+        struct ssh_session *qs = NULL;
+        t0 = now_ms();
+        rc = ssh_pool_get(quick, &o, &qs, &e);
+        int64_t dt = now_ms() - t0;
+        ok(rc != 0 && qs == NULL, "pool gives up while the host is down (%s)", e.msg);
+        cmp_ok(dt, "<", 2000, "bounded: gave up after %lld ms (limit 1000 ms)", (long long)dt);
+        ssh_pool_free(quick);
+    }
+    if (start_sshd(&f, "hk_ed") != 0)
+        bail_out("sshd did not restart");
+    t0 = now_ms();
+    rc = ssh_pool_get(pool, &o, &p2, &e);
+    is_int(rc, 0, "pool reconnects after the host came back (%s)", e.msg);
+    diag("pool reconnect after restart: %lld ms", (long long)(now_ms() - t0));
+    if (p2) {
+        is_int(ssh_exec(p2, "echo back", 5000, &r, &e), 0, "exec on the reconnected session");
+        is(r.out, "back\n", "with output");
+        ssh_result_free(&r);
+    } else {
+        skip(2, "no session");
+    }
+    ssh_pool_reset(pool, "127.0.0.1");
+    is_int(ssh_pool_get(pool, &o, &p1, &e), 0, "get after ssh_pool_reset connects anew");
+    ok(p1 && !ssh_session_dead(p1), "fresh live session");
+    ssh_pool_free(pool);
+
+    /* The host comes back with a different key: refused even with ACCEPT_NEW. */
+    stop_sshd(&f);
+    if (start_sshd(&f, "hk_ed2") != 0)
+        bail_out("sshd did not restart with the new key");
+    keygen_fp(&f, "hk_ed2.pub", fp, sizeof(fp));
+    o = opts(&f, "id_ed", SSH_HOSTKEY_ACCEPT_NEW);
+    is_int(ssh_connect(&o, &s, &e), NERR_AUTH, "a changed host key is refused under ACCEPT_NEW");
+    ok(strstr(e.msg, "CHANGED") && strstr(e.msg, fp), "message says CHANGED with the new fingerprint: %s",
+       e.msg);
+    is_int(count_lines(kh), 1, "known_hosts untouched");
+
+    /* An RSA host key for a host that so far had only ed25519 recorded. */
+    stop_sshd(&f);
+    if (start_sshd(&f, "hk_rsa") != 0)
+        bail_out("sshd did not restart with the RSA key");
+    keygen_fp(&f, "hk_rsa.pub", fp, sizeof(fp));
+    o = opts(&f, "id_ed", SSH_HOSTKEY_STRICT);
+    is_int(ssh_connect(&o, &s, &e), NERR_AUTH, "STRICT refuses an unrecorded RSA host key");
+    ok(strstr(e.msg, "RSA") && strstr(e.msg, fp), "with its fingerprint: %s", e.msg);
+    o = opts(&f, "id_ed", SSH_HOSTKEY_ACCEPT_NEW);
+    is_int(ssh_connect(&o, &s, &e), 0, "ACCEPT_NEW records the RSA host key (%s)", e.msg);
+    ssh_close(s);
+    is_int(count_lines(kh), 2, "second entry appended");
+
+    stop_sshd(&f);
+    run("rm -rf '%s'", f.dir);
+    return done_testing();
+}
