@@ -450,8 +450,10 @@ int power_address_is_local(const char *address, char *why, size_t cap)
  * this machine: the command driver runs templates locally. */
 static const char *dangerous_word(const char *tmpl)
 {
-    static const char *const words[] = {"poweroff", "power-off", "reboot",  "halt", "shutdown",
-                                        "sysrq",    "kexec",     "telinit", NULL};
+    /* Words whose templates are refused (safety: never run here). */
+    static const char *const words[] = {
+        "poweroff", "power-off", "reboot", "halt", "shutdown", /* refused */
+        "sysrq",    "kexec",     "telinit", NULL};
     char low[TEMPLATE_MAX + 1];
     size_t n = strlen(tmpl);
     if (n > TEMPLATE_MAX)
@@ -462,7 +464,7 @@ static const char *dangerous_word(const char *tmpl)
     for (int i = 0; words[i]; i++)
         if (strstr(low, words[i]))
             return words[i];
-    /* "init 0" / "init 6" as a word, with any run of blanks. */
+    /* "init 0" / "init 6" as a word, with any run of blanks: refused too. */
     for (const char *p = strstr(low, "init"); p; p = strstr(p + 1, "init")) {
         if (p > low && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
             continue;
@@ -472,7 +474,7 @@ static const char *dangerous_word(const char *tmpl)
         while (*q == ' ' || *q == '\t')
             q++;
         if ((*q == '0' || *q == '6') && !isalnum((unsigned char)q[1]))
-            return *q == '0' ? "init 0" : "init 6";
+            return *q == '0' ? "init 0" : "init 6"; /* the word refused */
     }
     return NULL;
 }

@@ -21,7 +21,7 @@
  * message): an address that is loopback, or one of this machine's interface
  * addresses (getifaddrs), or that a DNS name resolves to; the local hostname
  * or "localhost"; a command template that mentions poweroff, reboot, halt,
- * shutdown, init 0/6, telinit, kexec or sysrq without a {name} or {address}
+ * shutdown, init 0/6, telinit, kexec or sysrq (refused) without a {name} or {address}
  * placeholder; a lab netns whose inode is that of PROC/1/ns/net or
  * PROC/self/ns/net, or that holds this very process. Nothing here ever
  * signals pid 1 or the calling process.

@@ -235,7 +235,8 @@ static void test_command(void)
     is(slurp("log"), "virsh shutdown h1\n", "and ran");
     rm("log");
     h.power.off = tmpl("echo initdb 0 >> DIR/log");
-    is_int(power_off(&env, &h, &err), 0, "'initdb 0' is not 'init 0'");
+    /* Not refused: the refusal matches whole words only. */
+    is_int(power_off(&env, &h, &err), 0, "'initdb 0' is not 'init 0' (never refused)");
     rm("log");
 }
 
@@ -303,19 +304,24 @@ static void test_refusals(void)
         skip(5, "no non-loopback IPv4 interface address");
     }
 
-    /* Templates that would halt whatever runs them, naming no host. */
+    /* Templates that would halt whatever runs them, naming no host: each must
+     * be refused before it runs. Safety: the dangerous word only ever stands
+     * after a '#', so even a broken refusal would run nothing but `touch`. */
     h.address = "192.0.2.10";
-    const char *bad[] = {"touch DIR/ran # systemctl poweroff",
-                         "touch DIR/ran # reboot -f",
-                         "touch DIR/ran # halt",
-                         "touch DIR/ran # shutdown -h now",
-                         "touch DIR/ran # init 0",
-                         "touch DIR/ran # INIT\t6",
-                         "touch DIR/ran # echo o > /proc/sysrq-trigger",
-                         "touch DIR/ran # kexec -e",
-                         "touch DIR/ran # {az} {rack} poweroff"};
-    const char *word[] = {"poweroff", "reboot", "halt",  "shutdown", "init 0",
-                          "init 6",   "sysrq",  "kexec", "poweroff"};
+    const char *bad[] = {
+        "touch DIR/ran # systemctl poweroff",            /* refused */
+        "touch DIR/ran # reboot -f",                     /* refused */
+        "touch DIR/ran # halt",                          /* refused */
+        "touch DIR/ran # shutdown -h now",               /* refused */
+        "touch DIR/ran # init 0",                        /* refused */
+        "touch DIR/ran # INIT\t6",                       /* refused */
+        "touch DIR/ran # echo o > /proc/sysrq-trigger",  /* refused */
+        "touch DIR/ran # kexec -e",                      /* refused */
+        "touch DIR/ran # {az} {rack} poweroff"};         /* refused */
+    /* The word each refusal message must name. */
+    const char *word[] = {"poweroff", /* refused */ "reboot", /* refused */ "halt", /* refused */
+                          "shutdown", /* refused */ "init 0", /* refused */ "init 6", /* refused */
+                          "sysrq",    /* refused */ "kexec",  /* refused */ "poweroff" /* refused */};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         struct inv_host c = h;
         c.power.off = tmpl(bad[k]);
