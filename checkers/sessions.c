@@ -103,6 +103,7 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
     struct tv *tv = NULL;
     int64_t *sufmin = NULL;
     uint32_t *ord = NULL, *tmp = NULL, *vop = NULL;
+    struct vv *ov = NULL; /* (op index, version) of each write, sorted by op */
     int rc = NERR_NOMEM;
     for (uint32_t key = 0; key < h->nkeys; key++) {
         const uint32_t *ko = h->key_ops + h->key_off[key];
@@ -122,13 +123,15 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
         free(ord);
         free(tmp);
         free(vop);
+        free(ov);
+        ov = malloc((n + 1) * sizeof *ov);
         vv = malloc((n + 1) * sizeof *vv);
         tv = malloc((n + 1) * sizeof *tv);
         sufmin = malloc((n + 2) * sizeof *sufmin);
         ord = malloc((n + 1) * sizeof *ord);
         tmp = malloc((n + 1) * sizeof *tmp);
         vop = malloc((n + 1) * sizeof *vop);
-        if (!vv || !tv || !sufmin || !ord || !tmp || !vop)
+        if (!vv || !tv || !sufmin || !ord || !tmp || !vop || !ov)
             goto done;
         uint32_t nv = 0;
         const struct lin_key *lk = &r->lin->keys[key];
@@ -155,12 +158,14 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
         for (uint32_t j = 0; j < nv; j++) {
             const struct history_op *w = &h->ops[ord[j]];
             vv[nvv++] = (struct vv){chk_written(w), j + 1};
+            ov[j] = (struct vv){ord[j], j + 1};
             vop[j + 1] = ord[j];
             if (w->status == HISTORY_S_OK)
                 tv[ntv++] = (struct tv){w->t_ret, j + 1};
         }
         vop[0] = HISTORY_NONE;
         qsort(vv, nvv, sizeof *vv, vv_cmp);
+        qsort(ov, nv, sizeof *ov, vv_cmp);
         qsort(tv, ntv, sizeof *tv, tv_cmp);
         /* sufmin[v]: the earliest completion among versions >= v */
         sufmin[nv + 1] = INT64_MAX;
@@ -195,7 +200,27 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
             uint32_t val = q->f == HISTORY_READ ? q->value : chk_written(q);
             if (val == HISTORY_ANY)
                 continue;
-            /* the highest version holding this value */
+            /* A write's own version is exact. A read's value may be held by
+             * several versions (the same value written twice; every delete
+             * writes nil): judge the read by the highest of them, which is
+             * the most favourable to it, and remember the lowest as what the
+             * process has seen, so that duplicates never make a violation. */
+            if (q->f != HISTORY_READ) {
+                struct vv probe = {byp[j], 0};
+                size_t lo = 0, hi = nv;
+                while (lo < hi) {
+                    size_t mid = (lo + hi) / 2;
+                    if (ov[mid].value < probe.value)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                if (lo < nv && ov[lo].value == byp[j] && ov[lo].version > own) {
+                    own = ov[lo].version;
+                    own_op = byp[j];
+                }
+                continue;
+            }
             struct vv probe = {val, UINT32_MAX};
             size_t lo = 0, hi = nvv;
             while (lo < hi) {
@@ -206,18 +231,15 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
                     hi = mid;
             }
             if (lo == 0 || vv[lo - 1].value != val) {
-                if (q->f == HISTORY_READ && !q->consistent)
+                if (!q->consistent)
                     r->ec_unversioned++;
                 continue;
             }
             uint32_t ver = vv[lo - 1].version;
-            if (q->f != HISTORY_READ) {
-                if (ver > own) {
-                    own = ver;
-                    own_op = byp[j];
-                }
-                continue;
-            }
+            size_t first = lo - 1;
+            while (first > 0 && vv[first - 1].value == val)
+                first--;
+            uint32_t ver_lo = vv[first].version;
             if (!q->consistent) {
                 r->ec_reads++;
                 /* Only versions whose writes are ordered in real time are
@@ -263,8 +285,8 @@ int chk_sessions(const struct history *h, const struct chk_index *x, struct chk_
                 lag_t[nlag] = lt;
                 nlag++;
             }
-            if (ver > seen) {
-                seen = ver;
+            if (ver_lo > seen) {
+                seen = ver_lo;
                 seen_op = byp[j];
             }
         }
@@ -281,5 +303,6 @@ done:
     free(ord);
     free(tmp);
     free(vop);
+    free(ov);
     return rc;
 }

@@ -81,6 +81,12 @@ t "with line and column" grep -q 'line 2, column 41' "$tmp/err"
 t "missing file exits 3" code 3 "$nines" check "$tmp/nope.jsonl"
 t "bad option exits 3" code 3 "$nines" check --model nonsense "$tmp/good.jsonl"
 t "EDN with --initial" code 0 "$nines" check --initial 0 "$top/t/checkers/data/small.edn"
+# Every delete writes nil: a nil read must not be pinned to someone else's
+# later delete (a false read-your-writes violation, found by nines load --history).
+t "deletes and eventually consistent reads: valid" code 0 "$nines" check "$top/t/checkers/data/deletes-and-ec-reads.jsonl"
+t "a read of the value before this process's own delete is a read-your-writes violation" \
+  code 1 "$nines" check "$top/t/checkers/data/ryw-after-delete.jsonl"
+t "... named as such" grep -q '1 read-your-writes' "$tmp/out"
 
 echo "1..$n"
 [ $fails -eq 0 ]
