@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "checkers/cval.h"
 #include "lib/log.h"
 #include "store/sigv4.h"
 
@@ -56,6 +57,14 @@ void load_usage(FILE *f)
         "  --partitions N         with --create: partition count (tag nines:partitions)\n"
         "  --op put|get|mix       operation (default put); mix uses --read-ratio\n"
         "  --read-ratio F         fraction of gets in a mix, 0..1 (default 0.5)\n"
+        "  --mix OP=W,...         weighted mix of put, get (eventually consistent), cget\n"
+        "                         (ConsistentRead), cas, delete; overrides --op\n"
+        "  --dist uniform|zipf[:S] key distribution (default uniform; zipf exponent 0.99)\n"
+        "  --history FILE         record every request in the checkers' JSONL history, then\n"
+        "                         read every written key with ConsistentRead\n"
+        "  --final-timeout S      bound of that final read phase (default 60)\n"
+        "  --writer-id N          written values are numbered N*10^12 + seq (default 0);\n"
+        "                         give concurrent generators distinct ids\n"
         "  --concurrency N        connections (default 64)\n"
         "  --rate R               open loop at R requests/s, latency measured from each\n"
         "                         request's intended start; without it, closed loop\n"
@@ -149,6 +158,47 @@ static int copy_opt(char *dst, size_t cap, const char *v, const char *name, stru
     return 0;
 }
 
+static const char *const OP_NAMES[LOAD_NOPS] = {"put", "get", "cget", "cas", "delete"};
+
+/* "put=40,get=30,cget=10,cas=10,delete=10": weights, any positive scale. */
+static int parse_mix(const char *v, struct load_opts *o, struct nerr *e)
+{
+    double w[LOAD_NOPS] = {0}, sum = 0;
+    const char *s = v;
+    for (;;) {
+        size_t n = strcspn(s, ",");
+        const char *eq = memchr(s, '=', n);
+        int op = -1;
+        for (int i = 0; eq && i < LOAD_NOPS; i++)
+            if (strlen(OP_NAMES[i]) == (size_t)(eq - s) &&
+                !strncmp(s, OP_NAMES[i], (size_t)(eq - s)))
+                op = i;
+        char num[32];
+        double x;
+        if (op < 0 || n - (size_t)(eq - s) - 1 >= sizeof num)
+            return nerr_set(e, NERR_INVALID,
+                            "--mix '%s': OP=WEIGHT,... with OP one of put, get, cget, cas, delete",
+                            v);
+        memcpy(num, eq + 1, n - (size_t)(eq - s) - 1);
+        num[n - (size_t)(eq - s) - 1] = '\0';
+        if (parse_double(num, 0, 1e9, &x))
+            return nerr_set(e, NERR_INVALID, "--mix '%s': weight of %s is not a number >= 0", v,
+                            OP_NAMES[op]);
+        w[op] = x;
+        if (!s[n])
+            break;
+        s += n + 1;
+    }
+    for (int i = 0; i < LOAD_NOPS; i++)
+        sum += w[i];
+    if (sum <= 0)
+        return nerr_set(e, NERR_INVALID, "--mix '%s': the weights add up to 0", v);
+    for (int i = 0; i < LOAD_NOPS; i++)
+        o->weight[i] = w[i] / sum;
+    o->mix = LOAD_MIX_WEIGHTS;
+    return 0;
+}
+
 int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
 {
     enum {
@@ -171,7 +221,12 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         O_SECRET,
         O_REGION,
         O_JSON,
-        O_HELP
+        O_HELP,
+        O_MIX,
+        O_DIST,
+        O_HISTORY,
+        O_FINAL_TIMEOUT,
+        O_WRITER_ID
     };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, O_ENDPOINT},
@@ -194,6 +249,11 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         {"region", required_argument, NULL, O_REGION},
         {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, O_HELP},
+        {"mix", required_argument, NULL, O_MIX},
+        {"dist", required_argument, NULL, O_DIST},
+        {"history", required_argument, NULL, O_HISTORY},
+        {"final-timeout", required_argument, NULL, O_FINAL_TIMEOUT},
+        {"writer-id", required_argument, NULL, O_WRITER_ID},
         {NULL, 0, NULL, 0},
     };
     int rc = 0, saw_secret = 0, saw_akid = 0;
@@ -208,6 +268,8 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
     o->value_size = 100;
     o->seed = 1;
     o->timeout_ms = 5000;
+    o->zipf_s = 0.99;
+    o->final_timeout_s = 60;
 
     optind = 1;
     opterr = 0;
@@ -343,6 +405,46 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         case O_HELP:
             o->help = 1;
             return 0;
+        case O_MIX:
+            if ((rc = parse_mix(v, o, e)))
+                goto fail;
+            break;
+        case O_DIST:
+            if (!strcmp(v, "uniform")) {
+                o->dist = LOAD_DIST_UNIFORM;
+            } else if (!strcmp(v, "zipf")) {
+                o->dist = LOAD_DIST_ZIPF;
+            } else if (!strncmp(v, "zipf:", 5) && !parse_double(v + 5, 0, 100, &o->zipf_s) &&
+                       o->zipf_s > 0) {
+                o->dist = LOAD_DIST_ZIPF;
+            } else {
+                rc = nerr_set(e, NERR_INVALID,
+                              "--dist '%s': uniform, zipf or zipf:S with 0 < S <= 100", v);
+                goto fail;
+            }
+            break;
+        case O_HISTORY:
+            if (!*v) {
+                rc = nerr_set(e, NERR_INVALID, "--history: empty file name");
+                goto fail;
+            }
+            if ((rc = copy_opt(o->history, sizeof o->history, v, "--history", e)))
+                goto fail;
+            break;
+        case O_FINAL_TIMEOUT:
+            if (parse_double(v, 0, LOAD_MAX_DURATION_S, &o->final_timeout_s) ||
+                o->final_timeout_s <= 0) {
+                rc = nerr_set(e, NERR_INVALID, "--final-timeout '%s': seconds, > 0 and <= %.0f", v,
+                              LOAD_MAX_DURATION_S);
+                goto fail;
+            }
+            break;
+        case O_WRITER_ID:
+            if (parse_u64(v, 0, 18000000, &o->writer_id)) {
+                rc = nerr_set(e, NERR_INVALID, "--writer-id '%s': an integer 0..18000000", v);
+                goto fail;
+            }
+            break;
         default:
             rc = nerr_set(e, NERR_INVALID, "unknown option or missing value: '%s'",
                           argv[optind - 1]);
@@ -386,6 +488,18 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
             goto fail;
         }
     }
+    int tracked = o->history[0] || (o->mix == LOAD_MIX_WEIGHTS && o->weight[LOAD_CAS] > 0);
+    if (tracked && o->keys > LOAD_MAX_TRACKED_KEYS) {
+        rc = nerr_set(e, NERR_INVALID,
+                      "--keys %" PRIu64 ": --history and cas keep per-key state, at most %u keys",
+                      o->keys, LOAD_MAX_TRACKED_KEYS);
+        goto fail;
+    }
+    if (o->history[0] && o->value_size > LOAD_MAX_HISTORY_VALUE) {
+        rc = nerr_set(e, NERR_INVALID, "--value-size %zu: at most %u bytes with --history",
+                      o->value_size, LOAD_MAX_HISTORY_VALUE);
+        goto fail;
+    }
     if (o->partitions && !o->create) {
         rc = nerr_set(e, NERR_INVALID, "--partitions only makes sense with --create");
         goto fail;
@@ -416,6 +530,60 @@ static uint64_t gen_rand(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Zipf by rejection-inversion (Hörmann & Derflinger, "Rejection-inversion
+ * to generate variates from monotone discrete distributions", 1996), in the
+ * form Apache Commons RNG uses: H is the integral of h(x) = x^-s, written with
+ * log1p/expm1 so that s near 1 loses no precision. */
+static double zipf_h(double s, double x)
+{
+    return exp(-s * log(x));
+}
+
+static double zipf_helper1(double x)
+{
+    return fabs(x) > 1e-8 ? log1p(x) / x : 1 - x * (0.5 - x * (1.0 / 3 - 0.25 * x));
+}
+
+static double zipf_helper2(double x)
+{
+    return fabs(x) > 1e-8 ? expm1(x) / x : 1 + x * 0.5 * (1 + x * (1.0 / 3) * (1 + 0.25 * x));
+}
+
+static double zipf_H(double s, double x)
+{
+    double lx = log(x);
+    return zipf_helper2((1 - s) * lx) * lx;
+}
+
+static double zipf_Hinv(double s, double x)
+{
+    double t = x * (1 - s);
+    if (t < -1)
+        t = -1; /* rounding can push it past the domain */
+    return exp(zipf_helper1(t) * x);
+}
+
+static double unit(uint64_t *rng)
+{
+    return (double)(gen_rand(rng) >> 11) / 9007199254740992.0;
+}
+
+/* Rank 1..keys, rank 1 the most frequent. */
+static uint64_t zipf_next(struct load_gen *g)
+{
+    for (int tries = 0;; tries++) {
+        double u = g->z_hn + unit(&g->rng) * (g->z_hx1 - g->z_hn);
+        double x = zipf_Hinv(g->zs, u);
+        double kd = floor(x + 0.5);
+        uint64_t k = kd < 1 ? 1 : kd > (double)g->keys ? g->keys : (uint64_t)kd;
+        if ((double)k - x <= g->z_s2 ||
+            u >= zipf_H(g->zs, (double)k + 0.5) - zipf_h(g->zs, (double)k))
+            return k;
+        if (tries > 1000)
+            return k; /* the acceptance rate is > 0.5; this only bounds the loop */
+    }
+}
+
 void load_gen_init(struct load_gen *g, const struct load_opts *o)
 {
     memset(g, 0, sizeof *g);
@@ -424,6 +592,25 @@ void load_gen_init(struct load_gen *g, const struct load_opts *o)
     g->mix = o->mix;
     g->read_ratio = o->read_ratio;
     g->value_size = o->value_size;
+    g->writer_id = o->writer_id;
+    g->dist = o->dist;
+    double c = 0;
+    int last = 0;
+    for (int i = 0; i < LOAD_NOPS; i++) {
+        g->cum[i] = (c += o->weight[i]);
+        if (o->weight[i] > 0)
+            last = i;
+    }
+    /* Rounding must never leave a draw unassigned or give it to an op of
+     * weight 0. */
+    for (int i = last; i < LOAD_NOPS; i++)
+        g->cum[i] = 2;
+    if (g->dist == LOAD_DIST_ZIPF) {
+        g->zs = o->zipf_s;
+        g->z_hx1 = zipf_H(g->zs, 1.5) - 1;
+        g->z_hn = zipf_H(g->zs, (double)g->keys + 0.5);
+        g->z_s2 = 2 - zipf_Hinv(g->zs, zipf_H(g->zs, 2.5) - zipf_h(g->zs, 2));
+    }
     snprintf(g->table, sizeof g->table, "%s", o->table);
 }
 
@@ -437,18 +624,32 @@ void load_gen_next(struct load_gen *g, struct load_req *rq)
     case LOAD_MIX_GET:
         rq->op = LOAD_GET;
         break;
-    default:
-        rq->op = (double)(gen_rand(&g->rng) >> 11) / 9007199254740992.0 < g->read_ratio ? LOAD_GET
-                                                                                        : LOAD_PUT;
+    case LOAD_MIX_BOTH:
+        rq->op = unit(&g->rng) < g->read_ratio ? LOAD_GET : LOAD_PUT;
+        break;
+    case LOAD_MIX_WEIGHTS: {
+        double u = unit(&g->rng);
+        int i = 0;
+        while (i < LOAD_NOPS - 1 && u >= g->cum[i])
+            i++; /* a weight of 0 adds nothing to cum, so u never stops there */
+        rq->op = (enum load_op)i;
+        break;
     }
-    /* Multiply-shift maps r onto [0, keys) without modulo bias worth noting. */
-    rq->key = (uint64_t)(((unsigned __int128)r * g->keys) >> 64);
+    }
+    if (g->dist == LOAD_DIST_ZIPF)
+        rq->key = zipf_next(g) - 1;
+    else /* Multiply-shift maps r onto [0, keys) without modulo bias worth noting. */
+        rq->key = (uint64_t)(((unsigned __int128)r * g->keys) >> 64);
     rq->seq = g->seq++;
+    rq->n = g->writer_id * LOAD_VALUE_WRITER_MULT + rq->seq;
+    rq->expect = 0;
 }
 
 size_t load_gen_body_max(const struct load_gen *g)
 {
-    return strlen(g->table) + g->value_size + 128;
+    /* A cas carries two values; a value is value_size bytes or, when that is
+     * too small, its unpadded form (under 40 bytes). */
+    return strlen(g->table) + 2 * (g->value_size + 40) + 256;
 }
 
 static char *put_u64(char *p, uint64_t v)
@@ -471,50 +672,67 @@ static char *put_str(char *p, const char *s)
     return p + n;
 }
 
+size_t load_gen_value(const struct load_gen *g, uint64_t key, uint64_t n, char *buf, size_t cap)
+{
+    char k[24];
+    *put_u64(k + 1, key) = '\0';
+    k[0] = 'k';
+    size_t kl = strlen(k);
+    size_t base = cval_format(NULL, 0, k, kl, n, 0);
+    /* With padding the value is base + '.' + padding bytes. */
+    size_t pad = g->value_size > base + 1 ? g->value_size - base - 1 : 0;
+    return cval_format(buf, cap, k, kl, n, pad);
+}
+
 size_t load_gen_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap)
 {
     if (cap < load_gen_body_max(g))
         return 0;
     char *p = buf;
+    int write = rq->op == LOAD_PUT || rq->op == LOAD_CAS;
     p = put_str(p, "{\"TableName\":\"");
     p = put_str(p, g->table);
-    p = put_str(p, rq->op == LOAD_PUT ? "\",\"Item\":{\"pk\":{\"S\":\"k"
-                                      : "\",\"Key\":{\"pk\":{\"S\":\"k");
+    p = put_str(p, write ? "\",\"Item\":{\"pk\":{\"S\":\"k" : "\",\"Key\":{\"pk\":{\"S\":\"k");
     p = put_u64(p, rq->key);
-    if (rq->op == LOAD_GET) {
-        p = put_str(p, "\"}}}");
+    if (!write) {
+        p = put_str(p, rq->op == LOAD_CGET ? "\"}},\"ConsistentRead\":true}" : "\"}}}");
         return (size_t)(p - buf);
     }
     p = put_str(p, "\"},\"v\":{\"S\":\"");
-    /* seq in hex first (distinct values for the checkers), filler after. */
-    static const char hex[] = "0123456789abcdef";
-    char h[16];
-    size_t hn = 0;
-    uint64_t s = rq->seq;
-    do {
-        h[hn++] = hex[s & 15];
-        s >>= 4;
-    } while (s);
-    size_t n = 0;
-    while (hn && n < g->value_size)
-        p[n++] = h[--hn];
-    if (n < g->value_size) {
-        memset(p + n, 'x', g->value_size - n);
-        n = g->value_size;
+    p += load_gen_value(g, rq->key, rq->n, p, cap - (size_t)(p - buf));
+    p = put_str(p, "\"}}");
+    if (rq->op == LOAD_CAS) {
+        /* "#v": DynamoDB's reserved words are many; a name placeholder is
+         * always safe. */
+        if (rq->expect) {
+            p = put_str(p, ",\"ConditionExpression\":\"#v = :e\",\"ExpressionAttributeNames\":"
+                           "{\"#v\":\"v\"},\"ExpressionAttributeValues\":{\":e\":{\"S\":\"");
+            p += load_gen_value(g, rq->key, rq->expect - 1, p, cap - (size_t)(p - buf));
+            p = put_str(p, "\"}}");
+        } else {
+            p = put_str(p, ",\"ConditionExpression\":\"attribute_not_exists(pk)\"");
+        }
     }
-    p += n;
-    p = put_str(p, "\"}}}");
+    p = put_str(p, "}");
     return (size_t)(p - buf);
 }
 
 const char *load_op_target(enum load_op op)
 {
-    return op == LOAD_GET ? "DynamoDB_20120810.GetItem" : "DynamoDB_20120810.PutItem";
+    switch (op) {
+    case LOAD_GET:
+    case LOAD_CGET:
+        return "DynamoDB_20120810.GetItem";
+    case LOAD_DELETE:
+        return "DynamoDB_20120810.DeleteItem";
+    default:
+        return "DynamoDB_20120810.PutItem";
+    }
 }
 
 const char *load_op_name(enum load_op op)
 {
-    return op == LOAD_GET ? "get" : "put";
+    return op >= 0 && op < LOAD_NOPS ? OP_NAMES[op] : "?";
 }
 
 /* ================= accounting ================= */
@@ -530,7 +748,7 @@ void load_stats_ok(struct load_stats *s, enum load_op op, uint64_t latency_ns, i
 {
     struct load_op_stats *o = &s->op[op];
     o->ok++;
-    if (op == LOAD_GET) {
+    if (op == LOAD_GET || op == LOAD_CGET) {
         if (hit)
             o->hits++;
         else
@@ -586,6 +804,12 @@ void load_stats_print(const struct load_stats *s, FILE *f)
     if (s->op[LOAD_GET].ok)
         fprintf(f, "gets: %" PRIu64 " found, %" PRIu64 " not found\n", s->op[LOAD_GET].hits,
                 s->op[LOAD_GET].misses);
+    if (s->op[LOAD_CGET].ok)
+        fprintf(f, "cgets: %" PRIu64 " found, %" PRIu64 " not found\n", s->op[LOAD_CGET].hits,
+                s->op[LOAD_CGET].misses);
+    if (s->final_keys)
+        fprintf(f, "final reads: %" PRIu64 " keys, %" PRIu64 " read, %" PRIu64 " unread\n",
+                s->final_keys, s->final_ok, s->final_failed);
     for (int i = 0; i < LOAD_NOPS; i++)
         for (size_t k = 0; k < s->op[i].nerr; k++)
             fprintf(f, "error %s %s: %" PRIu64 "\n", load_op_name((enum load_op)i),
@@ -622,7 +846,7 @@ int load_stats_print_json(const struct load_stats *s, const struct load_opts *o,
         json_object_set_new(j, "ok", json_integer((json_int_t)st->ok));
         json_object_set_new(j, "errors", json_integer((json_int_t)st->errors));
         json_object_set_new(j, "ops_per_s", json_real((double)st->ok / secs));
-        if (i == LOAD_GET) {
+        if (i == LOAD_GET || i == LOAD_CGET) {
             json_object_set_new(j, "found", json_integer((json_int_t)st->hits));
             json_object_set_new(j, "not_found", json_integer((json_int_t)st->misses));
         }
@@ -639,6 +863,15 @@ int load_stats_print_json(const struct load_stats *s, const struct load_opts *o,
     }
     json_object_set_new(root, "ops", ops);
     ops = NULL;
+    if (o->history[0]) {
+        json_t *fin = json_object();
+        if (!fin)
+            goto fail;
+        json_object_set_new(fin, "keys", json_integer((json_int_t)s->final_keys));
+        json_object_set_new(fin, "ok", json_integer((json_int_t)s->final_ok));
+        json_object_set_new(fin, "failed", json_integer((json_int_t)s->final_failed));
+        json_object_set_new(root, "final_reads", fin);
+    }
     json_object_set_new(root, "ok", json_integer((json_int_t)tok));
     json_object_set_new(root, "errors", json_integer((json_int_t)terr));
     json_object_set_new(root, "ops_per_s", json_real((double)tok / secs));
@@ -661,11 +894,13 @@ enum { H_CTYPE, H_TARGET, H_EXPECT, H_ACCEPT, H_HOST, H_DATE, H_AUTH, H_MAX };
 struct conn {
     CURL *easy;
     struct runner *run;
+    unsigned idx;
     unsigned endpoint;
     int busy;
     struct load_req req;
     uint64_t intended_ns, sent_ns;
     int measured;
+    int final;
     char *body;
     size_t body_len;
     char resp[RESP_CAP + 1];
@@ -691,6 +926,17 @@ struct runner {
     int sign;
     char **hosts; /* "host:port" of each endpoint, for the signed Host header */
     int timerfd;  /* open loop: wakes the poll at the next due time */
+    /* Per key, what the generator last saw: 0 = absent, else the value's
+     * number + 1. Feeds cas' expected value. NULL unless tracked. */
+    uint64_t *known;
+    /* --history: keys any write, cas or delete was sent to; the final phase
+     * clears a key's bit once its read succeeded. */
+    uint8_t *written;
+    FILE *hist;
+    char *hist_buf;
+    int hist_err; /* errno of the first failed history write */
+    char *val;    /* scratch for one value, body_cap bytes */
+    uint64_t final_inflight;
 };
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -739,6 +985,7 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
 {
     const struct load_opts *o = r->o;
     c->run = r;
+    c->idx = idx;
     c->endpoint = idx % (unsigned)o->nendpoints;
     c->body = malloc(r->body_cap);
     c->easy = curl_easy_init();
@@ -773,10 +1020,158 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     return 0;
 }
 
-/* Prepares and starts one request on an idle connection. */
-static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int measured)
+/* ---- history (docs/history.md's JSONL) ---- */
+
+static const char *hist_f(enum load_op op)
 {
-    load_gen_next(&r->gen, &c->req);
+    switch (op) {
+    case LOAD_PUT:
+        return "write";
+    case LOAD_CAS:
+        return "cas";
+    case LOAD_DELETE:
+        return "delete";
+    default:
+        return "read";
+    }
+}
+
+/* A JSON string; values read back may hold anything. */
+static void hist_str(FILE *f, const char *s, size_t n)
+{
+    putc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            putc(ch, f);
+    }
+    putc('"', f);
+}
+
+/* Our own values are [a-z0-9.-] only: no escaping needed. */
+static void hist_value(struct runner *r, uint64_t key, uint64_t n)
+{
+    size_t len = load_gen_value(&r->gen, key, n, r->val, r->body_cap);
+    putc('"', r->hist);
+    fwrite(r->val, 1, len, r->hist);
+    putc('"', r->hist);
+}
+
+/* One event. read_value: the value read (reads' ok completion only), with
+ * read_absent for "no item"; error: the error type of fail/info. */
+static void hist_event(struct runner *r, const struct conn *c, const char *type, uint64_t t,
+                       const char *read_value, size_t read_len, int read_absent, const char *error)
+{
+    const struct load_req *rq = &c->req;
+    FILE *f = r->hist;
+    fprintf(f, "{\"process\":%u,\"type\":\"%s\",\"f\":\"%s\",\"key\":\"k%" PRIu64 "\"", c->idx,
+            type, hist_f(rq->op), rq->key);
+    switch (rq->op) {
+    case LOAD_PUT:
+        fputs(",\"value\":", f);
+        hist_value(r, rq->key, rq->n);
+        break;
+    case LOAD_CAS:
+        fputs(",\"value\":[", f);
+        if (rq->expect)
+            hist_value(r, rq->key, rq->expect - 1);
+        else
+            fputs("null", f);
+        putc(',', f);
+        hist_value(r, rq->key, rq->n);
+        putc(']', f);
+        break;
+    case LOAD_GET:
+    case LOAD_CGET:
+        if (read_absent)
+            fputs(",\"value\":null", f);
+        else if (read_value) {
+            fputs(",\"value\":", f);
+            hist_str(f, read_value, read_len);
+        }
+        fputs(rq->op == LOAD_CGET ? ",\"consistent\":true" : ",\"consistent\":false", f);
+        break;
+    default:
+        break;
+    }
+    if (error) {
+        fputs(",\"error\":", f);
+        hist_str(f, error, strlen(error));
+    }
+    if (c->final)
+        fputs(",\"final\":true", f);
+    if (fprintf(f, ",\"time\":%" PRIu64 "}\n", t) < 0 && !r->hist_err)
+        r->hist_err = errno ? errno : EIO;
+}
+
+/* Reads' outcome from a GetItem response: 1 and *absent when there is no
+ * Item, 1 and the value (copied into r->val) when there is, 0 when the body
+ * cannot be parsed (truncated or not JSON). */
+static int read_result(struct runner *r, const struct conn *c, size_t *len, int *absent)
+{
+    json_error_t je;
+    json_t *root = json_loadb(c->resp, c->resp_len, 0, &je);
+    int ok = 0;
+    *absent = 0;
+    *len = 0;
+    if (!json_is_object(root))
+        goto done;
+    json_t *item = json_object_get(root, "Item");
+    if (!item) {
+        *absent = 1;
+        ok = 1;
+        goto done;
+    }
+    json_t *v = json_object_get(json_object_get(item, "v"), "S");
+    /* An item without a string "v" is not something this generator wrote;
+     * record a marker the checkers will flag as a value out of nowhere. */
+    const char *txt = json_is_string(v) ? json_string_value(v) : "(item without a string v)";
+    size_t n = json_is_string(v) ? json_string_length(v) : strlen(txt);
+    if (n >= r->body_cap)
+        goto done;
+    memcpy(r->val, txt, n);
+    r->val[n] = '\0';
+    *len = n;
+    ok = 1;
+done:
+    json_decref(root);
+    return ok;
+}
+
+/* The number n of a value this generator's settings would write for key, or
+ * 0 when the value is not one (then nothing is learnt from it). */
+static int value_number(struct runner *r, uint64_t key, const char *v, size_t len, uint64_t *n)
+{
+    if (len < 2 || v[0] != 'v')
+        return 0;
+    uint64_t x = 0;
+    size_t i = 1;
+    for (; i < len && i < 21 && v[i] >= '0' && v[i] <= '9'; i++)
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    char want[4096];
+    size_t wl = load_gen_value(&r->gen, key, x, want, sizeof want);
+    if (wl != len || wl >= sizeof want || memcmp(want, v, len))
+        return 0;
+    *n = x;
+    return 1;
+}
+
+/* Prepares and starts one request on an idle connection: the generator's
+ * next one, or *forced (the final phase's reads). */
+static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int measured,
+                 const struct load_req *forced)
+{
+    if (forced)
+        c->req = *forced;
+    else
+        load_gen_next(&r->gen, &c->req);
+    c->final = forced != NULL;
+    if (c->req.op == LOAD_CAS && r->known)
+        c->req.expect = r->known[c->req.key];
     c->body_len = load_gen_body(&r->gen, &c->req, c->body, r->body_cap);
     snprintf(c->target_hdr, sizeof c->target_hdr, "X-Amz-Target: %s", load_op_target(c->req.op));
     if (r->sign) {
@@ -801,6 +1196,13 @@ static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int mea
     if (curl_multi_add_handle(r->multi, c->easy) != CURLM_OK)
         return NERR_IO;
     c->busy = 1;
+    if (c->final)
+        r->final_inflight++;
+    if (r->hist) {
+        if (c->req.op == LOAD_PUT || c->req.op == LOAD_CAS || c->req.op == LOAD_DELETE)
+            r->written[c->req.key >> 3] |= (uint8_t)(1u << (c->req.key & 7));
+        hist_event(r, c, "invoke", c->sent_ns, NULL, 0, 0, NULL);
+    }
     return 0;
 }
 
@@ -849,6 +1251,49 @@ static const char *curl_error_type(CURLcode cc, char *buf, size_t cap)
     }
 }
 
+/* What a completion teaches: the history event, cas' expectations, and
+ * which final reads are done. */
+static void record(struct runner *r, struct conn *c, const struct load_result *res, CURLcode cc,
+                   long http, uint64_t done)
+{
+    const struct load_req *rq = &c->req;
+    int is_read = rq->op == LOAD_GET || rq->op == LOAD_CGET;
+    size_t vlen = 0;
+    int absent = 0, parsed = 0;
+    if (!r->hist && !r->known)
+        return;
+    if (res->ok && is_read && (r->hist || rq->op == LOAD_CGET))
+        parsed = read_result(r, c, &vlen, &absent);
+    if (res->ok && r->known) {
+        uint64_t n;
+        if (rq->op == LOAD_PUT || rq->op == LOAD_CAS)
+            r->known[rq->key] = rq->n + 1;
+        else if (rq->op == LOAD_DELETE)
+            r->known[rq->key] = 0;
+        /* Only strongly consistent reads: a stale value would make the next
+         * cas fail for nothing. */
+        else if (rq->op == LOAD_CGET && parsed && absent)
+            r->known[rq->key] = 0;
+        else if (rq->op == LOAD_CGET && parsed && value_number(r, rq->key, r->val, vlen, &n))
+            r->known[rq->key] = n + 1;
+    }
+    if (!r->hist)
+        return;
+    if (res->ok && is_read && !parsed) {
+        hist_event(r, c, "info", done, NULL, 0, 0, "unparsed-response");
+    } else if (res->ok) {
+        hist_event(r, c, "ok", done, is_read ? r->val : NULL, vlen, absent, NULL);
+        if (c->final)
+            r->written[rq->key >> 3] &= (uint8_t) ~(1u << (rq->key & 7));
+    } else {
+        /* A 4xx is DynamoDB saying the request was refused (condition,
+         * validation, throttling): it certainly did not take effect. Anything
+         * else — timeout, lost connection, 5xx — may have. */
+        int definite = cc == CURLE_OK && http >= 400 && http < 500;
+        hist_event(r, c, definite ? "fail" : "info", done, NULL, 0, 0, res->error);
+    }
+}
+
 static void complete(struct runner *r, struct conn *c, CURLcode cc)
 {
     uint64_t done = mono_ns();
@@ -859,6 +1304,8 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
     c->busy = 0;
     c->resp[c->resp_len] = '\0';
     res.req = &c->req;
+    res.conn = c->idx;
+    res.final = c->final;
     res.intended_ns = c->intended_ns;
     res.sent_ns = c->sent_ns;
     res.done_ns = done;
@@ -871,7 +1318,8 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
         if (http == 200) {
             res.ok = 1;
-            res.hit = c->req.op == LOAD_GET && memmem(c->resp, c->resp_len, "\"Item\"", 6) != NULL;
+            res.hit = (c->req.op == LOAD_GET || c->req.op == LOAD_CGET) &&
+                      memmem(c->resp, c->resp_len, "\"Item\"", 6) != NULL;
         } else {
             error_type(c->resp, c->resp_len, http, buf, sizeof buf);
             res.error = buf;
@@ -884,6 +1332,9 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
         else
             load_stats_error(r->stats, c->req.op, res.error);
     }
+    record(r, c, &res, cc, http, done);
+    if (c->final)
+        r->final_inflight--;
     if (r->hooks && r->hooks->on_complete)
         r->hooks->on_complete(r->hooks->arg, &res);
     r->idle[r->nidle++] = c;
@@ -962,6 +1413,100 @@ static int create_table(struct runner *r, struct nerr *e)
     return nerr_set(e, NERR_TIMEOUT, "table %s not ACTIVE after 30 s", o->table);
 }
 
+/* Reads every key in r->written with ConsistentRead, on the idle
+ * connections, in up to three passes (a key whose read failed is read
+ * again), within o->final_timeout_s plus one request timeout for draining.
+ * Runs after the timed phase has drained, so each read is invoked after
+ * every acknowledged write of its key completed (what the lost-write check
+ * needs). */
+static int final_phase(struct runner *r, struct nerr *e)
+{
+    const struct load_opts *o = r->o;
+    uint64_t keys = o->keys, total = 0;
+    for (uint64_t k = 0; k < keys; k++)
+        total += (r->written[k >> 3] >> (k & 7)) & 1;
+    r->stats->final_keys = total;
+    uint64_t stop_issuing = mono_ns() + (uint64_t)(o->final_timeout_s * 1e9);
+    uint64_t hard_end = stop_issuing + (uint64_t)o->timeout_ms * 1000000u + 1000000000u;
+    for (int pass = 0; pass < 3; pass++) {
+        uint64_t cursor = 0;
+        for (;;) {
+            uint64_t now = mono_ns();
+            if (now >= stop_issuing)
+                cursor = keys;
+            while (r->nidle && cursor < keys) {
+                if (!r->written[cursor >> 3]) {
+                    cursor = (cursor | 7) + 1;
+                    continue;
+                }
+                if ((r->written[cursor >> 3] >> (cursor & 7)) & 1) {
+                    struct load_req rq = {.op = LOAD_CGET, .key = cursor};
+                    int rc = issue(r, r->idle[--r->nidle], now, 0, &rq);
+                    if (rc)
+                        return nerr_set(e, rc, "could not start a final read");
+                }
+                cursor++;
+            }
+            if (cursor >= keys && !r->final_inflight)
+                break;
+            if (now >= hard_end)
+                break; /* never outlive the bound; the rest stay unverified */
+            int running;
+            curl_multi_perform(r->multi, &running);
+            CURLMsg *m;
+            int left, completed = 0;
+            while ((m = curl_multi_info_read(r->multi, &left))) {
+                if (m->msg != CURLMSG_DONE)
+                    continue;
+                struct conn *c = NULL;
+                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+                complete(r, c, m->data.result);
+                completed++;
+            }
+            if (!completed)
+                curl_multi_poll(r->multi, NULL, 0, 50, NULL);
+        }
+        if (mono_ns() >= stop_issuing)
+            break;
+    }
+    uint64_t left = 0;
+    for (uint64_t k = 0; k < keys; k++)
+        left += (r->written[k >> 3] >> (k & 7)) & 1;
+    r->stats->final_ok = total - left;
+    r->stats->final_failed = left;
+    return 0;
+}
+
+static int hist_open(struct runner *r, struct nerr *e)
+{
+    const struct load_opts *o = r->o;
+    r->written = calloc((size_t)(o->keys + 7) / 8, 1);
+    r->hist_buf = malloc(1 << 20);
+    if (!r->written || !r->hist_buf)
+        return nerr_set(e, NERR_NOMEM, "out of memory");
+    if (!(r->hist = fopen(o->history, "w")))
+        return nerr_sys(e, errno, "--history %s", o->history);
+    /* One large buffer: an event costs a memcpy, and the file sees 1 MiB
+     * writes. */
+    setvbuf(r->hist, r->hist_buf, _IOFBF, 1 << 20);
+    return 0;
+}
+
+static int hist_close(struct runner *r, struct nerr *e)
+{
+    int rc = 0;
+    if (!r->hist)
+        return 0;
+    if (fflush(r->hist) && !r->hist_err)
+        r->hist_err = errno ? errno : EIO;
+    if (fclose(r->hist) && !r->hist_err)
+        r->hist_err = errno ? errno : EIO;
+    r->hist = NULL;
+    if (r->hist_err)
+        rc = nerr_sys(e, r->hist_err, "writing --history %s", r->o->history);
+    return rc;
+}
+
 static void runner_free(struct runner *r)
 {
     if (r->conns) {
@@ -985,6 +1530,12 @@ static void runner_free(struct runner *r)
     free(r->hosts);
     free(r->conns);
     free(r->idle);
+    if (r->hist)
+        fclose(r->hist); /* an error path: its own error is already set */
+    free(r->hist_buf);
+    free(r->written);
+    free(r->known);
+    free(r->val);
 }
 
 int load_run(const struct load_opts *o, struct load_stats *stats, const struct load_hooks *hooks,
@@ -1010,6 +1561,24 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
     r.conns = calloc(o->concurrency, sizeof *r.conns);
     r.idle = calloc(o->concurrency, sizeof *r.idle);
     r.multi = curl_multi_init();
+    r.val = malloc(r.body_cap);
+    if (!r.val) {
+        rc = nerr_set(e, NERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (o->history[0] || (o->mix == LOAD_MIX_WEIGHTS && o->weight[LOAD_CAS] > 0)) {
+        if (o->keys > LOAD_MAX_TRACKED_KEYS) {
+            rc = nerr_set(e, NERR_INVALID, "too many keys to track (at most %u)",
+                          LOAD_MAX_TRACKED_KEYS);
+            goto fail;
+        }
+        if (!(r.known = calloc((size_t)o->keys, sizeof *r.known))) {
+            rc = nerr_set(e, NERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (o->history[0] && (rc = hist_open(&r, e)))
+        goto fail;
     if (o->rate > 0 &&
         (r.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0) {
         rc = nerr_sys(e, errno, "timerfd_create");
@@ -1058,7 +1627,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
                 if (!r.nidle)
                     break;
                 int measured = due >= warm_end;
-                if ((rc = issue(&r, r.idle[--r.nidle], due, measured))) {
+                if ((rc = issue(&r, r.idle[--r.nidle], due, measured, NULL))) {
                     nerr_set(e, rc, "could not start a request");
                     goto fail;
                 }
@@ -1068,7 +1637,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
         } else if (!stopped) {
             while (r.nidle && !(o->requests && counted >= o->requests)) {
                 int measured = now >= warm_end;
-                if ((rc = issue(&r, r.idle[--r.nidle], now, measured))) {
+                if ((rc = issue(&r, r.idle[--r.nidle], now, measured, NULL))) {
                     nerr_set(e, rc, "could not start a request");
                     goto fail;
                 }
@@ -1156,6 +1725,9 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
         stats->measured_s = (double)(last_done - warm_end) / 1e9;
     if (stats->measured_s <= 0)
         stats->measured_s = 1e-9;
+    if (r.hist && (rc = final_phase(&r, e)))
+        goto fail;
+    rc = hist_close(&r, e);
 fail:
     runner_free(&r);
     return rc;

@@ -29,6 +29,23 @@
  * bounded by --duration (at most LOAD_MAX_DURATION_S) plus --warmup plus one
  * timeout for draining, so a dead endpoint can never make it hang.
  *
+ * Operations: put (PutItem), get (GetItem, eventually consistent), cget
+ * (GetItem with ConsistentRead), cas (PutItem conditional on the value the
+ * generator last saw for the key: `#v = :expected`, or
+ * `attribute_not_exists(pk)` when it saw none) and delete (DeleteItem).
+ * Every written value is a checksummed value (checkers/cval.h) whose number
+ * n = writer * 10^12 + the request's seq, so values are unique per writer.
+ *
+ * History (--history FILE): every request is recorded as an invoke event
+ * when it is handed to curl and an ok / fail / info event when it completes,
+ * in docs/history.md's JSONL (process = connection index, time = monotonic
+ * ns). fail means certain failure (HTTP 4xx); info means unknown (timeout,
+ * transport error, 5xx). After the timed run a final phase reads every key
+ * that any write, cas or delete was sent to with ConsistentRead (at most
+ * three attempts per key, bounded by --final-timeout), so the checkers can
+ * find lost writes. The file is written through a large stdio buffer and
+ * flushed at the end; a write error makes load_run fail with NERR_IO.
+ *
  * Ownership: struct load_opts owns its endpoint strings (load_opts_free).
  * load_run borrows opts, stats and hooks for the call only.
  * Errors: load_opts_parse returns NERR_INVALID with a message naming the
@@ -51,8 +68,17 @@
 #define LOAD_MAX_DURATION_S 3600.0
 #define LOAD_MAX_ERROR_TYPES 32
 
-enum load_op { LOAD_PUT = 0, LOAD_GET = 1, LOAD_NOPS = 2 };
-enum load_mix { LOAD_MIX_PUT, LOAD_MIX_GET, LOAD_MIX_BOTH };
+enum load_op { LOAD_PUT = 0, LOAD_GET = 1, LOAD_CGET, LOAD_CAS, LOAD_DELETE, LOAD_NOPS };
+/* WEIGHTS: --mix, each op drawn with probability weight[op] / sum. */
+enum load_mix { LOAD_MIX_PUT, LOAD_MIX_GET, LOAD_MIX_BOTH, LOAD_MIX_WEIGHTS };
+enum load_dist { LOAD_DIST_UNIFORM, LOAD_DIST_ZIPF };
+
+/* Key spaces of runs that keep per-key state (cas in the mix, --history). */
+#define LOAD_MAX_TRACKED_KEYS 10000000u
+/* --value-size bound with --history: a read's whole response must fit the
+ * response buffer, or its value could not be recorded. */
+#define LOAD_MAX_HISTORY_VALUE 2048u
+#define LOAD_VALUE_WRITER_MULT UINT64_C(1000000000000)
 
 struct load_opts {
     char **endpoints; /* "http://host:port", owned */
@@ -61,7 +87,13 @@ struct load_opts {
     int create;
     unsigned partitions; /* 0: let the server choose */
     enum load_mix mix;
-    double read_ratio; /* for LOAD_MIX_BOTH */
+    double read_ratio;        /* for LOAD_MIX_BOTH */
+    double weight[LOAD_NOPS]; /* for LOAD_MIX_WEIGHTS; sum > 0 */
+    enum load_dist dist;
+    double zipf_s;          /* zipf exponent (> 0), default 0.99 */
+    uint64_t writer_id;     /* n = writer_id * 10^12 + seq in written values */
+    char history[4096];     /* --history FILE, "" = none */
+    double final_timeout_s; /* bound of the final read phase */
     unsigned concurrency;
     double rate;       /* requests/s; 0 = closed loop */
     double duration_s; /* measured period, after the warm-up */
@@ -90,6 +122,10 @@ struct load_req {
     enum load_op op;
     uint64_t key; /* item "k<key>" */
     uint64_t seq; /* 0, 1, 2 ... in generation order; unique per run */
+    uint64_t n;   /* put/cas: the written value's number (writer * 10^12 + seq) */
+    /* cas: the expected value's number plus one; 0 = expect absent.
+     * Filled by the issuer from what it last saw (load_gen_next sets 0). */
+    uint64_t expect;
 };
 
 struct load_gen {
@@ -98,6 +134,12 @@ struct load_gen {
     uint64_t keys;
     enum load_mix mix;
     double read_ratio;
+    double cum[LOAD_NOPS]; /* LOAD_MIX_WEIGHTS: cumulative probabilities */
+    enum load_dist dist;
+    /* Zipf by rejection-inversion (Hörmann & Derflinger 1996): O(1) state
+     * whatever the key space. */
+    double zs, z_hx1, z_hn, z_s2;
+    uint64_t writer_id;
     size_t value_size;
     char table[256];
 };
@@ -108,10 +150,14 @@ void load_gen_next(struct load_gen *g, struct load_req *rq);
 /* Largest body load_gen_body can write for g. */
 size_t load_gen_body_max(const struct load_gen *g);
 /* Writes rq's JSON body into buf (cap >= load_gen_body_max) and returns its
- * length. A put's value ("v", type S) is value_size bytes: the request's seq
- * in hex, then filler, so every written value is distinct. */
+ * length. A written value ("v", type S) is cval_format's value for key
+ * "k<key>" and number rq->n, padded to value_size bytes when value_size is
+ * larger than the unpadded value. */
 size_t load_gen_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap);
-/* "DynamoDB_20120810.PutItem" / "...GetItem". */
+/* The value written for key with number n, NUL-terminated; returns its
+ * length (as cval_format: the length needed, so compare with cap). */
+size_t load_gen_value(const struct load_gen *g, uint64_t key, uint64_t n, char *buf, size_t cap);
+/* "DynamoDB_20120810.PutItem" / "...GetItem" / "...DeleteItem". */
 const char *load_op_target(enum load_op op);
 const char *load_op_name(enum load_op op);
 
@@ -133,6 +179,9 @@ struct load_op_stats {
 struct load_stats {
     struct load_op_stats op[LOAD_NOPS];
     double measured_s; /* the measured period's length */
+    /* --history only: keys read in the final phase, and those whose every
+     * attempt failed (unverifiable by the checkers). */
+    uint64_t final_keys, final_ok, final_failed;
 };
 
 void load_stats_init(struct load_stats *s);
@@ -149,7 +198,9 @@ int load_stats_print_json(const struct load_stats *s, const struct load_opts *o,
 struct load_result {
     const struct load_req *req;
     uint64_t intended_ns, sent_ns, done_ns; /* CLOCK_MONOTONIC */
+    unsigned conn;                          /* connection index: the history's process */
     int measured;                           /* after the warm-up, counted in the stats */
+    int final;                              /* a read of the final phase */
     int ok;                                 /* HTTP 200 */
     int hit;                                /* a get that returned an item */
     const char *error;                      /* the error type when !ok */
@@ -162,7 +213,8 @@ struct load_hooks {
     void *arg;
 };
 
-/* Runs the load described by o, accounting into stats (initialised here).
+/* Runs the load described by o, accounting into stats (initialised here),
+ * writing o->history when set (NERR_IO if it cannot be created or written).
  * hooks may be NULL. */
 int load_run(const struct load_opts *o, struct load_stats *stats, const struct load_hooks *hooks,
              struct nerr *e);
