@@ -1,5 +1,6 @@
 /* chaos/power.c — power drivers; see power.h for the contract and SAFETY. */
 #include "chaos/power.h"
+#include "chaos/shquote.h"
 
 #include "lib/log.h"
 
@@ -83,19 +84,17 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-/* POSIX single quotes: nothing inside is special to the shell except the
- * quote itself, which is closed, escaped and reopened: ' -> '\''. This is the
- * one quoting that needs no knowledge of which shell reads it. */
+/* Appends s quoted for POSIX sh (chaos/shquote.h, the one quoting the SSH
+ * layer uses too). */
 static void sb_add_quoted(struct sbuf *b, const char *s)
 {
-    sb_add(b, "'", 1);
-    for (const char *q = s; *q; q++) {
-        if (*q == '\'')
-            sb_add(b, "'\\''", 4);
-        else
-            sb_add(b, q, 1);
+    char *q = NULL;
+    if (shquote_arg(s, &q, NULL) != 0) {
+        b->oom = 1;
+        return;
     }
-    sb_add(b, "'", 1);
+    sb_add(b, q, strlen(q));
+    free(q);
 }
 
 /* --- templates ------------------------------------------------------------- */

@@ -92,8 +92,9 @@ int power_check_target(const struct power_env *env, const struct inv_host *h, st
 /* 1 (with why filled) when address is this machine, else 0. */
 int power_address_is_local(const char *address, char *why, size_t cap);
 
-/* Expands {name} {address} {az} {rack} {data} from h, each value in POSIX
- * single quotes; "{{" and "}}" are literal braces. With h NULL it only
+/* Expands {name} {address} {az} {rack} {data} from h, each value quoted by
+ * shquote_arg (POSIX single quotes; plain words stay bare); "{{" and "}}"
+ * are literal braces. With h NULL it only
  * checks the template (out may then be NULL). *out is malloc'd. */
 int power_template_expand(const char *tmpl, const struct inv_host *h, char **out, struct nerr *err);
 
