@@ -1,6 +1,7 @@
 /* chaos/power.c — power drivers; see power.h for the contract and SAFETY. */
 #include "chaos/power.h"
 #include "chaos/shquote.h"
+#include "lib/strbuf.h"
 
 #include "lib/log.h"
 
@@ -55,45 +56,16 @@ static void sleep_ms(long ms)
     }
 }
 
-/* --- a growable string ------------------------------------------------------ */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* Appends s quoted for POSIX sh (chaos/shquote.h, the one quoting the SSH
  * layer uses too). */
-static void sb_add_quoted(struct sbuf *b, const char *s)
+static void strbuf_add_quoted(struct strbuf *b, const char *s)
 {
     char *q = NULL;
     if (shquote_arg(s, &q, NULL) != 0) {
         b->oom = 1;
         return;
     }
-    sb_add(b, q, strlen(q));
+    strbuf_add(b, q, strlen(q));
     free(q);
 }
 
@@ -127,7 +99,7 @@ static const char *ph_value(const struct inv_host *h, unsigned bit)
 
 /* Walks tmpl once: checks it, records the placeholders used, and when h and
  * out are given writes the expansion. */
-static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct sbuf *out, unsigned *used,
+static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct strbuf *out, unsigned *used,
                      struct nerr *err)
 {
     size_t len = strlen(tmpl);
@@ -137,11 +109,11 @@ static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct sbuf *ou
         char c = tmpl[i];
         if (c == '{' && tmpl[i + 1] == '{') {
             if (out)
-                sb_add(out, "{", 1);
+                strbuf_add(out, "{", 1);
             i += 2;
         } else if (c == '}' && tmpl[i + 1] == '}') {
             if (out)
-                sb_add(out, "}", 1);
+                strbuf_add(out, "}", 1);
             i += 2;
         } else if (c == '}') {
             return nerr_set(err, NERR_INVALID,
@@ -169,11 +141,11 @@ static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct sbuf *ou
             if (used)
                 *used |= bit;
             if (out && h)
-                sb_add_quoted(out, ph_value(h, bit));
+                strbuf_add_quoted(out, ph_value(h, bit));
             i += n + 2;
         } else {
             if (out)
-                sb_add(out, &c, 1);
+                strbuf_add(out, &c, 1);
             i++;
         }
     }
@@ -182,18 +154,11 @@ static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct sbuf *ou
 
 int power_template_expand(const char *tmpl, const struct inv_host *h, char **out, struct nerr *err)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     int rc = tmpl_walk(tmpl, h, h && out ? &b : NULL, NULL, err);
-    if (rc == 0 && h && out) {
-        sb_add(&b, "", 0);
-        if (b.oom || !b.p) {
-            free(b.p);
-            return nerr_set(err, NERR_NOMEM, "out of memory");
-        }
-        *out = b.p;
-        return 0;
-    }
-    free(b.p);
+    if (rc == 0 && h && out)
+        return strbuf_finish(&b, out) ? nerr_set(err, NERR_NOMEM, "out of memory") : 0;
+    strbuf_free(&b);
     return rc;
 }
 

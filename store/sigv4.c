@@ -7,6 +7,8 @@
  */
 #include "store/sigv4.h"
 
+#include "lib/strbuf.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,64 +25,6 @@
 #include "lib/err.h"
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
-
-/* ---- a growable string; an allocation failure sticks in .oom ---- */
-
-struct sb {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_reserve(struct sb *b, size_t more)
-{
-    if (b->oom || b->len + more + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void sb_add(struct sb *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_ch(struct sb *b, char c)
-{
-    sb_add(b, &c, 1);
-}
-
-/* Hands the string to the caller (or frees it and reports NERR_NOMEM). */
-static int sb_finish(struct sb *b, char **out)
-{
-    if (b->oom || !b->p) {
-        sb_reserve(b, 0);
-        if (b->oom || !b->p) {
-            free(b->p);
-            return NERR_NOMEM;
-        }
-    }
-    *out = b->p;
-    return 0;
-}
 
 /* ---- encoding ---- */
 
@@ -105,7 +49,7 @@ static int hexval(int c)
 
 /* RFC 3986 encoding of s[0..n) after decoding its %XX escapes, as SigV4 asks
  * for each path segment, query name and query value. */
-static void sb_uri_encode(struct sb *b, const char *s, size_t n)
+static void sb_uri_encode(struct strbuf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -114,10 +58,10 @@ static void sb_uri_encode(struct sb *b, const char *s, size_t n)
             i += 2;
         }
         if (unreserved(c)) {
-            sb_ch(b, (char)c);
+            strbuf_ch(b, (char)c);
         } else {
             char esc[3] = {'%', HEX_UP[c >> 4], HEX_UP[c & 15]};
-            sb_add(b, esc, 3);
+            strbuf_add(b, esc, 3);
         }
     }
 }
@@ -151,7 +95,7 @@ struct span {
     size_t n;
 };
 
-static void sb_canonical_uri(struct sb *b, const char *path)
+static void sb_canonical_uri(struct strbuf *b, const char *path)
 {
     if (!path || !*path)
         path = "/";
@@ -185,14 +129,14 @@ static void sb_canonical_uri(struct sb *b, const char *path)
         }
         s = e;
     }
-    sb_ch(b, '/');
+    strbuf_ch(b, '/');
     for (size_t i = 0; i < n; i++) {
         if (i)
-            sb_ch(b, '/');
+            strbuf_ch(b, '/');
         sb_uri_encode(b, segs[i].p, segs[i].n);
     }
     if (n && path[plen - 1] == '/')
-        sb_ch(b, '/');
+        strbuf_ch(b, '/');
     if (segs != stack_segs)
         free(segs);
 }
@@ -212,15 +156,15 @@ static int qpair_cmp(const void *a, const void *b)
 
 static char *encode_dup(const char *s, size_t n)
 {
-    struct sb t = {0};
+    struct strbuf t = {0};
     sb_uri_encode(&t, s, n);
     char *out = NULL;
-    if (sb_finish(&t, &out))
+    if (strbuf_finish(&t, &out))
         return NULL;
     return out;
 }
 
-static void sb_canonical_query(struct sb *b, const char *q)
+static void sb_canonical_query(struct strbuf *b, const char *q)
 {
     if (!q || !*q)
         return;
@@ -254,10 +198,10 @@ static void sb_canonical_query(struct sb *b, const char *q)
     qsort(v, n, sizeof *v, qpair_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i)
-            sb_ch(b, '&');
-        sb_str(b, v[i].name);
-        sb_ch(b, '=');
-        sb_str(b, v[i].value);
+            strbuf_ch(b, '&');
+        strbuf_str(b, v[i].name);
+        strbuf_ch(b, '=');
+        strbuf_str(b, v[i].value);
     }
 done:
     for (size_t i = 0; i < n; i++) {
@@ -275,7 +219,7 @@ static int is_space(char c)
 }
 
 /* Appends value trimmed, with inner runs of blanks collapsed to one space. */
-static void sb_header_value(struct sb *b, const char *v)
+static void sb_header_value(struct strbuf *b, const char *v)
 {
     while (is_space(*v))
         v++;
@@ -286,9 +230,9 @@ static void sb_header_value(struct sb *b, const char *v)
             continue;
         }
         if (pending)
-            sb_ch(b, ' ');
+            strbuf_ch(b, ' ');
         pending = 0;
-        sb_ch(b, *v);
+        strbuf_ch(b, *v);
     }
 }
 
@@ -307,21 +251,21 @@ static int name_eq(const char *hname, const char *name, size_t n)
 
 /* name[0..n) lower-case, then ':' and the joined values. 0, or NERR_INVALID
  * when r carries no such header. */
-static int sb_canonical_header(struct sb *b, const struct sigv4_request *r, const char *name,
+static int sb_canonical_header(struct strbuf *b, const struct sigv4_request *r, const char *name,
                                size_t n)
 {
     int found = 0;
     for (size_t i = 0; i < n; i++)
-        sb_ch(b, (char)tolower((unsigned char)name[i]));
-    sb_ch(b, ':');
+        strbuf_ch(b, (char)tolower((unsigned char)name[i]));
+    strbuf_ch(b, ':');
     for (size_t i = 0; i < r->nheaders; i++) {
         if (!r->headers[i].name || !name_eq(r->headers[i].name, name, n))
             continue;
         if (found++)
-            sb_ch(b, ',');
+            strbuf_ch(b, ',');
         sb_header_value(b, r->headers[i].value ? r->headers[i].value : "");
     }
-    sb_ch(b, '\n');
+    strbuf_ch(b, '\n');
     return found ? 0 : NERR_INVALID;
 }
 
@@ -337,7 +281,7 @@ static int default_signed_headers(const struct sigv4_request *r, const char *con
 {
     size_t n = 0;
     char **names = calloc(r->nheaders + 2, sizeof *names);
-    struct sb b = {0};
+    struct strbuf b = {0};
     int rc = NERR_NOMEM;
     if (!names)
         return NERR_NOMEM;
@@ -367,10 +311,10 @@ static int default_signed_headers(const struct sigv4_request *r, const char *con
         if (i && !strcmp(names[i], names[i - 1]))
             continue;
         if (b.len)
-            sb_ch(&b, ';');
-        sb_str(&b, names[i]);
+            strbuf_ch(&b, ';');
+        strbuf_str(&b, names[i]);
     }
-    rc = sb_finish(&b, out);
+    rc = strbuf_finish(&b, out);
     b.p = NULL;
 fail:
     free(b.p);
@@ -384,14 +328,14 @@ fail:
 
 static int build_canonical(const struct sigv4_request *r, const char *signed_headers, char **out)
 {
-    struct sb b = {0};
+    struct strbuf b = {0};
     int rc;
-    sb_str(&b, r->method ? r->method : "");
-    sb_ch(&b, '\n');
+    strbuf_str(&b, r->method ? r->method : "");
+    strbuf_ch(&b, '\n');
     sb_canonical_uri(&b, r->path);
-    sb_ch(&b, '\n');
+    strbuf_ch(&b, '\n');
     sb_canonical_query(&b, r->query);
-    sb_ch(&b, '\n');
+    strbuf_ch(&b, '\n');
     const char *s = signed_headers;
     if (!*s) {
         rc = NERR_INVALID;
@@ -410,18 +354,18 @@ static int build_canonical(const struct sigv4_request *r, const char *signed_hea
             goto fail;
         s = *e ? e + 1 : e;
     }
-    sb_ch(&b, '\n');
-    sb_str(&b, signed_headers);
-    sb_ch(&b, '\n');
+    strbuf_ch(&b, '\n');
+    strbuf_str(&b, signed_headers);
+    strbuf_ch(&b, '\n');
     const char *declared = find_header(r, "x-amz-content-sha256");
     if (declared) {
-        sb_str(&b, declared);
+        strbuf_str(&b, declared);
     } else {
         char hex[65];
         sha256_hex(r->body ? r->body : "", r->body ? r->body_len : 0, hex);
-        sb_str(&b, hex);
+        strbuf_str(&b, hex);
     }
-    return sb_finish(&b, out);
+    return strbuf_finish(&b, out);
 fail:
     free(b.p);
     return rc;
@@ -447,16 +391,16 @@ int sigv4_canonical_request(const struct sigv4_request *r, const char *signed_he
 int sigv4_string_to_sign(const char *canonical_request, const char *amz_date, const char *scope,
                          char **out)
 {
-    struct sb b = {0};
+    struct strbuf b = {0};
     char hex[65];
     sha256_hex(canonical_request, strlen(canonical_request), hex);
-    sb_str(&b, ALGORITHM "\n");
-    sb_str(&b, amz_date);
-    sb_ch(&b, '\n');
-    sb_str(&b, scope);
-    sb_ch(&b, '\n');
-    sb_str(&b, hex);
-    return sb_finish(&b, out);
+    strbuf_str(&b, ALGORITHM "\n");
+    strbuf_str(&b, amz_date);
+    strbuf_ch(&b, '\n');
+    strbuf_str(&b, scope);
+    strbuf_ch(&b, '\n');
+    strbuf_str(&b, hex);
+    return strbuf_finish(&b, out);
 }
 
 int sigv4_signing_key(const char *secret, const char *date, const char *region, const char *service,
@@ -801,7 +745,7 @@ done:
 
 static int sign_into(const struct sigv4_request *r, const char *akid, const char *region,
                      const char *service, const unsigned char key[32], const char *amz_date,
-                     struct sb *out)
+                     struct strbuf *out)
 {
     static const char *const skip[] = {"authorization", "x-amz-date", NULL};
     struct sigv4_header *hs = NULL;
@@ -834,14 +778,14 @@ static int sign_into(const struct sigv4_request *r, const char *akid, const char
         goto fail;
     char sig[65];
     sigv4_signature(key, sts, sig);
-    sb_str(out, ALGORITHM " Credential=");
-    sb_str(out, akid);
-    sb_ch(out, '/');
-    sb_str(out, scope);
-    sb_str(out, ", SignedHeaders=");
-    sb_str(out, signed_headers);
-    sb_str(out, ", Signature=");
-    sb_str(out, sig);
+    strbuf_str(out, ALGORITHM " Credential=");
+    strbuf_str(out, akid);
+    strbuf_ch(out, '/');
+    strbuf_str(out, scope);
+    strbuf_str(out, ", SignedHeaders=");
+    strbuf_str(out, signed_headers);
+    strbuf_str(out, ", Signature=");
+    strbuf_str(out, sig);
     rc = out->oom ? NERR_NOMEM : 0;
 fail:
     free(hs);
@@ -860,7 +804,7 @@ int sigv4_sign(const struct sigv4_request *r, const char *akid, const char *secr
                const char *region, const char *service, time_t now, char *amz_date,
                char **authorization)
 {
-    struct sb b = {0};
+    struct strbuf b = {0};
     unsigned char key[32];
     *authorization = NULL;
     if (!name_ok(akid, 128) || !secret || !name_ok(region, 63) || !name_ok(service, 63))
@@ -877,7 +821,7 @@ int sigv4_sign(const struct sigv4_request *r, const char *akid, const char *secr
         free(b.p);
         return rc;
     }
-    return sb_finish(&b, authorization);
+    return strbuf_finish(&b, authorization);
 }
 
 int sigv4_signer_init(struct sigv4_signer *s, const char *akid, const char *secret,
@@ -897,7 +841,7 @@ int sigv4_signer_init(struct sigv4_signer *s, const char *akid, const char *secr
 int sigv4_signer_sign(struct sigv4_signer *s, const struct sigv4_request *r, time_t now,
                       char *amz_date, char *auth, size_t auth_cap)
 {
-    struct sb b = {0};
+    struct strbuf b = {0};
     format_amz_date(now, amz_date);
     if (strncmp(s->key_date, amz_date, 8)) {
         memcpy(s->key_date, amz_date, 8);

@@ -1,5 +1,7 @@
 #include "store/state.h"
 
+#include "lib/le.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -177,10 +179,7 @@ int state_applied_get(struct state *s, MDB_txn *txn, const char *group, uint64_t
         return state_mdb_err(err, rc, "read applied lsn");
     if (v.mv_size != 8)
         return nerr_set(err, NERR_CORRUPT, "applied lsn of %s has %zu bytes", group, v.mv_size);
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--)
-        x = (x << 8) | ((const unsigned char *)v.mv_data)[i];
-    *lsn = x;
+    *lsn = le_get64(v.mv_data);
     return 0;
 }
 
@@ -188,8 +187,7 @@ int state_applied_put(struct state *s, MDB_txn *txn, const char *group, uint64_t
                       struct nerr *err)
 {
     unsigned char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(lsn >> (8 * i));
+    le_put64(b, lsn);
     MDB_val k = {strlen(group), (void *)group}, v = {8, b};
     int rc = mdb_put(txn, s->applied, &k, &v, 0);
     return rc ? state_mdb_err(err, rc, "write applied lsn") : 0;

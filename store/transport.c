@@ -12,6 +12,7 @@
 #include "store/transport.h"
 
 #include "lib/crc32c.h"
+#include "lib/le.h"
 #include "lib/log.h"
 
 #include <netdb.h>
@@ -130,49 +131,16 @@ static void stat_sub(uint64_t *field, uint64_t n)
 
 /* ---- encoding ----------------------------------------------------------- */
 
-static void put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 /* Writes the header of a frame whose payload is already at hdr + HDR_LEN. */
 static void seal_frame(unsigned char *hdr, uint16_t type, uint32_t plen)
 {
-    put32(hdr, MAGIC);
-    put16(hdr + 4, VERSION);
-    put16(hdr + 6, type);
-    put32(hdr + 8, plen);
+    le_put32(hdr, MAGIC);
+    le_put16(hdr + 4, VERSION);
+    le_put16(hdr + 6, type);
+    le_put32(hdr + 8, plen);
     uint32_t crc = crc32c(0, hdr, 12);
     crc = crc32c(crc, hdr + HDR_LEN, plen);
-    put32(hdr + 12, crc);
+    le_put32(hdr + 12, crc);
 }
 
 /* ---- outgoing links ----------------------------------------------------- */
@@ -274,9 +242,9 @@ static int send_hello(struct peer *p)
         return UV_ENOMEM;
     }
     unsigned char *q = buf + HDR_LEN;
-    put16(q, (uint16_t)cl);
+    le_put16(q, (uint16_t)cl);
     memcpy(q + 2, t->cluster, cl);
-    put16(q + 2 + cl, (uint16_t)il);
+    le_put16(q + 2 + cl, (uint16_t)il);
     memcpy(q + 4 + cl, t->self_id, il);
     seal_frame(buf, TYPE_HELLO, (uint32_t)plen);
     w->p = p;
@@ -392,7 +360,7 @@ static void peer_flush(struct peer *p)
         size_t r = REC_HDR + m->len;
         if (frame == NULL || cur + r > TRANSPORT_MAX_PAYLOAD) {
             if (frame) {
-                put32(frame + HDR_LEN, count);
+                le_put32(frame + HDR_LEN, count);
                 seal_frame(frame, TYPE_BATCH, (uint32_t)cur);
             }
             frame = q;
@@ -400,8 +368,8 @@ static void peer_flush(struct peer *p)
             cur = 4;
             count = 0;
         }
-        put64(q, m->group);
-        put32(q + 8, (uint32_t)m->len);
+        le_put64(q, m->group);
+        le_put32(q + 8, (uint32_t)m->len);
         memcpy(q + REC_HDR, m->data, m->len);
         q += r;
         cur += r;
@@ -409,7 +377,7 @@ static void peer_flush(struct peer *p)
         charged += m->len + TRANSPORT_MSG_OVERHEAD;
         free(m);
     }
-    put32(frame + HDR_LEN, count);
+    le_put32(frame + HDR_LEN, count);
     seal_frame(frame, TYPE_BATCH, (uint32_t)cur);
 
     w->p = p;
@@ -484,10 +452,10 @@ static int handle_hello(struct inconn *c, const unsigned char *pl, uint32_t len)
         return TRANSPORT_DROP_BAD_TYPE;
     if (len < 2)
         return TRANSPORT_DROP_BAD_PAYLOAD;
-    size_t cl = get16(pl);
+    size_t cl = le_get16(pl);
     if (len < 2 + cl + 2)
         return TRANSPORT_DROP_BAD_PAYLOAD;
-    size_t il = get16(pl + 2 + cl);
+    size_t il = le_get16(pl + 2 + cl);
     if (len != 2 + cl + 2 + il || il == 0)
         return TRANSPORT_DROP_BAD_PAYLOAD;
     if (cl != strlen(t->cluster) || memcmp(pl + 2, t->cluster, cl) != 0)
@@ -508,12 +476,12 @@ static int handle_batch(struct inconn *c, const unsigned char *pl, uint32_t len)
         return TRANSPORT_DROP_BAD_PAYLOAD;
     /* Check the whole layout before delivering anything: a frame is applied
      * entirely or not at all. */
-    uint32_t count = get32(pl);
+    uint32_t count = le_get32(pl);
     size_t off = 4;
     for (uint32_t i = 0; i < count; i++) {
         if (len - off < REC_HDR)
             return TRANSPORT_DROP_BAD_PAYLOAD;
-        uint32_t ml = get32(pl + off + 8);
+        uint32_t ml = le_get32(pl + off + 8);
         if (len - off - REC_HDR < ml)
             return TRANSPORT_DROP_BAD_PAYLOAD;
         off += REC_HDR + ml;
@@ -525,8 +493,8 @@ static int handle_batch(struct inconn *c, const unsigned char *pl, uint32_t len)
     stat_add(&t->st.bytes_recv, HDR_LEN + len);
     off = 4;
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t g = get64(pl + off);
-        uint32_t ml = get32(pl + off + 8);
+        uint64_t g = le_get64(pl + off);
+        uint32_t ml = le_get32(pl + off + 8);
         t->on_recv(t->arg, c->from, g, pl + off + REC_HDR, ml);
         off += REC_HDR + ml;
     }
@@ -539,15 +507,15 @@ static int inconn_parse(struct inconn *c)
     size_t pos = 0;
     while (!c->closing && c->len - pos >= HDR_LEN) {
         const unsigned char *h = c->buf + pos;
-        if (get32(h) != MAGIC) {
+        if (le_get32(h) != MAGIC) {
             inconn_reject(c, TRANSPORT_DROP_BAD_MAGIC);
             break;
         }
-        if (get16(h + 4) != VERSION) {
+        if (le_get16(h + 4) != VERSION) {
             inconn_reject(c, TRANSPORT_DROP_BAD_VERSION);
             break;
         }
-        uint32_t plen = get32(h + 8);
+        uint32_t plen = le_get32(h + 8);
         if (plen > TRANSPORT_MAX_PAYLOAD) {
             inconn_reject(c, TRANSPORT_DROP_TOO_LONG);
             break;
@@ -555,12 +523,12 @@ static int inconn_parse(struct inconn *c)
         if (c->len - pos < HDR_LEN + (size_t)plen)
             break; /* wait for the rest */
         uint32_t crc = crc32c(crc32c(0, h, 12), h + HDR_LEN, plen);
-        if (crc != get32(h + 12)) {
+        if (crc != le_get32(h + 12)) {
             inconn_reject(c, TRANSPORT_DROP_BAD_CRC);
             break;
         }
         int why;
-        uint16_t type = get16(h + 6);
+        uint16_t type = le_get16(h + 6);
         if (type == TYPE_HELLO)
             why = handle_hello(c, h + HDR_LEN, plen);
         else if (type == TYPE_BATCH)

@@ -1,6 +1,7 @@
 #include "store/wal.h"
 
 #include "lib/crc32c.h"
+#include "lib/le.h"
 #include "lib/log.h"
 
 #include <assert.h>
@@ -79,42 +80,14 @@ struct wal {
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static void seg_header_encode(unsigned char *h, uint64_t first_lsn)
 {
     memcpy(h, SEG_MAGIC, 8);
-    put32(h + 8, SEG_VERSION);
-    put32(h + 12, SEG_HDR);
-    put64(h + 16, first_lsn);
-    put32(h + 24, 0);
-    put32(h + 28, crc32c(0, h, 28));
+    le_put32(h + 8, SEG_VERSION);
+    le_put32(h + 12, SEG_HDR);
+    le_put64(h + 16, first_lsn);
+    le_put32(h + 24, 0);
+    le_put32(h + 28, crc32c(0, h, 28));
 }
 
 /* 0 if h holds a valid header for a segment named after first_lsn, else why not. */
@@ -124,21 +97,21 @@ static const char *seg_header_check(const unsigned char *h, size_t size, uint64_
         return "incomplete segment header";
     if (memcmp(h, SEG_MAGIC, 8) != 0)
         return "bad segment magic";
-    if (get32(h + 28) != crc32c(0, h, 28))
+    if (le_get32(h + 28) != crc32c(0, h, 28))
         return "bad segment header CRC";
-    if (get32(h + 8) != SEG_VERSION || get32(h + 12) != SEG_HDR)
+    if (le_get32(h + 8) != SEG_VERSION || le_get32(h + 12) != SEG_HDR)
         return "unsupported segment format version";
-    if (get64(h + 16) != first_lsn)
+    if (le_get64(h + 16) != first_lsn)
         return "segment header LSN does not match its file name";
     return NULL;
 }
 
 static void rec_header_encode(struct wal_rec *r)
 {
-    put32(r->bytes, r->len);
-    put64(r->bytes + 4, r->lsn);
+    le_put32(r->bytes, r->len);
+    le_put64(r->bytes + 4, r->lsn);
     uint32_t c = crc32c(0, r->bytes, 12);
-    put32(r->bytes + 12, crc32c(c, r->bytes + REC_HDR, r->len));
+    le_put32(r->bytes + 12, crc32c(c, r->bytes + REC_HDR, r->len));
 }
 
 /* Checks the record at off in a segment image of size bytes. On success
@@ -150,7 +123,7 @@ static const char *rec_check(const unsigned char *base, size_t size, size_t off,
     if (size - off < REC_HDR)
         return "short record header";
     const unsigned char *p = base + off;
-    uint32_t n = get32(p);
+    uint32_t n = le_get32(p);
     if (n == 0)
         return "zero length";
     if (n > WAL_MAX_PAYLOAD)
@@ -158,10 +131,10 @@ static const char *rec_check(const unsigned char *base, size_t size, size_t off,
     if (size - off - REC_HDR < n)
         return "short payload";
     uint32_t c = crc32c(crc32c(0, p, 12), p + REC_HDR, n);
-    if (c != get32(p + 12))
+    if (c != le_get32(p + 12))
         return "bad CRC";
     *len = n;
-    *lsn = get64(p + 4);
+    *lsn = le_get64(p + 4);
     return NULL;
 }
 
@@ -175,8 +148,8 @@ static long long find_valid_after(const unsigned char *base, size_t size, size_t
 {
     for (; off + REC_HDR < size; off++) {
         const unsigned char *p = base + off;
-        uint32_t n = get32(p);
-        uint64_t lsn = get64(p + 4);
+        uint32_t n = le_get32(p);
+        uint64_t lsn = le_get64(p + 4);
         if (n == 0 || n > WAL_MAX_PAYLOAD || size - off - REC_HDR < n)
             continue;
         if (lsn <= after_lsn || lsn - after_lsn > (size - off) / (REC_HDR + 1) + 1)
