@@ -78,6 +78,33 @@ like($out, qr/belongs to another node or cluster/, '... saying so');
     stop_node($m);
 }
 
+# ---- a read right after an acknowledged write sees it (before LMDB commits) ----
+{
+    my $m = start_node();
+    ddb($m, 'CreateTable', { TableName => 'ryw', BillingMode => 'PAY_PER_REQUEST', NinesPartitions => 2,
+        AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] });
+    my ($seen, $gone) = (0, 0);
+    for my $i (1 .. 200) {
+        ddb($m, 'PutItem', { TableName => 'ryw', Item => { pk => { S => "k$i" }, v => { N => "$i" } } });
+        my ($s1, $g) = ddb($m, 'GetItem', { TableName => 'ryw', Key => { pk => { S => "k$i" } } });
+        $seen++ if ($g->{Item}{v}{N} // '') eq "$i";
+        ddb($m, 'DeleteItem', { TableName => 'ryw', Key => { pk => { S => "k$i" } } });
+        my ($s2, $d) = ddb($m, 'GetItem', { TableName => 'ryw', Key => { pk => { S => "k$i" } } });
+        $gone++ if !exists $d->{Item};
+    }
+    my $found = 0;
+    for my $i (1 .. 100) {
+        ddb($m, 'PutItem', { TableName => 'ryw', Item => { pk => { S => "q$i" } } });
+        my ($s3, $q) = ddb($m, 'Query', { TableName => 'ryw', KeyConditionExpression => 'pk = :p',
+                                          ExpressionAttributeValues => { ':p' => { S => "q$i" } } });
+        $found++ if ($q->{Count} // 0) == 1;
+    }
+    is($found, 100, 'Query right after each PutItem finds it (100 of 100): range reads commit first');
+    is($seen, 200, 'GetItem right after each PutItem returns it (200 of 200)');
+    is($gone, 200, 'GetItem right after each DeleteItem finds nothing (200 of 200)');
+    is(stop_node($m), 0, 'clean stop');
+}
+
 # ---- running out of named databases is a client error, not a crash ----
 {
     my $m = start_node(extra => "storage: {max_tables: 1}\n");
