@@ -12,6 +12,11 @@ int demo_main(int argc, char **argv);
 int load_main(int argc, char **argv);
 int check_main(int argc, char **argv);
 int histgen_main(int argc, char **argv);
+int cluster_main(int argc, char **argv);
+int lab_main(int argc, char **argv);
+int labfs_main(int argc, char **argv);
+int canary_main(int argc, char **argv);
+int alarms_main(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -22,6 +27,11 @@ static const struct {
     {"load", load_main, "drive PutItem/GetItem traffic and report throughput and latency"},
     {"check", check_main, "check a recorded history (linearizability, lost writes, sessions)"},
     {"histgen", histgen_main, "generate a simulated register history (tests, benchmarks)"},
+    {"cluster", cluster_main, "start, stop and inspect a cluster of ninesd nodes"},
+    {"lab", lab_main, "network-namespace lab hosts with sshd: up, down, status, power, exec"},
+    {"labfs", labfs_main, "the lab's power-loss file system (FUSE): mount, control"},
+    {"canary", canary_main, "probe DynamoDB endpoints from every AZ and record what customers see"},
+    {"alarms", alarms_main, "customer-facing alarms: evaluate, backtest and lint rules"},
 };
 
 static void usage(FILE *f)
