@@ -22,6 +22,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/api.h"
+#include "store/config.h"
 #include "store/catalog.h"
 #include "store/group.h"
 #include "store/state.h"
@@ -103,10 +104,13 @@ static void setup(void)
     log_init("fuzz", LOG_ERROR);
     snprintf(path, sizeof path, "%s/state", dir);
     struct state_options so = {.map_size = 1ULL << 30, .max_dbs = 256};
-    struct catalog_options co = {.data_dir = strdup(dir), .max_partitions = 8, .max_dbs = 256};
+    static struct cluster_node node = {.id = "n1", .az = "az1", .rack = "r1"};
+    static struct cluster_conf conf = {.path = "fuzz", .name = "fuzz", .nodes = &node, .nnodes = 1};
+    struct catalog_options co = {.conf = &conf, .self_id = "n1", .data_dir = strdup(dir),
+                                 .max_partitions = 8, .max_dbs = 256};
     struct api_options ao = {.region = "local", .endpoint = "127.0.0.1:0", .default_partitions = 2,
                              .max_partitions = 8};
-    if (state_open(path, &so, &st, &err) || group_host_start(st, 2, &h, &err) ||
+    if (state_open(path, &so, &st, &err) || group_host_start(st, 2, NULL, NULL, NULL, &h, &err) ||
         catalog_open(h, &co, &cat, &err)) {
         fprintf(stderr, "fuzz setup: %s\n", err.msg);
         abort();

@@ -10,6 +10,8 @@
 
 #include "lib/log.h"
 #include "store/av.h"
+#include "store/config.h"
+#include "store/forward.h"
 #include "store/expr.h"
 #include "store/items.h"
 #include "store/op.h"
@@ -85,10 +87,12 @@ char *api_error_body(const char *type, const char *msg)
 
 /* ---- replies ---- */
 
+struct rcall;
 struct call {
     struct api *a;
     api_reply_fn reply;
     void *arg;
+    struct rcall *rc; /* the routed request, during its synchronous dispatch only */
 };
 
 static void reply_json(struct call *c, json_t *o)
@@ -673,6 +677,8 @@ static void write_done(void *arg, int status, void *result)
     wcall_free(w);
 }
 
+static int route_retry(struct rcall *rc);
+
 /* Proposes w->op on its partition; on a synchronous failure replies (or
  * records it in the batch) and frees w. */
 static void propose_write(struct wcall *w)
@@ -684,9 +690,14 @@ static void propose_write(struct wcall *w)
     if (!rc) {
         const json_t *hash = json_object_get(w->op.key, w->t->hash_name);
         struct partition *p = table_partition_for(w->t, hash);
-        rc = group_propose(p->g, bytes, len, &w->op, write_done, w);
+        rc = p->g ? group_propose(p->g, bytes, len, &w->op, write_done, w) : NERR_BUSY;
     }
     free(bytes);
+    if (rc == NERR_BUSY && !w->batch && w->c.rc && route_retry(w->c.rc)) {
+        /* Leadership moved between routing and proposing: route again. */
+        wcall_free(w);
+        return;
+    }
     if (rc)
         write_done(w, rc == NERR_CLOSED ? NERR_CLOSED : rc, NULL);
 }
@@ -959,6 +970,10 @@ static void op_get_item(struct call *c, json_t *req)
     struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
     char *val = NULL;
     size_t vlen = 0;
+    if (!p->g) {
+        reply_err(c, "ServiceUnavailable", "no replica of this partition on this node");
+        goto out;
+    }
     int rc = items_read(c->a->st, p, kb, klen, &val, &vlen, &e);
     if (rc == NERR_NOTFOUND) {
         c->reply(c->arg, 200, strdup("{}"));
@@ -1066,7 +1081,10 @@ static void op_batch_get(struct call *c, json_t *req)
             struct partition *p = table_partition_for(t, json_object_get(key, t->hash_name));
             char *val = NULL;
             size_t vlen = 0;
-            int rc = fail ? 0 : items_read(c->a->st, p, kb, klen, &val, &vlen, &e);
+            int rc = fail ? 0
+                     : !p->g ? nerr_set(&e, NERR_IO, "no replica of partition %s on this node",
+                                        p->name)
+                             : items_read(c->a->st, p, kb, klen, &val, &vlen, &e);
             if (!fail && !rc) {
                 json_error_t je;
                 json_t *item = json_loadb(val, vlen, JSON_ALLOW_NUL, &je);
@@ -1271,6 +1289,10 @@ static void op_query(struct call *c, json_t *req)
         }
     }
     struct partition *p = table_partition_for(t, kc.hash);
+    if (!p->g) {
+        reply_err(c, "ServiceUnavailable", "no replica of this partition on this node");
+        goto out;
+    }
     /* A cursor sees committed data only: commit what was acknowledged. */
     if ((group_host_barrier(group_host_of(p->g)) &&
          nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
@@ -1379,6 +1401,12 @@ static void op_scan(struct call *c, json_t *req)
         first_part = table_partition_for(t, json_object_get(skey, t->hash_name))->index;
         json_decref(skey);
     }
+    for (int pi = 0; pi < t->nparts; pi++)
+        if (!t->parts[pi].g) {
+            reply_err(c, "ServiceUnavailable", "no replica of partition %s on this node",
+                      t->parts[pi].name);
+            goto out;
+        }
     if ((group_host_barrier(group_host_of(t->parts[0].g)) &&
          nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
         state_read_begin(c->a->st, &txn, &e)) {
@@ -1469,6 +1497,300 @@ static void op_update(struct call *c, json_t *r)
     op_write(c, r, OP_UPDATE);
 }
 
+/* ---- routing (docs/replication.md, "Routing") ----
+ *
+ * Every request arrives at some node. A write, or a read with
+ * ConsistentRead, must run on its partition's leader; an eventually
+ * consistent read on any replica; CreateTable/DeleteTable on the metadata
+ * leader. The router serves the request here when this node can, forwards
+ * it otherwise (to the leader this node knows, or to the members in turn),
+ * and while a partition has no leader waits and tries again, up to
+ * ROUTE_DEADLINE_MS; then the client gets 503 ServiceUnavailable, which the
+ * AWS SDKs retry. A forwarded request that the receiver cannot serve comes
+ * back 503 and is tried elsewhere: 503 always means "not executed". */
+
+#define ROUTE_DEADLINE_MS 3000
+#define ROUTE_RETRY_MS 15
+
+struct rcall {
+    struct api *a;
+    char op[48];
+    char *body;
+    size_t len;
+    int hops;
+    api_reply_fn reply;
+    void *arg;
+    unsigned long long deadline;
+    int attempt;
+    int retrying; /* route_retry took it */
+};
+
+static unsigned long long api_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (unsigned long long)t.tv_sec * 1000ull + (unsigned long long)t.tv_nsec / 1000000ull;
+}
+
+static void rcall_free(struct rcall *rc)
+{
+    free(rc->body);
+    free(rc);
+}
+
+static const char *node_api(struct api *a, const char *id)
+{
+    const struct cluster_conf *conf = a->opt.conf;
+    for (size_t i = 0; conf && i < conf->nnodes; i++)
+        if (!strcmp(conf->nodes[i].id, id))
+            return conf->nodes[i].api;
+    return NULL;
+}
+
+enum route_kind { ROUTE_LOCAL, ROUTE_FORWARD, ROUTE_WAIT };
+
+/* Where a request for partition p (members, local group g) goes. */
+static enum route_kind route_group(struct rcall *rc, struct group *g, int n, const char *const *members,
+                                   int need_leader, const char **to)
+{
+    if (g && !need_leader)
+        return ROUTE_LOCAL;
+    if (g) {
+        struct group_status st;
+        group_status(g, &st);
+        if (st.role == RAFT_LEADER && !st.failed) {
+            if (!need_leader || need_leader == 1)
+                return ROUTE_LOCAL; /* a write: the proposal decides */
+            /* A strongly consistent read: under the lease, once applied. */
+            if (group_read_index(g, 500) == 0)
+                return ROUTE_LOCAL;
+            return ROUTE_WAIT;
+        }
+        const struct group_members *m = group_members_of(g);
+        if (st.leader && st.leader != m->self) {
+            *to = m->nodes[st.leader - 1];
+            return ROUTE_FORWARD;
+        }
+        return ROUTE_WAIT;
+    }
+    if (n <= 0)
+        return ROUTE_WAIT;
+    *to = members[rc->attempt % n];
+    return ROUTE_FORWARD;
+}
+
+/* need: 0 any replica, 1 leader (write), 2 leader + lease (consistent read). */
+static enum route_kind route_partition(struct rcall *rc, struct partition *p, int need,
+                                       const char **to)
+{
+    const char *members[CATALOG_MAX_REPLICAS];
+    for (int k = 0; k < p->nmembers; k++)
+        members[k] = p->members[k];
+    return route_group(rc, p->g, p->nmembers, members, need, to);
+}
+
+static json_t *query_hash(struct table *t, json_t *req)
+{
+    const char *kce = json_string_value(json_object_get(req, "KeyConditionExpression"));
+    char htype[2] = {t->hash_type, 0}, rtype[2] = {t->range_type, 0};
+    struct expr_key_schema schema = {t->hash_name, htype, t->range_name,
+                                     t->range_name ? rtype : NULL};
+    struct expr_key_cond kc = {0};
+    struct expr *kexpr = NULL;
+    struct nerr e = {0};
+    if (!kce || expr_parse_key_condition(kce, json_object_get(req, "ExpressionAttributeNames"),
+                                         json_object_get(req, "ExpressionAttributeValues"),
+                                         &schema, &kexpr, &kc, &e))
+        return NULL;
+    json_t *h = json_incref((json_t *)kc.hash);
+    expr_free(kexpr);
+    return h;
+}
+
+/* Decides for one request; LOCAL also when the request is malformed (the
+ * handler then answers the validation error). */
+static enum route_kind route_decide(struct rcall *rc, json_t *req, const char **to)
+{
+    struct api *a = rc->a;
+    const char *op = rc->op;
+    if (!strcmp(op, "CreateTable") || !strcmp(op, "DeleteTable")) {
+        const char *nodes[CATALOG_MAX_REPLICAS];
+        int n = catalog_meta_nodes(a->opt.cat, nodes);
+        return route_group(rc, catalog_meta(a->opt.cat), n, nodes, 1, to);
+    }
+    int write = !strcmp(op, "PutItem") || !strcmp(op, "DeleteItem") || !strcmp(op, "UpdateItem");
+    int point = write || !strcmp(op, "GetItem") || !strcmp(op, "Query");
+    int multi = !strcmp(op, "Scan") || !strcmp(op, "BatchGetItem") ||
+                !strcmp(op, "BatchWriteItem");
+    if (!point && !multi)
+        return ROUTE_LOCAL;
+    int need = write ? 1 : json_is_true(json_object_get(req, "ConsistentRead")) ? 2 : 0;
+    if (point) {
+        const char *name = json_string_value(json_object_get(req, "TableName"));
+        struct table *t = name ? catalog_get(a->opt.cat, name) : NULL;
+        if (!t && name) {
+            catalog_sync_now(a->opt.cat); /* created through another node a moment ago? */
+            t = catalog_get(a->opt.cat, name);
+        }
+        if (!t)
+            return ROUTE_LOCAL;
+        json_t *hash = NULL;
+        if (!strcmp(op, "Query"))
+            hash = query_hash(t, req);
+        else
+            hash = json_incref(json_object_get(
+                json_object_get(req, !strcmp(op, "PutItem") ? "Item" : "Key"), t->hash_name));
+        enum route_kind k = ROUTE_LOCAL;
+        if (hash && av_type(hash) && (t->hash_type == av_type(hash)[0]))
+            k = route_partition(rc, table_partition_for(t, hash), need, to);
+        json_decref(hash);
+        table_put(t);
+        return k;
+    }
+    /* Scan and batches: served here when every partition they touch is. */
+    json_t *tables = NULL;
+    const char *tn = json_string_value(json_object_get(req, "TableName"));
+    if (!strcmp(op, "Scan")) {
+        tables = json_object();
+        if (tn)
+            json_object_set_new(tables, tn, json_null());
+    } else {
+        tables = json_incref(json_object_get(req, "RequestItems"));
+        if (!strcmp(op, "BatchWriteItem"))
+            need = 1;
+        else if (json_is_object(tables)) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(tables, k, v) if (json_is_true(json_object_get(v, "ConsistentRead")))
+                need = 2;
+        }
+    }
+    enum route_kind res = ROUTE_LOCAL;
+    const char *k;
+    json_t *v;
+    if (json_is_object(tables))
+        json_object_foreach(tables, k, v)
+        {
+            struct table *t = catalog_get(a->opt.cat, k);
+            if (!t) {
+                catalog_sync_now(a->opt.cat);
+                t = catalog_get(a->opt.cat, k);
+            }
+            for (int p = 0; t && p < t->nparts && res == ROUTE_LOCAL; p++) {
+                const char *dummy = NULL;
+                enum route_kind pk = route_partition(rc, &t->parts[p], need, &dummy);
+                if (pk != ROUTE_LOCAL)
+                    res = pk == ROUTE_WAIT || !t->parts[p].g ? ROUTE_WAIT : ROUTE_WAIT;
+            }
+            table_put(t);
+        }
+    json_decref(tables);
+    if (res != ROUTE_LOCAL) {
+        /* Not every partition has a replica (or a leader) here: the request
+         * cannot be split yet; it waits for leaders, then is answered 503. */
+        *to = NULL;
+        return ROUTE_WAIT;
+    }
+    return ROUTE_LOCAL;
+}
+
+static void route(struct rcall *rc);
+
+static void route_timer(void *arg)
+{
+    struct rcall *rc = arg;
+    rc->retrying = 0;
+    route(rc);
+}
+
+/* Schedules another routing attempt. 0 when the deadline passed (the caller
+ * answers). */
+static int route_retry(struct rcall *rc)
+{
+    if (rc->retrying)
+        return 1;
+    if (api_mono_ms() + ROUTE_RETRY_MS >= rc->deadline || !rc->a->opt.fwd)
+        return 0;
+    rc->attempt++;
+    rc->retrying = 1;
+    if (fwd_after(rc->a->opt.fwd, ROUTE_RETRY_MS, route_timer, rc)) {
+        rc->retrying = 0;
+        return 0;
+    }
+    return 1;
+}
+
+static void route_unavailable(struct rcall *rc, const char *why)
+{
+    struct call c = {rc->a, rc->reply, rc->arg, NULL};
+    reply_err(&c, "ServiceUnavailable", "%s", why);
+    rcall_free(rc);
+}
+
+static int is_write_op(const char *op)
+{
+    return !strcmp(op, "PutItem") || !strcmp(op, "DeleteItem") || !strcmp(op, "UpdateItem") ||
+           !strcmp(op, "BatchWriteItem") || !strcmp(op, "CreateTable") ||
+           !strcmp(op, "DeleteTable");
+}
+
+static void on_forwarded(void *arg, long status, char *body)
+{
+    struct rcall *rc = arg;
+    /* 503: the receiver did not execute it. No answer at all: a read may be
+     * tried again; a write may have happened, so the client decides. */
+    if (status == 503 || (status == 0 && !is_write_op(rc->op))) {
+        free(body);
+        if (route_retry(rc))
+            return;
+        route_unavailable(rc, "no replica could serve the request in time (leader election "
+                              "in progress or replicas down); retry");
+        return;
+    }
+    if (status == 0) {
+        route_unavailable(rc, "the partition leader did not answer");
+        return;
+    }
+    if (status == 200 && (!strcmp(rc->op, "CreateTable") || !strcmp(rc->op, "DeleteTable")))
+        catalog_sync_now(rc->a->opt.cat); /* usable here as soon as the client hears */
+    if (status >= 500)
+        atomic_fetch_add(&rc->a->server_errors, 1);
+    else if (status >= 400)
+        atomic_fetch_add(&rc->a->client_errors, 1);
+    rc->reply(rc->arg, (int)status, body);
+    rcall_free(rc);
+}
+
+static void dispatch(struct rcall *rc, json_t *req);
+
+static void route(struct rcall *rc)
+{
+    json_error_t je;
+    json_t *req = json_loadb(rc->body, rc->len, JSON_ALLOW_NUL, &je);
+    const char *to = NULL;
+    enum route_kind k = req && json_is_object(req) ? route_decide(rc, req, &to) : ROUTE_LOCAL;
+    if (k == ROUTE_FORWARD && to && rc->hops < FWD_MAX_HOPS && rc->a->opt.fwd &&
+        node_api(rc->a, to) && strcmp(to, rc->a->opt.self_id)) {
+        json_decref(req);
+        if (fwd_send(rc->a->opt.fwd, node_api(rc->a, to), rc->op, rc->body, rc->len, rc->hops + 1,
+                     5000, on_forwarded, rc) == 0)
+            return;
+        if (!route_retry(rc))
+            route_unavailable(rc, "cannot forward the request");
+        return;
+    }
+    if (k != ROUTE_LOCAL) {
+        json_decref(req);
+        /* A forwarded request that cannot be served here goes back at once:
+         * the router that sent it knows where else to try. */
+        if (rc->hops > 0 || !route_retry(rc))
+            route_unavailable(rc, "no leader for this partition is known here; retry");
+        return;
+    }
+    dispatch(rc, req);
+    json_decref(req);
+}
+
 static const struct {
     const char *name;
     void (*fn)(struct call *, json_t *);
@@ -1489,28 +1811,138 @@ static const struct {
     {"DescribeLimits", op_describe_limits},
 };
 
-void api_call(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
-              void *arg)
+/* Runs the request here. req may be NULL (unparsable body). */
+static void dispatch(struct rcall *rc, json_t *req)
 {
-    struct call c = {a, reply, arg};
-    atomic_fetch_add(&a->requests, 1);
+    struct call c = {rc->a, rc->reply, rc->arg, rc};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        if (strcmp(op, ops[i].name))
+        if (strcmp(rc->op, ops[i].name))
             continue;
-        json_error_t je;
-        json_t *req = json_loadb(body, len, JSON_ALLOW_NUL, &je);
         if (!req) {
-            reply_err(&c, "SerializationException", "Start of structure or map found where not expected (%s at line %d, column %d)", je.text, je.line, je.column);
-            return;
+            json_error_t je;
+            json_t *r2 = json_loadb(rc->body, rc->len, JSON_ALLOW_NUL, &je);
+            if (!r2) {
+                c.rc = NULL;
+                reply_err(&c, "SerializationException",
+                          "Start of structure or map found where not expected (%s at line %d, "
+                          "column %d)",
+                          je.text, je.line, je.column);
+                rcall_free(rc);
+                return;
+            }
+            json_decref(r2);
         }
         if (!json_is_object(req)) {
-            json_decref(req);
+            c.rc = NULL;
             reply_err(&c, "SerializationException",
                       "Start of structure or map found where not expected");
+            rcall_free(rc);
             return;
         }
         ops[i].fn(&c, req);
-        json_decref(req);
+        if (!rc->retrying)
+            rcall_free(rc); /* else the retry timer owns it */
+        return;
+    }
+    c.rc = NULL;
+    reply_err(&c, "UnknownOperationException", "%s", "");
+    rcall_free(rc);
+}
+
+void api_call_hops(struct api *a, const char *op, const char *body, size_t len, int hops,
+                   api_reply_fn reply, void *arg)
+{
+    atomic_fetch_add(&a->requests, 1);
+    struct rcall *rc = calloc(1, sizeof *rc);
+    if (!rc || strlen(op) >= sizeof rc->op || !(rc->body = malloc(len + 1))) {
+        struct call c = {a, reply, arg, NULL};
+        free(rc);
+        reply_err(&c, strlen(op) >= 48 ? "UnknownOperationException" : "InternalServerError",
+                  "%s", strlen(op) >= 48 ? "" : "out of memory");
+        return;
+    }
+    memcpy(rc->body, body, len);
+    rc->body[len] = 0;
+    rc->len = len;
+    strcpy(rc->op, op);
+    rc->a = a;
+    rc->hops = hops;
+    rc->reply = reply;
+    rc->arg = arg;
+    rc->deadline = api_mono_ms() + ROUTE_DEADLINE_MS;
+    route(rc);
+}
+
+void api_call(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
+              void *arg)
+{
+    api_call_hops(a, op, body, len, 0, reply, arg);
+}
+
+static const char *role_name(enum raft_role r)
+{
+    switch (r) {
+    case RAFT_LEADER:
+        return "leader";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    default:
+        return "follower";
+    }
+}
+
+static void status_group(void *arg, struct table *t, int part, struct group *g)
+{
+    json_t *arr = arg;
+    struct group_status st;
+    const struct group_members *m = group_members_of(g);
+    group_status(g, &st);
+    json_t *members = json_array();
+    for (uint32_t k = 0; k < m->n; k++)
+        json_array_append_new(members, json_string(m->nodes[k]));
+    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:b, s:b}",
+                          "group", group_name(g), "table", t ? json_string(t->name) : json_null(),
+                          "table_id", t ? json_string(t->id) : json_null(), "partition",
+                          t ? json_integer(part) : json_null(), "members", members, "role",
+                          role_name(st.role), "leader",
+                          st.leader ? json_string(m->nodes[st.leader - 1]) : json_null(), "term",
+                          (json_int_t)st.term, "commit", (json_int_t)st.commit, "applied",
+                          (json_int_t)st.applied, "last_index", (json_int_t)st.last_index,
+                          "lease", st.lease, "failed", st.failed);
+    if (o)
+        json_array_append_new(arr, o);
+}
+
+void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg)
+{
+    struct call c = {a, reply, arg, NULL};
+    if (!strcmp(op, "Catalog")) {
+        json_t *d = catalog_descs(a->opt.cat);
+        reply_json(&c, json_pack("{s:o}", "tables", d ? d : json_array()));
+        return;
+    }
+    if (!strcmp(op, "Status")) {
+        const struct cluster_conf *conf = a->opt.conf;
+        const struct cluster_node *self = conf ? cluster_conf_node(conf, a->opt.self_id) : NULL;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        json_t *groups = json_array();
+        catalog_each_group(a->opt.cat, status_group, groups);
+        struct group_host_stats hs = {0};
+        if (a->opt.host)
+            group_host_stats(a->opt.host, &hs);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "node",
+            a->opt.self_id ? a->opt.self_id : "", "az", self ? self->az : "", "rack",
+            self ? self->rack : "", "cluster", conf ? conf->name : "", "time_ms",
+            (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, "groups", groups, "messages",
+            "in", (json_int_t)hs.msgs_in, "out", (json_int_t)hs.msgs_out, "dropped_malformed",
+            (json_int_t)hs.dropped_malformed, "dropped_forged", (json_int_t)hs.dropped_forged,
+            "dropped_unknown_group", (json_int_t)hs.dropped_unknown, "dropped_by_raft",
+            (json_int_t)hs.dropped_raft, "send_failures", (json_int_t)hs.send_failures);
+        reply_json(&c, o);
         return;
     }
     reply_err(&c, "UnknownOperationException", "%s", "");

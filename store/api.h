@@ -28,8 +28,14 @@
 
 struct api;
 
+struct cluster_conf;
+struct fwd;
 struct api_options {
     struct catalog *cat;
+    const struct cluster_conf *conf; /* node ids -> API addresses, for routing */
+    const char *self_id;
+    struct fwd *fwd; /* NULL: nothing is forwarded (one node) */
+    struct group_host *host;
     const char *region;      /* for ARNs */
     const char *endpoint;    /* host:port, for DescribeEndpoints */
     int default_partitions;  /* CreateTable without a partition count */
@@ -43,6 +49,14 @@ void api_free(struct api *a);
 
 void api_call(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
               void *arg);
+/* The same for a request another node forwarded `hops` times (X-Nines-Hops):
+ * it is forwarded again only while hops < FWD_MAX_HOPS. */
+void api_call_hops(struct api *a, const char *op, const char *body, size_t len, int hops,
+                   api_reply_fn reply, void *arg);
+/* NinesAdmin.<op>: "Status" (this node's groups and their consensus state,
+ * docs/replication.md) and "Catalog" (every table description this node
+ * knows). Answered at once; unsigned requests are accepted. */
+void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg);
 
 /* {"__type": type, "message": msg} as a malloc'd string; type is the full
  * name ("com.amazon.coral.service#SerializationException"). */

@@ -8,10 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <time.h>
+
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/av.h"
+#include "store/config.h"
 #include "store/items.h"
+#include "store/placement.h"
 
 #define META_GROUP "meta"
 
@@ -20,8 +25,21 @@ struct catalog {
     struct state *st;
     struct catalog_options opt;
     char *data_dir;
-    struct group *meta;
-    int loading; /* start-up: the meta group replays; tables are loaded after */
+    char *self_id;
+    struct group *meta; /* NULL: not a member */
+    int n_meta;
+    const char *meta_nodes[CATALOG_MAX_REPLICAS];
+    const char *meta_api[CATALOG_MAX_REPLICAS]; /* "host:port" */
+    int replicas; /* per partition: 1 (one-node cluster) or 3 */
+    pthread_mutex_t sync_mu; /* one sync at a time */
+    pthread_t sync_thread;
+    int sync_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+    int stopping;
+    json_t *remote_descs; /* non-members: the last list fetched (under lock) */
+    json_t *failed;       /* table id -> true: tables that could not be opened (said once) */
+    int next_meta;        /* which meta member to ask next */
     int dbis_used; /* named databases opened since start (dropped ones stay open) */
     pthread_rwlock_t lock;
     struct table **tables; /* live tables, sorted by name */
@@ -94,10 +112,27 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         table_free(t);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
+    json_t *pl = json_object_get(desc, "Placement");
+    unsigned long long tlsn = strtoull(t->id + 1, NULL, 10);
+    if (t->id[0] != 't' || !tlsn || !json_is_array(pl) || json_array_size(pl) != (size_t)nparts)
+        goto corrupt;
     for (int p = 0; p < t->nparts; p++) {
-        t->parts[p].t = t;
-        t->parts[p].index = p;
-        snprintf(t->parts[p].name, sizeof t->parts[p].name, "p.%s.%d", t->id, p);
+        struct partition *pp = &t->parts[p];
+        pp->t = t;
+        pp->index = p;
+        pp->gid = ((uint64_t)tlsn << 12) | (uint64_t)(p + 1);
+        snprintf(pp->name, sizeof pp->name, "p.%s.%d", t->id, p);
+        json_t *m = json_array_get(pl, (size_t)p);
+        if (!json_is_array(m) || json_array_size(m) < 1 ||
+            json_array_size(m) > CATALOG_MAX_REPLICAS || json_array_size(m) % 2 == 0)
+            goto corrupt;
+        pp->nmembers = (int)json_array_size(m);
+        for (int k = 0; k < pp->nmembers; k++) {
+            const char *id = json_string_value(json_array_get(m, (size_t)k));
+            if (!id || strlen(id) >= sizeof pp->members[k])
+                goto corrupt;
+            strcpy(pp->members[k], id);
+        }
     }
     t->desc = json_incref(desc);
     atomic_store(&t->refs, 1); /* the catalog's own reference */
@@ -108,9 +143,20 @@ corrupt:
     return nerr_set(err, NERR_CORRUPT, "catalog entry is not a table description");
 }
 
-static int open_dbis(MDB_txn *txn, struct table *t, unsigned flags, struct nerr *err)
+static int self_member(const struct catalog *c, const struct partition *p)
+{
+    for (int k = 0; k < p->nmembers; k++)
+        if (!strcmp(p->members[k], c->self_id))
+            return k + 1;
+    return 0;
+}
+
+static int open_dbis(struct catalog *c, MDB_txn *txn, struct table *t, unsigned flags,
+                     struct nerr *err)
 {
     for (int p = 0; p < t->nparts; p++) {
+        if (!self_member(c, &t->parts[p]))
+            continue;
         int rc = mdb_dbi_open(txn, t->parts[p].name, flags, &t->parts[p].dbi);
         if (rc)
             return state_mdb_err(err, rc, t->parts[p].name);
@@ -128,11 +174,17 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
     struct wal_options wo = {.segment_bytes = c->opt.wal_segment_size,
                              .unsafe_ack_before_sync = c->opt.unsafe_ack_before_sync};
     for (int p = 0; p < t->nparts; p++) {
+        struct partition *pp = &t->parts[p];
         char dir[PATH_MAX];
-        if (wal_dir_of(c, t->parts[p].name, dir, sizeof dir))
+        uint32_t self = (uint32_t)self_member(c, pp);
+        if (!self)
+            continue;
+        if (wal_dir_of(c, pp->name, dir, sizeof dir))
             return nerr_set(err, NERR_INVALID, "data path too long");
-        int rc = group_open(c->h, t->parts[p].name, dir, &wo, &items_sm, &t->parts[p],
-                            &t->parts[p].g, err);
+        struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
+        for (int k = 0; k < pp->nmembers; k++)
+            mem.nodes[k] = pp->members[k];
+        int rc = group_open(c->h, pp->name, dir, &wo, &items_sm, pp, &mem, &pp->g, err);
         if (rc)
             return rc;
     }
@@ -142,7 +194,8 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
 static void close_groups(struct table *t)
 {
     for (int p = 0; p < t->nparts; p++) {
-        group_close(t->parts[p].g);
+        if (t->parts[p].g)
+            group_close(t->parts[p].g);
         t->parts[p].g = NULL;
     }
 }
@@ -224,8 +277,36 @@ static void *reap_main(void *arg)
 {
     struct table *t = arg;
     struct catalog *c = t->cat;
+    int hosted[4096] = {0};
+    for (int p = 0; p < t->nparts; p++)
+        hosted[p] = t->parts[p].g != NULL;
     close_groups(t);
+    /* Empty this node's replicas now; the databases go at the next start
+     * (catalog.h, Lifetime). */
+    MDB_txn *txn;
+    struct nerr derr = {0};
+    if (!state_write_begin(c->st, &txn, &derr)) {
+        int r = 0;
+        for (int p = 0; !r && p < t->nparts; p++) {
+            if (!hosted[p])
+                continue;
+            MDB_val dk = {strlen(t->parts[p].name), t->parts[p].name}, dv = {0, ""};
+            if ((r = mdb_drop(txn, t->parts[p].dbi, 0)) ||
+                (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
+                state_mdb_err(&derr, r, "drop partition");
+            else if (state_applied_del(c->st, txn, t->parts[p].name, &derr))
+                r = -1;
+        }
+        if (r)
+            mdb_txn_abort(txn);
+        else
+            state_write_commit(c->st, txn, &derr);
+    }
+    if (derr.msg[0])
+        log_warn("deleted table %s: %s", t->name, derr.msg);
     for (int p = 0; p < t->nparts; p++) {
+        if (!hosted[p])
+            continue;
         char dir[PATH_MAX];
         struct nerr err = {0};
         if (!wal_dir_of(c, t->parts[p].name, dir, sizeof dir) && fs_rm_rf(dir, &err))
@@ -341,9 +422,22 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
             res->status = NERR_EXISTS;
             goto out;
         }
+        /* Named databases are a fixed budget (LMDB max_dbs): refused here,
+         * not by LMDB inside a transaction (that would be fatal). Counted as
+         * if one node held every partition, which a small cluster does. */
         json_int_t want = json_integer_value(json_object_get(json_object_get(entry, "def"), "Partitions"));
-        if (c->dbis_used + want + 8 > c->opt.max_dbs) {
-            /* Refused here, not by LMDB inside the transaction (that would be fatal). */
+        json_int_t used = 0;
+        MDB_cursor *cur;
+        MDB_val ck, cv;
+        if (!mdb_cursor_open(txn, state_dbi_catalog(c->st), &cur)) {
+            for (MDB_cursor_op o = MDB_FIRST; !mdb_cursor_get(cur, &ck, &cv, o); o = MDB_NEXT) {
+                json_t *d = json_loadb(cv.mv_data, cv.mv_size, 0, NULL);
+                used += json_integer_value(json_object_get(d, "Partitions"));
+                json_decref(d);
+            }
+            mdb_cursor_close(cur);
+        }
+        if (used + want + 8 > c->opt.max_dbs) {
             res->status = NERR_LIMIT;
             goto out;
         }
@@ -352,23 +446,19 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
         snprintf(id, sizeof id, "t%llu", (unsigned long long)lsn);
         json_object_set_new(desc, "TableName", json_string(name));
         json_object_set_new(desc, "TableId", json_string(id));
+        json_object_set(desc, "Placement", json_object_get(entry, "placement"));
         struct table *t = NULL;
         if ((rc = table_from_desc(desc, &t, err))) {
             json_decref(desc);
             goto out;
         }
+        table_free(t);
         char *bytes = json_dumps(desc, JSON_COMPACT | JSON_SORT_KEYS);
         MDB_val nv = {bytes ? strlen(bytes) : 0, bytes};
         int r = bytes ? mdb_put(txn, state_dbi_catalog(c->st), &k, &nv, 0) : ENOMEM;
         free(bytes);
-        if (!r)
-            rc = open_dbis(txn, t, MDB_CREATE, err);
-        else
+        if (r) {
             rc = state_mdb_err(err, r, "catalog write");
-        if (!rc)
-            c->dbis_used += t->nparts;
-        table_free(t);
-        if (rc) {
             json_decref(desc);
             goto out;
         }
@@ -380,38 +470,21 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
         }
         json_error_t je;
         json_t *desc = json_loadb(v.mv_data, v.mv_size, 0, &je);
-        struct table *t = NULL;
-        if (!desc || (rc = table_from_desc(desc, &t, err))) {
-            json_decref(desc);
-            rc = rc ? rc : nerr_set(err, NERR_CORRUPT, "catalog entry %s: %s", name, je.text);
+        if (!desc) {
+            rc = nerr_set(err, NERR_CORRUPT, "catalog entry %s: %s", name, je.text);
             goto out;
         }
         int r = mdb_del(txn, state_dbi_catalog(c->st), &k, NULL);
-        if (!r)
-            rc = open_dbis(txn, t, 0, err);
-        else
+        if (r) {
             rc = state_mdb_err(err, r, "catalog delete");
-        for (int p = 0; !rc && p < t->nparts; p++) {
-            MDB_val dk = {strlen(t->parts[p].name), t->parts[p].name}, dv = {0, ""};
-            /* Emptied now, removed at the next start (catalog.h, Lifetime). */
-            if ((r = mdb_drop(txn, t->parts[p].dbi, 0)) ||
-                (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
-                rc = state_mdb_err(err, r, "drop partition");
-            else
-                rc = state_applied_del(c->st, txn, t->parts[p].name, err);
-        }
-        table_free(t);
-        if (rc) {
             json_decref(desc);
             goto out;
         }
         /* Writes to the table still queued behind this entry must not land. */
-        if (!c->loading) {
-            struct table *live = catalog_get(c, name);
-            if (live) {
-                atomic_store(&live->deleted, 1);
-                table_put(live);
-            }
+        struct table *live = catalog_get(c, name);
+        if (live) {
+            atomic_store(&live->deleted, 1);
+            table_put(live);
         }
         res->desc = desc;
     } else {
@@ -430,61 +503,29 @@ out:
     return 0;
 }
 
-/* After commit: make the table visible (create) or invisible (delete). */
-static void meta_committed(void *sm, uint64_t lsn, void *op, void *result)
+static void sync_local(struct catalog *c);
+
+/* After commit: bring this node's tables in line with the catalog (create:
+ * open its groups; delete: close and drop them). */
+static void meta_committed(void *sm, uint64_t lsn, void *op, const void *data, size_t len,
+                           void *result)
 {
     struct catalog *c = sm;
     struct catalog_result *res = result;
     (void)lsn;
-    if (c->loading || !res || res->status || !res->desc) {
-        if (c->loading)
-            catalog_result_free(res);
-        return;
-    }
-    json_t *entry = op;
-    const char *kind = json_string_value(json_object_get(entry, "k"));
-    const char *name = json_string_value(json_object_get(res->desc, "TableName"));
-    if (!strcmp(kind, "create")) {
-        struct nerr err = {0};
-        struct table *t = NULL;
-        MDB_txn *txn = NULL;
-        int rc = table_from_desc(res->desc, &t, &err);
-        /* The handles were created by the committed transaction; opening them
-         * again returns the same handles. */
-        if (!rc && !(rc = state_read_begin(c->st, &txn, &err))) {
-            rc = open_dbis(txn, t, 0, &err);
-            state_read_end(c->st, txn);
-        }
-        if (!rc)
-            rc = open_groups(c, t, &err);
-        if (!rc) {
-            pthread_rwlock_wrlock(&c->lock);
-            rc = insert_table(c, t);
-            pthread_rwlock_unlock(&c->lock);
-        }
-        if (rc) {
-            log_error("table %s created but cannot be opened: %s", name, err.msg);
-            res->status = NERR_INTERNAL;
-            if (t) {
-                close_groups(t);
-                table_free(t);
-            }
-        }
-    } else {
-        pthread_rwlock_wrlock(&c->lock);
-        struct table *t = remove_table(c, name);
-        pthread_rwlock_unlock(&c->lock);
-        if (t) {
-            atomic_store(&t->deleted, 1);
-            table_put(t); /* the catalog's reference */
-        }
-    }
+    (void)op;
+    (void)data;
+    (void)len;
+    if (res && !res->status)
+        sync_local(c);
 }
 
-/* The catalog's effects (new named databases) must be committed before
- * other transactions can open them: commit before done. */
-static const struct group_sm meta_sm = {
-    .apply = meta_apply, .committed = meta_committed, .commit_before_done = 1};
+/* The catalog's entries must be committed before the sync reads them (and
+ * before other transactions open the new tables' databases). */
+static const struct group_sm meta_sm = {.apply = meta_apply,
+                                        .committed = meta_committed,
+                                        .free_result = (void (*)(void *))catalog_result_free,
+                                        .commit_before_done = 1};
 
 void catalog_result_free(struct catalog_result *r)
 {
@@ -533,12 +574,50 @@ static int meta_propose(struct catalog *c, json_t *entry, group_done_fn done, vo
 int catalog_propose_create(struct catalog *c, const char *name, json_t *def, group_done_fn done,
                            void *arg)
 {
-    json_t *e = json_pack("{s:s, s:s, s:O}", "k", "create", "name", name, "def", def);
+    const struct cluster_conf *conf = c->opt.conf;
+    json_int_t nparts = json_integer_value(json_object_get(def, "Partitions"));
+    if (!c->meta)
+        return NERR_BUSY;
+    if (nparts < 1 || nparts > 4096)
+        return NERR_INVALID;
+    struct placement_node *nodes = calloc(conf->nnodes, sizeof *nodes);
+    int *members = calloc((size_t)nparts * (size_t)c->replicas, sizeof *members);
+    json_t *pl = json_array();
+    struct nerr err = {0};
+    int rc = nodes && members && pl ? 0 : NERR_NOMEM;
+    for (size_t i = 0; !rc && i < conf->nnodes; i++)
+        nodes[i] = (struct placement_node){conf->nodes[i].id, conf->nodes[i].az,
+                                           conf->nodes[i].rack};
+    /* Tables of the same name get different tie-breaks after a re-create. */
+    uint64_t salt = 1469598103934665603ull ^ (uint64_t)time(NULL);
+    for (const char *q = name; *q; q++)
+        salt = (salt ^ (unsigned char)*q) * 1099511628211ull;
+    if (!rc)
+        rc = placement_compute(nodes, conf->nnodes, (int)nparts, c->replicas, salt, members, &err);
+    for (json_int_t p = 0; !rc && p < nparts; p++) {
+        json_t *m = json_array();
+        for (int k = 0; m && k < c->replicas; k++)
+            json_array_append_new(m, json_string(conf->nodes[members[p * c->replicas + k]].id));
+        if (!m || json_array_append_new(pl, m))
+            rc = NERR_NOMEM;
+    }
+    free(nodes);
+    free(members);
+    if (rc) {
+        json_decref(pl);
+        if (err.msg[0])
+            log_error("CreateTable %s: %s", name, err.msg);
+        return rc;
+    }
+    json_t *e = json_pack("{s:s, s:s, s:O, s:o}", "k", "create", "name", name, "def", def,
+                          "placement", pl);
     return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
 }
 
 int catalog_propose_delete(struct catalog *c, const char *name, group_done_fn done, void *arg)
 {
+    if (!c->meta)
+        return NERR_BUSY;
     json_t *e = json_pack("{s:s, s:s}", "k", "delete", "name", name);
     return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
 }
@@ -552,7 +631,7 @@ int table_stats(struct table *t, uint64_t *items, uint64_t *bytes)
         return NERR_IO;
     for (int p = 0; p < t->nparts; p++) {
         MDB_stat s;
-        if (mdb_stat(txn, t->parts[p].dbi, &s) == 0) {
+        if (t->parts[p].g && mdb_stat(txn, t->parts[p].dbi, &s) == 0) {
             *items += s.ms_entries;
             *bytes += (uint64_t)s.ms_psize *
                       (s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages);
@@ -598,85 +677,301 @@ static int remove_dropped(struct catalog *c, struct nerr *err)
     return state_write_commit(c->st, txn, err);
 }
 
-/* Start-up: remove WAL directories of groups no table owns (a crash between
- * DeleteTable and its cleanup). */
-static void remove_orphan_wals(struct catalog *c)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/wal", c->data_dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strncmp(de->d_name, "p.", 2))
-            continue;
-        int owned = 0;
-        for (size_t i = 0; i < c->ntables && !owned; i++)
-            for (int p = 0; p < c->tables[i]->nparts && !owned; p++)
-                owned = !strcmp(c->tables[i]->parts[p].name, de->d_name);
-        if (!owned) {
-            char path[PATH_MAX + 256];
-            struct nerr err = {0};
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            if (fs_rm_rf(path, &err))
-                log_warn("%s", err.msg);
-            else
-                log_info("removed the WAL of deleted group %s", de->d_name);
-        }
-    }
-    closedir(d);
-}
+/* ---- keeping this node's tables in line with the catalog ---- */
 
-static int load_tables(struct catalog *c, struct nerr *err)
+static json_t *local_descs(struct catalog *c)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
     MDB_val k, v;
-    int rc = state_write_begin(c->st, &txn, err);
-    if (rc)
-        return rc;
+    json_t *arr = json_array();
+    if (!arr || state_read_begin(c->st, &txn, NULL)) {
+        json_decref(arr);
+        return NULL;
+    }
     int r = mdb_cursor_open(txn, state_dbi_catalog(c->st), &cur);
     for (MDB_cursor_op o = MDB_FIRST; !r && !(r = mdb_cursor_get(cur, &k, &v, o)); o = MDB_NEXT) {
-        json_error_t je;
-        json_t *desc = json_loadb(v.mv_data, v.mv_size, 0, &je);
+        json_t *desc = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        if (desc)
+            json_array_append_new(arr, desc);
+        else
+            log_error("catalog entry %.*s is not JSON; ignored", (int)k.mv_size,
+                      (char *)k.mv_data);
+    }
+    if (!r || r == MDB_NOTFOUND)
+        mdb_cursor_close(cur);
+    state_read_end(c->st, txn);
+    return arr;
+}
+
+json_t *catalog_descs(struct catalog *c)
+{
+    if (c->meta)
+        return local_descs(c);
+    pthread_mutex_lock(&c->sync_mu);
+    json_t *d = c->remote_descs ? json_deep_copy(c->remote_descs) : json_array();
+    pthread_mutex_unlock(&c->sync_mu);
+    return d;
+}
+
+/* Makes the live tables match descs (sync_mu held). Returns the first
+ * failure to open a table here (its error in err); the others still open. */
+static int reconcile(struct catalog *c, json_t *descs, struct nerr *ferr)
+{
+    int first_rc = 0;
+    size_t i;
+    json_t *d;
+    /* New tables. */
+    json_array_foreach(descs, i, d)
+    {
+        const char *name = json_string_value(json_object_get(d, "TableName"));
+        const char *id = json_string_value(json_object_get(d, "TableId"));
+        if (!name || !id)
+            continue;
+        struct table *live = catalog_get(c, name);
+        int same = live && !strcmp(live->id, id);
+        if (live && !same) {
+            /* Re-created under the same name: the old one goes first. */
+            pthread_rwlock_wrlock(&c->lock);
+            struct table *old = remove_table(c, name);
+            pthread_rwlock_unlock(&c->lock);
+            if (old) {
+                atomic_store(&old->deleted, 1);
+                table_put(old);
+            }
+        }
+        table_put(live);
+        if (same)
+            continue;
+        struct nerr err = {0};
         struct table *t = NULL;
-        if (!desc) {
-            rc = nerr_set(err, NERR_CORRUPT, "catalog entry %.*s: %s", (int)k.mv_size,
-                          (char *)k.mv_data, je.text);
-            break;
+        MDB_txn *txn = NULL;
+        int rc = table_from_desc(d, &t, &err);
+        if (!rc && !(rc = state_write_begin(c->st, &txn, &err))) {
+            rc = open_dbis(c, txn, t, MDB_CREATE, &err);
+            if (rc)
+                mdb_txn_abort(txn);
+            else
+                rc = state_write_commit(c->st, txn, &err);
         }
-        rc = table_from_desc(desc, &t, err);
-        json_decref(desc);
         if (!rc)
-            rc = open_dbis(txn, t, 0, err);
-        if (!rc)
-            rc = insert_table(c, t) ? nerr_set(err, NERR_NOMEM, "out of memory") : 0;
-        if (!rc)
-            c->dbis_used += t->nparts;
+            rc = open_groups(c, t, &err);
+        if (!rc) {
+            pthread_rwlock_wrlock(&c->lock);
+            rc = insert_table(c, t);
+            pthread_rwlock_unlock(&c->lock);
+        }
         if (rc) {
-            table_free(t);
+            if (!first_rc) {
+                first_rc = rc;
+                if (ferr)
+                    nerr_set(ferr, rc, "table %s: %s", name, err.msg);
+            }
+            /* Said once per table, not at every sync. */
+            if (!json_object_get(c->failed, id)) {
+                log_error("table %s: cannot open its partitions here: %s", name, err.msg);
+                json_object_set_new(c->failed, id, json_true());
+            }
+            if (t) {
+                close_groups(t);
+                table_free(t);
+            }
+            continue;
+        }
+        log_info("table %s (%s): %d partitions, %d with a replica here", t->name, t->id,
+                 t->nparts, ({
+                     int n = 0;
+                     for (int p = 0; p < t->nparts; p++)
+                         n += t->parts[p].g != NULL;
+                     n;
+                 }));
+    }
+    /* Deleted tables. */
+    for (;;) {
+        struct table *gone = NULL;
+        pthread_rwlock_wrlock(&c->lock);
+        for (size_t k = 0; k < c->ntables && !gone; k++) {
+            int found = 0;
+            json_array_foreach(descs, i, d)
+            {
+                const char *id = json_string_value(json_object_get(d, "TableId"));
+                if (id && !strcmp(id, c->tables[k]->id))
+                    found = 1;
+            }
+            if (!found)
+                gone = remove_table(c, c->tables[k]->name);
+        }
+        pthread_rwlock_unlock(&c->lock);
+        if (!gone)
             break;
+        atomic_store(&gone->deleted, 1);
+        table_put(gone); /* the catalog's reference */
+    }
+    return first_rc;
+}
+
+static int sync_local_err(struct catalog *c, struct nerr *err)
+{
+    json_t *descs = local_descs(c);
+    if (!descs)
+        return nerr_set(err, NERR_IO, "cannot read the catalog");
+    pthread_mutex_lock(&c->sync_mu);
+    int rc = reconcile(c, descs, err);
+    pthread_mutex_unlock(&c->sync_mu);
+    json_decref(descs);
+    return rc;
+}
+
+static void sync_local(struct catalog *c)
+{
+    sync_local_err(c, NULL);
+}
+
+struct membuf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct membuf *b = arg;
+    size_t add = size * nmemb;
+    if (b->n + add > (64u << 20))
+        return 0;
+    char *np = realloc(b->p, b->n + add + 1);
+    if (!np)
+        return 0;
+    memcpy(np + b->n, ptr, add);
+    b->p = np;
+    b->n += add;
+    b->p[b->n] = 0;
+    return add;
+}
+
+/* Asks a meta member for the catalog; NULL when none answered. */
+static json_t *fetch_descs(struct catalog *c, CURL *curl)
+{
+    for (int attempt = 0; attempt < c->n_meta; attempt++) {
+        int k = (c->next_meta + attempt) % c->n_meta;
+        char url[512];
+        struct membuf b = {0};
+        snprintf(url, sizeof url, "http://%s/", c->meta_api[k]);
+        struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
+        hd = curl_slist_append(hd, "X-Amz-Target: NinesAdmin.Catalog");
+        curl_easy_reset(curl);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+        long status = 0;
+        CURLcode cr = curl_easy_perform(curl);
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_slist_free_all(hd);
+        json_t *o = cr == CURLE_OK && status == 200 && b.p ? json_loads(b.p, 0, NULL) : NULL;
+        free(b.p);
+        json_t *tables = json_object_get(o, "tables");
+        if (json_is_array(tables)) {
+            json_incref(tables);
+            json_decref(o);
+            c->next_meta = k;
+            return tables;
+        }
+        json_decref(o);
+    }
+    c->next_meta = (c->next_meta + 1) % (c->n_meta ? c->n_meta : 1);
+    return NULL;
+}
+
+static void sync_remote(struct catalog *c, CURL *curl)
+{
+    json_t *descs = fetch_descs(c, curl);
+    if (!descs)
+        return;
+    pthread_mutex_lock(&c->sync_mu);
+    json_decref(c->remote_descs);
+    c->remote_descs = json_incref(descs);
+    reconcile(c, descs, NULL);
+    pthread_mutex_unlock(&c->sync_mu);
+    json_decref(descs);
+}
+
+void catalog_sync_now(struct catalog *c)
+{
+    if (c->meta) {
+        sync_local(c);
+    } else {
+        CURL *curl = curl_easy_init();
+        if (curl) {
+            sync_remote(c, curl);
+            curl_easy_cleanup(curl);
         }
     }
-    mdb_cursor_close(cur);
-    if (!rc && r && r != MDB_NOTFOUND)
-        rc = state_mdb_err(err, r, "catalog scan");
-    if (rc) {
-        mdb_txn_abort(txn);
-        return rc;
+}
+
+/* Fixed-rate sync: the same work every CATALOG_SYNC_MS whatever the load. */
+static void *sync_main(void *arg)
+{
+    struct catalog *c = arg;
+    CURL *curl = c->meta ? NULL : curl_easy_init();
+    for (;;) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += CATALOG_SYNC_MS * 1000000L;
+        while (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&c->stop_mu);
+        while (!c->stopping && pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &dl) == 0)
+            ;
+        int stop = c->stopping;
+        pthread_mutex_unlock(&c->stop_mu);
+        if (stop)
+            break;
+        if (c->meta)
+            sync_local(c);
+        else if (curl)
+            sync_remote(c, curl);
     }
-    if ((rc = state_write_commit(c->st, txn, err)))
-        return rc;
+    if (curl)
+        curl_easy_cleanup(curl);
+    return NULL;
+}
+
+struct group *catalog_meta(struct catalog *c)
+{
+    return c->meta;
+}
+
+int catalog_meta_nodes(struct catalog *c, const char **nodes)
+{
+    for (int k = 0; k < c->n_meta; k++)
+        nodes[k] = c->meta_nodes[k];
+    return c->n_meta;
+}
+
+void catalog_each_group(struct catalog *c,
+                        void (*fn)(void *arg, struct table *t, int part, struct group *g),
+                        void *arg)
+{
+    if (c->meta)
+        fn(arg, NULL, -1, c->meta);
+    pthread_rwlock_rdlock(&c->lock);
     for (size_t i = 0; i < c->ntables; i++)
-        if ((rc = open_groups(c, c->tables[i], err)))
-            return rc;
-    return 0;
+        for (int p = 0; p < c->tables[i]->nparts; p++)
+            if (c->tables[i]->parts[p].g)
+                fn(arg, c->tables[i], p, c->tables[i]->parts[p].g);
+    pthread_rwlock_unlock(&c->lock);
 }
 
 int catalog_open(struct group_host *h, const struct catalog_options *opt, struct catalog **out,
                  struct nerr *err)
 {
+    const struct cluster_conf *conf = opt->conf;
     struct catalog *c = calloc(1, sizeof *c);
     char dir[PATH_MAX];
     int rc;
@@ -686,26 +981,72 @@ int catalog_open(struct group_host *h, const struct catalog_options *opt, struct
     c->st = group_host_state(h);
     c->opt = *opt;
     c->data_dir = strdup(opt->data_dir);
-    c->loading = 1;
+    c->self_id = strdup(opt->self_id);
+    c->failed = json_object();
     pthread_rwlock_init(&c->lock, NULL);
     pthread_mutex_init(&c->reap_mu, NULL);
     pthread_cond_init(&c->reap_cv, NULL);
+    pthread_mutex_init(&c->sync_mu, NULL);
+    pthread_mutex_init(&c->stop_mu, NULL);
+    pthread_cond_init(&c->stop_cv, NULL);
+    if (!c->data_dir || !c->self_id) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* The metadata group's members: one partition placed like any other. */
+    c->replicas = conf->nnodes == 1 ? 1 : CATALOG_MAX_REPLICAS;
+    struct placement_node *nodes = calloc(conf->nnodes, sizeof *nodes);
+    int members[CATALOG_MAX_REPLICAS];
+    if (!nodes) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < conf->nnodes; i++)
+        nodes[i] = (struct placement_node){conf->nodes[i].id, conf->nodes[i].az,
+                                           conf->nodes[i].rack};
+    struct nerr perr = {0};
+    rc = placement_compute(nodes, conf->nnodes, 1, c->replicas, 0, members, &perr);
+    free(nodes);
+    if (rc) {
+        rc = nerr_set(err, rc,
+                      "%s: a cluster of %zu nodes needs its nodes in at least %d availability "
+                      "zones (each partition has a replica in %d distinct AZs): %s",
+                      conf->path, conf->nnodes, c->replicas, c->replicas, perr.msg);
+        goto fail;
+    }
+    struct group_members mem = {.gid = CATALOG_META_GID, .n = (uint32_t)c->replicas};
+    c->n_meta = c->replicas;
+    for (int k = 0; k < c->replicas; k++) {
+        c->meta_nodes[k] = conf->nodes[members[k]].id;
+        c->meta_api[k] = conf->nodes[members[k]].api;
+        mem.nodes[k] = c->meta_nodes[k];
+        if (!strcmp(c->meta_nodes[k], c->self_id))
+            mem.self = (uint32_t)k + 1;
+    }
     snprintf(dir, sizeof dir, "%s/wal", c->data_dir);
     if ((rc = fs_mkdir_p(dir, err)))
         goto fail;
-    struct wal_options wo = {.segment_bytes = opt->wal_segment_size,
-                             .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
-    snprintf(dir, sizeof dir, "%s/wal/%s", c->data_dir, META_GROUP);
-    if ((rc = group_open(h, META_GROUP, dir, &wo, &meta_sm, c, &c->meta, err)))
+    if ((rc = remove_dropped(c, err)))
         goto fail;
-    if ((rc = remove_dropped(c, err)) || (rc = load_tables(c, err)))
+    if (mem.self) {
+        struct wal_options wo = {.segment_bytes = opt->wal_segment_size,
+                                 .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
+        snprintf(dir, sizeof dir, "%s/wal/%s", c->data_dir, META_GROUP);
+        if ((rc = group_open(h, META_GROUP, dir, &wo, &meta_sm, c, &mem, &c->meta, err)))
+            goto fail;
+        /* A table that cannot be opened at start-up (a corrupt WAL) stops
+         * the node: nothing is skipped silently. */
+        if ((rc = sync_local_err(c, err)))
+            goto fail;
+    }
+    if (pthread_create(&c->sync_thread, NULL, sync_main, c)) {
+        rc = nerr_set(err, NERR_IO, "cannot start the catalog sync thread");
         goto fail;
-    remove_orphan_wals(c);
-    c->loading = 0;
+    }
+    c->sync_started = 1;
     *out = c;
     return 0;
 fail:
-    c->loading = 0;
     catalog_close(c);
     return rc;
 }
@@ -714,6 +1055,13 @@ void catalog_close(struct catalog *c)
 {
     if (!c)
         return;
+    if (c->sync_started) {
+        pthread_mutex_lock(&c->stop_mu);
+        c->stopping = 1;
+        pthread_cond_broadcast(&c->stop_cv);
+        pthread_mutex_unlock(&c->stop_mu);
+        pthread_join(c->sync_thread, NULL);
+    }
     /* The metadata group first: no table appears or disappears after this. */
     group_close(c->meta);
     pthread_rwlock_wrlock(&c->lock);
@@ -734,9 +1082,15 @@ void catalog_close(struct catalog *c)
     while (c->reaping > 0)
         pthread_cond_wait(&c->reap_cv, &c->reap_mu);
     pthread_mutex_unlock(&c->reap_mu);
+    json_decref(c->remote_descs);
+    json_decref(c->failed);
     pthread_rwlock_destroy(&c->lock);
     pthread_mutex_destroy(&c->reap_mu);
     pthread_cond_destroy(&c->reap_cv);
+    pthread_mutex_destroy(&c->sync_mu);
+    pthread_mutex_destroy(&c->stop_mu);
+    pthread_cond_destroy(&c->stop_cv);
+    free(c->self_id);
     free(c->data_dir);
     free(c);
 }

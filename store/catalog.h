@@ -14,6 +14,20 @@
  * Each partition is a replication group ("p.<id>.<n>") with its own WAL
  * directory (wal/p.<id>.<n>/) and its own LMDB named database of the same name.
  *
+ * Replication. The metadata group ("meta", group id 1) has up to three
+ * members (placement_compute of one partition over the cluster's nodes);
+ * CreateTable and DeleteTable go to its leader. The proposer computes the
+ * table's placement (every partition's members, preferred leader first) and
+ * it is stored in the table's description ("Placement"), so it never moves
+ * when the node list changes. Every node keeps the list of tables in sync
+ * with a fixed-rate loop (constant work, every CATALOG_SYNC_MS whatever the
+ * request rate): a meta member reads its own catalog database, any other
+ * node asks the meta members (NinesAdmin.Catalog). Syncing opens the groups
+ * of the partitions this node is a member of (group id = table LSN << 12 |
+ * partition + 1) and closes and drops those of deleted tables. A meta
+ * member also syncs right after it applies a catalog entry, so a table
+ * created through it is usable here as soon as CreateTable answers.
+ *
  * Lifetime. catalog_get returns a table with a reference held; callers drop it
  * with table_put. A deleted table disappears from the catalog at once; its
  * memory, groups and WAL go away when the last reference is dropped (on a
@@ -34,12 +48,19 @@
 
 struct catalog;
 
+#define CATALOG_SYNC_MS 200
+#define CATALOG_META_GID 1
+#define CATALOG_MAX_REPLICAS 3
+
 struct partition {
     struct table *t;
     int index;
     char name[64]; /* group name = LMDB database name */
-    MDB_dbi dbi;
-    struct group *g;
+    uint64_t gid;
+    int nmembers;
+    char members[CATALOG_MAX_REPLICAS][64]; /* node ids, preferred leader first */
+    MDB_dbi dbi;    /* only when g != NULL */
+    struct group *g; /* NULL: this node holds no replica */
 };
 
 struct table {
@@ -55,7 +76,10 @@ struct table {
     struct catalog *cat;
 };
 
+struct cluster_conf;
 struct catalog_options {
+    const struct cluster_conf *conf; /* the cluster file (borrowed) */
+    const char *self_id;             /* this node's id */
     const char *data_dir; /* the node's data directory (wal/ lives below it) */
     uint64_t wal_segment_size;
     int unsafe_ack_before_sync;
@@ -103,5 +127,19 @@ void catalog_result_free(struct catalog_result *r);
 int table_stats(struct table *t, uint64_t *items, uint64_t *bytes);
 
 struct state *catalog_state(struct catalog *c);
+
+/* The metadata group here (NULL when this node is not a member) and its
+ * members' node ids. */
+struct group *catalog_meta(struct catalog *c);
+int catalog_meta_nodes(struct catalog *c, const char **nodes);
+/* Every table's description as a JSON array (new reference), read from this
+ * node's catalog database (meta members) or its last sync. */
+json_t *catalog_descs(struct catalog *c);
+/* Calls fn for every open group of this node (meta first). */
+void catalog_each_group(struct catalog *c, void (*fn)(void *arg, struct table *t, int part,
+                                                     struct group *g),
+                        void *arg);
+/* Runs one sync now (tests and request paths that missed a table). */
+void catalog_sync_now(struct catalog *c);
 
 #endif

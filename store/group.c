@@ -4,28 +4,66 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "lib/fsutil.h"
+#include "lib/le.h"
 #include "lib/log.h"
 #include "store/overlay.h"
+#include "store/raftwire.h"
 
-/* One accepted proposal on its way from the WAL to the applier. */
+#define GID_BUCKETS 1024
+#define HS_MAGIC "N9HS1\n"
+
+/* A proposal (done != NULL) or a committed entry on its way to the applier.
+ * Proposals wait in the group's pending list (by index) until committed. */
 struct gentry {
     struct group *g;
-    uint64_t lsn;
+    uint64_t lsn;  /* raft index */
+    uint64_t term; /* proposals: the term they were appended in */
     int status;
     void *op;
-    group_done_fn done;
+    group_done_fn done; /* NULL: an entry this node did not propose */
     void *arg;
+    unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
+    size_t len;
     struct gentry *next;
+};
+
+/* Work for the driver thread. */
+enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE };
+struct dev {
+    enum dev_kind kind;
+    uint64_t gid;
+    struct group *g; /* PROPOSE, DURABLE, CLOSE */
+    struct raft_msg msg;
+    char from[64];
+    struct gentry *prop;
+    int status; /* DURABLE */
+    struct dev *next;
 };
 
 struct group_host {
     struct state *st;
     struct wal_pool *pool;
     struct overlay *ov;
+    struct group_timing timing;
+    group_send_fn send;
+    void *send_arg;
+    /* Driver thread: owns every struct raft. */
+    pthread_t driver;
+    pthread_mutex_t dmu;
+    pthread_cond_t dcv;
+    struct dev *dhead, *dtail;
+    int dstop;
+    struct group *buckets[GID_BUCKETS]; /* by gid; driver thread only */
+    struct group *all;                  /* every open group; driver thread only */
+    uint64_t seed;
+    _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
     pthread_t applier;
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* applier: work, barrier or stop */
@@ -46,14 +84,32 @@ struct group_host {
 struct group {
     struct group_host *h;
     char *name;
+    char *hs_path;
     struct wal *wal;
     const struct group_sm *sm;
     void *sm_arg;
+    struct group_members mem;
     pthread_mutex_t mu;
     pthread_cond_t idle;
-    long inflight;
+    long inflight; /* proposals accepted, done() not yet run */
+    long queued;   /* entries handed to the applier, not yet applied */
     int closing;
+    int closed;    /* the driver let go of it */
     _Atomic uint64_t applied;
+    /* Driver-thread state. */
+    struct raft *r;
+    struct raft_ready rd;
+    int in_flight;       /* a ready is being persisted */
+    int wal_failed;
+    uint32_t missed_ticks;
+    struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
+    struct gentry *pending, *pending_tail; /* proposed, by index */
+    struct raft_hard_state hs_saved;
+    struct group *hnext, *anext; /* bucket chain, list of all */
+    /* Published by the driver for other threads. */
+    _Atomic int s_role, s_lease, s_failed;
+    _Atomic uint32_t s_leader;
+    _Atomic uint64_t s_term, s_commit, s_last, s_lease_ns;
     /* Release bookkeeping, touched only by the applier thread. */
     uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
     uint64_t committed_lsn; /* applier: applied LSN of the last commit */
@@ -62,8 +118,17 @@ struct group {
 };
 
 static void *applier_main(void *arg);
+static void *driver_main(void *arg);
 
-int group_host_start(struct state *st, int sync_threads, struct group_host **out,
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+int group_host_start(struct state *st, int sync_threads, const struct group_timing *timing,
+                     group_send_fn send, void *send_arg, struct group_host **out,
                      struct nerr *err)
 {
     struct group_host *h = calloc(1, sizeof *h);
@@ -71,15 +136,28 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
     if (!h)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     h->st = st;
+    h->send = send;
+    h->send_arg = send_arg;
+    if (timing)
+        h->timing = *timing;
+    if (!h->timing.election_ticks)
+        h->timing.election_ticks = 10;
+    if (!h->timing.heartbeat_ticks)
+        h->timing.heartbeat_ticks = 2;
+    if (!h->timing.drift_ppm)
+        h->timing.drift_ppm = 50000;
+    h->seed = now_ns() ^ ((uint64_t)getpid() << 32);
     if (!(h->ov = overlay_new())) {
         free(h);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->dmu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* txn_start is monotonic */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
     pthread_cond_init(&h->cv, &ca);
+    pthread_cond_init(&h->dcv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&h->committed, NULL);
     rc = wal_pool_start(sync_threads > 0 ? sync_threads : 4, &h->pool, err);
@@ -90,12 +168,24 @@ int group_host_start(struct state *st, int sync_threads, struct group_host **out
         rc = nerr_set(err, NERR_IO, "cannot start the applier thread");
         goto fail;
     }
+    if (pthread_create(&h->driver, NULL, driver_main, h) != 0) {
+        pthread_mutex_lock(&h->mu);
+        h->stopping = 1;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->applier, NULL);
+        wal_pool_stop(h->pool);
+        rc = nerr_set(err, NERR_IO, "cannot start the driver thread");
+        goto fail;
+    }
     *out = h;
     return 0;
 fail:
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->dcv);
     pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->dmu);
     overlay_free(h->ov);
     free(h);
     return rc;
@@ -105,6 +195,16 @@ void group_host_stop(struct group_host *h)
 {
     if (!h)
         return;
+    pthread_mutex_lock(&h->dmu);
+    h->dstop = 1;
+    pthread_cond_signal(&h->dcv);
+    pthread_mutex_unlock(&h->dmu);
+    pthread_join(h->driver, NULL);
+    for (struct dev *d = h->dhead, *n; d; d = n) {
+        n = d->next;
+        raft_msg_release(&d->msg);
+        free(d);
+    }
     pthread_mutex_lock(&h->mu);
     h->stopping = 1;
     pthread_cond_signal(&h->cv);
@@ -112,8 +212,10 @@ void group_host_stop(struct group_host *h)
     pthread_join(h->applier, NULL);
     wal_pool_stop(h->pool);
     pthread_cond_destroy(&h->cv);
+    pthread_cond_destroy(&h->dcv);
     pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->dmu);
     overlay_free(h->ov);
     free(h->touched);
     free(h);
@@ -132,6 +234,17 @@ struct overlay *group_host_overlay(struct group_host *h)
 struct group_host *group_host_of(struct group *g)
 {
     return g->h;
+}
+
+void group_host_stats(struct group_host *h, struct group_host_stats *o)
+{
+    o->msgs_in = atomic_load(&h->st_in);
+    o->msgs_out = atomic_load(&h->st_out);
+    o->dropped_malformed = atomic_load(&h->st_malformed);
+    o->dropped_forged = atomic_load(&h->st_forged);
+    o->dropped_unknown = atomic_load(&h->st_unknown);
+    o->dropped_raft = atomic_load(&h->st_raft);
+    o->send_failures = atomic_load(&h->st_sendfail);
 }
 
 int group_host_barrier(struct group_host *h)
@@ -153,71 +266,258 @@ int group_host_barrier(struct group_host *h)
     return rc;
 }
 
-struct replay_ctx {
-    struct group *g;
-    MDB_txn *txn;
-    uint64_t last;
-    long in_txn;
+static void dev_post(struct group_host *h, struct dev *d)
+{
+    pthread_mutex_lock(&h->dmu);
+    if (h->dtail)
+        h->dtail->next = d;
+    else
+        h->dhead = d;
+    h->dtail = d;
+    pthread_cond_signal(&h->dcv);
+    pthread_mutex_unlock(&h->dmu);
+}
+
+void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const void *msg,
+                     size_t len)
+{
+    struct nerr err = {0};
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d)
+        return;
+    atomic_fetch_add(&h->st_in, 1);
+    if (raftwire_decode(msg, len, gid, &d->msg, &err)) {
+        uint64_t n = atomic_fetch_add(&h->st_malformed, 1);
+        if (n < 10 || (n & (n - 1)) == 0)
+            log_warn("dropped a malformed consensus message from %s for group %llu: %s "
+                     "(%llu so far)",
+                     from, (unsigned long long)gid, err.msg, (unsigned long long)n + 1);
+        free(d);
+        return;
+    }
+    d->kind = DEV_MSG;
+    d->gid = gid;
+    snprintf(d->from, sizeof d->from, "%s", from);
+    dev_post(h, d);
+}
+
+/* ---- persistence of the consensus state ---- */
+
+struct load_ctx {
+    struct raft_entry *v;
+    size_t n, cap;
     struct nerr *err;
 };
 
-static int replay_commit(struct replay_ctx *rc)
+static int load_one(void *arg, uint64_t lsn, const void *data, size_t len)
 {
-    if (!rc->txn)
-        return 0;
-    int r = state_applied_put(rc->g->h->st, rc->txn, rc->g->name, rc->last, rc->err);
-    if (r) {
-        mdb_txn_abort(rc->txn);
-        rc->txn = NULL;
-        return r;
+    struct load_ctx *c = arg;
+    if (len < 8)
+        return nerr_set(c->err, NERR_CORRUPT, "WAL record %llu is not a log entry (%zu bytes)",
+                        (unsigned long long)lsn, len);
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 1024;
+        struct raft_entry *v = realloc(c->v, nc * sizeof *v);
+        if (!v)
+            return nerr_set(c->err, NERR_NOMEM, "out of memory");
+        c->v = v;
+        c->cap = nc;
     }
-    r = state_write_commit(rc->g->h->st, rc->txn, rc->err);
-    rc->txn = NULL;
-    rc->in_txn = 0;
-    return r;
+    struct raft_entry *e = &c->v[c->n];
+    e->index = lsn;
+    e->term = le_get64(data);
+    e->len = (uint32_t)(len - 8);
+    e->data = NULL;
+    if (e->len) {
+        if (!(e->data = malloc(e->len)))
+            return nerr_set(c->err, NERR_NOMEM, "out of memory");
+        memcpy(e->data, (const unsigned char *)data + 8, e->len);
+    }
+    c->n++;
+    return 0;
 }
 
-static int replay_one(void *arg, uint64_t lsn, const void *data, size_t len)
+static int hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err)
 {
-    struct replay_ctx *rc = arg;
-    int r;
-    if (!rc->txn && (r = state_write_begin(rc->g->h->st, &rc->txn, rc->err)))
-        return r;
-    void *result = NULL;
-    r = rc->g->sm->apply(rc->g->sm_arg, rc->txn, lsn, data, len, NULL, &result, rc->err);
-    if (r) {
-        mdb_txn_abort(rc->txn);
-        rc->txn = NULL;
-        return r;
+    char *buf = NULL;
+    size_t len;
+    struct nerr rerr = {0};
+    memset(hs, 0, sizeof *hs);
+    if (fs_read_file(g->hs_path, 4096, &buf, &len, &rerr)) {
+        if (errno == ENOENT)
+            return 0;
+        return nerr_set(err, rerr.code, "%s", rerr.msg);
     }
-    if (rc->g->sm->committed)
-        rc->g->sm->committed(rc->g->sm_arg, lsn, NULL, result);
-    else
-        free(result);
-    rc->last = lsn;
-    if (++rc->in_txn >= 1000)
-        return replay_commit(rc);
+    unsigned long long term = 0;
+    unsigned vote = 0;
+    int ok = len > strlen(HS_MAGIC) && !memcmp(buf, HS_MAGIC, strlen(HS_MAGIC)) &&
+             sscanf(buf + strlen(HS_MAGIC), "term %llu\nvote %u\n", &term, &vote) == 2 &&
+             vote <= g->mem.n;
+    free(buf);
+    if (!ok)
+        return nerr_set(err, NERR_CORRUPT, "%s: not a hard-state file of this group", g->hs_path);
+    hs->term = term;
+    hs->vote = vote;
+    return 0;
+}
+
+static int hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err)
+{
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, HS_MAGIC "term %llu\nvote %u\n",
+                     (unsigned long long)hs->term, hs->vote);
+    return fs_write_file_atomic(g->hs_path, buf, (size_t)n, err);
+}
+
+static struct group **bucket_of(struct group_host *h, uint64_t gid)
+{
+    return &h->buckets[(gid * 0x9E3779B97F4A7C15ull) >> 54 & (GID_BUCKETS - 1)];
+}
+
+static struct group *find_gid(struct group_host *h, uint64_t gid)
+{
+    for (struct group *g = *bucket_of(h, gid); g; g = g->hnext)
+        if (g->mem.gid == gid)
+            return g;
+    return NULL;
+}
+
+/* Publishes the member's state for other threads (driver thread). */
+static void publish(struct group *g)
+{
+    struct raft *r = g->r;
+    atomic_store(&g->s_role, (int)raft_role(r));
+    atomic_store(&g->s_leader, raft_leader(r));
+    atomic_store(&g->s_term, raft_term(r));
+    atomic_store(&g->s_commit, raft_commit(r));
+    atomic_store(&g->s_last, raft_last_index(r));
+    int lease = raft_lease_valid(r) && !g->wal_failed;
+    atomic_store(&g->s_lease_ns, lease ? now_ns() : 0);
+    atomic_store(&g->s_lease, lease);
+    atomic_store(&g->s_failed, g->wal_failed);
+}
+
+struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+};
+
+static void on_sync_durable(void *arg, uint64_t lsn, int status)
+{
+    struct sync_wait *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->status = status;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void queue_committed(struct group *g, const struct raft_ready *rd);
+
+/* group_open of a one-member group: processes readies in this thread (the
+ * driver does not know the group yet) until the member leads and every
+ * committed entry is applied. */
+static int drive_sync(struct group *g, struct nerr *err)
+{
+    struct raft_ready rd;
+    int rounds = 0;
+    while (raft_ready_get(g->r, &rd)) {
+        if (++rounds > 1000)
+            return nerr_set(err, NERR_INTERNAL, "group %s: start-up did not settle", g->name);
+        if (rd.has_hard_state &&
+            (rd.hs.term != g->hs_saved.term || rd.hs.vote != g->hs_saved.vote)) {
+            int rc = hs_save(g, &rd.hs, err);
+            if (rc)
+                return rc;
+            g->hs_saved = rd.hs;
+        }
+        if (rd.n_entries) {
+            struct sync_wait w = {.done = 0};
+            pthread_mutex_init(&w.mu, NULL);
+            pthread_cond_init(&w.cv, NULL);
+            int rc = 0;
+            if (rd.entries[0].index <= wal_last_lsn(g->wal))
+                rc = wal_truncate_suffix(g->wal, rd.entries[0].index - 1, err);
+            for (size_t i = 0; !rc && i < rd.n_entries; i++) {
+                const struct raft_entry *e = &rd.entries[i];
+                unsigned char *buf = malloc(8 + e->len);
+                if (!buf) {
+                    rc = nerr_set(err, NERR_NOMEM, "out of memory");
+                    break;
+                }
+                le_put64(buf, e->term);
+                if (e->len)
+                    memcpy(buf + 8, e->data, e->len);
+                int last = i + 1 == rd.n_entries;
+                rc = wal_submit(g->wal, buf, 8 + e->len, last ? on_sync_durable : NULL,
+                                last ? &w : NULL, NULL);
+                free(buf);
+                if (rc)
+                    nerr_set(err, rc, "group %s: WAL append failed", g->name);
+            }
+            if (!rc) {
+                pthread_mutex_lock(&w.mu);
+                while (!w.done)
+                    pthread_cond_wait(&w.cv, &w.mu);
+                pthread_mutex_unlock(&w.mu);
+                if (w.status)
+                    rc = nerr_set(err, w.status, "group %s: WAL sync failed", g->name);
+            }
+            pthread_cond_destroy(&w.cv);
+            pthread_mutex_destroy(&w.mu);
+            if (rc)
+                return rc;
+        }
+        queue_committed(g, &rd);
+        raft_ready_advance(g->r);
+    }
+    /* Wait for the applier (unless this is the applier: a table created by
+     * a catalog entry; its new group holds only the empty entry). */
+    pthread_mutex_lock(&g->mu);
+    while (g->queued > 0 && !pthread_equal(pthread_self(), g->h->applier))
+        pthread_cond_wait(&g->idle, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    if (raft_role(g->r) != RAFT_LEADER)
+        return nerr_set(err, NERR_INTERNAL, "group %s: a lone member did not become leader",
+                        g->name);
     return 0;
 }
 
 int group_open(struct group_host *h, const char *name, const char *wal_dir,
                const struct wal_options *wopt, const struct group_sm *sm, void *sm_arg,
-               struct group **out, struct nerr *err)
+               const struct group_members *mem, struct group **out, struct nerr *err)
 {
     struct group *g = calloc(1, sizeof *g);
+    struct load_ctx lc = {.err = err};
     MDB_txn *rtxn = NULL;
     uint64_t applied = 0;
     int rc;
-    if (!g || !(g->name = strdup(name))) {
+    if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", wal_dir) < 0) {
+        if (g)
+            free(g->name);
         free(g);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
     g->h = h;
     g->sm = sm;
     g->sm_arg = sm_arg;
+    if (mem)
+        g->mem = *mem;
+    else
+        g->mem = (struct group_members){.gid = 0, .n = 1, .self = 1, .nodes = {"self"}};
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->idle, NULL);
+    if (g->mem.n < 1 || g->mem.n > RAFT_MAX_MEMBERS || g->mem.n % 2 == 0 || g->mem.self < 1 ||
+        g->mem.self > g->mem.n || (g->mem.n > 1 && !h->send)) {
+        rc = nerr_set(err, NERR_INVALID, "group %s: bad membership (%u members, self %u)", name,
+                      g->mem.n, g->mem.self);
+        goto fail;
+    }
     if ((rc = wal_open(wal_dir, wopt, h->pool, &g->wal, err)))
+        goto fail;
+    struct raft_hard_state hs;
+    if ((rc = hs_load(g, &hs, err)))
         goto fail;
     if ((rc = state_read_begin(h->st, &rtxn, err)))
         goto fail;
@@ -233,28 +533,78 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                       name, (unsigned long long)applied, wal_dir, (unsigned long long)last);
         goto fail;
     }
-    if (applied < last) {
-        struct replay_ctx c = {.g = g, .last = applied, .err = err};
-        rc = wal_replay(g->wal, applied, replay_one, &c, err);
-        if (!rc)
-            rc = replay_commit(&c);
-        else if (c.txn)
-            mdb_txn_abort(c.txn);
-        if (rc)
-            goto fail;
-        log_info("group %s: replayed WAL records %llu..%llu", name,
-                 (unsigned long long)applied + 1, (unsigned long long)c.last);
-        applied = c.last;
+    if (last && wal_first_lsn(g->wal) != 1) {
+        rc = nerr_set(err, NERR_CORRUPT, "group %s: the WAL in %s starts at %llu, not 1", name,
+                      wal_dir, (unsigned long long)wal_first_lsn(g->wal));
+        goto fail;
     }
+    if (last && (rc = wal_replay(g->wal, 0, load_one, &lc, err)))
+        goto fail;
+    if (lc.n && lc.v[lc.n - 1].term > hs.term)
+        hs.term = lc.v[lc.n - 1].term; /* the term file lags a crash after the append */
+    hs.commit = applied;
+    g->hs_saved = hs;
+    struct raft_config cfg = {.group = g->mem.gid,
+                              .id = g->mem.self,
+                              .n_members = g->mem.n,
+                              .election_ticks = h->timing.election_ticks,
+                              .heartbeat_ticks = h->timing.heartbeat_ticks,
+                              .drift_ppm = h->timing.drift_ppm,
+                              .seed = h->seed ^ (g->mem.gid * 0x9E3779B97F4A7C15ull) ^ g->mem.self,
+                              .hs = hs,
+                              .entries = lc.v,
+                              .n_entries = lc.n,
+                              .applied = applied};
+    g->r = raft_new(&cfg, err);
+    if (!g->r) {
+        rc = err->code ? err->code : NERR_INVALID;
+        goto fail;
+    }
+    if (applied < last)
+        log_info("group %s: log %llu..%llu loaded; entries after %llu apply once committed",
+                 name, (unsigned long long)wal_first_lsn(g->wal), (unsigned long long)last,
+                 (unsigned long long)applied);
+    for (size_t i = 0; i < lc.n; i++)
+        free(lc.v[i].data);
+    free(lc.v);
+    lc.v = NULL;
     atomic_store(&g->applied, applied);
     g->applied_lsn = g->committed_lsn = applied;
+    if (g->mem.n == 1) {
+        /* A lone member elects itself and applies its whole log now, so the
+         * group serves as soon as group_open returns (like a restarted
+         * single-node store replaying its WAL). */
+        for (uint32_t i = 0; i < 2 * h->timing.election_ticks; i++)
+            raft_tick(g->r);
+        if ((rc = drive_sync(g, err)))
+            goto fail;
+    } else if (g->mem.self == 1) {
+        /* The preferred leader times out first. */
+        for (uint32_t i = 0; i + 1 < h->timing.election_ticks; i++)
+            raft_tick(g->r);
+    }
+    publish(g);
+    /* Hand it to the driver. */
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    d->kind = DEV_PROPOSE; /* with prop == NULL: registration */
+    d->g = g;
+    dev_post(h, d);
     *out = g;
     return 0;
 fail:
+    for (size_t i = 0; i < lc.n; i++)
+        free(lc.v[i].data);
+    free(lc.v);
+    raft_free(g->r);
     if (g->wal)
         wal_close(g->wal);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
+    free(g->hs_path);
     free(g->name);
     free(g);
     return rc;
@@ -266,7 +616,17 @@ void group_close(struct group *g)
         return;
     pthread_mutex_lock(&g->mu);
     g->closing = 1;
-    while (g->inflight > 0)
+    pthread_mutex_unlock(&g->mu);
+    struct dev *d = calloc(1, sizeof *d);
+    if (d) {
+        d->kind = DEV_CLOSE;
+        d->g = g;
+        dev_post(g->h, d);
+    }
+    /* The driver lets go (failing pending proposals), then the applier
+     * drains what it was handed. */
+    pthread_mutex_lock(&g->mu);
+    while (!g->closed || g->inflight > 0 || g->queued > 0)
         pthread_cond_wait(&g->idle, &g->mu);
     pthread_mutex_unlock(&g->mu);
     /* Its last entries may be applied but not yet committed: the applier's
@@ -278,8 +638,10 @@ void group_close(struct group *g)
     else
         assert(!g->touched);
     wal_close(g->wal);
+    raft_free(g->r);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
+    free(g->hs_path);
     free(g->name);
     free(g);
 }
@@ -299,31 +661,59 @@ uint64_t group_last_lsn(struct group *g)
     return wal_last_lsn(g->wal);
 }
 
-/* WAL pool thread: the entry is durable (or failed); queue it for the applier.
- * The WAL runs one WAL's callbacks in LSN order, so the queue keeps each
- * group's entries in LSN order (invariant 1). */
-static void on_durable(void *arg, uint64_t lsn, int status)
+const struct group_members *group_members_of(const struct group *g)
 {
-    struct gentry *e = arg;
-    struct group_host *h = e->g->h;
-    e->lsn = lsn;
-    e->status = status;
-    pthread_mutex_lock(&h->mu);
-    if (h->tail)
-        h->tail->next = e;
-    else
-        h->head = e;
-    h->tail = e;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    return &g->mem;
+}
+
+void group_status(struct group *g, struct group_status *st)
+{
+    st->role = (enum raft_role)atomic_load(&g->s_role);
+    st->leader = atomic_load(&g->s_leader);
+    st->term = atomic_load(&g->s_term);
+    st->commit = atomic_load(&g->s_commit);
+    st->last_index = atomic_load(&g->s_last);
+    st->applied = atomic_load(&g->applied);
+    uint64_t at = atomic_load(&g->s_lease_ns);
+    st->lease = atomic_load(&g->s_lease) && at && now_ns() - at < 5000000ull;
+    st->failed = atomic_load(&g->s_failed);
+}
+
+int group_read_index(struct group *g, int timeout_ms)
+{
+    struct group_status st;
+    group_status(g, &st);
+    /* A lone member needs no lease: no other member can commit anything. */
+    if (st.role != RAFT_LEADER || (!st.lease && g->mem.n > 1) || st.failed)
+        return NERR_BUSY;
+    uint64_t target = st.commit, deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (atomic_load(&g->applied) < target) {
+        if (now_ns() > deadline)
+            return NERR_TIMEOUT;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 int group_propose(struct group *g, const void *data, size_t len, void *op, group_done_fn done,
                   void *arg)
 {
+    if (atomic_load(&g->s_failed))
+        return NERR_IO;
+    if (atomic_load(&g->s_role) != RAFT_LEADER)
+        return NERR_BUSY;
+    if (len == 0 || len > RAFT_MAX_ENTRY)
+        return NERR_LIMIT;
     struct gentry *e = calloc(1, sizeof *e);
-    if (!e)
+    struct dev *d = calloc(1, sizeof *d);
+    if (!e || !d || !(e->data = malloc(len))) {
+        free(e);
+        free(d);
         return NERR_NOMEM;
+    }
+    memcpy(e->data, data, len);
+    e->len = len;
     e->g = g;
     e->op = op;
     e->done = done;
@@ -331,33 +721,476 @@ int group_propose(struct group *g, const void *data, size_t len, void *op, group
     pthread_mutex_lock(&g->mu);
     if (g->closing) {
         pthread_mutex_unlock(&g->mu);
+        free(e->data);
         free(e);
+        free(d);
         return NERR_CLOSED;
     }
     g->inflight++;
     pthread_mutex_unlock(&g->mu);
-    uint64_t lsn;
-    int rc = wal_submit(g->wal, data, len, on_durable, e, &lsn);
-    if (rc) {
-        free(e);
-        pthread_mutex_lock(&g->mu);
-        if (--g->inflight == 0)
-            pthread_cond_broadcast(&g->idle);
-        pthread_mutex_unlock(&g->mu);
-        return rc;
-    }
+    d->kind = DEV_PROPOSE;
+    d->g = g;
+    d->prop = e;
+    dev_post(g->h, d);
     return 0;
+}
+
+/* done() for a proposal that will not be applied (any thread but the applier's
+ * own transaction). */
+static void fail_prop(struct gentry *e, int status)
+{
+    struct group *g = e->g;
+    e->done(e->arg, status, NULL);
+    free(e->data);
+    free(e);
+    pthread_mutex_lock(&g->mu);
+    if (--g->inflight == 0)
+        pthread_cond_broadcast(&g->idle);
+    pthread_mutex_unlock(&g->mu);
 }
 
 static void finish(struct gentry *e, int status, void *result)
 {
     struct group *g = e->g;
-    e->done(e->arg, status, result);
+    if (e->done)
+        e->done(e->arg, status, result);
+    else if (result && g->sm->free_result)
+        g->sm->free_result(result);
     pthread_mutex_lock(&g->mu);
-    if (--g->inflight == 0)
+    if (e->done && --g->inflight == 0)
+        pthread_cond_broadcast(&g->idle);
+    if (--g->queued == 0)
         pthread_cond_broadcast(&g->idle);
     pthread_mutex_unlock(&g->mu);
+    free(e->data);
     free(e);
+}
+
+/* ---- the driver thread ---- */
+
+/* WAL pool thread: the last entry of a ready is durable (or failed). */
+static void on_durable(void *arg, uint64_t lsn, int status)
+{
+    struct group *g = arg;
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d) {
+        log_error("group %s: out of memory reporting durability; the group stalls", g->name);
+        return;
+    }
+    d->kind = DEV_DURABLE;
+    d->g = g;
+    d->status = status;
+    dev_post(g->h, d);
+}
+
+static void group_fail(struct group *g, int status)
+{
+    if (!g->wal_failed)
+        log_error("group %s: the WAL failed (%s); this replica stops taking part (restart the "
+                  "node once the disk is fixed)",
+                  g->name, nerr_name(status));
+    g->wal_failed = 1;
+    for (struct gentry *e = g->pending, *n; e; e = n) {
+        n = e->next;
+        fail_prop(e, NERR_IO);
+    }
+    g->pending = g->pending_tail = NULL;
+    publish(g);
+}
+
+static void send_msgs(struct group *g, const struct raft_ready *rd)
+{
+    struct group_host *h = g->h;
+    for (size_t i = 0; i < rd->n_msgs; i++) {
+        const struct raft_msg *m = &rd->msgs[i];
+        unsigned char *buf;
+        size_t len;
+        if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !h->send)
+            continue;
+        if (raftwire_encode(m, &buf, &len))
+            continue;
+        if (h->send(h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, len))
+            atomic_fetch_add(&h->st_sendfail, 1);
+        else
+            atomic_fetch_add(&h->st_out, 1);
+        free(buf);
+    }
+}
+
+/* Hands committed entries to the applier, matching them with this node's
+ * proposals by (index, term). */
+static void queue_committed(struct group *g, const struct raft_ready *rd)
+{
+    struct group_host *h = g->h;
+    struct gentry *first = NULL, *last = NULL;
+    long n = 0;
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        const struct raft_entry *ce = &rd->committed[i];
+        struct gentry *e = NULL;
+        /* Proposals below this index that are still pending lost their slot. */
+        while (g->pending && g->pending->lsn < ce->index) {
+            struct gentry *p = g->pending;
+            g->pending = p->next;
+            fail_prop(p, NERR_BUSY);
+        }
+        if (g->pending && g->pending->lsn == ce->index) {
+            e = g->pending;
+            g->pending = e->next;
+            if (e->term != ce->term) {
+                fail_prop(e, NERR_BUSY);
+                e = NULL;
+            } else {
+                free(e->data); /* the applier uses op */
+                e->data = NULL;
+            }
+        }
+        if (!g->pending)
+            g->pending_tail = NULL;
+        if (!e) {
+            e = calloc(1, sizeof *e);
+            if (!e) {
+                log_error("group %s: out of memory; stopping this replica", g->name);
+                group_fail(g, NERR_NOMEM);
+                break;
+            }
+            e->g = g;
+            if (ce->len) {
+                if (!(e->data = malloc(ce->len))) {
+                    free(e);
+                    group_fail(g, NERR_NOMEM);
+                    break;
+                }
+                memcpy(e->data, ce->data, ce->len);
+            }
+            e->len = ce->len;
+        }
+        e->lsn = ce->index;
+        e->next = NULL;
+        if (last)
+            last->next = e;
+        else
+            first = e;
+        last = e;
+        n++;
+    }
+    if (!first)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->queued += n;
+    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_lock(&h->mu);
+    if (h->tail)
+        h->tail->next = first;
+    else
+        h->head = first;
+    h->tail = last;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void finish_ready(struct group *g)
+{
+    send_msgs(g, &g->rd);
+    queue_committed(g, &g->rd);
+    raft_ready_advance(g->r);
+    g->in_flight = 0;
+    /* Ticks that passed while the disk was busy count before anything is
+     * published: the lease must not outlive real time. */
+    for (uint32_t i = 0; i < g->missed_ticks && i < 1000; i++)
+        raft_tick(g->r);
+    g->missed_ticks = 0;
+    publish(g);
+}
+
+/* Processes readies until the core has nothing more or a ready waits for
+ * the disk. */
+static void drive(struct group *g)
+{
+    struct nerr err = {0};
+    while (!g->in_flight && !g->wal_failed && !g->closed && raft_ready_get(g->r, &g->rd)) {
+        struct raft_ready *rd = &g->rd;
+        if (rd->snapshot) {
+            /* Never produced: nothing calls raft_compact, so every follower
+             * catches up from the log. */
+            log_error("group %s: a snapshot arrived but snapshots are not supported", g->name);
+            group_fail(g, NERR_UNSUPPORTED);
+            return;
+        }
+        if (rd->has_hard_state &&
+            (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote)) {
+            if (hs_save(g, &rd->hs, &err)) {
+                log_error("group %s: %s", g->name, err.msg);
+                group_fail(g, NERR_IO);
+                return;
+            }
+            g->hs_saved = rd->hs;
+        }
+        if (rd->n_entries) {
+            uint64_t first = rd->entries[0].index;
+            if (first <= wal_last_lsn(g->wal)) {
+                if (wal_truncate_suffix(g->wal, first - 1, &err)) {
+                    log_error("group %s: %s", g->name, err.msg);
+                    group_fail(g, NERR_IO);
+                    return;
+                }
+                /* Our proposals at or after `first` were overwritten. */
+                struct gentry **pp = &g->pending;
+                while (*pp && (*pp)->lsn < first)
+                    pp = &(*pp)->next;
+                for (struct gentry *e = *pp, *n; e; e = n) {
+                    n = e->next;
+                    fail_prop(e, NERR_BUSY);
+                }
+                *pp = NULL;
+                g->pending_tail = NULL;
+                for (struct gentry *e = g->pending; e; e = e->next)
+                    g->pending_tail = e;
+            }
+            for (size_t i = 0; i < rd->n_entries; i++) {
+                const struct raft_entry *e = &rd->entries[i];
+                unsigned char stackbuf[4096], *buf = stackbuf;
+                size_t len = 8 + e->len;
+                if (len > sizeof stackbuf && !(buf = malloc(len))) {
+                    group_fail(g, NERR_NOMEM);
+                    return;
+                }
+                le_put64(buf, e->term);
+                if (e->len)
+                    memcpy(buf + 8, e->data, e->len);
+                uint64_t lsn;
+                int last = i + 1 == rd->n_entries;
+                int rc = wal_submit(g->wal, buf, len, last ? on_durable : NULL, last ? g : NULL,
+                                    &lsn);
+                if (buf != stackbuf)
+                    free(buf);
+                if (rc || lsn != e->index) {
+                    log_error("group %s: WAL append of entry %llu failed (%s)", g->name,
+                              (unsigned long long)e->index, rc ? nerr_name(rc) : "LSN mismatch");
+                    group_fail(g, rc ? rc : NERR_INTERNAL);
+                    return;
+                }
+            }
+            g->in_flight = 1;
+            return;
+        }
+        finish_ready(g);
+    }
+}
+
+static void proposal(struct group *g, struct gentry *e)
+{
+    uint64_t index;
+    if (g->wal_failed) {
+        fail_prop(e, NERR_IO);
+        return;
+    }
+    if (g->closed || raft_role(g->r) != RAFT_LEADER) {
+        fail_prop(e, g->closed ? NERR_CLOSED : NERR_BUSY);
+        return;
+    }
+    int rc = raft_propose(g->r, e->data, (uint32_t)e->len, &index);
+    if (rc) {
+        fail_prop(e, rc);
+        return;
+    }
+    e->lsn = index;
+    e->term = raft_term(g->r);
+    e->next = NULL;
+    if (g->pending_tail)
+        g->pending_tail->next = e;
+    else
+        g->pending = e;
+    g->pending_tail = e;
+}
+
+static void message(struct group *g, struct dev *d)
+{
+    struct group_host *h = g->h;
+    /* The transport authenticated the sending node's id (HELLO); the message
+     * must claim that node's member number. */
+    uint32_t from = 0;
+    for (uint32_t k = 0; k < g->mem.n; k++)
+        if (!strcmp(g->mem.nodes[k], d->from))
+            from = k + 1;
+    if (!from || d->msg.from != from || d->msg.to != g->mem.self) {
+        atomic_fetch_add(&h->st_forged, 1);
+        return;
+    }
+    if (g->wal_failed)
+        return;
+    if (raft_step(g->r, &d->msg))
+        atomic_fetch_add(&h->st_raft, 1);
+}
+
+/* Runs one event whose group is not waiting for the disk. */
+static void run_event(struct group *g, struct dev *d)
+{
+    if (d->kind == DEV_MSG)
+        message(g, d);
+    else if (d->kind == DEV_PROPOSE && d->prop)
+        proposal(g, d->prop);
+}
+
+static void unregister(struct group_host *h, struct group *g)
+{
+    for (struct group **pp = bucket_of(h, g->mem.gid); *pp; pp = &(*pp)->hnext)
+        if (*pp == g) {
+            *pp = g->hnext;
+            break;
+        }
+    for (struct group **pp = &h->all; *pp; pp = &(*pp)->anext)
+        if (*pp == g) {
+            *pp = g->anext;
+            break;
+        }
+}
+
+static void close_now(struct group *g)
+{
+    for (struct dev *d = g->deferred, *n; d; d = n) {
+        n = d->next;
+        if (d->kind == DEV_PROPOSE && d->prop)
+            fail_prop(d->prop, NERR_CLOSED);
+        raft_msg_release(&d->msg);
+        free(d);
+    }
+    g->deferred = g->deferred_tail = NULL;
+    for (struct gentry *e = g->pending, *n; e; e = n) {
+        n = e->next;
+        fail_prop(e, NERR_CLOSED);
+    }
+    g->pending = g->pending_tail = NULL;
+    unregister(g->h, g);
+    pthread_mutex_lock(&g->mu);
+    g->closed = 1;
+    pthread_cond_broadcast(&g->idle);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void defer_event(struct group *g, struct dev *d)
+{
+    d->next = NULL;
+    if (g->deferred_tail)
+        g->deferred_tail->next = d;
+    else
+        g->deferred = d;
+    g->deferred_tail = d;
+}
+
+static void *driver_main(void *arg)
+{
+    struct group_host *h = arg;
+    uint64_t next_tick = now_ns() + RAFT_TICK_MS * 1000000ull;
+    for (;;) {
+        pthread_mutex_lock(&h->dmu);
+        while (!h->dhead && !h->dstop && now_ns() < next_tick) {
+            struct timespec dl = {(time_t)(next_tick / 1000000000ull),
+                                  (long)(next_tick % 1000000000ull)};
+            pthread_cond_timedwait(&h->dcv, &h->dmu, &dl);
+        }
+        struct dev *batch = h->dhead;
+        h->dhead = h->dtail = NULL;
+        int stop = h->dstop;
+        pthread_mutex_unlock(&h->dmu);
+        if (stop) {
+            for (struct dev *d = batch, *n; d; d = n) {
+                n = d->next;
+                raft_msg_release(&d->msg);
+                free(d);
+            }
+            break;
+        }
+        for (struct dev *d = batch, *n; d; d = n) {
+            n = d->next;
+            struct group *g = d->g;
+            if (d->kind == DEV_MSG) {
+                g = find_gid(h, d->gid);
+                if (!g) {
+                    atomic_fetch_add(&h->st_unknown, 1);
+                    raft_msg_release(&d->msg);
+                    free(d);
+                    continue;
+                }
+            }
+            if (d->kind == DEV_PROPOSE && !d->prop) { /* registration */
+                if (find_gid(h, g->mem.gid)) {
+                    log_error("group %s: group id %llu is already open", g->name,
+                              (unsigned long long)g->mem.gid);
+                    g->wal_failed = 1;
+                } else {
+                    g->hnext = *bucket_of(h, g->mem.gid);
+                    *bucket_of(h, g->mem.gid) = g;
+                }
+                g->anext = h->all;
+                h->all = g;
+                free(d);
+                drive(g);
+                continue;
+            }
+            if (d->kind == DEV_DURABLE) {
+                if (d->status)
+                    group_fail(g, d->status);
+                else
+                    finish_ready(g);
+                free(d);
+            } else if (d->kind == DEV_CLOSE) {
+                if (g->in_flight) {
+                    defer_event(g, d); /* after the durable event */
+                    continue;
+                }
+                free(d);
+                close_now(g);
+                continue;
+            } else if (g->in_flight) {
+                defer_event(g, d);
+                continue;
+            } else {
+                run_event(g, d);
+                raft_msg_release(&d->msg);
+                free(d);
+            }
+            /* Deferred events run once the ready is done. */
+            while (!g->in_flight && g->deferred && !g->closed) {
+                struct dev *e = g->deferred;
+                g->deferred = e->next;
+                if (!g->deferred)
+                    g->deferred_tail = NULL;
+                if (e->kind == DEV_CLOSE) {
+                    free(e);
+                    close_now(g);
+                    break;
+                }
+                run_event(g, e);
+                raft_msg_release(&e->msg);
+                free(e);
+            }
+            if (!g->closed)
+                drive(g);
+        }
+        uint64_t now = now_ns();
+        if (now >= next_tick) {
+            uint64_t ticks = (now - next_tick) / (RAFT_TICK_MS * 1000000ull) + 1;
+            next_tick += ticks * RAFT_TICK_MS * 1000000ull;
+            for (struct group *g = h->all, *n; g; g = n) {
+                n = g->anext;
+                if (g->wal_failed || g->closed)
+                    continue;
+                if (g->in_flight) {
+                    g->missed_ticks += (uint32_t)ticks;
+                    continue;
+                }
+                uint64_t k = ticks + g->missed_ticks;
+                g->missed_ticks = 0;
+                /* A stalled loop must not make the lease look longer: each
+                 * elapsed tick period counts. */
+                for (uint64_t i = 0; i < k && i < 1000; i++)
+                    raft_tick(g->r);
+                drive(g);
+                publish(g);
+            }
+        }
+    }
+    return NULL;
 }
 
 static double ms_since(const struct timespec *t0)
@@ -397,20 +1230,12 @@ static void commit_txn(struct group_host *h)
         return;
     }
     overlay_clear(h->ov);
-    time_t now = time(NULL);
     for (size_t i = 0; i < h->ntouched; i++) {
         struct group *g = h->touched[i];
-        /* The group's previous commit is durable now that this commit flushed
-         * its meta page (state.h), so its WAL may be released up to there. */
-        uint64_t durable = g->committed_lsn;
+        /* WAL segments are kept: the consensus log starts at index 1 until
+         * snapshots exist (docs/replication.md, "Limits"). */
         g->committed_lsn = g->applied_lsn;
         g->touched = 0;
-        if (durable > 0 && now != g->last_release) {
-            struct nerr rerr = {0};
-            g->last_release = now;
-            if (wal_release(g->wal, durable, &rerr))
-                log_warn("group %s: releasing WAL segments: %s", g->name, rerr.msg);
-        }
     }
     h->ntouched = 0;
     pthread_mutex_lock(&h->mu);
@@ -464,7 +1289,12 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             continue; /* the WAL could not make it durable: never applied */
         if ((rc = touch(h, e->g)))
             break;
-        rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, NULL, 0, e->op, &results[i], &err);
+        if (!e->op && !e->len) { /* a leader's empty entry */
+            e->g->applied_lsn = e->lsn;
+            continue;
+        }
+        rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, e->op ? NULL : e->data, e->len,
+                             e->op, &results[i], &err);
         if (!rc) {
             e->g->applied_lsn = e->lsn;
             commit_first |= e->g->sm->commit_before_done;
@@ -492,8 +1322,8 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
         struct group *g = e->g;
         if (!rc && !e->status) {
             atomic_store(&g->applied, e->lsn);
-            if (g->sm->committed)
-                g->sm->committed(g->sm_arg, e->lsn, e->op, results[i]);
+            if (g->sm->committed && (e->op || e->len))
+                g->sm->committed(g->sm_arg, e->lsn, e->op, e->data, e->len, results[i]);
             finish(e, 0, results[i]);
         } else {
             /* Results of a failed transaction describe effects that never

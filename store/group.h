@@ -2,36 +2,50 @@
  * group.h — a replication group's slot in the node: the single path every
  * write takes between the API and the WAL, and from the WAL into LMDB.
  *
- *   API ──group_propose──> [ordering] ──> WAL (group commit) ──> applier ──> LMDB
- *                                                                  └──> done(arg, status, result)
+ *   API ──group_propose──> driver: raft_propose ──> WAL (group commit) ──> peers
+ *                                  quorum persisted ──> committed ──> applier ──> LMDB
+ *                                                                      └──> done(arg, status, result)
  *
- * Today a group has one member (this node): ordering is the WAL's LSN order.
- * The replication issue puts consensus in the [ordering] box: group_propose
- * then hands the entry to the leader's log, and the applier receives entries
- * once a quorum has persisted them. Nothing above (API) or below (state
- * machines, LMDB) changes: they see committed entries in LSN order.
+ * Every group runs the consensus core (store/raft.h), one member per node;
+ * a group of one member (a one-node cluster) commits on its own fsync. The
+ * host's driver thread owns every struct raft: it feeds peer messages,
+ * proposals and ticks (every RAFT_TICK_MS), and processes each ready in the
+ * order raft.h demands: entries to the WAL (group commit, asynchronously),
+ * term and vote to a HARDSTATE file (write, fsync, rename, fsync dir), and
+ * only once they are durable does it send messages and queue committed
+ * entries for the applier. WAL LSN = raft log index; a record is the entry's
+ * term (u64 LE) followed by the entry. A conflicting uncommitted suffix is
+ * cut with wal_truncate_suffix before new entries are written.
  *
  * Invariants
- *  1. Entries of one group are applied in LSN order, each exactly once: the
+ *  1. Entries of one group are applied in log order, each exactly once: the
  *     applied LSN is written in the same LMDB transaction as the entry's effects
- *     (state.h), and start-up replays the WAL from it.
- *  2. done() is called once per accepted proposal, after the entry is durable in
- *     the WAL AND applied: in the applier's open LMDB write transaction, with
- *     every item it wrote published in the host's overlay (overlay.h). Point
- *     reads consult the overlay first; range reads call group_host_barrier,
- *     which commits the open transaction. Either way a read that starts after
- *     done() sees the write. The transaction commits GROUP_COMMIT_MAX_MS after
- *     it began, on a barrier, when the host stops, or before done() of an entry
- *     whose state machine asks for it (commit_before_done: the catalog, whose
- *     effects other transactions must see).
+ *     (state.h). On restart the log is loaded from the WAL and committed
+ *     entries after the applied LSN are applied again once the group learns
+ *     the commit index (from the leader, or at once in a one-member group).
+ *  2. done() is called once per accepted proposal: status 0 after a quorum
+ *     persisted the entry AND this node applied it: in the applier's open LMDB
+ *     write transaction, with every item it wrote published in the host's
+ *     overlay (overlay.h). Point reads consult the overlay first; range reads
+ *     call group_host_barrier. Non-zero when the entry can no longer commit as
+ *     this proposal (leadership lost and the entry overwritten: NERR_BUSY),
+ *     the group closed (NERR_CLOSED), or its disk failed (NERR_IO). An entry
+ *     still pending when this member stops leading stays pending: it commits
+ *     or is overwritten later, and done() says which.
  *     A proposal rejected synchronously (non-zero return) never gets a callback.
- *  3. A WAL or LMDB failure makes the group (WAL) or the whole host (LMDB) failed:
- *     every pending and later proposal completes with NERR_IO. The node never
- *     acknowledges a write it could not make durable and never retries fsync.
+ *  3. A WAL or LMDB failure makes the group (WAL) or the whole host (LMDB)
+ *     failed: every pending and later proposal completes with NERR_IO, and the
+ *     failed member falls silent so the other members carry on without it.
+ *     The node never acknowledges a write it could not make durable and never
+ *     retries fsync.
+ *  4. Messages are sent only after what they acknowledge is durable (raft.h,
+ *     caller obligations).
  *
- * Threads. group_propose is thread-safe. State-machine callbacks (apply,
- * committed) and done() run on the host's single applier thread, in LSN order
- * per group; they must not block on other groups' proposals.
+ * Threads. group_propose and the status getters are thread-safe. The driver
+ * thread runs raft; state-machine callbacks (apply, committed) and done() of
+ * applied entries run on the host's single applier thread, in log order per
+ * group; done() with a failure may run on the driver thread. Callbacks must
+ * not block on other groups' proposals.
  */
 #ifndef NINES_GROUP_H
 #define NINES_GROUP_H
@@ -41,6 +55,7 @@
 #include <stdint.h>
 
 #include "lib/err.h"
+#include "store/raft.h"
 #include "store/state.h"
 #include "store/wal.h"
 
@@ -50,8 +65,8 @@ struct group;
 /* A replicated state machine. */
 struct group_sm {
     /* Applies one committed entry within txn. op is the proposer's decoded form
-     * of the entry (borrowed), or NULL during start-up replay, when apply must
-     * decode data itself. *result receives the outcome handed to done() (owned
+     * of the entry (borrowed), or NULL for an entry this node did not propose
+     * (or proposed before a restart), when apply must decode data itself. *result receives the outcome handed to done() (owned
      * by whoever receives it; may stay NULL). Per-entry outcomes such as a
      * failed condition belong in *result: a non-zero return means the
      * transaction itself failed (LMDB error) and is fatal for the host.
@@ -59,8 +74,12 @@ struct group_sm {
     int (*apply)(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                  void **result, struct nerr *err);
     /* Optional: called after the entry was applied (and committed, with
-     * commit_before_done), before done(). */
-    void (*committed)(void *sm, uint64_t lsn, void *op, void *result);
+     * commit_before_done), before done(). op is NULL for an entry another
+     * node proposed; data/len are then its bytes. */
+    void (*committed)(void *sm, uint64_t lsn, void *op, const void *data, size_t len,
+                      void *result);
+    /* Frees an apply result nobody asked for (an entry another node proposed). */
+    void (*free_result)(void *result);
     /* Commit LMDB before done() of this group's entries (see invariant 2). */
     int commit_before_done;
 };
@@ -70,9 +89,40 @@ struct group_sm {
 
 typedef void (*group_done_fn)(void *arg, int status, void *result);
 
-/* Starts the node-wide machinery: the WAL sync pool and the applier thread. */
-int group_host_start(struct state *st, int sync_threads, struct group_host **out,
+/* Sends one encoded consensus message to node `to` for group `gid` (the
+ * node's transport); NULL in a one-node host. Any thread. */
+typedef int (*group_send_fn)(void *arg, const char *to, uint64_t gid, const void *msg,
+                             size_t len);
+
+/* Consensus timing of every group of a host. */
+struct group_timing {
+    uint32_t election_ticks;  /* E; 0 = 10 (100 ms) */
+    uint32_t heartbeat_ticks; /* 0 = 2 */
+    uint32_t drift_ppm;       /* clock-rate bound between nodes; 0 = 50000 (5%) */
+};
+
+/* Starts the node-wide machinery: the WAL sync pool, the driver thread and
+ * the applier thread. send may be NULL when every group has one member.
+ * timing may be NULL (defaults). */
+int group_host_start(struct state *st, int sync_threads, const struct group_timing *timing,
+                     group_send_fn send, void *send_arg, struct group_host **out,
                      struct nerr *err);
+
+/* A message from node `from` for group gid (the transport's receive path).
+ * Malformed or forged messages, and messages for groups not open here, are
+ * dropped and counted (group_host_stats). Any thread. */
+void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const void *msg,
+                     size_t len);
+
+struct group_host_stats {
+    uint64_t msgs_in, msgs_out;
+    uint64_t dropped_malformed; /* undecodable (raftwire_decode refused) */
+    uint64_t dropped_forged;    /* sender is not the member it claims, or not a member */
+    uint64_t dropped_unknown;   /* no such group open on this node */
+    uint64_t dropped_raft;      /* refused by the consensus core (raft_step) */
+    uint64_t send_failures;     /* transport refused (queue full, unknown peer) */
+};
+void group_host_stats(struct group_host *h, struct group_host_stats *out);
 /* Stops the applier after every queued entry was applied. All groups must be
  * closed first. */
 void group_host_stop(struct group_host *h);
@@ -89,25 +139,56 @@ int group_host_barrier(struct group_host *h);
 /* The host a group runs on. */
 struct group_host *group_host_of(struct group *g);
 
-/* Opens a group: opens/recovers its WAL in wal_dir, then replays every entry
- * after the applied LSN recorded in LMDB through sm->apply (in this thread,
- * in batches of write transactions). name is the key of its applied LSN.
- * sm and sm_arg are borrowed until group_close. */
+/* Who the members of a group are. nodes[k] is member k+1's node id; self is
+ * this node's member number (1..n). Member 1 is the preferred leader: it
+ * campaigns first when the group starts. */
+struct group_members {
+    uint64_t gid; /* the group's id on the wire, unique in the cluster */
+    uint32_t n;   /* odd, 1..RAFT_MAX_MEMBERS */
+    uint32_t self;
+    const char *nodes[RAFT_MAX_MEMBERS];
+};
+
+/* Opens a group: opens/recovers its WAL in wal_dir and its HARDSTATE, loads
+ * the log into the consensus core and registers it with the driver.
+ * Committed entries after the applied LSN recorded in LMDB are applied again
+ * as the core reports them committed. name is the key of its applied LSN.
+ * mem NULL = one member (this node). sm, sm_arg and mem's strings are
+ * borrowed until group_close. NERR_EXISTS when gid is already open. */
 int group_open(struct group_host *h, const char *name, const char *wal_dir,
                const struct wal_options *wopt, const struct group_sm *sm, void *sm_arg,
-               struct group **out, struct nerr *err);
+               const struct group_members *mem, struct group **out, struct nerr *err);
 
 /* Waits until every accepted proposal has completed, then closes the WAL. */
 void group_close(struct group *g);
 
 /* Proposes an entry. data (copied) is what the WAL stores and replay decodes;
  * op is the decoded form, borrowed until done() runs. Returns 0 (done() will
- * run exactly once), or NERR_CLOSED / NERR_IO without calling done(). */
+ * run exactly once), or without calling done(): NERR_BUSY when this member
+ * is not the leader (the router forwards), NERR_CLOSED, NERR_IO. */
 int group_propose(struct group *g, const void *data, size_t len, void *op, group_done_fn done,
                   void *arg);
 
 const char *group_name(const struct group *g);
 uint64_t group_applied_lsn(struct group *g);
 uint64_t group_last_lsn(struct group *g);
+
+/* A snapshot of the member's consensus state (atomics the driver updates
+ * after every step; may be one step old). */
+struct group_status {
+    enum raft_role role;
+    uint32_t leader; /* member number, 0 = unknown */
+    uint64_t term, commit, applied, last_index;
+    int lease;  /* leader with a valid lease, checked within the last 5 ms */
+    int failed; /* the WAL failed: this member is silent */
+};
+void group_status(struct group *g, struct group_status *st);
+const struct group_members *group_members_of(const struct group *g);
+
+/* For a strongly consistent read on this member: 0 once this member is the
+ * leader holding a valid lease and has applied everything committed when
+ * the call began (waits for the applier, at most timeout_ms); NERR_BUSY
+ * when it is not the leader or has no lease; NERR_TIMEOUT. */
+int group_read_index(struct group *g, int timeout_ms);
 
 #endif

@@ -236,15 +236,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_error(s, conn, 400, API_TYPE_CORAL "SerializationException", msg);
     }
     enum MHD_Result ret;
-    if (check_auth(s, conn, url, r, &ret))
-        return ret;
     const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amz-Target");
+    static const char admin[] = "NinesAdmin.";
+    int is_admin = target && !strncmp(target, admin, sizeof admin - 1);
+    /* Admin reads (status, catalog) are unsigned: tools and peers ask them. */
+    if (!is_admin && check_auth(s, conn, url, r, &ret))
+        return ret;
     static const char prefix[] = "DynamoDB_20120810.";
-    if (!target || strncmp(target, prefix, sizeof prefix - 1))
+    if (!target || (!is_admin && strncmp(target, prefix, sizeof prefix - 1)))
         return send_error(s, conn, 400, API_TYPE_CORAL "UnknownOperationException", "");
+    const char *hops_h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Nines-Hops");
+    int hops = hops_h ? atoi(hops_h) : 0;
     r->dispatched = 1;
     atomic_fetch_add(&s->inflight, 1);
-    api_call(s->opt.api, target + sizeof prefix - 1, r->body ? r->body : "", r->len, on_reply, r);
+    if (is_admin)
+        api_admin(s->opt.api, target + sizeof admin - 1, on_reply, r);
+    else
+        api_call_hops(s->opt.api, target + sizeof prefix - 1, r->body ? r->body : "", r->len,
+                      hops < 0 ? 0 : hops, on_reply, r);
     pthread_mutex_lock(&r->mu);
     if (r->answered) {
         int st = r->status;

@@ -224,4 +224,7 @@ out:
     return 0;
 }
 
-const struct group_sm items_sm = {.apply = items_apply, .committed = NULL, .commit_before_done = 0};
+const struct group_sm items_sm = {.apply = items_apply,
+                                  .committed = NULL,
+                                  .free_result = (void (*)(void *))op_result_free,
+                                  .commit_before_done = 0};

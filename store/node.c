@@ -13,6 +13,8 @@
 #include "store/group.h"
 #include "store/http.h"
 #include "store/state.h"
+#include "store/forward.h"
+#include "store/transport.h"
 
 #define MAX_PARTITIONS 256
 
@@ -20,6 +22,8 @@ struct node {
     const struct cluster_node *self;
     struct state *st;
     struct group_host *host;
+    struct transport *tp;
+    struct fwd *fwd;
     struct catalog *cat;
     struct api *api;
     struct http_server *http;
@@ -51,6 +55,18 @@ static int claim_data_dir(const struct cluster_conf *conf, const struct cluster_
     return fs_write_file_atomic(path, want, strlen(want), err);
 }
 
+static int tp_send(void *arg, const char *to, uint64_t gid, const void *msg, size_t len)
+{
+    struct node *n = arg;
+    return n->tp ? transport_send(n->tp, to, gid, msg, len) : NERR_CLOSED;
+}
+
+static void tp_recv(void *arg, const char *from, uint64_t gid, const void *msg, size_t len)
+{
+    struct node *n = arg;
+    group_host_recv(n->host, from, gid, msg, len);
+}
+
 int node_start(const struct node_options *opt, struct node **out, struct nerr *err)
 {
     const struct cluster_conf *conf = opt->conf;
@@ -70,16 +86,55 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                .max_dbs = conf->max_tables * 8 + 64};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
-    if ((rc = group_host_start(n->st, conf->sync_threads, &n->host, err)))
+    if ((rc = group_host_start(n->st, conf->sync_threads, NULL, conf->nnodes > 1 ? tp_send : NULL,
+                               n, &n->host, err)))
         goto fail;
-    struct catalog_options co = {.data_dir = self->data,
+    if (conf->nnodes > 1) {
+        struct transport_peer *peers = calloc(conf->nnodes, sizeof *peers);
+        if (!peers) {
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < conf->nnodes; i++)
+            peers[i] = (struct transport_peer){conf->nodes[i].id, conf->nodes[i].peer_host,
+                                               conf->nodes[i].peer_port};
+        struct transport_options to = {.cluster = conf->name,
+                                       .self_id = self->id,
+                                       .listen_host = self->peer_host,
+                                       .listen_port = self->peer_port,
+                                       .peers = peers,
+                                       .npeers = conf->nnodes,
+                                       .on_recv = tp_recv,
+                                       .arg = n};
+        rc = transport_start(&to, &n->tp, err);
+        free(peers);
+        if (rc)
+            goto fail;
+    }
+    struct catalog_options co = {.conf = conf,
+                                 .self_id = self->id,
+                                 .data_dir = self->data,
                                  .wal_segment_size = conf->wal_segment_size,
                                  .unsafe_ack_before_sync = opt->unsafe_ack_before_sync,
                                  .max_partitions = MAX_PARTITIONS,
                                  .max_dbs = so.max_dbs};
     if ((rc = catalog_open(n->host, &co, &n->cat, err)))
         goto fail;
+    {
+        /* Also in a one-node cluster: its timers retry requests while a
+         * group is busy (docs/replication.md, "Routing"). */
+        struct fwd_options fo = {
+            .access_key_id = conf->auth == CLUSTER_AUTH_SIGV4 ? conf->access_key_id : NULL,
+            .secret_access_key = conf->secret_access_key,
+            .region = conf->region};
+        if ((rc = fwd_start(&fo, &n->fwd, err)))
+            goto fail;
+    }
     struct api_options ao = {.cat = n->cat,
+                             .conf = conf,
+                             .self_id = self->id,
+                             .fwd = n->fwd,
+                             .host = n->host,
                              .region = conf->region,
                              .endpoint = self->api,
                              .default_partitions = conf->default_partitions,
@@ -116,8 +171,12 @@ void node_stop(struct node *n)
     if (!n)
         return;
     http_stop(n->http, 10000);
+    fwd_stop(n->fwd);
     api_free(n->api);
     catalog_close(n->cat);
+    /* Groups are closed: nothing sends any more; stop receiving before the
+     * host goes away. */
+    transport_stop(n->tp);
     group_host_stop(n->host);
     state_close(n->st);
     free(n);

@@ -1,0 +1,48 @@
+/*
+ * forward.h — the router's outgoing side: DynamoDB requests this node hands
+ * to another node's API (the partition leader, a replica, the metadata
+ * leader), asynchronously, plus timers for retries.
+ *
+ * One thread runs a libcurl multi handle: fwd_send queues a request and
+ * returns at once; done(arg, ...) runs later on the forwarder thread with
+ * the HTTP status and body (status 0: no answer — connect failure or
+ * timeout; the request may or may not have been executed). Requests are
+ * signed with SigV4 when credentials are configured (the receiver checks
+ * them like any client's) and carry X-Nines-Hops so that a request is
+ * forwarded at most FWD_MAX_HOPS times. Connections are kept alive and reused.
+ *
+ * fwd_after(ms) runs fn(arg) on the forwarder thread after ms milliseconds
+ * (the router's wait-and-retry while a partition elects a leader).
+ *
+ * Callbacks must not block. fwd_stop fails everything still queued or in
+ * flight (done with status 0, fn of pending timers run) and joins the thread.
+ * Thread-safe: fwd_send and fwd_after from any thread.
+ */
+#ifndef NINES_FORWARD_H
+#define NINES_FORWARD_H
+
+#include <stddef.h>
+
+#include "lib/err.h"
+
+#define FWD_MAX_HOPS 2
+
+struct fwd;
+
+struct fwd_options {
+    const char *access_key_id, *secret_access_key; /* NULL: unsigned */
+    const char *region;
+};
+
+/* body is malloc'd (NUL-terminated) and owned by the callee; NULL when
+ * status is 0. */
+typedef void (*fwd_done_fn)(void *arg, long status, char *body);
+
+int fwd_start(const struct fwd_options *o, struct fwd **out, struct nerr *err);
+void fwd_stop(struct fwd *f);
+/* hostport: "127.0.0.1:8101". op: "PutItem". body is copied. */
+int fwd_send(struct fwd *f, const char *hostport, const char *op, const char *body, size_t len,
+             int hops, long timeout_ms, fwd_done_fn done, void *arg);
+int fwd_after(struct fwd *f, int ms, void (*fn)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,126 @@
+#include "store/raftwire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/le.h"
+
+int raftwire_encode(const struct raft_msg *m, unsigned char **out, size_t *len)
+{
+    size_t n = RAFTWIRE_HEADER + 4 + m->data_len;
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        n += 20 + m->entries[i].len;
+    unsigned char *b = malloc(n), *p = b;
+    if (!b)
+        return NERR_NOMEM;
+    p[0] = RAFTWIRE_VERSION;
+    p[1] = (unsigned char)m->type;
+    le_put16(p + 2, 0);
+    le_put32(p + 4, m->from);
+    le_put32(p + 8, m->to);
+    le_put32(p + 12, m->reject);
+    le_put32(p + 16, m->n_entries);
+    le_put64(p + 20, m->term);
+    le_put64(p + 28, m->index);
+    le_put64(p + 36, m->log_term);
+    le_put64(p + 44, m->commit);
+    le_put64(p + 52, m->hint);
+    le_put64(p + 60, m->ctx);
+    le_put32(p + 68, 0);
+    p += RAFTWIRE_HEADER;
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        le_put64(p, e->term);
+        le_put64(p + 8, e->index);
+        le_put32(p + 16, e->len);
+        if (e->len)
+            memcpy(p + 20, e->data, e->len);
+        p += 20 + e->len;
+    }
+    le_put32(p, m->data_len);
+    if (m->data_len)
+        memcpy(p + 4, m->data, m->data_len);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg *m,
+                    struct nerr *err)
+{
+    const unsigned char *p = buf, *end = p + len;
+    memset(m, 0, sizeof *m);
+    if (len < RAFTWIRE_HEADER + 4)
+        return nerr_set(err, NERR_INVALID, "raft message of %zu bytes is too short", len);
+    if (p[0] != RAFTWIRE_VERSION)
+        return nerr_set(err, NERR_INVALID, "raft message version %u unknown", p[0]);
+    uint32_t type = p[1], n_entries = le_get32(p + 16);
+    if (type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END)
+        return nerr_set(err, NERR_INVALID, "raft message type %u unknown", type);
+    if (le_get16(p + 2) || le_get32(p + 68))
+        return nerr_set(err, NERR_INVALID, "raft message reserved bytes are not zero");
+    if (n_entries > RAFT_MAX_BATCH || (n_entries && type != RAFT_MSG_APPEND))
+        return nerr_set(err, NERR_INVALID, "raft %s message with %u entries",
+                        raft_msg_type_name(type), n_entries);
+    m->group = group;
+    m->type = type;
+    m->from = le_get32(p + 4);
+    m->to = le_get32(p + 8);
+    m->reject = le_get32(p + 12);
+    m->term = le_get64(p + 20);
+    m->index = le_get64(p + 28);
+    m->log_term = le_get64(p + 36);
+    m->commit = le_get64(p + 44);
+    m->hint = le_get64(p + 52);
+    m->ctx = le_get64(p + 60);
+    p += RAFTWIRE_HEADER;
+    /* First pass: validate the layout before allocating anything. */
+    const unsigned char *q = p;
+    for (uint32_t i = 0; i < n_entries; i++) {
+        if ((size_t)(end - q) < 20)
+            return nerr_set(err, NERR_INVALID, "raft message cut inside entry %u", i);
+        uint32_t elen = le_get32(q + 16);
+        if (elen > RAFT_MAX_ENTRY)
+            return nerr_set(err, NERR_INVALID, "raft entry of %u bytes is over the limit", elen);
+        if (le_get64(q + 8) != m->index + 1 + i)
+            return nerr_set(err, NERR_INVALID, "raft entry %u has index %llu, expected %llu", i,
+                            (unsigned long long)le_get64(q + 8),
+                            (unsigned long long)(m->index + 1 + i));
+        if ((size_t)(end - q - 20) < elen)
+            return nerr_set(err, NERR_INVALID, "raft message cut inside entry %u", i);
+        q += 20 + elen;
+    }
+    if ((size_t)(end - q) < 4)
+        return nerr_set(err, NERR_INVALID, "raft message cut before its data length");
+    uint32_t dlen = le_get32(q);
+    if (dlen > RAFT_MAX_SNAPSHOT || (dlen && type != RAFT_MSG_SNAPSHOT))
+        return nerr_set(err, NERR_INVALID, "raft %s message with %u data bytes",
+                        raft_msg_type_name(type), dlen);
+    if ((size_t)(end - q - 4) != dlen)
+        return nerr_set(err, NERR_INVALID, "raft message length does not match its contents");
+    if (n_entries && !(m->entries = calloc(n_entries, sizeof *m->entries)))
+        goto nomem;
+    m->n_entries = n_entries;
+    for (uint32_t i = 0; i < n_entries; i++) {
+        struct raft_entry *e = &m->entries[i];
+        e->term = le_get64(p);
+        e->index = le_get64(p + 8);
+        e->len = le_get32(p + 16);
+        if (e->len) {
+            if (!(e->data = malloc(e->len)))
+                goto nomem;
+            memcpy(e->data, p + 20, e->len);
+        }
+        p += 20 + e->len;
+    }
+    if (dlen) {
+        if (!(m->data = malloc(dlen)))
+            goto nomem;
+        memcpy(m->data, p + 4, dlen);
+        m->data_len = dlen;
+    }
+    return 0;
+nomem:
+    raft_msg_release(m);
+    return nerr_set(err, NERR_NOMEM, "out of memory");
+}

@@ -1,0 +1,40 @@
+/*
+ * raftwire.h — the byte form of a consensus message (struct raft_msg) as it
+ * travels between nodes inside a transport record (store/transport.h, which
+ * frames and checksums; the record carries the group id). Layout, all
+ * integers little-endian (docs/replication.md, "Message format"):
+ *
+ *   u8 version (1)  u8 type  u16 reserved (0)
+ *   u32 from  u32 to  u32 reject  u32 n_entries
+ *   u64 term  u64 index  u64 log_term  u64 commit  u64 hint  u64 ctx
+ *   n_entries x { u64 term  u64 index  u32 len  len bytes }
+ *   u32 data_len  data_len bytes
+ *
+ * raftwire_decode checks everything it can without the group's state: the
+ * version, a known type, exact lengths (no trailing bytes, nothing cut
+ * short), n_entries <= RAFT_MAX_BATCH and entries only in APPEND, entry
+ * lengths <= RAFT_MAX_ENTRY, data only in SNAPSHOT and <= RAFT_MAX_SNAPSHOT,
+ * consecutive entry indexes starting at index + 1. Anything else is
+ * NERR_INVALID with the reason in err, and nothing is allocated. The
+ * consensus core then checks membership, terms and indexes (raft_step).
+ *
+ * Ownership: raftwire_encode returns a malloc'd buffer; raftwire_decode
+ * fills m with malloc'd entries/data that raft_msg_release frees.
+ * Thread-safe (no shared state).
+ */
+#ifndef NINES_RAFTWIRE_H
+#define NINES_RAFTWIRE_H
+
+#include <stddef.h>
+
+#include "lib/err.h"
+#include "store/raft.h"
+
+#define RAFTWIRE_VERSION 1
+#define RAFTWIRE_HEADER 72
+
+int raftwire_encode(const struct raft_msg *m, unsigned char **out, size_t *len);
+int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg *m,
+                    struct nerr *err);
+
+#endif
