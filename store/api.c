@@ -655,7 +655,13 @@ static void write_done(void *arg, int status, void *result)
             batch_finish(b);
         return;
     }
-    if (status) {
+    if (status == NERR_TIMEOUT) {
+        reply_err(&w->c, "InternalServerError",
+                  "no quorum of replicas acknowledged the write in time; its outcome is unknown");
+    } else if (status == NERR_BUSY) {
+        reply_err(&w->c, "InternalServerError",
+                  "the partition's leader changed before the write committed; it was not applied");
+    } else if (status) {
         reply_err(&w->c, "InternalServerError", "the write could not be made durable (%s)",
                   nerr_name(status));
     } else if (!r) {
@@ -1523,6 +1529,11 @@ struct rcall {
     unsigned long long deadline;
     int attempt;
     int retrying; /* route_retry took it */
+    /* A forwarded CreateTable/DeleteTable that succeeded: its answer, held
+     * until this node's catalog shows the change (bounded). */
+    long held_status;
+    char *held_body;
+    int polls;
 };
 
 static unsigned long long api_mono_ms(void)
@@ -1534,6 +1545,7 @@ static unsigned long long api_mono_ms(void)
 
 static void rcall_free(struct rcall *rc)
 {
+    free(rc->held_body);
     free(rc->body);
     free(rc);
 }
@@ -1734,6 +1746,24 @@ static int is_write_op(const char *op)
            !strcmp(op, "DeleteTable");
 }
 
+static void table_wait(void *arg)
+{
+    struct rcall *rc = arg;
+    json_t *req = json_loadb(rc->body, rc->len, JSON_ALLOW_NUL, NULL);
+    const char *name = json_string_value(json_object_get(req, "TableName"));
+    catalog_sync_now(rc->a->opt.cat);
+    struct table *t = name ? catalog_get(rc->a->opt.cat, name) : NULL;
+    int want = !strcmp(rc->op, "CreateTable");
+    int done = !name || (want == (t != NULL));
+    table_put(t);
+    json_decref(req);
+    if (!done && ++rc->polls < 100 && fwd_after(rc->a->opt.fwd, 10, table_wait, rc) == 0)
+        return;
+    rc->reply(rc->arg, (int)rc->held_status, rc->held_body);
+    rc->held_body = NULL;
+    rcall_free(rc);
+}
+
 static void on_forwarded(void *arg, long status, char *body)
 {
     struct rcall *rc = arg;
@@ -1751,8 +1781,14 @@ static void on_forwarded(void *arg, long status, char *body)
         route_unavailable(rc, "the partition leader did not answer");
         return;
     }
-    if (status == 200 && (!strcmp(rc->op, "CreateTable") || !strcmp(rc->op, "DeleteTable")))
-        catalog_sync_now(rc->a->opt.cat); /* usable here as soon as the client hears */
+    if (status == 200 && (!strcmp(rc->op, "CreateTable") || !strcmp(rc->op, "DeleteTable"))) {
+        /* Usable here as soon as the client hears: hold the answer until
+         * this node's catalog shows the change. */
+        rc->held_status = status;
+        rc->held_body = body;
+        table_wait(rc);
+        return;
+    }
     if (status >= 500)
         atomic_fetch_add(&rc->a->server_errors, 1);
     else if (status >= 400)

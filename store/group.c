@@ -25,6 +25,7 @@ struct gentry {
     struct group *g;
     uint64_t lsn;  /* raft index */
     uint64_t term; /* proposals: the term they were appended in */
+    uint64_t t_ns; /* proposals: when appended (for GROUP_PROPOSAL_TIMEOUT_MS) */
     int status;
     void *op;
     group_done_fn done; /* NULL: an entry this node did not propose */
@@ -100,6 +101,7 @@ struct group {
     struct raft *r;
     struct raft_ready rd;
     int in_flight;       /* a ready is being persisted */
+    int rd_applied;      /* its committed entries were queued already */
     int wal_failed;
     uint32_t missed_ticks;
     struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
@@ -891,7 +893,9 @@ static void queue_committed(struct group *g, const struct raft_ready *rd)
 static void finish_ready(struct group *g)
 {
     send_msgs(g, &g->rd);
-    queue_committed(g, &g->rd);
+    if (!g->rd_applied)
+        queue_committed(g, &g->rd);
+    g->rd_applied = 0;
     raft_ready_advance(g->r);
     g->in_flight = 0;
     /* Ticks that passed while the disk was busy count before anything is
@@ -926,6 +930,13 @@ static void drive(struct group *g)
             g->hs_saved = rd->hs;
         }
         if (rd->n_entries) {
+            /* Committed entries are durable on a quorum already: apply them
+             * now rather than after this ready's fsync (raft.h allows the
+             * host to apply while it persists new entries). */
+            if (rd->n_committed) {
+                queue_committed(g, rd);
+                g->rd_applied = 1;
+            }
             uint64_t first = rd->entries[0].index;
             if (first <= wal_last_lsn(g->wal)) {
                 if (wal_truncate_suffix(g->wal, first - 1, &err)) {
@@ -995,12 +1006,27 @@ static void proposal(struct group *g, struct gentry *e)
     }
     e->lsn = index;
     e->term = raft_term(g->r);
+    e->t_ns = now_ns();
     e->next = NULL;
     if (g->pending_tail)
         g->pending_tail->next = e;
     else
         g->pending = e;
     g->pending_tail = e;
+}
+
+/* A proposal that no quorum acknowledged in time: its outcome is unknown
+ * (it may still commit, then it is applied like any entry, without done). */
+static void expire_pending(struct group *g, uint64_t now)
+{
+    uint64_t limit = (uint64_t)GROUP_PROPOSAL_TIMEOUT_MS * 1000000ull;
+    while (g->pending && now - g->pending->t_ns > limit) {
+        struct gentry *e = g->pending;
+        g->pending = e->next;
+        if (!g->pending)
+            g->pending_tail = NULL;
+        fail_prop(e, NERR_TIMEOUT);
+    }
 }
 
 static void message(struct group *g, struct dev *d)
@@ -1179,6 +1205,7 @@ static void *driver_main(void *arg)
                     g->missed_ticks += (uint32_t)ticks;
                     continue;
                 }
+                expire_pending(g, now);
                 uint64_t k = ticks + g->missed_ticks;
                 g->missed_ticks = 0;
                 /* A stalled loop must not make the lease look longer: each

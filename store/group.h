@@ -84,6 +84,10 @@ struct group_sm {
     int commit_before_done;
 };
 
+/* A proposal not committed within this long completes with NERR_TIMEOUT
+ * (outcome unknown: it may still commit later). */
+#define GROUP_PROPOSAL_TIMEOUT_MS 2500
+
 /* Longest an applied entry waits in the open transaction before a commit. */
 #define GROUP_COMMIT_MAX_MS 5
 

@@ -15,7 +15,8 @@ use Time::HiRes qw(sleep time);
 use Exporter 'import';
 
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
-                    write_cluster http raw_client raw_call);
+                    write_cluster http raw_client raw_call
+                    new_cluster start_member cluster_status wait_until);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -120,6 +121,85 @@ sub raw_call {
         return () unless $r;
     }
     return ($status, $rest);
+}
+
+# new_cluster(nodes => N, azs => A, extra => YAML) -> a cluster of N nodes
+# spread round-robin over A AZs, every listener on a free loopback port, data
+# in one temp dir. Nothing is started: see start_member.
+sub new_cluster {
+    my (%opt) = @_;
+    my $n = $opt{nodes} // 6;
+    my $azs = $opt{azs} // 3;
+    my $dir = tempdir('nines-c-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my @nodes;
+    my $yaml = "cluster: ctest\nauth: none\n" . ($opt{extra} // '') . "nodes:\n";
+    for my $i (1 .. $n) {
+        my ($api, $peer) = (free_port(), free_port());
+        my $az = 'az' . (($i - 1) % $azs + 1);
+        my $rack = 'r' . int(($i - 1) / $azs + 1);
+        push @nodes, { id => "n$i", az => $az, rack => $rack, port => $api, peer => $peer,
+                       url => "http://127.0.0.1:$api", dir => $dir, log => "$dir/n$i.log",
+                       pid => 0 };
+        $yaml .= "  - {id: n$i, az: $az, rack: $rack, api: 127.0.0.1:$api, "
+               . "peer: 127.0.0.1:$peer, data: $dir/n$i}\n";
+    }
+    my $path = "$dir/cluster.yaml";
+    open my $f, '>', $path or die "$path: $!";
+    print $f $yaml;
+    close $f;
+    $_->{cluster} = $path for @nodes;
+    return { dir => $dir, path => $path, nodes => \@nodes,
+             byid => { map { $_->{id} => $_ } @nodes } };
+}
+
+# start_member(node-hash [, args => [...]]): starts that node's ninesd and
+# waits until its API answers. Returns the node hash (pid set).
+sub start_member {
+    my ($m, %opt) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', $m->{log} or die;
+        open STDERR, '>&', \*STDOUT or die;
+        exec bin('ninesd'), '--cluster', $m->{cluster}, '--node', $m->{id}, @{ $opt{args} // [] };
+        die "exec: $!";
+    }
+    $m->{pid} = $pid;
+    my $http = HTTP::Tiny->new(timeout => 1);
+    for (1 .. 500) {
+        my $r = $http->get("$m->{url}/");
+        return $m if $r->{status} == 200;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            $m->{pid} = 0;
+            die "ninesd $m->{id} exited at start-up:\n" . slurp($m->{log});
+        }
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    $m->{pid} = 0;
+    die "ninesd $m->{id} did not come up:\n" . slurp($m->{log});
+}
+
+# cluster_status(node) -> the node's NinesAdmin.Status report (hashref) or undef.
+sub cluster_status {
+    my ($m) = @_;
+    my $r = HTTP::Tiny->new(timeout => 2)->request('POST', "$m->{url}/", {
+        headers => { 'Content-Type' => 'application/x-amz-json-1.0',
+                     'X-Amz-Target' => 'NinesAdmin.Status' }, content => '{}' });
+    return undef unless $r->{status} == 200;
+    return eval { JSON::PP->new->utf8->decode($r->{content}) };
+}
+
+# wait_until(seconds, sub) -> the sub's first true value, or undef at the deadline.
+sub wait_until {
+    my ($secs, $fn) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        my $v = $fn->();
+        return $v if $v;
+        sleep 0.05;
+    }
+    return undef;
 }
 
 sub slurp { my ($p) = @_; open my $f, '<', $p or return ''; local $/; <$f> }
