@@ -1,6 +1,7 @@
 #include "store/api.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1407,13 +1408,27 @@ static void op_scan(struct call *c, json_t *req)
         first_part = table_partition_for(t, json_object_get(skey, t->hash_name))->index;
         json_decref(skey);
     }
-    for (int pi = 0; pi < t->nparts; pi++)
+    /* NinesPartition: only that partition (the router pages a Scan across
+     * nodes one partition at a time). */
+    json_t *only = json_object_get(req, "NinesPartition");
+    int last_part = t->nparts - 1;
+    if (only) {
+        json_int_t op_ = json_is_integer(only) ? json_integer_value(only) : -1;
+        if (op_ < 0 || op_ >= t->nparts || (esk && first_part != op_)) {
+            reply_err(c, "ValidationException", "NinesPartition must name a partition of the "
+                                                "table (0..%d) holding ExclusiveStartKey",
+                      t->nparts - 1);
+            goto out;
+        }
+        first_part = last_part = (int)op_;
+    }
+    for (int pi = first_part; pi <= last_part; pi++)
         if (!t->parts[pi].g) {
             reply_err(c, "ServiceUnavailable", "no replica of partition %s on this node",
                       t->parts[pi].name);
             goto out;
         }
-    if ((group_host_barrier(group_host_of(t->parts[0].g)) &&
+    if ((group_host_barrier(group_host_of(t->parts[first_part].g)) &&
          nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
         state_read_begin(c->a->st, &txn, &e)) {
         reply_validation(c, &e);
@@ -1423,7 +1438,7 @@ static void op_scan(struct call *c, json_t *req)
     /* Partitions in order, each in key order: a stable order for pagination.
      * With Segment/TotalSegments, a segment holds the items whose hash key
      * hashes to it, so parallel scanners see disjoint sets. */
-    for (int pi = first_part; pi < t->nparts && !full; pi++) {
+    for (int pi = first_part; pi <= last_part && !full; pi++) {
         MDB_val k, v;
         int rc = mdb_cursor_open(txn, t->parts[pi].dbi, &cur);
         if (rc) {
@@ -1559,7 +1574,7 @@ static const char *node_api(struct api *a, const char *id)
     return NULL;
 }
 
-enum route_kind { ROUTE_LOCAL, ROUTE_FORWARD, ROUTE_WAIT };
+enum route_kind { ROUTE_LOCAL, ROUTE_FORWARD, ROUTE_WAIT, ROUTE_SPLIT };
 
 /* Where a request for partition p (members, local group g) goes. */
 static enum route_kind route_group(struct rcall *rc, struct group *g, int n, const char *const *members,
@@ -1659,6 +1674,17 @@ static enum route_kind route_decide(struct rcall *rc, json_t *req, const char **
         table_put(t);
         return k;
     }
+    if (!strcmp(op, "Scan") && json_object_get(req, "NinesPartition")) {
+        const char *name = json_string_value(json_object_get(req, "TableName"));
+        struct table *t = name ? catalog_get(a->opt.cat, name) : NULL;
+        json_t *np = json_object_get(req, "NinesPartition");
+        enum route_kind k = ROUTE_LOCAL;
+        if (t && json_is_integer(np) && json_integer_value(np) >= 0 &&
+            json_integer_value(np) < t->nparts)
+            k = route_partition(rc, &t->parts[json_integer_value(np)], need, to);
+        table_put(t);
+        return k;
+    }
     /* Scan and batches: served here when every partition they touch is. */
     json_t *tables = NULL;
     const char *tn = json_string_value(json_object_get(req, "TableName"));
@@ -1692,18 +1718,13 @@ static enum route_kind route_decide(struct rcall *rc, json_t *req, const char **
                 const char *dummy = NULL;
                 enum route_kind pk = route_partition(rc, &t->parts[p], need, &dummy);
                 if (pk != ROUTE_LOCAL)
-                    res = pk == ROUTE_WAIT || !t->parts[p].g ? ROUTE_WAIT : ROUTE_WAIT;
+                    res = ROUTE_SPLIT;
             }
             table_put(t);
         }
     json_decref(tables);
-    if (res != ROUTE_LOCAL) {
-        /* Not every partition has a replica (or a leader) here: the request
-         * cannot be split yet; it waits for leaders, then is answered 503. */
-        *to = NULL;
-        return ROUTE_WAIT;
-    }
-    return ROUTE_LOCAL;
+    /* Not every partition has a replica (or a leader) here: split it. */
+    return res == ROUTE_LOCAL ? ROUTE_LOCAL : ROUTE_SPLIT;
 }
 
 static void route(struct rcall *rc);
@@ -1798,6 +1819,7 @@ static void on_forwarded(void *arg, long status, char *body)
 }
 
 static void dispatch(struct rcall *rc, json_t *req);
+static void split(struct rcall *rc, json_t *req);
 
 static void route(struct rcall *rc)
 {
@@ -1813,6 +1835,11 @@ static void route(struct rcall *rc)
             return;
         if (!route_retry(rc))
             route_unavailable(rc, "cannot forward the request");
+        return;
+    }
+    if (k == ROUTE_SPLIT) {
+        split(rc, req);
+        json_decref(req);
         return;
     }
     if (k != ROUTE_LOCAL) {
@@ -1846,6 +1873,299 @@ static const struct {
     {"DescribeEndpoints", op_describe_endpoints},
     {"DescribeLimits", op_describe_limits},
 };
+
+/* ---- requests split over several partitions' nodes ----
+ *
+ * Scan pages through the partitions in order, one sub-Scan (with
+ * NinesPartition) per partition, each routed like a point read, until the
+ * page is full (Limit or a sub-Scan's own LastEvaluatedKey) or the table
+ * ends. BatchGetItem and BatchWriteItem become one GetItem / PutItem /
+ * DeleteItem per key, routed independently; an item that fails with a
+ * retryable error is handed back in Unprocessed*, as DynamoDB does; a
+ * client error (400) fails the batch with that error (items already written
+ * stay written: a difference from DynamoDB, which validates first). */
+
+static void sub_call(struct api *a, const char *op, json_t *req, api_reply_fn reply, void *arg)
+{
+    char *body = json_dumps(req, JSON_COMPACT);
+    if (!body) {
+        reply(arg, 500, api_error_body(API_TYPE_DDB "InternalServerError", "out of memory"));
+        return;
+    }
+    struct rcall *rc = calloc(1, sizeof *rc);
+    if (!rc) {
+        free(body);
+        reply(arg, 500, api_error_body(API_TYPE_DDB "InternalServerError", "out of memory"));
+        return;
+    }
+    snprintf(rc->op, sizeof rc->op, "%s", op);
+    rc->body = body;
+    rc->len = strlen(body);
+    rc->a = a;
+    rc->reply = reply;
+    rc->arg = arg;
+    rc->deadline = api_mono_ms() + ROUTE_DEADLINE_MS;
+    route(rc);
+}
+
+struct scan_split {
+    struct rcall *rc;
+    json_t *req;   /* the client's request */
+    json_t *items; /* collected */
+    json_int_t count, scanned, limit; /* limit 0 = none */
+    int part, nparts;
+};
+
+static void scan_next(struct scan_split *sp, int first);
+
+static void scan_finish(struct scan_split *sp, int status, char *body)
+{
+    struct rcall *rc = sp->rc;
+    if (!body) {
+        json_t *out = json_pack("{s:I, s:I}", "Count", sp->count, "ScannedCount", sp->scanned);
+        json_object_set(out, "Items", sp->items);
+        body = json_dumps(out, JSON_COMPACT);
+        json_decref(out);
+        status = 200;
+    }
+    rc->reply(rc->arg, status, body);
+    json_decref(sp->items);
+    json_decref(sp->req);
+    free(sp);
+    rcall_free(rc);
+}
+
+static void scan_done(void *arg, int status, char *body)
+{
+    struct scan_split *sp = arg;
+    if (status != 200) {
+        scan_finish(sp, status, body);
+        return;
+    }
+    json_t *r = json_loads(body, 0, NULL);
+    free(body);
+    if (!r) {
+        scan_finish(sp, 500, api_error_body(API_TYPE_DDB "InternalServerError",
+                                            "a partition's Scan answer is not JSON"));
+        return;
+    }
+    json_t *items = json_object_get(r, "Items");
+    if (json_is_array(items))
+        json_array_extend(sp->items, items);
+    sp->count += json_integer_value(json_object_get(r, "Count"));
+    sp->scanned += json_integer_value(json_object_get(r, "ScannedCount"));
+    json_t *lek = json_object_get(r, "LastEvaluatedKey");
+    if (lek || (sp->limit && sp->scanned >= sp->limit) || sp->part + 1 >= sp->nparts) {
+        json_t *out = json_pack("{s:I, s:I}", "Count", sp->count, "ScannedCount", sp->scanned);
+        const char *sel = json_string_value(json_object_get(sp->req, "Select"));
+        if (json_object_get(r, "Items") || !sel || strcmp(sel, "COUNT"))
+            json_object_set(out, "Items", sp->items);
+        if (lek)
+            json_object_set(out, "LastEvaluatedKey", lek);
+        json_decref(r);
+        char *b = json_dumps(out, JSON_COMPACT);
+        json_decref(out);
+        scan_finish(sp, 200, b);
+        return;
+    }
+    json_decref(r);
+    sp->part++;
+    scan_next(sp, 0);
+}
+
+static void scan_next(struct scan_split *sp, int first)
+{
+    json_t *sub = json_deep_copy(sp->req);
+    if (!first)
+        json_object_del(sub, "ExclusiveStartKey");
+    json_object_set_new(sub, "NinesPartition", json_integer(sp->part));
+    if (sp->limit)
+        json_object_set_new(sub, "Limit", json_integer(sp->limit - sp->scanned));
+    sub_call(sp->rc->a, "Scan", sub, (api_reply_fn)scan_done, sp);
+    json_decref(sub);
+}
+
+struct fan {
+    struct rcall *rc;
+    pthread_mutex_t mu;
+    int pending;
+    int write;
+    json_t *req;       /* the client's request */
+    json_t *responses; /* BatchGetItem: table -> [items] */
+    json_t *unproc;    /* table -> [request entries] (write) or {Keys:[...]} (get) */
+    int err_status;
+    char *err_body;
+};
+
+struct fan_item {
+    struct fan *f;
+    char table[256];
+    json_t *entry; /* write: {"PutRequest":...}; get: the key */
+};
+
+static void fan_finish(struct fan *f)
+{
+    struct rcall *rc = f->rc;
+    if (f->err_body) {
+        rc->reply(rc->arg, f->err_status, f->err_body);
+    } else {
+        json_t *out = f->write ? json_pack("{s:O}", "UnprocessedItems", f->unproc)
+                               : json_pack("{s:O, s:O}", "Responses", f->responses,
+                                           "UnprocessedKeys", f->unproc);
+        char *b = json_dumps(out, JSON_COMPACT);
+        json_decref(out);
+        rc->reply(rc->arg, 200, b);
+    }
+    json_decref(f->req);
+    json_decref(f->responses);
+    json_decref(f->unproc);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    rcall_free(rc);
+}
+
+static void fan_done(void *arg, int status, char *body)
+{
+    struct fan_item *it = arg;
+    struct fan *f = it->f;
+    json_t *r = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    pthread_mutex_lock(&f->mu);
+    if (status == 200 && !f->write) {
+        json_t *item = json_object_get(r, "Item");
+        if (item) {
+            json_t *list = json_object_get(f->responses, it->table);
+            if (!list)
+                json_object_set_new(f->responses, it->table, list = json_array());
+            json_array_append(list, item);
+        }
+    } else if (status >= 400 && status < 500) {
+        if (!f->err_body) {
+            f->err_status = status;
+            f->err_body = body;
+            body = NULL;
+        }
+    } else if (status != 200) {
+        json_t *t = json_object_get(f->unproc, it->table);
+        if (!t) {
+            t = f->write ? json_array() : json_deep_copy(json_object_get(
+                                              json_object_get(f->req, "RequestItems"), it->table));
+            if (!f->write)
+                json_object_set_new(t, "Keys", json_array());
+            json_object_set_new(f->unproc, it->table, t);
+        }
+        json_array_append(f->write ? t : json_object_get(t, "Keys"), it->entry);
+    }
+    int last = --f->pending == 0;
+    pthread_mutex_unlock(&f->mu);
+    json_decref(r);
+    free(body);
+    json_decref(it->entry);
+    free(it);
+    if (last)
+        fan_finish(f);
+}
+
+static void split(struct rcall *rc, json_t *req)
+{
+    struct api *a = rc->a;
+    if (!strcmp(rc->op, "Scan")) {
+        const char *name = json_string_value(json_object_get(req, "TableName"));
+        struct table *t = name ? catalog_get(a->opt.cat, name) : NULL;
+        json_t *esk = json_object_get(req, "ExclusiveStartKey");
+        struct scan_split *sp = t ? calloc(1, sizeof *sp) : NULL;
+        if (!sp) {
+            table_put(t);
+            dispatch(rc, req); /* the handler answers (no such table, ...) */
+            return;
+        }
+        sp->rc = rc;
+        sp->req = json_incref(req);
+        sp->items = json_array();
+        sp->nparts = t->nparts;
+        json_t *lim = json_object_get(req, "Limit");
+        sp->limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? json_integer_value(lim) : 0;
+        if (json_is_object(esk) && json_object_get(esk, t->hash_name))
+            sp->part = table_partition_for(t, json_object_get(esk, t->hash_name))->index;
+        table_put(t);
+        scan_next(sp, 1);
+        return;
+    }
+    int write = !strcmp(rc->op, "BatchWriteItem");
+    json_t *ri = json_object_get(req, "RequestItems");
+    size_t n = 0;
+    const char *tn;
+    json_t *spec;
+    json_object_foreach(ri, tn, spec) n += json_array_size(write ? spec : json_object_get(spec, "Keys"));
+    if (!json_is_object(ri) || n == 0 || n > (write ? 25u : 100u)) {
+        dispatch(rc, req); /* the handler's validation answers */
+        return;
+    }
+    struct fan *f = calloc(1, sizeof *f);
+    if (!f) {
+        route_unavailable(rc, "out of memory");
+        return;
+    }
+    f->rc = rc;
+    f->write = write;
+    f->req = json_incref(req);
+    f->responses = json_object();
+    f->unproc = json_object();
+    f->pending = (int)n + 1; /* +1 until every sub-call is sent */
+    pthread_mutex_init(&f->mu, NULL);
+    json_object_foreach(ri, tn, spec)
+    {
+        size_t i;
+        json_t *e;
+        json_array_foreach(write ? spec : json_object_get(spec, "Keys"), i, e)
+        {
+            struct fan_item *it = calloc(1, sizeof *it);
+            json_t *sub = NULL;
+            const char *op = NULL;
+            if (write && json_object_get(e, "PutRequest")) {
+                op = "PutItem";
+                sub = json_pack("{s:s, s:O}", "TableName", tn, "Item",
+                                json_object_get(json_object_get(e, "PutRequest"), "Item"));
+            } else if (write && json_object_get(e, "DeleteRequest")) {
+                op = "DeleteItem";
+                sub = json_pack("{s:s, s:O}", "TableName", tn, "Key",
+                                json_object_get(json_object_get(e, "DeleteRequest"), "Key"));
+            } else if (!write) {
+                op = "GetItem";
+                sub = json_deep_copy(spec);
+                json_object_del(sub, "Keys");
+                json_object_set_new(sub, "TableName", json_string(tn));
+                json_object_set(sub, "Key", e);
+            }
+            if (!it || !sub || strlen(tn) >= sizeof it->table) {
+                free(it);
+                json_decref(sub);
+                /* Malformed: the handler's validation answers (nothing was
+                 * written, as no sub-call went out before a bad entry...
+                 * unless earlier ones did: they stand). */
+                pthread_mutex_lock(&f->mu);
+                f->pending--;
+                if (!f->err_body) {
+                    f->err_status = 400;
+                    f->err_body = api_error_body(API_TYPE_DDB "ValidationException",
+                                                 "a request entry is neither a PutRequest nor "
+                                                 "a DeleteRequest");
+                }
+                pthread_mutex_unlock(&f->mu);
+                continue;
+            }
+            it->f = f;
+            snprintf(it->table, sizeof it->table, "%s", tn);
+            it->entry = json_incref(e);
+            sub_call(a, op, sub, fan_done, it);
+            json_decref(sub);
+        }
+    }
+    pthread_mutex_lock(&f->mu);
+    int last = --f->pending == 0;
+    pthread_mutex_unlock(&f->mu);
+    if (last)
+        fan_finish(f);
+}
 
 /* Runs the request here. req may be NULL (unparsable body). */
 static void dispatch(struct rcall *rc, json_t *req)
