@@ -51,7 +51,10 @@ void load_usage(FILE *f)
         "throughput, errors by type and latency percentiles per operation.\n"
         "\n"
         "  --endpoint URL         endpoint, repeatable or comma-separated; connections are\n"
-        "                         spread round-robin (default http://127.0.0.1:8101)\n"
+        "                         spread round-robin (default http://127.0.0.1:8101);\n"
+        "                         --endpoints is the same option\n"
+        "  --target T             dynamodb (default) or etcd: etcd 3.4's v3 JSON gateway\n"
+        "                         (put, get = serializable range, cget = linearizable range)\n"
         "  --table NAME           table (default \"load\")\n"
         "  --create               create the table (hash key \"pk\", type S) if it does not exist\n"
         "  --partitions N         with --create: partition count (tag nines:partitions)\n"
@@ -199,6 +202,25 @@ static int parse_mix(const char *v, struct load_opts *o, struct nerr *e)
     return 0;
 }
 
+/* What the etcd target cannot do, refused by name rather than ignored. */
+static int etcd_opts_check(const struct load_opts *o, int signing, struct nerr *e)
+{
+    const char *bad = o->create       ? "--create"
+                      : o->partitions ? "--partitions"
+                      : o->history[0] ? "--history"
+                      : signing       ? "--access-key-id/--secret-access-key"
+                                      : NULL;
+    if (bad)
+        return nerr_set(e, NERR_INVALID, "%s is not available with --target etcd", bad);
+    int ops_ok =
+        o->mix == LOAD_MIX_WEIGHTS ? o->weight[LOAD_CAS] <= 0 && o->weight[LOAD_DELETE] <= 0 : 1;
+    if (!ops_ok)
+        return nerr_set(e, NERR_INVALID,
+                        "--target etcd does put, get and cget only (no cas, "
+                        "delete in --mix)");
+    return 0;
+}
+
 int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
 {
     enum {
@@ -226,10 +248,13 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         O_DIST,
         O_HISTORY,
         O_FINAL_TIMEOUT,
-        O_WRITER_ID
+        O_WRITER_ID,
+        O_TARGET
     };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, O_ENDPOINT},
+        {"endpoints", required_argument, NULL, O_ENDPOINT},
+        {"target", required_argument, NULL, O_TARGET},
         {"table", required_argument, NULL, O_TABLE},
         {"create", no_argument, NULL, O_CREATE},
         {"partitions", required_argument, NULL, O_PARTITIONS},
@@ -445,6 +470,16 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
                 goto fail;
             }
             break;
+        case O_TARGET:
+            if (!strcmp(v, "dynamodb")) {
+                o->target = LOAD_TARGET_DYNAMODB;
+            } else if (!strcmp(v, "etcd")) {
+                o->target = LOAD_TARGET_ETCD;
+            } else {
+                rc = nerr_set(e, NERR_INVALID, "--target '%s': dynamodb or etcd", v);
+                goto fail;
+            }
+            break;
         default:
             rc = nerr_set(e, NERR_INVALID, "unknown option or missing value: '%s'",
                           argv[optind - 1]);
@@ -457,11 +492,14 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
     }
     if (!o->nendpoints && (rc = add_endpoint(o, "http://127.0.0.1:8101", 21, e)))
         goto fail;
-    if (!saw_akid && getenv("AWS_ACCESS_KEY_ID") &&
+    if (o->target == LOAD_TARGET_ETCD && (rc = etcd_opts_check(o, saw_akid || saw_secret, e)))
+        goto fail;
+    /* etcd takes no AWS credentials: the environment's are for DynamoDB. */
+    if (o->target != LOAD_TARGET_ETCD && !saw_akid && getenv("AWS_ACCESS_KEY_ID") &&
         (rc = copy_opt(o->akid, sizeof o->akid, getenv("AWS_ACCESS_KEY_ID"), "AWS_ACCESS_KEY_ID",
                        e)))
         goto fail;
-    if (!saw_secret && getenv("AWS_SECRET_ACCESS_KEY") &&
+    if (o->target != LOAD_TARGET_ETCD && !saw_secret && getenv("AWS_SECRET_ACCESS_KEY") &&
         (rc = copy_opt(o->secret, sizeof o->secret, getenv("AWS_SECRET_ACCESS_KEY"),
                        "AWS_SECRET_ACCESS_KEY", e)))
         goto fail;
@@ -594,6 +632,7 @@ void load_gen_init(struct load_gen *g, const struct load_opts *o)
     g->value_size = o->value_size;
     g->writer_id = o->writer_id;
     g->dist = o->dist;
+    g->target = o->target;
     double c = 0;
     int last = 0;
     for (int i = 0; i < LOAD_NOPS; i++) {
@@ -648,8 +687,11 @@ void load_gen_next(struct load_gen *g, struct load_req *rq)
 size_t load_gen_body_max(const struct load_gen *g)
 {
     /* A cas carries two values; a value is value_size bytes or, when that is
-     * too small, its unpadded form (under 40 bytes). */
-    return strlen(g->table) + 2 * (g->value_size + 40) + 256;
+     * too small, its unpadded form (under 40 bytes). etcd's one value is
+     * base64: 4 bytes per 3, and the key as well. */
+    size_t ddb = strlen(g->table) + 2 * (g->value_size + 40) + 256;
+    size_t etcd = 4 * ((g->value_size + 40 + 2) / 3) + 256;
+    return ddb > etcd ? ddb : etcd;
 }
 
 static char *put_u64(char *p, uint64_t v)
@@ -684,10 +726,66 @@ size_t load_gen_value(const struct load_gen *g, uint64_t key, uint64_t n, char *
     return cval_format(buf, cap, k, kl, n, pad);
 }
 
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard base64 (RFC 4648 §4, padded), as etcd's gateway wants bytes. */
+static char *put_b64(char *p, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 | u[i + 2];
+        *p++ = B64[v >> 18];
+        *p++ = B64[(v >> 12) & 63];
+        *p++ = B64[(v >> 6) & 63];
+        *p++ = B64[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)u[i] << 16;
+        *p++ = B64[v >> 18];
+        *p++ = B64[(v >> 12) & 63];
+        *p++ = '=';
+        *p++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8;
+        *p++ = B64[v >> 18];
+        *p++ = B64[(v >> 12) & 63];
+        *p++ = B64[(v >> 6) & 63];
+        *p++ = '=';
+    }
+    return p;
+}
+
+/* etcd v3 gateway bodies: /v3/kv/put and /v3/kv/range. */
+static size_t etcd_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap)
+{
+    char k[24], *p = buf;
+    k[0] = 'k';
+    size_t kl = (size_t)(put_u64(k + 1, rq->key) - k);
+    p = put_str(p, "{\"key\":\"");
+    p = put_b64(p, k, kl);
+    if (rq->op == LOAD_PUT) {
+        /* The value goes through the scratch end of buf: base64 output
+         * (4/3 of it) is written before it, never over unread input. */
+        size_t vmax = g->value_size + 48;
+        char *v = buf + cap - vmax;
+        size_t vl = load_gen_value(g, rq->key, rq->n, v, vmax);
+        p = put_str(p, "\",\"value\":\"");
+        memmove(buf + cap - vl, v, vl); /* flush against the end */
+        p = put_b64(p, buf + cap - vl, vl);
+        p = put_str(p, "\"}");
+    } else {
+        p = put_str(p, rq->op == LOAD_GET ? "\",\"serializable\":true}" : "\"}");
+    }
+    return (size_t)(p - buf);
+}
+
 size_t load_gen_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap)
 {
     if (cap < load_gen_body_max(g))
         return 0;
+    if (g->target == LOAD_TARGET_ETCD)
+        return etcd_body(g, rq, buf, cap);
     char *p = buf;
     int write = rq->op == LOAD_PUT || rq->op == LOAD_CAS;
     p = put_str(p, "{\"TableName\":\"");
@@ -826,6 +924,8 @@ int load_stats_print_json(const struct load_stats *s, const struct load_opts *o,
         goto fail;
     json_object_set_new(root, "measured_s", json_real(s->measured_s));
     json_object_set_new(root, "mode", json_string(o->rate > 0 ? "open" : "closed"));
+    if (o->target == LOAD_TARGET_ETCD)
+        json_object_set_new(root, "target", json_string("etcd"));
     if (o->rate > 0)
         json_object_set_new(root, "rate", json_real(o->rate));
     json_object_set_new(root, "concurrency", json_integer(o->concurrency));
@@ -903,6 +1003,7 @@ struct conn {
     int final;
     char *body;
     size_t body_len;
+    char *url_put, *url_range; /* etcd target: the gateway's two paths */
     char resp[RESP_CAP + 1];
     size_t resp_len;
     struct curl_slist hdr[H_MAX];
@@ -965,11 +1066,12 @@ static char *url_host(const char *url)
 }
 
 /* Links the header nodes that are in use for this request. */
-static void link_headers(struct conn *c, int signed_req)
+static void link_headers(struct conn *c, int signed_req, int etcd)
 {
     int order[H_MAX], n = 0;
     order[n++] = H_CTYPE;
-    order[n++] = H_TARGET;
+    if (!etcd)
+        order[n++] = H_TARGET;
     order[n++] = H_EXPECT;
     order[n++] = H_ACCEPT;
     if (signed_req) {
@@ -991,7 +1093,18 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     c->easy = curl_easy_init();
     if (!c->body || !c->easy)
         return nerr_set(e, NERR_NOMEM, "out of memory setting up connection %u", idx);
-    c->hdr[H_CTYPE].data = (char *)"Content-Type: " CONTENT_TYPE;
+    int etcd = o->target == LOAD_TARGET_ETCD;
+    c->hdr[H_CTYPE].data =
+        etcd ? (char *)"Content-Type: application/json" : (char *)"Content-Type: " CONTENT_TYPE;
+    if (etcd) {
+        size_t ul = strlen(o->endpoints[c->endpoint]) + 16;
+        c->url_put = malloc(ul);
+        c->url_range = malloc(ul);
+        if (!c->url_put || !c->url_range)
+            return nerr_set(e, NERR_NOMEM, "out of memory setting up connection %u", idx);
+        snprintf(c->url_put, ul, "%s/v3/kv/put", o->endpoints[c->endpoint]);
+        snprintf(c->url_range, ul, "%s/v3/kv/range", o->endpoints[c->endpoint]);
+    }
     c->hdr[H_TARGET].data = c->target_hdr;
     /* Without these, curl would wait for "100 Continue" on large bodies and
      * send an Accept nobody reads. */
@@ -1001,7 +1114,7 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     c->hdr[H_HOST].data = c->host_hdr;
     c->hdr[H_DATE].data = c->date_hdr;
     c->hdr[H_AUTH].data = c->auth_hdr;
-    link_headers(c, r->sign);
+    link_headers(c, r->sign, etcd);
     CURL *h = c->easy;
     int bad = 0;
     bad |= curl_easy_setopt(h, CURLOPT_URL, o->endpoints[c->endpoint]) != CURLE_OK;
@@ -1173,7 +1286,12 @@ static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int mea
     if (c->req.op == LOAD_CAS && r->known)
         c->req.expect = r->known[c->req.key];
     c->body_len = load_gen_body(&r->gen, &c->req, c->body, r->body_cap);
-    snprintf(c->target_hdr, sizeof c->target_hdr, "X-Amz-Target: %s", load_op_target(c->req.op));
+    if (r->o->target == LOAD_TARGET_ETCD)
+        /* Same host and port for both paths: curl keeps the connection. */
+        curl_easy_setopt(c->easy, CURLOPT_URL, c->req.op == LOAD_PUT ? c->url_put : c->url_range);
+    else
+        snprintf(c->target_hdr, sizeof c->target_hdr, "X-Amz-Target: %s",
+                 load_op_target(c->req.op));
     if (r->sign) {
         struct sigv4_header hs[3] = {{"Host", c->host_hdr + 6},
                                      {"Content-Type", CONTENT_TYPE},
@@ -1229,6 +1347,18 @@ static void error_type(const char *body, size_t len, long http, char *out, size_
                 }
             }
         }
+    }
+    snprintf(out, cap, "http-%ld", http);
+}
+
+/* etcd's gateway answers errors as {"error":..., "code":N, "message":...}
+ * with N a gRPC status code: "grpc-14" (Unavailable) and so on. */
+static void etcd_error_type(const char *body, size_t len, long http, char *out, size_t cap)
+{
+    const char *t = memmem(body, len, "\"code\":", 7);
+    if (t && t + 7 < body + len && isdigit((unsigned char)t[7])) {
+        snprintf(out, cap, "grpc-%d", atoi(t + 7));
+        return;
     }
     snprintf(out, cap, "http-%ld", http);
 }
@@ -1316,12 +1446,18 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
         res.error = curl_error_type(cc, buf, sizeof buf);
     } else {
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
+        int etcd = r->o->target == LOAD_TARGET_ETCD;
         if (http == 200) {
             res.ok = 1;
+            /* etcd leaves "kvs" out of a range that found nothing. */
             res.hit = (c->req.op == LOAD_GET || c->req.op == LOAD_CGET) &&
-                      memmem(c->resp, c->resp_len, "\"Item\"", 6) != NULL;
+                      (etcd ? memmem(c->resp, c->resp_len, "\"kvs\"", 5)
+                            : memmem(c->resp, c->resp_len, "\"Item\"", 6)) != NULL;
         } else {
-            error_type(c->resp, c->resp_len, http, buf, sizeof buf);
+            if (etcd)
+                etcd_error_type(c->resp, c->resp_len, http, buf, sizeof buf);
+            else
+                error_type(c->resp, c->resp_len, http, buf, sizeof buf);
             res.error = buf;
         }
     }
@@ -1518,6 +1654,8 @@ static void runner_free(struct runner *r)
                 curl_easy_cleanup(c->easy);
             }
             free(c->body);
+            free(c->url_put);
+            free(c->url_range);
         }
     }
     if (r->multi)
@@ -1761,7 +1899,9 @@ int load_main(int argc, char **argv)
         goto done;
     }
     if (!o.json)
-        fprintf(stderr, "nines load: %s, %s loop, %u connections, %zu endpoint(s), table %s, %s\n",
+        fprintf(stderr,
+                "nines load: %s%s, %s loop, %u connections, %zu endpoint(s), table %s, %s\n",
+                o.target == LOAD_TARGET_ETCD ? "etcd " : "",
                 o.mix == LOAD_MIX_PUT   ? "put"
                 : o.mix == LOAD_MIX_GET ? "get"
                                         : "mix",

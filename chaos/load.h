@@ -46,6 +46,16 @@
  * find lost writes. The file is written through a large stdio buffer and
  * flushed at the end; a write error makes load_run fail with NERR_IO.
  *
+ * Targets (--target): dynamodb (the default, everything above) or etcd, so
+ * that the same load shape can be compared with etcd 3.4 through its v3 JSON
+ * gateway: put is POST /v3/kv/put {"key","value"} (base64), get is POST
+ * /v3/kv/range {"key","serializable":true} (any member answers from its own
+ * state), cget the same without "serializable" (linearizable, through the
+ * leader). Keys and values are exactly those of the dynamodb target
+ * ("k<key>", the checksummed value of --value-size bytes). The etcd target
+ * does put, get and cget only, and refuses --create, --partitions,
+ * --history and signing.
+ *
  * Ownership: struct load_opts owns its endpoint strings (load_opts_free).
  * load_run borrows opts, stats and hooks for the call only.
  * Errors: load_opts_parse returns NERR_INVALID with a message naming the
@@ -72,6 +82,7 @@ enum load_op { LOAD_PUT = 0, LOAD_GET = 1, LOAD_CGET, LOAD_CAS, LOAD_DELETE, LOA
 /* WEIGHTS: --mix, each op drawn with probability weight[op] / sum. */
 enum load_mix { LOAD_MIX_PUT, LOAD_MIX_GET, LOAD_MIX_BOTH, LOAD_MIX_WEIGHTS };
 enum load_dist { LOAD_DIST_UNIFORM, LOAD_DIST_ZIPF };
+enum load_target { LOAD_TARGET_DYNAMODB = 0, LOAD_TARGET_ETCD = 1 };
 
 /* Key spaces of runs that keep per-key state (cas in the mix, --history). */
 #define LOAD_MAX_TRACKED_KEYS 10000000u
@@ -81,6 +92,7 @@ enum load_dist { LOAD_DIST_UNIFORM, LOAD_DIST_ZIPF };
 #define LOAD_VALUE_WRITER_MULT UINT64_C(1000000000000)
 
 struct load_opts {
+    enum load_target target;
     char **endpoints; /* "http://host:port", owned */
     size_t nendpoints;
     char table[256];
@@ -142,6 +154,7 @@ struct load_gen {
     uint64_t writer_id;
     size_t value_size;
     char table[256];
+    enum load_target target;
 };
 
 void load_gen_init(struct load_gen *g, const struct load_opts *o);
@@ -150,7 +163,8 @@ void load_gen_next(struct load_gen *g, struct load_req *rq);
 /* Largest body load_gen_body can write for g. */
 size_t load_gen_body_max(const struct load_gen *g);
 /* Writes rq's JSON body into buf (cap >= load_gen_body_max) and returns its
- * length. A written value ("v", type S) is cval_format's value for key
+ * length (for the etcd target, the gateway's body described above). A
+ * written value ("v", type S) is cval_format's value for key
  * "k<key>" and number rq->n, padded to value_size bytes when value_size is
  * larger than the unpadded value. */
 size_t load_gen_body(const struct load_gen *g, const struct load_req *rq, char *buf, size_t cap);
