@@ -17,6 +17,7 @@ int lab_main(int argc, char **argv);
 int labfs_main(int argc, char **argv);
 int canary_main(int argc, char **argv);
 int alarms_main(int argc, char **argv);
+int gameday_main(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -32,6 +33,7 @@ static const struct {
     {"labfs", labfs_main, "the lab's power-loss file system (FUSE): mount, control"},
     {"canary", canary_main, "probe DynamoDB endpoints from every AZ and record what customers see"},
     {"alarms", alarms_main, "customer-facing alarms: evaluate, backtest and lint rules"},
+    {"gameday", gameday_main, "run, plan or lint a game-day playbook"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,75 @@
+/*
+ * gameday.h — `nines gameday run|plan|lint`: the game-day runner.
+ *
+ * A run (docs/gameday.md):
+ *   1. loads the playbook (chaos/playbook.h) and the inventory, and resolves
+ *      the plan with the seed (printed, and kept in the report);
+ *   2. deploys the cluster over SSH (chaos/ssh.h): for every host, ninesd
+ *      and a cluster file generated from the inventory (node id = host name,
+ *      api/peer on the host's address) go to DATA/, an executable boot
+ *      script (default DATA/../boot.d/ninesd, the lab's convention, so power
+ *      on restarts it) is written, and ninesd is started; or, with
+ *      `existing`, uses a running cluster's file. Then waits until every
+ *      partition has a leader (NinesAdmin.Status, chaos/cluster.h);
+ *   3. runs the traffic (chaos/load.h's load_run on a thread of its own,
+ *      recording DIR/history.jsonl) and, while it runs, every step of the
+ *      plan, each bounded by its timeout; power goes through chaos/power.h;
+ *   4. stops the traffic (its final phase reads every key), and verifies:
+ *      the checkers on the history (checkers/check.h), every partition with
+ *      three healthy replicas, every replica's applied index caught up with
+ *      its leader's commit (bounded by verify.timeout);
+ *   5. collects each host's DATA/ninesd.log into DIR/logs/, writes
+ *      DIR/report.json and prints the summary.
+ *
+ * Whatever fails (a step overrunning its timeout, an SSH error, a signal
+ * through opts->cancel), every host the power driver reports as off is
+ * powered on again before gameday_run returns.
+ *
+ * Recovery time of a power-off step: from the moment the last host went off
+ * to the first successful write (put, cas, delete) to a partition with a
+ * replica on a powered-off host that was sent after that moment, taken over
+ * the partitions affected (the slowest one); null when some affected
+ * partition saw no successful write before the end of the traffic.
+ *
+ * Errors: NERR_INVALID (playbook, inventory, plan), NERR_IO (report
+ * directory, SSH, power), NERR_TIMEOUT (deploy did not become healthy),
+ * NERR_CLOSED (cancelled), NERR_NOMEM. A step or a verification that fails
+ * is not an error of the call: it shows as *passed == 0 and in the report.
+ *
+ * Ownership: opts and its strings are borrowed for the call.
+ * Thread-safety: one run per process at a time (libcurl's global init is the
+ * caller's, gameday_main does it); the runner itself uses two threads (the
+ * traffic and the steps).
+ */
+#ifndef NINES_CHAOS_GAMEDAY_H
+#define NINES_CHAOS_GAMEDAY_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lib/err.h"
+
+struct gd_opts {
+    const char *playbook;
+    const char *inventory;  /* overrides the playbook's; NULL: the playbook's */
+    const char *report_dir; /* created if missing; NULL: gameday-NAME-SEED in the cwd */
+    const char *ninesd;     /* overrides the playbook's; NULL: next to this program */
+    uint64_t seed;
+    FILE *out;              /* the summary (stdout) */
+    FILE *progress;         /* progress lines (stderr), NULL: none */
+    int progress_tty;       /* rewrite one line in place instead of printing lines */
+    const volatile sig_atomic_t *cancel; /* non-zero: stop, clean up, fail */
+};
+
+/* Runs a game day. Returns 0 when it ran to the end (then *passed says
+ * whether every step and verification passed), else an error (above). */
+int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err);
+
+/* `nines gameday run|plan|lint PLAYBOOK [--inventory FILE] [--seed N]
+ * [--report DIR] [--ninesd PATH]`; argv[0] is "gameday". Exit status: 0
+ * passed / valid, 1 failed (a verification, a step, an error during the
+ * run), 2 usage or playbook errors. */
+int gameday_main(int argc, char **argv);
+
+#endif

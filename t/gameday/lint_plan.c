@@ -1,0 +1,500 @@
+/* chaos/playbook and `nines gameday lint|plan`: a good playbook's values,
+ * a broken one's every error by exact FILE:LINE:COL, names checked against
+ * the inventory, plans that replay per seed and differ across seeds, and
+ * quorum_safe honoured by the planner (never hosts of two AZs down). */
+#include "chaos/gameday.h"
+#include "chaos/inventory.h"
+#include "chaos/playbook.h"
+#include "t/tap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Six hosts, three AZs, two racks per AZ, as `nines lab up --hosts 6 --azs 3
+ * --racks 2` places them. The power commands are never run here. */
+static const char *inv_text =
+    "inventory: t6\n"
+    "hosts:\n"
+    "  - {name: h1, address: 10.9.0.2, az: az1, rack: r1, data: /d/h1, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
+    "  - {name: h2, address: 10.9.0.3, az: az2, rack: r1, data: /d/h2, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
+    "  - {name: h3, address: 10.9.0.4, az: az3, rack: r1, data: /d/h3, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
+    "  - {name: h4, address: 10.9.0.5, az: az1, rack: r2, data: /d/h4, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
+    "  - {name: h5, address: 10.9.0.6, az: az2, rack: r2, data: /d/h5, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
+    "  - {name: h6, address: 10.9.0.7, az: az3, rack: r2, data: /d/h6, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n";
+
+static const char *good =
+    "name: t-good\n"
+    "cluster:\n"
+    "  deploy: {partitions: 6, args: [--log-level, debug]}\n"
+    "traffic:\n"
+    "  rate: 150\n"
+    "  mix: {put: 2, cget: 1}\n"
+    "  keys: 300\n"
+    "  endpoints: per_az\n"
+    "  timeout: 800ms\n"
+    "steps:\n"
+    "  - wait_healthy: {timeout: 30s}\n"
+    "  - repeat:\n"
+    "      times: 10\n"
+    "      steps:\n"
+    "        - power_off: {target: node, select: random, count: 1, duration: 5s..20s}\n"
+    "        - wait_healthy:\n"
+    "  - sleep: 2s\n";
+
+static struct inventory *inv6(void)
+{
+    struct inventory *inv = NULL;
+    struct nerr e = {0};
+    if (inventory_load_string("inv.yaml", inv_text, strlen(inv_text), "/", &inv, &e))
+        bail_out(e.msg);
+    return inv;
+}
+
+static struct playbook *load(const char *text, const struct inventory *inv, struct pb_errors *errs,
+                             struct nerr *e)
+{
+    struct playbook *pb = NULL;
+    memset(errs, 0, sizeof *errs);
+    nerr_clear(e);
+    playbook_load("pb.yaml", text, strlen(text), inv, &pb, errs, e);
+    return pb;
+}
+
+static int has_err(const struct pb_errors *errs, const char *want)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        if (!strcmp(errs->msg[i], want))
+            return 1;
+    return 0;
+}
+
+static char *plan_text(const struct playbook *pb, const struct inventory *inv, uint64_t seed,
+                       struct pb_plan **keep)
+{
+    struct pb_plan *p = NULL;
+    struct nerr e = {0};
+    if (playbook_plan(pb, inv, seed, &p, &e)) {
+        diag("plan: %s", e.msg);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    pb_plan_print(p, inv, f);
+    fclose(f);
+    if (keep)
+        *keep = p;
+    else
+        pb_plan_free(p);
+    return buf;
+}
+
+/* Replays a plan's power actions and returns the most AZs ever down at
+ * once (a held power_off counts while it holds). */
+static int max_azs_down(const struct pb_plan *p, const struct inventory *inv)
+{
+    int down[16] = {0}, worst = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct pb_action *a = &p->a[i];
+        if (a->kind != PB_POWER_OFF && a->kind != PB_POWER_ON)
+            continue;
+        int now[16];
+        memcpy(now, down, sizeof now);
+        for (size_t k = 0; k < a->nhosts; k++)
+            now[a->hosts[k]] = a->kind == PB_POWER_OFF;
+        char azs[16][16];
+        int n = 0;
+        for (size_t h = 0; h < inv->n_hosts; h++) {
+            if (!now[h])
+                continue;
+            int seen = 0;
+            for (int j = 0; j < n; j++)
+                seen |= !strcmp(azs[j], inv->hosts[h].az);
+            if (!seen)
+                snprintf(azs[n++], sizeof azs[0], "%s", inv->hosts[h].az);
+        }
+        if (n > worst)
+            worst = n;
+        if (a->kind == PB_POWER_ON || !a->hold_ns)
+            memcpy(down, now, sizeof down);
+    }
+    return worst;
+}
+
+static void test_good(const struct inventory *inv)
+{
+    struct pb_errors errs;
+    struct nerr e;
+    struct playbook *pb = load(good, inv, &errs, &e);
+    ok(pb && errs.n == 0, "good playbook loads without errors (%s)", e.msg);
+    if (!pb)
+        return;
+    is(pb->name, "t-good", "name");
+    ok(pb->deploy && pb->partitions == 6 && pb->nargs == 2 && !strcmp(pb->ninesd_args[1], "debug"),
+       "deploy: partitions and ninesd args");
+    ok(pb->traffic.rate == 150 && pb->traffic.mix[0] == 2 && pb->traffic.mix[2] == 1 &&
+           pb->traffic.mix[1] == 0 && pb->traffic.keys == 300 && pb->traffic.per_az &&
+           pb->traffic.timeout_ms == 800 && pb->traffic.duration_ns == 0,
+       "traffic: rate, mix, keys, endpoints, timeout, whole-run duration");
+    is_int(pb->nsteps, 3, "three top-level steps");
+    ok(pb->steps[1].kind == PB_REPEAT && pb->steps[1].times == 10 && pb->steps[1].nsteps == 2,
+       "repeat 10 of 2 steps");
+    const struct pb_step *off = &pb->steps[1].steps[0];
+    ok(off->kind == PB_POWER_OFF && off->dur_min == 5000000000ull && off->dur_max == 20000000000ull &&
+           off->quorum_safe == 1 && off->count == 1,
+       "power_off: range 5s..20s, quorum_safe by default");
+    ok(pb->verify.checkers && pb->verify.replicas && pb->verify.caught_up,
+       "every verification on by default");
+
+    struct pb_plan *p = NULL;
+    char *a = plan_text(pb, inv, 42, &p), *b = plan_text(pb, inv, 42, NULL),
+         *c = plan_text(pb, inv, 43, NULL);
+    ok(a && b && !strcmp(a, b), "the same seed gives the same plan");
+    ok(a && c && strcmp(a, c), "another seed gives another plan");
+    ok(a && strstr(a, "seed 42"), "the plan names its seed");
+    if (p) {
+        is_int(p->n, 22, "1 + 10 x 2 + 1 resolved steps");
+        int holds_ok = 1, one = 1;
+        for (size_t i = 0; i < p->n; i++)
+            if (p->a[i].kind == PB_POWER_OFF) {
+                holds_ok &= p->a[i].hold_ns >= 5000000000ull && p->a[i].hold_ns <= 20000000000ull;
+                one &= p->a[i].nhosts == 1;
+            }
+        ok(holds_ok, "every drawn duration is within 5s..20s");
+        ok(one, "every power_off hits one node");
+        is(p->a[1].label, "round 1/10: power_off", "labels name the round");
+    }
+    pb_plan_free(p);
+    if (a)
+        note("plan for seed 42:\n%s", a);
+    free(a), free(b), free(c);
+    playbook_free(pb);
+    pb_errors_free(&errs);
+}
+
+/* Line numbers below are those of the text, columns were counted by hand:
+ * keep them in step. */
+static const char *broken =
+    "name: broken\n"                                             /* 1 */
+    "inventry: x.yaml\n"                                         /* 2 */
+    "cluster:\n"                                                 /* 3 */
+    "  deploy: {api_port: 70000}\n"                              /* 4 */
+    "traffic:\n"                                                 /* 5 */
+    "  ratee: 10\n"                                              /* 6 */
+    "  mix: {put: 1, gett: 2}\n"                                 /* 7 */
+    "  keys: \"100\"\n"                                          /* 8 */
+    "steps:\n"                                                   /* 9 */
+    "  - power_of: {}\n"                                         /* 10 */
+    "  - power_off: {count: two, duration: 20s..5s}\n"           /* 11 */
+    "  - power_off: {select: names, names: [h1, h9]}\n"          /* 12 */
+    "  - power_off: {target: zone}\n"                            /* 13 */
+    "  - sleep: 5s..x\n"                                         /* 14 */
+    "  - repeat: {times: 0, steps: [wait_healthy: ~]}\n"         /* 15 */
+    "  - power_on: {target: az, names: [az7]}\n"                 /* 16 */
+    "verify: {checkers: yes}\n";                                 /* 17 */
+
+static void test_broken(const struct inventory *inv)
+{
+    struct pb_errors errs;
+    struct nerr e;
+    struct playbook *pb = load(broken, inv, &errs, &e);
+    ok(!pb, "a broken playbook is refused");
+    is_int(e.code, NERR_INVALID, "as NERR_INVALID");
+    static const char *const want[] = {
+        "pb.yaml:2:1: unknown key 'inventry', did you mean 'inventory'?",
+        "pb.yaml:4:22: 70000 is out of range (1..65535)",
+        "pb.yaml:6:3: unknown key 'ratee', did you mean 'rate'?",
+        "pb.yaml:7:17: unknown key 'gett', did you mean 'get'?",
+        "pb.yaml:8:9: expected an integer, got the string \"100\"",
+        "pb.yaml:10:5: unknown key 'power_of', did you mean 'power_off'?",
+        "pb.yaml:11:24: expected an integer, got 'two'",
+        "pb.yaml:11:39: range 20s..5s: the upper bound is below the lower one",
+        "pb.yaml:12:44: node 'h9' is not in the inventory inv.yaml",
+        "pb.yaml:13:25: target must be node, rack or az, got 'zone'",
+        "pb.yaml:14:16: expected a duration (500ms, 10s, 2m, 1h30m), got 'x'",
+        "pb.yaml:15:21: 0 is out of range (1..1000)",
+        "pb.yaml:16:36: az 'az7' is not in the inventory inv.yaml",
+        "pb.yaml:17:20: expected a boolean (true or false), got 'yes'",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!ok(has_err(&errs, want[i]), "error reported: %s", want[i]))
+            for (size_t j = 0; j < errs.n; j++)
+                diag("  got: %s", errs.msg[j]);
+    ok(errs.n >= sizeof want / sizeof want[0], "every error is collected (%zu)", errs.n);
+    pb_errors_free(&errs);
+
+    /* Without an inventory the names are not checked, the rest is. */
+    pb = load(broken, NULL, &errs, &e);
+    ok(!has_err(&errs, "pb.yaml:12:44: node 'h9' is not in the inventory inv.yaml") &&
+           has_err(&errs, "pb.yaml:6:3: unknown key 'ratee', did you mean 'rate'?"),
+       "without an inventory, schema errors only");
+    pb_errors_free(&errs);
+
+    pb = load("cluster: {deploy: ~}\nsteps: []\n", inv, &errs, &e);
+    is(e.msg, "pb.yaml:2:8: no steps", "an empty step list");
+    pb_errors_free(&errs);
+    pb = load("steps: [sleep: 1s]\n", inv, &errs, &e);
+    is(e.msg, "pb.yaml:1:1: missing required key 'cluster'", "cluster is required");
+    pb_errors_free(&errs);
+    pb = load("cluster: {deploy: ~, existing: {cluster_file: c.yaml}}\nsteps: [sleep: 1s]\n", inv,
+              &errs, &e);
+    is(e.msg, "pb.yaml:1:22: cluster needs exactly one of deploy, existing", "deploy xor existing");
+    pb_errors_free(&errs);
+    pb = load("cluster: {deploy: ~}\nsteps: [{sleep: 1s, wait_healthy: ~}]\n", inv, &errs, &e);
+    is(e.msg,
+       "pb.yaml:2:21: a step has exactly one of power_off, power_on, wait_healthy, sleep, repeat",
+       "two kinds in one step");
+    pb_errors_free(&errs);
+    pb = load("cluster: {deploy: ~}\nsteps: [\n", inv, &errs, &e);
+    is_int(e.code, NERR_PARSE, "YAML syntax errors are parse errors");
+    ok(errs.n == 1 && !strncmp(errs.msg[0], "pb.yaml:", 8), "with a position (%s)",
+       errs.n ? errs.msg[0] : "");
+    pb_errors_free(&errs);
+}
+
+static struct playbook *must(const char *text, const struct inventory *inv)
+{
+    struct pb_errors errs;
+    struct nerr e;
+    struct playbook *pb = load(text, inv, &errs, &e);
+    if (!pb)
+        diag("load: %s", e.msg);
+    pb_errors_free(&errs);
+    return pb;
+}
+
+static void test_quorum(const struct inventory *inv)
+{
+    struct nerr e = {0};
+    struct pb_plan *p = NULL;
+
+    /* By name across two AZs: refused at the step, allowed when told. */
+    struct playbook *pb =
+        must("cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h1, h2], duration: 1s}\n", inv);
+    ok(pb && playbook_plan(pb, inv, 1, &p, &e) == NERR_INVALID, "h1 + h2 (az1, az2) refused");
+    is(e.msg,
+       "pb.yaml:3:5: quorum_safe: h2 would have hosts of AZs az1 and az2 down at once (down: none)",
+       "the refusal points at the step and says why");
+    playbook_free(pb);
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h1, h2], duration: 1s, "
+              "quorum_safe: false}\n",
+              inv);
+    ok(pb && !playbook_plan(pb, inv, 1, &p, &e) && p->a[0].nhosts == 2,
+       "the same with quorum_safe: false is planned");
+    pb_plan_free(p);
+    p = NULL;
+    playbook_free(pb);
+
+    /* A host left off (no duration) pins later random victims to its AZ. */
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h4]}\n"
+              "  - repeat: {times: 5, steps: [power_off: {count: 1, duration: 1s}]}\n"
+              "  - power_on: {}\n"
+              "  - power_off: {target: rack, count: 1, duration: 1s}\n",
+              inv);
+    int pinned = 1, worst = 0, on_ok = 1, racks_ok = 1;
+    for (uint64_t seed = 1; pb && seed <= 40; seed++) {
+        if (playbook_plan(pb, inv, seed, &p, &e)) {
+            diag("seed %llu: %s", (unsigned long long)seed, e.msg);
+            pinned = 0;
+            break;
+        }
+        for (size_t i = 1; i <= 5; i++)
+            pinned &= !strcmp(inv->hosts[p->a[i].hosts[0]].name, "h1"); /* az1's other host */
+        on_ok &= p->a[6].kind == PB_POWER_ON && p->a[6].nhosts == 1 &&
+                 !strcmp(inv->hosts[p->a[6].hosts[0]].name, "h4");
+        racks_ok &= p->a[7].nhosts == 1; /* 6 hosts, 3 AZs, 2 racks: one host per rack */
+        int w = max_azs_down(p, inv);
+        if (w > worst)
+            worst = w;
+        pb_plan_free(p);
+        p = NULL;
+    }
+    ok(pinned, "with h4 (az1) off, every random victim is h1, the other az1 host (40 seeds)");
+    ok(on_ok, "power_on {} powers on exactly the host left off");
+    ok(racks_ok, "target rack hits the one host of a rack");
+    is_int(worst, 1, "never hosts of two AZs down at once");
+    playbook_free(pb);
+
+    /* Two random nodes: quorum_safe puts them in one AZ; without it the
+     * same seeds do spread over AZs (so the check is what restricts). */
+    const char *two = "cluster: {deploy: ~}\nsteps:\n  - power_off: {count: 2, duration: 1s%s}\n";
+    char text[256];
+    int same = 1, spread = 0;
+    for (int safe = 1; safe >= 0; safe--) {
+        snprintf(text, sizeof text, two, safe ? "" : ", quorum_safe: false");
+        pb = must(text, inv);
+        for (uint64_t seed = 1; pb && seed <= 40; seed++) {
+            if (playbook_plan(pb, inv, seed, &p, &e))
+                break;
+            int one_az = !strcmp(inv->hosts[p->a[0].hosts[0]].az, inv->hosts[p->a[0].hosts[1]].az);
+            if (safe)
+                same &= one_az;
+            else
+                spread |= !one_az;
+            pb_plan_free(p);
+            p = NULL;
+        }
+        playbook_free(pb);
+    }
+    ok(same, "count 2 with quorum_safe: always two hosts of one AZ");
+    ok(spread, "count 2 without quorum_safe: some seeds pick two AZs");
+
+    /* Impossible requests are refused at the step. */
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {target: az, count: 2}\n", inv);
+    ok(pb && playbook_plan(pb, inv, 1, &p, &e) == NERR_INVALID &&
+           strstr(e.msg, "pb.yaml:3:5: quorum_safe: no AZ has 2 azs up"),
+       "two AZs at once refused under quorum_safe (%s)", e.msg);
+    playbook_free(pb);
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h1]}\n"
+              "  - power_off: {names: [h1]}\n",
+              inv);
+    ok(pb && playbook_plan(pb, inv, 1, &p, &e) == NERR_INVALID &&
+           !strcmp(e.msg, "pb.yaml:4:5: node h1 is already (partly) off at this point (down: h1)"),
+       "a host already off cannot be powered off (%s)", e.msg);
+    playbook_free(pb);
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_on: {names: [h2]}\n", inv);
+    ok(pb && playbook_plan(pb, inv, 1, &p, &e) == NERR_INVALID &&
+           !strcmp(e.msg, "pb.yaml:3:5: host h2 is not off at this point"),
+       "a host that is on cannot be powered on (%s)", e.msg);
+    playbook_free(pb);
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {percent: 50, duration: 1s}\n", inv);
+    ok(pb && playbook_plan(pb, inv, 3, &p, &e) == NERR_INVALID &&
+           strstr(e.msg, "quorum_safe: no AZ has 3 nodes up"),
+       "percent 50 of 6 nodes is 3, more than one AZ holds: refused (%s)", e.msg);
+    playbook_free(pb);
+    pb = must("cluster: {deploy: ~}\nsteps:\n  - power_off: {percent: 50, duration: 1s, "
+              "quorum_safe: false}\n",
+              inv);
+    ok(pb && !playbook_plan(pb, inv, 3, &p, &e) && p->a[0].nhosts == 3,
+       "percent 50 without quorum_safe: 3 nodes");
+    pb_plan_free(p);
+    p = NULL;
+    playbook_free(pb);
+}
+
+/* The shipped playbooks lint and plan cleanly, and the CLI agrees. */
+static void test_shipped(const struct inventory *inv)
+{
+    const char *top = getenv("NINES_TOP");
+    char path[1024];
+    struct pb_errors errs;
+    struct nerr e;
+    const char *names[] = {"power-off-random", "az-outage"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/playbooks/%s.yaml", top ? top : ".", names[i]);
+        struct playbook *pb = NULL;
+        memset(&errs, 0, sizeof errs);
+        int rc = playbook_load(path, NULL, 0, inv, &pb, &errs, &e);
+        ok(!rc, "%s loads (%s)", names[i], rc ? e.msg : "");
+        struct pb_plan *p = NULL;
+        ok(pb && !playbook_plan(pb, inv, 7, &p, &e), "%s plans", names[i]);
+        if (p && i == 0) {
+            int offs = 0, holds = 1;
+            for (size_t k = 0; k < p->n; k++)
+                if (p->a[k].kind == PB_POWER_OFF) {
+                    offs++;
+                    holds &= p->a[k].hold_ns >= 5000000000ull && p->a[k].hold_ns <= 20000000000ull;
+                }
+            ok(offs == 10 && holds, "power-off-random: 10 power-offs of 5-20 s");
+        }
+        if (p && i == 1) {
+            int az_ok = 0;
+            for (size_t k = 0; k < p->n; k++)
+                if (p->a[k].kind == PB_POWER_OFF)
+                    az_ok = p->a[k].nhosts == 2 &&
+                            !strcmp(inv->hosts[p->a[k].hosts[0]].az, inv->hosts[p->a[k].hosts[1]].az);
+            ok(az_ok, "az-outage: both hosts of one AZ go off");
+        }
+        pb_plan_free(p);
+        playbook_free(pb);
+        pb_errors_free(&errs);
+    }
+}
+
+/* gameday_main's lint and plan in a child: exit status and output. */
+static int cli(char *argv[], char *out, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        int argc = 0;
+        while (argv[argc])
+            argc++;
+        _exit(gameday_main(argc, (char **)argv));
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fds[0], out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void)
+{
+    char dir[] = "/tmp/nines-gd-lint-XXXXXX";
+    if (!mkdtemp(dir))
+        bail_out("mkdtemp");
+    char invp[256], goodp[256], badp[256], out[65536], out2[65536];
+    snprintf(invp, sizeof invp, "%s/inv.yaml", dir);
+    snprintf(goodp, sizeof goodp, "%s/good.yaml", dir);
+    snprintf(badp, sizeof badp, "%s/bad.yaml", dir);
+    FILE *f = fopen(invp, "w");
+    fputs(inv_text, f);
+    fclose(f);
+    f = fopen(goodp, "w");
+    fputs(good, f);
+    fclose(f);
+    f = fopen(badp, "w");
+    fputs(broken, f);
+    fclose(f);
+
+    char *lint_good[] = {"gameday", "lint", goodp, "--inventory", invp, NULL};
+    is_int(cli(lint_good, out, sizeof out), 0, "lint of a good playbook: exit 0");
+    char *lint_bad[] = {"gameday", "lint", badp, "--inventory", invp, NULL};
+    is_int(cli(lint_bad, out, sizeof out), 2, "lint of a broken playbook: exit 2");
+    char want[1200];
+    snprintf(want, sizeof want, "%s:12:44: node 'h9' is not in the inventory %s", badp, invp);
+    ok(strstr(out, want) != NULL, "lint prints the unknown host at its line:col");
+    snprintf(want, sizeof want, "%s:6:3: unknown key 'ratee', did you mean 'rate'?", badp);
+    ok(strstr(out, want) != NULL, "and the unknown key in the same run");
+
+    char *plan1[] = {"gameday", "plan", goodp, "--inventory", invp, "--seed", "5", NULL};
+    is_int(cli(plan1, out, sizeof out), 0, "plan: exit 0");
+    cli(plan1, out2, sizeof out2);
+    ok(!strcmp(out, out2) && strstr(out, "seed 5"), "plan output is the same for --seed 5 twice");
+    char *plan2[] = {"gameday", "plan", goodp, "--inventory", invp, "--seed", "6", NULL};
+    cli(plan2, out2, sizeof out2);
+    ok(strcmp(out, out2) != 0, "and differs for --seed 6");
+    char *noinv[] = {"gameday", "plan", goodp, NULL};
+    is_int(cli(noinv, out, sizeof out), 2, "plan without an inventory: exit 2");
+    char *badcmd[] = {"gameday", "explode", goodp, NULL};
+    is_int(cli(badcmd, out, sizeof out), 2, "unknown subcommand: exit 2");
+    unlink(invp), unlink(goodp), unlink(badp);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    struct inventory *inv = inv6();
+    test_good(inv);
+    test_broken(inv);
+    test_quorum(inv);
+    test_shipped(inv);
+    test_cli();
+    inventory_free(inv);
+    return done_testing();
+}
