@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "store/av.h"
 #include "store/config.h"
+#include "lib/strbuf.h"
 #include "store/forward.h"
 #include "store/expr.h"
 #include "store/items.h"
@@ -21,10 +22,23 @@
 #define BATCH_WRITE_MAX 25
 #define BATCH_GET_MAX 100
 
+/* Requests answered to clients (not forwarded hops), per table, operation
+ * and outcome, for GET /metrics. */
+struct counter {
+    char table[256];
+    char op[48];
+    unsigned long long n[3]; /* ok, client_error, server_error */
+    struct counter *next;
+};
+#define COUNTER_BUCKETS 256
+
 struct api {
     struct api_options opt;
     struct state *st;
     _Atomic unsigned long long requests, client_errors, server_errors;
+    pthread_mutex_t cmu;
+    struct counter *counters[COUNTER_BUCKETS];
+    size_t ncounters;
 };
 
 int api_new(const struct api_options *opt, struct api **out, struct nerr *err)
@@ -34,13 +48,85 @@ int api_new(const struct api_options *opt, struct api **out, struct nerr *err)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     a->opt = *opt;
     a->st = catalog_state(opt->cat);
+    pthread_mutex_init(&a->cmu, NULL);
     *out = a;
     return 0;
 }
 
 void api_free(struct api *a)
 {
+    if (!a)
+        return;
+    for (int i = 0; i < COUNTER_BUCKETS; i++)
+        for (struct counter *c = a->counters[i], *n; c; c = n) {
+            n = c->next;
+            free(c);
+        }
+    pthread_mutex_destroy(&a->cmu);
     free(a);
+}
+
+static void count_request(struct api *a, const char *table, const char *op, int status)
+{
+    int cls = status < 400 ? 0 : status < 500 ? 1 : 2;
+    unsigned h = 5381;
+    for (const char *p = table; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    for (const char *p = op; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    h %= COUNTER_BUCKETS;
+    pthread_mutex_lock(&a->cmu);
+    struct counter *c = a->counters[h];
+    while (c && (strcmp(c->table, table) || strcmp(c->op, op)))
+        c = c->next;
+    /* Bounded: unknown table names from clients must not grow it forever. */
+    if (!c && a->ncounters < 100000 && (c = calloc(1, sizeof *c))) {
+        snprintf(c->table, sizeof c->table, "%s", table);
+        snprintf(c->op, sizeof c->op, "%s", op);
+        c->next = a->counters[h];
+        a->counters[h] = c;
+        a->ncounters++;
+    }
+    if (c)
+        c->n[cls]++;
+    pthread_mutex_unlock(&a->cmu);
+}
+
+static void metric_label(struct strbuf *b, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            strbuf_ch(b, '\\');
+        if (*p == '\n')
+            strbuf_str(b, "\\n");
+        else
+            strbuf_ch(b, *p);
+    }
+}
+
+char *api_metrics_text(struct api *a)
+{
+    static const char *names[3] = {"ok", "client_error", "server_error"};
+    struct strbuf b = {0};
+    char line[160];
+    char *out = NULL;
+    strbuf_str(&b, "# HELP nines_api_requests_total Requests answered to clients, by table, "
+                   "operation and outcome.\n# TYPE nines_api_requests_total counter\n");
+    pthread_mutex_lock(&a->cmu);
+    for (int i = 0; i < COUNTER_BUCKETS; i++)
+        for (struct counter *c = a->counters[i]; c; c = c->next)
+            for (int k = 0; k < 3; k++) {
+                if (!c->n[k])
+                    continue;
+                strbuf_str(&b, "nines_api_requests_total{table=\"");
+                metric_label(&b, c->table);
+                snprintf(line, sizeof line, "\",op=\"%s\",outcome=\"%s\"} %llu\n", c->op,
+                         names[k], c->n[k]);
+                strbuf_str(&b, line);
+            }
+    pthread_mutex_unlock(&a->cmu);
+    strbuf_finish(&b, &out);
+    return out;
 }
 
 void api_get_stats(struct api *a, struct api_stats *out)
@@ -2205,10 +2291,43 @@ static void dispatch(struct rcall *rc, json_t *req)
     rcall_free(rc);
 }
 
+struct counted {
+    struct api *a;
+    char op[48];
+    char table[256];
+    api_reply_fn reply;
+    void *arg;
+};
+
+static void counted_reply(void *arg, int status, char *body)
+{
+    struct counted *k = arg;
+    count_request(k->a, k->table[0] ? k->table : "-", k->op, status);
+    k->reply(k->arg, status, body);
+    free(k);
+}
+
 void api_call_hops(struct api *a, const char *op, const char *body, size_t len, int hops,
                    api_reply_fn reply, void *arg)
 {
     atomic_fetch_add(&a->requests, 1);
+    struct counted *k = hops == 0 && strlen(op) < sizeof k->op ? calloc(1, sizeof *k) : NULL;
+    if (k) {
+        /* The table for the metrics: a cheap look at the body, not a parse. */
+        k->a = a;
+        strcpy(k->op, op);
+        const char *tn = memmem(body, len, "\"TableName\"", 11);
+        if (tn) {
+            const char *q = memchr(tn + 11, '"', len - (size_t)(tn + 11 - body));
+            const char *e = q ? memchr(q + 1, '"', len - (size_t)(q + 1 - body)) : NULL;
+            if (e && e - q - 1 < (long)sizeof k->table)
+                memcpy(k->table, q + 1, (size_t)(e - q - 1));
+        }
+        k->reply = reply;
+        k->arg = arg;
+        reply = counted_reply;
+        arg = k;
+    }
     struct rcall *rc = calloc(1, sizeof *rc);
     if (!rc || strlen(op) >= sizeof rc->op || !(rc->body = malloc(len + 1))) {
         struct call c = {a, reply, arg, NULL};

@@ -57,6 +57,10 @@ void api_call_hops(struct api *a, const char *op, const char *body, size_t len, 
  * docs/replication.md) and "Catalog" (every table description this node
  * knows). Answered at once; unsigned requests are accepted. */
 void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg);
+/* Prometheus text: nines_api_requests_total{table,op,outcome} for requests
+ * answered to clients here (forwarded hops are counted where the client
+ * sent them). malloc'd; NULL when out of memory. */
+char *api_metrics_text(struct api *a);
 
 /* {"__type": type, "message": msg} as a malloc'd string; type is the full
  * name ("com.amazon.coral.service#SerializationException"). */

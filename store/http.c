@@ -212,6 +212,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_body(s, conn, st, body, "application/x-amz-json-1.0");
     }
     pthread_mutex_unlock(&r->mu);
+    if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        char *text = api_metrics_text(s->opt.api);
+        if (!text)
+            return send_error(s, conn, 500, API_TYPE_DDB "InternalServerError", "out of memory");
+        return send_body(s, conn, 200, text, "text/plain; version=0.0.4");
+    }
     if (!strcmp(method, "GET") && !strcmp(url, "/")) {
         char line[256];
         snprintf(line, sizeof line, "healthy: ninesd %s\n", s->opt.node_id ? s->opt.node_id : "");

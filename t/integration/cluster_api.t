@@ -7,6 +7,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use JSON::PP;
+use HTTP::Tiny;
 use Nines qw(new_cluster start_member stop_node kill_node aws ddb wait_until cluster_status);
 
 my $cl = new_cluster(nodes => 6, azs => 3);
@@ -82,6 +83,13 @@ my ($c2, undef, $ce) = aws($nodes[3], ['dynamodb', 'update-item', '--table-name'
     '{"pk":{"S":"h1"},"sk":{"N":"1"}}', '--update-expression', 'SET v = :n', '--condition-expression', 'v = :o',
     '--expression-attribute-values', '{":n":{"S":"upd"},":o":{"S":"v1"}}']);
 is($c2, 0, 'a conditional update that holds succeeds through n4') or diag $ce;
+# Server-side counts, for the canaries' alarms: requests answered to clients.
+my $metrics = HTTP::Tiny->new->get("$nodes[0]{url}/metrics")->{content} // '';
+like($metrics, qr/^nines_api_requests_total\{table="routed",op="Scan",outcome="ok"\} \d+$/m,
+     'GET /metrics counts the Scans n1 answered (one per page)');
+like($metrics, qr/^nines_api_requests_total\{table="routed",op="GetItem",outcome="ok"\} 1$/m,
+     '... and its GetItem');
+unlike($metrics, qr/op="PutItem"/, '... but not the sub-requests of batches it forwarded');
 # DeleteTable through a node; gone everywhere.
 ($rc, $out, $err) = aws($nodes[1], ['dynamodb', 'delete-table', '--table-name', 'routed']);
 is($rc, 0, 'delete-table through n2') or diag $err;
