@@ -2377,7 +2377,7 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
     json_t *members = json_array();
     for (uint32_t k = 0; k < m->n; k++)
         json_array_append_new(members, json_string(m->nodes[k]));
-    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:b, s:b}",
+    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
                           "group", group_name(g), "table", t ? json_string(t->name) : json_null(),
                           "table_id", t ? json_string(t->id) : json_null(), "partition",
                           t ? json_integer(part) : json_null(), "members", members, "role",
@@ -2385,6 +2385,7 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
                           st.leader ? json_string(m->nodes[st.leader - 1]) : json_null(), "term",
                           (json_int_t)st.term, "commit", (json_int_t)st.commit, "applied",
                           (json_int_t)st.applied, "last_index", (json_int_t)st.last_index,
+                          "first_index", (json_int_t)st.first_index,
                           "lease", st.lease, "failed", st.failed);
     if (o)
         json_array_append_new(arr, o);

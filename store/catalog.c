@@ -522,7 +522,23 @@ static void meta_committed(void *sm, uint64_t lsn, void *op, const void *data, s
 
 /* The catalog's entries must be committed before the sync reads them (and
  * before other transactions open the new tables' databases). */
+static int meta_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *len,
+                         struct nerr *err)
+{
+    struct catalog *c = sm;
+    return items_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
+}
+
+static int meta_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
+{
+    struct catalog *c = sm;
+    /* The sync loop then opens and closes tables to match. */
+    return items_dbi_restore(txn, state_dbi_catalog(c->st), data, len, err);
+}
+
 static const struct group_sm meta_sm = {.apply = meta_apply,
+                                        .snapshot = meta_snapshot,
+                                        .restore = meta_restore,
                                         .committed = meta_committed,
                                         .free_result = (void (*)(void *))catalog_result_free,
                                         .commit_before_done = 1};

@@ -55,6 +55,7 @@ struct cluster_conf {
     int default_partitions;
     uint64_t wal_segment_size, map_size;
     int max_tables, sync_threads;
+    int64_t compact_entries; /* log entries kept per replica before a snapshot */
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -66,6 +67,7 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_MAP_SIZE (16ull << 30)
 #define CLUSTER_DEFAULT_MAX_TABLES 256
 #define CLUSTER_DEFAULT_SYNC_THREADS 4
+#define CLUSTER_DEFAULT_COMPACT_ENTRIES 50000
 
 /* Reads, parses and checks the cluster file at path. *out is set only on
  * success. */

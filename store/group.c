@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/crc32c.h"
 #include "lib/fsutil.h"
 #include "lib/le.h"
 #include "lib/log.h"
@@ -32,6 +33,7 @@ struct gentry {
     void *arg;
     unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
     size_t len;
+    int snap; /* a snapshot to restore at lsn (data/len: its payload) */
     struct gentry *next;
 };
 
@@ -107,11 +109,13 @@ struct group {
     struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
     struct gentry *pending, *pending_tail; /* proposed, by index */
     struct raft_hard_state hs_saved;
+    char *snap_path;
+    uint64_t last_compact_ns;
     struct group *hnext, *anext; /* bucket chain, list of all */
     /* Published by the driver for other threads. */
     _Atomic int s_role, s_lease, s_failed;
     _Atomic uint32_t s_leader;
-    _Atomic uint64_t s_term, s_commit, s_last, s_lease_ns;
+    _Atomic uint64_t s_term, s_commit, s_last, s_first, s_lease_ns;
     /* Release bookkeeping, touched only by the applier thread. */
     uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
     uint64_t committed_lsn; /* applier: applied LSN of the last commit */
@@ -148,6 +152,8 @@ int group_host_start(struct state *st, int sync_threads, const struct group_timi
         h->timing.heartbeat_ticks = 2;
     if (!h->timing.drift_ppm)
         h->timing.drift_ppm = 50000;
+    if (!h->timing.compact_entries)
+        h->timing.compact_entries = 50000;
     h->seed = now_ns() ^ ((uint64_t)getpid() << 32);
     if (!(h->ov = overlay_new())) {
         free(h);
@@ -393,10 +399,67 @@ static void publish(struct group *g)
     atomic_store(&g->s_term, raft_term(r));
     atomic_store(&g->s_commit, raft_commit(r));
     atomic_store(&g->s_last, raft_last_index(r));
+    atomic_store(&g->s_first, raft_first_index(r));
     int lease = raft_lease_valid(r) && !g->wal_failed;
     atomic_store(&g->s_lease_ns, lease ? now_ns() : 0);
     atomic_store(&g->s_lease, lease);
     atomic_store(&g->s_failed, g->wal_failed);
+}
+
+#define SNAP_HEADER 32
+
+/* <wal_dir>/SNAPSHOT: "N9SS" u32 version, u64 index, u64 term, u32 crc32c,
+ * u32 length, payload. Written atomically (fs_write_file_atomic). */
+static int snap_save(struct group *g, uint64_t index, uint64_t term, const void *data,
+                     size_t len, struct nerr *err)
+{
+    unsigned char *b = malloc(SNAP_HEADER + len);
+    if (!b)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    memcpy(b, "N9SS", 4);
+    le_put32(b + 4, 1);
+    le_put64(b + 8, index);
+    le_put64(b + 16, term);
+    le_put32(b + 24, crc32c(0, data, len));
+    le_put32(b + 28, (uint32_t)len);
+    if (len)
+        memcpy(b + SNAP_HEADER, data, len);
+    int rc = fs_write_file_atomic(g->snap_path, b, SNAP_HEADER + len, err);
+    free(b);
+    return rc;
+}
+
+/* 0 with snap->index 0 when there is none. */
+static int snap_load(struct group *g, struct raft_snapshot *snap, struct nerr *err)
+{
+    char *buf = NULL;
+    size_t len;
+    struct nerr rerr = {0};
+    memset(snap, 0, sizeof *snap);
+    if (fs_read_file(g->snap_path, RAFT_MAX_SNAPSHOT + SNAP_HEADER, &buf, &len, &rerr)) {
+        if (errno == ENOENT)
+            return 0;
+        return nerr_set(err, rerr.code ? rerr.code : NERR_IO, "%s", rerr.msg);
+    }
+    const unsigned char *b = (const unsigned char *)buf;
+    if (len < SNAP_HEADER || memcmp(b, "N9SS", 4) || le_get32(b + 4) != 1 ||
+        le_get32(b + 28) != len - SNAP_HEADER ||
+        crc32c(0, b + SNAP_HEADER, len - SNAP_HEADER) != le_get32(b + 24)) {
+        free(buf);
+        return nerr_set(err, NERR_CORRUPT, "%s: damaged snapshot (bad header, length or CRC)",
+                        g->snap_path);
+    }
+    snap->index = le_get64(b + 8);
+    snap->term = le_get64(b + 16);
+    snap->len = (uint32_t)(len - SNAP_HEADER);
+    snap->data = malloc(snap->len ? snap->len : 1);
+    if (!snap->data) {
+        free(buf);
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
+    memcpy(snap->data, b + SNAP_HEADER, snap->len);
+    free(buf);
+    return 0;
 }
 
 struct sync_wait {
@@ -495,9 +558,13 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     MDB_txn *rtxn = NULL;
     uint64_t applied = 0;
     int rc;
-    if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", wal_dir) < 0) {
-        if (g)
+    struct raft_snapshot snap = {0};
+    if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", wal_dir) < 0 ||
+        asprintf(&g->snap_path, "%s/SNAPSHOT", wal_dir) < 0) {
+        if (g) {
             free(g->name);
+            free(g->hs_path);
+        }
         free(g);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
@@ -527,7 +594,33 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     state_read_end(h->st, rtxn);
     if (rc)
         goto fail;
+    if ((rc = snap_load(g, &snap, err)))
+        goto fail;
+    if (applied < snap.index) {
+        /* LMDB lost commits after the snapshot was taken (its meta page is
+         * synced lazily): start from the snapshot. */
+        MDB_txn *wtxn;
+        if ((rc = state_write_begin(h->st, &wtxn, err)))
+            goto fail;
+        if ((rc = sm->restore(sm_arg, wtxn, snap.data, snap.len, err)) ||
+            (rc = state_applied_put(h->st, wtxn, name, snap.index, err))) {
+            mdb_txn_abort(wtxn);
+            goto fail;
+        }
+        if ((rc = state_write_commit(h->st, wtxn, err)))
+            goto fail;
+        log_info("group %s: state restored from the snapshot at %llu (it was at %llu)", name,
+                 (unsigned long long)snap.index, (unsigned long long)applied);
+        applied = snap.index;
+    }
     uint64_t last = wal_last_lsn(g->wal);
+    if (last < snap.index) {
+        /* A snapshot installed after the WAL was reset, or a crash between
+         * the two: the log continues after the snapshot. */
+        if ((rc = wal_reset(g->wal, snap.index, err)))
+            goto fail;
+        last = snap.index;
+    }
     if (applied > last) {
         rc = nerr_set(err, NERR_CORRUPT,
                       "group %s: state applied LSN %llu but the WAL in %s ends at %llu; "
@@ -535,12 +628,15 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                       name, (unsigned long long)applied, wal_dir, (unsigned long long)last);
         goto fail;
     }
-    if (last && wal_first_lsn(g->wal) != 1) {
-        rc = nerr_set(err, NERR_CORRUPT, "group %s: the WAL in %s starts at %llu, not 1", name,
-                      wal_dir, (unsigned long long)wal_first_lsn(g->wal));
+    if (last > snap.index && wal_first_lsn(g->wal) > snap.index + 1) {
+        rc = nerr_set(err, NERR_CORRUPT,
+                      "group %s: the WAL in %s starts at %llu but the snapshot ends at %llu: "
+                      "entries are missing",
+                      name, wal_dir, (unsigned long long)wal_first_lsn(g->wal),
+                      (unsigned long long)snap.index);
         goto fail;
     }
-    if (last && (rc = wal_replay(g->wal, 0, load_one, &lc, err)))
+    if (last > snap.index && (rc = wal_replay(g->wal, snap.index, load_one, &lc, err)))
         goto fail;
     if (lc.n && lc.v[lc.n - 1].term > hs.term)
         hs.term = lc.v[lc.n - 1].term; /* the term file lags a crash after the append */
@@ -554,6 +650,7 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                               .drift_ppm = h->timing.drift_ppm,
                               .seed = h->seed ^ (g->mem.gid * 0x9E3779B97F4A7C15ull) ^ g->mem.self,
                               .hs = hs,
+                              .snapshot = snap,
                               .entries = lc.v,
                               .n_entries = lc.n,
                               .applied = applied};
@@ -570,6 +667,8 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
         free(lc.v[i].data);
     free(lc.v);
     lc.v = NULL;
+    free(snap.data);
+    snap.data = NULL;
     atomic_store(&g->applied, applied);
     g->applied_lsn = g->committed_lsn = applied;
     if (g->mem.n == 1) {
@@ -601,12 +700,14 @@ fail:
     for (size_t i = 0; i < lc.n; i++)
         free(lc.v[i].data);
     free(lc.v);
+    free(snap.data);
     raft_free(g->r);
     if (g->wal)
         wal_close(g->wal);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
+    free(g->snap_path);
     free(g->name);
     free(g);
     return rc;
@@ -644,6 +745,7 @@ void group_close(struct group *g)
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
+    free(g->snap_path);
     free(g->name);
     free(g);
 }
@@ -675,6 +777,7 @@ void group_status(struct group *g, struct group_status *st)
     st->term = atomic_load(&g->s_term);
     st->commit = atomic_load(&g->s_commit);
     st->last_index = atomic_load(&g->s_last);
+    st->first_index = atomic_load(&g->s_first);
     st->applied = atomic_load(&g->applied);
     uint64_t at = atomic_load(&g->s_lease_ns);
     st->lease = atomic_load(&g->s_lease) && at && now_ns() - at < 5000000ull;
@@ -906,6 +1009,104 @@ static void finish_ready(struct group *g)
     publish(g);
 }
 
+/* A snapshot from the leader: persist it, restart the WAL after it, and have
+ * the applier replace the state with it (before any later entry). */
+static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
+{
+    struct nerr err = {0};
+    struct gentry *e = calloc(1, sizeof *e);
+    if (!e || !(e->data = malloc(sn->len ? sn->len : 1))) {
+        free(e);
+        group_fail(g, NERR_NOMEM);
+        return -1;
+    }
+    if (snap_save(g, sn->index, sn->term, sn->data, sn->len, &err) ||
+        wal_reset(g->wal, sn->index, &err)) {
+        log_error("group %s: installing the snapshot at %llu: %s", g->name,
+                  (unsigned long long)sn->index, err.msg);
+        free(e->data);
+        free(e);
+        group_fail(g, NERR_IO);
+        return -1;
+    }
+    for (struct gentry *p = g->pending, *n; p; p = n) {
+        n = p->next;
+        fail_prop(p, NERR_BUSY);
+    }
+    g->pending = g->pending_tail = NULL;
+    memcpy(e->data, sn->data, sn->len);
+    e->len = sn->len;
+    e->snap = 1;
+    e->lsn = sn->index;
+    e->g = g;
+    pthread_mutex_lock(&g->mu);
+    g->queued++;
+    pthread_mutex_unlock(&g->mu);
+    struct group_host *h = g->h;
+    pthread_mutex_lock(&h->mu);
+    if (h->tail)
+        h->tail->next = e;
+    else
+        h->head = e;
+    h->tail = e;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    log_info("group %s: installed the leader's snapshot at %llu (%u bytes)", g->name,
+             (unsigned long long)sn->index, sn->len);
+    return 0;
+}
+
+/* Log compaction (group.h): snapshot what LMDB last committed, keep it
+ * durably, let the core drop the log before it, release WAL segments. */
+static void maybe_compact(struct group *g, uint64_t now)
+{
+    struct group_host *h = g->h;
+    struct raft *r = g->r;
+    uint64_t first = raft_first_index(r), last = raft_last_index(r);
+    if (last < first || last - first + 1 < h->timing.compact_entries ||
+        now - g->last_compact_ns < 1000000000ull)
+        return;
+    g->last_compact_ns = now;
+    struct nerr err = {0};
+    MDB_txn *txn;
+    uint64_t at = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (state_read_begin(h->st, &txn, &err))
+        goto fail;
+    if (state_applied_get(h->st, txn, g->name, &at, &err) || at < first ||
+        g->sm->snapshot(g->sm_arg, txn, &buf, &len, &err)) {
+        state_read_end(h->st, txn);
+        goto fail;
+    }
+    state_read_end(h->st, txn);
+    const struct raft_entry *e = raft_entry_at(r, at);
+    if (!e || len > RAFT_MAX_SNAPSHOT) {
+        nerr_set(&err, NERR_LIMIT, "snapshot at %llu not possible (%zu bytes)",
+                 (unsigned long long)at, len);
+        goto fail;
+    }
+    uint64_t term = e->term;
+    if (snap_save(g, at, term, buf, len, &err))
+        goto fail;
+    if (raft_compact(r, at, buf, (uint32_t)len)) {
+        nerr_set(&err, NERR_INTERNAL, "the core refused the snapshot at %llu",
+                 (unsigned long long)at);
+        goto fail;
+    }
+    free(buf);
+    buf = NULL;
+    if (wal_release(g->wal, at, &err))
+        log_warn("group %s: releasing WAL segments: %s", g->name, err.msg);
+    log_info("group %s: snapshot at %llu (%zu bytes); log now starts at %llu", g->name,
+             (unsigned long long)at, len, (unsigned long long)raft_first_index(r));
+    return;
+fail:
+    free(buf);
+    if (err.msg[0])
+        log_warn("group %s: no snapshot this time: %s", g->name, err.msg);
+}
+
 /* Processes readies until the core has nothing more or a ready waits for
  * the disk. */
 static void drive(struct group *g)
@@ -913,13 +1114,8 @@ static void drive(struct group *g)
     struct nerr err = {0};
     while (!g->in_flight && !g->wal_failed && !g->closed && raft_ready_get(g->r, &g->rd)) {
         struct raft_ready *rd = &g->rd;
-        if (rd->snapshot) {
-            /* Never produced: nothing calls raft_compact, so every follower
-             * catches up from the log. */
-            log_error("group %s: a snapshot arrived but snapshots are not supported", g->name);
-            group_fail(g, NERR_UNSUPPORTED);
+        if (rd->snapshot && install_snapshot(g, rd->snapshot))
             return;
-        }
         if (rd->has_hard_state &&
             (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote)) {
             if (hs_save(g, &rd->hs, &err)) {
@@ -1206,6 +1402,7 @@ static void *driver_main(void *arg)
                     continue;
                 }
                 expire_pending(g, now);
+                maybe_compact(g, now);
                 uint64_t k = ticks + g->missed_ticks;
                 g->missed_ticks = 0;
                 /* A stalled loop must not make the lease look longer: each
@@ -1316,6 +1513,14 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             continue; /* the WAL could not make it durable: never applied */
         if ((rc = touch(h, e->g)))
             break;
+        if (e->snap) {
+            rc = e->g->sm->restore(e->g->sm_arg, h->txn, e->data, e->len, &err);
+            if (!rc) {
+                e->g->applied_lsn = e->lsn;
+                commit_first = 1; /* no reads of the emptied state from the overlay */
+            }
+            continue;
+        }
         if (!e->op && !e->len) { /* a leader's empty entry */
             e->g->applied_lsn = e->lsn;
             continue;
@@ -1349,7 +1554,7 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
         struct group *g = e->g;
         if (!rc && !e->status) {
             atomic_store(&g->applied, e->lsn);
-            if (g->sm->committed && (e->op || e->len))
+            if (g->sm->committed && (e->op || e->len) && !e->snap)
                 g->sm->committed(g->sm_arg, e->lsn, e->op, e->data, e->len, results[i]);
             finish(e, 0, results[i]);
         } else {

@@ -17,6 +17,17 @@
  * term (u64 LE) followed by the entry. A conflicting uncommitted suffix is
  * cut with wal_truncate_suffix before new entries are written.
  *
+ * Compaction. Once a member's log holds compact_entries entries, the driver
+ * takes a snapshot of the state machine as LMDB last committed it (at applied
+ * index S, read in the same read transaction), writes it durably to
+ * <wal_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
+ * hands it to the core (raft_compact: the log before S goes, lagging
+ * followers get the snapshot) and releases WAL segments <= S. A follower
+ * that receives a snapshot persists the same file, resets its WAL to S and
+ * the applier replaces the state machine's state with it. On restart the
+ * SNAPSHOT is the log's base; if LMDB lost its last commits (the meta page
+ * is synced lazily) and is behind S, the snapshot is restored first.
+ *
  * Invariants
  *  1. Entries of one group are applied in log order, each exactly once: the
  *     applied LSN is written in the same LMDB transaction as the entry's effects
@@ -80,6 +91,12 @@ struct group_sm {
                       void *result);
     /* Frees an apply result nobody asked for (an entry another node proposed). */
     void (*free_result)(void *result);
+    /* Snapshots (log compaction and catch-up of a replica whose log was
+     * compacted away): serialise the state machine's whole state as read by
+     * txn into *out (malloc'd); replace the whole state with such bytes
+     * within txn. Both required. */
+    int (*snapshot)(void *sm, MDB_txn *txn, unsigned char **out, size_t *len, struct nerr *err);
+    int (*restore)(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err);
     /* Commit LMDB before done() of this group's entries (see invariant 2). */
     int commit_before_done;
 };
@@ -103,6 +120,7 @@ struct group_timing {
     uint32_t election_ticks;  /* E; 0 = 10 (100 ms) */
     uint32_t heartbeat_ticks; /* 0 = 2 */
     uint32_t drift_ppm;       /* clock-rate bound between nodes; 0 = 50000 (5%) */
+    uint64_t compact_entries; /* snapshot once the log holds this many; 0 = 50000 */
 };
 
 /* Starts the node-wide machinery: the WAL sync pool, the driver thread and
@@ -183,6 +201,7 @@ struct group_status {
     enum raft_role role;
     uint32_t leader; /* member number, 0 = unknown */
     uint64_t term, commit, applied, last_index;
+    uint64_t first_index; /* the log starts here (snapshot index + 1) */
     int lease;  /* leader with a valid lease, checked within the last 5 ms */
     int failed; /* the WAL failed: this member is silent */
 };

@@ -41,4 +41,11 @@ int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *
 /* Size limit of one item (DynamoDB: 400 KB). */
 #define ITEMS_MAX_BYTES 409600
 
+/* A whole named database as snapshot bytes, and back (group.h, Compaction).
+ * Used by the partitions' and the catalog's state machines. Restore empties
+ * dbi first; keys must come in order (they do from items_dbi_snapshot). */
+int items_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *len,
+                       struct nerr *err);
+int items_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err);
+
 #endif

@@ -86,7 +86,8 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                .max_dbs = conf->max_tables * 8 + 64};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
-    if ((rc = group_host_start(n->st, conf->sync_threads, NULL, conf->nnodes > 1 ? tp_send : NULL,
+    struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries};
+    if ((rc = group_host_start(n->st, conf->sync_threads, &gt, conf->nnodes > 1 ? tp_send : NULL,
                                n, &n->host, err)))
         goto fail;
     if (conf->nnodes > 1) {
