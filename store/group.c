@@ -65,6 +65,7 @@ struct group_host {
     int dstop;
     struct group *buckets[GID_BUCKETS]; /* by gid; driver thread only */
     struct group *all;                  /* every open group; driver thread only */
+    struct group *dirty;                /* groups to drive at the end of the round */
     uint64_t seed;
     _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
     pthread_t applier;
@@ -108,6 +109,9 @@ struct group {
     uint32_t missed_ticks;
     struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
     struct gentry *pending, *pending_tail; /* proposed, by index */
+    struct gentry *pbatch, *pbatch_tail;   /* to propose together, at the end of the round */
+    int dirty;
+    struct group *dnext;
     struct raft_hard_state hs_saved;
     char *snap_path;
     uint64_t last_compact_ns;
@@ -888,6 +892,8 @@ static void on_durable(void *arg, uint64_t lsn, int status)
     dev_post(g->h, d);
 }
 
+static void fail_list(struct gentry *e, int status);
+
 static void group_fail(struct group *g, int status)
 {
     if (!g->wal_failed)
@@ -900,6 +906,8 @@ static void group_fail(struct group *g, int status)
         fail_prop(e, NERR_IO);
     }
     g->pending = g->pending_tail = NULL;
+    fail_list(g->pbatch, NERR_IO);
+    g->pbatch = g->pbatch_tail = NULL;
     publish(g);
 }
 
@@ -1186,29 +1194,71 @@ static void drive(struct group *g)
 
 static void proposal(struct group *g, struct gentry *e)
 {
-    uint64_t index;
-    if (g->wal_failed) {
-        fail_prop(e, NERR_IO);
-        return;
-    }
-    if (g->closed || raft_role(g->r) != RAFT_LEADER) {
-        fail_prop(e, g->closed ? NERR_CLOSED : NERR_BUSY);
-        return;
-    }
-    int rc = raft_propose(g->r, e->data, (uint32_t)e->len, &index);
-    if (rc) {
-        fail_prop(e, rc);
-        return;
-    }
-    e->lsn = index;
-    e->term = raft_term(g->r);
-    e->t_ns = now_ns();
     e->next = NULL;
-    if (g->pending_tail)
-        g->pending_tail->next = e;
+    if (g->pbatch_tail)
+        g->pbatch_tail->next = e;
     else
-        g->pending = e;
-    g->pending_tail = e;
+        g->pbatch = e;
+    g->pbatch_tail = e;
+}
+
+static void fail_list(struct gentry *e, int status)
+{
+    for (struct gentry *n; e; e = n) {
+        n = e->next;
+        fail_prop(e, status);
+    }
+}
+
+/* Proposes the round's proposals in one batch: one append per follower. */
+static void flush_props(struct group *g)
+{
+    struct gentry *batch = g->pbatch;
+    g->pbatch = g->pbatch_tail = NULL;
+    if (!batch)
+        return;
+    if (g->wal_failed || g->closed || raft_role(g->r) != RAFT_LEADER) {
+        fail_list(batch, g->wal_failed ? NERR_IO : g->closed ? NERR_CLOSED : NERR_BUSY);
+        return;
+    }
+    size_t n = 0;
+    for (struct gentry *e = batch; e; e = e->next)
+        n++;
+    const void **data = malloc(n * sizeof *data);
+    uint32_t *len = malloc(n * sizeof *len);
+    if (!data || !len) {
+        free(data);
+        free(len);
+        fail_list(batch, NERR_NOMEM);
+        return;
+    }
+    size_t i = 0;
+    for (struct gentry *e = batch; e; e = e->next, i++) {
+        data[i] = e->data;
+        len[i] = (uint32_t)e->len;
+    }
+    uint64_t first = 0, term = raft_term(g->r), now = now_ns();
+    int rc = raft_propose_batch(g->r, data, len, n, &first);
+    free(data);
+    free(len);
+    uint64_t appended = raft_last_index(g->r) >= first ? raft_last_index(g->r) - first + 1 : 0;
+    i = 0;
+    for (struct gentry *e = batch, *nx; e; e = nx, i++) {
+        nx = e->next;
+        if (rc && i >= appended) {
+            fail_prop(e, rc); /* never appended */
+            continue;
+        }
+        e->lsn = first + i;
+        e->term = term;
+        e->t_ns = now;
+        e->next = NULL;
+        if (g->pending_tail)
+            g->pending_tail->next = e;
+        else
+            g->pending = e;
+        g->pending_tail = e;
+    }
 }
 
 /* A proposal that no quorum acknowledged in time: its outcome is unknown
@@ -1269,6 +1319,16 @@ static void unregister(struct group_host *h, struct group *g)
 
 static void close_now(struct group *g)
 {
+    if (g->dirty) {
+        for (struct group **pp = &g->h->dirty; *pp; pp = &(*pp)->dnext)
+            if (*pp == g) {
+                *pp = g->dnext;
+                break;
+            }
+        g->dirty = 0;
+    }
+    fail_list(g->pbatch, NERR_CLOSED);
+    g->pbatch = g->pbatch_tail = NULL;
     for (struct dev *d = g->deferred, *n; d; d = n) {
         n = d->next;
         if (d->kind == DEV_PROPOSE && d->prop)
@@ -1386,8 +1446,23 @@ static void *driver_main(void *arg)
                 raft_msg_release(&e->msg);
                 free(e);
             }
-            if (!g->closed)
-                drive(g);
+            /* Readies wait for the end of the round, so that its
+             * proposals and messages are handled together. */
+            if (!g->closed && !g->dirty) {
+                g->dirty = 1;
+                g->dnext = h->dirty;
+                h->dirty = g;
+            }
+        }
+        while (h->dirty) {
+            struct group *g = h->dirty;
+            h->dirty = g->dnext;
+            g->dirty = 0;
+            if (g->closed)
+                continue;
+            if (!g->in_flight)
+                flush_props(g);
+            drive(g);
         }
         uint64_t now = now_ns();
         if (now >= next_tick) {

@@ -46,6 +46,10 @@ struct raft {
 
     /* Leader state, indexed by member id. */
     uint64_t next[RAFT_MAX_MEMBERS + 1], match[RAFT_MAX_MEMBERS + 1];
+    /* Pipelining: entries up to sent[p] went out and are presumed in flight;
+     * the next append starts after them. A reject, or a heartbeat round with
+     * no progress (a lost message), sends again from next[p]. */
+    uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
     uint64_t ack[RAFT_MAX_MEMBERS + 1];       /* 1 + tick of latest acked heartbeat */
     uint64_t snap_sent[RAFT_MAX_MEMBERS + 1]; /* 1 + tick a snapshot went out */
     int active[RAFT_MAX_MEMBERS + 1];
@@ -199,6 +203,10 @@ static void send_snapshot(struct raft *r, uint32_t p)
 static void send_append(struct raft *r, uint32_t p)
 {
     uint64_t prev = r->next[p] - 1, prev_term;
+    if (r->sent[p] > prev && r->sent[p] <= last_index(r) && !term_at(r, r->sent[p], &prev_term))
+        prev = r->sent[p];
+    else
+        r->sent[p] = 0;
     if (term_at(r, prev, &prev_term)) {
         send_snapshot(r, p);
         return;
@@ -228,6 +236,7 @@ static void send_append(struct raft *r, uint32_t p)
                 memcpy(m->entries[i].data, src->data, src->len);
             }
         }
+        r->sent[p] = prev + n;
     }
     return;
 fail:
@@ -266,6 +275,8 @@ static void become_leader(struct raft *r)
         r->ack[p] = 0;
         r->active[p] = 0;
         r->snap_sent[p] = 0;
+        r->sent[p] = 0;
+        r->hb_match[p] = 0;
     }
     r->lead_start = r->now;
     r->last_contact = r->now;
@@ -539,8 +550,16 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
             send_append(r, p);
         return;
     }
-    if (m->index != r->next[p] - 1)
-        return; /* stale: we already moved on */
+    if (m->index != r->next[p] - 1) {
+        /* A pipelined append the follower could not take (one before it
+         * was lost): send again from next[p]. Older rejects are stale. */
+        if (m->index > r->next[p] - 1 && m->index <= r->sent[p]) {
+            r->sent[p] = 0;
+            send_append(r, p);
+        }
+        return;
+    }
+    r->sent[p] = 0;
     uint64_t nx = m->hint + 1 < r->next[p] - 1 ? m->hint + 1 : r->next[p] - 1;
     if (nx < r->match[p] + 1)
         nx = r->match[p] + 1;
@@ -675,8 +694,14 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             r->active[m->from] = 1;
             if (m->ctx + 1 > r->ack[m->from])
                 r->ack[m->from] = m->ctx + 1;
-            if (r->match[m->from] < last_index(r))
+            if (r->match[m->from] < last_index(r)) {
+                /* No progress since the last heartbeat answer: what is in
+                 * flight was lost; send it again. */
+                if (r->match[m->from] == r->hb_match[m->from])
+                    r->sent[m->from] = 0;
+                r->hb_match[m->from] = r->match[m->from];
                 send_append(r, m->from);
+            }
         }
         break;
     case RAFT_MSG_VOTE:
@@ -783,6 +808,30 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
         return NERR_NOMEM;
     if (index)
         *index = last_index(r);
+    r->nomem = 0;
+    broadcast_append(r);
+    return r->nomem ? NERR_NOMEM : 0;
+}
+
+int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *len, size_t n,
+                       uint64_t *first)
+{
+    if (r->role != RAFT_LEADER)
+        return NERR_BUSY;
+    for (size_t i = 0; i < n; i++)
+        if (len[i] > RAFT_MAX_ENTRY || (len[i] && !data[i]))
+            return len[i] > RAFT_MAX_ENTRY ? NERR_LIMIT : NERR_INVALID;
+    uint64_t f = last_index(r) + 1;
+    for (size_t i = 0; i < n; i++)
+        if (log_append(r, r->term, data[i], len[i])) {
+            /* Keep what was appended: those entries are proposed. */
+            if (first)
+                *first = f;
+            broadcast_append(r);
+            return NERR_NOMEM;
+        }
+    if (first)
+        *first = f;
     r->nomem = 0;
     broadcast_append(r);
     return r->nomem ? NERR_NOMEM : 0;

@@ -192,6 +192,12 @@ void raft_tick(struct raft *r);
  * (which also means a quorum persisted it). */
 int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index);
 
+/* Appends n commands (one append message per peer for all of them);
+ * *first receives the index of the first. On NERR_NOMEM the commands
+ * before the failing one are proposed (indexes *first onward). */
+int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *len, size_t n,
+                       uint64_t *first);
+
 /* The host took a snapshot of its state at applied index `index` (<= the
  * applied index): the module keeps a copy of the payload to send to lagging
  * followers and drops its log up to index. The host may then drop its
