@@ -657,9 +657,10 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
                        struct nerr *err)
 {
     char boot[PATH_MAX], bootdir[PATH_MAX], p_bin[PATH_MAX], p_conf[PATH_MAX], p_log[PATH_MAX],
-        p_pid[PATH_MAX], p_store[PATH_MAX], tmp[PATH_MAX];
+        p_pid[PATH_MAX], p_store[PATH_MAX], tmp[PATH_MAX], p_new[PATH_MAX];
     char *qd = NULL, *qbin = NULL, *qconf = NULL, *qlog = NULL, *qpid = NULL, *qstore = NULL,
-         *qboot = NULL, *qbootdir = NULL, *qnode = NULL, *cmd = NULL, *script = NULL;
+         *qboot = NULL, *qbootdir = NULL, *qnode = NULL, *cmd = NULL, *script = NULL,
+         *qnew = NULL;
     struct ssh_session *s;
     int rc;
     boot_path(g, h, boot, sizeof boot);
@@ -683,7 +684,8 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
     if (asprintf(&cmd,
                  "mkdir -p %s %s && if [ -f %s ]; then p=$(cat %s); "
                  "case \"$(cat /proc/$p/cmdline 2>/dev/null | tr '\\0' ' ')\" in *ninesd*) "
-                 "kill -9 \"$p\";; esac; rm -f %s; fi%s%s",
+                 "kill -9 \"$p\"; i=0; while [ -e /proc/$p/exe ] && [ $i -lt 100 ]; do "
+                 "sleep 0.05; i=$((i+1)); done;; esac; rm -f %s; fi%s%s",
                  qd, qbootdir, qpid, qpid, qpid, g->pb->fresh ? " && rm -rf " : "",
                  g->pb->fresh ? qstore : "") < 0) {
         cmd = NULL;
@@ -692,7 +694,11 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
     }
     if ((rc = remote(g, h, cmd, err)))
         goto out;
-    if ((rc = ssh_for(g, h, &s, err)) || (rc = ssh_upload(s, g->ninesd, p_bin, 0755, err)) ||
+    /* The binary goes in under a temporary name and is renamed over the old
+     * one: a binary still mapped by a dying process cannot be rewritten. */
+    fmt(p_new, sizeof p_new, "%s/ninesd.new", h->data);
+    if ((rc = q(p_new, &qnew, err)) || (rc = ssh_for(g, h, &s, err)) ||
+        (rc = ssh_upload(s, g->ninesd, p_new, 0755, err)) ||
         (rc = ssh_upload(s, cluster_path, p_conf, 0644, err)))
         goto out;
     /* The boot script: started at every power-on (boot.d), it records its
@@ -726,6 +732,21 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
     fmt(tmp, sizeof tmp, "%s/boot-%s.sh", g->dir, h->name);
     if ((rc = write_file(tmp, script, 0755, err)) || (rc = ssh_upload(s, tmp, boot, 0755, err)))
         goto out;
+    /* What was just deployed must survive the first power cut, as a
+     * package install that syncs does: fsync the files and their
+     * directories (coreutils `sync FILE...`; a plain `sync` is no durability
+     * point on every file system, e.g. none on a FUSE mount such as the
+     * lab's labfs). DATA's fsync also makes the removal of an old store
+     * durable. */
+    free(cmd);
+    if (asprintf(&cmd, "mv -f -- %s %s && sync -- %s %s %s %s %s", qnew, qbin, qbin, qconf, qboot,
+                 qd, qbootdir) < 0) {
+        cmd = NULL;
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = remote(g, h, cmd, err)))
+        goto out;
     free(cmd);
     if (asprintf(&cmd, "setsid -f %s </dev/null >/dev/null 2>&1", qboot) < 0) {
         cmd = NULL;
@@ -735,7 +756,7 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
     rc = remote(g, h, cmd, err);
 out:
     free(qd), free(qbin), free(qconf), free(qlog), free(qpid), free(qstore), free(qboot);
-    free(qbootdir), free(qnode), free(cmd), free(script);
+    free(qbootdir), free(qnode), free(cmd), free(script), free(qnew);
     return rc;
 }
 
@@ -759,9 +780,22 @@ static void collect_logs(struct gd_run *g)
 
 static int power_hosts(struct gd_run *g, const struct pb_action *a, int on, struct nerr *err)
 {
+    if (!on) {
+        /* One instant for every host of the step (a rack, an AZ). */
+        const struct inv_host **hs = calloc(a->nhosts ? a->nhosts : 1, sizeof *hs);
+        if (!hs)
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < a->nhosts; i++)
+            hs[i] = &g->inv->hosts[a->hosts[i]];
+        int rc = power_off_group(&g->penv, hs, a->nhosts, a->mode, err);
+        for (size_t i = 0; i < a->nhosts; i++)
+            ssh_pool_reset(g->pool, hs[i]->address);
+        free(hs);
+        return rc;
+    }
     for (size_t i = 0; i < a->nhosts; i++) {
         const struct inv_host *h = &g->inv->hosts[a->hosts[i]];
-        int rc = on ? power_on(&g->penv, h, err) : power_off(&g->penv, h, err);
+        int rc = power_on(&g->penv, h, err);
         if (rc)
             return rc;
         ssh_pool_reset(g->pool, h->address);
@@ -811,6 +845,19 @@ static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
     if (!rc && mono_ns() > deadline)
         rc = nerr_set(err, NERR_TIMEOUT, "step overran its timeout of %.1fs", secs(a->timeout_ns));
     return rc;
+}
+
+/* The power-off a host got, in the report's words: what the lab driver
+ * resolves a default mode to, or "power" for a driver that cuts real power. */
+static const char *off_mode_word(const struct inv_host *h, enum power_off_mode m)
+{
+    if (h->power.driver != INV_DRIVER_LAB)
+        return "power";
+    if (m != POWER_OFF_DEFAULT)
+        return power_off_mode_name(m);
+    if (!h->power.fs)
+        return "kill";
+    return h->power.fs_mode == INV_FS_TORN ? "torn" : "crash";
 }
 
 /* Whatever happened: every host the driver says is off goes on again. */
@@ -918,6 +965,9 @@ static json_t *report_json(struct gd_run *g, int passed, double elapsed)
         }
         if (a->hold_ns)
             json_object_set_new(s, "hold_s", json_real(secs(a->hold_ns)));
+        if (a->kind == PB_POWER_OFF && a->nhosts)
+            json_object_set_new(s, "mode",
+                                json_string(off_mode_word(&g->inv->hosts[a->hosts[0]], a->mode)));
         json_object_set_new(s, "ok", json_integer((json_int_t)r->ok));
         json_object_set_new(s, "errors", json_integer((json_int_t)r->errors));
         json_object_set_new(s, "p99_ms", hist_count(r->lat)

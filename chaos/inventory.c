@@ -131,9 +131,49 @@ static int get_template(struct loader *ld, const struct yt_node *map, const char
     return dup_str(s, out, ld->err);
 }
 
+/* The lab's optional labfs: fs (a local path: the lab shares this machine's
+ * file system) and fs_mode. */
+static int load_fs(struct loader *ld, const struct yt_node *pn, struct inv_power *pw)
+{
+    const struct yt_node *fn = NULL, *mn = NULL;
+    const char *fs = NULL, *mode = NULL;
+    int rc;
+    pw->fs_mode = INV_FS_CRASH;
+    if ((rc = yt_get(pn, "fs", YT_OPTIONAL, &fn, ld->err)) ||
+        (rc = yt_get(pn, "fs_mode", YT_OPTIONAL, &mn, ld->err)))
+        return rc;
+    if (mn) {
+        if ((rc = yt_as_str(mn, &mode, ld->err)))
+            return rc;
+        if (!fn)
+            return yt_errf(ld->err, mn, "fs_mode needs fs (the host's labfs mount point)");
+        if (strcmp(mode, "crash") == 0)
+            pw->fs_mode = INV_FS_CRASH;
+        else if (strcmp(mode, "torn") == 0)
+            pw->fs_mode = INV_FS_TORN;
+        else
+            return yt_errf(ld->err, mn, "fs_mode must be crash or torn, got '%s'", mode);
+    }
+    if (!fn)
+        return 0;
+    if ((rc = yt_as_str(fn, &fs, ld->err)) || (rc = resolve_path(ld, fn, fs, &pw->fs)))
+        return rc;
+    /* The backing directory and the log sit beside the mount point, so it
+     * needs a parent of its own. */
+    size_t n = strlen(pw->fs);
+    while (n > 1 && pw->fs[n - 1] == '/')
+        pw->fs[--n] = '\0';
+    if (strrchr(pw->fs, '/') == pw->fs || strstr(pw->fs, "/../") || strstr(pw->fs, "/./") ||
+        (n >= 3 && strcmp(pw->fs + n - 3, "/..") == 0) ||
+        (n >= 2 && strcmp(pw->fs + n - 2, "/.") == 0))
+        return yt_errf(ld->err, fn, "fs '%s' must be a directory below / without . or ..", pw->fs);
+    return 0;
+}
+
 static int load_power(struct loader *ld, const struct yt_node *pn, struct inv_power *pw)
 {
-    static const char *const lab_keys[] = {"driver", "netns", "start", "timeout", NULL};
+    static const char *const lab_keys[] = {"driver", "netns",   "start", "timeout",
+                                           "fs",     "fs_mode", NULL};
     static const char *const cmd_keys[] = {"driver", "off", "on", "status", "timeout", NULL};
     static const char *const qmp_keys[] = {"driver", "socket", "start", "timeout", NULL};
     const struct yt_node *dn = NULL;
@@ -154,7 +194,8 @@ static int load_power(struct loader *ld, const struct yt_node *pn, struct inv_po
             (rc = yt_as_str(nn, &netns, ld->err)) ||
             (rc = check_simple_name(nn, netns, "netns", ld->err)) ||
             (rc = dup_str(netns, &pw->netns, ld->err)) ||
-            (rc = get_template(ld, pn, "start", YT_REQUIRED, &pw->start)))
+            (rc = get_template(ld, pn, "start", YT_REQUIRED, &pw->start)) ||
+            (rc = load_fs(ld, pn, pw)))
             return rc;
     } else if (strcmp(driver, "command") == 0) {
         pw->driver = INV_DRIVER_COMMAND;
@@ -267,6 +308,7 @@ static void free_host(struct inv_host *h)
     free(h->power.on);
     free(h->power.status);
     free(h->power.socket);
+    free(h->power.fs);
 }
 
 void inventory_free(struct inventory *inv)
@@ -349,6 +391,12 @@ static int from_doc(struct yt_doc *doc, const char *basedir, struct inventory **
                 strcmp(o->power.netns, h->power.netns) == 0) {
                 rc = yt_errf(err, yt_map_get(yt_map_get(hosts->items[i], "power"), "netns"),
                              "duplicate netns '%s' (host '%s' at line %d has it)", h->power.netns,
+                             o->name, o->line);
+                goto fail;
+            }
+            if (o->power.fs && h->power.fs && strcmp(o->power.fs, h->power.fs) == 0) {
+                rc = yt_errf(err, yt_map_get(yt_map_get(hosts->items[i], "power"), "fs"),
+                             "duplicate fs '%s' (host '%s' at line %d has it)", h->power.fs,
                              o->name, o->line);
                 goto fail;
             }

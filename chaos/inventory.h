@@ -26,6 +26,19 @@
  * Every power mapping also takes an optional `timeout` (a duration, default
  * 30s, 100ms..1h) that bounds each power action.
  *
+ * A lab power mapping may also name the host's power-loss file system
+ * (chaos/labfs.h), which `nines lab up` writes:
+ *
+ *       power: {driver: lab, netns: ..., start: "...",
+ *               fs: /lab/hosts/h1/data,     # the labfs mount point (absolute
+ *                                           # after load; relative = against
+ *                                           # the inventory's directory)
+ *               fs_mode: crash}             # crash (default) | torn
+ *
+ * Its backing directory is `backing` beside the mount point and its daemon's
+ * log `log/labfs.log` beside it (power_lab_fs_layout, chaos/power.h). fs and
+ * fs_mode are refused on other drivers, and fs_mode without fs.
+ *
  * Templates (command off/on/status, lab start, qmp start) may use the
  * placeholders {name} {address} {az} {rack} {data}; "{{" and "}}" stand for
  * literal braces. An unknown placeholder or an unbalanced brace is a load
@@ -64,14 +77,19 @@
 
 enum inv_driver { INV_DRIVER_LAB = 1, INV_DRIVER_COMMAND = 2, INV_DRIVER_QMP = 3 };
 
+/* What a lab power-off does to the host's labfs by default. */
+enum inv_fs_mode { INV_FS_CRASH = 0, INV_FS_TORN = 1 };
+
 struct inv_power {
     enum inv_driver driver;
-    uint64_t timeout_ns; /* bound on each off/on/status */
-    char *netns;         /* lab: name under /run/netns */
-    char *start;         /* lab (required), qmp (optional): template to power on */
-    char *off, *on;      /* command: templates (required) */
-    char *status;        /* command: template (optional; NULL = unknown) */
-    char *socket;        /* qmp: absolute path of the QMP unix socket */
+    uint64_t timeout_ns;      /* bound on each off/on/status */
+    char *netns;              /* lab: name under /run/netns */
+    char *start;              /* lab (required), qmp (optional): template to power on */
+    char *off, *on;           /* command: templates (required) */
+    char *status;             /* command: template (optional; NULL = unknown) */
+    char *socket;             /* qmp: absolute path of the QMP unix socket */
+    char *fs;                 /* lab: absolute labfs mount point, or NULL (no labfs) */
+    enum inv_fs_mode fs_mode; /* lab with fs: crash (default) or torn */
 };
 
 struct inv_host {

@@ -1,6 +1,7 @@
 /* chaos/lab.c — network-namespace lab hosts; see lab.h for the contract. */
 #include "chaos/lab.h"
 
+#include "chaos/labfs.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"
@@ -303,7 +304,7 @@ int lab_names_for(const char *id, int i, struct lab_names *o)
 
 /* --- the state file -------------------------------------------------------- */
 
-static const char *const kind_names[] = {NULL, "bridge", "netns", "veth", "path"};
+static const char *const kind_names[] = {NULL, "bridge", "netns", "veth", "path", "labfs"};
 
 static int valid_id(const char *s)
 {
@@ -350,6 +351,8 @@ static int res_name_ok(enum lab_res_kind kind, const char *id, const char *name)
     case LAB_RES_PATH:
         return name_chars_ok(name) && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
                strcmp(name, STATE_FILE) != 0;
+    case LAB_RES_LABFS:
+        return name_chars_ok(name) && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
     }
     return 0;
 }
@@ -405,7 +408,7 @@ int lab_state_parse(const char *text, size_t len, struct lab_state *st, struct n
             st->complete = 1;
         } else if ((w1[0] == '+' || w1[0] == '-') && nw >= 2) {
             enum lab_res_kind kind = 0;
-            for (int k = LAB_RES_BRIDGE; k <= LAB_RES_PATH; k++)
+            for (int k = LAB_RES_BRIDGE; k <= LAB_RES_LABFS; k++)
                 if (!strcmp(w1 + 1, kind_names[k]))
                     kind = (enum lab_res_kind)k;
             if (!kind || !st->id[0] || !res_name_ok(kind, st->id, w2)) {
@@ -569,15 +572,22 @@ __attribute__((format(printf, 3, 4))) static int state_add(struct up *u, struct 
     return 0;
 }
 
-/* The only place a host's data directory is prepared: when the lab mounts
- * the power-loss file system (chaos/labfs) there, it goes here. */
-static int prepare_data_dir(const char *hostdir, struct nerr *err)
+/* The only place a host's data directory is prepared. With labfs, data/
+ * stays an empty mount point and backing/ beside it holds what is durable;
+ * the state file names the host before anything can be mounted there, so
+ * that down unmounts it whatever happens next. The mount itself is power
+ * on's (chaos/power.h), at up and after every power-off. */
+static int prepare_data_dir(struct up *u, const char *host, const char *hostdir, struct nerr *err)
 {
     char p[PATH_MAX];
     int rc;
-    if ((rc = pathf(err, p, sizeof p, "%s/data", hostdir)))
+    if ((rc = pathf(err, p, sizeof p, "%s/data", hostdir)) || (rc = make_dir(p, err)))
         return rc;
-    return make_dir(p, err);
+    if (u->spec->no_labfs)
+        return 0;
+    if ((rc = pathf(err, p, sizeof p, "%s/backing", hostdir)) || (rc = make_dir(p, err)))
+        return rc;
+    return state_add(u, err, "+labfs %s", host);
 }
 
 static int keygen(struct up *u, const char *path, const char *comment, struct nerr *err)
@@ -608,7 +618,7 @@ static int write_host_files(struct up *u, int i, const struct lab_names *nm, str
     for (size_t k = 0; k < sizeof subs / sizeof subs[0]; k++)
         if ((rc = pathf(err, p, sizeof p, "%s/%s", hd, subs[k])) || (rc = make_dir(p, err)))
             return rc;
-    if ((rc = prepare_data_dir(hd, err)))
+    if ((rc = prepare_data_dir(u, nm->host, hd, err)))
         return rc;
 
     snprintf(comment, sizeof comment, "nines-lab-%s-%s", u->id, nm->host);
@@ -774,6 +784,11 @@ static int write_inventory(struct up *u, struct nerr *err)
         lab_names_for(u->id, i, &nm);
         lab_addr_format(lab_host_addr(u->net, i), 0, addr, sizeof addr);
         lab_placement(i, u->spec->azs, racks, &az, &rack);
+        /* The labfs mount point: the lab power driver cuts its power. */
+        char fs[PATH_MAX + 64] = "";
+        if (!u->spec->no_labfs)
+            snprintf(fs, sizeof fs, ",\n             fs: \"%s/hosts/%s/data\", fs_mode: crash",
+                     u->dir, nm.host);
         char *entry = NULL;
         if (asprintf(&entry,
                      "  - name: %s\n"
@@ -785,9 +800,9 @@ static int write_inventory(struct up *u, struct nerr *err)
                      "    az: az%d\n"
                      "    rack: r%d\n"
                      "    data: \"%s/hosts/%s/data\"\n"
-                     "    power: {driver: lab, netns: %s, start: \"%s/hosts/%s/boot\"}\n",
+                     "    power: {driver: lab, netns: %s, start: \"%s/hosts/%s/boot\"%s}\n",
                      nm.host, addr, u->dir, u->dir, az, rack, u->dir, nm.host, nm.netns, u->dir,
-                     nm.host) < 0) {
+                     nm.host, fs) < 0) {
             strbuf_free(&b);
             return nerr_set(err, NERR_NOMEM, "out of memory");
         }
@@ -893,6 +908,15 @@ static int preflight(const struct lab_env *env, struct up *u, struct nerr *err)
     if (find_exec("unshare", u->unshare, sizeof u->unshare) != 0 ||
         find_exec("setsid", u->setsid, sizeof u->setsid) != 0)
         return nerr_set(err, NERR_INVALID, "no `unshare` or `setsid` program (util-linux)");
+    if (!u->spec->no_labfs) {
+        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return nerr_sys(err, errno,
+                            "/dev/fuse is not usable, so the hosts' data directories cannot be "
+                            "labfs mounts (use --no-labfs for plain directories and kill-only "
+                            "power-offs)");
+        close(fd);
+    }
     if (!dir_chars_ok(u->unshare) || !dir_chars_ok(u->setsid) || !dir_chars_ok(env->sshd))
         return nerr_set(err, NERR_INVALID,
                         "unusual characters in the path of unshare, setsid or sshd");
@@ -1044,6 +1068,49 @@ out:
 
 /* --- down -------------------------------------------------------------------- */
 
+/* 1 when path is a mount point (its device differs from its parent's) or a
+ * FUSE mount whose daemon is gone. */
+static int is_mounted(const char *path)
+{
+    char parent[PATH_MAX];
+    struct stat st, pst;
+    if (stat(path, &st) != 0)
+        return errno == ENOTCONN || errno == ECONNABORTED;
+    if ((size_t)snprintf(parent, sizeof parent, "%s/..", path) >= sizeof parent ||
+        stat(parent, &pst) != 0)
+        return 0;
+    return st.st_dev != pst.st_dev;
+}
+
+/* Unmounts the labfs at path, if one is there. It is crashed first: the lab
+ * is going away with its data, so its daemon need not write anything out.
+ * A reference that lingers (a shell cd'd into it) gets a lazy unmount, which
+ * detaches the mount at once; the daemon then ends with the last reference. */
+static int unmount_labfs(const char *path, struct nerr *err)
+{
+    char reply[256];
+    struct nerr e;
+    int rc = 0;
+    if (!is_mounted(path))
+        return 0;
+    nerr_clear(&e);
+    labfs_control(path, "crash", reply, sizeof reply, &e); /* a dead mount has no control file */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        if ((rc = power_labfs_umount(path, 0, POWER_FS_UMOUNT_MS, &e)) != NERR_BUSY)
+            break;
+        sleep_ms(50);
+    }
+    if (rc == NERR_BUSY) {
+        log_warn("lab down: %s; unmounting it lazily", e.msg);
+        rc = power_labfs_umount(path, 1, POWER_FS_UMOUNT_MS, &e);
+    }
+    if (rc && !(rc == NERR_NOTFOUND && !is_mounted(path)))
+        return nerr_set(err, rc, "unmounting labfs %s: %s", path, e.msg);
+    if (is_mounted(path))
+        return nerr_set(err, NERR_BUSY, "%s is still a mount point", path);
+    return 0;
+}
+
 /* Down goes on after a failure, to remove as much as it can; the first
  * error is the one reported. */
 static void keep_first(int rc, const struct nerr *e, int *first, struct nerr *err)
@@ -1119,6 +1186,18 @@ int lab_down(const struct lab_env *env, const char *dir, struct nerr *err)
         rc = first;
         goto out;
     }
+    /* The hosts' labfs mounts go next, while nothing uses them any more, and
+     * before any file is removed: removing DIR with a mount under it would
+     * reach into the mount, and would leave its daemon running. */
+    for (size_t i = 0; i < st.n_res; i++) {
+        struct lab_res *r = &st.res[i];
+        if (r->kind != LAB_RES_LABFS || r->cancelled)
+            continue;
+        if (!(rc = pathf(&e1, p, sizeof p, "%s/hosts/%s/data", adir, r->name)))
+            rc = unmount_labfs(p, &e1);
+        keep_first(rc, &e1, &first, err);
+    }
+    rc = 0;
     for (size_t i = st.n_res; i-- > 0;) {
         struct lab_res *r = &st.res[i];
         struct stat sb;
@@ -1142,6 +1221,7 @@ int lab_down(const struct lab_env *env, const char *dir, struct nerr *err)
                 r1 = run_ip(env, &e1, "link", "del", r->name, NULL);
             break;
         case LAB_RES_PATH:
+        case LAB_RES_LABFS:
             break;
         }
         keep_first(r1, &e1, &first, err);
@@ -1151,9 +1231,9 @@ int lab_down(const struct lab_env *env, const char *dir, struct nerr *err)
         goto out;
     }
     /* Everything on the machine is gone; now the files. The state file goes
-     * last, so that a failure here still leaves a lab down can finish. (When
-     * prepare_data_dir mounts something on the hosts' data directories, the
-     * unmount belongs here, before anything is removed.) */
+     * last, so that a failure here still leaves a lab down can finish. The
+     * labfs mounts are gone too (above); a data directory that is still a
+     * mount point stopped down there. */
     if (st.made_dir) {
         rc = fs_rm_rf(adir, err);
     } else {
@@ -1301,6 +1381,7 @@ int lab_status(const struct lab_env *env, const struct lab *lab, struct lab_host
             s->power = POWER_UNKNOWN;
             snprintf(s->power_detail, sizeof s->power_detail, "%s", e.msg);
         }
+        s->fs = power_lab_fs_state(&env->power, h, s->fs_detail, sizeof s->fs_detail);
         struct ssh_host_opts o;
         struct ssh_session *sess = NULL;
         lab_ssh_opts(h, probe_ms, &o);
@@ -1333,14 +1414,14 @@ static const struct inv_host *find_host(const struct lab *lab, const char *host,
 }
 
 int lab_power(const struct lab_env *env, const struct lab *lab, const char *host, int on,
-              int wait_ms, struct nerr *err)
+              enum power_off_mode mode, int wait_ms, struct nerr *err)
 {
     const struct inv_host *h = find_host(lab, host, err);
     int rc;
     if (!h)
         return NERR_NOTFOUND;
     if (!on)
-        return power_off(&env->power, h, err);
+        return power_off_as(&env->power, h, mode, err);
     enum power_state ps = POWER_UNKNOWN;
     char detail[64];
     if ((rc = power_status(&env->power, h, &ps, detail, sizeof detail, err)))

@@ -17,7 +17,13 @@
  *   DIR/    lab.state (what was made, see below), keys/id_ed25519{,.pub}
  *           (the one client key), known_hosts (every host key),
  *           inventory.yaml, and hosts/hI/ holding sshd_config, the ed25519
- *           host key, `boot`, boot.d/, data/, log/ and run/.
+ *           host key, `boot`, boot.d/, data/, backing/, log/ and run/.
+ *   labfs   (unless spec->no_labfs) host i's data/ is a labfs mount
+ *           (chaos/labfs.h) over hosts/hI/backing/, served by a detached
+ *           daemon (log: hosts/hI/log/labfs.log). The inventory names it as
+ *           the lab power mapping's `fs`, so the lab power driver cuts power
+ *           the way hardware does: what was not fsync'd is gone after a
+ *           power-off (chaos/power.h). Power on (and so lab_up) mounts it.
  *
  * Host i sits in AZ "az(1 + (i-1) % A)" and, within its AZ, in rack
  * "r(1 + ((i-1) / A) % R)": round robin over AZs, then over racks.
@@ -104,6 +110,7 @@ struct lab_spec {
      * stops at its next step, removes what it made and fails with
      * NERR_CLOSED. */
     const volatile sig_atomic_t *cancel;
+    int no_labfs; /* 1: plain data directories, kill-only power-off */
 };
 
 /* Checks the numbers of spec (not the machine). */
@@ -115,10 +122,14 @@ int lab_spec_check(const struct lab_spec *spec, struct nerr *err);
  * the lab's id on success. */
 int lab_up(const struct lab_env *env, const struct lab_spec *spec, char *id_out, struct nerr *err);
 
-/* Kills every process of every host namespace (power off), deletes the
+/* Kills every process of every host namespace (power off), unmounts every
+ * host's labfs (crashed first: what it held is thrown away with the lab;
+ * lazily when a reference lingers) and so ends its daemon, deletes the
  * namespaces, veths and bridge, and removes what up made under DIR (all of
- * DIR when up created it). A DIR that does not exist is already down (0).
- * On any failure the state file is kept, so that down can be run again. */
+ * DIR when up created it). Nothing under DIR is removed while a data
+ * directory is still a mount point. A DIR that does not exist is already
+ * down (0). On any failure the state file is kept, so that down can be run
+ * again. */
 int lab_down(const struct lab_env *env, const char *dir, struct nerr *err);
 
 /* --- using a lab ---------------------------------------------------------- */
@@ -151,6 +162,8 @@ struct lab_host_status {
     char power_detail[NERR_MSG_MAX]; /* "2 processes", or why the state is unknown */
     int ssh_ok;
     char ssh_error[NERR_MSG_MAX];
+    enum power_fs_state fs; /* POWER_FS_NONE without labfs */
+    char fs_detail[NERR_MSG_MAX];
 };
 
 /* Fills out[0..n_hosts) (cap must be >= lab->inv->n_hosts). Each SSH probe
@@ -158,11 +171,11 @@ struct lab_host_status {
 int lab_status(const struct lab_env *env, const struct lab *lab, struct lab_host_status *out,
                size_t cap, int probe_ms, struct nerr *err);
 
-/* Powers host off or on through chaos/power.h. Powering on a host that is
- * on is refused (NERR_EXISTS); after power on, waits up to wait_ms
- * (0: don't wait) for its sshd. */
+/* Powers host off (with mode, see power.h) or on through chaos/power.h.
+ * Powering on a host that is on is refused (NERR_EXISTS); after power on,
+ * waits up to wait_ms (0: don't wait) for its sshd. */
 int lab_power(const struct lab_env *env, const struct lab *lab, const char *host, int on,
-              int wait_ms, struct nerr *err);
+              enum power_off_mode mode, int wait_ms, struct nerr *err);
 
 /* Runs argv (quoted with shquote) on host over SSH within timeout_ms. The
  * caller frees res with ssh_result_free, even on error. */
@@ -205,9 +218,10 @@ void lab_bridge_name(const char *id, char out[16]);
 
 /* The state file. Each resource line is "+KIND NAME [EXTRA]" or "-KIND NAME"
  * (creation failed: not ours); kinds: bridge, netns (EXTRA = the host's
- * address), veth, path (a top-level entry of DIR). Header lines: "nines-lab 1",
+ * address), veth, path (a top-level entry of DIR), labfs (NAME = a host whose
+ * DIR/hosts/NAME/data may be a labfs mount). Header lines: "nines-lab 1",
  * "id ID", "made-dir 0|1", "subnet NET/24"; "complete" ends a finished up. */
-enum lab_res_kind { LAB_RES_BRIDGE = 1, LAB_RES_NETNS, LAB_RES_VETH, LAB_RES_PATH };
+enum lab_res_kind { LAB_RES_BRIDGE = 1, LAB_RES_NETNS, LAB_RES_VETH, LAB_RES_PATH, LAB_RES_LABFS };
 struct lab_res {
     enum lab_res_kind kind;
     char name[LAB_NAME_MAX];

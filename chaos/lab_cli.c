@@ -37,14 +37,17 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nines lab up --hosts N --azs A [--racks R] [--subnet A.B.C.0/24]\n"
-               "                    [--ssh-wait SECONDS] --dir DIR\n"
+               "                    [--ssh-wait SECONDS] [--no-labfs] --dir DIR\n"
                "       nines lab status --dir DIR [--json] [--timeout SECONDS]\n"
-               "       nines lab power off|on HOST --dir DIR [--wait SECONDS]\n"
+               "       nines lab power off HOST --dir DIR [--mode crash|torn|kill]\n"
+               "       nines lab power on HOST --dir DIR [--wait SECONDS]\n"
                "       nines lab exec HOST --dir DIR [--timeout SECONDS] -- CMD [ARG...]\n"
                "       nines lab down --dir DIR\n"
                "\n"
                "A lab is a set of hosts made of network namespaces on a private bridge, each\n"
                "with its own address and sshd, and the inventory for them (DIR/inventory.yaml).\n"
+               "Each host's data directory is a labfs mount (unless --no-labfs): power off\n"
+               "loses what the host had not fsync'd, as a power cut does.\n"
                "Must run as root. See docs/lab.md.\n");
 }
 
@@ -87,6 +90,8 @@ enum {
     OPT_TIMEOUT,
     OPT_WAIT,
     OPT_SSH_WAIT,
+    OPT_NO_LABFS,
+    OPT_MODE,
     OPT_HELP
 };
 
@@ -99,6 +104,8 @@ static const struct option all_opts[] = {{"hosts", required_argument, NULL, OPT_
                                          {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                          {"wait", required_argument, NULL, OPT_WAIT},
                                          {"ssh-wait", required_argument, NULL, OPT_SSH_WAIT},
+                                         {"no-labfs", no_argument, NULL, OPT_NO_LABFS},
+                                         {"mode", required_argument, NULL, OPT_MODE},
                                          {"help", no_argument, NULL, OPT_HELP},
                                          {NULL, 0, NULL, 0}};
 
@@ -106,6 +113,7 @@ struct args {
     struct lab_spec spec;
     const char *dir;
     int json, timeout_ms, wait_ms;
+    enum power_off_mode mode;
     int have_hosts, have_azs;
     char **pos; /* positional arguments, in order */
     int n_pos;
@@ -174,6 +182,16 @@ static int parse(const char *sub, int argc, char **argv, const int *allowed, str
             if (parse_secs(sub, "--ssh-wait", optarg, &a->spec.ssh_wait_ms))
                 return -1;
             break;
+        case OPT_NO_LABFS:
+            a->spec.no_labfs = 1;
+            break;
+        case OPT_MODE:
+            if (power_off_mode_parse(optarg, &a->mode) || a->mode == POWER_OFF_DEFAULT) {
+                fprintf(stderr, "nines lab %s: --mode must be crash, torn or kill (got '%s')\n",
+                        sub, optarg);
+                return -1;
+            }
+            break;
         }
     }
     a->pos = argv + optind;
@@ -193,8 +211,8 @@ static int fail(const char *sub, const struct nerr *e)
 
 static int cmd_up(int argc, char **argv)
 {
-    static const int allowed[] = {OPT_HOSTS, OPT_AZS,      OPT_RACKS, OPT_SUBNET,
-                                  OPT_DIR,   OPT_SSH_WAIT, 0};
+    static const int allowed[] = {OPT_HOSTS, OPT_AZS,      OPT_RACKS,    OPT_SUBNET,
+                                  OPT_DIR,   OPT_SSH_WAIT, OPT_NO_LABFS, 0};
     struct args a = {0};
     struct lab_env env;
     struct nerr e;
@@ -292,6 +310,11 @@ static int cmd_status(int argc, char **argv)
                                   st[i].power_detail, "ssh", st[i].ssh_ok);
             if (o && !st[i].ssh_ok)
                 json_object_set_new(o, "ssh_error", json_string(st[i].ssh_error));
+            if (o && h->power.fs) {
+                json_object_set_new(o, "fs", json_string(power_fs_state_name(st[i].fs)));
+                json_object_set_new(o, "fs_path", json_string(h->power.fs));
+                json_object_set_new(o, "fs_detail", json_string(st[i].fs_detail));
+            }
             json_array_append_new(hosts, o);
         }
         json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "lab", lab->id, "dir", lab->dir,
@@ -308,11 +331,13 @@ static int cmd_status(int argc, char **argv)
     } else {
         printf("lab %s  dir %s  subnet %s  bridge %s\n", lab->id, lab->dir, lab->subnet,
                lab->bridge);
-        printf("%-8s %-16s %-6s %-6s %-6s %s\n", "HOST", "ADDRESS", "AZ", "RACK", "POWER", "SSH");
+        printf("%-8s %-16s %-6s %-6s %-6s %-9s %s\n", "HOST", "ADDRESS", "AZ", "RACK", "POWER",
+               "FS", "SSH");
         for (size_t i = 0; i < n; i++) {
             const struct inv_host *h = st[i].host;
-            printf("%-8s %-16s %-6s %-6s %-6s %s%s%s\n", h->name, h->address, h->az, h->rack,
-                   power_word(st[i].power), st[i].ssh_ok ? "ok" : "no", st[i].ssh_ok ? "" : ": ",
+            printf("%-8s %-16s %-6s %-6s %-6s %-9s %s%s%s\n", h->name, h->address, h->az, h->rack,
+                   power_word(st[i].power), h->power.fs ? power_fs_state_name(st[i].fs) : "-",
+                   st[i].ssh_ok ? "ok" : "no", st[i].ssh_ok ? "" : ": ",
                    st[i].ssh_ok ? "" : st[i].ssh_error);
         }
     }
@@ -325,7 +350,7 @@ out:
 
 static int cmd_power(int argc, char **argv)
 {
-    static const int allowed[] = {OPT_DIR, OPT_WAIT, 0};
+    static const int allowed[] = {OPT_DIR, OPT_WAIT, OPT_MODE, 0};
     struct args a = {.wait_ms = LAB_SSH_WAIT_MS};
     struct lab_env env;
     struct nerr e;
@@ -341,7 +366,12 @@ static int cmd_power(int argc, char **argv)
     lab_env_default(&env);
     if (lab_open(a.dir, &lab, &e))
         return fail("power", &e);
-    r = lab_power(&env, lab, a.pos[1], on, a.wait_ms, &e);
+    if (on && a.mode != POWER_OFF_DEFAULT) {
+        lab_close(lab);
+        fprintf(stderr, "nines lab power: --mode is for power off\n");
+        return EXIT_USAGE;
+    }
+    r = lab_power(&env, lab, a.pos[1], on, a.mode, a.wait_ms, &e);
     lab_close(lab);
     if (r)
         return fail("power", &e);

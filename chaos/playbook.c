@@ -237,8 +237,8 @@ static void get_timeout(struct pctx *c, const struct yt_node *m, struct pb_step 
 
 static void parse_power_off(struct pctx *c, const struct yt_node *m, struct pb_step *st)
 {
-    static const char *const keys[] = {"target", "select", "names", "count", "percent",
-                                       "duration", "quorum_safe", "timeout", NULL};
+    static const char *const keys[] = {"target",      "select",  "names", "count", "percent",
+                                       "duration",    "mode",    "quorum_safe", "timeout", NULL};
     st->target = PB_TARGET_NODE;
     st->quorum_safe = 1;
     if (CHK(c, yt_expect_map(m, E)))
@@ -277,6 +277,10 @@ static void parse_power_off(struct pctx *c, const struct yt_node *m, struct pb_s
     if (!CHK(c, yt_get(m, "duration", YT_OPTIONAL, &dn, E)) && dn)
         get_range(c, dn, NS_PER_S / 10, &st->dur_min, &st->dur_max);
     CHK(c, yt_get_bool(m, "quorum_safe", YT_OPTIONAL, &st->quorum_safe, E));
+    const char *mode = NULL;
+    if (!CHK(c, yt_get_str(m, "mode", YT_OPTIONAL, &mode, E)) && mode &&
+        (power_off_mode_parse(mode, &st->mode) || st->mode == POWER_OFF_DEFAULT))
+        pushf(c, yt_map_get(m, "mode"), "mode must be crash, torn or kill, got '%s'", mode);
     get_timeout(c, m, st);
 }
 
@@ -840,6 +844,7 @@ static struct pb_action *new_action(struct planner *p, const struct pb_step *st,
     a->line = st->line;
     a->col = st->col;
     a->quorum_safe = st->quorum_safe;
+    a->mode = st->mode;
     snprintf(a->label, sizeof a->label, "%s%s", prefix, pb_kind_name(st->kind));
     return a;
 }
@@ -966,6 +971,19 @@ static int plan_power_off(struct planner *p, const struct pb_step *st, struct pb
         for (size_t i = 0; i < u[pick[k]].nhosts; i++)
             a->hosts[a->nhosts++] = u[pick[k]].hosts[i];
     qsort(a->hosts, a->nhosts, sizeof *a->hosts, cmp_size);
+    /* A power cut that would not lose unsynced writes is refused here, not
+     * half-way through the run (the lab driver refuses it too). */
+    if (st->mode == POWER_OFF_CRASH || st->mode == POWER_OFF_TORN)
+        for (size_t i = 0; i < a->nhosts; i++) {
+            const struct inv_host *h = &p->inv->hosts[a->hosts[i]];
+            if (h->power.driver == INV_DRIVER_LAB && !h->power.fs) {
+                rc = plan_err(p, st,
+                              "mode %s: lab host %s has no labfs (`fs`), so its power-off "
+                              "would not lose unsynced writes",
+                              power_off_mode_name(st->mode), h->name);
+                goto out;
+            }
+        }
     a->hold_ns = draw_range(p, st->dur_min, st->dur_max);
     if (!a->hold_ns) /* stays off until a power_on */
         for (size_t i = 0; i < a->nhosts; i++)
@@ -1139,6 +1157,8 @@ void pb_plan_print(const struct pb_plan *p, const struct inventory *inv, FILE *f
             } else {
                 fprintf(f, " until powered on");
             }
+            if (a->mode != POWER_OFF_DEFAULT)
+                fprintf(f, " (mode %s)", power_off_mode_name(a->mode));
         }
         if (a->kind == PB_SLEEP) {
             fmt_dur(a->hold_ns, d, sizeof d);

@@ -24,7 +24,8 @@
  * partition in three distinct AZs (store/placement.h), that is what keeps
  * every partition with at most one replica down. A step the planner cannot
  * satisfy (too few candidates, names in two AZs, powering on a host that is
- * not off) is an error at the step's position. Nothing is touched.
+ * not off, a power_off `mode: crash|torn` on a lab host without labfs) is an
+ * error at the step's position. Nothing is touched.
  *
  * Ownership: struct playbook owns every string and step; struct pb_plan owns
  * its steps and host index arrays; host indexes point into the inventory the
@@ -39,6 +40,7 @@
 #include <stdio.h>
 
 #include "chaos/inventory.h"
+#include "chaos/power.h"
 #include "lib/err.h"
 
 #define PB_MAX_STEPS 10000     /* resolved steps of a plan */
@@ -68,6 +70,8 @@ struct pb_step {
     int count, percent;    /* one of them (count 1 by default) */
     uint64_t dur_min, dur_max; /* power_off: 0,0 = stays off; sleep: the pause */
     int quorum_safe;
+    enum power_off_mode mode;  /* power_off: crash|torn|kill, or DEFAULT (the
+                                  host's fs_mode with labfs, else kill) */
     /* repeat */
     int times;
     struct pb_step *steps;
@@ -143,6 +147,7 @@ struct pb_action {
     uint64_t hold_ns;      /* power_off: on again after; sleep: the pause */
     uint64_t timeout_ns;
     int quorum_safe;
+    enum power_off_mode mode; /* power_off: passed to power_off_as */
 };
 
 struct pb_plan {

@@ -487,12 +487,91 @@ static void test_cli(void)
     rmdir(dir);
 }
 
+
+/* power_off's mode: parsed, carried into the plan and printed; a bad word is
+ * an error at its position; crash/torn on a lab host without labfs is
+ * refused by the planner (the power-off would not lose unsynced writes). */
+static void test_mode(const struct inventory *inv)
+{
+    const char *pbt = "steps:\n"
+                      "  - power_off: {names: [h1], duration: 1s, mode: torn}\n"
+                      "  - power_off: {names: [h2], duration: 1s, mode: kill}\n"
+                      "  - power_off: {names: [h3], duration: 1s}\n";
+    char text[1024];
+    snprintf(text, sizeof text, "cluster: {deploy: ~}\n%s", pbt);
+    struct playbook *pb = must(text, inv);
+    ok(pb != NULL, "a playbook with modes loads");
+    if (!pb)
+        return;
+    struct pb_plan *p = NULL;
+    char *t = plan_text(pb, inv, 1, &p);
+    ok(p && p->n == 3, "three steps planned");
+    if (p && p->n == 3) {
+        is_int(p->a[0].mode, POWER_OFF_TORN, "step 1: mode torn");
+        is_int(p->a[1].mode, POWER_OFF_KILL, "step 2: mode kill");
+        is_int(p->a[2].mode, POWER_OFF_DEFAULT, "step 3: no mode = default");
+    }
+    if (!ok(t && strstr(t, " for 1s (mode torn)") && strstr(t, " for 1s (mode kill)"),
+            "plan prints the mode"))
+        diag("%s", t ? t : "");
+    ok(t && !strstr(t, "h3 (az3/r1) for 1s (mode"), "and none for the default");
+    free(t);
+    pb_plan_free(p);
+    playbook_free(pb);
+
+    struct pb_errors errs;
+    struct nerr e;
+    snprintf(text, sizeof text,
+             "cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h1], mode: melt}\n");
+    pb = load(text, inv, &errs, &e);
+    ok(pb == NULL, "mode melt refused");
+    ok(has_err(&errs, "pb.yaml:3:36: mode must be crash, torn or kill, got 'melt'"),
+       "at its line and column (%s)", errs.n ? errs.msg[0] : "");
+    pb_errors_free(&errs);
+    playbook_free(pb);
+
+    /* A lab inventory: h1 with labfs, h2 without. */
+    static const char *labinv =
+        "inventory: lab\nhosts:\n"
+        "  - {name: h1, address: 10.9.1.2, az: az1, rack: r1, data: /l/h1/data,\n"
+        "     power: {driver: lab, netns: n1, start: s, fs: /l/h1/data}}\n"
+        "  - {name: h2, address: 10.9.1.3, az: az2, rack: r1, data: /l/h2/data,\n"
+        "     power: {driver: lab, netns: n2, start: s}}\n";
+    struct inventory *li = NULL;
+    nerr_clear(&e);
+    if (inventory_load_string("lab.yaml", labinv, strlen(labinv), "/", &li, &e))
+        bail_out(e.msg);
+    snprintf(text, sizeof text,
+             "cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h1], mode: crash, duration: 1s}\n"
+             "  - power_off: {names: [h2], mode: kill, duration: 1s}\n");
+    pb = must(text, li);
+    p = NULL;
+    nerr_clear(&e);
+    is_int(playbook_plan(pb, li, 1, &p, &e), 0, "crash on a labfs host, kill on a plain one: planned");
+    pb_plan_free(p);
+    playbook_free(pb);
+    snprintf(text, sizeof text,
+             "cluster: {deploy: ~}\nsteps:\n  - power_off: {names: [h2], mode: crash}\n");
+    pb = must(text, li);
+    p = NULL;
+    nerr_clear(&e);
+    is_int(playbook_plan(pb, li, 1, &p, &e), NERR_INVALID, "crash on a host without labfs: refused");
+    is(e.msg,
+       "pb.yaml:3:5: mode crash: lab host h2 has no labfs (`fs`), so its power-off would not lose "
+       "unsynced writes",
+       "at the step, naming the host");
+    pb_plan_free(p);
+    playbook_free(pb);
+    inventory_free(li);
+}
+
 int main(void)
 {
     struct inventory *inv = inv6();
     test_good(inv);
     test_broken(inv);
     test_quorum(inv);
+    test_mode(inv);
     test_shipped(inv);
     test_cli();
     inventory_free(inv);

@@ -155,7 +155,7 @@ ok($net && !grep({ index($_, "$net.") != 0 } keys %addr), "all inside $st->{subn
 is(scalar(grep { $_->{power} eq 'on' && $_->{ssh} } @hosts), 6, 'all six powered on, sshd reachable');
 is(scalar(grep { index($_->{netns}, $ns_prefix) == 0 } @hosts), 6, "netns names start $ns_prefix");
 $r = lab({}, 'status', '--dir', $dir);
-like($r->{out}, qr/^h6\s+\Q$hosts[5]{address}\E\s+az3\s+r2\s+on\s+ok$/m, 'status as a table');
+like($r->{out}, qr/^h6\s+\Q$hosts[5]{address}\E\s+az3\s+r2\s+on\s+mounted\s+ok$/m, 'status as a table (power, fs, ssh)');
 
 my @ns = grep { index($_, $ns_prefix) == 0 } netns_names();
 is(scalar @ns, 6, 'ip netns list shows 6 namespaces of the lab');
@@ -218,6 +218,66 @@ $r = lab({}, 'power', 'on', 'h2', '--dir', $dir);
 is($r->{status}, 1, 'power on a host that is on: refused');
 like($r->{err}, qr/already on/, '... says so');
 
+# --- power loss: labfs at the data dirs ----------------------------------------------
+# Every host's data dir is a labfs mount; power off is a power cut: a file
+# written but not fsync'd is gone after power on, an fsync'd one is there.
+# `--mode kill` (the old power-off) keeps both: that contrast is what proves
+# the crash, not the kill, lost the write.
+sub mounts_under {
+    my ($d) = @_;
+    my $m = slurp('/proc/self/mounts') // '';
+    return grep { index($_, $d) == 0 } map { (split / /)[1] } split /\n/, $m;
+}
+sub labfs_pid {
+    my ($mnt) = @_;
+    my $r = run({ timeout => 20 }, $nines, 'labfs', 'ctl', $mnt, 'stats');
+    return $r->{out} =~ /\bpid=(\d+)/ ? $1 : undef;
+}
+like($inv, qr/fs: "\Q$dir\E\/hosts\/h4\/data", fs_mode: crash/, 'inventory.yaml: h4 has its labfs');
+is_deeply([sort(mounts_under("$dir/"))], [map { "$dir/hosts/h$_/data" } 1 .. 6],
+          'up mounted one labfs per host, at its data dir');
+ok(-d "$dir/hosts/h4/backing", 'with its backing dir beside it');
+my $d4 = "$dir/hosts/h4/data";
+my $old_daemon = labfs_pid($d4);
+ok($old_daemon && alive($old_daemon), "h4's labfs daemon runs (pid " . ($old_daemon // '?') . ')');
+$r = lab({}, 'exec', 'h4', '--dir', $dir, '--', 'sh', '-c',
+         'printf unsynced > "$1/lost" && printf synced > "$1/kept" && sync -- "$1/kept" && cat "$1/lost" "$1/kept"',
+         'sh', $d4);
+is($r->{out}, 'unsyncedsynced', 'h4 wrote two files, fsync\'d one (both readable)') or diag $r->{err};
+$st = decode_json(lab({}, 'status', '--dir', $dir, '--json')->{out});
+%by = map { $_->{name} => $_ } @{ $st->{hosts} };
+is($by{h4}{fs}, 'mounted', 'status: h4\'s fs is mounted');
+like($by{h4}{fs_detail} // '', qr/dirty_bytes=[1-9]\d* fsyncs=[1-9]/, '... with dirty bytes and fsyncs');
+$r = lab({}, 'power', 'off', 'h4', '--dir', $dir);
+is($r->{status}, 0, 'power off h4 (a power cut)') or diag $r->{err};
+diag(sprintf 'power off with labfs took %.2f s', $r->{secs});
+is_deeply([mounts_under($d4)], [], 'h4\'s data dir is no longer mounted');
+is_deeply([still_alive($old_daemon)], [], 'and its labfs daemon is gone');
+ok(-e "$dir/hosts/h4/backing/kept" && !-e "$dir/hosts/h4/backing/lost",
+   'the backing holds the fsync\'d file only');
+$st = decode_json(lab({}, 'status', '--dir', $dir, '--json')->{out});
+%by = map { $_->{name} => $_ } @{ $st->{hosts} };
+ok($by{h4}{power} eq 'off' && $by{h4}{fs} eq 'unmounted', 'status: h4 off, fs unmounted');
+like(slurp("$dir/hosts/h4/log/labfs.log") // '', qr/crash/, 'the labfs log records the crash');
+$r = lab({}, 'power', 'on', 'h4', '--dir', $dir);
+is($r->{status}, 0, 'power on h4') or diag $r->{err};
+my $new_daemon = labfs_pid($d4);
+ok($new_daemon && $new_daemon != $old_daemon, "a fresh labfs daemon serves it (pid " . ($new_daemon // '?') . ')');
+$r = lab({}, 'exec', 'h4', '--dir', $dir, '--', 'cat', "$d4/kept");
+is($r->{out}, 'synced', 'after power on: the fsync\'d file is there, intact');
+$r = lab({}, 'exec', 'h4', '--dir', $dir, '--', 'test', '-e', "$d4/lost");
+is($r->{status}, 1, 'after power on: the unsynced file is gone');
+# The same with the old kill-only power-off: the labfs keeps its memory.
+$r = lab({}, 'exec', 'h4', '--dir', $dir, '--', 'sh', '-c', 'printf still > "$1/lost"', 'sh', $d4);
+is($r->{status}, 0, 'h4 writes an unsynced file again');
+is(lab({}, 'power', 'off', 'h4', '--dir', $dir, '--mode', 'kill')->{status}, 0, 'power off --mode kill');
+ok(scalar(mounts_under($d4)), '... leaves the labfs mounted');
+is(lab({}, 'power', 'on', 'h4', '--dir', $dir)->{status}, 0, 'power on');
+$r = lab({}, 'exec', 'h4', '--dir', $dir, '--', 'cat', "$d4/lost");
+is($r->{out}, 'still', 'kill keeps the unsynced write (what a real power cut would not)');
+$r = lab({}, 'power', 'off', 'h4', '--dir', $dir, '--mode', 'melt');
+is($r->{status}, 2, 'power off --mode melt: usage error');
+
 # boot.d: what a deployer installs over SSH comes back after a power cycle.
 my $script = "#!/bin/sh\necho booted on \$(hostname)\nexec sleep 600\n";
 $r = lab({}, 'exec', 'h3', '--dir', $dir, '--', 'sh', '-c',
@@ -245,11 +305,15 @@ for my $n (@ns) {
     push @pids, grep { /^\d+$/ } split /\s+/, $p->{out};
 }
 cmp_ok(scalar @pids, '>=', 7, 'the lab runs ' . scalar(@pids) . ' processes (6 sshd + sleeper)');
+my @daemons = grep { defined } map { labfs_pid("$dir/hosts/h$_/data") } 1 .. 6;
+is(scalar @daemons, 6, 'six labfs daemons serve the data dirs');
 $r = lab({}, 'down', '--dir', $dir);
 is($r->{status}, 0, 'lab down') or diag $r->{err};
 diag(sprintf 'lab down (6 hosts) took %.2f s', $r->{secs});
 is_deeply([leftovers($id)], [], 'no namespace, bridge or veth of the lab is left');
 is_deeply([still_alive(@pids)], [], 'no process of the lab is left');
+is_deeply([mounts_under("$dir/")], [], 'nothing of the lab is mounted');
+is_deeply([still_alive(@daemons)], [], 'no labfs daemon is left');
 ok(!-e $dir, 'DIR is removed');
 $r = lab({}, 'down', '--dir', $dir);
 is($r->{status}, 0, 'a second down is harmless');
@@ -259,9 +323,15 @@ is($r->{status}, 0, 'a second down is harmless');
 my $keep = "$tmp/" . ('k' x (184 - length $tmp));
 mkdir $keep or die;
 push @labs, $keep;
-$r = lab({}, 'up', '--hosts', 1, '--azs', 1, '--dir', $keep);
-is($r->{status}, 0, 'up into an existing empty DIR') or diag $r->{err};
+$r = lab({}, 'up', '--hosts', 1, '--azs', 1, '--no-labfs', '--dir', $keep);
+is($r->{status}, 0, 'up --no-labfs into an existing empty DIR') or diag $r->{err};
 my $kid = lab_id($keep);
+is_deeply([mounts_under("$keep/")], [], '--no-labfs: nothing mounted');
+unlike(slurp("$keep/inventory.yaml") // '', qr/\bfs:/, '--no-labfs: no fs in the inventory');
+$r = lab({}, 'power', 'off', 'h1', '--dir', $keep, '--mode', 'crash');
+is($r->{status}, 1, '--no-labfs: power off --mode crash is refused');
+like($r->{err}, qr/needs a labfs/, '... saying it needs a labfs');
+is(lab({}, 'power', 'on', 'h1', '--dir', $keep)->{status}, 1, '... and the host stayed on');
 is(lab({}, 'exec', 'h1', '--dir', $keep, '--', 'hostname')->{out}, "h1\n", 'its host answers');
 is(lab({}, 'down', '--dir', $keep)->{status}, 0, 'down');
 ok(-d $keep, 'the DIR it did not create stays');

@@ -274,6 +274,53 @@ static void test_errors(void)
           "bad address");
 }
 
+/* The lab's labfs keys: fs (resolved like other local paths) and fs_mode. */
+static void test_fs(void)
+{
+    struct nerr err;
+    struct inventory *inv =
+        load("inventory: x\n"
+             "hosts:\n"
+             "  - {name: h1, address: 10.0.0.1, az: a, rack: r, data: /d,\n"
+             "     power: {driver: lab, netns: n1, start: s, fs: /lab/hosts/h1/data/}}\n"
+             "  - {name: h2, address: 10.0.0.2, az: a, rack: r, data: /d,\n"
+             "     power: {driver: lab, netns: n2, start: s, fs: hosts/h2/data, fs_mode: torn}}\n"
+             "  - {name: h3, address: 10.0.0.3, az: a, rack: r, data: /d,\n"
+             "     power: {driver: lab, netns: n3, start: s}}\n",
+             &err);
+    ok(inv != NULL, "inventory with fs loads (%s)", err.msg);
+    if (!inv)
+        return;
+    const struct inv_host *h1 = inventory_host(inv, "h1"), *h2 = inventory_host(inv, "h2"),
+                          *h3 = inventory_host(inv, "h3");
+    is(h1->power.fs, "/lab/hosts/h1/data", "fs kept absolute, trailing slash dropped");
+    is_int(h1->power.fs_mode, INV_FS_CRASH, "fs_mode defaults to crash");
+    is(h2->power.fs, "/base/hosts/h2/data", "relative fs resolved against the inventory's dir");
+    is_int(h2->power.fs_mode, INV_FS_TORN, "fs_mode torn");
+    ok(h3->power.fs == NULL, "no fs: NULL");
+    inventory_free(inv);
+
+    fails_host("    power: {driver: lab, netns: n1, start: s, fs_mode: torn}\n",
+               "inv.yaml:8:56: fs_mode needs fs (the host's labfs mount point)",
+               "fs_mode without fs");
+    fails_host("    power: {driver: lab, netns: n1, start: s, fs: /x/d, fs_mode: ripped}\n",
+               "inv.yaml:8:66: fs_mode must be crash or torn, got 'ripped'", "bad fs_mode");
+    fails_host("    power: {driver: lab, netns: n1, start: s, fs: /data}\n",
+               "inv.yaml:8:51: fs '/data' must be a directory below / without . or ..",
+               "fs right under / (no room for backing beside it)");
+    fails_host("    power: {driver: lab, netns: n1, start: s, fs: /a/../b}\n",
+               "inv.yaml:8:51: fs '/a/../b' must be a directory below / without . or ..",
+               "fs with ..");
+    fails_host("    power: {driver: command, off: x, on: y, fs: /a/b}\n",
+               "inv.yaml:8:45: unknown key 'fs', did you mean 'off'?", "fs on the command driver");
+    fails("inventory: x\nhosts:\n"
+          "  - {name: h1, address: 10.0.0.1, az: a, rack: r, data: /d,\n"
+          "     power: {driver: lab, netns: n1, start: s, fs: /l/d}}\n"
+          "  - {name: h2, address: 10.0.0.2, az: a, rack: r, data: /d,\n"
+          "     power: {driver: lab, netns: n2, start: s, fs: /l/d}}\n",
+          "inv.yaml:6:52: duplicate fs '/l/d' (host 'h1' at line 3 has it)", "duplicate fs");
+}
+
 static void test_syntax(void)
 {
     struct nerr err;
@@ -287,6 +334,7 @@ int main(void)
     test_good();
     test_file();
     test_errors();
+    test_fs();
     test_syntax();
     return done_testing();
 }

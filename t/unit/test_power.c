@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,6 +512,249 @@ static void test_lab(void)
     is_int(k.n, 0, "no kill was attempted");
 }
 
+
+/* --- lab with labfs: the power cut's order, on fakes -------------------------- */
+
+/* One log for signals and file-system calls, so the order between them is
+ * what is checked. */
+struct cut {
+    char log[4096];
+    int mounted, crashed, frozen;
+    int fail_crash;
+    const char *proc;
+    char mount_args[512];
+};
+
+static void cut_add(struct cut *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cut_add(struct cut *c, const char *fmt, ...)
+{
+    size_t n = strlen(c->log);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->log + n, sizeof c->log - n, fmt, ap);
+    va_end(ap);
+}
+
+static int cut_kill(void *arg, pid_t pid, int sig)
+{
+    struct cut *c = arg;
+    cut_add(c, "%s %d;", sig == SIGSTOP ? "STOP" : sig == SIGKILL ? "KILL" : "SIG?", (int)pid);
+    if (sig == SIGKILL) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%d/ns/net", c->proc, (int)pid);
+        unlink(p);
+    }
+    return 0;
+}
+
+static int cut_control(void *arg, const char *mnt, const char *cmd, char *reply, size_t cap,
+                       struct nerr *err)
+{
+    struct cut *c = arg;
+    if (strcmp(cmd, "stats") != 0)
+        cut_add(c, "%s;", cmd);
+    if (!c->mounted)
+        return nerr_set(err, NERR_NOTFOUND, "not a labfs mount");
+    if (!strcmp(cmd, "freeze"))
+        c->frozen = 1;
+    if (!strcmp(cmd, "crash") || !strcmp(cmd, "torn")) {
+        if (c->fail_crash)
+            return nerr_set(err, NERR_INVALID, "labfs %s: error injected", mnt);
+        c->crashed = 1;
+        c->frozen = 0;
+    }
+    snprintf(reply, cap, "ok pid=4242 crashed=%d frozen=%d dirty_bytes=8192 fsyncs=3 seed=7",
+             c->crashed, c->frozen);
+    return 0;
+}
+
+static int cut_umount(void *arg, const char *mnt, int lazy, int timeout_ms, struct nerr *err)
+{
+    struct cut *c = arg;
+    cut_add(c, "umount%s %s;", lazy ? " -l" : "", strrchr(mnt, '/') + 1);
+    c->mounted = c->crashed = c->frozen = 0;
+    return 0;
+}
+
+static int cut_mount(void *arg, const char *backing, const char *mnt, const char *log,
+                     uint64_t seed, struct nerr *err)
+{
+    struct cut *c = arg;
+    cut_add(c, "mount;");
+    snprintf(c->mount_args, sizeof c->mount_args, "%s|%s|%s", backing, mnt, log);
+    c->mounted = 1;
+    return 0;
+}
+
+static int cut_mounted(void *arg, const char *mnt)
+{
+    return ((struct cut *)arg)->mounted;
+}
+
+static void test_lab_fs(void)
+{
+    struct power_env env;
+    struct cut c = {0};
+    struct nerr err;
+    char proc[PATH_MAX], netns[PATH_MAX], ip[PATH_MAX], fs[PATH_MAX], want[PATH_MAX * 3];
+    snprintf(proc, sizeof proc, "%s/proc", dir);
+    snprintf(netns, sizeof netns, "%s/netns", dir);
+    snprintf(ip, sizeof ip, "%s/fake-ip", dir);
+    snprintf(fs, sizeof fs, "%s/hosts/h1/data", dir);
+    power_env_default(&env);
+    env.proc_root = proc;
+    env.netns_dir = netns;
+    env.ip = ip;
+    env.kill_fn = cut_kill;
+    env.kill_arg = &c;
+    env.fs_control = cut_control;
+    env.fs_umount = cut_umount;
+    env.fs_mount = cut_mount;
+    env.fs_mounted = cut_mounted;
+    env.fs_arg = &c;
+    c.proc = proc;
+
+    struct inv_host h = host("h1", "10.77.0.11", INV_DRIVER_LAB);
+    h.power.netns = "lab1";
+    h.power.start = tmpl("echo booted >> DIR/fs-on.log");
+    h.power.fs = fs;
+
+    /* Layout: backing and log beside the mount point. */
+    char b[PATH_MAX], l[PATH_MAX];
+    is_int(power_lab_fs_layout("/lab/hosts/h1/data", b, sizeof b, l, sizeof l, &err), 0,
+           "layout");
+    is(b, "/lab/hosts/h1/backing", "backing beside the mount point");
+    is(l, "/lab/hosts/h1/log/labfs.log", "log in log/ beside it");
+    is_int(power_lab_fs_layout("/data", b, sizeof b, l, sizeof l, &err), NERR_INVALID,
+           "a mount point right under / has no parent of its own");
+
+    /* Power on of a host whose fs is not mounted: mount first, then boot. */
+    fake_proc(); /* 100 and 300 live in lab1 again */
+    is_int(power_on(&env, &h, &err), 0, "lab on with fs (%s)", err.msg);
+    is(c.log, "mount;", "mounted (the status probe sent no command)");
+    snprintf(want, sizeof want, "%s/hosts/h1/backing|%s|%s/hosts/h1/log/labfs.log", dir, fs, dir);
+    is(c.mount_args, want, "over the backing beside it, log beside it");
+    is(slurp("fs-on.log"), "booted\n", "then the start template ran");
+
+    enum power_state ps;
+    char detail[256];
+    is_int(power_status(&env, &h, &ps, detail, sizeof detail, &err), 0, "status");
+    is(detail, "2 processes, labfs mounted dirty_bytes=8192 fsyncs=3 seed=7",
+       "status reports the fs and its counters");
+
+    /* The power cut: freeze, STOP all, crash, KILL all, unmount. */
+    c.log[0] = '\0';
+    is_int(power_off(&env, &h, &err), 0, "lab off with fs (%s)", err.msg);
+    is(c.log, "freeze;STOP 100;STOP 300;crash;KILL 100;KILL 300;umount data;",
+       "freeze -> SIGSTOP every process -> crash -> SIGKILL every process -> unmount");
+    ok(!c.mounted, "nothing mounted afterwards");
+    is_int(power_status(&env, &h, &ps, detail, sizeof detail, &err), 0, "status when off");
+    is(detail, "0 processes, labfs unmounted", "off, fs unmounted");
+    ok(ps == POWER_OFF, "power state off");
+
+    /* fs_mode torn is the default when the inventory says so; a playbook
+     * mode overrides it. */
+    fake_proc();
+    c.mounted = 1;
+    c.log[0] = '\0';
+    h.power.fs_mode = INV_FS_TORN;
+    is_int(power_off(&env, &h, &err), 0, "torn off");
+    is(c.log, "freeze;STOP 100;STOP 300;torn;KILL 100;KILL 300;umount data;",
+       "fs_mode torn: the same order with torn");
+    fake_proc();
+    c.mounted = 1;
+    c.log[0] = '\0';
+    is_int(power_off_as(&env, &h, POWER_OFF_CRASH, &err), 0, "mode crash over fs_mode torn");
+    is(c.log, "freeze;STOP 100;STOP 300;crash;KILL 100;KILL 300;umount data;",
+       "the explicit mode wins");
+    h.power.fs_mode = INV_FS_CRASH;
+
+    /* kill: the old semantics, the fs untouched and still mounted. */
+    fake_proc();
+    c.mounted = 1;
+    c.log[0] = '\0';
+    is_int(power_off_as(&env, &h, POWER_OFF_KILL, &err), 0, "mode kill");
+    is(c.log, "KILL 100;KILL 300;", "kill: SIGKILL only, no labfs command, no unmount");
+    ok(c.mounted, "the labfs stays mounted, with its memory");
+
+    /* Power on over a live, uncrashed mount keeps it; over a crashed one
+     * remounts. */
+    c.log[0] = '\0';
+    is_int(power_on(&env, &h, &err), 0, "on over a live mount");
+    is(c.log, "", "a live mount is kept");
+    c.crashed = 1;
+    is_int(power_on(&env, &h, &err), 0, "on over a crashed mount");
+    is(c.log, "umount data;mount;", "a crashed mount is unmounted and mounted afresh");
+
+    /* A failing crash: the processes still die and the mount still goes,
+     * but the power-off reports that unsynced writes may have survived. */
+    fake_proc();
+    c.log[0] = '\0';
+    c.fail_crash = 1;
+    is_int(power_off(&env, &h, &err), NERR_INVALID, "failing crash -> error");
+    ok(strstr(err.msg, "unsynced writes may have survived") != NULL, "message: %s", err.msg);
+    is(c.log, "freeze;STOP 100;STOP 300;crash;KILL 100;KILL 300;umount data;",
+       "but every process was killed and the fs unmounted");
+    c.fail_crash = 0;
+
+    /* Off twice: nothing mounted, no process: fine, and nothing is sent. */
+    c.log[0] = '\0';
+    is_int(power_off(&env, &h, &err), 0, "off when already off (%s)", err.msg);
+    is(c.log, "", "no freeze, no signal, no unmount");
+
+    /* crash/torn without labfs is refused before anything happens. */
+    fake_proc();
+    h.power.fs = NULL;
+    c.log[0] = '\0';
+    is_int(power_off_as(&env, &h, POWER_OFF_TORN, &err), NERR_INVALID, "torn without fs refused");
+    ok(strstr(err.msg, "needs a labfs") != NULL, "message: %s", err.msg);
+    is(c.log, "", "nothing was signalled");
+    is_int(power_off(&env, &h, &err), 0, "default without fs = kill");
+    is(c.log, "KILL 100;KILL 300;", "SIGKILL only");
+
+    /* The SAFETY refusal holds with fs too: no freeze, no signal. */
+    h.power.fs = fs;
+    h.power.netns = "rootns";
+    c.mounted = 1;
+    c.log[0] = '\0';
+    is_int(power_off(&env, &h, &err), NERR_INVALID, "root netns refused with fs");
+    is(c.log, "", "no labfs command and no signal before the refusal");
+
+    /* Two hosts at one instant: each phase over both before the next. */
+    char fs2[PATH_MAX];
+    snprintf(fs2, sizeof fs2, "%s/hosts/h2/data", dir);
+    fake_proc();
+    link_rel("proc/200/ns/net", "netns/lab2");
+    struct inv_host h2 = host("h2", "10.77.0.12", INV_DRIVER_LAB);
+    h2.power.netns = "lab2";
+    h2.power.start = "true";
+    h2.power.fs = fs2;
+    h.power.netns = "lab1";
+    c.mounted = 1;
+    c.log[0] = '\0';
+    const struct inv_host *both[] = {&h, &h2};
+    is_int(power_off_group(&env, both, 2, POWER_OFF_DEFAULT, &err), 0, "group off (%s)", err.msg);
+    is(c.log,
+       "freeze;freeze;STOP 100;STOP 300;STOP 200;crash;crash;KILL 100;KILL 300;KILL 200;"
+       "umount data;umount data;",
+       "freeze both, stop both, crash both, kill both, unmount both");
+    /* A refusal of one host stops the whole group before anything happens. */
+    fake_proc();
+    c.mounted = 1;
+    c.log[0] = '\0';
+    h2.power.fs = NULL;
+    is_int(power_off_group(&env, both, 2, POWER_OFF_TORN, &err), NERR_INVALID,
+           "group with a host that cannot be torn: refused");
+    is(c.log, "", "no host was touched");
+    h2.power.fs = fs2;
+
+    /* Mode names. */
+    enum power_off_mode m = POWER_OFF_DEFAULT;
+    ok(power_off_mode_parse("torn", &m) == 0 && m == POWER_OFF_TORN, "parse torn");
+    ok(power_off_mode_parse("kill", &m) == 0 && m == POWER_OFF_KILL, "parse kill");
+    is_int(power_off_mode_parse("zap", &m), NERR_INVALID, "parse zap -> NERR_INVALID");
+}
+
 /* --- qmp, against a fake server thread --------------------------------------- */
 
 struct fake_qmp {
@@ -711,6 +955,7 @@ int main(void)
     test_command();
     test_refusals();
     test_lab();
+    test_lab_fs();
     test_qmp();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
