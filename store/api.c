@@ -1680,6 +1680,8 @@ static enum route_kind route_group(struct rcall *rc, struct group *g, int n, con
             return ROUTE_WAIT;
         }
         const struct group_members *m = group_members_of(g);
+        if (st.leader && st.leader != m->self && need_leader == 1 && !st.failed)
+            return ROUTE_LOCAL; /* group_propose hands the entry to the leader */
         if (st.leader && st.leader != m->self) {
             *to = m->nodes[st.leader - 1];
             return ROUTE_FORWARD;

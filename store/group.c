@@ -18,6 +18,11 @@
 #include "store/raftwire.h"
 
 #define GID_BUCKETS 1024
+/* A forwarded proposal's entry: magic byte, u64 request id, then the entry
+ * the state machine sees. (A state machine's own entries never start with
+ * this byte: op.h and the catalog write JSON.) */
+#define GROUP_FRAME_MAGIC 0x01
+#define GROUP_FRAME 9
 #define HS_MAGIC "N9HS1\n"
 
 /* A proposal (done != NULL) or a committed entry on its way to the applier.
@@ -34,6 +39,9 @@ struct gentry {
     unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
     size_t len;
     int snap; /* a snapshot to restore at lsn (data/len: its payload) */
+    uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
+    int fwd;         /* this node's proposal, to be forwarded if it does not lead */
+    uint32_t origin; /* proposals a member forwarded here: its member number */
     struct gentry *next;
 };
 
@@ -67,6 +75,7 @@ struct group_host {
     struct group *all;                  /* every open group; driver thread only */
     struct group *dirty;                /* groups to drive at the end of the round */
     uint64_t seed;
+    _Atomic uint64_t rid_next; /* request ids of forwarded proposals */
     _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
     pthread_t applier;
     pthread_mutex_t mu;
@@ -110,6 +119,7 @@ struct group {
     struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
     struct gentry *pending, *pending_tail; /* proposed, by index */
     struct gentry *pbatch, *pbatch_tail;   /* to propose together, at the end of the round */
+    struct gentry *fwd_pending, *fwd_tail; /* forwarded to the leader, by time */
     int dirty;
     struct group *dnext;
     struct raft_hard_state hs_saved;
@@ -159,6 +169,8 @@ int group_host_start(struct state *st, int sync_threads, const struct group_timi
     if (!h->timing.compact_entries)
         h->timing.compact_entries = 50000;
     h->seed = now_ns() ^ ((uint64_t)getpid() << 32);
+    /* Request ids: a random base per process, then a counter. */
+    atomic_store(&h->rid_next, (h->seed * 0x9E3779B97F4A7C15ull) & ~0xFFFFFFFFFull);
     if (!(h->ov = overlay_new())) {
         free(h);
         return nerr_set(err, NERR_NOMEM, "out of memory");
@@ -678,11 +690,15 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     if (g->mem.n == 1) {
         /* A lone member elects itself and applies its whole log now, so the
          * group serves as soon as group_open returns (like a restarted
-         * single-node store replaying its WAL). */
+         * single-node store replaying its WAL). The state machine may look
+         * for its group (the overlay) while applying: publish it first. */
+        *out = g;
         for (uint32_t i = 0; i < 2 * h->timing.election_ticks; i++)
             raft_tick(g->r);
-        if ((rc = drive_sync(g, err)))
+        if ((rc = drive_sync(g, err))) {
+            *out = NULL;
             goto fail;
+        }
     } else if (g->mem.self == 1) {
         /* The preferred leader times out first. */
         for (uint32_t i = 0; i + 1 < h->timing.election_ticks; i++)
@@ -697,8 +713,8 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     }
     d->kind = DEV_PROPOSE; /* with prop == NULL: registration */
     d->g = g;
+    *out = g; /* before the driver can apply anything (the overlay needs it) */
     dev_post(h, d);
-    *out = g;
     return 0;
 fail:
     for (size_t i = 0; i < lc.n; i++)
@@ -784,18 +800,34 @@ void group_status(struct group *g, struct group_status *st)
     st->first_index = atomic_load(&g->s_first);
     st->applied = atomic_load(&g->applied);
     uint64_t at = atomic_load(&g->s_lease_ns);
-    st->lease = atomic_load(&g->s_lease) && at && now_ns() - at < 5000000ull;
+    /* raft_lease_valid holds until the next tick at least (lease_ticks
+     * keeps one tick of margin, docs/replication.md): a value published
+     * within the last tick period is still good. */
+    st->lease = atomic_load(&g->s_lease) && at && now_ns() - at < RAFT_TICK_MS * 1000000ull;
     st->failed = atomic_load(&g->s_failed);
 }
 
 int group_read_index(struct group *g, int timeout_ms)
 {
+    uint64_t start = now_ns(), deadline = start + (uint64_t)timeout_ms * 1000000ull;
+    /* The lease is published at every tick and after every disk round; a
+     * leader busy with its disk may have published it a moment ago: wait
+     * briefly for a fresh one rather than sending the read elsewhere. */
+    uint64_t lease_wait = start + 30000000ull;
     struct group_status st;
-    group_status(g, &st);
-    /* A lone member needs no lease: no other member can commit anything. */
-    if (st.role != RAFT_LEADER || (!st.lease && g->mem.n > 1) || st.failed)
-        return NERR_BUSY;
-    uint64_t target = st.commit, deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    for (;;) {
+        group_status(g, &st);
+        if (st.role != RAFT_LEADER || st.failed)
+            return NERR_BUSY;
+        /* A lone member needs no lease: no other member can commit anything. */
+        if (st.lease || g->mem.n == 1)
+            break;
+        if (now_ns() > lease_wait || now_ns() > deadline)
+            return NERR_BUSY;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    uint64_t target = st.commit;
     while (atomic_load(&g->applied) < target) {
         if (now_ns() > deadline)
             return NERR_TIMEOUT;
@@ -810,19 +842,35 @@ int group_propose(struct group *g, const void *data, size_t len, void *op, group
 {
     if (atomic_load(&g->s_failed))
         return NERR_IO;
-    if (atomic_load(&g->s_role) != RAFT_LEADER)
-        return NERR_BUSY;
-    if (len == 0 || len > RAFT_MAX_ENTRY)
+    /* A member that does not lead hands the entry to the leader it knows
+     * (FWD_PROPOSE) and answers once it has applied it itself. */
+    int fwd = 0;
+    if (atomic_load(&g->s_role) != RAFT_LEADER) {
+        uint32_t leader = atomic_load(&g->s_leader);
+        if (!leader || leader == g->mem.self || !g->h->send)
+            return NERR_BUSY;
+        fwd = 1;
+    }
+    if (len == 0 || len + GROUP_FRAME > RAFT_MAX_ENTRY)
         return NERR_LIMIT;
     struct gentry *e = calloc(1, sizeof *e);
     struct dev *d = calloc(1, sizeof *d);
-    if (!e || !d || !(e->data = malloc(len))) {
+    size_t flen = fwd ? len + GROUP_FRAME : len;
+    if (!e || !d || !(e->data = malloc(flen))) {
         free(e);
         free(d);
         return NERR_NOMEM;
     }
-    memcpy(e->data, data, len);
-    e->len = len;
+    if (fwd) {
+        e->fwd = 1;
+        e->rid = atomic_fetch_add(&g->h->rid_next, 1);
+        e->data[0] = GROUP_FRAME_MAGIC;
+        le_put64(e->data + 1, e->rid);
+        memcpy(e->data + GROUP_FRAME, data, len);
+    } else {
+        memcpy(e->data, data, len);
+    }
+    e->len = flen;
     e->g = g;
     e->op = op;
     e->done = done;
@@ -908,6 +956,8 @@ static void group_fail(struct group *g, int status)
     g->pending = g->pending_tail = NULL;
     fail_list(g->pbatch, NERR_IO);
     g->pbatch = g->pbatch_tail = NULL;
+    fail_list(g->fwd_pending, NERR_IO);
+    g->fwd_pending = g->fwd_tail = NULL;
     publish(g);
 }
 
@@ -959,6 +1009,23 @@ static void queue_committed(struct group *g, const struct raft_ready *rd)
         }
         if (!g->pending)
             g->pending_tail = NULL;
+        if (!e && ce->len >= GROUP_FRAME && ce->data[0] == GROUP_FRAME_MAGIC && g->fwd_pending) {
+            uint64_t rid = le_get64(ce->data + 1);
+            for (struct gentry **pp = &g->fwd_pending; *pp; pp = &(*pp)->next)
+                if ((*pp)->rid == rid) {
+                    e = *pp;
+                    *pp = e->next;
+                    if (g->fwd_tail == e) {
+                        g->fwd_tail = NULL;
+                        for (struct gentry *x = g->fwd_pending; x; x = x->next)
+                            g->fwd_tail = x;
+                    }
+                    free(e->data); /* the applier uses op */
+                    e->data = NULL;
+                    e->len = 0;
+                    break;
+                }
+        }
         if (!e) {
             e = calloc(1, sizeof *e);
             if (!e) {
@@ -1003,6 +1070,11 @@ static void queue_committed(struct group *g, const struct raft_ready *rd)
 
 static void finish_ready(struct group *g)
 {
+    /* The commit index is published before the messages that carry it go
+     * out: a follower may apply and answer a write as soon as it hears it,
+     * and a lease read on this leader must then wait for that entry
+     * (group_read_index reads s_commit). */
+    atomic_store(&g->s_commit, raft_commit(g->r));
     send_msgs(g, &g->rd);
     if (!g->rd_applied)
         queue_committed(g, &g->rd);
@@ -1192,8 +1264,40 @@ static void drive(struct group *g)
     }
 }
 
+static void send_host_msg(struct group *g, uint32_t to, uint32_t type, uint64_t rid,
+                          const void *data, size_t len)
+{
+    struct raft_msg m = {.type = type, .from = g->mem.self, .to = to, .index = rid,
+                         .data_len = (uint32_t)len, .data = (unsigned char *)data};
+    unsigned char *buf;
+    size_t blen;
+    if (to < 1 || to > g->mem.n || to == g->mem.self || raftwire_encode(&m, &buf, &blen))
+        return;
+    if (g->h->send(g->h->send_arg, g->mem.nodes[to - 1], g->mem.gid, buf, blen))
+        atomic_fetch_add(&g->h->st_sendfail, 1);
+    else
+        atomic_fetch_add(&g->h->st_out, 1);
+    free(buf);
+}
+
 static void proposal(struct group *g, struct gentry *e)
 {
+    if (e->fwd && raft_role(g->r) != RAFT_LEADER && !g->wal_failed && !g->closed) {
+        uint32_t leader = raft_leader(g->r);
+        if (!leader || leader == g->mem.self) {
+            fail_prop(e, NERR_BUSY);
+            return;
+        }
+        send_host_msg(g, leader, RAFTWIRE_FWD_PROPOSE, e->rid, e->data, e->len);
+        e->t_ns = now_ns();
+        e->next = NULL;
+        if (g->fwd_tail)
+            g->fwd_tail->next = e;
+        else
+            g->fwd_pending = e;
+        g->fwd_tail = e;
+        return;
+    }
     e->next = NULL;
     if (g->pbatch_tail)
         g->pbatch_tail->next = e;
@@ -1206,6 +1310,12 @@ static void fail_list(struct gentry *e, int status)
 {
     for (struct gentry *n; e; e = n) {
         n = e->next;
+        if (e->origin) { /* another member's: tell it nothing was proposed */
+            send_host_msg(e->g, e->origin, RAFTWIRE_FWD_NACK, e->rid, NULL, 0);
+            free(e->data);
+            free(e);
+            continue;
+        }
         fail_prop(e, status);
     }
 }
@@ -1246,7 +1356,13 @@ static void flush_props(struct group *g)
     for (struct gentry *e = batch, *nx; e; e = nx, i++) {
         nx = e->next;
         if (rc && i >= appended) {
-            fail_prop(e, rc); /* never appended */
+            e->next = NULL;
+            fail_list(e, rc); /* never appended */
+            continue;
+        }
+        if (e->origin) { /* another member's: it matches the entry itself */
+            free(e->data);
+            free(e);
             continue;
         }
         e->lsn = first + i;
@@ -1266,6 +1382,13 @@ static void flush_props(struct group *g)
 static void expire_pending(struct group *g, uint64_t now)
 {
     uint64_t limit = (uint64_t)GROUP_PROPOSAL_TIMEOUT_MS * 1000000ull;
+    while (g->fwd_pending && now - g->fwd_pending->t_ns > limit) {
+        struct gentry *e = g->fwd_pending;
+        g->fwd_pending = e->next;
+        if (!g->fwd_pending)
+            g->fwd_tail = NULL;
+        fail_prop(e, NERR_TIMEOUT);
+    }
     while (g->pending && now - g->pending->t_ns > limit) {
         struct gentry *e = g->pending;
         g->pending = e->next;
@@ -1290,6 +1413,37 @@ static void message(struct group *g, struct dev *d)
     }
     if (g->wal_failed)
         return;
+    if (d->msg.type == RAFTWIRE_FWD_PROPOSE) {
+        struct gentry *e = calloc(1, sizeof *e);
+        if (!e) {
+            send_host_msg(g, from, RAFTWIRE_FWD_NACK, d->msg.index, NULL, 0);
+            return;
+        }
+        e->g = g;
+        e->origin = from;
+        e->rid = d->msg.index;
+        e->data = d->msg.data; /* taken over */
+        e->len = d->msg.data_len;
+        d->msg.data = NULL;
+        d->msg.data_len = 0;
+        proposal(g, e); /* flush_props NACKs it if this member does not lead */
+        return;
+    }
+    if (d->msg.type == RAFTWIRE_FWD_NACK) {
+        for (struct gentry **pp = &g->fwd_pending; *pp; pp = &(*pp)->next)
+            if ((*pp)->rid == d->msg.index) {
+                struct gentry *e = *pp;
+                *pp = e->next;
+                if (g->fwd_tail == e) {
+                    g->fwd_tail = NULL;
+                    for (struct gentry *x = g->fwd_pending; x; x = x->next)
+                        g->fwd_tail = x;
+                }
+                fail_prop(e, NERR_BUSY);
+                break;
+            }
+        return;
+    }
     if (raft_step(g->r, &d->msg))
         atomic_fetch_add(&h->st_raft, 1);
 }
@@ -1329,6 +1483,8 @@ static void close_now(struct group *g)
     }
     fail_list(g->pbatch, NERR_CLOSED);
     g->pbatch = g->pbatch_tail = NULL;
+    fail_list(g->fwd_pending, NERR_CLOSED);
+    g->fwd_pending = g->fwd_tail = NULL;
     for (struct dev *d = g->deferred, *n; d; d = n) {
         n = d->next;
         if (d->kind == DEV_PROPOSE && d->prop)
@@ -1600,8 +1756,14 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             e->g->applied_lsn = e->lsn;
             continue;
         }
-        rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, e->op ? NULL : e->data, e->len,
-                             e->op, &results[i], &err);
+        const unsigned char *ad = e->data;
+        size_t al = e->len;
+        if (!e->op && al >= GROUP_FRAME && ad[0] == GROUP_FRAME_MAGIC) {
+            ad += GROUP_FRAME; /* a forwarded proposal's frame */
+            al -= GROUP_FRAME;
+        }
+        rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, e->op ? NULL : ad, al, e->op,
+                             &results[i], &err);
         if (!rc) {
             e->g->applied_lsn = e->lsn;
             commit_first |= e->g->sm->commit_before_done;

@@ -72,8 +72,12 @@ static int load_item(MDB_txn *txn, const struct partition *p, const struct op *o
     return 0;
 }
 
-/* Runtime writes (publish) also go to the overlay (overlay.h): they are
- * acknowledged before the transaction commits. Replay does not publish. */
+/* Every applied write also goes to the overlay (overlay.h): it is
+ * acknowledged (by this node, or by another replica whose client then reads
+ * here) before the transaction commits. Entries applied without the
+ * proposer's op (other nodes' proposals, entries applied again after a
+ * restart) are published like the rest: a read that waited for the applied
+ * index must find them. */
 static int store_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t *item,
                       int publish, struct nerr *err)
 {
@@ -150,7 +154,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     }
     switch (op->kind) {
     case OP_PUT:
-        if ((rc = store_item(txn, p, op, op->item, res != NULL, err)))
+        if ((rc = store_item(txn, p, op, op->item, 1, err)))
             goto out;
         item = json_incref(op->item);
         break;
@@ -162,8 +166,8 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
                 rc = state_mdb_err(err, d, "delete");
                 goto out;
             }
-            if (res && overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
-                                   op->klen, NULL, 0)) {
+            if (overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
+                            op->klen, NULL, 0)) {
                 rc = nerr_set(err, NERR_NOMEM, "out of memory");
                 goto out;
             }
@@ -190,7 +194,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
                      "Item size to update has exceeded the maximum allowed size");
             goto out;
         }
-        if ((rc = store_item(txn, p, op, item, res != NULL, err)))
+        if ((rc = store_item(txn, p, op, item, 1, err)))
             goto out;
         break;
     }

@@ -55,7 +55,8 @@ int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg
     if (p[0] != RAFTWIRE_VERSION)
         return nerr_set(err, NERR_INVALID, "raft message version %u unknown", p[0]);
     uint32_t type = p[1], n_entries = le_get32(p + 16);
-    if (type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END)
+    int host_msg = type == RAFTWIRE_FWD_PROPOSE || type == RAFTWIRE_FWD_NACK;
+    if ((type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END) && !host_msg)
         return nerr_set(err, NERR_INVALID, "raft message type %u unknown", type);
     if (le_get16(p + 2) || le_get32(p + 68))
         return nerr_set(err, NERR_INVALID, "raft message reserved bytes are not zero");
@@ -93,7 +94,8 @@ int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg
     if ((size_t)(end - q) < 4)
         return nerr_set(err, NERR_INVALID, "raft message cut before its data length");
     uint32_t dlen = le_get32(q);
-    if (dlen > RAFT_MAX_SNAPSHOT || (dlen && type != RAFT_MSG_SNAPSHOT))
+    if (dlen > RAFT_MAX_SNAPSHOT || (dlen && type != RAFT_MSG_SNAPSHOT && type != RAFTWIRE_FWD_PROPOSE) ||
+        (type == RAFTWIRE_FWD_PROPOSE && (dlen == 0 || dlen > RAFT_MAX_ENTRY)))
         return nerr_set(err, NERR_INVALID, "raft %s message with %u data bytes",
                         raft_msg_type_name(type), dlen);
     if ((size_t)(end - q - 4) != dlen)

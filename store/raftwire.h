@@ -33,6 +33,14 @@
 #define RAFTWIRE_VERSION 1
 #define RAFTWIRE_HEADER 72
 
+/* Host-level messages in the same format, never given to raft_step:
+ * FWD_PROPOSE: a member that is not the leader hands the leader a proposal
+ *   (index = request id, data = the framed entry, <= RAFT_MAX_ENTRY);
+ * FWD_NACK: the receiver is not the leader (index = request id): nothing was
+ *   proposed, the sender may try again. */
+#define RAFTWIRE_FWD_PROPOSE 200
+#define RAFTWIRE_FWD_NACK 201
+
 int raftwire_encode(const struct raft_msg *m, unsigned char **out, size_t *len);
 int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg *m,
                     struct nerr *err);

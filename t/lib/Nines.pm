@@ -130,7 +130,7 @@ sub new_cluster {
     my (%opt) = @_;
     my $n = $opt{nodes} // 6;
     my $azs = $opt{azs} // 3;
-    my $dir = tempdir('nines-c-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $dir = tempdir('nines-c-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{NINES_KEEP});
     my @nodes;
     my $yaml = "cluster: ctest\nauth: none\n" . ($opt{extra} // '') . "nodes:\n";
     for my $i (1 .. $n) {
