@@ -42,6 +42,7 @@ struct gentry {
     uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
     int fwd;         /* this node's proposal, to be forwarded if it does not lead */
     uint32_t origin; /* proposals a member forwarded here: its member number */
+    uint32_t sent_to; /* forwarded proposals: the leader they went to */
     struct gentry *next;
 };
 
@@ -114,6 +115,7 @@ struct group {
     struct raft_ready rd;
     int in_flight;       /* a ready is being persisted */
     int rd_applied;      /* its committed entries were queued already */
+    int rd_sent;         /* its replication messages went out already */
     int wal_failed;
     uint32_t missed_ticks;
     struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
@@ -961,7 +963,19 @@ static void group_fail(struct group *g, int status)
     publish(g);
 }
 
-static void send_msgs(struct group *g, const struct raft_ready *rd)
+/* A leader's replication messages may leave before its own entries are
+ * durable (Raft thesis §10.2.1): they ask followers to persist, and the
+ * leader counts itself only once its own write is done (raft.c, stable).
+ * Every other message acknowledges something and waits for the disk. */
+static int leader_msg(const struct raft_msg *m)
+{
+    return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+           m->type == RAFT_MSG_SNAPSHOT;
+}
+
+/* which: 0 every message, 1 a leader's replication messages only, 2 the
+ * others only. */
+static void send_msgs(struct group *g, const struct raft_ready *rd, int which)
 {
     struct group_host *h = g->h;
     for (size_t i = 0; i < rd->n_msgs; i++) {
@@ -969,6 +983,8 @@ static void send_msgs(struct group *g, const struct raft_ready *rd)
         unsigned char *buf;
         size_t len;
         if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !h->send)
+            continue;
+        if ((which == 1 && !leader_msg(m)) || (which == 2 && leader_msg(m)))
             continue;
         if (raftwire_encode(m, &buf, &len))
             continue;
@@ -1075,7 +1091,8 @@ static void finish_ready(struct group *g)
      * and a lease read on this leader must then wait for that entry
      * (group_read_index reads s_commit). */
     atomic_store(&g->s_commit, raft_commit(g->r));
-    send_msgs(g, &g->rd);
+    send_msgs(g, &g->rd, g->rd_sent ? 2 : 0);
+    g->rd_sent = 0;
     if (!g->rd_applied)
         queue_committed(g, &g->rd);
     g->rd_applied = 0;
@@ -1257,6 +1274,15 @@ static void drive(struct group *g)
                     return;
                 }
             }
+            /* The leader's appends go out while its own write runs. Not when
+             * this ready changes term or vote: those must be durable first. */
+            if (raft_role(g->r) == RAFT_LEADER && !rd->snapshot &&
+                !(rd->has_hard_state &&
+                  (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote))) {
+                atomic_store(&g->s_commit, raft_commit(g->r));
+                send_msgs(g, rd, 1);
+                g->rd_sent = 1;
+            }
             g->in_flight = 1;
             return;
         }
@@ -1289,6 +1315,7 @@ static void proposal(struct group *g, struct gentry *e)
             return;
         }
         send_host_msg(g, leader, RAFTWIRE_FWD_PROPOSE, e->rid, e->data, e->len);
+        e->sent_to = leader;
         e->t_ns = now_ns();
         e->next = NULL;
         if (g->fwd_tail)
@@ -1382,6 +1409,22 @@ static void flush_props(struct group *g)
 static void expire_pending(struct group *g, uint64_t now)
 {
     uint64_t limit = (uint64_t)GROUP_PROPOSAL_TIMEOUT_MS * 1000000ull;
+    /* Forwarded to a leader this member no longer follows (it died or was
+     * deposed): the entry may or may not commit; say so now rather than at
+     * the timeout. */
+    uint32_t leader = raft_leader(g->r);
+    for (struct gentry **pp = &g->fwd_pending; *pp;) {
+        struct gentry *e = *pp;
+        if (e->sent_to == leader) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        fail_prop(e, NERR_TIMEOUT);
+    }
+    g->fwd_tail = NULL;
+    for (struct gentry *x = g->fwd_pending; x; x = x->next)
+        g->fwd_tail = x;
     while (g->fwd_pending && now - g->fwd_pending->t_ns > limit) {
         struct gentry *e = g->fwd_pending;
         g->fwd_pending = e->next;
