@@ -8,8 +8,16 @@
  * change in alarm_transitions, pushes firing and resolved alerts to
  * Alertmanager (firing ones again every resend_every; a failed push is
  * retried at the next evaluation) and runs the hook. Starts from the rows of
- * the longest window, so a restart re-derives the state. SIGTERM/SIGINT stop
- * it; firing alerts then expire in Alertmanager after 4 x resend_every.
+ * the longest window, so a restart re-derives the conditions; the alarms'
+ * states themselves (firing since, last sent) are kept in alarm_state
+ * (written on every state change and push) and restored at start, so an
+ * evaluator restarted after the condition ended sends the resolve that its
+ * predecessor never could, instead of leaving the alert to expire. With a
+ * `source: server` rule it also reads server_samples; several canaries
+ * scrape the same node, so one row per (interval, endpoint, table,
+ * operation) counts and the others are ignored. SIGTERM/SIGINT stop it;
+ * firing alerts then expire in Alertmanager after 4 x resend_every unless
+ * a restarted evaluator takes them over.
  *
  * backtest: loads the rows of [from - longest window, to), evaluates at
  * every evaluate_every step from `from` to `to`, prints each state change;
@@ -91,12 +99,90 @@ static int parse_time(const char *s, int64_t now, int64_t *out)
 
 /* ---- loading samples --------------------------------------------------------- */
 
+/* Keys (interval start, endpoint, table, op) of the server rows taken, so
+ * that the copies other canaries scraped are skipped: open addressing over
+ * 64-bit hashes (0 = empty), rebuilt without old entries when half full. */
+struct seen {
+    uint64_t *h;
+    int64_t *ts;
+    size_t cap, n;
+    int64_t keep_from;
+};
+
 struct loader {
+    int server; /* server_samples rows (deduplicated by key) */
     int64_t cursor_us;
     int64_t *prev, *cur; /* ids seen in the overlap window, sorted */
     size_t nprev, ncur, capprev, capcur;
     uint64_t rows;
+    struct seen seen;
 };
+
+static uint64_t key_hash(int64_t ts, const char *a, const char *b, const char *c)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)ts;
+    const char *parts[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull; /* separator: "ab"+"c" != "a"+"bc" */
+    }
+    return h ? h : 1;
+}
+
+static void seen_put(struct seen *s, uint64_t h, int64_t ts)
+{
+    size_t i = (size_t)h & (s->cap - 1);
+    while (s->h[i])
+        i = (i + 1) & (s->cap - 1);
+    s->h[i] = h;
+    s->ts[i] = ts;
+    s->n++;
+}
+
+/* 1: new key (now remembered), 0: seen before, -1: out of memory. */
+static int seen_add(struct seen *s, uint64_t h, int64_t ts)
+{
+    if (s->cap) {
+        for (size_t i = (size_t)h & (s->cap - 1); s->h[i]; i = (i + 1) & (s->cap - 1))
+            if (s->h[i] == h)
+                return 0;
+    }
+    if ((s->n + 1) * 2 > s->cap) {
+        struct seen old = *s;
+        size_t live = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            live += old.h[i] && old.ts[i] >= old.keep_from;
+        size_t nc = 1024;
+        while (nc < (live + 1) * 4)
+            nc *= 2;
+        s->h = calloc(nc, sizeof *s->h);
+        s->ts = calloc(nc, sizeof *s->ts);
+        if (!s->h || !s->ts) {
+            free(s->h);
+            free(s->ts);
+            *s = old;
+            return -1;
+        }
+        s->cap = nc;
+        s->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.h[i] && old.ts[i] >= old.keep_from)
+                seen_put(s, old.h[i], old.ts[i]);
+        free(old.h);
+        free(old.ts);
+    }
+    seen_put(s, h, ts);
+    return 1;
+}
+
+static void loader_free(struct loader *ld)
+{
+    free(ld->prev);
+    free(ld->cur);
+    free(ld->seen.h);
+    free(ld->seen.ts);
+}
 
 static int cmp_id(const void *a, const void *b)
 {
@@ -135,8 +221,21 @@ static int load(PGconn *conn, const char *sql, const char *const *params, int np
         ld->cur[ld->ncur++] = id;
         if (ld->nprev && bsearch(&id, ld->prev, ld->nprev, sizeof id, cmp_id))
             continue;
+        int64_t ts = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        if (ld->server) {
+            int fresh = seen_add(&ld->seen,
+                                 key_hash(ts, PQgetvalue(r, i, 4), PQgetvalue(r, i, 6),
+                                          PQgetvalue(r, i, 7)),
+                                 ts);
+            if (fresh < 0) {
+                PQclear(r);
+                return nerr_set(err, NERR_NOMEM, "out of memory");
+            }
+            if (!fresh)
+                continue;
+        }
         struct cfa_sample s = {
-            .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+            .ts_ms = ts,
             .interval_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10),
             .canary_az = PQgetvalue(r, i, 3),
             .endpoint = PQgetvalue(r, i, 4),
@@ -145,6 +244,7 @@ static int load(PGconn *conn, const char *sql, const char *const *params, int np
             .op = PQgetvalue(r, i, 7),
             .attempts = strtoull(PQgetvalue(r, i, 8), NULL, 10),
             .errors = strtoull(PQgetvalue(r, i, 9), NULL, 10),
+            .server = ld->server,
         };
         if (cfa_engine_add(eng, &s)) {
             PQclear(r);
@@ -172,6 +272,19 @@ static int load(PGconn *conn, const char *sql, const char *const *params, int np
     "SELECT id, (extract(epoch from ts) * 1000)::int8, interval_ms, canary_az, endpoint,"        \
     " endpoint_az, tbl, op, attempts, attempts - successes,"                                      \
     " (extract(epoch from inserted_at) * 1000000)::int8 FROM canary_samples "
+/* The same columns from server_samples (no canary AZ: the node's view). */
+#define SELECT_SERVER                                                                              \
+    "SELECT id, (extract(epoch from ts) * 1000)::int8, interval_ms, '', endpoint,"               \
+    " endpoint_az, tbl, op, requests, errors,"                                                    \
+    " (extract(epoch from inserted_at) * 1000000)::int8 FROM server_samples "
+
+static int wants_server(const struct cfa_rules *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->rules[i].server)
+            return 1;
+    return 0;
+}
 
 /* ---- events ------------------------------------------------------------------ */
 
@@ -245,6 +358,110 @@ static void fmt_labels(const struct cfa_event *e, char *buf, size_t cap)
              e->group_key);
 }
 
+/* alarm_state keeps every alarm not OK: one row per (alarm, window,
+ * group), upserted on each change and push, deleted on the way back to OK.
+ * A failed write is logged; the next change or push writes the row again. */
+static void save_state(struct runner *rn, const struct cfa_event *e, int64_t last_sent_ms)
+{
+    if (!rn->conn)
+        return;
+    PGresult *r;
+    if (e->to == CFA_OK) {
+        const char *p[] = {e->rule->name, e->window, e->group_key};
+        r = PQexecParams(rn->conn,
+                         "DELETE FROM alarm_state WHERE alarm = $1 AND window_spec = $2"
+                         " AND group_key = $3",
+                         3, NULL, p, NULL, NULL, 0);
+    } else {
+        char since[32], cond[32], sent[32], val[40], ratio[40], *labels_s = NULL;
+        json_t *labels = json_object();
+        static const char *const ln[4] = {"table", "endpoint_az", "canary_az", "endpoint"};
+        for (int d = 0; d < 4; d++)
+            if (e->labels[d])
+                json_object_set_new(labels, ln[d], json_string(e->labels[d]));
+        labels_s = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(labels);
+        snprintf(since, sizeof since, "%" PRId64, e->since_ms);
+        snprintf(cond, sizeof cond, "%" PRId64, e->cond_since_ms);
+        snprintf(sent, sizeof sent, "%" PRId64, last_sent_ms);
+        snprintf(val, sizeof val, "%.17g", e->value);
+        snprintf(ratio, sizeof ratio, "%.17g", e->error_ratio);
+        const char *p[] = {e->rule->name, e->window, e->group_key, e->severity,
+                           labels_s ? labels_s : "{}", cfa_state_name(e->to), since, cond, sent,
+                           val, ratio};
+        /* last_sent 0 means "not sent by this change": keep the stored one. */
+        r = PQexecParams(
+            rn->conn,
+            "INSERT INTO alarm_state (alarm, window_spec, group_key, severity, labels, state,"
+            " since_ms, cond_since_ms, last_sent_ms, value, error_ratio) VALUES ($1, $2, $3, $4,"
+            " $5::jsonb, $6, $7, $8, $9, $10, $11) ON CONFLICT (alarm, window_spec, group_key)"
+            " DO UPDATE SET severity = EXCLUDED.severity, labels = EXCLUDED.labels,"
+            " state = EXCLUDED.state, since_ms = EXCLUDED.since_ms,"
+            " cond_since_ms = EXCLUDED.cond_since_ms, last_sent_ms ="
+            " greatest(alarm_state.last_sent_ms, EXCLUDED.last_sent_ms),"
+            " value = EXCLUDED.value, error_ratio = EXCLUDED.error_ratio, updated_at = now()",
+            11, NULL, p, NULL, NULL, 0);
+        free(labels_s);
+    }
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        log_warn("alarms: saving the alarm state failed: %s", PQerrorMessage(rn->conn));
+    PQclear(r);
+}
+
+/* Takes over the alarms a previous evaluator left in alarm_state. */
+static int restore_state(struct runner *rn, struct cfa_engine *eng, struct nerr *err)
+{
+    PGresult *r = PQexec(rn->conn, "SELECT alarm, window_spec, group_key, state, since_ms,"
+                                   " cond_since_ms, last_sent_ms, labels->>'table',"
+                                   " labels->>'endpoint_az', labels->>'canary_az',"
+                                   " labels->>'endpoint' FROM alarm_state");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = nerr_set(err, NERR_IO, "postgres: %s", PQerrorMessage(rn->conn));
+        PQclear(r);
+        return rc;
+    }
+    int n = PQntuples(r), restored = 0;
+    for (int i = 0; i < n; i++) {
+        const char *st_s = PQgetvalue(r, i, 3);
+        enum cfa_state st = CFA_OK;
+        for (int k = CFA_PENDING; k <= CFA_CLEARING; k++)
+            if (!strcmp(st_s, cfa_state_name((enum cfa_state)k)))
+                st = (enum cfa_state)k;
+        const char *labels[4];
+        for (int d = 0; d < 4; d++)
+            labels[d] = PQgetisnull(r, i, 7 + d) ? NULL : PQgetvalue(r, i, 7 + d);
+        int rc = st == CFA_OK ? NERR_INVALID
+                              : cfa_engine_restore(eng, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                                                   labels, st, strtoll(PQgetvalue(r, i, 4), NULL, 10),
+                                                   strtoll(PQgetvalue(r, i, 5), NULL, 10));
+        if (rc == NERR_NOMEM) {
+            PQclear(r);
+            return nerr_set(err, rc, "out of memory");
+        }
+        if (rc) {
+            /* The rules changed under it: nothing will ever resolve it here. */
+            log_warn("alarms: saved state of %s %s %s no longer matches the rules; dropped",
+                     PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+            const char *p[] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2)};
+            PQclear(PQexecParams(rn->conn,
+                                 "DELETE FROM alarm_state WHERE alarm = $1 AND window_spec = $2"
+                                 " AND group_key = $3",
+                                 3, NULL, p, NULL, NULL, 0));
+            continue;
+        }
+        char since[40], sent[40];
+        am_fmt_time(strtoll(PQgetvalue(r, i, 4), NULL, 10), since, sizeof since);
+        am_fmt_time(strtoll(PQgetvalue(r, i, 6), NULL, 10), sent, sizeof sent);
+        log_info("alarms: resuming %s %s %s: %s since %s, last sent %s", PQgetvalue(r, i, 0),
+                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), st_s, since, sent);
+        restored++;
+    }
+    PQclear(r);
+    if (restored)
+        log_info("alarms: %d alarm states restored from postgres", restored);
+    return 0;
+}
+
 static void on_event(void *arg, const struct cfa_event *e)
 {
     struct runner *rn = arg;
@@ -294,6 +511,7 @@ static void on_event(void *arg, const struct cfa_event *e)
     }
     if ((fired || resolved) && rn->am && rn->outbox)
         json_array_append_new(rn->outbox, am_alert_json(e, resolved, 4 * rn->rules->resend_ms));
+    save_state(rn, e, fired && rn->am ? e->at_ms : 0);
     if ((fired || resolved) && rn->rules->hook)
         run_hook(rn, e, fired ? "firing" : "resolved");
     rn->fired += fired;
@@ -303,7 +521,10 @@ static void on_event(void *arg, const struct cfa_event *e)
 static void on_resend(void *arg, const struct cfa_event *e)
 {
     struct runner *rn = arg;
+    if (!rn->am)
+        return;
     json_array_append_new(rn->outbox, am_alert_json(e, 0, 4 * rn->rules->resend_ms));
+    save_state(rn, e, e->at_ms);
 }
 
 static void flush_outbox(struct runner *rn)
@@ -375,7 +596,7 @@ static int cmd_backtest(const char *path, const char *from_s, const char *to_s)
 {
     struct cfa_rules r;
     struct cfa_engine *eng = NULL;
-    struct loader ld = {0};
+    struct loader ld = {0}, sld = {.server = 1};
     struct nerr err;
     int64_t now = wall_ms(), from, to;
     int rc = 1;
@@ -403,19 +624,24 @@ static int cmd_backtest(const char *path, const char *from_s, const char *to_s)
     const char *p[] = {a, b};
     if (load(conn, SELECT_SAMPLES "WHERE ts >= to_timestamp($1::float8 / 1000)"
                                   " AND ts < to_timestamp($2::float8 / 1000) ORDER BY ts, id",
-             p, 2, eng, &ld, &err)) {
+             p, 2, eng, &ld, &err) ||
+        (wants_server(&r) &&
+         load(conn, SELECT_SERVER "WHERE ts >= to_timestamp($1::float8 / 1000)"
+                                  " AND ts < to_timestamp($2::float8 / 1000) ORDER BY ts, id",
+              p, 2, eng, &sld, &err))) {
         fprintf(stderr, "nines alarms backtest: %s\n", err.msg);
         goto out;
     }
     struct runner rn = {.rules = &r, .backtest = 1};
     for (int64_t t = from; t <= to; t += r.eval_every_ms)
         cfa_engine_eval(eng, t, on_event, &rn);
-    printf("backtest: %" PRIu64 " samples, %" PRIu64 " fired, %" PRIu64 " resolved\n", ld.rows,
+    printf("backtest: %" PRIu64 " samples, %" PRIu64 " fired, %" PRIu64 " resolved\n",
+           ld.rows + sld.rows,
            rn.fired, rn.resolved);
     rc = 0;
 out:
-    free(ld.prev);
-    free(ld.cur);
+    loader_free(&ld);
+    loader_free(&sld);
     cfa_engine_free(eng);
     if (conn)
         PQfinish(conn);
@@ -427,9 +653,10 @@ static int cmd_run(const char *path)
 {
     struct cfa_rules r;
     struct cfa_engine *eng = NULL;
-    struct loader ld = {0};
+    struct loader ld = {0}, sld = {.server = 1};
     struct nerr err;
     struct runner rn = {0};
+    int restored = 0;
     int rc = 1;
     if (cfa_rules_load(path, &r, &err)) {
         fprintf(stderr, "nines alarms: %s\n", err.msg);
@@ -454,6 +681,7 @@ static int cmd_run(const char *path)
         goto out;
     }
     int64_t maxw = cfa_rules_max_window(&r), last_resend = 0;
+    int server = wants_server(&r);
     log_info("alarms: %zu rules, evaluating every %" PRId64 " ms, longest window %" PRId64
              " s%s%s",
              r.n, r.eval_every_ms, maxw / 1000, r.am_url ? ", alertmanager " : "",
@@ -470,15 +698,31 @@ static int cmd_run(const char *path)
                 warned = 0;
             }
         }
+        if (rn.conn && !restored) {
+            /* Before any sample: the restored states are what the first
+             * evaluation moves on from. */
+            if (restore_state(&rn, eng, &err)) {
+                log_warn("alarms: restoring the alarm state: %s (reconnecting)", err.msg);
+                PQfinish(rn.conn);
+                rn.conn = NULL;
+            } else
+                restored = 1;
+        }
         if (rn.conn) {
-            char a[32], b[32];
+            char a[32], b[32], c[32];
             snprintf(a, sizeof a, "%" PRId64, ld.cursor_us);
             snprintf(b, sizeof b, "%" PRId64, t0 - maxw);
-            const char *p[] = {a, b};
+            snprintf(c, sizeof c, "%" PRId64, sld.cursor_us);
+            const char *p[] = {a, b}, *ps[] = {c, b};
             if (load(rn.conn, SELECT_SAMPLES "WHERE inserted_at >= to_timestamp($1::float8 / 1e6)"
                                             " - interval '30 seconds' AND"
                                             " ts >= to_timestamp($2::float8 / 1000) ORDER BY id",
-                     p, 2, eng, &ld, &err)) {
+                     p, 2, eng, &ld, &err) ||
+                (server &&
+                 load(rn.conn, SELECT_SERVER "WHERE inserted_at >= to_timestamp($1::float8 / 1e6)"
+                                            " - interval '30 seconds' AND"
+                                            " ts >= to_timestamp($2::float8 / 1000) ORDER BY id",
+                      ps, 2, eng, &sld, &err))) {
                 log_warn("alarms: %s (reconnecting)", err.msg);
                 PQfinish(rn.conn);
                 rn.conn = NULL;
@@ -495,6 +739,7 @@ static int cmd_run(const char *path)
         }
         flush_outbox(&rn);
         cfa_engine_prune(eng, now - maxw - 60000);
+        sld.seen.keep_from = now - maxw - 60000;
         reap_hooks(&rn);
         int64_t left = r.eval_every_ms - (wall_ms() - t0);
         if (left < 10)
@@ -512,8 +757,8 @@ out:
     for (int i = 0; i < MAX_HOOKS; i++)
         if (rn.hooks[i])
             waitpid(rn.hooks[i], NULL, 0);
-    free(ld.prev);
-    free(ld.cur);
+    loader_free(&ld);
+    loader_free(&sld);
     json_decref(rn.outbox);
     am_client_free(rn.am);
     cfa_engine_free(eng);

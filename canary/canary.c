@@ -14,6 +14,7 @@
 #include "canary/agg.h"
 #include "canary/pgsink.h"
 #include "canary/retry.h"
+#include "canary/scrape.h"
 #include "chaos/ddbclient.h"
 #include "lib/hist.h"
 #include "lib/log.h"
@@ -55,6 +56,8 @@ struct canary {
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
     struct pgsink *sink;
+    struct pgsink *server_sink; /* server_samples, fed by the scraper */
+    struct scraper *scraper;
     struct MHD_Daemon *mhd;
     uint64_t rows;
 };
@@ -371,11 +374,11 @@ static void on_cell(void *arg, int64_t start_ms, int64_t interval_ms, size_t ep,
         return;
     struct pgsink_labels l = {cfg->az, cfg->endpoints[ep].name, cfg->endpoints[ep].az,
                               cfg->tables[tbl], canary_op_names[op]};
-    char *line = NULL;
-    if (pgsink_format_sample(start_ms, interval_ms, &l, cell, &line))
+    struct pgsink_row *row = NULL;
+    if (pgsink_row_sample(start_ms, interval_ms, &l, cell, &row))
         log_error("canary: out of memory formatting a sample");
     else
-        pgsink_push(c->sink, line);
+        pgsink_push(c->sink, row);
 }
 
 static uint64_t watermark(struct canary *c)
@@ -660,6 +663,14 @@ int canary_start(const struct canary_config *cfg, struct canary **out, struct ne
             free_canary(c);
             return rc;
         }
+        if (cfg->server_metrics) {
+            po.table = "server_samples";
+            po.columns = PGSINK_SERVER_COLUMNS;
+            po.streams = 1; /* a few rows per endpoint per interval */
+            if ((rc = pgsink_open(&po, &c->server_sink, err)) ||
+                (rc = scraper_start(cfg, c->server_sink, &c->scraper, err)))
+                goto fail;
+        }
     }
     if (cfg->metrics_host) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->metrics_port)};
@@ -695,12 +706,15 @@ int canary_start(const struct canary_config *cfg, struct canary **out, struct ne
         wk->started = 1;
     }
     log_info("canary %s: %zu endpoints x %zu tables, %.3g probes/s each, interval %" PRId64
-             " ms, %d workers per endpoint%s%s",
+             " ms, %d workers per endpoint%s%s%s",
              cfg->az, cfg->nendpoints, cfg->ntables, cfg->rate, iv, cfg->workers,
-             c->sink ? ", postgres sink" : "", c->mhd ? ", /metrics" : "");
+             c->sink ? ", postgres sink" : "", c->mhd ? ", /metrics" : "",
+             c->scraper ? ", scraping server metrics" : "");
     *out = c;
     return 0;
 fail:
+    scraper_stop(c->scraper);
+    pgsink_close(c->server_sink, 0, NULL);
     if (c->sink)
         pgsink_close(c->sink, 0, NULL);
     free_canary(c);
@@ -725,6 +739,12 @@ int canary_finish(struct canary *c, uint64_t flush_timeout_ns, struct nerr *err)
     agg_close_until(&c->agg, INT64_MAX, on_cell, c);
     if (c->mhd)
         MHD_stop_daemon(c->mhd);
+    scraper_stop(c->scraper);
+    if (c->server_sink) {
+        struct nerr e2;
+        if (pgsink_close(c->server_sink, flush_timeout_ns, &e2))
+            log_warn("canary: server samples: %s", e2.msg);
+    }
     if (c->sink) {
         struct pgsink_stats st;
         pgsink_stats(c->sink, &st);

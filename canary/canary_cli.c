@@ -7,7 +7,8 @@
  * when samples could not be flushed, 2 on a usage or config error.
  * lint: parses the config (environment expanded) and prints what it found.
  * sink-bench: writes --rows synthetic samples through the PostgreSQL sink
- * and prints the ingest rate (for t/bench/canary.sh).
+ * (--streams COPY connections, default the sink's) and prints the ingest
+ * rate (for t/bench/canary.sh).
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -29,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nines canary run --config FILE [--duration SECONDS] [--flush-timeout S]\n"
                "       nines canary lint --config FILE\n"
-               "       nines canary sink-bench --pg DSN [--rows N]\n"
+               "       nines canary sink-bench --pg DSN [--rows N] [--streams N]\n"
                "Probes DynamoDB endpoints on a fixed schedule (docs/canary.md).\n");
 }
 
@@ -100,11 +101,12 @@ static int cmd_lint(const char *path)
     return 0;
 }
 
-static int cmd_sink_bench(const char *dsn, long rows)
+static int cmd_sink_bench(const char *dsn, long rows, int streams)
 {
     struct pgsink *s;
     struct nerr err;
-    struct pgsink_opts o = {.dsn = dsn, .max_rows = (uint64_t)rows + 1, .flush_ns = 100000000};
+    struct pgsink_opts o = {.dsn = dsn, .max_rows = (uint64_t)rows + 1, .flush_ns = 100000000,
+                            .streams = streams};
     struct agg_cell *cell = calloc(1, sizeof *cell);
     if (!cell || pgsink_open(&o, &s, &err)) {
         fprintf(stderr, "nines canary sink-bench: %s\n", cell ? err.msg : "out of memory");
@@ -126,10 +128,10 @@ static int cmd_sink_bench(const char *dsn, long rows)
     for (long i = 0; i < rows; i++) {
         struct pgsink_labels l = {azs[i % 3], eps[(i / 3) % 3], azs[(i / 3) % 3], "bench",
                                   canary_op_names[(i / 9) % COP_N]};
-        char *line;
-        if (pgsink_format_sample(base + (i / 45) * 10000, 10000, &l, cell, &line))
+        struct pgsink_row *row;
+        if (pgsink_row_sample(base + (i / 45) * 10000, 10000, &l, cell, &row))
             break;
-        pgsink_push(s, line);
+        pgsink_push(s, row);
     }
     double t1 = now_s();
     int rc = pgsink_close(s, 600000000000ull, &err);
@@ -147,11 +149,13 @@ int canary_main(int argc, char **argv)
                                          {"flush-timeout", required_argument, 0, 'f'},
                                          {"pg", required_argument, 0, 'p'},
                                          {"rows", required_argument, 0, 'r'},
+                                         {"streams", required_argument, 0, 's'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *config = NULL, *pg = NULL;
     double duration = 0, flush_timeout = 10;
     long rows = 200000;
+    int streams = 0;
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -163,13 +167,14 @@ int canary_main(int argc, char **argv)
     }
     optind = 2;
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:d:f:p:r:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:f:p:r:s:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': config = optarg; break;
         case 'd': duration = atof(optarg); break;
         case 'f': flush_timeout = atof(optarg); break;
         case 'p': pg = optarg; break;
         case 'r': rows = atol(optarg); break;
+        case 's': streams = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -179,7 +184,7 @@ int canary_main(int argc, char **argv)
     if (!strcmp(sub, "lint") && config)
         return cmd_lint(config);
     if (!strcmp(sub, "sink-bench") && pg && rows > 0)
-        return cmd_sink_bench(pg, rows);
+        return cmd_sink_bench(pg, rows, streams);
     usage(stderr);
     return 2;
 }

@@ -13,7 +13,8 @@
  *   credentials: {access_key_id: A, secret_access_key: S, region: local}
  *   sink: {postgres: ${NINES_PG}, buffer: 100000, flush_every: 1s}
  *   metrics: {listen: 127.0.0.1:9464}
- *   server_metrics: true               # scrape ninesd's GET /metrics if served
+ *   server_metrics: true               # scrape each endpoint's GET /metrics into
+ *                                      #   server_samples (scrape.h; needs the sink)
  *
  * Every string value goes through envsub_expand. Only `endpoints` is
  * required; the sink and metrics are optional (a canary without either only

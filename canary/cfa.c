@@ -89,6 +89,8 @@ static const char *const dim_names[4] = {"table", "endpoint_az", "canary_az", "e
 
 static int wants(const struct cfa_rule *r, const struct cfa_sample *s)
 {
+    if (r->server != !!s->server)
+        return 0;
     if (r->tables) {
         int hit = 0;
         for (char **t = r->tables; *t && !hit; t++)
@@ -96,17 +98,25 @@ static int wants(const struct cfa_rule *r, const struct cfa_sample *s)
         if (!hit)
             return 0;
     }
+    if (r->server) {
+        if (!r->server_ops)
+            return 1;
+        for (char **o = r->server_ops; *o; o++)
+            if (!strcmp(*o, s->op))
+                return 1;
+        return 0;
+    }
     for (int op = 0; op < COP_N; op++)
         if (!strcmp(s->op, canary_op_names[op]))
             return (r->ops >> op) & 1;
     return 0;
 }
 
-static struct group *find_group(struct cfa_engine *e, size_t ri, const struct cfa_sample *s)
+/* vals: the dimensions in dim_names order; only those grouped by are read. */
+static struct group *find_group(struct cfa_engine *e, size_t ri, const char *const vals[4])
 {
     const struct cfa_rule *r = &e->r->rules[ri];
     struct rgroups *rg = &e->per_rule[ri];
-    const char *vals[4] = {s->table, s->endpoint_az, s->canary_az, s->endpoint};
     char key[1024];
     size_t off = 0;
     key[0] = 0;
@@ -180,7 +190,8 @@ int cfa_engine_add(struct cfa_engine *e, const struct cfa_sample *s)
     for (size_t ri = 0; ri < e->r->n; ri++) {
         if (!wants(&e->r->rules[ri], s))
             continue;
-        struct group *g = find_group(e, ri, s);
+        const char *vals[4] = {s->table, s->endpoint_az, s->canary_az, s->endpoint};
+        struct group *g = find_group(e, ri, vals);
         if (!g || add_point(g, s))
             return NERR_NOMEM;
     }
@@ -261,6 +272,7 @@ static void fill_event(struct cfa_event *ev, const struct cfa_rule *r, int tier,
     ev->group_key = g->key;
     ev->at_ms = now;
     ev->since_ms = t->since;
+    ev->cond_since_ms = t->cond_since;
     ev->value = t->value;
     ev->error_ratio = t->ratio;
     ev->from = ev->to = t->st;
@@ -360,6 +372,44 @@ void cfa_engine_firing(struct cfa_engine *e, int64_t now_ms, cfa_event_fn fn, vo
                 fn(arg, &ev);
             }
     }
+}
+
+int cfa_engine_restore(struct cfa_engine *e, const char *alarm, const char *window,
+                       const char *const labels[4], enum cfa_state st, int64_t since_ms,
+                       int64_t cond_since_ms)
+{
+    if (st == CFA_OK || (unsigned)st > CFA_CLEARING)
+        return NERR_INVALID;
+    for (size_t ri = 0; ri < e->r->n; ri++) {
+        const struct cfa_rule *r = &e->r->rules[ri];
+        if (strcmp(r->name, alarm))
+            continue;
+        int tier = 0;
+        if (r->kind == CFA_BURN) {
+            tier = -1;
+            for (int k = 0; k < r->ntiers && tier < 0; k++) {
+                char a[16], b[16], w[48];
+                snprintf(w, sizeof w, "%s/%s", cfa_fmt_ms(r->tiers[k].long_ms, a, sizeof a),
+                         cfa_fmt_ms(r->tiers[k].short_ms, b, sizeof b));
+                if (!strcmp(w, window))
+                    tier = k;
+            }
+            if (tier < 0)
+                return NERR_NOTFOUND;
+        }
+        for (int d = 0; d < 4; d++)
+            if (!(r->group_by & (1u << d)) != !labels[d])
+                return NERR_INVALID;
+        struct group *g = find_group(e, ri, labels);
+        if (!g)
+            return NERR_NOMEM;
+        struct tstate *t = &g->ts[tier];
+        t->st = st;
+        t->since = since_ms;
+        t->cond_since = cond_since_ms;
+        return 0;
+    }
+    return NERR_NOTFOUND;
 }
 
 void cfa_engine_prune(struct cfa_engine *e, int64_t keep_from_ms)

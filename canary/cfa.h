@@ -47,10 +47,13 @@
 #include "canary/rules.h"
 #include "lib/err.h"
 
+/* server: a server_samples row (canary_az is ignored; op is an API
+ * operation name); only rules of the same source take it. */
 struct cfa_sample {
     int64_t ts_ms, interval_ms;
     const char *canary_az, *endpoint, *endpoint_az, *table, *op;
     uint64_t attempts, errors;
+    int server;
 };
 
 enum cfa_state { CFA_OK = 0, CFA_PENDING, CFA_FIRING, CFA_CLEARING };
@@ -65,6 +68,7 @@ struct cfa_event {
     enum cfa_state from, to;
     int64_t at_ms;          /* the evaluation time */
     int64_t since_ms;       /* when it (last) started firing */
+    int64_t cond_since_ms;  /* PENDING / CLEARING: since when */
     double value;           /* burn rate (long window), errors, or seconds silent */
     double error_ratio;     /* long window; threshold: errors / attempts over `of` */
 };
@@ -84,6 +88,19 @@ void cfa_engine_eval(struct cfa_engine *e, int64_t now_ms, cfa_event_fn fn, void
 
 /* fn sees every alarm currently FIRING or CLEARING (for re-sending). */
 void cfa_engine_firing(struct cfa_engine *e, int64_t now_ms, cfa_event_fn fn, void *arg);
+
+/* Restores one alarm's state saved by an earlier evaluator (alarm_state):
+ * the rule named `alarm`, its tier whose window label is `window` (cfa_event
+ * .window; ignored for threshold and blind rules), the group whose labels
+ * are labels[] (cfa_event order; NULL when not grouped). The group is
+ * created if no sample made it yet; its condition then stays UNKNOWN (the
+ * state holds) until samples arrive, as after any gap. Returns 0, or
+ * NERR_NOTFOUND when the rules no longer have that alarm or tier (a rules
+ * file edited meanwhile), or NERR_INVALID for a state of CFA_OK or a group
+ * that does not match the rule's group_by, or NERR_NOMEM. */
+int cfa_engine_restore(struct cfa_engine *e, const char *alarm, const char *window,
+                       const char *const labels[4], enum cfa_state st, int64_t since_ms,
+                       int64_t cond_since_ms);
 
 /* Forgets samples that started before keep_from_ms. */
 void cfa_engine_prune(struct cfa_engine *e, int64_t keep_from_ms);

@@ -1,5 +1,6 @@
 #include "canary/pgsink.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -9,10 +10,9 @@
 #include <time.h>
 
 #include "lib/log.h"
-#include "lib/strbuf.h"
 
 #define SAMPLE_COLUMNS                                                                             \
-    "ts, interval_ms, canary_az, endpoint, endpoint_az, tbl, op, attempts, successes, retries, "  \
+    "ts, interval_ms, canary_az, endpoint, endpoint_az, tbl, op, attempts, successes, retries, "   \
     "stale, errors, hist_idx, hist_cnt"
 
 static const char *const migrations[] = {
@@ -41,6 +41,16 @@ static const char *const migrations[] = {
     " requests bigint NOT NULL, errors bigint NOT NULL,"
     " inserted_at timestamptz NOT NULL DEFAULT now());"
     "CREATE INDEX server_samples_ts ON server_samples USING brin (ts);",
+    /* 4 */
+    "CREATE TABLE alarm_state ("
+    " alarm text NOT NULL, window_spec text NOT NULL, group_key text NOT NULL,"
+    " severity text NOT NULL, labels jsonb NOT NULL, state text NOT NULL,"
+    " since_ms bigint NOT NULL, cond_since_ms bigint NOT NULL, last_sent_ms bigint NOT NULL,"
+    " value double precision, error_ratio double precision,"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (alarm, window_spec, group_key));"
+    "ALTER TABLE server_samples ADD COLUMN client_errors bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX server_samples_inserted ON server_samples USING brin (inserted_at);",
 };
 
 /* PQerrorMessage ends in a newline (and may hold several lines): one log
@@ -73,8 +83,12 @@ int pgsink_migrate(PGconn *c, struct nerr *err)
     int n = (int)(sizeof migrations / sizeof migrations[0]);
     if ((rc = exec_ok(c, "BEGIN", err)))
         return rc;
-    if ((rc = exec_ok(c, "SELECT pg_advisory_xact_lock(7007007);"
-                         "CREATE TABLE IF NOT EXISTS nines_schema (version integer NOT NULL);",
+    /* SET LOCAL: the "already exists, skipping" notice of every start is
+     * noise in the canary's log. */
+    if ((rc = exec_ok(c,
+                      "SET LOCAL client_min_messages = warning;"
+                      "SELECT pg_advisory_xact_lock(7007007);"
+                      "CREATE TABLE IF NOT EXISTS nines_schema (version integer NOT NULL);",
                       err)))
         goto fail;
     PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM nines_schema");
@@ -106,19 +120,6 @@ fail:
     return rc;
 }
 
-void pgsink_copy_escape(struct strbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '\\': strbuf_str(b, "\\\\"); break;
-        case '\t': strbuf_str(b, "\\t"); break;
-        case '\n': strbuf_str(b, "\\n"); break;
-        case '\r': strbuf_str(b, "\\r"); break;
-        default: strbuf_ch(b, *s);
-        }
-    }
-}
-
 void pgsink_fmt_ts(int64_t ms, char *buf, size_t cap)
 {
     time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
@@ -129,112 +130,237 @@ void pgsink_fmt_ts(int64_t ms, char *buf, size_t cap)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
-static void json_str(struct strbuf *b, const char *s)
+/* ---- COPY BINARY tuples ---------------------------------------------------
+ *
+ * A writer runs twice over the same row: first with p == NULL to measure,
+ * then into one exact allocation, so a row costs one malloc and no copy.
+ * Every number is big-endian (PostgreSQL's send/recv formats). */
+
+struct wr {
+    unsigned char *p; /* NULL: measure only */
+    size_t off;
+};
+
+static void w_bytes(struct wr *w, const void *b, size_t n)
 {
-    strbuf_ch(b, '"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            strbuf_ch(b, '\\');
-            strbuf_ch(b, (char)ch);
-        } else if (ch < 0x20) {
-            char u[8];
-            snprintf(u, sizeof u, "\\u%04x", ch);
-            strbuf_str(b, u);
-        } else
-            strbuf_ch(b, (char)ch);
-    }
-    strbuf_ch(b, '"');
+    if (w->p)
+        memcpy(w->p + w->off, b, n);
+    w->off += n;
 }
 
-int pgsink_format_sample(int64_t start_ms, int64_t interval_ms, const struct pgsink_labels *l,
-                         const struct agg_cell *c, char **out)
+static void w_u16(struct wr *w, uint16_t v)
 {
-    struct strbuf b = {0}, j = {0};
-    char num[64];
-    char *js = NULL;
-    pgsink_fmt_ts(start_ms, num, sizeof num);
-    strbuf_str(&b, num);
-    snprintf(num, sizeof num, "\t%" PRId64 "\t", interval_ms);
-    strbuf_str(&b, num);
-    const char *labels[] = {l->canary_az, l->endpoint, l->endpoint_az, l->table, l->op};
-    for (int i = 0; i < 5; i++) {
-        pgsink_copy_escape(&b, labels[i]);
-        strbuf_ch(&b, '\t');
+    v = htobe16(v);
+    w_bytes(w, &v, 2);
+}
+
+static void w_u32(struct wr *w, uint32_t v)
+{
+    v = htobe32(v);
+    w_bytes(w, &v, 4);
+}
+
+static void w_u64(struct wr *w, uint64_t v)
+{
+    v = htobe64(v);
+    w_bytes(w, &v, 8);
+}
+
+static void f_int4(struct wr *w, int32_t v)
+{
+    w_u32(w, 4);
+    w_u32(w, (uint32_t)v);
+}
+
+static void f_int8(struct wr *w, uint64_t v)
+{
+    w_u32(w, 8);
+    w_u64(w, v);
+}
+
+static void f_text(struct wr *w, const char *s)
+{
+    size_t n = strlen(s);
+    w_u32(w, (uint32_t)n);
+    w_bytes(w, s, n);
+}
+
+/* timestamptz: microseconds since 2000-01-01 00:00:00 UTC. */
+static void f_ts(struct wr *w, int64_t ms)
+{
+    f_int8(w, (uint64_t)((ms - 946684800000ll) * 1000));
+}
+
+/* jsonb: a version byte (1) and the JSON text. */
+static void f_jsonb(struct wr *w, const char *js, size_t n)
+{
+    w_u32(w, (uint32_t)n + 1);
+    w_bytes(w, "\1", 1);
+    w_bytes(w, js, n);
+}
+
+#define OID_INT4 23
+#define OID_INT8 20
+
+/* A one-dimensional array header (an empty array has no dimension). */
+static void f_array_head(struct wr *w, size_t n, size_t elem_bytes, uint32_t oid)
+{
+    w_u32(w, (uint32_t)(n ? 20 + n * (4 + elem_bytes) : 12));
+    w_u32(w, n ? 1 : 0); /* ndim */
+    w_u32(w, 0);         /* no NULLs */
+    w_u32(w, oid);
+    if (n) {
+        w_u32(w, (uint32_t)n);
+        w_u32(w, 1); /* lower bound */
     }
-    snprintf(num, sizeof num, "%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t", c->attempts,
-             c->successes, c->retries, c->stale);
-    strbuf_str(&b, num);
-    strbuf_ch(&j, '{');
+}
+
+/* The cell's errors as JSON text into buf (bounded: at most
+ * AGG_MAX_ERR_TYPES names of AGG_ERR_NAME bytes, each escaped to at most 6
+ * bytes a byte). Returns its length. */
+#define ERRS_JSON_MAX (AGG_MAX_ERR_TYPES * (AGG_ERR_NAME * 6 + 26) + 40)
+
+static size_t errors_json(const struct agg_cell *c, char *buf)
+{
+    size_t o = 0;
+    buf[o++] = '{';
     for (int i = 0; i < AGG_MAX_ERR_TYPES && c->err_name[i][0]; i++) {
         if (i)
-            strbuf_ch(&j, ',');
-        json_str(&j, c->err_name[i]);
-        snprintf(num, sizeof num, ":%" PRIu64, c->err_count[i]);
-        strbuf_str(&j, num);
+            buf[o++] = ',';
+        buf[o++] = '"';
+        for (const char *s = c->err_name[i]; *s; s++) {
+            unsigned char ch = (unsigned char)*s;
+            if (ch == '"' || ch == '\\') {
+                buf[o++] = '\\';
+                buf[o++] = (char)ch;
+            } else if (ch < 0x20)
+                o += (size_t)sprintf(buf + o, "\\u%04x", ch);
+            else
+                buf[o++] = (char)ch;
+        }
+        o += (size_t)sprintf(buf + o, "\":%" PRIu64, c->err_count[i]);
     }
-    if (c->err_other) {
-        if (c->err_name[0][0])
-            strbuf_ch(&j, ',');
-        snprintf(num, sizeof num, "\"other\":%" PRIu64, c->err_other);
-        strbuf_str(&j, num);
-    }
-    strbuf_ch(&j, '}');
-    if (strbuf_finish(&j, &js)) {
-        strbuf_free(&b);
-        return NERR_NOMEM;
-    }
-    pgsink_copy_escape(&b, js);
-    free(js);
-    /* Histogram buckets: walk the counters directly (hist_export would need
-     * a second array); only non-empty ones are stored. */
-    struct strbuf cnt = {0};
-    char *cs = NULL;
-    strbuf_str(&b, "\t{");
-    strbuf_ch(&cnt, '{');
-    int first = 1;
-    /* Only the buckets between min and max can be non-empty: scanning those
-     * instead of all 7424 is what makes formatting cheap. */
-    uint32_t lo = hist_count(&c->lat) ? hist_bucket_of(hist_min(&c->lat)) : 0;
-    uint32_t hi = hist_count(&c->lat) ? hist_bucket_of(hist_max(&c->lat)) + 1 : 0;
-    for (uint32_t i = lo; i < hi && i < HIST_NBUCKETS; i++) {
-        if (!c->lat.buckets[i])
-            continue;
-        snprintf(num, sizeof num, "%s%" PRIu32, first ? "" : ",", i);
-        strbuf_str(&b, num);
-        snprintf(num, sizeof num, "%s%" PRIu64, first ? "" : ",", c->lat.buckets[i]);
-        strbuf_str(&cnt, num);
-        first = 0;
-    }
-    strbuf_str(&b, "}\t");
-    strbuf_ch(&cnt, '}');
-    if (strbuf_finish(&cnt, &cs)) {
-        strbuf_free(&b);
-        return NERR_NOMEM;
-    }
-    strbuf_str(&b, cs);
-    free(cs);
-    strbuf_ch(&b, '\n');
-    return strbuf_finish(&b, out) ? NERR_NOMEM : 0;
+    if (c->err_other)
+        o += (size_t)sprintf(buf + o, "%s\"other\":%" PRIu64, c->err_name[0][0] ? "," : "",
+                             c->err_other);
+    buf[o++] = '}';
+    return o;
 }
 
-/* ---- the worker ---------------------------------------------------------- */
+static void sample_fields(struct wr *w, int64_t start_ms, int64_t interval_ms,
+                          const struct pgsink_labels *l, const struct agg_cell *c, const char *js,
+                          size_t jn, uint32_t lo, uint32_t hi, size_t nb)
+{
+    w_u16(w, 14);
+    f_ts(w, start_ms);
+    f_int4(w, (int32_t)interval_ms);
+    f_text(w, l->canary_az);
+    f_text(w, l->endpoint);
+    f_text(w, l->endpoint_az);
+    f_text(w, l->table);
+    f_text(w, l->op);
+    f_int8(w, c->attempts);
+    f_int8(w, c->successes);
+    f_int8(w, c->retries);
+    f_int8(w, c->stale);
+    f_jsonb(w, js, jn);
+    f_array_head(w, nb, 4, OID_INT4);
+    for (uint32_t i = lo; i < hi; i++)
+        if (c->lat.buckets[i])
+            f_int4(w, (int32_t)i);
+    f_array_head(w, nb, 8, OID_INT8);
+    for (uint32_t i = lo; i < hi; i++)
+        if (c->lat.buckets[i])
+            f_int8(w, c->lat.buckets[i]);
+}
+
+int pgsink_row_sample(int64_t start_ms, int64_t interval_ms, const struct pgsink_labels *l,
+                      const struct agg_cell *c, struct pgsink_row **out)
+{
+    char js[ERRS_JSON_MAX];
+    size_t jn = errors_json(c, js);
+    /* Only the buckets between min and max can be non-empty: scanning those
+     * instead of all 7424 is what keeps a row cheap. */
+    uint32_t lo = 0, hi = 0;
+    size_t nb = 0;
+    if (hist_count(&c->lat)) {
+        lo = hist_bucket_of(hist_min(&c->lat));
+        hi = hist_bucket_of(hist_max(&c->lat)) + 1;
+        if (hi > HIST_NBUCKETS)
+            hi = HIST_NBUCKETS;
+        for (uint32_t i = lo; i < hi; i++)
+            nb += c->lat.buckets[i] != 0;
+    }
+    struct wr w = {0};
+    sample_fields(&w, start_ms, interval_ms, l, c, js, jn, lo, hi, nb);
+    struct pgsink_row *r = malloc(sizeof *r + w.off);
+    if (!r)
+        return NERR_NOMEM;
+    r->len = (uint32_t)w.off;
+    w = (struct wr){r->data, 0};
+    sample_fields(&w, start_ms, interval_ms, l, c, js, jn, lo, hi, nb);
+    *out = r;
+    return 0;
+}
+
+static void server_fields(struct wr *w, const struct pgsink_server_sample *x)
+{
+    w_u16(w, 9);
+    f_ts(w, x->start_ms);
+    f_int4(w, (int32_t)x->interval_ms);
+    f_text(w, x->endpoint);
+    f_text(w, x->endpoint_az);
+    f_text(w, x->table);
+    f_text(w, x->op);
+    f_int8(w, x->requests);
+    f_int8(w, x->errors);
+    f_int8(w, x->client_errors);
+}
+
+int pgsink_row_server(const struct pgsink_server_sample *x, struct pgsink_row **out)
+{
+    struct wr w = {0};
+    server_fields(&w, x);
+    struct pgsink_row *r = malloc(sizeof *r + w.off);
+    if (!r)
+        return NERR_NOMEM;
+    r->len = (uint32_t)w.off;
+    w = (struct wr){r->data, 0};
+    server_fields(&w, x);
+    *out = r;
+    return 0;
+}
+
+/* ---- the queue and its workers -------------------------------------------- */
+
+#define MAX_STREAMS 8
+#define GATHER_BYTES (1 << 18)
+
+struct stream {
+    struct pgsink *s;
+    pthread_t thread;
+    int started;
+    PGconn *conn;
+    int connected, warned;
+    struct pgsink_row **batch;
+    unsigned char *gather; /* rows are sent in GATHER_BYTES chunks */
+};
 
 struct pgsink {
     char *dsn, *copy_sql;
     uint64_t max_rows, flush_ns;
     size_t batch_rows;
+    int nstreams;
+    struct stream streams[MAX_STREAMS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t thread;
-    /* A ring of lines: q[(head + i) % cap] for i < n. */
-    char **q;
+    /* A ring of rows: q[(head + i) % cap] for i < n. */
+    struct pgsink_row **q;
     size_t head, n, cap;
-    size_t inflight;
+    size_t inflight; /* rows taken by streams, not yet stored or put back */
     int stopping;
     uint64_t drain_deadline; /* CLOCK_MONOTONIC ns, when stopping */
     struct pgsink_stats st;
-    PGconn *conn;
     uint64_t dropped_logged;
 };
 
@@ -253,13 +379,13 @@ static void abs_deadline(struct timespec *ts, uint64_t ns_from_now)
     ts->tv_nsec = (long)(t % 1000000000ull);
 }
 
-/* Makes room for one more line at the back; the lock is held. 0 or NERR_NOMEM. */
+/* Makes room for one more row; the lock is held. 0 or NERR_NOMEM. */
 static int ring_grow(struct pgsink *s)
 {
     if (s->n < s->cap)
         return 0;
     size_t nc = s->cap ? s->cap * 2 : 1024;
-    char **nq = malloc(nc * sizeof *nq);
+    struct pgsink_row **nq = malloc(nc * sizeof *nq);
     if (!nq)
         return NERR_NOMEM;
     for (size_t i = 0; i < s->n; i++)
@@ -279,21 +405,22 @@ static void drop_oldest(struct pgsink *s)
     s->st.dropped++;
 }
 
-void pgsink_push(struct pgsink *s, char *line)
+void pgsink_push(struct pgsink *s, struct pgsink_row *row)
 {
     pthread_mutex_lock(&s->mu);
     while (s->n && s->n + s->inflight >= s->max_rows)
         drop_oldest(s);
     if (s->n + s->inflight >= s->max_rows || ring_grow(s)) {
-        free(line);
+        free(row);
         s->st.dropped++;
     } else {
-        s->q[(s->head + s->n) % s->cap] = line;
+        s->q[(s->head + s->n) % s->cap] = row;
         s->n++;
-        if (s->n >= s->batch_rows)
+        /* A full batch wakes one idle stream; a partial one waits for the
+         * flush timer, so small loads still go in few COPYs. */
+        if (s->n % s->batch_rows == 0)
             pthread_cond_signal(&s->cv);
     }
-    s->st.queued = s->n + s->inflight;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -302,86 +429,109 @@ void pgsink_stats(struct pgsink *s, struct pgsink_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     out->queued = s->n + s->inflight;
+    out->connected = 0;
+    for (int i = 0; i < s->nstreams; i++)
+        out->connected += s->streams[i].connected;
     pthread_mutex_unlock(&s->mu);
 }
 
-static int connect_db(struct pgsink *s, struct nerr *err)
+static int connect_db(struct stream *w, struct nerr *err)
 {
-    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         return 0;
-    if (s->conn) {
-        PQfinish(s->conn);
-        s->conn = NULL;
+    if (w->conn) {
+        PQfinish(w->conn);
+        w->conn = NULL;
     }
     /* connect_timeout bounds a connect to a host that does not answer. */
     const char *keys[] = {"dbname", "connect_timeout", NULL};
-    const char *vals[] = {s->dsn, "3", NULL};
-    s->conn = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
+    const char *vals[] = {w->s->dsn, "3", NULL};
+    w->conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(w->conn) != CONNECTION_OK) {
         char mb[400];
-        int rc = nerr_set(err, NERR_IO, "postgres: %s", pg_msg(s->conn, mb, sizeof mb));
-        PQfinish(s->conn);
-        s->conn = NULL;
+        int rc = nerr_set(err, NERR_IO, "postgres: %s", pg_msg(w->conn, mb, sizeof mb));
+        PQfinish(w->conn);
+        w->conn = NULL;
         return rc;
     }
-    int rc = pgsink_migrate(s->conn, err);
+    int rc = pgsink_migrate(w->conn, err);
     if (rc) {
-        PQfinish(s->conn);
-        s->conn = NULL;
+        PQfinish(w->conn);
+        w->conn = NULL;
     }
     return rc;
 }
 
-/* Sends lines[0..n) with one COPY. The lock is NOT held. */
-static int copy_batch(struct pgsink *s, char **lines, size_t n, struct nerr *err)
+/* Sends rows[0..n) with one COPY. The lock is NOT held. */
+static int copy_batch(struct stream *w, struct pgsink_row **rows, size_t n, struct nerr *err)
 {
+    static const unsigned char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    static const unsigned char trailer[2] = {0xff, 0xff};
     char mb[400];
-    PGresult *r = PQexec(s->conn, s->copy_sql);
+    PGconn *c = w->conn;
+    PGresult *r = PQexec(c, w->s->copy_sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         PQclear(r);
-        return nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(s->conn, mb, sizeof mb));
+        return nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(c, mb, sizeof mb));
     }
     PQclear(r);
-    /* Lines are gathered into 256 KiB chunks: one PQputCopyData per line
-     * costs a function call and a buffer check each, for nothing. */
-    char buf[1 << 18];
-    size_t used = 0;
+    /* Rows are gathered into chunks: one PQputCopyData per row costs a call
+     * and a buffer check each, for nothing. */
+    unsigned char *buf = w->gather;
+    size_t used = sizeof header;
+    memcpy(buf, header, sizeof header);
     int ok = 1;
-    for (size_t i = 0; i < n && ok; i++) {
-        size_t l = strlen(lines[i]);
-        if (used + l > sizeof buf) {
-            ok = PQputCopyData(s->conn, buf, (int)used) == 1;
+    for (size_t i = 0; i <= n && ok; i++) {
+        const unsigned char *p = i < n ? rows[i]->data : trailer;
+        size_t l = i < n ? rows[i]->len : sizeof trailer;
+        if (used + l > GATHER_BYTES) {
+            ok = PQputCopyData(c, (const char *)buf, (int)used) == 1;
             used = 0;
         }
-        if (l > sizeof buf)
-            ok = ok && PQputCopyData(s->conn, lines[i], (int)l) == 1;
+        if (l > GATHER_BYTES)
+            ok = ok && PQputCopyData(c, (const char *)p, (int)l) == 1;
         else {
-            memcpy(buf + used, lines[i], l);
+            memcpy(buf + used, p, l);
             used += l;
         }
     }
     if (ok && used)
-        ok = PQputCopyData(s->conn, buf, (int)used) == 1;
-    if (PQputCopyEnd(s->conn, ok ? NULL : "client failed") != 1)
+        ok = PQputCopyData(c, (const char *)buf, (int)used) == 1;
+    if (PQputCopyEnd(c, ok ? NULL : "client failed") != 1)
         ok = 0;
     int rc = 0;
-    while ((r = PQgetResult(s->conn))) {
+    while ((r = PQgetResult(c))) {
         if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc)
-            rc = nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(s->conn, mb, sizeof mb));
+            rc = nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(c, mb, sizeof mb));
         PQclear(r);
     }
     if (!ok && !rc)
-        rc = nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(s->conn, mb, sizeof mb));
+        rc = nerr_set(err, NERR_IO, "postgres COPY: %s", pg_msg(c, mb, sizeof mb));
     return rc;
+}
+
+/* Puts a failed batch back in front, oldest first; what no longer fits the
+ * bound is the oldest, and is dropped. The lock is held. */
+static void put_back(struct pgsink *s, struct pgsink_row **batch, size_t k)
+{
+    for (size_t i = k; i-- > 0;) {
+        if (s->n + s->inflight + 1 > s->max_rows || ring_grow(s)) {
+            free(batch[i]);
+            s->st.dropped++;
+            continue;
+        }
+        s->head = (s->head + s->cap - 1) % s->cap;
+        s->q[s->head] = batch[i];
+        s->n++;
+    }
 }
 
 static void *worker(void *arg)
 {
-    struct pgsink *s = arg;
+    struct stream *w = arg;
+    struct pgsink *s = w->s;
     uint64_t backoff = 200000000ull;
-    char **batch = malloc(s->batch_rows * sizeof *batch);
     struct nerr err;
-    int warned = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (!s->stopping && s->n < s->batch_rows) {
@@ -400,11 +550,11 @@ static void *worker(void *arg)
         if (!s->n)
             continue;
         pthread_mutex_unlock(&s->mu);
-        int rc = batch ? connect_db(s, &err) : NERR_NOMEM;
+        int rc = connect_db(w, &err);
         pthread_mutex_lock(&s->mu);
         if (rc) {
-            s->st.connected = 0;
-            if (!warned++)
+            w->connected = 0;
+            if (!w->warned++)
                 log_warn("canary sink: %s (buffering up to %" PRIu64 " rows)", err.msg,
                          s->max_rows);
             if (s->stopping && mono_ns() + backoff >= s->drain_deadline)
@@ -415,96 +565,125 @@ static void *worker(void *arg)
             backoff = backoff * 2 > 5000000000ull ? 5000000000ull : backoff * 2;
             continue;
         }
-        if (!s->st.connected) {
-            if (warned)
+        if (!w->connected) {
+            if (w->warned) {
                 log_info("canary sink: connected to postgres again");
-            s->st.reconnects += warned ? 1 : 0;
-            warned = 0;
+                s->st.reconnects++;
+            }
+            w->warned = 0;
         }
-        s->st.connected = 1;
+        w->connected = 1;
         backoff = 200000000ull;
+        if (!s->n)
+            continue; /* another stream took it while this one connected */
         /* Take a batch off the front; it stays counted as in flight. */
         size_t k = s->n < s->batch_rows ? s->n : s->batch_rows;
         for (size_t i = 0; i < k; i++)
-            batch[i] = s->q[(s->head + i) % s->cap];
+            w->batch[i] = s->q[(s->head + i) % s->cap];
         s->head = (s->head + k) % s->cap;
         s->n -= k;
-        s->inflight = k;
+        s->inflight += k;
         pthread_mutex_unlock(&s->mu);
-        rc = copy_batch(s, batch, k, &err);
-        pthread_mutex_lock(&s->mu);
-        s->inflight = 0;
-        if (!rc) {
+        rc = copy_batch(w, w->batch, k, &err);
+        if (!rc)
             for (size_t i = 0; i < k; i++)
-                free(batch[i]);
+                free(w->batch[i]);
+        pthread_mutex_lock(&s->mu);
+        s->inflight -= k;
+        if (!rc) {
             s->st.written += k;
             s->st.batches++;
         } else {
             log_warn("canary sink: %s; will retry", err.msg);
-            s->st.connected = 0;
-            warned = 1;
-            PQfinish(s->conn);
-            s->conn = NULL;
-            /* Put the batch back in front, oldest first; what no longer fits
-             * the bound is the oldest, and is dropped. */
-            for (size_t i = k; i-- > 0;) {
-                if (s->n + 1 > s->max_rows || ring_grow(s)) {
-                    free(batch[i]);
-                    s->st.dropped++;
-                    continue;
-                }
-                s->head = (s->head + s->cap - 1) % s->cap;
-                s->q[s->head] = batch[i];
-                s->n++;
-            }
+            w->connected = 0;
+            w->warned = 1;
+            PQfinish(w->conn);
+            w->conn = NULL;
+            put_back(s, w->batch, k);
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free(batch);
     return NULL;
+}
+
+static void free_sink(struct pgsink *s)
+{
+    for (int i = 0; i < MAX_STREAMS; i++) {
+        if (s->streams[i].conn)
+            PQfinish(s->streams[i].conn);
+        free(s->streams[i].batch);
+        free(s->streams[i].gather);
+    }
+    while (s->n)
+        drop_oldest(s);
+    free(s->q);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->dsn);
+    free(s->copy_sql);
+    free(s);
+}
+
+static void stop_streams(struct pgsink *s, uint64_t timeout_ns)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    s->drain_deadline = mono_ns() + timeout_ns;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->nstreams; i++)
+        if (s->streams[i].started)
+            pthread_join(s->streams[i].thread, NULL);
 }
 
 int pgsink_open(const struct pgsink_opts *o, struct pgsink **out, struct nerr *err)
 {
-    struct pgsink *s = calloc(1, sizeof *s);
     char *perr = NULL;
-    if (!s)
-        return nerr_set(err, NERR_NOMEM, "out of memory");
     PQconninfoOption *opts = PQconninfoParse(o->dsn, &perr);
     if (!opts) {
         nerr_set(err, NERR_INVALID, "postgres DSN: %s", perr ? perr : "out of memory");
         PQfreemem(perr);
-        free(s);
         return NERR_INVALID;
     }
     PQconninfoFree(opts);
-    s->dsn = strdup(o->dsn);
-    s->max_rows = o->max_rows ? o->max_rows : 100000;
-    s->flush_ns = o->flush_ns ? o->flush_ns : 1000000000ull;
-    s->batch_rows = o->batch_rows ? o->batch_rows : 50000;
-    if (asprintf(&s->copy_sql, "COPY %s (%s) FROM STDIN", o->table ? o->table : "canary_samples",
-                 o->columns ? o->columns : SAMPLE_COLUMNS) < 0)
-        s->copy_sql = NULL;
-    if (!s->dsn || !s->copy_sql) {
-        free(s->dsn);
-        free(s->copy_sql);
-        free(s);
+    struct pgsink *s = calloc(1, sizeof *s);
+    if (!s)
         return nerr_set(err, NERR_NOMEM, "out of memory");
-    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int e = pthread_create(&s->thread, NULL, worker, s);
-    if (e) {
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
-        free(s->dsn);
-        free(s->copy_sql);
-        free(s);
-        return nerr_sys(err, e, "pthread_create");
+    s->max_rows = o->max_rows ? o->max_rows : 100000;
+    s->flush_ns = o->flush_ns ? o->flush_ns : 1000000000ull;
+    s->batch_rows = o->batch_rows ? o->batch_rows : 20000;
+    s->nstreams = o->streams > 0 ? (o->streams < MAX_STREAMS ? o->streams : MAX_STREAMS) : 2;
+    s->dsn = strdup(o->dsn);
+    if (asprintf(&s->copy_sql, "COPY %s (%s) FROM STDIN WITH (FORMAT binary)",
+                 o->table ? o->table : "canary_samples",
+                 o->columns ? o->columns : SAMPLE_COLUMNS) < 0)
+        s->copy_sql = NULL;
+    int ok = s->dsn && s->copy_sql;
+    for (int i = 0; i < s->nstreams && ok; i++) {
+        struct stream *w = &s->streams[i];
+        w->s = s;
+        w->batch = malloc(s->batch_rows * sizeof *w->batch);
+        w->gather = malloc(GATHER_BYTES);
+        ok = w->batch && w->gather;
+    }
+    if (!ok) {
+        free_sink(s);
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < s->nstreams; i++) {
+        int e = pthread_create(&s->streams[i].thread, NULL, worker, &s->streams[i]);
+        if (e) {
+            stop_streams(s, 0);
+            free_sink(s);
+            return nerr_sys(err, e, "pthread_create");
+        }
+        s->streams[i].started = 1;
     }
     *out = s;
     return 0;
@@ -515,26 +694,12 @@ int pgsink_close(struct pgsink *s, uint64_t timeout_ns, struct nerr *err)
     int rc = 0;
     if (!s)
         return 0;
-    pthread_mutex_lock(&s->mu);
-    s->stopping = 1;
-    s->drain_deadline = mono_ns() + timeout_ns;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    stop_streams(s, timeout_ns);
     if (s->n) {
         rc = nerr_set(err, NERR_TIMEOUT, "%zu samples could not be written before the deadline",
                       s->n);
         log_warn("canary sink: %s", err ? err->msg : "samples unsent at exit");
     }
-    while (s->n)
-        drop_oldest(s);
-    free(s->q);
-    if (s->conn)
-        PQfinish(s->conn);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s->dsn);
-    free(s->copy_sql);
-    free(s);
+    free_sink(s);
     return rc;
 }

@@ -19,6 +19,9 @@ void cfa_rules_free(struct cfa_rules *r)
         for (char **t = r->rules[i].tables; t && *t; t++)
             free(*t);
         free(r->rules[i].tables);
+        for (char **t = r->rules[i].server_ops; t && *t; t++)
+            free(*t);
+        free(r->rules[i].server_ops);
     }
     free(r->rules);
     free(r->pg_dsn);
@@ -111,7 +114,7 @@ static int parse_rule(const struct yt_node *n, struct cfa_rule *r, struct nerr *
 {
     static const char *const keys[] = {"name", "objective", "tables", "operations", "group_by",
                                        "burn_rates", "threshold", "blind", "severity",
-                                       "hysteresis", NULL};
+                                       "hysteresis", "source", NULL};
     const struct yt_node *v;
     int rc;
     if ((rc = yt_expect_map(n, err)) || (rc = yt_check_keys(n, keys, err)))
@@ -142,9 +145,30 @@ static int parse_rule(const struct yt_node *n, struct cfa_rule *r, struct nerr *
             if ((rc = cconf_str(v->items[i], &r->tables[i], err)))
                 return rc;
     }
-    if ((rc = yt_get(n, "operations", YT_OPTIONAL, &v, err)))
+    if ((rc = yt_get(n, "source", YT_OPTIONAL, &v, err)))
         return rc;
     if (v) {
+        const char *src;
+        if ((rc = yt_as_str(v, &src, err)))
+            return rc;
+        if (!strcmp(src, "server"))
+            r->server = 1;
+        else if (strcmp(src, "canary"))
+            return yt_errf(err, v, "source must be canary or server, not '%s'", src);
+    }
+    if ((rc = yt_get(n, "operations", YT_OPTIONAL, &v, err)))
+        return rc;
+    if (v && r->server) {
+        if ((rc = yt_expect_seq(v, err)))
+            return rc;
+        if (!v->n)
+            return yt_errf(err, v, "at least one operation is needed");
+        if (!(r->server_ops = calloc(v->n + 1, sizeof *r->server_ops)))
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < v->n; i++)
+            if ((rc = cconf_str(v->items[i], &r->server_ops[i], err)))
+                return rc;
+    } else if (v) {
         if ((rc = yt_expect_seq(v, err)))
             return rc;
         r->ops = 0;
@@ -229,8 +253,12 @@ static int parse_rule(const struct yt_node *n, struct cfa_rule *r, struct nerr *
             (rc = get_ms(v, "after", YT_OPTIONAL, 1000, &r->blind_after_ms, err)))
             return rc;
         if (!r->group_by)
-            r->group_by = CFA_BY_CANARY_AZ | CFA_BY_ENDPOINT;
+            r->group_by = r->server ? CFA_BY_ENDPOINT : CFA_BY_CANARY_AZ | CFA_BY_ENDPOINT;
     }
+    if (r->server && (r->group_by & CFA_BY_CANARY_AZ))
+        return yt_errf(err, yt_map_get(n, "group_by") ? yt_map_get(n, "group_by") : n,
+                       "a source: server alarm cannot group by canary_az (ninesd counts "
+                       "requests, not who sent them)");
     if (r->kind != CFA_BURN && yt_map_get(n, "burn_rates"))
         return yt_errf(err, yt_map_key(n, "burn_rates"), "burn_rates needs an objective");
     if ((rc = yt_get(n, "hysteresis", YT_OPTIONAL, &v, err)))

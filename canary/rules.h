@@ -18,6 +18,11 @@
  *     - name: errors_by_endpoint
  *       threshold: {errors: 5, in: 3, of: 5} # >= 5 errors in 3 of the last 5 intervals
  *       severity: ticket
+ *     - name: server_availability_by_az
+ *       source: server                       # ninesd's own counts (server_samples)
+ *       objective: 99.9%
+ *       operations: [PutItem, GetItem]       # API operations; default: all
+ *       group_by: [endpoint_az]              # table endpoint_az endpoint
  *     - name: canary_blind
  *       blind: {after: 60s}                  # no sample for 60 s
  *       group_by: [canary_az, endpoint]
@@ -25,6 +30,13 @@
  * Each alarm is exactly one of objective / threshold / blind. Burn rate is
  * error_ratio / (1 - objective) (SRE workbook, ch. 5); a tier fires when
  * both its long and short windows burn at >= factor.
+ *
+ * source: canary (default) reads canary_samples, where an error is any
+ * failed operation after the SDK retries; source: server reads the
+ * server_samples the canaries scrape from ninesd (scrape.h), where attempts
+ * are every request the node answered and errors its server errors (5xx;
+ * a client's own mistakes are not the service's unavailability). A server
+ * rule cannot group by canary_az, and its operations are API names.
  *
  * Errors: "FILE:LINE:COL: message" (yamltree.h). Ownership: struct
  * cfa_rules owns everything; cfa_rules_free. No threads involved.
@@ -61,6 +73,8 @@ struct cfa_rule {
     char **tables; /* NULL-terminated filter, or NULL: every table */
     unsigned ops;  /* bit i: canary_op i counts (agg.h); COP_PROBE excluded by default */
     unsigned group_by;
+    int server;          /* source: server */
+    char **server_ops;   /* source: server: NULL-terminated API operations, or NULL: all */
     /* CFA_BURN */
     double objective;
     struct cfa_tier tiers[CFA_MAX_TIERS];

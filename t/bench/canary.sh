@@ -16,10 +16,15 @@ my $top = shift;
 my $dir = tempdir('nines-bench-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $pg = start_pg();
 
-# 1. Ingest: synthetic rows through the sink (COPY batches).
+# 1. Ingest: synthetic rows through the sink (COPY BINARY batches), one
+# COPY stream and the default two, each into an emptied table.
 my $rows = $ENV{ROWS} // 500000;
-my $out = `'${\bin('nines')}' canary sink-bench --pg '${\pg_dsn($pg)}' --rows $rows 2>&1`;
-print "ingest: $out";
+for my $streams (1, 2) {
+    psql($pg, 'TRUNCATE canary_samples');
+    my $out = `'${\bin('nines')}' canary sink-bench --pg '${\pg_dsn($pg)}' --rows $rows --streams $streams 2>&1`;
+    $out =~ s/^.*INFO.*\n//mg;
+    print "ingest, $streams stream(s): $out";
+}
 
 # 2. Detection time at 99.99 % with the shipped examples (1h/5m 14.4x tier).
 my $am = start_am();
@@ -50,7 +55,7 @@ for my $round (1 .. ($ENV{ROUNDS} // 3)) {
     # The 1h/5m tier needs its 5 m window clean before it resolves: start
     # the next round from scratch (fresh Alertmanager, no samples).
     stop_proc($al);
-    psql($pg, 'TRUNCATE canary_samples, alarm_transitions');
+    psql($pg, 'TRUNCATE canary_samples, server_samples, alarm_transitions, alarm_state');
     stop_am($am);
     $am = start_am();
     $ENV{NINES_ALERTMANAGER} = $am->{url};

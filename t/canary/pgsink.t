@@ -58,7 +58,7 @@ my ($hist_ok) = @{ (psql($pg, "SELECT bool_and(array_length(hist_idx, 1) = array
     . " AND (SELECT sum(x) FROM unnest(hist_cnt) x) = attempts) FROM canary_samples"))[0] };
 is($hist_ok, 't', 'each row\'s histogram counts every attempt');
 my @ver = psql($pg, 'SELECT version FROM nines_schema');
-is($ver[0][0], 3, 'schema at version 3');
+is($ver[0][0], 4, 'schema at version 4');
 
 # 2. PostgreSQL away and a tiny bound: the oldest rows are dropped and counted.
 stop_pg($pg);

@@ -43,7 +43,7 @@ static int load_rules(const char *text, struct cfa_rules *r, struct nerr *e)
 
 static void add(struct cfa_engine *eng, int64_t ts, const char *eaz, uint64_t att, uint64_t errs)
 {
-    struct cfa_sample s = {ts, 10000, "az1", eaz, eaz, "t1", "put", att, errs};
+    struct cfa_sample s = {ts, 10000, "az1", eaz, eaz, "t1", "put", att, errs, 0};
     cfa_engine_add(eng, &s);
 }
 
