@@ -113,7 +113,7 @@ like($boot, qr/exec .*ninesd' --cluster|exec \S*ninesd --cluster/, 'boot.d/nines
     ok(!grep({ ($_->{mode} // '') ne 'crash' } @offs), 'the passing game day\'s power-offs were crashes')
         or diag(join ', ', map { $_->{mode} // 'none' } @offs);
     my ($u, $ur, $tries);
-    for my $try (1 .. 3) {
+    for my $try (1 .. 4) {
         $tries = $try;
         my $urep = "$tmp/report-unsafe-$try";
         $u = gameday_run('short-unsafe.yaml', $urep, 11 + $try);
