@@ -3,7 +3,7 @@
  *
  * The catalog is the state machine of the metadata group ("meta"): CreateTable
  * and DeleteTable are entries of its log, applied in order, so every node that
- * will host a replica of the metadata group (replication issue) derives the
+ * hosts a replica of the metadata group derives the
  * same tables with the same ids. A table's id is "t<LSN of its CreateTable>":
  * unique for the life of the cluster, so a table re-created under the same
  * name never meets its predecessor's data.
