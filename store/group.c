@@ -1667,6 +1667,20 @@ static void *driver_main(void *arg)
         if (now >= next_tick) {
             uint64_t ticks = (now - next_tick) / (RAFT_TICK_MS * 1000000ull) + 1;
             next_tick += ticks * RAFT_TICK_MS * 1000000ull;
+            /* LMDB failed (a full disk): this node applies nothing more, so
+             * its replicas must not keep voting and acknowledging as if
+             * they were healthy; they fall silent and the others carry on. */
+            pthread_mutex_lock(&h->mu);
+            int state_failed = h->failed;
+            pthread_mutex_unlock(&h->mu);
+            if (state_failed)
+                for (struct group *g = h->all; g; g = g->anext)
+                    if (!g->wal_failed && !g->closed && !g->in_flight) {
+                        log_error("group %s: the node's state store failed; this replica "
+                                  "stops taking part",
+                                  g->name);
+                        group_fail(g, NERR_IO);
+                    }
             for (struct group *g = h->all, *n; g; g = n) {
                 n = g->anext;
                 if (g->wal_failed || g->closed)
