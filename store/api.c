@@ -1876,9 +1876,10 @@ static void table_wait(void *arg)
 static void on_forwarded(void *arg, long status, char *body)
 {
     struct rcall *rc = arg;
-    /* 503: the receiver did not execute it. No answer at all: a read may be
-     * tried again; a write may have happened, so the client decides. */
-    if (status == 503 || (status == 0 && !is_write_op(rc->op))) {
+    /* 503, or a refused connection: the receiver did not execute it. No
+     * answer at all: a read may be tried again; a write may have happened,
+     * so the client decides. */
+    if (status == 503 || status == -1 || (status == 0 && !is_write_op(rc->op))) {
         free(body);
         if (route_retry(rc))
             return;

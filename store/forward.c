@@ -196,10 +196,12 @@ static void *fwd_main(void *arg)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             if (m->data.result == CURLE_OK)
                 curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-            char *body = status ? r->resp : NULL;
-            if (status && !body)
+            else if (m->data.result == CURLE_COULDNT_CONNECT)
+                status = -1; /* refused: nothing was sent */
+            char *body = status > 0 ? r->resp : NULL;
+            if (status > 0 && !body)
                 body = strdup("");
-            if (status)
+            if (status > 0)
                 r->resp = NULL;
             r->done(r->arg, status, body);
             req_free(f, r);

@@ -5,8 +5,9 @@
  *
  * One thread runs a libcurl multi handle: fwd_send queues a request and
  * returns at once; done(arg, ...) runs later on the forwarder thread with
- * the HTTP status and body (status 0: no answer — connect failure or
- * timeout; the request may or may not have been executed). Requests are
+ * the HTTP status and body (status -1: the connection was refused, so the
+ * request was not sent; status 0: no answer — a timeout or a broken
+ * connection: the request may or may not have been executed). Requests are
  * signed with SigV4 when credentials are configured (the receiver checks
  * them like any client's) and carry X-Nines-Hops so that a request is
  * forwarded at most FWD_MAX_HOPS times. Connections are kept alive and reused.
@@ -35,7 +36,7 @@ struct fwd_options {
 };
 
 /* body is malloc'd (NUL-terminated) and owned by the callee; NULL when
- * status is 0. */
+ * status is 0 or -1. */
 typedef void (*fwd_done_fn)(void *arg, long status, char *body);
 
 int fwd_start(const struct fwd_options *o, struct fwd **out, struct nerr *err);
