@@ -51,17 +51,22 @@ static int parse_u64(const char *s, uint64_t *out)
 static int cmd_mount(int argc, char **argv)
 {
     struct labfs_opts o = {0};
-    int fg = 0;
+    int fg = 0, ready_fd = -1;
     static const struct option lo[] = {{"foreground", no_argument, NULL, 'f'},
                                        {"seed", required_argument, NULL, 's'},
                                        {"no-backing-sync", no_argument, NULL, 'n'},
                                        {"log", required_argument, NULL, 'l'},
+                                       /* internal: labfs_spawn's readiness pipe */
+                                       {"ready-fd", required_argument, NULL, 'r'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "fs:nl:h", lo, NULL)) != -1) {
         switch (c) {
+        case 'r':
+            ready_fd = atoi(optarg);
+            break;
         case 'f':
             fg = 1;
             break;
@@ -95,7 +100,7 @@ static int cmd_mount(int argc, char **argv)
     struct nerr e;
     nerr_clear(&e);
     if (fg) {
-        if (labfs_run(&o, -1, &e)) {
+        if (labfs_run(&o, ready_fd >= 3 ? ready_fd : -1, &e)) {
             fprintf(stderr, "nines labfs mount: %s\n", e.msg);
             return 1;
         }

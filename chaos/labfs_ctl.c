@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,32 @@ int labfs_check_opts(const struct labfs_opts *o, struct nerr *err)
     return 0;
 }
 
+/* The nines binary that can run `labfs mount`: this program when it is
+ * nines, else a nines beside it or in ../bin (test binaries live in
+ * build/t). */
+static int labfs_binary(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    const char *base = strrchr(self, '/');
+    base = base ? base + 1 : self;
+    if (!strcmp(base, "nines")) {
+        snprintf(out, cap, "%s", self);
+        return 0;
+    }
+    size_t dl = (size_t)(base - self);
+    const char *cands[] = {"nines", "../bin/nines"};
+    for (size_t i = 0; i < 2; i++) {
+        if ((size_t)snprintf(out, cap, "%.*s%s", (int)dl, self, cands[i]) < cap &&
+            access(out, X_OK) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
 {
     int p[2];
@@ -99,6 +126,28 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
         return rc;
     if (pipe2(p, O_CLOEXEC) != 0)
         return nerr_sys(err, errno, "labfs: pipe");
+    /* The daemon is a fresh program (exec of the nines binary), not a forked
+     * copy of the caller: a fork of a threaded caller inherits its locks
+     * (the allocator's among them, held by another thread at the fork) and
+     * its open descriptors. Everything exec needs is prepared before fork. */
+    char exe[PATH_MAX], seed[32], rfd[16] = "3";
+    int can_exec = labfs_binary(exe, sizeof exe) == 0;
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    const char *argv[16];
+    int ac = 0;
+    argv[ac++] = exe;
+    argv[ac++] = "labfs";
+    argv[ac++] = "mount";
+    argv[ac++] = "--foreground";
+    argv[ac++] = "--seed";
+    argv[ac++] = seed;
+    argv[ac++] = "--ready-fd";
+    argv[ac++] = rfd;
+    if (o->no_backing_sync)
+        argv[ac++] = "--no-backing-sync";
+    argv[ac++] = o->backing;
+    argv[ac++] = o->mountpoint;
+    argv[ac] = NULL;
     pid_t c = fork();
     if (c < 0) {
         rc = nerr_sys(err, errno, "labfs: fork");
@@ -136,6 +185,18 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGPIPE, SIG_IGN);
+        if (can_exec) {
+            /* The ready pipe as fd 3 (without close-on-exec), nothing else. */
+            if (p[1] != 3) {
+                dup2(p[1], 3);
+                close(p[1]);
+            } else {
+                fcntl(3, F_SETFD, 0);
+            }
+            syscall(SYS_close_range, 4u, ~0u, 0u);
+            execv(exe, (char *const *)argv);
+            _exit(127);
+        }
         _exit(labfs_run(o, p[1], &e) ? 1 : 0);
     }
     close(p[1]);

@@ -24,6 +24,7 @@ struct freq {
     char *resp;
     size_t rlen;
     struct freq *next;
+    struct freq *aprev, *anext; /* in fwd.active while a transfer runs */
 };
 
 struct ftimer {
@@ -44,7 +45,28 @@ struct fwd {
     struct sigv4_signer signer;
     CURL *idle[64]; /* easy handles kept for reuse (their connections live in the multi) */
     int nidle;
+    struct freq *active; /* transfers running (forwarder thread only) */
 };
+
+static void active_add(struct fwd *f, struct freq *r)
+{
+    r->aprev = NULL;
+    r->anext = f->active;
+    if (f->active)
+        f->active->aprev = r;
+    f->active = r;
+}
+
+static void active_del(struct fwd *f, struct freq *r)
+{
+    if (r->aprev)
+        r->aprev->anext = r->anext;
+    else if (f->active == r)
+        f->active = r->anext;
+    if (r->anext)
+        r->anext->aprev = r->aprev;
+    r->aprev = r->anext = NULL;
+}
 
 static unsigned long long mono_ms(void)
 {
@@ -129,7 +151,9 @@ static void start_req(struct fwd *f, struct freq *r)
     if (curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
         r->done(r->arg, 0, NULL);
         req_free(f, r);
+        return;
     }
+    active_add(f, r);
 }
 
 static void *fwd_main(void *arg)
@@ -203,15 +227,13 @@ static void *fwd_main(void *arg)
                 body = strdup("");
             if (status > 0)
                 r->resp = NULL;
+            active_del(f, r);
             r->done(r->arg, status, body);
             req_free(f, r);
         }
         long wait = (long)(next > mono_ms() ? next - mono_ms() : 0);
         curl_multi_poll(f->multi, NULL, 0, (int)(wait > 100 ? 100 : wait), NULL);
     }
-    /* In-flight transfers: fail them. */
-    CURL **handles = NULL;
-    (void)handles;
     return NULL;
 }
 
@@ -254,19 +276,12 @@ void fwd_stop(struct fwd *f)
     curl_multi_wakeup(f->multi);
     pthread_join(f->th, NULL);
     /* Transfers still running: their callers get "no answer". */
-    CURL **list = NULL;
-#if LIBCURL_VERSION_NUM >= 0x080400
-    list = curl_multi_get_handles(f->multi);
-#endif
-    for (size_t i = 0; list && list[i]; i++) {
-        struct freq *r = NULL;
-        curl_easy_getinfo(list[i], CURLINFO_PRIVATE, (char **)&r);
-        if (r) {
-            r->done(r->arg, 0, NULL);
-            req_free(f, r);
-        }
+    while (f->active) {
+        struct freq *r = f->active;
+        active_del(f, r);
+        r->done(r->arg, 0, NULL);
+        req_free(f, r);
     }
-    curl_free(list);
     for (int i = 0; i < f->nidle; i++)
         curl_easy_cleanup(f->idle[i]);
     curl_multi_cleanup(f->multi);
