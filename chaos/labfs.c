@@ -2218,11 +2218,13 @@ fail:
         fuse_remove_signal_handlers(se);
     if (se)
         fuse_session_destroy(se); /* calls op_destroy: everything durable */
+    fuse_opt_free_args(&args); /* fuse_session_new may have copied them */
     fs_free(&fs);
     if (!rc)
         log_info("labfs: %s unmounted", o->mountpoint);
     return rc;
 fail_early:
+    fuse_opt_free_args(&args);
     snprintf(msg, sizeof msg, "ERR %s\n", err ? err->msg : "labfs: bad options");
     ready_say(&ready_fd, msg);
     return rc;
