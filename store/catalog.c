@@ -171,8 +171,6 @@ static int wal_dir_of(struct catalog *c, const char *group, char *buf, size_t ca
 
 static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
 {
-    struct wal_options wo = {.segment_bytes = c->opt.wal_segment_size,
-                             .unsafe_ack_before_sync = c->opt.unsafe_ack_before_sync};
     for (int p = 0; p < t->nparts; p++) {
         struct partition *pp = &t->parts[p];
         char dir[PATH_MAX];
@@ -184,7 +182,7 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
         struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
         for (int k = 0; k < pp->nmembers; k++)
             mem.nodes[k] = pp->members[k];
-        int rc = group_open(c->h, pp->name, dir, &wo, &items_sm, pp, &mem, &pp->g, err);
+        int rc = group_open(c->h, pp->name, dir, &items_sm, pp, &mem, &pp->g, err);
         if (rc)
             return rc;
     }
@@ -310,6 +308,8 @@ static void *reap_main(void *arg)
         char dir[PATH_MAX];
         struct nerr err = {0};
         if (!wal_dir_of(c, t->parts[p].name, dir, sizeof dir) && fs_rm_rf(dir, &err))
+            log_warn("deleted table %s: %s", t->name, err.msg);
+        if (group_host_drop(c->h, t->parts[p].name, &err))
             log_warn("deleted table %s: %s", t->name, err.msg);
     }
     log_info("table %s (%s) deleted: groups closed, WAL removed", t->name, t->id);
@@ -676,6 +676,12 @@ static int remove_dropped(struct catalog *c, struct nerr *err)
         char name[128];
         MDB_dbi dbi;
         snprintf(name, sizeof name, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+        /* Its log too, should the node have stopped before it went. */
+        if ((rc = group_host_drop(c->h, name, err))) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            return rc;
+        }
         int o = mdb_dbi_open(txn, name, 0, &dbi);
         if (o == 0)
             o = mdb_drop(txn, dbi, 1);
@@ -931,6 +937,7 @@ void catalog_sync_now(struct catalog *c)
 /* Fixed-rate sync: the same work every CATALOG_SYNC_MS whatever the load. */
 static void *sync_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-catalog");
     struct catalog *c = arg;
     CURL *curl = c->meta ? NULL : curl_easy_init();
     for (;;) {
@@ -1045,10 +1052,8 @@ int catalog_open(struct group_host *h, const struct catalog_options *opt, struct
     if ((rc = remove_dropped(c, err)))
         goto fail;
     if (mem.self) {
-        struct wal_options wo = {.segment_bytes = opt->wal_segment_size,
-                                 .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
         snprintf(dir, sizeof dir, "%s/wal/%s", c->data_dir, META_GROUP);
-        if ((rc = group_open(h, META_GROUP, dir, &wo, &meta_sm, c, &mem, &c->meta, err)))
+        if ((rc = group_open(h, META_GROUP, dir, &meta_sm, c, &mem, &c->meta, err)))
             goto fail;
         /* A table that cannot be opened at start-up (a corrupt WAL) stops
          * the node: nothing is skipped silently. */

@@ -158,6 +158,7 @@ static void start_req(struct fwd *f, struct freq *r)
 
 static void *fwd_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-forward");
     struct fwd *f = arg;
     for (;;) {
         pthread_mutex_lock(&f->mu);

@@ -1,6 +1,7 @@
 #include "store/group.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include "lib/fsutil.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "store/nodelog.h"
 #include "store/overlay.h"
 #include "store/raftwire.h"
 
@@ -61,7 +63,7 @@ struct dev {
 
 struct group_host {
     struct state *st;
-    struct wal_pool *pool;
+    struct nodelog *nl; /* every group's log (nodelog.h) */
     struct overlay *ov;
     struct group_timing timing;
     group_send_fn send;
@@ -99,7 +101,7 @@ struct group {
     struct group_host *h;
     char *name;
     char *hs_path;
-    struct wal *wal;
+    struct nls *log; /* its stream in the node log */
     const struct group_sm *sm;
     void *sm_arg;
     struct group_members mem;
@@ -149,9 +151,9 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-int group_host_start(struct state *st, int sync_threads, const struct group_timing *timing,
-                     group_send_fn send, void *send_arg, struct group_host **out,
-                     struct nerr *err)
+int group_host_start(struct state *st, const char *log_dir, const struct wal_options *wopt,
+                     const struct group_timing *timing, group_send_fn send, void *send_arg,
+                     struct group_host **out, struct nerr *err)
 {
     struct group_host *h = calloc(1, sizeof *h);
     int rc;
@@ -186,11 +188,11 @@ int group_host_start(struct state *st, int sync_threads, const struct group_timi
     pthread_cond_init(&h->dcv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&h->committed, NULL);
-    rc = wal_pool_start(sync_threads > 0 ? sync_threads : 4, &h->pool, err);
+    rc = nodelog_open(log_dir, wopt, &h->nl, err);
     if (rc)
         goto fail;
     if (pthread_create(&h->applier, NULL, applier_main, h) != 0) {
-        wal_pool_stop(h->pool);
+        nodelog_close(h->nl);
         rc = nerr_set(err, NERR_IO, "cannot start the applier thread");
         goto fail;
     }
@@ -200,7 +202,7 @@ int group_host_start(struct state *st, int sync_threads, const struct group_timi
         pthread_cond_signal(&h->cv);
         pthread_mutex_unlock(&h->mu);
         pthread_join(h->applier, NULL);
-        wal_pool_stop(h->pool);
+        nodelog_close(h->nl);
         rc = nerr_set(err, NERR_IO, "cannot start the driver thread");
         goto fail;
     }
@@ -236,7 +238,7 @@ void group_host_stop(struct group_host *h)
     pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->applier, NULL);
-    wal_pool_stop(h->pool);
+    nodelog_close(h->nl);
     pthread_cond_destroy(&h->cv);
     pthread_cond_destroy(&h->dcv);
     pthread_cond_destroy(&h->committed);
@@ -245,6 +247,16 @@ void group_host_stop(struct group_host *h)
     overlay_free(h->ov);
     free(h->touched);
     free(h);
+}
+
+int group_host_drop(struct group_host *h, const char *name, struct nerr *err)
+{
+    return nodelog_drop(h->nl, name, err);
+}
+
+void group_host_log_stats(struct group_host *h, struct nodelog_stats *out)
+{
+    nodelog_get_stats(h->nl, out);
 }
 
 struct state *group_host_state(struct group_host *h)
@@ -498,6 +510,28 @@ static void on_sync_durable(void *arg, uint64_t lsn, int status)
 
 static void queue_committed(struct group *g, const struct raft_ready *rd);
 
+/* A group directory with WAL segments of its own is from before the node
+ * log (docs/wal.md): its entries would be ignored, so refuse it. */
+static int refuse_old_wal(const char *dir, struct nerr *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return nerr_sys(err, errno, "group: cannot read %s", dir);
+    struct dirent *de;
+    int rc = 0;
+    while (!rc && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n > 4 && !strcmp(de->d_name + n - 4, ".wal"))
+            rc = nerr_set(err, NERR_CORRUPT,
+                          "%s/%s: a per-group WAL segment from an older nines; this version keeps "
+                          "every group's log in the node log (<data>/log). Start from an empty "
+                          "data dir or rebuild this replica from its peers",
+                          dir, de->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* group_open of a one-member group: processes readies in this thread (the
  * driver does not know the group yet) until the member leads and every
  * committed entry is applied. */
@@ -520,22 +554,15 @@ static int drive_sync(struct group *g, struct nerr *err)
             pthread_mutex_init(&w.mu, NULL);
             pthread_cond_init(&w.cv, NULL);
             int rc = 0;
-            if (rd.entries[0].index <= wal_last_lsn(g->wal))
-                rc = wal_truncate_suffix(g->wal, rd.entries[0].index - 1, err);
+            if (rd.entries[0].index <= nls_last_lsn(g->log))
+                rc = nls_cut(g->log, rd.entries[0].index - 1, err);
             for (size_t i = 0; !rc && i < rd.n_entries; i++) {
                 const struct raft_entry *e = &rd.entries[i];
-                unsigned char *buf = malloc(8 + e->len);
-                if (!buf) {
-                    rc = nerr_set(err, NERR_NOMEM, "out of memory");
-                    break;
-                }
-                le_put64(buf, e->term);
-                if (e->len)
-                    memcpy(buf + 8, e->data, e->len);
+                unsigned char term[8];
+                le_put64(term, e->term);
                 int last = i + 1 == rd.n_entries;
-                rc = wal_submit(g->wal, buf, 8 + e->len, last ? on_sync_durable : NULL,
+                rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_sync_durable : NULL,
                                 last ? &w : NULL, NULL);
-                free(buf);
                 if (rc)
                     nerr_set(err, rc, "group %s: WAL append failed", g->name);
             }
@@ -568,8 +595,8 @@ static int drive_sync(struct group *g, struct nerr *err)
 }
 
 int group_open(struct group_host *h, const char *name, const char *wal_dir,
-               const struct wal_options *wopt, const struct group_sm *sm, void *sm_arg,
-               const struct group_members *mem, struct group **out, struct nerr *err)
+               const struct group_sm *sm, void *sm_arg, const struct group_members *mem,
+               struct group **out, struct nerr *err)
 {
     struct group *g = calloc(1, sizeof *g);
     struct load_ctx lc = {.err = err};
@@ -601,7 +628,8 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                       g->mem.n, g->mem.self);
         goto fail;
     }
-    if ((rc = wal_open(wal_dir, wopt, h->pool, &g->wal, err)))
+    if ((rc = fs_mkdir_p(wal_dir, err)) || (rc = refuse_old_wal(wal_dir, err)) ||
+        (rc = nodelog_stream_open(h->nl, name, &g->log, err)))
         goto fail;
     struct raft_hard_state hs;
     if ((rc = hs_load(g, &hs, err)))
@@ -631,30 +659,33 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                  (unsigned long long)snap.index, (unsigned long long)applied);
         applied = snap.index;
     }
-    uint64_t last = wal_last_lsn(g->wal);
+    uint64_t last = nls_last_lsn(g->log);
     if (last < snap.index) {
         /* A snapshot installed after the WAL was reset, or a crash between
          * the two: the log continues after the snapshot. */
-        if ((rc = wal_reset(g->wal, snap.index, err)))
+        if ((rc = nls_reset(g->log, snap.index, err)))
             goto fail;
         last = snap.index;
     }
     if (applied > last) {
         rc = nerr_set(err, NERR_CORRUPT,
-                      "group %s: state applied LSN %llu but the WAL in %s ends at %llu; "
-                      "the WAL lost acknowledged records",
-                      name, (unsigned long long)applied, wal_dir, (unsigned long long)last);
+                      "group %s: state applied LSN %llu but its log ends at %llu; "
+                      "the node log lost acknowledged records",
+                      name, (unsigned long long)applied, (unsigned long long)last);
         goto fail;
     }
-    if (last > snap.index && wal_first_lsn(g->wal) > snap.index + 1) {
+    if (last > snap.index && nls_first_lsn(g->log) > snap.index + 1) {
         rc = nerr_set(err, NERR_CORRUPT,
-                      "group %s: the WAL in %s starts at %llu but the snapshot ends at %llu: "
+                      "group %s: its log starts at %llu but the snapshot in %s ends at %llu: "
                       "entries are missing",
-                      name, wal_dir, (unsigned long long)wal_first_lsn(g->wal),
+                      name, (unsigned long long)nls_first_lsn(g->log), wal_dir,
                       (unsigned long long)snap.index);
         goto fail;
     }
-    if (last > snap.index && (rc = wal_replay(g->wal, snap.index, load_one, &lc, err)))
+    if (last > snap.index && (rc = nls_replay(g->log, snap.index, load_one, &lc, err)))
+        goto fail;
+    /* What the snapshot holds is not needed from the log. */
+    if (snap.index && (rc = nls_release(g->log, snap.index, err)))
         goto fail;
     if (lc.n && lc.v[lc.n - 1].term > hs.term)
         hs.term = lc.v[lc.n - 1].term; /* the term file lags a crash after the append */
@@ -679,7 +710,7 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     }
     if (applied < last)
         log_info("group %s: log %llu..%llu loaded; entries after %llu apply once committed",
-                 name, (unsigned long long)wal_first_lsn(g->wal), (unsigned long long)last,
+                 name, (unsigned long long)nls_first_lsn(g->log), (unsigned long long)last,
                  (unsigned long long)applied);
     for (size_t i = 0; i < lc.n; i++)
         free(lc.v[i].data);
@@ -724,8 +755,7 @@ fail:
     free(lc.v);
     free(snap.data);
     raft_free(g->r);
-    if (g->wal)
-        wal_close(g->wal);
+    nls_close(g->log);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
@@ -762,7 +792,7 @@ void group_close(struct group *g)
         group_host_barrier(g->h);
     else
         assert(!g->touched);
-    wal_close(g->wal);
+    nls_close(g->log);
     raft_free(g->r);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
@@ -784,7 +814,7 @@ uint64_t group_applied_lsn(struct group *g)
 
 uint64_t group_last_lsn(struct group *g)
 {
-    return wal_last_lsn(g->wal);
+    return nls_last_lsn(g->log);
 }
 
 const struct group_members *group_members_of(const struct group *g)
@@ -1118,7 +1148,7 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
         return -1;
     }
     if (snap_save(g, sn->index, sn->term, sn->data, sn->len, &err) ||
-        wal_reset(g->wal, sn->index, &err)) {
+        nls_reset(g->log, sn->index, &err)) {
         log_error("group %s: installing the snapshot at %llu: %s", g->name,
                   (unsigned long long)sn->index, err.msg);
         free(e->data);
@@ -1160,8 +1190,8 @@ static void maybe_compact(struct group *g, uint64_t now)
     struct group_host *h = g->h;
     struct raft *r = g->r;
     uint64_t first = raft_first_index(r), last = raft_last_index(r);
-    if (last < first || last - first + 1 < h->timing.compact_entries ||
-        now - g->last_compact_ns < 1000000000ull)
+    if (last < first || now - g->last_compact_ns < 1000000000ull ||
+        (last - first + 1 < h->timing.compact_entries && !nls_compact_wanted(g->log)))
         return;
     g->last_compact_ns = now;
     struct nerr err = {0};
@@ -1193,8 +1223,8 @@ static void maybe_compact(struct group *g, uint64_t now)
     }
     free(buf);
     buf = NULL;
-    if (wal_release(g->wal, at, &err))
-        log_warn("group %s: releasing WAL segments: %s", g->name, err.msg);
+    if (nls_release(g->log, at, &err))
+        log_warn("group %s: releasing node log segments: %s", g->name, err.msg);
     log_info("group %s: snapshot at %llu (%zu bytes); log now starts at %llu", g->name,
              (unsigned long long)at, len, (unsigned long long)raft_first_index(r));
     return;
@@ -1231,8 +1261,8 @@ static void drive(struct group *g)
                 g->rd_applied = 1;
             }
             uint64_t first = rd->entries[0].index;
-            if (first <= wal_last_lsn(g->wal)) {
-                if (wal_truncate_suffix(g->wal, first - 1, &err)) {
+            if (first <= nls_last_lsn(g->log)) {
+                if (nls_cut(g->log, first - 1, &err)) {
                     log_error("group %s: %s", g->name, err.msg);
                     group_fail(g, NERR_IO);
                     return;
@@ -1252,21 +1282,12 @@ static void drive(struct group *g)
             }
             for (size_t i = 0; i < rd->n_entries; i++) {
                 const struct raft_entry *e = &rd->entries[i];
-                unsigned char stackbuf[4096], *buf = stackbuf;
-                size_t len = 8 + e->len;
-                if (len > sizeof stackbuf && !(buf = malloc(len))) {
-                    group_fail(g, NERR_NOMEM);
-                    return;
-                }
-                le_put64(buf, e->term);
-                if (e->len)
-                    memcpy(buf + 8, e->data, e->len);
-                uint64_t lsn;
+                unsigned char term[8];
+                le_put64(term, e->term);
+                uint64_t lsn = 0;
                 int last = i + 1 == rd->n_entries;
-                int rc = wal_submit(g->wal, buf, len, last ? on_durable : NULL, last ? g : NULL,
-                                    &lsn);
-                if (buf != stackbuf)
-                    free(buf);
+                int rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_durable : NULL,
+                                    last ? g : NULL, &lsn);
                 if (rc || lsn != e->index) {
                     log_error("group %s: WAL append of entry %llu failed (%s)", g->name,
                               (unsigned long long)e->index, rc ? nerr_name(rc) : "LSN mismatch");
@@ -1560,8 +1581,9 @@ static void defer_event(struct group *g, struct dev *d)
 
 static void *driver_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-driver");
     struct group_host *h = arg;
-    uint64_t next_tick = now_ns() + RAFT_TICK_MS * 1000000ull;
+    uint64_t next_tick = now_ns() + RAFT_TICK_MS * 1000000ull, next_log_tick = 0;
     for (;;) {
         pthread_mutex_lock(&h->dmu);
         while (!h->dhead && !h->dstop && now_ns() < next_tick) {
@@ -1681,6 +1703,10 @@ static void *driver_main(void *arg)
                                   g->name);
                         group_fail(g, NERR_IO);
                     }
+            if (now >= next_log_tick) {
+                nodelog_tick(h->nl); /* which groups pin the oldest log segment */
+                next_log_tick = now + 1000000000ull;
+            }
             for (struct group *g = h->all, *n; g; g = n) {
                 n = g->anext;
                 if (g->wal_failed || g->closed)
@@ -1862,6 +1888,7 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
 
 static void *applier_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-apply");
     struct group_host *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->mu);

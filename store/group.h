@@ -10,20 +10,24 @@
  * a group of one member (a one-node cluster) commits on its own fsync. The
  * host's driver thread owns every struct raft: it feeds peer messages,
  * proposals and ticks (every RAFT_TICK_MS), and processes each ready in the
- * order raft.h demands: entries to the WAL (group commit, asynchronously),
- * term and vote to a HARDSTATE file (write, fsync, rename, fsync dir), and
- * only once they are durable does it send messages and queue committed
- * entries for the applier. WAL LSN = raft log index; a record is the entry's
- * term (u64 LE) followed by the entry. A conflicting uncommitted suffix is
- * cut with wal_truncate_suffix before new entries are written.
+ * order raft.h demands: entries to the group's stream of the node log
+ * (store/nodelog.h: one WAL for every group of the node, so one fdatasync
+ * makes a round of all groups durable), term and vote to a HARDSTATE file
+ * (write, fsync, rename, fsync dir), and only once they are durable does it
+ * send messages and queue committed entries for the applier. Stream LSN =
+ * raft log index; an entry is stored as its term (u64 LE) followed by the
+ * entry. A conflicting uncommitted suffix is cut (nls_cut, durable) before
+ * new entries are written.
  *
  * Compaction. Once a member's log holds compact_entries entries, the driver
  * takes a snapshot of the state machine as LMDB last committed it (at applied
  * index S, read in the same read transaction), writes it durably to
  * <wal_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
  * hands it to the core (raft_compact: the log before S goes, lagging
- * followers get the snapshot) and releases WAL segments <= S. A follower
- * that receives a snapshot persists the same file, resets its WAL to S and
+ * followers get the snapshot) and releases its stream up to S (node log
+ * segments nobody needs go). A group that pins the oldest segment of a
+ * grown node log compacts early (nodelog.h, invariant 3). A follower
+ * that receives a snapshot persists the same file, resets its stream to S and
  * the applier replaces the state machine's state with it. On restart the
  * SNAPSHOT is the log's base; if LMDB lost its last commits (the meta page
  * is synced lazily) and is behind S, the snapshot is restored first.
@@ -123,12 +127,17 @@ struct group_timing {
     uint64_t compact_entries; /* snapshot once the log holds this many; 0 = 50000 */
 };
 
-/* Starts the node-wide machinery: the WAL sync pool, the driver thread and
- * the applier thread. send may be NULL when every group has one member.
- * timing may be NULL (defaults). */
-int group_host_start(struct state *st, int sync_threads, const struct group_timing *timing,
-                     group_send_fn send, void *send_arg, struct group_host **out,
-                     struct nerr *err);
+/* Starts the node-wide machinery: the node log in log_dir (nodelog.h; wopt
+ * may be NULL), the driver thread and the applier thread. send may be NULL
+ * when every group has one member. timing may be NULL (defaults). */
+int group_host_start(struct state *st, const char *log_dir, const struct wal_options *wopt,
+                     const struct group_timing *timing, group_send_fn send, void *send_arg,
+                     struct group_host **out, struct nerr *err);
+
+/* Forgets a deleted group's log durably (nodelog_drop); it must be closed. */
+int group_host_drop(struct group_host *h, const char *name, struct nerr *err);
+struct nodelog_stats;
+void group_host_log_stats(struct group_host *h, struct nodelog_stats *out);
 
 /* A message from node `from` for group gid (the transport's receive path).
  * Malformed or forged messages, and messages for groups not open here, are
@@ -171,17 +180,19 @@ struct group_members {
     const char *nodes[RAFT_MAX_MEMBERS];
 };
 
-/* Opens a group: opens/recovers its WAL in wal_dir and its HARDSTATE, loads
+/* Opens a group: opens its stream of the node log (named `name`) and its
+ * HARDSTATE and SNAPSHOT files in wal_dir (created if missing; a directory
+ * with WAL segments of an older layout is refused with NERR_CORRUPT), loads
  * the log into the consensus core and registers it with the driver.
  * Committed entries after the applied LSN recorded in LMDB are applied again
  * as the core reports them committed. name is the key of its applied LSN.
  * mem NULL = one member (this node). sm, sm_arg and mem's strings are
  * borrowed until group_close. NERR_EXISTS when gid is already open. */
 int group_open(struct group_host *h, const char *name, const char *wal_dir,
-               const struct wal_options *wopt, const struct group_sm *sm, void *sm_arg,
-               const struct group_members *mem, struct group **out, struct nerr *err);
+               const struct group_sm *sm, void *sm_arg, const struct group_members *mem,
+               struct group **out, struct nerr *err);
 
-/* Waits until every accepted proposal has completed, then closes the WAL. */
+/* Waits until every accepted proposal has completed, then closes its stream. */
 void group_close(struct group *g);
 
 /* Proposes an entry. data (copied) is what the WAL stores and replay decodes;

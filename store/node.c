@@ -87,8 +87,11 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
     struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries};
-    if ((rc = group_host_start(n->st, conf->sync_threads, &gt, conf->nnodes > 1 ? tp_send : NULL,
-                               n, &n->host, err)))
+    struct wal_options wo = {.segment_bytes = conf->wal_segment_size,
+                             .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
+    snprintf(path, sizeof path, "%s/log", self->data);
+    if ((rc = group_host_start(n->st, path, &wo, &gt, conf->nnodes > 1 ? tp_send : NULL, n,
+                               &n->host, err)))
         goto fail;
     if (conf->nnodes > 1) {
         struct transport_peer *peers = calloc(conf->nnodes, sizeof *peers);

@@ -644,6 +644,7 @@ static void wake_cb(uv_async_t *a)
 
 static void loop_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-peer");
     struct transport *t = arg;
     for (size_t i = 0; i < t->npeers; i++)
         peer_connect(&t->peers[i]);

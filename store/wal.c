@@ -573,6 +573,7 @@ static void wal_run(struct wal *w)
 
 static void *pool_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "nines-walsync");
     struct wal_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -934,12 +935,30 @@ void wal_get_stats(struct wal *w, struct wal_stats *out)
 int wal_submit(struct wal *w, const void *data, size_t len, wal_done_fn done, void *arg,
                uint64_t *lsn_out)
 {
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return wal_submitv(w, &iov, 1, done, arg, lsn_out);
+}
+
+int wal_submitv(struct wal *w, const struct iovec *iov, int iovcnt, wal_done_fn done, void *arg,
+                uint64_t *lsn_out)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > WAL_MAX_PAYLOAD)
+            return NERR_LIMIT;
+        len += iov[i].iov_len;
+    }
     if (len == 0 || len > WAL_MAX_PAYLOAD)
         return NERR_LIMIT;
     struct wal_rec *r = malloc(sizeof *r + REC_HDR + len);
     if (!r)
         return NERR_NOMEM;
-    memcpy(r->bytes + REC_HDR, data, len);
+    unsigned char *p = r->bytes + REC_HDR;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len)
+            memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
     r->next = NULL;
     r->done = done;
     r->arg = arg;
@@ -1043,6 +1062,14 @@ int wal_replay(struct wal *w, uint64_t from_lsn,
         rc = nerr_set(err, NERR_CORRUPT, "wal %s: records %llu..%llu missing (changed since open)",
                       w->dir, (unsigned long long)expect, (unsigned long long)last);
     return rc;
+}
+
+uint64_t wal_oldest_segment_end(struct wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t end = w->nsegs > 1 ? w->segs[1] - 1 : 0;
+    pthread_mutex_unlock(&w->mu);
+    return end;
 }
 
 int wal_release(struct wal *w, uint64_t upto, struct nerr *err)

@@ -120,11 +120,18 @@ int wal_replay(struct wal *w, uint64_t from_lsn,
  * NERR_LIMIT for a bad length, NERR_NOMEM. Thread-safe. */
 int wal_submit(struct wal *w, const void *data, size_t len, wal_done_fn done, void *arg,
                uint64_t *lsn_out);
+/* wal_submit of the concatenation of iovcnt pieces (one record). */
+struct iovec;
+int wal_submitv(struct wal *w, const struct iovec *iov, int iovcnt, wal_done_fn done, void *arg,
+                uint64_t *lsn_out);
 
 /* Deletes, oldest first, whole sealed segments all of whose records have
  * lsn <= upto (the state has them). The current segment is never deleted.
  * Safe to call concurrently with submits. */
 int wal_release(struct wal *w, uint64_t upto, struct nerr *err);
+/* The LSN of the last record of the oldest segment when it is sealed (more
+ * than one segment); 0 otherwise. */
+uint64_t wal_oldest_segment_end(struct wal *w);
 
 /* Drops every record with LSN > lsn (a consensus log conflict), durably;
  * the next submit gets lsn + 1. A no-op when lsn >= wal_last_lsn. If lsn is

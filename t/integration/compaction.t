@@ -50,6 +50,16 @@ my $compacted = wait_until(10, sub {
 ok($compacted, 'n1 and n2 compacted their logs (n1\'s starts at ' . ($compacted ? $compacted->{first_index} : '?') . ')');
 my ($snapfile) = glob("$n1->{dir}/n1/wal/p.*.0/SNAPSHOT");
 ok($snapfile && -s $snapfile > 200 * 200, 'its SNAPSHOT file holds the partition\'s data');
+# Every group's entries share the node log (64 KiB segments here): the
+# writes filled several, and the compactions (the idle metadata group's too,
+# asked to once the log grew past 4 segments) let the old ones go.
+my $segs = wait_until(10, sub {
+    my @f = glob("$n1->{dir}/n1/log/*.wal");
+    @f <= 5 ? scalar(@f) : undef });
+ok($segs, 'n1\'s node log released its old segments (' . ($segs // 'too many') . ' left)')
+    or diag join(' ', glob("$n1->{dir}/n1/log/*.wal"));
+my ($first_seg) = sort glob("$n1->{dir}/n1/log/*.wal");
+ok($first_seg && $first_seg !~ m{/0+1\.wal$}, 'the first segment is gone');
 
 # Restart n1 and n2 (from SNAPSHOT + WAL tail): whatever their transports
 # still queued for n3 is gone, so n3 can only catch up by snapshot.

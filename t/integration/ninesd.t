@@ -132,9 +132,10 @@ for my $i (1 .. 50) {
 }
 is($st, 200, '50 items written');
 kill_node($n);
-# The one-partition table written last: the most recently modified WAL.
-my ($wal) = sort { -M $a <=> -M $b } glob("$n->{dir}/n1/wal/p.*.0/*.wal");
-ok(-f $wal, "the partition's WAL segment exists");
+# Every group's entries go to the node log (docs/wal.md): its newest segment.
+my ($wal) = sort { -M $a <=> -M $b } glob("$n->{dir}/n1/log/*.wal");
+ok(-f $wal, "the node log's segment exists");
+ok(!glob("$n->{dir}/n1/wal/p.*.0/*.wal"), 'no group keeps a WAL of its own');
 # The records end before the file does (the WAL writes zeros ahead): walk them.
 sub records_end {
     my ($path) = @_;
@@ -157,8 +158,8 @@ seek $w, $size, 0;
 print $w pack('V Q< V', 100, 51, 0) . ('z' x 10);
 close $w;
 $n = start_node(dir => $n->{dir}, port => $n->{port}, cluster => $n->{cluster});
-# The torn bytes are gone: the record now at that offset is the restarted
-# leader's first (an 8-byte empty entry), not the torn 100-byte header.
+# The torn bytes are gone: the record now at that offset is one the
+# restarted node wrote (a new leader's empty entry), not the torn header.
 {
     open my $fh, '<:raw', $wal or die;
     seek $fh, $size, 0;

@@ -172,8 +172,9 @@ int main(void)
     char dir[] = "/tmp/nines-raftwire-XXXXXX";
     if (!mkdtemp(dir))
         bail("mkdtemp", "");
-    char sdir[300], wdir[300];
+    char sdir[300], wdir[300], ldir[300];
     snprintf(sdir, sizeof sdir, "%s/state", dir);
+    snprintf(ldir, sizeof ldir, "%s/log", dir);
     snprintf(wdir, sizeof wdir, "%s/wal", dir);
     struct state *st;
     struct group_host *h;
@@ -183,8 +184,8 @@ int main(void)
     struct group_sm sm = {.apply = nop_apply};
     struct group_members mem = {.gid = 77, .n = 3, .self = 1, .nodes = {"n1", "n2", "n3"}};
     if (state_open(sdir, &so, &st, &e) ||
-        group_host_start(st, 1, NULL, send_stub, NULL, &h, &e) ||
-        group_open(h, "g77", wdir, NULL, &sm, &applied, &mem, &g, &e))
+        group_host_start(st, ldir, NULL, NULL, send_stub, NULL, &h, &e) ||
+        group_open(h, "g77", wdir, &sm, &applied, &mem, &g, &e))
         bail("setup", e.msg);
     /* Garbage. */
     group_host_recv(h, "n2", 77, "garbage!", 8);
