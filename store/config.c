@@ -25,7 +25,7 @@ static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions
                                        "storage", "nodes", NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size", "max_tables",
-                                           "sync_threads", "compact_entries", NULL};
+                                           "compact_entries", NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */
@@ -114,10 +114,6 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
     if ((rc = yt_get_int(s, "max_tables", YT_OPTIONAL, 1, 32767, &v, err)))
         return rc;
     c->max_tables = (int)v;
-    v = c->sync_threads;
-    if ((rc = yt_get_int(s, "sync_threads", YT_OPTIONAL, 1, 64, &v, err)))
-        return rc;
-    c->sync_threads = (int)v;
     if ((rc = yt_get_int(s, "compact_entries", YT_OPTIONAL, 100, 100000000, &c->compact_entries,
                          err)))
         return rc;
@@ -279,7 +275,6 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
     c->wal_segment_size = CLUSTER_DEFAULT_WAL_SEGMENT_SIZE;
     c->map_size = CLUSTER_DEFAULT_MAP_SIZE;
     c->max_tables = CLUSTER_DEFAULT_MAX_TABLES;
-    c->sync_threads = CLUSTER_DEFAULT_SYNC_THREADS;
     c->compact_entries = CLUSTER_DEFAULT_COMPACT_ENTRIES;
     if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
         (rc = load(yt_root(doc), c, err)))

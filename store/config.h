@@ -11,7 +11,7 @@
  *   - auth is CLUSTER_AUTH_NONE (both keys NULL) or CLUSTER_AUTH_SIGV4 (both
  *     keys non-empty);
  *   - 1 <= default_partitions <= 256; wal_segment_size >= 64KiB; map_size >=
- *     1MiB; 1 <= max_tables <= 32767; 1 <= sync_threads <= 64;
+ *     1MiB; 1 <= max_tables <= 32767;
  *   - nnodes >= 1; ids, azs and racks match [A-Za-z0-9_.-]+; ids are unique;
  *     no two listeners (api or peer, of any nodes) share one address; ports
  *     are 1..65535; data is an absolute path (a relative one in the file is
@@ -54,7 +54,7 @@ struct cluster_conf {
     char *access_key_id, *secret_access_key;
     int default_partitions;
     uint64_t wal_segment_size, map_size;
-    int max_tables, sync_threads;
+    int max_tables;
     int64_t compact_entries; /* log entries kept per replica before a snapshot */
     struct cluster_node *nodes;
     size_t nnodes;
@@ -66,7 +66,6 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_WAL_SEGMENT_SIZE (64ull << 20)
 #define CLUSTER_DEFAULT_MAP_SIZE (16ull << 30)
 #define CLUSTER_DEFAULT_MAX_TABLES 256
-#define CLUSTER_DEFAULT_SYNC_THREADS 4
 #define CLUSTER_DEFAULT_COMPACT_ENTRIES 50000
 
 /* Reads, parses and checks the cluster file at path. *out is set only on

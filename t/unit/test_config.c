@@ -35,7 +35,6 @@ static void test_valid(void)
                      "  wal_segment_size: 128KiB\n"
                      "  map_size: 2GiB\n"
                      "  max_tables: 100\n"
-                     "  sync_threads: 2\n"
                      "nodes:\n"
                      "  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:8101, peer: 127.0.0.1:7101, "
                      "data: /var/lib/nines/n1}\n"
@@ -61,7 +60,6 @@ static void test_valid(void)
     ok(c->wal_segment_size == 128 << 10, "wal_segment_size 128KiB");
     ok(c->map_size == 2ull << 30, "map_size 2GiB");
     is_int(c->max_tables, 100, "max_tables");
-    is_int(c->sync_threads, 2, "sync_threads");
     is_int(c->nnodes, 3, "three nodes");
 
     const struct cluster_node *n = &c->nodes[0];
@@ -75,7 +73,7 @@ static void test_valid(void)
     is(n->peer_host, "127.0.0.1", "n1 peer host");
     is_int(n->peer_port, 7101, "n1 peer port");
     is(n->data, "/var/lib/nines/n1", "absolute data kept");
-    ok(n->line == 12 && n->col == 5, "n1 entry at 12:5 (got %d:%d)", n->line, n->col);
+    ok(n->line == 11 && n->col == 5, "n1 entry at 11:5 (got %d:%d)", n->line, n->col);
 
     n = &c->nodes[1];
     is(n->id, "n2", "n2 id");
@@ -128,7 +126,6 @@ static void test_defaults_and_relative_path(void)
     ok(c->wal_segment_size == 64ull << 20, "default wal_segment_size 64MiB");
     ok(c->map_size == 16ull << 30, "default map_size 16GiB");
     is_int(c->max_tables, 256, "default max_tables");
-    is_int(c->sync_threads, 4, "default sync_threads");
     snprintf(want, sizeof want, "%s/conf/d1", rdir);
     is(c->nodes[0].data, want, "data relative to the file, whatever the cwd");
     cluster_conf_free(c);
@@ -189,8 +186,8 @@ static const struct bad bads[] = {
      "11:21: size '1KiB' is below the minimum of 64KiB"},
     {"map_size ambiguous unit", HEAD NODE1 "storage: {map_size: 16GB}\n", NERR_INVALID,
      "10:21: ambiguous size unit 'GB' in '16GB': use B, KiB, MiB, GiB, TiB or PiB"},
-    {"sync_threads zero", HEAD NODE1 "storage: {sync_threads: 0}\n", NERR_INVALID,
-     "10:25: 0 is out of range (1..64)"},
+    {"sync_threads (gone with the node log)", HEAD NODE1 "storage: {sync_threads: 4}\n",
+     NERR_INVALID, "10:11: unknown key 'sync_threads'"},
     {"bad cluster name", "cluster: de mo\n", NERR_INVALID,
      "1:10: invalid cluster name 'de mo': use 1 to 64 letters, digits, '_', '.' or '-'"},
     {"cluster name a mapping", "cluster: {a: 1}\n", NERR_INVALID,
