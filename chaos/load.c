@@ -1476,11 +1476,12 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
     r->idle[r->nidle++] = c;
 }
 
-/* One blocking JSON 1.0 call for --create; the response body goes to out. */
-static int call_once(struct runner *r, const char *target, const char *body, long *http, char *out,
-                     size_t cap)
+/* One blocking JSON 1.0 call for --create on connection ci; the response
+ * body goes to out. */
+static int call_once(struct runner *r, size_t ci, const char *target, const char *body, long *http,
+                     char *out, size_t cap)
 {
-    struct conn *c = &r->conns[0];
+    struct conn *c = &r->conns[ci];
     CURL *h = c->easy;
     snprintf(c->target_hdr, sizeof c->target_hdr, "X-Amz-Target: %s", target);
     size_t len = strlen(body);
@@ -1525,7 +1526,7 @@ static int create_table(struct runner *r, struct nerr *e)
         n += snprintf(body + n, sizeof body - (size_t)n,
                       ",\"Tags\":[{\"Key\":\"nines:partitions\",\"Value\":\"%u\"}]", o->partitions);
     snprintf(body + n, sizeof body - (size_t)n, "}");
-    if (call_once(r, "DynamoDB_20120810.CreateTable", body, &http, resp, sizeof resp))
+    if (call_once(r, 0, "DynamoDB_20120810.CreateTable", body, &http, resp, sizeof resp))
         return nerr_set(e, NERR_IO, "CreateTable on %s: %s", o->endpoints[0], resp);
     if (http != 200) {
         error_type(resp, strlen(resp), http, type, sizeof type);
@@ -1533,20 +1534,31 @@ static int create_table(struct runner *r, struct nerr *e)
             return nerr_set(e, NERR_IO, "CreateTable on %s: HTTP %ld %s: %.300s", o->endpoints[0],
                             http, type, resp);
     }
-    /* Wait (bounded) until the table is ACTIVE. */
+    /* Wait (bounded: 30 s in all) until every endpoint says the table is
+     * ACTIVE: the nodes of a cluster learn of a new table at their next
+     * catalog sync, and until then they do not know it (not found). */
     snprintf(body, sizeof body, "{\"TableName\":\"%s\"}", o->table);
-    for (int i = 0; i < 300; i++) {
-        if (call_once(r, "DynamoDB_20120810.DescribeTable", body, &http, resp, sizeof resp))
-            return nerr_set(e, NERR_IO, "DescribeTable on %s: %s", o->endpoints[0], resp);
-        if (http == 200 && strstr(resp, "\"TableStatus\":\"ACTIVE\""))
-            return 0;
-        if (http != 200)
-            return nerr_set(e, NERR_IO, "DescribeTable on %s: HTTP %ld: %.300s", o->endpoints[0],
-                            http, resp);
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    int waits = 0;
+    for (size_t ep = 0; ep < o->nendpoints && ep < o->concurrency; ep++) {
+        size_t ci = ep; /* connection ci talks to endpoint ci % nendpoints */
+        for (;;) {
+            if (call_once(r, ci, "DynamoDB_20120810.DescribeTable", body, &http, resp,
+                          sizeof resp))
+                return nerr_set(e, NERR_IO, "DescribeTable on %s: %s", o->endpoints[ep], resp);
+            if (http == 200 && strstr(resp, "\"TableStatus\":\"ACTIVE\""))
+                break;
+            error_type(resp, strlen(resp), http, type, sizeof type);
+            if (http != 200 && strcmp(type, "ResourceNotFoundException"))
+                return nerr_set(e, NERR_IO, "DescribeTable on %s: HTTP %ld: %.300s",
+                                o->endpoints[ep], http, resp);
+            if (++waits > 300)
+                return nerr_set(e, NERR_TIMEOUT, "table %s not ACTIVE on %s after 30 s",
+                                o->table, o->endpoints[ep]);
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
-    return nerr_set(e, NERR_TIMEOUT, "table %s not ACTIVE after 30 s", o->table);
+    return 0;
 }
 
 /* Reads every key in r->written with ConsistentRead, on the idle

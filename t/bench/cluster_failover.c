@@ -239,7 +239,7 @@ int main(int argc, char **argv)
         ms[done++] = dt;
         printf("try %2d: partition %d, killed leader %s (pid %d), first write through %s "
                "after %.0f ms\n",
-               t, part, leader, (int)pid, via->id, dt);
+               t, part, ln->id, (int)pid, via->id, dt); /* leader went with m */
         fflush(stdout);
         /* Restart it and wait until every partition is led again. */
         for (int i = 0; i < 200 && cluster_pid_is_node(pid, ln->id); i++)
