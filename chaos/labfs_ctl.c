@@ -4,6 +4,7 @@
  * Contracts in chaos/labfs.h.
  */
 #include "chaos/labfs.h"
+#include "lib/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -201,37 +202,15 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
     }
     close(p[1]);
     char buf[NERR_MSG_MAX + 16];
-    size_t got = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left = 20000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0) {
-            kill(c, SIGKILL);
-            waitpid(c, NULL, 0);
-            close(p[0]);
-            return nerr_set(err, NERR_TIMEOUT, "labfs: mount of %s not ready within 20 s",
-                            o->mountpoint);
-        }
-        struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        int pr = poll(&pf, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            continue;
-        ssize_t r = read(p[0], buf + got, sizeof buf - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        if (got == sizeof buf - 1 || memchr(buf, '\n', got))
-            break;
-    }
+    int timed_out;
+    size_t got = fs_read_line_timeout(p[0], buf, sizeof buf, 20000, &timed_out);
     close(p[0]);
-    buf[got] = '\0';
+    if (timed_out) {
+        kill(c, SIGKILL);
+        waitpid(c, NULL, 0);
+        return nerr_set(err, NERR_TIMEOUT, "labfs: mount of %s not ready within 20 s",
+                        o->mountpoint);
+    }
     if (!strncmp(buf, "OK", 2)) {
         *pid = c;
         return 0;

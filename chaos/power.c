@@ -2,6 +2,7 @@
 #include "chaos/power.h"
 #include "chaos/labfs.h"
 #include "chaos/shquote.h"
+#include "lib/fsutil.h"
 #include "lib/strbuf.h"
 
 #include "lib/log.h"
@@ -735,26 +736,8 @@ static int real_fs_mount(void *arg, const char *backing, const char *mnt, const 
     /* The daemon inherits the pipe's write end, so read up to the newline,
      * not to EOF. labfs_spawn is bounded by 20 s; allow a little more. */
     char buf[NERR_MSG_MAX + 32];
-    size_t got = 0;
-    int64_t deadline = now_ms() + 25000;
-    while (got < sizeof buf - 1 && !memchr(buf, '\n', got)) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            break;
-        struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        int pr = poll(&pf, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            break;
-        ssize_t r = read(p[0], buf + got, sizeof buf - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
+    int timed_out;
+    size_t got = fs_read_line_timeout(p[0], buf, sizeof buf, 25000, &timed_out);
     close(p[0]);
     if (!memchr(buf, '\n', got))
         kill(c, SIGKILL); /* only our intermediate child, by its pid */

@@ -5,10 +5,12 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int fs_mkdir_p(const char *path, struct nerr *err)
@@ -145,4 +147,36 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, struct 
         return nerr_sys(err, errno, "rename %s", tmp);
     snprintf(dir, sizeof dir, "%s", path);
     return fs_fsync_dir(dirname(dir), err);
+}
+
+size_t fs_read_line_timeout(int fd, char *buf, size_t cap, int timeout_ms, int *timed_out)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t got = 0;
+    *timed_out = 0;
+    while (got < cap - 1 && !memchr(buf, '\n', got)) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0) {
+            *timed_out = 1;
+            break;
+        }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pf, 1, (int)left);
+        if (pr <= 0) {
+            if (pr < 0 && errno != EINTR)
+                break;
+            continue; /* interrupted, or time is up: checked above */
+        }
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    return got;
 }

@@ -20,5 +20,10 @@ int fs_fsync_dir(const char *path, struct nerr *err);
 int fs_read_file(const char *path, size_t max, char **out, size_t *len, struct nerr *err);
 /* Writes a file atomically and durably: temp file, fsync, rename, fsync dir. */
 int fs_write_file_atomic(const char *path, const void *data, size_t len, struct nerr *err);
+/* Reads fd into buf (cap > 0 bytes, NUL-terminated) until a newline has
+ * arrived, EOF, a read error, or timeout_ms have passed (EINTR is retried).
+ * Returns the bytes read; *timed_out says whether time ran out first. For a
+ * child's "ready" line on a pipe whose write end others may hold too. */
+size_t fs_read_line_timeout(int fd, char *buf, size_t cap, int timeout_ms, int *timed_out);
 
 #endif

@@ -148,6 +148,18 @@ struct group {
 static void *applier_main(void *arg);
 static void *driver_main(void *arg);
 
+/* Appends the chain first..last (last->next already set) to a FIFO of
+ * entries kept as head and tail pointers. */
+static void q_append(struct gentry **head, struct gentry **tail, struct gentry *first,
+                     struct gentry *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec t;
@@ -496,22 +508,6 @@ static int snap_load(struct group *g, struct raft_snapshot *snap, struct nerr *e
     return 0;
 }
 
-struct sync_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done, status;
-};
-
-static void on_sync_durable(void *arg, uint64_t lsn, int status)
-{
-    struct sync_wait *w = arg;
-    pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    w->status = status;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 static void queue_committed(struct group *g, const struct raft_ready *rd);
 
 /* A group directory with WAL segments of its own is from before the node
@@ -554,9 +550,8 @@ static int drive_sync(struct group *g, struct nerr *err)
             g->hs_saved = rd.hs;
         }
         if (rd.n_entries) {
-            struct sync_wait w = {.done = 0};
-            pthread_mutex_init(&w.mu, NULL);
-            pthread_cond_init(&w.cv, NULL);
+            struct nls_waiter w;
+            nls_waiter_init(&w);
             int rc = 0;
             if (rd.entries[0].index <= nls_last_lsn(g->log))
                 rc = nls_cut(g->log, rd.entries[0].index - 1, err);
@@ -565,23 +560,17 @@ static int drive_sync(struct group *g, struct nerr *err)
                 unsigned char term[8];
                 le_put64(term, e->term);
                 int last = i + 1 == rd.n_entries;
-                rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_sync_durable : NULL,
+                rc = nls_append(g->log, term, 8, e->data, e->len, last ? nls_waiter_done : NULL,
                                 last ? &w : NULL, NULL);
                 if (rc)
-                    nerr_set(err, rc, "group %s: WAL append failed", g->name);
+                    nerr_set(err, rc, "group %s: node log append failed", g->name);
             }
-            if (!rc) {
-                pthread_mutex_lock(&w.mu);
-                while (!w.done)
-                    pthread_cond_wait(&w.cv, &w.mu);
-                pthread_mutex_unlock(&w.mu);
-                if (w.status)
-                    rc = nerr_set(err, w.status, "group %s: WAL sync failed", g->name);
-            }
-            pthread_cond_destroy(&w.cv);
-            pthread_mutex_destroy(&w.mu);
-            if (rc)
+            if (rc) {
+                nls_waiter_destroy(&w);
                 return rc;
+            }
+            if ((rc = nls_waiter_wait(&w)))
+                return nerr_set(err, rc, "group %s: node log sync failed", g->name);
         }
         queue_committed(g, &rd);
         raft_ready_advance(g->r);
@@ -1109,11 +1098,7 @@ static void queue_committed(struct group *g, const struct raft_ready *rd)
     g->queued += n;
     pthread_mutex_unlock(&g->mu);
     pthread_mutex_lock(&h->mu);
-    if (h->tail)
-        h->tail->next = first;
-    else
-        h->head = first;
-    h->tail = last;
+    q_append(&h->head, &h->tail, first, last);
     pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
 }
@@ -1175,11 +1160,7 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
     pthread_mutex_unlock(&g->mu);
     struct group_host *h = g->h;
     pthread_mutex_lock(&h->mu);
-    if (h->tail)
-        h->tail->next = e;
-    else
-        h->head = e;
-    h->tail = e;
+    q_append(&h->head, &h->tail, e, e);
     pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
     log_info("group %s: installed the leader's snapshot at %llu (%u bytes)", g->name,
@@ -1343,19 +1324,11 @@ static void proposal(struct group *g, struct gentry *e)
         e->sent_to = leader;
         e->t_ns = now_ns();
         e->next = NULL;
-        if (g->fwd_tail)
-            g->fwd_tail->next = e;
-        else
-            g->fwd_pending = e;
-        g->fwd_tail = e;
+        q_append(&g->fwd_pending, &g->fwd_tail, e, e);
         return;
     }
     e->next = NULL;
-    if (g->pbatch_tail)
-        g->pbatch_tail->next = e;
-    else
-        g->pbatch = e;
-    g->pbatch_tail = e;
+    q_append(&g->pbatch, &g->pbatch_tail, e, e);
 }
 
 static void fail_list(struct gentry *e, int status)
@@ -1421,11 +1394,7 @@ static void flush_props(struct group *g)
         e->term = term;
         e->t_ns = now;
         e->next = NULL;
-        if (g->pending_tail)
-            g->pending_tail->next = e;
-        else
-            g->pending = e;
-        g->pending_tail = e;
+        q_append(&g->pending, &g->pending_tail, e, e);
     }
 }
 

@@ -471,16 +471,17 @@ int nls_append(struct nls *h, const void *hdr, size_t hlen, const void *data, si
     return rc;
 }
 
-struct sync_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done, status;
-};
+void nls_waiter_init(struct nls_waiter *w)
+{
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->done = w->status = 0;
+}
 
-static void on_sync(void *arg, uint64_t lsn, int status)
+void nls_waiter_done(void *arg, uint64_t lsn, int status)
 {
     (void)lsn;
-    struct sync_wait *w = arg;
+    struct nls_waiter *w = arg;
     pthread_mutex_lock(&w->mu);
     w->done = 1;
     w->status = status;
@@ -488,29 +489,38 @@ static void on_sync(void *arg, uint64_t lsn, int status)
     pthread_mutex_unlock(&w->mu);
 }
 
+int nls_waiter_wait(struct nls_waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    nls_waiter_destroy(w);
+    return w->status;
+}
+
+void nls_waiter_destroy(struct nls_waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
 /* Appends a control record and waits until it is durable. */
 static int control(struct nodelog *nl, struct stream *s, int kind, uint64_t lsn, struct nerr *err)
 {
-    struct sync_wait w = {.done = 0};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    int rc = submit(nl, s, kind, lsn, NULL, 0, NULL, 0, on_sync, &w, NULL);
+    struct nls_waiter w;
+    nls_waiter_init(&w);
+    int rc = submit(nl, s, kind, lsn, NULL, 0, NULL, 0, nls_waiter_done, &w, NULL);
     if (rc) {
-        pthread_cond_destroy(&w.cv);
-        pthread_mutex_destroy(&w.mu);
+        nls_waiter_destroy(&w);
         return nerr_set(err, rc, "node log %s: cannot append to stream %s", nl->dir, s->name);
     }
     pthread_mutex_unlock(&nl->mu);
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
+    rc = nls_waiter_wait(&w);
     pthread_mutex_lock(&nl->mu);
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
-    if (w.status)
-        return nerr_set(err, w.status, "node log %s: stream %s: write or fdatasync failed",
-                        nl->dir, s->name);
+    if (rc)
+        return nerr_set(err, rc, "node log %s: stream %s: write or fdatasync failed", nl->dir,
+                        s->name);
     return 0;
 }
 

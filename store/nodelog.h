@@ -55,6 +55,7 @@
 #ifndef NINES_NODELOG_H
 #define NINES_NODELOG_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -125,6 +126,20 @@ int nls_release(struct nls *s, uint64_t upto, struct nerr *err);
 int nls_compact_wanted(struct nls *s);
 /* Recomputes which streams should compact; call about once a second. */
 void nodelog_tick(struct nodelog *nl);
+
+/* A one-shot wait for a durable callback: pass nls_waiter_done as the done
+ * of an append (arg: the waiter), then nls_waiter_wait returns its status
+ * and destroys the waiter. A waiter whose append was refused is destroyed
+ * with nls_waiter_destroy instead. */
+struct nls_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+};
+void nls_waiter_init(struct nls_waiter *w);
+void nls_waiter_done(void *arg, uint64_t lsn, int status);
+int nls_waiter_wait(struct nls_waiter *w);
+void nls_waiter_destroy(struct nls_waiter *w);
 
 struct nodelog_stats {
     struct wal_stats wal; /* records, syncs, bytes, segments of the node WAL */

@@ -296,6 +296,23 @@ static uint32_t popcount(uint32_t x)
     return (uint32_t)__builtin_popcount(x);
 }
 
+/* Asks every other member for its (pre-)vote for term, on our last entry. */
+static void ask_votes(struct raft *r, uint32_t type, uint64_t term)
+{
+    uint64_t lt = 0;
+    term_at(r, last_index(r), &lt);
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        struct raft_msg *m = outbox_add(r, type, p);
+        if (m) {
+            m->term = term;
+            m->index = last_index(r);
+            m->log_term = lt;
+        }
+    }
+}
+
 static void campaign(struct raft *r)
 {
     r->term++;
@@ -310,17 +327,7 @@ static void campaign(struct raft *r)
         become_leader(r);
         return;
     }
-    uint64_t lt = 0;
-    term_at(r, last_index(r), &lt);
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
-        struct raft_msg *m = outbox_add(r, RAFT_MSG_VOTE, p);
-        if (m) {
-            m->index = last_index(r);
-            m->log_term = lt;
-        }
-    }
+    ask_votes(r, RAFT_MSG_VOTE, r->term);
 }
 
 static void pre_campaign(struct raft *r)
@@ -336,18 +343,7 @@ static void pre_campaign(struct raft *r)
         campaign(r);
         return;
     }
-    uint64_t lt = 0;
-    term_at(r, last_index(r), &lt);
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
-        struct raft_msg *m = outbox_add(r, RAFT_MSG_PREVOTE, p);
-        if (m) {
-            m->term = r->term + 1;
-            m->index = last_index(r);
-            m->log_term = lt;
-        }
-    }
+    ask_votes(r, RAFT_MSG_PREVOTE, r->term + 1);
 }
 
 /* Leader stickiness, the lease guard: a member that heard from a leader
