@@ -103,6 +103,8 @@ static void setup(void)
     atexit(remove_dir);
     log_init("fuzz", LOG_ERROR);
     snprintf(path, sizeof path, "%s/state", dir);
+    char logdir[512];
+    snprintf(logdir, sizeof logdir, "%s/log", dir);
     struct state_options so = {.map_size = 1ULL << 30, .max_dbs = 256};
     static struct cluster_node node = {.id = "n1", .az = "az1", .rack = "r1"};
     static struct cluster_conf conf = {.path = "fuzz", .name = "fuzz", .nodes = &node, .nnodes = 1};
@@ -110,7 +112,7 @@ static void setup(void)
                                  .max_partitions = 8, .max_dbs = 256};
     struct api_options ao = {.region = "local", .endpoint = "127.0.0.1:0", .default_partitions = 2,
                              .max_partitions = 8};
-    if (state_open(path, &so, &st, &err) || group_host_start(st, 2, NULL, NULL, NULL, &h, &err) ||
+    if (state_open(path, &so, &st, &err) || group_host_start(st, logdir, NULL, NULL, NULL, NULL, &h, &err) ||
         catalog_open(h, &co, &cat, &err)) {
         fprintf(stderr, "fuzz setup: %s\n", err.msg);
         abort();
