@@ -158,7 +158,8 @@ size_t fs_read_line_timeout(int fd, char *buf, size_t cap, int timeout_ms, int *
     while (got < cap - 1 && !memchr(buf, '\n', got)) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        long left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        long left =
+            timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
         if (left <= 0) {
             *timed_out = 1;
             break;

@@ -287,8 +287,8 @@ int nodelog_open(const char *dir, const struct wal_options *opt, struct nodelog 
         goto fail;
     struct rec_ctx c = {nl, err};
     uint64_t first = wal_first_lsn(nl->w);
-    if (wal_last_lsn(nl->w) && (rc = wal_replay(nl->w, first ? first - 1 : 0, recover_one, &c,
-                                                err)))
+    if (wal_last_lsn(nl->w) &&
+        (rc = wal_replay(nl->w, first ? first - 1 : 0, recover_one, &c, err)))
         goto fail;
     *out = nl;
     return 0;
@@ -381,8 +381,8 @@ int nls_replay(struct nls *h, uint64_t from_lsn,
     if (s->loaded)
         rc = nerr_set(err, NERR_BUSY, "node log: stream %s was replayed already", s->name);
     else if (from_lsn > s->last)
-        rc = nerr_set(err, NERR_INVALID, "node log: stream %s ends at %llu, before %llu",
-                      s->name, (unsigned long long)s->last, (unsigned long long)from_lsn);
+        rc = nerr_set(err, NERR_INVALID, "node log: stream %s ends at %llu, before %llu", s->name,
+                      (unsigned long long)s->last, (unsigned long long)from_lsn);
     else if (from_lsn < s->last && (!s->nents || s->ents[0].lsn > from_lsn + 1))
         rc = nerr_set(err, NERR_NOTFOUND,
                       "node log: stream %s holds entries from %llu, %llu and on were released",

@@ -62,7 +62,7 @@
 #include "lib/err.h"
 #include "store/wal.h"
 
-#define NODELOG_MAX_NAME 200  /* bytes of a stream name */
+#define NODELOG_MAX_NAME 200    /* bytes of a stream name */
 #define NODELOG_SOFT_SEGMENTS 4 /* beyond this, the oldest segment's pinners compact */
 
 struct nodelog;
@@ -78,8 +78,7 @@ void nodelog_close(struct nodelog *nl);
 
 /* Opens the stream `name` (1..NODELOG_MAX_NAME bytes), with whatever the
  * log holds for it (possibly nothing). NERR_EXISTS if it is open already. */
-int nodelog_stream_open(struct nodelog *nl, const char *name, struct nls **out,
-                        struct nerr *err);
+int nodelog_stream_open(struct nodelog *nl, const char *name, struct nls **out, struct nerr *err);
 /* Closes the stream handle (its records stay, and keep pinning the log until
  * released or dropped). Its pending records must have completed. */
 void nls_close(struct nls *s);

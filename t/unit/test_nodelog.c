@@ -128,8 +128,8 @@ static void model_run(void)
             uint64_t last = nls_last_lsn(h[i]);
             if (last != (m->exists ? m->last : 0)) {
                 check_ok = 0;
-                diag("round %d %s: last %llu, model %llu", round, m->name,
-                     (unsigned long long)last, (unsigned long long)m->last);
+                diag("round %d %s: last %llu, model %llu", round, m->name, (unsigned long long)last,
+                     (unsigned long long)m->last);
             }
             if (m->exists && m->last > m->released) {
                 struct check_ctx c = {m, m->released + 1, 0};
@@ -196,8 +196,7 @@ static void model_run(void)
     }
     ok(reopen_ok, "the node log reopens %d times", rounds);
     ok(append_ok, "appends get the next lsn; cuts, resets, releases and drops succeed");
-    ok(check_ok, "after every reopening each of %d streams holds exactly the model's entries",
-       NS);
+    ok(check_ok, "after every reopening each of %d streams holds exactly the model's entries", NS);
     int segs = count_segments(dir);
     ok(max_segs > 3, "segments rotated (up to %d at once)", max_segs);
     /* Release everything: only the current segment may stay. */
@@ -281,8 +280,7 @@ static void group_commit(void)
 
 /* ---- damage ------------------------------------------------------------- */
 
-static int raw_records(const char *dir, const unsigned char *const *recs, const size_t *lens,
-                       int n)
+static int raw_records(const char *dir, const unsigned char *const *recs, const size_t *lens, int n)
 {
     struct wal_pool *p;
     struct wal *w;
@@ -414,8 +412,7 @@ static void pinning(void)
     nls_release(busy, lsn, &err); /* busy compacts as it goes */
     nodelog_tick(nl);
     int before = count_segments(dir);
-    cmp_ok(before, ">", NODELOG_SOFT_SEGMENTS, "an idle stream's record kept %d segments",
-           before);
+    cmp_ok(before, ">", NODELOG_SOFT_SEGMENTS, "an idle stream's record kept %d segments", before);
     ok(nls_compact_wanted(idle) && !nls_compact_wanted(busy),
        "the idle stream is asked to compact, the busy one is not");
     nls_release(idle, 1, &err);
