@@ -1526,8 +1526,21 @@ static int create_table(struct runner *r, struct nerr *e)
         n += snprintf(body + n, sizeof body - (size_t)n,
                       ",\"Tags\":[{\"Key\":\"nines:partitions\",\"Value\":\"%u\"}]", o->partitions);
     snprintf(body + n, sizeof body - (size_t)n, "}");
-    if (call_once(r, 0, "DynamoDB_20120810.CreateTable", body, &http, resp, sizeof resp))
-        return nerr_set(e, NERR_IO, "CreateTable on %s: %s", o->endpoints[0], resp);
+    /* A transport error or a 5xx is retried (bounded: 10 tries, 200 ms
+     * apart), as an AWS SDK does: a node that just started may drop a
+     * connection, and a second CreateTable gets ResourceInUseException. */
+    for (int t = 1;; t++) {
+        int crc = call_once(r, 0, "DynamoDB_20120810.CreateTable", body, &http, resp, sizeof resp);
+        if (!crc && http < 500)
+            break;
+        if (t == 10) {
+            if (crc)
+                return nerr_set(e, NERR_IO, "CreateTable on %s: %s", o->endpoints[0], resp);
+            break;
+        }
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     if (http != 200) {
         error_type(resp, strlen(resp), http, type, sizeof type);
         if (strcmp(type, "ResourceInUseException"))

@@ -50,6 +50,7 @@ struct raft {
      * the next append starts after them. A reject, or a heartbeat round with
      * no progress (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
+    uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
     uint64_t ack[RAFT_MAX_MEMBERS + 1];       /* 1 + tick of latest acked heartbeat */
     uint64_t snap_sent[RAFT_MAX_MEMBERS + 1]; /* 1 + tick a snapshot went out */
     int active[RAFT_MAX_MEMBERS + 1];
@@ -277,6 +278,7 @@ static void become_leader(struct raft *r)
         r->snap_sent[p] = 0;
         r->sent[p] = 0;
         r->hb_match[p] = 0;
+        r->match_tick[p] = r->now;
     }
     r->lead_start = r->now;
     r->last_contact = r->now;
@@ -537,8 +539,10 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
     uint32_t p = m->from;
     r->active[p] = 1;
     if (!m->reject) {
-        if (m->index > r->match[p])
+        if (m->index > r->match[p]) {
             r->match[p] = m->index;
+            r->match_tick[p] = r->now;
+        }
         if (r->next[p] < m->index + 1)
             r->next[p] = m->index + 1;
         maybe_commit(r);
@@ -673,8 +677,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (c > r->commit)
             r->commit = c;
         struct raft_msg *o = outbox_add(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
-        if (o)
+        if (o) {
             o->ctx = m->ctx;
+            o->index = last_index(r); /* lets a leader see a log that lost entries */
+        }
         break;
     }
     case RAFT_MSG_SNAPSHOT:
@@ -690,6 +696,19 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             r->active[m->from] = 1;
             if (m->ctx + 1 > r->ack[m->from])
                 r->ack[m->from] = m->ctx + 1;
+            /* (A heartbeat sent after the tick match rose: the follower had
+             * processed that append before the heartbeat existed.) */
+            if (m->index < r->match[m->from] && m->ctx > r->match_tick[m->from]) {
+                /* The follower's log is shorter than what it acknowledged
+                 * (its disk lost entries: a node run with acknowledgements
+                 * before fdatasync, a lost disk): replicate to it again
+                 * rather than wait for it forever. Commit never goes back. */
+                r->match[m->from] = m->index;
+                r->next[m->from] = m->index + 1;
+                r->hb_match[m->from] = m->index;
+                r->sent[m->from] = 0;
+                r->stats.lost_logs++;
+            }
             if (r->match[m->from] < last_index(r)) {
                 /* No progress since the last heartbeat answer: what is in
                  * flight was lost; send it again. */

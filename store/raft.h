@@ -171,6 +171,7 @@ struct raft_stats {
     uint64_t prevotes_started;
     uint64_t elections_started;
     uint64_t checkquorum_stepdowns;
+    uint64_t lost_logs; /* a follower's log turned out shorter than it had acknowledged */
 };
 
 struct raft;

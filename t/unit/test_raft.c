@@ -674,6 +674,39 @@ static void test_five_and_restart(void)
     net_free(&nt);
 }
 
+/* A follower that lost entries it had acknowledged (unsafe acks, a lost
+ * disk) comes back with a shorter log: its heartbeat answers carry its last
+ * index, and the leader replicates to it again instead of waiting forever. */
+static void test_lost_log(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 41);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    uint64_t idx = 0;
+    for (uint64_t v = 0; v < 20; v++)
+        idx = propose(&nt, l, 500 + v);
+    run(&nt, 3);
+    int f = l % 3 + 1;
+    cmp_ok(raft_last_index(nt.r[f]), ">=", idx, "lost log: the follower had every entry");
+    /* It restarts with its term and vote but with none of its entries. */
+    raft_free(nt.r[f]);
+    for (size_t i = 0; i < nt.st[f].n; i++)
+        free(nt.st[f].ents[i].data);
+    nt.st[f].n = 0;
+    nt.st[f].hs.commit = 0;
+    nt.r[f] = mk(&nt, f);
+    is_int(raft_last_index(nt.r[f]), 0, "lost log: it came back empty");
+    run(&nt, 10);
+    is_int(leader_of(&nt), l, "lost log: the leader stays");
+    ok(logs_equal(&nt, l, f), "lost log: the leader replicated everything to it again");
+    cmp_ok(raft_commit(nt.r[f]), ">=", idx, "lost log: and it knows the commit index");
+    struct raft_stats rs;
+    raft_get_stats(nt.r[l], &rs);
+    cmp_ok(rs.lost_logs, ">=", 1, "lost log: the leader counted it");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -685,5 +718,6 @@ int main(void)
     test_gray_failure();
     test_malformed();
     test_five_and_restart();
+    test_lost_log();
     return done_testing();
 }
