@@ -653,8 +653,16 @@ static int q(const char *s, char **out, struct nerr *err)
     return shquote_arg(s, out, err);
 }
 
+/* Deploys ninesd to one host in two phases, each run on every host before
+ * the next: DEPLOY_STOP ends an earlier deployment's ninesd (and removes the
+ * store when fresh), DEPLOY_START installs and starts the new one. Stopping
+ * every old node first matters: a fresh node started while old nodes of the
+ * same cluster name still ran would join them and take their data (their
+ * leaders replicate the old catalog and tables to it). */
+enum deploy_phase { DEPLOY_STOP = 1, DEPLOY_START = 2 };
+
 static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *cluster_path,
-                       struct nerr *err)
+                       enum deploy_phase phase, struct nerr *err)
 {
     char boot[PATH_MAX], bootdir[PATH_MAX], p_bin[PATH_MAX], p_conf[PATH_MAX], p_log[PATH_MAX],
         p_pid[PATH_MAX], p_store[PATH_MAX], tmp[PATH_MAX], p_new[PATH_MAX];
@@ -692,8 +700,10 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = remote(g, h, cmd, err)))
+    if (phase == DEPLOY_STOP) {
+        rc = remote(g, h, cmd, err);
         goto out;
+    }
     /* The binary goes in under a temporary name and is renamed over the old
      * one: a binary still mapped by a dying process cannot be rewritten. */
     fmt(p_new, sizeof p_new, "%s/ninesd.new", h->data);
@@ -1197,12 +1207,14 @@ static int deploy(struct gd_run *g, struct nerr *err)
     }
     if (g->pb->deploy) {
         note(g, "deploying %s to %zu hosts", g->ninesd, g->inv->n_hosts);
-        for (size_t i = 0; i < g->inv->n_hosts; i++) {
-            if (cancelled(g))
-                return nerr_set(err, NERR_CLOSED, "cancelled");
-            if ((rc = deploy_host(g, &g->inv->hosts[i], path, err)))
-                return rc;
-        }
+        for (int phase = DEPLOY_STOP; phase <= DEPLOY_START; phase++)
+            for (size_t i = 0; i < g->inv->n_hosts; i++) {
+                if (cancelled(g))
+                    return nerr_set(err, NERR_CLOSED, "cancelled");
+                if ((rc = deploy_host(g, &g->inv->hosts[i], path, (enum deploy_phase)phase,
+                                      err)))
+                    return rc;
+            }
     }
     struct health h;
     uint64_t t = mono_ns();
