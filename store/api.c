@@ -16,6 +16,7 @@
 #include "store/forward.h"
 #include "store/expr.h"
 #include "store/items.h"
+#include "store/nodelog.h"
 #include "store/op.h"
 
 #define PAGE_BYTES (1024 * 1024) /* DynamoDB's 1 MB page for Query and Scan */
@@ -2410,17 +2411,25 @@ void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg)
         json_t *groups = json_array();
         catalog_each_group(a->opt.cat, status_group, groups);
         struct group_host_stats hs = {0};
-        if (a->opt.host)
+        struct nodelog_stats ls = {0};
+        if (a->opt.host) {
             group_host_stats(a->opt.host, &hs);
+            group_host_log_stats(a->opt.host, &ls);
+        }
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "node",
+            "{s:s, s:s, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+            "s:{s:I, s:I, s:I, s:I, s:I}}",
+            "node",
             a->opt.self_id ? a->opt.self_id : "", "az", self ? self->az : "", "rack",
             self ? self->rack : "", "cluster", conf ? conf->name : "", "time_ms",
             (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, "groups", groups, "messages",
             "in", (json_int_t)hs.msgs_in, "out", (json_int_t)hs.msgs_out, "dropped_malformed",
             (json_int_t)hs.dropped_malformed, "dropped_forged", (json_int_t)hs.dropped_forged,
             "dropped_unknown_group", (json_int_t)hs.dropped_unknown, "dropped_by_raft",
-            (json_int_t)hs.dropped_raft, "send_failures", (json_int_t)hs.send_failures);
+            (json_int_t)hs.dropped_raft, "send_failures", (json_int_t)hs.send_failures,
+            "node_log", "records", (json_int_t)ls.wal.records, "syncs", (json_int_t)ls.wal.syncs,
+            "bytes", (json_int_t)ls.wal.bytes, "segments", (json_int_t)ls.wal.segments,
+            "streams", (json_int_t)ls.streams);
         reply_json(&c, o);
         return;
     }

@@ -58,6 +58,12 @@ my $segs = wait_until(10, sub {
     @f <= 5 ? scalar(@f) : undef });
 ok($segs, 'n1\'s node log released its old segments (' . ($segs // 'too many') . ' left)')
     or diag join(' ', glob("$n1->{dir}/n1/log/*.wal"));
+my $nl = (cluster_status($n1) // {})->{node_log} // {};
+cmp_ok($nl->{records} // 0, '>=', 1500, 'NinesAdmin.Status counts the node log\'s records ('
+       . ($nl->{records} // 'none') . ')');
+my @segfiles = glob("$n1->{dir}/n1/log/*.wal");
+is($nl->{segments}, scalar(@segfiles), '... and its segments, as on disk');
+is($nl->{streams}, 2, '... and its streams (the metadata group and the one partition)');
 my ($first_seg) = sort glob("$n1->{dir}/n1/log/*.wal");
 ok($first_seg && $first_seg !~ m{/0+1\.wal$}, 'the first segment is gone');
 
