@@ -110,9 +110,7 @@ struct group_sm {
 #define GROUP_PROPOSAL_TIMEOUT_MS 2500
 
 /* Longest an applied entry waits in the open transaction before a commit. */
-#ifndef GROUP_COMMIT_MAX_MS
 #define GROUP_COMMIT_MAX_MS 5
-#endif
 
 typedef void (*group_done_fn)(void *arg, int status, void *result);
 
