@@ -200,9 +200,9 @@ static unsigned key_partition(uint64_t key, unsigned nparts)
     char k[32];
     fmt(k, sizeof k, "k%llu", (unsigned long long)key);
     json_t *av = json_pack("{s:s}", "S", k);
-    uint64_t h = av ? av_key_hash(av) >> 32 : 0;
+    unsigned p = av ? av_partition_of(av, nparts) : 0;
     json_decref(av);
-    return (unsigned)((h * nparts) >> 32);
+    return p;
 }
 
 static void on_complete(void *arg, const struct load_result *r)

@@ -1250,6 +1250,12 @@ uint64_t av_key_hash(const json_t *hash)
     return h;
 }
 
+unsigned av_partition_of(const json_t *hash, unsigned nparts)
+{
+    uint64_t h = av_key_hash(hash) >> 32;
+    return (unsigned)((h * (uint64_t)nparts) >> 32);
+}
+
 int av_key_check(const json_t *av, const char *name, const char *type, int is_hash, int in_item,
                  struct nerr *err)
 {

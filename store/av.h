@@ -178,6 +178,12 @@ int av_key_decode(const unsigned char *key, size_t len, const char *range_type, 
  * the same on every run and machine. 0 if hash is not a valid key AV. */
 uint64_t av_key_hash(const json_t *hash);
 
+/* The partition (0..nparts-1) that owns a hash value: the top 32 bits of
+ * av_key_hash scaled onto nparts, so partitions are contiguous ranges of the
+ * hash space. The one placement formula: the catalog routes by it and the
+ * toolkit predicts placement with it. nparts > 0. */
+unsigned av_partition_of(const json_t *hash, unsigned nparts);
+
 /* A Query's range-key condition. */
 enum av_key_op {
     AV_KEY_ALL = 0, /* no range condition: every item of the hash */

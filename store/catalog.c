@@ -339,8 +339,7 @@ int catalog_names(struct catalog *c, char ***names, size_t *n)
 
 struct partition *table_partition_for(struct table *t, const json_t *hash_av)
 {
-    uint64_t h = av_key_hash(hash_av) >> 32;
-    return &t->parts[(h * (uint64_t)t->nparts) >> 32];
+    return &t->parts[av_partition_of(hash_av, t->nparts)];
 }
 
 int table_key(const struct table *t, const json_t *obj, int exact, json_t **key,

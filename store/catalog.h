@@ -9,7 +9,7 @@
  * name never meets its predecessor's data.
  *
  * A table has nparts partitions; an item lives in partition
- *     ((av_key_hash(hash key) >> 32) * nparts) >> 32
+ *     av_partition_of(hash key, nparts) (store/av.h)
  * (a range split of the 32-bit hash space, so a later split is a range split).
  * Each partition is a replication group ("p.<id>.<n>") with its own WAL
  * directory (wal/p.<id>.<n>/) and its own LMDB named database of the same name.
