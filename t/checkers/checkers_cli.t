@@ -88,5 +88,36 @@ t "a read of the value before this process's own delete is a read-your-writes vi
   code 1 "$nines" check "$top/t/checkers/data/ryw-after-delete.jsonl"
 t "... named as such" grep -q '1 read-your-writes' "$tmp/out"
 
+# Nothing to check is valid (Knossos' verdict too): only nemesis events, or none.
+printf '[{:process :nemesis, :type :info, :f :start, :value nil}\n {:process :nemesis, :type :info, :f :stop, :value nil}]\n' >"$tmp/nemesis.edn"
+t "a history of nemesis events only exits 0" code 0 "$nines" check "$tmp/nemesis.edn"
+t "... and says nothing was checked" grep -q 'valid: nothing to check (no client operations; 2 events)' "$tmp/out"
+printf '[]\n' >"$tmp/empty.edn"
+t "an empty EDN history exits 0" code 0 "$nines" check "$tmp/empty.edn"
+: >"$tmp/empty.jsonl"
+t "an empty JSONL history exits 0" code 0 "$nines" check "$tmp/empty.jsonl"
+
+# Several histories in one run: one verdict line each, the worst exit code.
+t "several valid histories exit 0" code 0 "$nines" check "$tmp/good.jsonl" "$tmp/nemesis.edn" "$top/t/checkers/data/small.edn"
+t "... one verdict line each" test "$(grep -c ': valid' "$tmp/out")" -eq 3
+t "... and a tally" grep -q '^nines check: 3 histories: 3 valid, 0 invalid, 0 unknown, 0 input errors$' "$tmp/out"
+t "valid + invalid + unknown exit 1 (invalid is worse than unknown)" \
+  code 1 "$nines" check --time-limit 0.3 "$tmp/hard.jsonl" "$tmp/good.jsonl" "$tmp/bad.jsonl"
+t "... each named with its verdict" sh -c "grep -q 'hard.jsonl: unknown' '$tmp/out' && grep -q 'good.jsonl: valid' '$tmp/out' && grep -q 'bad.jsonl: invalid' '$tmp/out'"
+t "valid + unknown exit 2" code 2 "$nines" check --time-limit 0.3 "$tmp/good.jsonl" "$tmp/hard.jsonl"
+t "an input error among them exits 3, and the others are still checked" \
+  code 3 "$nines" check "$tmp/bad.jsonl" "$tmp/broken.jsonl" "$tmp/good.jsonl"
+t "... the others' verdicts printed" sh -c "grep -q 'bad.jsonl: invalid' '$tmp/out' && grep -q 'good.jsonl: valid' '$tmp/out' && grep -q 'broken.jsonl: input error' '$tmp/out'"
+t "... the bad file's error with line and column" grep -q 'broken.jsonl:2:26:' "$tmp/err"
+t "--json with several histories is refused" code 3 "$nines" check --json "$tmp/x.json" "$tmp/good.jsonl" "$tmp/bad.jsonl"
+t "... saying why" grep -q 'take one history' "$tmp/err"
+# A corpus of hundreds in one process.
+i=0
+while [ $i -lt 200 ]; do cp "$tmp/nemesis.edn" "$tmp/corpus-$i.edn"; i=$((i + 1)); done
+"$nines" histgen --ops 300 --keys 2 --processes 4 --seed 11 -o "$tmp/corpus-g.jsonl"
+"$nines" histgen --ops 300 --keys 2 --processes 4 --seed 11 --anomaly stale-read -o "$tmp/corpus-b.jsonl" 2>/dev/null
+t "202 histories in one run: the one invalid one decides (exit 1)" code 1 "$nines" check "$tmp"/corpus-*
+t "... 202 verdict lines and the tally" sh -c "test \$(grep -c '^$tmp/corpus-' '$tmp/out') -eq 202 && grep -q '202 histories: 201 valid, 1 invalid' '$tmp/out'"
+
 echo "1..$n"
 [ $fails -eq 0 ]
