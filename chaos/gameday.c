@@ -24,7 +24,7 @@
 #include "chaos/cluster.h"
 #include "chaos/inventory.h"
 #include "chaos/lab.h"
-#include "chaos/load.h"
+#include "load/load.h"
 #include "chaos/playbook.h"
 #include "chaos/power.h"
 #include "chaos/shquote.h"

@@ -23,7 +23,7 @@
 
 #include <curl/curl.h>
 
-#include "chaos/load.h"
+#include "load/load.h"
 #include "t/tap.h"
 
 static atomic_int srv_quit;

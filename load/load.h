@@ -3,16 +3,22 @@
  * GetItem against one or more DynamoDB-compatible endpoints (JSON 1.0 over
  * HTTP/1.1 keep-alive, libcurl multi, one thread), optionally SigV4-signed.
  *
- * It is built from three separate pieces so that the game-day work can add
- * history recording without touching the others:
+ This header is the door of load/; the pieces are kept apart, one file each:
  *
- *   generation  (struct load_gen)   which operation on which key, and its
- *                                   JSON body; deterministic from --seed.
- *   issuing     (load_run)          connections, schedule, timeouts, signing;
+ *   options     (struct load_opts)  opts.c: defaults, parsing and the usage
+ *                                   text, from one table of options.
+ *   generation  (struct load_gen)   gen.c: which operation on which key, and
+ *                                   its JSON body; deterministic from --seed.
+ *   issuing     (load_run)          issue.c: connections, schedule, timeouts,
+ *                                   signing, --create, the final phase;
  *                                   reports every completed request through
  *                                   struct load_hooks.
- *   accounting  (struct load_stats) counts, errors by type, latency
+ *   accounting  (struct load_stats) stats.c: counts, errors by type, latency
  *                                   histograms per operation kind; printing.
+ *   etcd target                     etcd.c: its bodies, errors and refusals.
+ *   `nines load`                    load_cli.c.
+ * The history file is written through checkers/history_write.h (the
+ * checkers own the format).
  *
  * Two schedules:
  *   closed loop (no --rate): each of --concurrency connections sends its next
@@ -73,8 +79,8 @@
  * which any thread may call. libcurl's global init happens in load_main,
  * before any thread exists (a caller that runs load_run elsewhere does it).
  */
-#ifndef NINES_CHAOS_LOAD_H
-#define NINES_CHAOS_LOAD_H
+#ifndef NINES_LOAD_LOAD_H
+#define NINES_LOAD_LOAD_H
 
 #include <stddef.h>
 #include <stdint.h>
