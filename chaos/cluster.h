@@ -39,7 +39,8 @@
  * Ownership: reports and merged views are jansson values owned by the caller
  * (json_decref / cluster_reports_free). A struct cluster_conf is borrowed.
  * Errors: NERR_INVALID (non-loopback address, bad arguments), NERR_IO
- * (fork, exec, files, curl), NERR_EXISTS (node already running), NERR_TIMEOUT,
+ * (fork, exec, files, curl), NERR_NOTFOUND (no ninesd to exec), NERR_EXISTS (node
+ * already running), NERR_TIMEOUT,
  * NERR_NOMEM; always with a message naming the node.
  * Thread-safety: none; curl_global_init must have run (cluster_main does it).
  */

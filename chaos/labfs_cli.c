@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,10 @@ static int cmd_mount(int argc, char **argv)
     struct nerr e;
     nerr_clear(&e);
     if (fg) {
+        /* The daemon outlives whoever holds the other end of its stderr and
+         * of the ready pipe: a write there must not kill it (and the mount
+         * with it). */
+        signal(SIGPIPE, SIG_IGN);
         if (labfs_run(&o, ready_fd >= 3 ? ready_fd : -1, &e)) {
             fprintf(stderr, "nines labfs mount: %s\n", e.msg);
             return 1;
