@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 #include "chaos/inventory.h"
-#include "chaos/lab.h"
+#include "lab/lab.h"
 #include "load/load.h"
 #include "chaos/playbook.h"
 #include "chaos/power.h"

@@ -2,7 +2,7 @@
  * cluster.c — local cluster processes and the merged status view; the
  * contracts are in cluster.h.
  */
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

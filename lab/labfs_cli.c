@@ -1,6 +1,6 @@
 /*
  * labfs_cli.c — `nines labfs`: mount, control and unmount the lab's
- * power-loss file system (chaos/labfs.h, docs/labfs.md).
+ * power-loss file system (lab/labfs.h, docs/labfs.md).
  *
  *   nines labfs mount BACKING MOUNTPOINT [--foreground] [--seed N]
  *                     [--no-backing-sync] [--log FILE]
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "lib/log.h"
 
 int labfs_main(int argc, char **argv);

@@ -41,8 +41,8 @@
  * and labfs_spawn serve / start a daemon and must not be called twice for
  * one mountpoint.
  */
-#ifndef NINES_LABFS_H
-#define NINES_LABFS_H
+#ifndef NINES_LAB_LABFS_H
+#define NINES_LAB_LABFS_H
 
 #include <stddef.h>
 #include <stdint.h>

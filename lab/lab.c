@@ -1,7 +1,7 @@
-/* chaos/lab.c — network-namespace lab hosts; see lab.h for the contract. */
-#include "chaos/lab.h"
+/* lab/lab.c — network-namespace lab hosts; see lab.h for the contract. */
+#include "lab/lab.h"
 
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"

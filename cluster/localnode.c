@@ -1,4 +1,4 @@
-#include "chaos/localnode.h"
+#include "cluster/localnode.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -9,8 +9,8 @@
  * cluster file. The child's stdout and stderr go to log_path. The process is
  * stopped only by its pid (SIGTERM, then SIGKILL after a bound) — never by name.
  */
-#ifndef NINES_LOCALNODE_H
-#define NINES_LOCALNODE_H
+#ifndef NINES_CLUSTER_LOCALNODE_H
+#define NINES_CLUSTER_LOCALNODE_H
 
 #include <sys/types.h>
 

@@ -1,9 +1,9 @@
 /*
  * labfs_ctl.c — everything that talks to a labfs daemon from outside:
  * option checks, spawning the daemon, the control file, unmounting.
- * Contracts in chaos/labfs.h.
+ * Contracts in lab/labfs.h.
  */
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "lib/fsutil.h"
 #include "lib/proc.h"
 

@@ -1,6 +1,6 @@
 /*
  * cluster_cli.c — `nines cluster up|down|status --config FILE`; the library
- * behind it is chaos/cluster.h, the user's guide docs/cluster.md.
+ * behind it is cluster/cluster.h, the user's guide docs/cluster.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,8 +14,8 @@
 
 #include <curl/curl.h>
 
-#include "chaos/cluster.h"
-#include "chaos/localnode.h"
+#include "cluster/cluster.h"
+#include "cluster/localnode.h"
 
 #define UP_DEFAULT_TIMEOUT_S 30.0
 #define DOWN_DEFAULT_TIMEOUT_S 10.0

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "chaos/ddbclient.h"
-#include "chaos/localnode.h"
+#include "cluster/localnode.h"
 #include "lib/fsutil.h"
 
 struct demo {
