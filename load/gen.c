@@ -8,17 +8,9 @@
 #include <string.h>
 
 #include "checkers/cval.h"
+#include "lib/rng.h"
 #include "load/load.h"
 #include "load/load_int.h"
-
-/* splitmix64: tiny, fast, and a seed replays a run exactly. */
-static uint64_t gen_rand(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 /* Zipf by rejection-inversion (Hörmann & Derflinger, "Rejection-inversion
  * to generate variates from monotone discrete distributions", 1996), in the
@@ -53,16 +45,11 @@ static double zipf_Hinv(double s, double x)
     return exp(zipf_helper1(t) * x);
 }
 
-static double unit(uint64_t *rng)
-{
-    return (double)(gen_rand(rng) >> 11) / 9007199254740992.0;
-}
-
 /* Rank 1..keys, rank 1 the most frequent. */
 static uint64_t zipf_next(struct load_gen *g)
 {
     for (int tries = 0;; tries++) {
-        double u = g->z_hn + unit(&g->rng) * (g->z_hx1 - g->z_hn);
+        double u = g->z_hn + rng_unit(&g->rng) * (g->z_hx1 - g->z_hn);
         double x = zipf_Hinv(g->zs, u);
         double kd = floor(x + 0.5);
         uint64_t k = kd < 1 ? 1 : kd > (double)g->keys ? g->keys : (uint64_t)kd;
@@ -77,7 +64,7 @@ static uint64_t zipf_next(struct load_gen *g)
 void load_gen_init(struct load_gen *g, const struct load_opts *o)
 {
     memset(g, 0, sizeof *g);
-    g->rng = o->seed;
+    rng_seed(&g->rng, o->seed);
     g->keys = o->keys;
     g->mix = o->mix;
     g->read_ratio = o->read_ratio;
@@ -107,7 +94,7 @@ void load_gen_init(struct load_gen *g, const struct load_opts *o)
 
 void load_gen_next(struct load_gen *g, struct load_req *rq)
 {
-    uint64_t r = gen_rand(&g->rng);
+    uint64_t r = rng_next(&g->rng);
     switch (g->mix) {
     case LOAD_MIX_PUT:
         rq->op = LOAD_PUT;
@@ -116,10 +103,10 @@ void load_gen_next(struct load_gen *g, struct load_req *rq)
         rq->op = LOAD_GET;
         break;
     case LOAD_MIX_BOTH:
-        rq->op = unit(&g->rng) < g->read_ratio ? LOAD_GET : LOAD_PUT;
+        rq->op = rng_unit(&g->rng) < g->read_ratio ? LOAD_GET : LOAD_PUT;
         break;
     case LOAD_MIX_WEIGHTS: {
-        double u = unit(&g->rng);
+        double u = rng_unit(&g->rng);
         int i = 0;
         while (i < LOAD_NOPS - 1 && u >= g->cum[i])
             i++; /* a weight of 0 adds nothing to cum, so u never stops there */

@@ -89,6 +89,7 @@
 
 #include "lib/err.h"
 #include "lib/hist.h"
+#include "lib/rng.h"
 
 #define LOAD_MAX_DURATION_S 3600.0
 #define LOAD_MAX_ERROR_TYPES 32
@@ -168,7 +169,7 @@ struct load_req {
 };
 
 struct load_gen {
-    uint64_t rng;
+    struct rng rng; /* lib/rng.h's splitmix64: --seed replays the stream */
     uint64_t seq;
     uint64_t keys;
     enum load_mix mix;
