@@ -780,9 +780,12 @@ static int write_inventory(struct up *u, struct nerr *err)
         lab_placement(i, u->spec->azs, racks, &az, &rack);
         /* The labfs mount point: the lab power driver cuts its power. */
         char fs[PATH_MAX + 64] = "";
-        if (!u->spec->no_labfs)
+        if (!u->spec->no_labfs &&
             snprintf(fs, sizeof fs, ",\n             fs: \"%s/hosts/%s/data\", fs_mode: crash",
-                     u->dir, nm.host);
+                     u->dir, nm.host) >= (int)sizeof fs) {
+            strbuf_free(&b);
+            return nerr_set(err, NERR_LIMIT, "lab directory %s: path too long", u->dir);
+        }
         char *entry = NULL;
         if (asprintf(&entry,
                      "  - name: %s\n"
