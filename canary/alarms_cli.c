@@ -44,6 +44,7 @@
 #include "canary/pgsink.h"
 #include "canary/rules.h"
 #include "lib/log.h"
+#include "lib/proc.h"
 
 int alarms_main(int argc, char **argv);
 
@@ -309,28 +310,32 @@ static void run_hook(struct runner *rn, const struct cfa_event *e, const char *s
         log_warn("alarms: %d hooks still running; not running another", MAX_HOOKS);
         return;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_warn("alarms: fork for the hook failed");
+    char v[64], r[64];
+    snprintf(v, sizeof v, "%.6g", e->value);
+    snprintf(r, sizeof r, "%.6f", e->error_ratio);
+    const char *const names[] = {
+        "NINES_ALARM",       "NINES_ALARM_STATE", "NINES_ALARM_SEVERITY",   "NINES_ALARM_WINDOW",
+        "NINES_ALARM_GROUP", "NINES_ALARM_VALUE", "NINES_ALARM_ERROR_RATIO"};
+    const char *const vals[] = {e->rule->name, state, e->severity, e->window, e->group_key, v, r};
+    char *env[8] = {NULL}; /* NULL-terminated "NAME=VALUE" additions */
+    int bad = 0;
+    for (int i = 0; i < 7 && !bad; i++)
+        if (asprintf(&env[i], "%s=%s", names[i], vals[i]) < 0) {
+            env[i] = NULL;
+            bad = 1;
+        }
+    char *argv[] = {"/bin/sh", "-c", (char *)rn->rules->hook, NULL};
+    struct proc_spec ps = {.argv = argv, .env = env};
+    pid_t pid = 0;
+    struct nerr err;
+    if (bad)
+        log_warn("alarms: out of memory for the hook's environment");
+    else if (proc_spawn(&ps, &pid, &err))
+        log_warn("alarms: the hook could not start: %s", err.msg);
+    for (int i = 0; i < 7; i++)
+        free(env[i]);
+    if (!pid)
         return;
-    }
-    if (pid == 0) {
-        char v[64], r[64];
-        snprintf(v, sizeof v, "%.6g", e->value);
-        snprintf(r, sizeof r, "%.6f", e->error_ratio);
-        setenv("NINES_ALARM", e->rule->name, 1);
-        setenv("NINES_ALARM_STATE", state, 1);
-        setenv("NINES_ALARM_SEVERITY", e->severity, 1);
-        setenv("NINES_ALARM_WINDOW", e->window, 1);
-        setenv("NINES_ALARM_GROUP", e->group_key, 1);
-        setenv("NINES_ALARM_VALUE", v, 1);
-        setenv("NINES_ALARM_ERROR_RATIO", r, 1);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execl("/bin/sh", "sh", "-c", rn->rules->hook, (char *)NULL);
-        _exit(127);
-    }
     rn->hooks[slot] = pid;
     rn->hook_started[slot] = wall_ms();
 }
@@ -341,13 +346,15 @@ static void reap_hooks(struct runner *rn)
         if (!rn->hooks[i])
             continue;
         int st;
-        if (waitpid(rn->hooks[i], &st, WNOHANG) == rn->hooks[i]) {
+        if (proc_wait(rn->hooks[i], 0, &st, NULL) == 0) {
             if (!WIFEXITED(st) || WEXITSTATUS(st))
                 log_warn("alarms: hook exited with status %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
             rn->hooks[i] = 0;
         } else if (wall_ms() - rn->hook_started[i] > 30000) {
             /* A hook gets 30 s; a hung one must not pile up. */
-            kill(rn->hooks[i], SIGKILL);
+            proc_kill(rn->hooks[i], NULL, NULL);
+            log_warn("alarms: hook still running after 30 s: killed");
+            rn->hooks[i] = 0;
         }
     }
 }

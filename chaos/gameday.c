@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 #include "chaos/inventory.h"
-#include "chaos/lab.h"
-#include "chaos/load.h"
+#include "lab/lab.h"
+#include "load/load.h"
 #include "chaos/playbook.h"
 #include "chaos/power.h"
 #include "chaos/shquote.h"
@@ -252,7 +252,7 @@ static void on_complete(void *arg, const struct load_result *r)
 static void *traffic_main(void *arg)
 {
     struct gd_run *g = arg;
-    struct load_hooks hooks = {on_complete, g};
+    struct load_hooks hooks = {on_complete, g, NULL};
     g->load_rc = load_run(&g->lo, &g->ls, &hooks, &g->load_err);
     atomic_store(&g->traffic_done, 1);
     return NULL;

@@ -29,7 +29,7 @@
 
 #include <curl/curl.h>
 
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 #include "chaos/ddbclient.h"
 #include "store/av.h"
 

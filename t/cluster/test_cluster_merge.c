@@ -1,5 +1,5 @@
 /*
- * test_cluster_merge.c — chaos/cluster.h without a running cluster:
+ * test_cluster_merge.c — cluster/cluster.h without a running cluster:
  *   - cluster_merge on hand-written node reports (3 nodes in 3 AZs, one
  *     down, a partition without a leader, a deposed leader that has not
  *     heard, lag, a node answering under another id or another cluster);
@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 #include "t/tap.h"
 
 static struct cluster_node NODES[3] = {

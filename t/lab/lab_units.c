@@ -1,8 +1,8 @@
-/* lab_units.c — the pure parts of chaos/lab: spec checks, subnet parsing
+/* lab_units.c — the pure parts of lab/lab: spec checks, subnet parsing
  * and allocation, placement over AZs and racks, names, and the state file
  * parser that guards what `lab down` may delete. The machine parts are
  * exercised by t/lab/lab.t. */
-#include "chaos/lab.h"
+#include "lab/lab.h"
 #include "t/tap.h"
 
 static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)

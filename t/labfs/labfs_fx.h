@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "t/tap.h"
 
 static struct {

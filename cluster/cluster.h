@@ -4,6 +4,11 @@
  * state of every replication group of any running cluster by asking its
  * nodes (the NinesAdmin.Status call, docs/cluster.md).
  *
+ * This header is the door of cluster/ (cluster.c, cluster_cli.c for `nines
+ * cluster`, demo.c for `nines demo`). localnode.h, used inside the folder,
+ * starts ninesd processes that belong to the caller; both start them through
+ * lib/proc.h.
+ *
  * Processes. A local node runs as `ninesd --cluster FILE --node ID`,
  * detached (its own session), with stdout and stderr appended to
  * DATA/ninesd.log and its pid in DATA/ninesd.pid (DATA is the node's data
@@ -39,12 +44,13 @@
  * Ownership: reports and merged views are jansson values owned by the caller
  * (json_decref / cluster_reports_free). A struct cluster_conf is borrowed.
  * Errors: NERR_INVALID (non-loopback address, bad arguments), NERR_IO
- * (fork, exec, files, curl), NERR_EXISTS (node already running), NERR_TIMEOUT,
+ * (fork, exec, files, curl), NERR_NOTFOUND (no ninesd to exec), NERR_EXISTS (node
+ * already running), NERR_TIMEOUT,
  * NERR_NOMEM; always with a message naming the node.
  * Thread-safety: none; curl_global_init must have run (cluster_main does it).
  */
-#ifndef NINES_CHAOS_CLUSTER_H
-#define NINES_CHAOS_CLUSTER_H
+#ifndef NINES_CLUSTER_CLUSTER_H
+#define NINES_CLUSTER_CLUSTER_H
 
 #include <stddef.h>
 #include <stdio.h>

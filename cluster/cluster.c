@@ -2,7 +2,7 @@
  * cluster.c — local cluster processes and the merged status view; the
  * contracts are in cluster.h.
  */
-#include "chaos/cluster.h"
+#include "cluster/cluster.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -15,26 +15,19 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "lib/clock.h"
 #include "lib/fsutil.h"
+#include "lib/proc.h"
 #include "store/sigv4.h"
 
 /* A status report bigger than this is refused: thousands of groups fit in a
  * few MiB. */
 #define STATUS_MAX_BYTES (64u << 20)
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void sleep_ms(long ms)
 {
@@ -177,10 +170,9 @@ int cluster_node_pid(const struct cluster_node *n, pid_t *pid, int *stale, struc
 int cluster_child_exited(pid_t pid, int *status)
 {
     int st;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r != pid)
+    if (proc_wait(pid, 0, &st, NULL))
         return 0;
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *status = proc_status_code(st);
     return 1;
 }
 
@@ -201,48 +193,33 @@ int cluster_node_start(const char *ninesd, const char *cluster_path, const struc
                         (int)running, pidfile);
     if ((rc = fs_mkdir_p(n->data, err)))
         return rc;
-    /* Everything the child needs is prepared before fork: after it, only
-     * async-signal-safe calls. */
     int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (logfd < 0)
         return nerr_sys(err, errno, "%s", logfile);
-    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nullfd < 0) {
-        rc = nerr_sys(err, errno, "/dev/null");
-        close(logfd);
-        return rc;
-    }
-    char *argv[] = {(char *)ninesd, "--cluster", (char *)cluster_path, "--node", n->id, NULL};
-    static const char exec_failed[] = "nines cluster: exec of ninesd failed\n";
-    pid_t child = fork();
-    if (child < 0) {
-        rc = nerr_sys(err, errno, "fork");
-        close(logfd);
-        close(nullfd);
-        return rc;
-    }
-    if (child == 0) {
-        /* Its own session: a terminal's hang-up or ^C aimed at `nines` must
-         * not reach the node. */
-        setsid();
-        if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
-            _exit(127);
-        /* Nothing else of ours (curl sockets, files) leaks into the daemon. */
-        syscall(SYS_close_range, 3u, ~0u, 0u);
-        execv(ninesd, argv);
-        ssize_t w = write(2, exec_failed, sizeof exec_failed - 1);
-        (void)w;
-        _exit(127);
-    }
+    /* A bare name means the file here, as execv would take it, not a PATH
+     * lookup. */
+    char exe[4200];
+    snprintf(exe, sizeof exe, "%s%s", strchr(ninesd, '/') ? "" : "./", ninesd);
+    char *argv[] = {exe, "--cluster", (char *)cluster_path, "--node", n->id, NULL};
+    /* Its own session: a terminal's hang-up or ^C aimed at `nines` must not
+     * reach the node. lib/proc passes it nothing else of ours (curl
+     * sockets, files). */
+    struct proc_spec ps = {.argv = argv,
+                           .in = {PROC_IO_NULL, -1},
+                           .out = {PROC_IO_FD, logfd},
+                           .err = {PROC_IO_STDOUT, -1},
+                           .flags = PROC_NEW_SESSION};
+    pid_t child;
+    rc = proc_spawn(&ps, &child, err);
     close(logfd);
-    close(nullfd);
+    if (rc)
+        return rc;
     *pid = child;
     char text[32];
     int len = snprintf(text, sizeof text, "%d\n", (int)child);
     if ((rc = fs_write_file_atomic(pidfile, text, (size_t)len, err))) {
         /* Without a pid file nobody could stop it later: stop it now. */
-        kill(child, SIGKILL);
-        waitpid(child, NULL, 0);
+        proc_kill(child, NULL, NULL);
         *pid = 0;
         return rc;
     }
@@ -278,13 +255,13 @@ int cluster_stop(const struct cluster_conf *c, long timeout_ms, FILE *out, struc
      * SIGKILL for whoever outlives the timeout, re-checked first so a pid
      * that was reused meanwhile is never hit. */
     for (int phase = 0; phase < 2; phase++) {
-        uint64_t deadline = now_ms() + (uint64_t)(phase == 0 ? timeout_ms : 5000);
+        uint64_t deadline = (uint64_t)clock_mono_ms() + (uint64_t)(phase == 0 ? timeout_ms : 5000);
         for (;;) {
             int left = 0;
             for (size_t i = 0; i < c->nnodes; i++)
                 if (pids[i] && cluster_pid_is_node(pids[i], c->nodes[i].id))
                     left++;
-            if (!left || now_ms() >= deadline)
+            if (!left || (uint64_t)clock_mono_ms() >= deadline)
                 break;
             sleep_ms(20);
         }
@@ -479,9 +456,9 @@ int cluster_status_fetch(const struct cluster_conf *c, long timeout_ms, struct c
     }
     /* Every transfer has its own timeout, so this loop ends; the deadline is
      * a second guard. */
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms + 2000;
+    uint64_t deadline = (uint64_t)clock_mono_ms() + (uint64_t)timeout_ms + 2000;
     int running = 1;
-    while (running && now_ms() < deadline) {
+    while (running && (uint64_t)clock_mono_ms() < deadline) {
         curl_multi_perform(multi, &running);
         CURLMsg *m;
         int left;

@@ -1,6 +1,6 @@
 /*
  * labfs_cli.c — `nines labfs`: mount, control and unmount the lab's
- * power-loss file system (chaos/labfs.h, docs/labfs.md).
+ * power-loss file system (lab/labfs.h, docs/labfs.md).
  *
  *   nines labfs mount BACKING MOUNTPOINT [--foreground] [--seed N]
  *                     [--no-backing-sync] [--log FILE]
@@ -12,11 +12,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "lib/log.h"
 
 int labfs_main(int argc, char **argv);
@@ -100,6 +101,10 @@ static int cmd_mount(int argc, char **argv)
     struct nerr e;
     nerr_clear(&e);
     if (fg) {
+        /* The daemon outlives whoever holds the other end of its stderr and
+         * of the ready pipe: a write there must not kill it (and the mount
+         * with it). */
+        signal(SIGPIPE, SIG_IGN);
         if (labfs_run(&o, ready_fd >= 3 ? ready_fd : -1, &e)) {
             fprintf(stderr, "nines labfs mount: %s\n", e.msg);
             return 1;

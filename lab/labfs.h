@@ -38,10 +38,11 @@
  * Errors: functions return 0 or a negative NERR_* code with a message in
  * err (which may be NULL). None of them keep pointers to their arguments.
  * Thread-safety: every function may be called from any thread; labfs_run
- * and labfs_spawn fork/serve and must not be called twice for one mountpoint.
+ * and labfs_spawn serve / start a daemon and must not be called twice for
+ * one mountpoint.
  */
-#ifndef NINES_LABFS_H
-#define NINES_LABFS_H
+#ifndef NINES_LAB_LABFS_H
+#define NINES_LAB_LABFS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -77,14 +78,16 @@ int labfs_check_opts(const struct labfs_opts *o, struct nerr *err);
  * unmounted or the process gets SIGTERM/SIGINT/SIGHUP (both end with every
  * pending write made durable unless the fs crashed). When ready_fd >= 0,
  * writes "OK\n" to it once the mount is live, or "ERR message\n" if mounting
- * failed, and closes it. Must be called before the process starts threads
- * of its own only if it forks (labfs_spawn does). Returns 0 after a clean
- * stop. */
+ * failed, and closes it. Returns 0 after a clean stop. */
 int labfs_run(const struct labfs_opts *o, int ready_fd, struct nerr *err);
 
-/* Forks a daemon running labfs_run and returns once the mount is live, with
- * the daemon's pid in *pid (the caller's child: reap it with waitpid, or let
- * it be reparented when o->detach). Bounded: fails with NERR_TIMEOUT if the
+/* Starts a daemon running labfs_run and returns once the mount is live,
+ * with the daemon's pid in *pid (the caller's child: reap it with waitpid or
+ * lib/proc, or let it be reparented when o->detach). The daemon is a fresh
+ * exec of the nines binary (`nines labfs mount --foreground --ready-fd 3`,
+ * through lib/proc), never a fork of the caller, so a threaded caller is
+ * safe; NERR_NOTFOUND when no nines binary is found (this program, or nines
+ * or ../bin/nines next to it). Bounded: fails with NERR_TIMEOUT if the
  * mount is not live within 20 s (the child is then killed). */
 int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err);
 

@@ -41,7 +41,7 @@
  * crash (which may wait for other requests, answered with EIO meanwhile).
  */
 #define FUSE_USE_VERSION 312
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/rng.h"
 
 enum lkind { LK_REG, LK_DIR, LK_LNK, LK_CTL };
 
@@ -179,12 +180,14 @@ static const double LABFS_TIMEOUT = 1.0; /* entry and attribute cache, seconds *
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* splitmix64's output for state x (lib/rng.h): one step of the generator
+ * seeded with x. The torn-page coins come from it, so a seed replays the
+ * same tear. */
 static uint64_t mix64(uint64_t x)
 {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+    struct rng r;
+    rng_seed(&r, x);
+    return rng_next(&r);
 }
 
 static uint64_t hash_str(uint64_t h, const char *s)

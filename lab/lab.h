@@ -5,6 +5,11 @@
  * (chaos/power.h). The same playbooks run against a lab and against real
  * machines; only the inventory differs.
  *
+ * This header is the door of lab/ (lab.c, lab_cli.c for `nines lab`). The
+ * power-loss file system each host's data sits on has its own door,
+ * lab/labfs.h (labfs.c is the FUSE daemon, labfs_ctl.c talks to it from
+ * outside, labfs_cli.c is `nines labfs`).
+ *
  * What lab_up makes, for a lab with the random short id ID (6 hex digits,
  * chosen so that no namespace or link of that id exists yet):
  *
@@ -19,7 +24,7 @@
  *           inventory.yaml, and hosts/hI/ holding sshd_config, the ed25519
  *           host key, `boot`, boot.d/, data/, backing/, log/ and run/.
  *   labfs   (unless spec->no_labfs) host i's data/ is a labfs mount
- *           (chaos/labfs.h) over hosts/hI/backing/, served by a detached
+ *           (lab/labfs.h) over hosts/hI/backing/, served by a detached
  *           daemon (log: hosts/hI/log/labfs.log). The inventory names it as
  *           the lab power mapping's `fs`, so the lab power driver cuts power
  *           the way hardware does: what was not fsync'd is gone after a
@@ -68,8 +73,8 @@
  * Thread-safety: none of these share state; a struct lab may be read by
  * several threads, but lab_exec's SSH session is its own per call.
  */
-#ifndef NINES_CHAOS_LAB_H
-#define NINES_CHAOS_LAB_H
+#ifndef NINES_LAB_LAB_H
+#define NINES_LAB_LAB_H
 
 #include <signal.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "chaos/localnode.h"
+#include "cluster/localnode.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -8,16 +8,14 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "lib/proc.h"
 
 int localnode_ninesd_path(char *buf, size_t cap, struct nerr *err)
 {
@@ -87,24 +85,26 @@ int localnode_start(const char *ninesd, const char *cluster_file, const char *no
     for (int i = 0; extra && extra[i] && argc < 30; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd < 0)
+        return nerr_sys(err, errno, "%s", log_path);
+    struct proc_spec ps = {.argv = argv,
+                           .in = {PROC_IO_NULL, -1},
+                           .out = {PROC_IO_FD, logfd},
+                           .err = {PROC_IO_STDOUT, -1}};
     pid_t pid;
-    int rc = posix_spawn(&pid, ninesd, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        return nerr_sys(err, rc, "spawn %s", ninesd);
+    int rc = proc_spawn(&ps, &pid, err);
+    close(logfd);
+    if (rc)
+        return rc;
     out->pid = pid;
     snprintf(out->url, sizeof out->url, "http://%s/", api_hostport);
     for (int waited = 0; waited <= wait_ms; waited += 20) {
         int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
+        if (proc_wait(pid, 0, &st, NULL) == 0) {
             out->pid = 0;
             return nerr_set(err, NERR_IO, "ninesd exited during start-up (status %d); see %s",
-                            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), log_path);
+                            proc_status_code(st), log_path);
         }
         if (healthy(out->url))
             return 0;
@@ -117,26 +117,18 @@ int localnode_start(const char *ninesd, const char *cluster_file, const char *no
 
 int localnode_stop(struct localnode *n, int wait_ms)
 {
+    int st;
     if (n->pid <= 0)
         return -1;
-    kill(n->pid, SIGTERM);
-    for (int waited = 0; waited < wait_ms; waited += 10) {
-        int st;
-        if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
-            n->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        usleep(10000);
-    }
-    localnode_kill(n);
-    return 128 + SIGKILL;
+    int rc = proc_terminate(n->pid, wait_ms, 0, &st, NULL);
+    n->pid = 0;
+    return rc ? -1 : proc_status_code(st);
 }
 
 void localnode_kill(struct localnode *n)
 {
     if (n->pid <= 0)
         return;
-    kill(n->pid, SIGKILL);
-    waitpid(n->pid, NULL, 0);
+    proc_kill(n->pid, NULL, NULL);
     n->pid = 0;
 }

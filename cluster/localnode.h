@@ -1,14 +1,16 @@
 /*
- * localnode.h — start and stop ninesd processes on this machine (loopback
- * addresses), for `nines demo`, benchmarks and tests, and later
- * `nines cluster up`.
+ * localnode.h — ninesd processes that belong to this process, on this
+ * machine (loopback addresses): `nines demo`, benchmarks and tests start
+ * one, wait until it serves, and stop it before they exit. `nines cluster
+ * up` starts detached nodes instead (cluster.h: own session, pid files);
+ * both go through the one spawn path, lib/proc.h.
  *
  * localnode_start writes nothing but what it is told to; the caller provides a
  * cluster file. The child's stdout and stderr go to log_path. The process is
  * stopped only by its pid (SIGTERM, then SIGKILL after a bound) — never by name.
  */
-#ifndef NINES_LOCALNODE_H
-#define NINES_LOCALNODE_H
+#ifndef NINES_CLUSTER_LOCALNODE_H
+#define NINES_CLUSTER_LOCALNODE_H
 
 #include <sys/types.h>
 
@@ -32,7 +34,7 @@ int localnode_start(const char *ninesd, const char *cluster_file, const char *no
                     int wait_ms, struct localnode *out, struct nerr *err);
 
 /* SIGTERM, wait up to wait_ms for a clean exit, then SIGKILL. Returns the
- * exit status (or 128+signal). */
+ * exit status (or 128+signal); -1 when n runs nothing of ours. */
 int localnode_stop(struct localnode *n, int wait_ms);
 
 /* SIGKILL now (crash tests), and reap. */

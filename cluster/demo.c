@@ -13,20 +13,14 @@
 #include <unistd.h>
 
 #include "chaos/ddbclient.h"
-#include "chaos/localnode.h"
+#include "cluster/localnode.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 
 struct demo {
     struct ddb_client *cli;
     int calls, failures;
 };
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* Sends op; expect_error NULL means success is expected. Returns the answer. */
 static json_t *step(struct demo *d, const char *what, const char *op, json_t *req,
@@ -35,9 +29,9 @@ static json_t *step(struct demo *d, const char *what, const char *op, json_t *re
     struct nerr err = {0};
     int status = 0;
     json_t *resp = NULL;
-    double t0 = now_ms();
+    double t0 = (double)clock_mono_ns() / 1e6;
     int rc = ddb_call(d->cli, op, req, &status, &resp, &err);
-    double ms = now_ms() - t0;
+    double ms = (double)clock_mono_ns() / 1e6 - t0;
     json_decref(req);
     d->calls++;
     if (rc) {
@@ -123,13 +117,13 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     printf("nines demo: one ninesd node on %s, auth: none (unsigned requests are accepted)\n"
            "  cluster file %s\n  data         %s\n  log          %s\n\n",
            hostport, cluster, data, logp);
-    double t0 = now_ms();
+    double t0 = (double)clock_mono_ns() / 1e6;
     if (localnode_start(ninesd, cluster, "n1", hostport, logp, NULL, 10000, &node, &err)) {
         fprintf(stderr, "nines demo: %s\n", err.msg);
         return 1;
     }
     printf("  ok   started ninesd (pid %d), answering after %.0f ms\n", (int)node.pid,
-           now_ms() - t0);
+           (double)clock_mono_ns() / 1e6 - t0);
     char url[128];
     snprintf(url, sizeof url, "http://%s", hostport);
     struct ddb_client_options co = {.endpoint = url};
@@ -237,12 +231,13 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     printf("\n  restarting ninesd (SIGTERM, then start again on the same data)\n");
     int st = localnode_stop(&node, 10000);
     check(d, st == 0, "ninesd stopped cleanly (exit 0)");
-    t0 = now_ms();
+    t0 = (double)clock_mono_ns() / 1e6;
     if (localnode_start(ninesd, cluster, "n1", hostport, logp, NULL, 10000, &node, &err)) {
         fprintf(stderr, "nines demo: %s\n", err.msg);
         return 1;
     }
-    printf("  ok   ninesd is back (pid %d) after %.0f ms\n", (int)node.pid, now_ms() - t0);
+    printf("  ok   ninesd is back (pid %d) after %.0f ms\n", (int)node.pid,
+           (double)clock_mono_ns() / 1e6 - t0);
     ddb_client_new(&co, &d->cli, &err);
     r = step(d, "Scan after restart", "Scan", json_pack("{s:s}", "TableName", "demo"), NULL);
     check(d, r && json_array_size(json_object_get(r, "Items")) == 4,

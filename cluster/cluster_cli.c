@@ -1,6 +1,6 @@
 /*
  * cluster_cli.c — `nines cluster up|down|status --config FILE`; the library
- * behind it is chaos/cluster.h, the user's guide docs/cluster.md.
+ * behind it is cluster/cluster.h, the user's guide docs/cluster.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,8 +14,9 @@
 
 #include <curl/curl.h>
 
-#include "chaos/cluster.h"
-#include "chaos/localnode.h"
+#include "cluster/cluster.h"
+#include "cluster/localnode.h"
+#include "lib/clock.h"
 
 #define UP_DEFAULT_TIMEOUT_S 30.0
 #define DOWN_DEFAULT_TIMEOUT_S 10.0
@@ -135,13 +136,6 @@ static int parse_cli(int argc, char **argv, struct cli *o)
     return 0;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The last line of a node's log, to say why it died. */
 static void last_log_line(const struct cluster_node *n, char *out, size_t cap)
 {
@@ -228,7 +222,7 @@ static int cmd_up(const struct cli *o, const struct cluster_conf *c)
             nstarted++;
         }
     }
-    uint64_t deadline = now_ms() + (uint64_t)(o->timeout_s * 1000);
+    uint64_t deadline = (uint64_t)clock_mono_ms() + (uint64_t)(o->timeout_s * 1000);
     for (;;) {
         for (size_t i = 0; i < c->nnodes; i++) {
             int st;
@@ -245,7 +239,7 @@ static int cmd_up(const struct cli *o, const struct cluster_conf *c)
                 goto left_running;
             }
         }
-        uint64_t now = now_ms();
+        uint64_t now = (uint64_t)clock_mono_ms();
         long left = now < deadline ? (long)(deadline - now) : 0;
         if (cluster_status_fetch(c, left < 1000 ? (left > 100 ? left : 100) : 1000, reps, &e)) {
             fprintf(stderr, "nines cluster up: %s\n", e.msg);
@@ -301,7 +295,7 @@ static int cmd_up(const struct cli *o, const struct cluster_conf *c)
             fprintf(stderr, "nines cluster up: cannot confirm the cluster is up: %s\n", why);
             goto left_running;
         }
-        if (now_ms() >= deadline) {
+        if ((uint64_t)clock_mono_ms() >= deadline) {
             fprintf(stderr, "nines cluster up: not ready after %.1f s: %s\n", o->timeout_s, why);
             goto left_running;
         }

@@ -1,10 +1,10 @@
 /*
  * lab_cli.c — `nines lab up|down|status|power|exec` (docs/lab.md); the work
- * is in chaos/lab.c. Exit status: 0 done, 1 failed, 2 usage error; `exec`
+ * is in lab/lab.c. Exit status: 0 done, 1 failed, 2 usage error; `exec`
  * passes the remote command's status back (255: SSH failed, 124: timeout,
  * 128+N: killed by signal N).
  */
-#include "chaos/lab.h"
+#include "lab/lab.h"
 
 #include "lib/log.h"
 

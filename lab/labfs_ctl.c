@@ -1,10 +1,11 @@
 /*
  * labfs_ctl.c — everything that talks to a labfs daemon from outside:
  * option checks, spawning the daemon, the control file, unmounting.
- * Contracts in chaos/labfs.h.
+ * Contracts in lab/labfs.h.
  */
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
 #include "lib/fsutil.h"
+#include "lib/proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,7 +14,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,12 +127,19 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
         return rc;
     if (pipe2(p, O_CLOEXEC) != 0)
         return nerr_sys(err, errno, "labfs: pipe");
-    /* The daemon is a fresh program (exec of the nines binary), not a forked
-     * copy of the caller: a fork of a threaded caller inherits its locks
-     * (the allocator's among them, held by another thread at the fork) and
-     * its open descriptors. Everything exec needs is prepared before fork. */
+    /* The daemon is a fresh program (exec of the nines binary), never a
+     * forked copy of the caller: a fork of a threaded caller inherits its
+     * locks (the allocator's among them, held by another thread at the
+     * fork) and its open descriptors. lib/proc execs it with the ready pipe
+     * as fd 3 and nothing else of ours. */
     char exe[PATH_MAX], seed[32], rfd[16] = "3";
-    int can_exec = labfs_binary(exe, sizeof exe) == 0;
+    if (labfs_binary(exe, sizeof exe) != 0) {
+        close(p[0]);
+        close(p[1]);
+        return nerr_set(err, NERR_NOTFOUND,
+                        "labfs: no nines binary to run the daemon (this program, or nines or "
+                        "../bin/nines next to it)");
+    }
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
     const char *argv[16];
     int ac = 0;
@@ -149,56 +156,24 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
     argv[ac++] = o->backing;
     argv[ac++] = o->mountpoint;
     argv[ac] = NULL;
-    pid_t c = fork();
-    if (c < 0) {
-        rc = nerr_sys(err, errno, "labfs: fork");
+    int logfd = -1;
+    struct proc_spec ps = {.argv = (char *const *)argv, .pass_fds = &p[1], .npass = 1};
+    if (o->detach) {
+        /* A daemon: its own session, and no terminal descriptors. */
+        ps.flags = PROC_NEW_SESSION;
+        ps.in = ps.out = ps.err = (struct proc_io){PROC_IO_NULL, -1};
+    }
+    if (o->log_path &&
+        (logfd = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) >= 0)
+        ps.err = (struct proc_io){PROC_IO_FD, logfd};
+    pid_t c;
+    rc = proc_spawn(&ps, &c, err);
+    if (logfd >= 0)
+        close(logfd);
+    if (rc) {
         close(p[0]);
         close(p[1]);
         return rc;
-    }
-    if (c == 0) {
-        struct nerr e;
-        close(p[0]);
-        if (o->detach) {
-            setsid();
-            int nul = open("/dev/null", O_RDWR);
-            if (nul >= 0) {
-                dup2(nul, 0);
-                dup2(nul, 1);
-                dup2(nul, 2);
-                if (nul > 2)
-                    close(nul);
-            }
-        }
-        if (o->log_path) {
-            int lf = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-            if (lf >= 0) {
-                dup2(lf, 2);
-                close(lf);
-            }
-        }
-        /* libfuse installs its stop handlers only over SIG_DFL, and the
-         * parent's handlers (or a blocked mask) must not run here. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
-        signal(SIGPIPE, SIG_IGN);
-        if (can_exec) {
-            /* The ready pipe as fd 3 (without close-on-exec), nothing else. */
-            if (p[1] != 3) {
-                dup2(p[1], 3);
-                close(p[1]);
-            } else {
-                fcntl(3, F_SETFD, 0);
-            }
-            syscall(SYS_close_range, 4u, ~0u, 0u);
-            execv(exe, (char *const *)argv);
-            _exit(127);
-        }
-        _exit(labfs_run(o, p[1], &e) ? 1 : 0);
     }
     close(p[1]);
     char buf[NERR_MSG_MAX + 16];
@@ -206,8 +181,7 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
     size_t got = fs_read_line_timeout(p[0], buf, sizeof buf, 20000, &timed_out);
     close(p[0]);
     if (timed_out) {
-        kill(c, SIGKILL);
-        waitpid(c, NULL, 0);
+        proc_kill(c, NULL, NULL);
         return nerr_set(err, NERR_TIMEOUT, "labfs: mount of %s not ready within 20 s",
                         o->mountpoint);
     }
@@ -215,7 +189,9 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err)
         *pid = c;
         return 0;
     }
-    waitpid(c, NULL, 0);
+    /* It said why and is exiting; a daemon that does not is stopped. */
+    if (proc_wait(c, 5000, NULL, NULL) == NERR_TIMEOUT)
+        proc_terminate(c, 5000, 0, NULL, NULL);
     char *nl = strchr(buf, '\n');
     if (nl)
         *nl = '\0';
@@ -305,17 +281,17 @@ static int pid_alive(pid_t pid)
 
 static int run_fusermount(const char *mountpoint, int lazy, struct nerr *err)
 {
-    pid_t c = fork();
-    if (c < 0)
-        return nerr_sys(err, errno, "labfs: fork");
-    if (c == 0) {
-        execlp("fusermount3", "fusermount3", lazy ? "-uz" : "-u", "--", mountpoint, (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    while (waitpid(c, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st))
+    char *argv[] = {"fusermount3", lazy ? "-uz" : "-u", "--", (char *)mountpoint, NULL};
+    struct proc_spec ps = {.argv = argv, .in = {PROC_IO_NULL, -1}};
+    struct proc_output out;
+    /* fusermount3 returns at once; the bound only keeps a hung one from
+     * hanging the caller. */
+    int rc = proc_run(&ps, 60000, 4096, &out, err);
+    int st = out.status;
+    proc_output_free(&out);
+    if (rc)
+        return rc;
+    if (proc_status_code(st))
         return nerr_set(err, NERR_BUSY, "labfs: fusermount3 -u %s failed (files open?)",
                         mountpoint);
     return 0;

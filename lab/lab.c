@@ -1,7 +1,8 @@
-/* chaos/lab.c — network-namespace lab hosts; see lab.h for the contract. */
-#include "chaos/lab.h"
+/* lab/lab.c — network-namespace lab hosts; see lab.h for the contract. */
+#include "lab/lab.h"
 
-#include "chaos/labfs.h"
+#include "lab/labfs.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"
@@ -35,13 +36,6 @@
 #define ID_ATTEMPTS 32
 
 /* --- small helpers --------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(long ms)
 {
@@ -786,9 +780,12 @@ static int write_inventory(struct up *u, struct nerr *err)
         lab_placement(i, u->spec->azs, racks, &az, &rack);
         /* The labfs mount point: the lab power driver cuts its power. */
         char fs[PATH_MAX + 64] = "";
-        if (!u->spec->no_labfs)
+        if (!u->spec->no_labfs &&
             snprintf(fs, sizeof fs, ",\n             fs: \"%s/hosts/%s/data\", fs_mode: crash",
-                     u->dir, nm.host);
+                     u->dir, nm.host) >= (int)sizeof fs) {
+            strbuf_free(&b);
+            return nerr_set(err, NERR_LIMIT, "lab directory %s: path too long", u->dir);
+        }
         char *entry = NULL;
         if (asprintf(&entry,
                      "  - name: %s\n"
@@ -1029,9 +1026,9 @@ int lab_up(const struct lab_env *env, const struct lab_spec *spec, char *id_out,
         if ((rc = cancelled(spec->cancel, err)) ||
             (rc = power_on(&env->power, &inv->hosts[i], err)))
             goto out;
-    int64_t deadline = now_ms() + (spec->ssh_wait_ms ? spec->ssh_wait_ms : LAB_SSH_WAIT_MS);
+    int64_t deadline = clock_mono_ms() + (spec->ssh_wait_ms ? spec->ssh_wait_ms : LAB_SSH_WAIT_MS);
     for (size_t i = 0; i < inv->n_hosts; i++) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         if ((rc = wait_ssh(&inv->hosts[i], left > 0 ? (int)left : 1, spec->cancel, err)))
             goto out;
     }
@@ -1333,12 +1330,12 @@ static int cancelled(const volatile sig_atomic_t *cancel, struct nerr *err)
 static int wait_ssh(const struct inv_host *h, int timeout_ms, const volatile sig_atomic_t *cancel,
                     struct nerr *err)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     struct nerr last;
     int rc;
     nerr_clear(&last);
     for (int attempt = 0;; attempt++) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         struct ssh_host_opts o;
         struct ssh_session *s = NULL;
         lab_ssh_opts(h, left < 5000 ? (int)(left > 100 ? left : 100) : 5000, &o);
@@ -1351,7 +1348,7 @@ static int wait_ssh(const struct inv_host *h, int timeout_ms, const volatile sig
             return nerr_set(err, rc, "host %s (%s): %s", h->name, h->address, last.msg);
         if ((rc = cancelled(cancel, err)))
             return rc;
-        if (now_ms() + 100 >= deadline)
+        if (clock_mono_ms() + 100 >= deadline)
             return nerr_set(err, NERR_TIMEOUT,
                             "host %s (%s): no SSH session within %d ms (%d attempts): %s", h->name,
                             h->address, timeout_ms, attempt + 1, last.msg);
