@@ -252,7 +252,7 @@ static void on_complete(void *arg, const struct load_result *r)
 static void *traffic_main(void *arg)
 {
     struct gd_run *g = arg;
-    struct load_hooks hooks = {on_complete, g};
+    struct load_hooks hooks = {on_complete, g, NULL};
     g->load_rc = load_run(&g->lo, &g->ls, &hooks, &g->load_err);
     atomic_store(&g->traffic_done, 1);
     return NULL;

@@ -221,6 +221,41 @@ static int etcd_opts_check(const struct load_opts *o, int signing, struct nerr *
     return 0;
 }
 
+/* The value of environment variable name when it is set, not empty and fits
+ * cap bytes with its NUL; NULL otherwise. */
+static const char *env_fit(const char *name, size_t cap)
+{
+    const char *v = getenv(name);
+    return v && *v && strlen(v) < cap ? v : NULL;
+}
+
+void load_opts_init(struct load_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->table, "load");
+    o->mix = LOAD_MIX_PUT;
+    o->read_ratio = 0.5;
+    o->concurrency = 64;
+    o->duration_s = 10;
+    o->keys = 100000;
+    o->value_size = 100;
+    o->seed = 1;
+    o->timeout_ms = 5000;
+    o->zipf_s = 0.99;
+    o->final_timeout_s = 60;
+    const char *akid = env_fit("AWS_ACCESS_KEY_ID", sizeof o->akid);
+    const char *secret = env_fit("AWS_SECRET_ACCESS_KEY", sizeof o->secret);
+    if (akid && secret) {
+        strcpy(o->akid, akid);
+        strcpy(o->secret, secret);
+    }
+    const char *region = getenv("AWS_REGION");
+    if (!region || !*region)
+        region = getenv("AWS_DEFAULT_REGION");
+    snprintf(o->region, sizeof o->region, "%s",
+             region && *region && strlen(region) < sizeof o->region ? region : "us-east-1");
+}
+
 int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
 {
     enum {
@@ -281,20 +316,9 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         {"writer-id", required_argument, NULL, O_WRITER_ID},
         {NULL, 0, NULL, 0},
     };
-    int rc = 0, saw_secret = 0, saw_akid = 0;
+    int rc = 0, saw_secret = 0, saw_akid = 0, saw_region = 0;
     uint64_t u;
-    memset(o, 0, sizeof *o);
-    strcpy(o->table, "load");
-    o->mix = LOAD_MIX_PUT;
-    o->read_ratio = 0.5;
-    o->concurrency = 64;
-    o->duration_s = 10;
-    o->keys = 100000;
-    o->value_size = 100;
-    o->seed = 1;
-    o->timeout_ms = 5000;
-    o->zipf_s = 0.99;
-    o->final_timeout_s = 60;
+    load_opts_init(o);
 
     optind = 1;
     opterr = 0;
@@ -423,6 +447,7 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         case O_REGION:
             if ((rc = copy_opt(o->region, sizeof o->region, v, "--region", e)))
                 goto fail;
+            saw_region = 1;
             break;
         case O_JSON:
             o->json = 1;
@@ -490,11 +515,16 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         rc = nerr_set(e, NERR_INVALID, "unexpected argument '%s'", argv[optind]);
         goto fail;
     }
-    if (!o->nendpoints && (rc = add_endpoint(o, "http://127.0.0.1:8101", 21, e)))
-        goto fail;
     if (o->target == LOAD_TARGET_ETCD && (rc = etcd_opts_check(o, saw_akid || saw_secret, e)))
         goto fail;
-    /* etcd takes no AWS credentials: the environment's are for DynamoDB. */
+    /* load_opts_init took the environment's credentials (when both fit);
+     * they are resolved again here so that a half pair or a value too long
+     * is refused by name rather than dropped. etcd takes no AWS credentials:
+     * the environment's are for DynamoDB. */
+    if (!saw_akid)
+        o->akid[0] = '\0';
+    if (!saw_secret)
+        o->secret[0] = '\0';
     if (o->target != LOAD_TARGET_ETCD && !saw_akid && getenv("AWS_ACCESS_KEY_ID") &&
         (rc = copy_opt(o->akid, sizeof o->akid, getenv("AWS_ACCESS_KEY_ID"), "AWS_ACCESS_KEY_ID",
                        e)))
@@ -503,7 +533,7 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         (rc = copy_opt(o->secret, sizeof o->secret, getenv("AWS_SECRET_ACCESS_KEY"),
                        "AWS_SECRET_ACCESS_KEY", e)))
         goto fail;
-    if (!o->region[0]) {
+    if (!saw_region || !o->region[0]) {
         const char *r = getenv("AWS_REGION");
         if (!r || !*r)
             r = getenv("AWS_DEFAULT_REGION");
@@ -1025,6 +1055,8 @@ struct runner {
     size_t body_cap;
     struct sigv4_signer signer;
     int sign;
+    char *const *endpoints; /* o's, or the default when o has none */
+    size_t nendpoints;
     char **hosts; /* "host:port" of each endpoint, for the signed Host header */
     int timerfd;  /* open loop: wakes the poll at the next due time */
     /* Per key, what the generator last saw: 0 = absent, else the value's
@@ -1088,7 +1120,7 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     const struct load_opts *o = r->o;
     c->run = r;
     c->idx = idx;
-    c->endpoint = idx % (unsigned)o->nendpoints;
+    c->endpoint = idx % (unsigned)r->nendpoints;
     c->body = malloc(r->body_cap);
     c->easy = curl_easy_init();
     if (!c->body || !c->easy)
@@ -1097,13 +1129,13 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     c->hdr[H_CTYPE].data =
         etcd ? (char *)"Content-Type: application/json" : (char *)"Content-Type: " CONTENT_TYPE;
     if (etcd) {
-        size_t ul = strlen(o->endpoints[c->endpoint]) + 16;
+        size_t ul = strlen(r->endpoints[c->endpoint]) + 16;
         c->url_put = malloc(ul);
         c->url_range = malloc(ul);
         if (!c->url_put || !c->url_range)
             return nerr_set(e, NERR_NOMEM, "out of memory setting up connection %u", idx);
-        snprintf(c->url_put, ul, "%s/v3/kv/put", o->endpoints[c->endpoint]);
-        snprintf(c->url_range, ul, "%s/v3/kv/range", o->endpoints[c->endpoint]);
+        snprintf(c->url_put, ul, "%s/v3/kv/put", r->endpoints[c->endpoint]);
+        snprintf(c->url_range, ul, "%s/v3/kv/range", r->endpoints[c->endpoint]);
     }
     c->hdr[H_TARGET].data = c->target_hdr;
     /* Without these, curl would wait for "100 Continue" on large bodies and
@@ -1117,7 +1149,7 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     link_headers(c, r->sign, etcd);
     CURL *h = c->easy;
     int bad = 0;
-    bad |= curl_easy_setopt(h, CURLOPT_URL, o->endpoints[c->endpoint]) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_URL, r->endpoints[c->endpoint]) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_POST, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, &c->hdr[H_CTYPE]) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK;
@@ -1129,7 +1161,7 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     bad |= curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
     if (bad)
-        return nerr_set(e, NERR_IO, "curl_easy_setopt failed for %s", o->endpoints[c->endpoint]);
+        return nerr_set(e, NERR_IO, "curl_easy_setopt failed for %s", r->endpoints[c->endpoint]);
     return 0;
 }
 
@@ -1535,7 +1567,7 @@ static int create_table(struct runner *r, struct nerr *e)
             break;
         if (t == 10) {
             if (crc)
-                return nerr_set(e, NERR_IO, "CreateTable on %s: %s", o->endpoints[0], resp);
+                return nerr_set(e, NERR_IO, "CreateTable on %s: %s", r->endpoints[0], resp);
             break;
         }
         struct timespec ts = {0, 200 * 1000 * 1000};
@@ -1544,7 +1576,7 @@ static int create_table(struct runner *r, struct nerr *e)
     if (http != 200) {
         error_type(resp, strlen(resp), http, type, sizeof type);
         if (strcmp(type, "ResourceInUseException"))
-            return nerr_set(e, NERR_IO, "CreateTable on %s: HTTP %ld %s: %.300s", o->endpoints[0],
+            return nerr_set(e, NERR_IO, "CreateTable on %s: HTTP %ld %s: %.300s", r->endpoints[0],
                             http, type, resp);
     }
     /* Wait (bounded: 30 s in all) until every endpoint says the table is
@@ -1552,21 +1584,20 @@ static int create_table(struct runner *r, struct nerr *e)
      * catalog sync, and until then they do not know it (not found). */
     snprintf(body, sizeof body, "{\"TableName\":\"%s\"}", o->table);
     int waits = 0;
-    for (size_t ep = 0; ep < o->nendpoints && ep < o->concurrency; ep++) {
+    for (size_t ep = 0; ep < r->nendpoints && ep < o->concurrency; ep++) {
         size_t ci = ep; /* connection ci talks to endpoint ci % nendpoints */
         for (;;) {
-            if (call_once(r, ci, "DynamoDB_20120810.DescribeTable", body, &http, resp,
-                          sizeof resp))
-                return nerr_set(e, NERR_IO, "DescribeTable on %s: %s", o->endpoints[ep], resp);
+            if (call_once(r, ci, "DynamoDB_20120810.DescribeTable", body, &http, resp, sizeof resp))
+                return nerr_set(e, NERR_IO, "DescribeTable on %s: %s", r->endpoints[ep], resp);
             if (http == 200 && strstr(resp, "\"TableStatus\":\"ACTIVE\""))
                 break;
             error_type(resp, strlen(resp), http, type, sizeof type);
             if (http != 200 && strcmp(type, "ResourceNotFoundException"))
                 return nerr_set(e, NERR_IO, "DescribeTable on %s: HTTP %ld: %.300s",
-                                o->endpoints[ep], http, resp);
+                                r->endpoints[ep], http, resp);
             if (++waits > 300)
-                return nerr_set(e, NERR_TIMEOUT, "table %s not ACTIVE on %s after 30 s",
-                                o->table, o->endpoints[ep]);
+                return nerr_set(e, NERR_TIMEOUT, "table %s not ACTIVE on %s after 30 s", o->table,
+                                r->endpoints[ep]);
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
@@ -1688,7 +1719,7 @@ static void runner_free(struct runner *r)
     if (r->timerfd >= 0)
         close(r->timerfd);
     if (r->hosts)
-        for (size_t i = 0; i < r->o->nendpoints; i++)
+        for (size_t i = 0; i < r->nendpoints; i++)
             free(r->hosts[i]);
     free(r->hosts);
     free(r->conns);
@@ -1710,9 +1741,12 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
     r.stats = stats;
     r.hooks = hooks;
     r.timerfd = -1;
+    static char *const default_endpoint[] = {LOAD_DEFAULT_ENDPOINT};
+    r.endpoints = o->nendpoints ? o->endpoints : default_endpoint;
+    r.nendpoints = o->nendpoints ? o->nendpoints : 1;
     load_stats_init(stats);
-    if (!o->nendpoints || !o->concurrency)
-        return nerr_set(e, NERR_INVALID, "no endpoint or zero concurrency");
+    if (!o->concurrency)
+        return nerr_set(e, NERR_INVALID, "zero concurrency");
     load_gen_init(&r.gen, o);
     r.body_cap = load_gen_body_max(&r.gen);
     if (o->akid[0]) {
@@ -1720,7 +1754,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
             return nerr_set(e, NERR_INVALID, "credentials cannot be used for signing");
         r.sign = 1;
     }
-    r.hosts = calloc(o->nendpoints, sizeof *r.hosts);
+    r.hosts = calloc(r.nendpoints, sizeof *r.hosts);
     r.conns = calloc(o->concurrency, sizeof *r.conns);
     r.idle = calloc(o->concurrency, sizeof *r.idle);
     r.multi = curl_multi_init();
@@ -1751,8 +1785,8 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
         rc = nerr_set(e, NERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < o->nendpoints; i++)
-        if (!(r.hosts[i] = url_host(o->endpoints[i]))) {
+    for (size_t i = 0; i < r.nendpoints; i++)
+        if (!(r.hosts[i] = url_host(r.endpoints[i]))) {
             rc = nerr_set(e, NERR_NOMEM, "out of memory");
             goto fail;
         }
@@ -1774,13 +1808,24 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
     uint64_t scheduled = 0; /* open loop: requests whose due time has been handed out */
     uint64_t counted = 0;   /* measured requests issued */
     uint64_t last_done = warm_end;
-    int stopped = 0, running = 0;
+    int stopped = 0, halted = 0, running = 0;
+    struct load_stop *stop = hooks ? hooks->stop : NULL;
 
     for (;;) {
         uint64_t now = mono_ns();
+        if (!halted && stop && atomic_load(&stop->requested)) {
+            /* load_stop: the measured period ends now, as if --duration had
+             * ended here; nothing more is issued (open loop: what was due
+             * and unsent is counted as unsent below), what is in flight
+             * drains within one request timeout. */
+            halted = stopped = 1;
+            if (now < end)
+                end = now;
+            drain_deadline = now + (uint64_t)o->timeout_ms * 1000000u + 1000000000u;
+        }
         if (!stopped && (now >= end || (o->requests && counted >= o->requests)))
             stopped = 1;
-        if (o->rate > 0) {
+        if (o->rate > 0 && !halted) {
             /* Hand due requests to free connections; requests due but not
              * yet sent wait here, and their latency keeps growing. */
             for (;;) {
@@ -1823,7 +1868,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
         }
         now = mono_ns();
         int backlog = 0;
-        if (o->rate > 0) {
+        if (o->rate > 0 && !halted) {
             uint64_t due = start + (uint64_t)((double)scheduled * interval);
             backlog = due < end && !(o->requests && counted >= o->requests);
             if (backlog && now >= drain_deadline)
@@ -1896,6 +1941,11 @@ fail:
     return rc;
 }
 
+void load_stop(struct load_stop *s)
+{
+    atomic_store(&s->requested, 1);
+}
+
 /* ================= main ================= */
 
 int load_main(int argc, char **argv)
@@ -1930,8 +1980,8 @@ int load_main(int argc, char **argv)
                 o.mix == LOAD_MIX_PUT   ? "put"
                 : o.mix == LOAD_MIX_GET ? "get"
                                         : "mix",
-                o.rate > 0 ? "open" : "closed", o.concurrency, o.nendpoints, o.table,
-                o.akid[0] ? "SigV4-signed" : "unsigned");
+                o.rate > 0 ? "open" : "closed", o.concurrency, o.nendpoints ? o.nendpoints : 1,
+                o.table, o.akid[0] ? "SigV4-signed" : "unsigned");
     if (load_run(&o, st, NULL, &e)) {
         fprintf(stderr, "nines load: %s\n", e.msg);
         goto done;

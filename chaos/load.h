@@ -29,6 +29,13 @@
  * bounded by --duration (at most LOAD_MAX_DURATION_S) plus --warmup plus one
  * timeout for draining, so a dead endpoint can never make it hang.
  *
+ * Stopping early: a caller that runs load_run on a thread of its own (the
+ * game-day runner) passes a struct load_stop in its hooks and calls
+ * load_stop() from any thread. The run then stops issuing requests, ends
+ * the measured period at that moment, drains what is in flight and runs
+ * the final read phase, exactly as if --duration had ended then. It notices
+ * the request within about 100 ms (its longest poll).
+ *
  * Operations: put (PutItem), get (GetItem, eventually consistent), cget
  * (GetItem with ConsistentRead), cas (PutItem conditional on the value the
  * generator last saw for the key: `#v = :expected`, or
@@ -62,14 +69,16 @@
  * option; load_run returns NERR_INVALID, NERR_NOMEM or NERR_IO (curl could not
  * be set up, --create failed). Request failures are not errors of load_run:
  * they are counted in the stats.
- * Thread-safety: none needed; everything runs on the calling thread. libcurl's
- * global init happens in load_main, before any thread exists.
+ * Thread-safety: everything runs on the calling thread, except load_stop,
+ * which any thread may call. libcurl's global init happens in load_main,
+ * before any thread exists (a caller that runs load_run elsewhere does it).
  */
 #ifndef NINES_CHAOS_LOAD_H
 #define NINES_CHAOS_LOAD_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "lib/err.h"
@@ -120,9 +129,21 @@ struct load_opts {
     int help; /* --help was given: usage printed, nothing to run */
 };
 
-/* Fills o from argv (argv[0] is "load"); environment variables
- * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION /
- * AWS_DEFAULT_REGION supply what the options do not. */
+#define LOAD_DEFAULT_ENDPOINT "http://127.0.0.1:8101"
+
+/* The defaults: exactly what load_opts_parse gives when argv holds no
+ * option, for callers that fill the struct themselves (the game-day runner).
+ * That includes the environment: AWS_ACCESS_KEY_ID with
+ * AWS_SECRET_ACCESS_KEY (both, or neither is taken) sign the requests, and
+ * AWS_REGION / AWS_DEFAULT_REGION / us-east-1 is the region; a variable too
+ * long for its field is left out here, where load_opts_parse refuses it.
+ * No endpoint is set: an empty list means LOAD_DEFAULT_ENDPOINT. Nothing is
+ * allocated; endpoints a caller adds are malloc'd strings that
+ * load_opts_free frees. */
+void load_opts_init(struct load_opts *o);
+/* Fills o from argv (argv[0] is "load"), starting from load_opts_init's
+ * defaults; environment variables AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+ * and AWS_REGION / AWS_DEFAULT_REGION supply what the options do not. */
 int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e);
 void load_opts_free(struct load_opts *o);
 /* Usage text, as printed by --help. */
@@ -222,9 +243,23 @@ struct load_result {
     size_t response_len; /* truncated to a few KiB */
 };
 
+/* A request to end a run early, set from any thread (see the top of this
+ * file). Zero-initialise it (or set requested to 0) before the run; it is
+ * borrowed by load_run for the call. */
+struct load_stop {
+    atomic_int requested;
+};
+
+/* Asks the run that holds s in its hooks to stop as if its duration had
+ * ended now. Safe from any thread, idempotent; a stop requested before
+ * load_run starts ends the run right after its setup (and --create), with
+ * nothing measured. */
+void load_stop(struct load_stop *s);
+
 struct load_hooks {
     void (*on_complete)(void *arg, const struct load_result *res);
     void *arg;
+    struct load_stop *stop; /* NULL: the run ends by --duration/--requests only */
 };
 
 /* Runs the load described by o, accounting into stats (initialised here),
