@@ -597,7 +597,7 @@ static int lab_fs_up(const struct power_env *env, const struct inv_host *h, stru
         return rc;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-        seed = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        seed = rng_mix64((uint64_t)clock_mono_ms() ^ ((uint64_t)getpid() << 32));
     return fs_mount(env, backing, h->power.fs, log, seed, err);
 }
 
