@@ -1309,17 +1309,6 @@ fail:
     return rc;
 }
 
-void lab_ssh_opts(const struct inv_host *h, int connect_timeout_ms, struct ssh_host_opts *o)
-{
-    *o = (struct ssh_host_opts){.host = h->address,
-                                .port = h->port,
-                                .user = h->user,
-                                .key_path = h->key,
-                                .known_hosts = h->known_hosts,
-                                .hostkey_policy = SSH_HOSTKEY_STRICT,
-                                .connect_timeout_ms = connect_timeout_ms};
-}
-
 static int cancelled(const volatile sig_atomic_t *cancel, struct nerr *err)
 {
     if (cancel && *cancel)
@@ -1338,7 +1327,7 @@ static int wait_ssh(const struct inv_host *h, int timeout_ms, const volatile sig
         int64_t left = deadline - clock_mono_ms();
         struct ssh_host_opts o;
         struct ssh_session *s = NULL;
-        lab_ssh_opts(h, left < 5000 ? (int)(left > 100 ? left : 100) : 5000, &o);
+        inventory_ssh_opts(h, left < 5000 ? (int)(left > 100 ? left : 100) : 5000, &o);
         if ((rc = ssh_connect(&o, &s, &last)) == 0) {
             ssh_close(s);
             return 0;
@@ -1381,7 +1370,7 @@ int lab_status(const struct lab_env *env, const struct lab *lab, struct lab_host
         s->fs = power_lab_fs_state(&env->power, h, s->fs_detail, sizeof s->fs_detail);
         struct ssh_host_opts o;
         struct ssh_session *sess = NULL;
-        lab_ssh_opts(h, probe_ms, &o);
+        inventory_ssh_opts(h, probe_ms, &o);
         if (ssh_connect(&o, &sess, &e) == 0) {
             s->ssh_ok = 1;
             ssh_close(sess);
@@ -1440,7 +1429,7 @@ int lab_exec(const struct lab *lab, const char *host, const char *const argv[], 
     int rc;
     if (!h)
         return NERR_NOTFOUND;
-    lab_ssh_opts(h, timeout_ms < 10000 ? timeout_ms : 10000, &o);
+    inventory_ssh_opts(h, timeout_ms < 10000 ? timeout_ms : 10000, &o);
     if ((rc = ssh_connect(&o, &s, err)))
         return rc;
     rc = ssh_exec_argv(s, argv, timeout_ms, res, err);

@@ -80,8 +80,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chaos/inventory.h"
-#include "chaos/power.h"
+#include "fault/inventory.h"
+#include "fault/power.h"
 #include "chaos/ssh.h"
 #include "lib/err.h"
 
@@ -152,10 +152,6 @@ struct lab {
  * not a lab; NERR_INVALID when up never finished (run down). */
 int lab_open(const char *dir, struct lab **out, struct nerr *err);
 void lab_close(struct lab *lab);
-
-/* The SSH options for an inventory host: strict known_hosts checking with
- * the host's file, its key, user and port. Strings are borrowed from h. */
-void lab_ssh_opts(const struct inv_host *h, int connect_timeout_ms, struct ssh_host_opts *o);
 
 /* Retries an authenticated SSH session to h until one succeeds or
  * timeout_ms passes (NERR_TIMEOUT with the last error). */

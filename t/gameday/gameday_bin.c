@@ -2,7 +2,7 @@
  * while cli/nines_main.c has no gameday entry: `gameday_bin run|plan|lint
  * PLAYBOOK ...` is `nines gameday run|plan|lint PLAYBOOK ...`. Not a test
  * by itself (it has no .t wrapper). */
-#include "chaos/gameday.h"
+#include "gameday/gameday.h"
 #include "lib/log.h"
 
 int main(int argc, char **argv)

@@ -2,9 +2,10 @@
  * a broken one's every error by exact FILE:LINE:COL, names checked against
  * the inventory, plans that replay per seed and differ across seeds, and
  * quorum_safe honoured by the planner (never hosts of two AZs down). */
-#include "chaos/gameday.h"
-#include "chaos/inventory.h"
-#include "chaos/playbook.h"
+#include "gameday/gameday.h"
+#include "fault/inventory.h"
+#include "gameday/playbook.h"
+#include "fault/power.h"
 #include "t/tap.h"
 
 #include <stdio.h>
@@ -99,12 +100,12 @@ static int max_azs_down(const struct pb_plan *p, const struct inventory *inv)
     int down[16] = {0}, worst = 0;
     for (size_t i = 0; i < p->n; i++) {
         const struct pb_action *a = &p->a[i];
-        if (a->kind != PB_POWER_OFF && a->kind != PB_POWER_ON)
+        if (a->fault != &fault_power)
             continue;
         int now[16];
         memcpy(now, down, sizeof now);
         for (size_t k = 0; k < a->nhosts; k++)
-            now[a->hosts[k]] = a->kind == PB_POWER_OFF;
+            now[a->hosts[k]] = a->kind == PB_INJECT;
         char azs[16][16];
         int n = 0;
         for (size_t h = 0; h < inv->n_hosts; h++) {
@@ -118,7 +119,7 @@ static int max_azs_down(const struct pb_plan *p, const struct inventory *inv)
         }
         if (n > worst)
             worst = n;
-        if (a->kind == PB_POWER_ON || !a->hold_ns)
+        if (a->kind == PB_HEAL || !a->hold_ns)
             memcpy(down, now, sizeof down);
     }
     return worst;
@@ -143,8 +144,8 @@ static void test_good(const struct inventory *inv)
     ok(pb->steps[1].kind == PB_REPEAT && pb->steps[1].times == 10 && pb->steps[1].nsteps == 2,
        "repeat 10 of 2 steps");
     const struct pb_step *off = &pb->steps[1].steps[0];
-    ok(off->kind == PB_POWER_OFF && off->dur_min == 5000000000ull && off->dur_max == 20000000000ull &&
-           off->quorum_safe == 1 && off->count == 1,
+    ok(off->kind == PB_INJECT && off->fault == &fault_power && off->dur_min == 5000000000ull && off->dur_max == 20000000000ull &&
+           off->targets.quorum_safe == 1 && off->targets.count == 1,
        "power_off: range 5s..20s, quorum_safe by default");
     ok(pb->verify.checkers && pb->verify.replicas && pb->verify.caught_up,
        "every verification on by default");
@@ -159,7 +160,7 @@ static void test_good(const struct inventory *inv)
         is_int(p->n, 22, "1 + 10 x 2 + 1 resolved steps");
         int holds_ok = 1, one = 1;
         for (size_t i = 0; i < p->n; i++)
-            if (p->a[i].kind == PB_POWER_OFF) {
+            if ((p->a[i].kind == PB_INJECT && p->a[i].fault == &fault_power)) {
                 holds_ok &= p->a[i].hold_ns >= 5000000000ull && p->a[i].hold_ns <= 20000000000ull;
                 one &= p->a[i].nhosts == 1;
             }
@@ -303,7 +304,7 @@ static void test_quorum(const struct inventory *inv)
         }
         for (size_t i = 1; i <= 5; i++)
             pinned &= !strcmp(inv->hosts[p->a[i].hosts[0]].name, "h1"); /* az1's other host */
-        on_ok &= p->a[6].kind == PB_POWER_ON && p->a[6].nhosts == 1 &&
+        on_ok &= (p->a[6].kind == PB_HEAL && p->a[6].fault == &fault_power) && p->a[6].nhosts == 1 &&
                  !strcmp(inv->hosts[p->a[6].hosts[0]].name, "h4");
         racks_ok &= p->a[7].nhosts == 1; /* 6 hosts, 3 AZs, 2 racks: one host per rack */
         int w = max_azs_down(p, inv);
@@ -394,7 +395,7 @@ static void test_shipped(const struct inventory *inv)
         if (p && i == 0) {
             int offs = 0, holds = 1;
             for (size_t k = 0; k < p->n; k++)
-                if (p->a[k].kind == PB_POWER_OFF) {
+                if ((p->a[k].kind == PB_INJECT && p->a[k].fault == &fault_power)) {
                     offs++;
                     holds &= p->a[k].hold_ns >= 5000000000ull && p->a[k].hold_ns <= 20000000000ull;
                 }
@@ -403,7 +404,7 @@ static void test_shipped(const struct inventory *inv)
         if (p && i == 1) {
             int az_ok = 0;
             for (size_t k = 0; k < p->n; k++)
-                if (p->a[k].kind == PB_POWER_OFF)
+                if ((p->a[k].kind == PB_INJECT && p->a[k].fault == &fault_power))
                     az_ok = p->a[k].nhosts == 2 &&
                             !strcmp(inv->hosts[p->a[k].hosts[0]].az, inv->hosts[p->a[k].hosts[1]].az);
             ok(az_ok, "az-outage: both hosts of one AZ go off");
@@ -507,9 +508,9 @@ static void test_mode(const struct inventory *inv)
     char *t = plan_text(pb, inv, 1, &p);
     ok(p && p->n == 3, "three steps planned");
     if (p && p->n == 3) {
-        is_int(p->a[0].mode, POWER_OFF_TORN, "step 1: mode torn");
-        is_int(p->a[1].mode, POWER_OFF_KILL, "step 2: mode kill");
-        is_int(p->a[2].mode, POWER_OFF_DEFAULT, "step 3: no mode = default");
+        is_int(power_fault_mode(p->a[0].params), POWER_OFF_TORN, "step 1: mode torn");
+        is_int(power_fault_mode(p->a[1].params), POWER_OFF_KILL, "step 2: mode kill");
+        is_int(power_fault_mode(p->a[2].params), POWER_OFF_DEFAULT, "step 3: no mode = default");
     }
     if (!ok(t && strstr(t, " for 1s (mode torn)") && strstr(t, " for 1s (mode kill)"),
             "plan prints the mode"))

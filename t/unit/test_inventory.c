@@ -1,7 +1,7 @@
 /* chaos/inventory: a good file with defaults and relative paths, every kind
  * of schema error by exact "FILE:LINE:COL: message", and the selection
  * helpers the game-day runner uses. */
-#include "chaos/inventory.h"
+#include "fault/inventory.h"
 #include "t/tap.h"
 
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * refusals (each proven by a marker command that must not have run), the lab
  * driver against a fake /proc with an injected kill, and the QMP driver
  * against a fake QMP server thread. Nothing here can power anything off. */
-#include "chaos/power.h"
+#include "fault/power_driver.h"
 #include "t/tap.h"
 
 #include <errno.h>
@@ -108,17 +108,17 @@ static void test_templates(void)
     char *out = NULL;
     struct inv_host h = host("h1", "192.0.2.10", INV_DRIVER_COMMAND);
 
-    is_int(power_template_expand("virsh destroy {name} {{x}} {az}/{rack}", &h, &out, &err), 0,
+    is_int(inventory_template_expand("virsh destroy {name} {{x}} {az}/{rack}", &h, &out, &err), 0,
            "expand");
     is(out, "virsh destroy h1 {x} az1/r1", "values quoted by shquote (plain words stay bare), {{ }} literal");
     free(out);
     out = NULL;
-    is_int(power_template_expand("x {nmae}", NULL, NULL, &err), NERR_INVALID,
+    is_int(inventory_template_expand("x {nmae}", NULL, NULL, &err), NERR_INVALID,
            "unknown placeholder");
     is(err.msg, "unknown placeholder '{nmae}' (known: {name}, {address}, {az}, {rack}, {data})",
        "message names it and the known ones");
-    is_int(power_template_expand("x }", NULL, NULL, &err), NERR_INVALID, "lone }");
-    is_int(power_template_expand("x {name", NULL, NULL, &err), NERR_INVALID, "lone {");
+    is_int(inventory_template_expand("x }", NULL, NULL, &err), NERR_INVALID, "lone }");
+    is_int(inventory_template_expand("x {name", NULL, NULL, &err), NERR_INVALID, "lone {");
 
     /* Hostile values: printed back verbatim by the shell, and nothing they
      * try to run is run. */
@@ -136,7 +136,7 @@ static void test_templates(void)
         char *val = strdup(tmpl(hostile[i]));
         h.data = val;
         out = NULL;
-        is_int(power_template_expand("printf %s {data}", &h, &out, &err), 0, "expand hostile %zu",
+        is_int(inventory_template_expand("printf %s {data}", &h, &out, &err), 0, "expand hostile %zu",
                i);
         char *argv[] = {"/bin/sh", "-c", out, NULL};
         char so[POWER_OUT_MAX + 1], se[POWER_OUT_MAX + 1];

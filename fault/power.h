@@ -1,6 +1,9 @@
 /*
  * power.h — turning an inventory host's power off and on, and asking its
- * state, through the driver the inventory names (chaos/inventory.h):
+ * state, through the driver the inventory names (fault/inventory.h). This is
+ * the door of the power drivers (fault/power_driver.h is their inside: the
+ * driver vtable, one file per driver) and of the power fault kind
+ * (fault/power.c, the playbook's power_off/power_on steps, fault/fault.h):
  *
  *   command  off/on/status templates run locally by /bin/sh -c, values
  *            shell-quoted; the exit status decides success, and stdout and
@@ -50,7 +53,7 @@
  *
  * Bounds: each action ends within the host's power.timeout (a command's whole
  * process group is SIGKILLed, by its pid, when it overruns); the lab kill
- * loop makes at most POWER_LAB_ROUNDS passes; a QMP reply is awaited at most
+ * loop makes at most POWER_LAB_ROUNDS passes (power_driver.h); a QMP reply is awaited at most
  * until the same deadline.
  *
  * Errors: NERR_INVALID (refusal, bad template), NERR_TIMEOUT, NERR_IO
@@ -62,19 +65,17 @@
  * share no state; concurrent calls on different hosts are fine (commands are
  * forked, so a caller mixing threads and fork must accept fork's usual rules).
  */
-#ifndef NINES_POWER_H
-#define NINES_POWER_H
+#ifndef NINES_FAULT_POWER_H
+#define NINES_FAULT_POWER_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "chaos/inventory.h"
+#include "fault/inventory.h"
 #include "lib/err.h"
 
-#define POWER_OUT_MAX 4096  /* bytes kept of a command's stdout and of its stderr */
-#define POWER_LAB_ROUNDS 50 /* kill passes before lab off gives up */
-#define POWER_MAX_PIDS 65536
+#define POWER_OUT_MAX 4096       /* bytes kept of a command's stdout and of its stderr */
 #define POWER_FS_UMOUNT_MS 10000 /* bound on one labfs unmount (daemon exit included) */
 
 enum power_state { POWER_UNKNOWN = 0, POWER_ON = 1, POWER_OFF = 2 };
@@ -108,18 +109,6 @@ struct power_env {
 /* The real machine. */
 void power_env_default(struct power_env *env);
 
-/* The driver interface. Each function is called only after the local-target
- * refusal has passed; call them through power_off/on/status. */
-struct power_driver {
-    const char *name;
-    int (*off)(const struct power_env *env, const struct inv_host *h, enum power_off_mode mode,
-               struct nerr *err);
-    int (*on)(const struct power_env *env, const struct inv_host *h, struct nerr *err);
-    int (*status)(const struct power_env *env, const struct inv_host *h, enum power_state *state,
-                  char *detail, size_t cap, struct nerr *err);
-};
-const struct power_driver *power_driver_for(enum inv_driver d);
-
 /* Refusal check then the host's driver. detail (may be NULL) gets the
  * driver's words for the state ("running", "shut off", "3 processes"). */
 int power_off(const struct power_env *env, const struct inv_host *h, struct nerr *err);
@@ -139,6 +128,15 @@ int power_off_group(const struct power_env *env, const struct inv_host *const *h
 /* "default", "kill", "crash", "torn"; parse gives NERR_INVALID for others. */
 const char *power_off_mode_name(enum power_off_mode m);
 int power_off_mode_parse(const char *s, enum power_off_mode *out);
+/* 0 when h's driver can power it off with mode, else NERR_INVALID with the
+ * reason, which names the host ("lab host h2 has no labfs (`fs`), so its
+ * power-off would not lose unsynced writes"). For planners: nothing is
+ * touched, no refusal check is made. */
+int power_check_mode(const struct inv_host *h, enum power_off_mode mode, struct nerr *err);
+/* The power-off h gets with mode, in a report's words: what the driver
+ * resolves mode to ("kill", "crash", "torn"), or "power" for a driver that
+ * cuts real power whatever the mode. */
+const char *power_off_mode_word(const struct inv_host *h, enum power_off_mode mode);
 int power_on(const struct power_env *env, const struct inv_host *h, struct nerr *err);
 int power_status(const struct power_env *env, const struct inv_host *h, enum power_state *state,
                  char *detail, size_t cap, struct nerr *err);
@@ -166,36 +164,19 @@ enum power_fs_state power_lab_fs_state(const struct power_env *env, const struct
  * timeout_ms (at least 2 s more when the daemon must be stopped). */
 int power_labfs_umount(const char *mnt, int lazy, int timeout_ms, struct nerr *err);
 
-/* Where a labfs mounted at fs keeps its durable bytes and its log: the
- * directory `backing` and the file `log/labfs.log` beside fs
- * (DIR/hosts/h1/data -> DIR/hosts/h1/backing, DIR/hosts/h1/log/labfs.log).
- * NERR_INVALID when fs has no parent, NERR_LIMIT when a path would not fit. */
-int power_lab_fs_layout(const char *fs, char *backing, size_t bcap, char *log, size_t lcap,
-                        struct nerr *err);
-
-/* 0 when h may be acted on, else NERR_INVALID saying why (see SAFETY). */
-int power_check_target(const struct power_env *env, const struct inv_host *h, struct nerr *err);
-
-/* 1 (with why filled) when address is this machine, else 0. */
-int power_address_is_local(const char *address, char *why, size_t cap);
-
-/* Expands {name} {address} {az} {rack} {data} from h, each value quoted by
- * shquote_arg (POSIX single quotes; plain words stay bare); "{{" and "}}"
- * are literal braces. With h NULL it only
- * checks the template (out may then be NULL). *out is malloc'd. */
-int power_template_expand(const char *tmpl, const struct inv_host *h, char **out, struct nerr *err);
-
 /* Runs argv (argv[0] a path or a name in PATH) in its own process group,
  * stdin from /dev/null, for at most timeout_ms. Returns 0 with *status the
  * wait status, and up to POWER_OUT_MAX bytes of stdout/stderr NUL-terminated
- * in out/errout (each may be NULL); NERR_TIMEOUT after killing the group. */
+ * in out/errout (each may be NULL); NERR_TIMEOUT after killing the group.
+ * (The one process runner of the power drivers; lib/proc.h takes it over.) */
 int power_run(char *const argv[], long timeout_ms, int *status, char *out, char *errout,
               struct nerr *err);
 
-/* The pids whose network namespace is netns (by inode of
- * env->netns_dir/netns), in ascending order. *n counts them all even beyond
- * cap; NERR_LIMIT when more than cap. */
-int power_lab_pids(const struct power_env *env, const char *netns, pid_t *pids, size_t cap,
-                   size_t *n, struct nerr *err);
+/* The power fault kind (fault/power.c, registered in fault/registry.c;
+ * struct fault_kind is in fault/fault.h), and the off mode of a power_off
+ * step's params (POWER_OFF_DEFAULT for NULL). */
+struct fault_kind;
+extern const struct fault_kind fault_power;
+enum power_off_mode power_fault_mode(const void *params);
 
 #endif

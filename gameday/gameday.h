@@ -1,8 +1,9 @@
 /*
- * gameday.h — `nines gameday run|plan|lint`: the game-day runner.
+ * gameday.h — `nines gameday run|plan|lint`: the game-day runner, the door
+ * of gameday/ (its inside: run.h, playbook.h).
  *
  * A run (docs/gameday.md):
- *   1. loads the playbook (chaos/playbook.h) and the inventory, and resolves
+ *   1. loads the playbook (gameday/playbook.h) and the inventory, and resolves
  *      the plan with the seed (printed, and kept in the report);
  *   2. deploys the cluster over SSH (chaos/ssh.h): for every host, ninesd
  *      and a cluster file generated from the inventory (node id = host name,
@@ -13,23 +14,25 @@
  *      partition has a leader (NinesAdmin.Status, chaos/cluster.h);
  *   3. runs the traffic (chaos/load.h's load_run on a thread of its own,
  *      recording DIR/history.jsonl) and, while it runs, every step of the
- *      plan, each bounded by its timeout; power goes through chaos/power.h;
+ *      plan, each bounded by its timeout; a fault step goes through its
+ *      kind (fault/fault.h: power_off/power_on through fault/power.h);
  *   4. stops the traffic (its final phase reads every key), and verifies:
  *      the checkers on the history (checkers/check.h), every partition with
- *      three healthy replicas, every replica's applied index caught up with
+ *      every replica of its placement healthy, every replica's applied index caught up with
  *      its leader's commit (bounded by verify.timeout);
  *   5. collects each host's DATA/ninesd.log into DIR/logs/, writes
  *      DIR/report.json and prints the summary.
  *
  * Whatever fails (a step overrunning its timeout, an SSH error, a signal
- * through opts->cancel), every host the power driver reports as off is
- * powered on again before gameday_run returns.
+ * through opts->cancel), every fault kind's heal_all runs before gameday_run
+ * returns (power: every host the power driver reports as off is powered on
+ * again).
  *
- * Recovery time of a power-off step: from the moment the last host went off
- * to the first successful write (put, cas, delete) to a partition with a
- * replica on a powered-off host that was sent after that moment, taken over
- * the partitions affected (the slowest one); null when some affected
- * partition saw no successful write before the end of the traffic.
+ * Recovery time of a fault step (an inject step, e.g. power_off): from the
+ * moment the fault was injected on its hosts to the first successful write
+ * (put, cas, delete) to a partition with a replica on one of those hosts that was sent after that
+ * moment, taken over the partitions affected (the slowest one); null when some affected partition
+ * saw no successful write before the end of the traffic.
  *
  * Errors: NERR_INVALID (playbook, inventory, plan), NERR_IO (report
  * directory, SSH, power), NERR_TIMEOUT (deploy did not become healthy),
@@ -41,8 +44,8 @@
  * caller's, gameday_main does it); the runner itself uses two threads (the
  * traffic and the steps).
  */
-#ifndef NINES_CHAOS_GAMEDAY_H
-#define NINES_CHAOS_GAMEDAY_H
+#ifndef NINES_GAMEDAY_GAMEDAY_H
+#define NINES_GAMEDAY_GAMEDAY_H
 
 #include <signal.h>
 #include <stdint.h>
@@ -56,9 +59,9 @@ struct gd_opts {
     const char *report_dir; /* created if missing; NULL: gameday-NAME-SEED in the cwd */
     const char *ninesd;     /* overrides the playbook's; NULL: next to this program */
     uint64_t seed;
-    FILE *out;              /* the summary (stdout) */
-    FILE *progress;         /* progress lines (stderr), NULL: none */
-    int progress_tty;       /* rewrite one line in place instead of printing lines */
+    FILE *out;                           /* the summary (stdout) */
+    FILE *progress;                      /* progress lines (stderr), NULL: none */
+    int progress_tty;                    /* rewrite one line in place instead of printing lines */
     const volatile sig_atomic_t *cancel; /* non-zero: stop, clean up, fail */
 };
 

@@ -36,14 +36,14 @@
  *               fs_mode: crash}             # crash (default) | torn
  *
  * Its backing directory is `backing` beside the mount point and its daemon's
- * log `log/labfs.log` beside it (power_lab_fs_layout, chaos/power.h). fs and
+ * log `log/labfs.log` beside it (power_lab_fs_layout, fault/power_driver.h). fs and
  * fs_mode are refused on other drivers, and fs_mode without fs.
  *
  * Templates (command off/on/status, lab start, qmp start) may use the
  * placeholders {name} {address} {az} {rack} {data}; "{{" and "}}" stand for
  * literal braces. An unknown placeholder or an unbalanced brace is a load
  * error at the template. Values are shell-quoted when substituted
- * (chaos/power.h).
+ * (inventory_template_expand below; the power drivers run them).
  *
  * Refused at load, each at its node: unknown keys (with a "did you mean"),
  * missing required keys, wrong types, a duplicate host name or address, an
@@ -53,7 +53,7 @@
  * not (it names a directory on the remote host).
  *
  * Loading does NOT decide whether a host is this machine; the power drivers
- * do, before every action (chaos/power.h), so that an inventory naming
+ * do, before every action (fault/power.h), so that an inventory naming
  * 127.0.0.1 for SSH tests still loads.
  *
  * Errors: those of yt_load_file (NERR_IO, NERR_PARSE, NERR_LIMIT), and
@@ -64,8 +64,8 @@
  * the selection helpers hand out pointers borrowed until inventory_free.
  * The loaded inventory is read-only: several threads may read it at once.
  */
-#ifndef NINES_INVENTORY_H
-#define NINES_INVENTORY_H
+#ifndef NINES_FAULT_INVENTORY_H
+#define NINES_FAULT_INVENTORY_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -141,5 +141,39 @@ size_t inventory_azs(const struct inventory *inv, const char **out, size_t cap);
 
 /* The driver's name as written in the file ("lab", "command", "qmp"). */
 const char *inventory_driver_name(enum inv_driver d);
+
+/* ---- templates ---- */
+
+#define INV_TEMPLATE_MAX 8192 /* bytes of one template */
+
+/* The placeholders, as bits of inventory_template_uses's mask. */
+enum inv_placeholder {
+    INV_PH_NAME = 1,
+    INV_PH_ADDRESS = 2,
+    INV_PH_AZ = 4,
+    INV_PH_RACK = 8,
+    INV_PH_DATA = 16,
+};
+
+/* Expands {name} {address} {az} {rack} {data} from h, each value quoted by
+ * shquote_arg (POSIX single quotes; plain words stay bare); "{{" and "}}"
+ * are literal braces. With h NULL it only checks the template (out may then
+ * be NULL). *out is malloc'd. NERR_INVALID (with the offset) for an unknown
+ * placeholder, an unbalanced brace or a template over INV_TEMPLATE_MAX. */
+int inventory_template_expand(const char *tmpl, const struct inv_host *h, char **out,
+                              struct nerr *err);
+
+/* Checks tmpl and ORs into *used the INV_PH_* bits of the placeholders it
+ * names (the power drivers' refusal asks whether a template names a host). */
+int inventory_template_uses(const char *tmpl, unsigned *used, struct nerr *err);
+
+/* ---- SSH ---- */
+
+struct ssh_host_opts;
+
+/* The SSH options of h (chaos/ssh.h): its address, port, user, key and
+ * known_hosts, strict host-key checking, connect_timeout_ms. The strings are
+ * borrowed from h (valid until inventory_free). */
+void inventory_ssh_opts(const struct inv_host *h, int connect_timeout_ms, struct ssh_host_opts *o);
 
 #endif

@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/gameday.h"
-#include "chaos/inventory.h"
-#include "chaos/playbook.h"
+#include "gameday/gameday.h"
+#include "fault/inventory.h"
+#include "gameday/playbook.h"
 
 static void usage(FILE *f)
 {
@@ -109,9 +109,12 @@ out:
 int gameday_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"inventory", required_argument, NULL, 'i'}, {"seed", required_argument, NULL, 's'},
-        {"report", required_argument, NULL, 'r'},    {"ninesd", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"inventory", required_argument, NULL, 'i'},
+        {"seed", required_argument, NULL, 's'},
+        {"report", required_argument, NULL, 'r'},
+        {"ninesd", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *invp = NULL, *report = NULL, *ninesd = NULL;
     uint64_t seed = 0;
@@ -120,9 +123,15 @@ int gameday_main(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'i': invp = optarg; break;
-        case 'r': report = optarg; break;
-        case 'n': ninesd = optarg; break;
+        case 'i':
+            invp = optarg;
+            break;
+        case 'r':
+            report = optarg;
+            break;
+        case 'n':
+            ninesd = optarg;
+            break;
         case 's': {
             char *end;
             errno = 0;
@@ -134,7 +143,9 @@ int gameday_main(int argc, char **argv)
             have_seed = 1;
             break;
         }
-        case 'h': usage(stdout); return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
         default:
             fprintf(stderr, "nines gameday: unknown or incomplete option '%s'\n", argv[optind - 1]);
             usage(stderr);

@@ -1,7 +1,9 @@
-/* chaos/inventory.c — see inventory.h for the file format and contract. */
-#include "chaos/inventory.h"
+/* fault/inventory.c — see inventory.h for the file format and contract. */
+#include "fault/inventory.h"
 
-#include "chaos/power.h"
+#include "chaos/shquote.h"
+#include "chaos/ssh.h"
+#include "lib/strbuf.h"
 #include "lib/yamltree.h"
 
 #include <arpa/inet.h>
@@ -126,7 +128,7 @@ static int get_template(struct loader *ld, const struct yt_node *map, const char
         return yt_errf(ld->err, v, "empty command template");
     struct nerr terr;
     nerr_clear(&terr);
-    if (power_template_expand(s, NULL, NULL, &terr))
+    if (inventory_template_expand(s, NULL, NULL, &terr))
         return yt_errf(ld->err, v, "%s", terr.msg);
     return dup_str(s, out, ld->err);
 }
@@ -531,4 +533,128 @@ const char *inventory_driver_name(enum inv_driver d)
         return "qmp";
     }
     return "?";
+}
+
+/* ---- templates ---- */
+
+/* Appends s quoted for POSIX sh (chaos/shquote.h, the one quoting the SSH
+ * layer uses too). */
+static void strbuf_add_quoted(struct strbuf *b, const char *s)
+{
+    char *q = NULL;
+    if (shquote_arg(s, &q, NULL) != 0) {
+        b->oom = 1;
+        return;
+    }
+    strbuf_add(b, q, strlen(q));
+    free(q);
+}
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} placeholders[] = {
+    {"name", INV_PH_NAME}, {"address", INV_PH_ADDRESS}, {"az", INV_PH_AZ},
+    {"rack", INV_PH_RACK}, {"data", INV_PH_DATA},
+};
+
+static const char *ph_value(const struct inv_host *h, unsigned bit)
+{
+    switch (bit) {
+    case INV_PH_NAME:
+        return h->name;
+    case INV_PH_ADDRESS:
+        return h->address;
+    case INV_PH_AZ:
+        return h->az;
+    case INV_PH_RACK:
+        return h->rack;
+    case INV_PH_DATA:
+        return h->data;
+    }
+    return "";
+}
+
+/* Walks tmpl once: checks it, records the placeholders used, and when h and
+ * out are given writes the expansion. */
+static int tmpl_walk(const char *tmpl, const struct inv_host *h, struct strbuf *out, unsigned *used,
+                     struct nerr *err)
+{
+    size_t len = strlen(tmpl);
+    if (len > INV_TEMPLATE_MAX)
+        return nerr_set(err, NERR_INVALID, "template longer than %d bytes", INV_TEMPLATE_MAX);
+    for (size_t i = 0; i < len;) {
+        char c = tmpl[i];
+        if (c == '{' && tmpl[i + 1] == '{') {
+            if (out)
+                strbuf_add(out, "{", 1);
+            i += 2;
+        } else if (c == '}' && tmpl[i + 1] == '}') {
+            if (out)
+                strbuf_add(out, "}", 1);
+            i += 2;
+        } else if (c == '}') {
+            return nerr_set(err, NERR_INVALID,
+                            "unbalanced '}' at offset %zu of the template (write '}}' for a "
+                            "literal brace)",
+                            i);
+        } else if (c == '{') {
+            const char *end = strchr(tmpl + i + 1, '}');
+            if (!end)
+                return nerr_set(err, NERR_INVALID,
+                                "unbalanced '{' at offset %zu of the template (write '{{' for a "
+                                "literal brace)",
+                                i);
+            size_t n = (size_t)(end - (tmpl + i + 1));
+            unsigned bit = 0;
+            for (size_t k = 0; k < sizeof placeholders / sizeof placeholders[0]; k++)
+                if (strlen(placeholders[k].name) == n &&
+                    memcmp(placeholders[k].name, tmpl + i + 1, n) == 0)
+                    bit = placeholders[k].bit;
+            if (!bit)
+                return nerr_set(err, NERR_INVALID,
+                                "unknown placeholder '{%.*s}' (known: {name}, {address}, {az}, "
+                                "{rack}, {data})",
+                                (int)(n > 40 ? 40 : n), tmpl + i + 1);
+            if (used)
+                *used |= bit;
+            if (out && h)
+                strbuf_add_quoted(out, ph_value(h, bit));
+            i += n + 2;
+        } else {
+            if (out)
+                strbuf_add(out, &c, 1);
+            i++;
+        }
+    }
+    return 0;
+}
+
+int inventory_template_expand(const char *tmpl, const struct inv_host *h, char **out,
+                              struct nerr *err)
+{
+    struct strbuf b = {0};
+    int rc = tmpl_walk(tmpl, h, h && out ? &b : NULL, NULL, err);
+    if (rc == 0 && h && out)
+        return strbuf_finish(&b, out) ? nerr_set(err, NERR_NOMEM, "out of memory") : 0;
+    strbuf_free(&b);
+    return rc;
+}
+
+int inventory_template_uses(const char *tmpl, unsigned *used, struct nerr *err)
+{
+    return tmpl_walk(tmpl, NULL, NULL, used, err);
+}
+
+/* ---- SSH ---- */
+
+void inventory_ssh_opts(const struct inv_host *h, int connect_timeout_ms, struct ssh_host_opts *o)
+{
+    *o = (struct ssh_host_opts){.host = h->address,
+                                .port = h->port,
+                                .user = h->user,
+                                .key_path = h->key,
+                                .known_hosts = h->known_hosts,
+                                .hostkey_policy = SSH_HOSTKEY_STRICT,
+                                .connect_timeout_ms = connect_timeout_ms};
 }

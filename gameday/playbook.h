@@ -1,0 +1,177 @@
+/*
+ * playbook.h — game-day playbooks (docs/gameday.md): loading and checking
+ * the YAML (lib/yamltree.h, gameday/playbook.c), and resolving its schedule
+ * of fault steps into a concrete plan against an inventory
+ * (fault/inventory.h) with a seed (gameday/plan.c).
+ *
+ * A playbook names the inventory (optional; `--inventory` overrides), the
+ * cluster (deploy ninesd over SSH, or an existing cluster file), the traffic
+ * (`nines load`'s shape), the steps and the verification at the end. A step
+ * is a fault step of a kind in fault/fault.h's registry (its inject step,
+ * e.g. power_off, or its heal step, e.g. power_on), or one of the runner's
+ * own: wait_healthy, sleep, repeat. This file names no fault kind.
+ *
+ * Errors are COLLECTED, not stopped at: playbook_load checks every key it
+ * can and every step, and gives back every "FILE:LINE:COL: message" in
+ * struct pb_errors, so `nines gameday lint` shows them all at once. The
+ * return code is that of the first error (NERR_IO, NERR_PARSE, NERR_LIMIT
+ * from the YAML loader; NERR_INVALID for the schema), its message in err.
+ * With an inventory, names (hosts, racks, AZs) are checked against it at the
+ * name's position.
+ *
+ * Planning (playbook_plan) is a pure function of (playbook, inventory,
+ * seed): it expands repeats, draws random targets (fault/targets.h,
+ * splitmix64 of the seed) and durations from ranges, and simulates which
+ * hosts each fault kind holds down after every step. quorum_safe (default
+ * true) means the plan never has hosts of two AZs down at once (the quorum
+ * rule in fault/targets.h). A step the planner cannot satisfy (too few
+ * candidates, names in two AZs, healing a host the kind does not hold, what
+ * the kind's check refuses, e.g. a power_off `mode: crash|torn` on a lab
+ * host without labfs) is an error at the step's position. Nothing is
+ * touched.
+ *
+ * Ownership: struct playbook owns every string and step, and each fault
+ * step's params (freed by its kind); struct pb_plan owns its actions and
+ * host index arrays and borrows the steps' params, so the playbook must
+ * outlive the plan; host indexes point into the inventory the plan was made
+ * with, which must outlive the plan's use.
+ * Thread-safety: none shared; a loaded playbook and a plan are read-only.
+ */
+#ifndef NINES_GAMEDAY_PLAYBOOK_H
+#define NINES_GAMEDAY_PLAYBOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "fault/fault.h"
+#include "fault/inventory.h"
+#include "lib/err.h"
+
+#define PB_MAX_STEPS 10000 /* resolved steps of a plan */
+#define PB_MAX_REPEAT 1000 /* times of one repeat */
+#define PB_MAX_ERRORS 100  /* collected messages (the rest are counted) */
+#define PB_NOPS 5          /* put, get, cget, cas, delete, as chaos/load.h */
+#define PB_DEFAULT_API_PORT 8101
+#define PB_DEFAULT_PEER_PORT 7101
+
+/* PB_INJECT and PB_HEAL are a fault kind's steps (pb_step.fault); the
+ * others are the runner's own. */
+enum pb_kind { PB_INJECT = 1, PB_HEAL, PB_WAIT_HEALTHY, PB_SLEEP, PB_REPEAT };
+
+struct pb_step {
+    enum pb_kind kind;
+    const struct fault_kind *fault; /* PB_INJECT, PB_HEAL */
+    int line, col;                  /* of the step's key ("power_off") */
+    uint64_t timeout_ns;            /* 0: the kind's default */
+    struct fault_targets targets;   /* PB_INJECT; PB_HEAL: unit and names */
+    uint64_t dur_min, dur_max;      /* inject: 0,0 = held until healed; sleep: the pause */
+    void *params;                   /* PB_INJECT: the kind's, freed by fault->free_params */
+    /* repeat */
+    int times;
+    struct pb_step *steps;
+    size_t nsteps;
+};
+
+struct pb_traffic {
+    int enabled;          /* a traffic section was given */
+    double rate;          /* requests/s, open loop */
+    uint64_t duration_ns; /* 0: for the whole run */
+    double mix[PB_NOPS];  /* weights in chaos/load.h's op order */
+    uint64_t keys;
+    int zipf;   /* 0 uniform, 1 zipf */
+    int per_az; /* endpoints: one per AZ (else every node) */
+    unsigned concurrency;
+    unsigned timeout_ms;
+    unsigned partitions; /* of the table */
+    char *table;
+};
+
+struct pb_verify {
+    int checkers, replicas, caught_up;
+    uint64_t timeout_ns;
+};
+
+struct playbook {
+    char *path, *name;
+    char *inventory; /* absolute, or NULL */
+    int inv_line, inv_col;
+    /* cluster: deploy or existing */
+    int deploy;
+    char *ninesd; /* absolute, or NULL: next to the nines binary */
+    char **ninesd_args;
+    size_t nargs;
+    int api_port, peer_port;
+    int partitions;     /* cluster file's default partitions */
+    char *boot_script;  /* template on the host, {data} {name}: where power-on starts ninesd */
+    int fresh;          /* remove {data}/store before starting */
+    char *cluster_file; /* existing: absolute path */
+    struct pb_traffic traffic;
+    struct pb_step *steps;
+    size_t nsteps;
+    struct pb_verify verify;
+};
+
+struct pb_errors {
+    char **msg;
+    size_t n, dropped;
+};
+void pb_errors_free(struct pb_errors *e);
+
+/* Loads path (or text, when text is not NULL: len bytes named path) and
+ * checks it; inv (may be NULL) checks names. *out is set only when there
+ * was no error. errs (may be NULL) collects every message. */
+int playbook_load(const char *path, const char *text, size_t len, const struct inventory *inv,
+                  struct playbook **out, struct pb_errors *errs, struct nerr *err);
+void playbook_free(struct playbook *pb);
+
+/* Checks names of pb against inv, collecting into errs (used when the
+ * inventory comes from the playbook itself, known only after loading). */
+int playbook_check_inventory(const struct playbook *pb, const struct inventory *inv,
+                             struct pb_errors *errs, struct nerr *err);
+
+/* ---- plans ---- */
+
+struct pb_action {
+    int index;                      /* 1-based */
+    enum pb_kind kind;              /* never PB_REPEAT */
+    const struct fault_kind *fault; /* PB_INJECT, PB_HEAL */
+    int line, col;
+    char label[96]; /* "round 3/10: power_off" */
+    size_t *hosts;  /* inventory indexes, ascending */
+    size_t nhosts;
+    uint64_t hold_ns; /* inject: healed after; sleep: the pause */
+    uint64_t timeout_ns;
+    int quorum_safe;
+    const void *params; /* PB_INJECT: the step's, borrowed from the playbook */
+};
+
+struct pb_plan {
+    uint64_t seed;
+    struct pb_action *a;
+    size_t n;
+    uint64_t bound_ns; /* sum of every step's timeout: the run's upper bound */
+    uint64_t hold_ns;  /* sum of fault holds and sleeps: a lower bound */
+};
+
+int playbook_plan(const struct playbook *pb, const struct inventory *inv, uint64_t seed,
+                  struct pb_plan **out, struct nerr *err);
+void pb_plan_free(struct pb_plan *p);
+
+/* The plan as text, one line per action; the same for the same seed. */
+void pb_plan_print(const struct pb_plan *p, const struct inventory *inv, FILE *f);
+
+/* "node h3 (az3/r1)", "nodes h1,h4 (az1)" for an action's hosts. */
+void pb_action_what(const struct pb_action *a, const struct inventory *inv, char *buf, size_t cap);
+
+/* The step's key: the fault kind's inject or heal step ("power_off"), or
+ * "wait_healthy", "sleep", "repeat". fault is NULL for the runner's own. */
+const char *pb_step_name(enum pb_kind k, const struct fault_kind *fault);
+
+/* The default timeout of a step holding hold_ns. */
+uint64_t pb_default_timeout(enum pb_kind k, const struct fault_kind *fault, uint64_t hold_ns);
+
+/* The fault call of a fault action (PB_INJECT, PB_HEAL). */
+struct fault_call pb_action_call(const struct pb_action *a);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * run.h — inside the game-day runner (gameday.h is the door): the state of
+ * one run and the stages' entry points, one file per concern:
+ *
+ *   runner.c   the stages in order, progress lines, the steps, heal-all
+ *   deploy.c   the cluster file, ninesd over SSH, log collection
+ *   traffic.c  the load on its own thread, per-step counts, recovery times
+ *   health.c   the cluster's status judged (every node up, every member
+ *              live), polling until a predicate holds
+ *   verify.c   the checkers on the history and the final status checks
+ *   report.c   report.json and the printed summary
+ *
+ * Two threads: the traffic (load_run, which calls the on_complete hook for
+ * every request it completes) and the caller's, which runs everything else.
+ * They share struct gd_run's counters under mu; the step index is atomic.
+ * Everything else is the caller's thread's.
+ */
+#ifndef NINES_GAMEDAY_RUN_H
+#define NINES_GAMEDAY_RUN_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "load/load.h"
+#include "chaos/ssh.h"
+#include "fault/fault.h"
+#include "gameday/gameday.h"
+#include "gameday/playbook.h"
+#include "lib/hist.h"
+#include "store/config.h"
+
+#define NS_PER_S 1000000000ull
+#define GD_MAX_PARTS 256
+#define GD_MAX_FAULT_KINDS 16
+
+struct step_rec {
+    uint64_t start_ns, end_ns;
+    uint64_t ok, errors;
+    struct hist *lat;
+    int done, failed;
+    char error[NERR_MSG_MAX];
+    /* an inject step: recovery of writes */
+    uint64_t off_ns;                      /* when the fault was injected */
+    unsigned char affected[GD_MAX_PARTS]; /* partitions with a replica on a host hit */
+    uint64_t recovered_ns[GD_MAX_PARTS];  /* 0: not yet */
+    int n_affected, n_recovered;
+    uint64_t recovery_ns; /* 0 until every affected partition recovered */
+};
+
+struct gd_run {
+    const struct gd_opts *o;
+    struct playbook *pb;
+    struct inventory *inv;
+    struct pb_plan *plan;
+    struct fault_env fenv;
+    void *fstate[GD_MAX_FAULT_KINDS]; /* per fault kind (registry order), from its open */
+    struct ssh_pool *pool;
+    struct cluster_conf *conf;
+    char dir[PATH_MAX];
+    char ninesd[PATH_MAX];
+    uint64_t t0;
+    int *node_host; /* conf node index -> inventory host index, -1 none */
+
+    /* traffic */
+    pthread_t thr;
+    int thr_started;
+    struct load_opts lo;
+    struct load_stats ls;
+    int load_rc;
+    struct nerr load_err;
+    struct load_stop stop; /* the runner's way to end the traffic */
+    atomic_int traffic_done;
+    pthread_mutex_t mu;
+    uint64_t total_ok, total_err; /* under mu */
+    atomic_int cur;               /* the step running, -1 none */
+    struct step_rec *rec;
+    unsigned nparts; /* of the traffic's table, 0 unknown */
+
+    /* progress */
+    uint64_t last_prog_ns, last_prog_ops;
+    int prog_dirty;
+
+    /* results */
+    int steps_failed;
+    char failure[NERR_MSG_MAX];
+    json_t *verify;
+    int verified;
+};
+
+/* runner.c */
+void gd_fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
+double gd_secs(uint64_t ns);
+int gd_cancelled(const struct gd_run *g);
+void gd_progress(struct gd_run *g, int force);
+void gd_progress_break(struct gd_run *g);
+void gd_note(struct gd_run *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sleeps until `until` (monotonic ns), keeping the progress line alive.
+ * NERR_CLOSED when cancelled. */
+int gd_sleep_until(struct gd_run *g, uint64_t until);
+
+/* health.c */
+struct health {
+    int nodes, nodes_up;
+    int parts, parts_led, parts_full; /* led: has a leader; full: every placed replica live */
+    int members, members_live, members_behind;
+    int table_parts; /* partitions of the traffic's table */
+    char why[400];
+};
+typedef int (*gd_pred)(const struct health *h, void *arg);
+/* Polls the cluster until pred holds or timeout; the last health in *h,
+ * the last merged status in *last (may be NULL; replaced, the caller's). */
+int gd_wait_for(struct gd_run *g, uint64_t timeout_ns, gd_pred pred, void *arg, struct health *h,
+                json_t **last, struct nerr *err);
+int gd_all_up_and_live(const struct health *h, void *arg); /* wait_healthy's test */
+int gd_table_ready(const struct health *h, void *arg);     /* arg: unsigned partitions */
+int gd_fully_replicated(const struct health *h, void *arg);
+int gd_caught_up(const struct health *h, void *arg);
+/* The traffic table's partitions -> the inventory hosts holding a replica,
+ * from a merged status; sets g->nparts. */
+void gd_learn_partitions(struct gd_run *g, const json_t *m, unsigned char (*holds)[GD_MAX_PARTS],
+                         size_t nhosts);
+
+/* deploy.c */
+int gd_deploy(struct gd_run *g, struct nerr *err);
+void gd_collect_logs(struct gd_run *g);
+/* Drops h's cached SSH sessions (its processes were restarted). */
+void gd_host_changed(struct gd_run *g, const struct inv_host *h);
+
+/* traffic.c */
+int gd_start_traffic(struct gd_run *g, struct nerr *err);
+void gd_stop_traffic(struct gd_run *g);
+
+/* verify.c */
+json_t *gd_verify_checkers(struct gd_run *g, int *ok);
+json_t *gd_verify_status(struct gd_run *g, gd_pred pred, const char *what, int *ok);
+
+/* report.c */
+json_t *gd_report_json(struct gd_run *g, int passed, double elapsed);
+void gd_print_summary(struct gd_run *g, int passed, FILE *f);
+
+#endif

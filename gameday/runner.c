@@ -1,0 +1,355 @@
+/*
+ * gameday/runner.c — the game-day runner's stages in order (contract in
+ * gameday.h; the run's state and the other stages' files in run.h): set-up
+ * (playbook, inventory, plan), deploy, traffic, the steps, heal-all, stop
+ * the traffic, verify, report.
+ */
+#include "gameday/run.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+
+void gd_fmt(char *buf, size_t cap, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, cap, f, ap);
+    va_end(ap);
+}
+
+double gd_secs(uint64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+int gd_cancelled(const struct gd_run *g)
+{
+    return g->o->cancel && *g->o->cancel;
+}
+
+/* ---- progress ---- */
+
+void gd_progress(struct gd_run *g, int force)
+{
+    FILE *f = g->o->progress;
+    uint64_t now = clock_mono_ns();
+    uint64_t every = g->o->progress_tty ? NS_PER_S : 10 * NS_PER_S;
+    if (!f || (!force && now - g->last_prog_ns < every))
+        return;
+    pthread_mutex_lock(&g->mu);
+    uint64_t ops = g->total_ok + g->total_err, errs = g->total_err;
+    pthread_mutex_unlock(&g->mu);
+    double dt = g->last_prog_ns ? gd_secs(now - g->last_prog_ns) : 0;
+    double rate = dt > 0 ? (double)(ops - g->last_prog_ops) / dt : 0;
+    g->last_prog_ns = now;
+    g->last_prog_ops = ops;
+    int cur = atomic_load(&g->cur);
+    char what[120];
+    if (cur >= 0 && (size_t)cur < g->plan->n)
+        gd_fmt(what, sizeof what, "step %d/%zu %s", cur + 1, g->plan->n, g->plan->a[cur].label);
+    else
+        gd_fmt(what, sizeof what, "%s", cur < 0 ? "setting up" : "verifying");
+    fprintf(f, "%s%s | %.0f ops/s | %llu errors | %.0fs elapsed%s",
+            g->o->progress_tty ? "\r\033[K" : "", what, rate, (unsigned long long)errs,
+            gd_secs(now - g->t0), g->o->progress_tty ? "" : "\n");
+    fflush(f);
+    g->prog_dirty = g->o->progress_tty;
+}
+
+/* Ends the live line before something else is printed. */
+void gd_progress_break(struct gd_run *g)
+{
+    if (g->prog_dirty && g->o->progress) {
+        fputc('\n', g->o->progress);
+        g->prog_dirty = 0;
+    }
+}
+
+void gd_note(struct gd_run *g, const char *fmt, ...)
+{
+    if (!g->o->progress)
+        return;
+    gd_progress_break(g);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(g->o->progress, "[%6.1fs] ", gd_secs(clock_mono_ns() - g->t0));
+    vfprintf(g->o->progress, fmt, ap);
+    fputc('\n', g->o->progress);
+    va_end(ap);
+}
+
+int gd_sleep_until(struct gd_run *g, uint64_t until)
+{
+    for (;;) {
+        if (gd_cancelled(g))
+            return NERR_CLOSED;
+        uint64_t now = clock_mono_ns();
+        if (now >= until)
+            return 0;
+        uint64_t d = until - now;
+        if (d > 100000000u)
+            d = 100000000u;
+        struct timespec ts = {0, (long)d};
+        nanosleep(&ts, NULL);
+        gd_progress(g, 0);
+    }
+}
+
+/* ---- the fault kinds' view of the runner ---- */
+
+static void fault_note(void *arg, const char *msg)
+{
+    gd_note(arg, "%s", msg);
+}
+
+static void fault_host_changed(void *arg, const struct inv_host *h)
+{
+    gd_host_changed(arg, h);
+}
+
+/* Whatever happened: every fault kind heals what it left, the last
+ * registered first. */
+static void heal_all(struct gd_run *g)
+{
+    for (size_t k = fault_kind_count(); k-- > 0;)
+        if (fault_kinds[k]->heal_all && g->fenv.inv)
+            fault_kinds[k]->heal_all(g->fstate[k], &g->fenv);
+}
+
+/* ---- steps ---- */
+
+static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
+{
+    const struct pb_action *a = &g->plan->a[idx];
+    struct step_rec *r = &g->rec[idx];
+    uint64_t deadline = clock_mono_ns() + a->timeout_ns;
+    char what[512];
+    pb_action_what(a, g->inv, what, sizeof what);
+    gd_note(g, "step %d/%zu %s %s", a->index, g->plan->n, a->label, a->fault ? what : "");
+    struct fault_call call = pb_action_call(a);
+    void *fs = a->fault ? g->fstate[fault_kind_id(a->fault) - 1] : NULL;
+    int rc = 0;
+    switch (a->kind) {
+    case PB_INJECT:
+        if ((rc = a->fault->inject(fs, &g->fenv, &call, err)))
+            break;
+        pthread_mutex_lock(&g->mu);
+        r->off_ns = clock_mono_ns();
+        pthread_mutex_unlock(&g->mu);
+        if (a->hold_ns) {
+            if ((rc = gd_sleep_until(g, r->off_ns + a->hold_ns)))
+                break;
+            rc = a->fault->heal(fs, &g->fenv, &call, err);
+        }
+        break;
+    case PB_HEAL:
+        rc = a->fault->heal(fs, &g->fenv, &call, err);
+        break;
+    case PB_SLEEP:
+        rc = gd_sleep_until(g, clock_mono_ns() + a->hold_ns);
+        break;
+    case PB_WAIT_HEALTHY: {
+        struct health h;
+        rc = gd_wait_for(g, a->timeout_ns, gd_all_up_and_live, NULL, &h, NULL, err);
+        break;
+    }
+    default:
+        break;
+    }
+    if (rc == NERR_CLOSED)
+        return nerr_set(err, rc, "cancelled");
+    if (!rc && clock_mono_ns() > deadline)
+        rc = nerr_set(err, NERR_TIMEOUT, "step overran its timeout of %.1fs",
+                      gd_secs(a->timeout_ns));
+    return rc;
+}
+
+/* ---- the run ---- */
+
+static void find_ninesd(struct gd_run *g)
+{
+    if (g->o->ninesd) {
+        gd_fmt(g->ninesd, sizeof g->ninesd, "%s", g->o->ninesd);
+        return;
+    }
+    if (g->pb->ninesd) {
+        gd_fmt(g->ninesd, sizeof g->ninesd, "%s", g->pb->ninesd);
+        return;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        gd_fmt(g->ninesd, sizeof g->ninesd, "ninesd");
+        return;
+    }
+    self[n] = 0;
+    char *sl = strrchr(self, '/');
+    if (sl)
+        *sl = 0;
+    gd_fmt(g->ninesd, sizeof g->ninesd, "%s/ninesd", self);
+    if (access(g->ninesd, X_OK)) /* a test binary in build/t: the daemon is in build/bin */
+        gd_fmt(g->ninesd, sizeof g->ninesd, "%s/../bin/ninesd", self);
+}
+
+static int setup(struct gd_run *g, struct nerr *err)
+{
+    const struct gd_opts *o = g->o;
+    struct pb_errors errs = {0};
+    int rc;
+    if ((rc = playbook_load(o->playbook, NULL, 0, NULL, &g->pb, &errs, err)))
+        goto out;
+    const char *invp = o->inventory ? o->inventory : g->pb->inventory;
+    if (!invp) {
+        rc = nerr_set(err, NERR_INVALID, "%s: no inventory (give --inventory FILE)", o->playbook);
+        goto out;
+    }
+    if ((rc = inventory_load(invp, &g->inv, err)) ||
+        (rc = playbook_check_inventory(g->pb, g->inv, NULL, err)) ||
+        (rc = playbook_plan(g->pb, g->inv, o->seed, &g->plan, err)))
+        goto out;
+    if (o->report_dir)
+        gd_fmt(g->dir, sizeof g->dir, "%s", o->report_dir);
+    else
+        gd_fmt(g->dir, sizeof g->dir, "gameday-%s-%llu", g->pb->name, (unsigned long long)o->seed);
+    if (mkdir(g->dir, 0755) && errno != EEXIST) {
+        rc = nerr_sys(err, errno, "%s", g->dir);
+        goto out;
+    }
+    if (!(g->rec = calloc(g->plan->n + 1, sizeof *g->rec))) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < g->plan->n; i++) {
+        if (!(g->rec[i].lat = malloc(sizeof *g->rec[i].lat))) {
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+            goto out;
+        }
+        hist_init(g->rec[i].lat);
+    }
+    find_ninesd(g);
+    if ((rc = ssh_pool_new(8, 30000, &g->pool, err)))
+        goto out;
+    g->fenv = (struct fault_env){
+        .inv = g->inv, .note = fault_note, .host_changed = fault_host_changed, .arg = g};
+    if (fault_kind_count() > GD_MAX_FAULT_KINDS) {
+        rc = nerr_set(err, NERR_LIMIT, "more than %d fault kinds", GD_MAX_FAULT_KINDS);
+        goto out;
+    }
+    for (size_t k = 0; fault_kinds[k]; k++)
+        if (fault_kinds[k]->open && (rc = fault_kinds[k]->open(&g->fenv, &g->fstate[k], err)))
+            goto out;
+out:
+    pb_errors_free(&errs);
+    return rc;
+}
+
+int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err)
+{
+    struct gd_run g_, *g = &g_;
+    memset(g, 0, sizeof *g);
+    g->o = o;
+    g->t0 = clock_mono_ns();
+    atomic_init(&g->cur, -1);
+    atomic_init(&g->traffic_done, 0);
+    pthread_mutex_init(&g->mu, NULL);
+    *passed = 0;
+    int rc = setup(g, err), run_rc = 0;
+    if (rc)
+        goto out;
+    gd_note(g, "game day %s: seed %llu, %zu steps, report in %s", g->pb->name,
+            (unsigned long long)g->plan->seed, g->plan->n, g->dir);
+    struct nerr e = {0};
+    if ((run_rc = gd_deploy(g, &e)) ||
+        (g->pb->traffic.enabled && (run_rc = gd_start_traffic(g, &e)))) {
+        gd_fmt(g->failure, sizeof g->failure, "set-up: %s", e.msg);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < g->plan->n; i++) {
+        struct step_rec *r = &g->rec[i];
+        r->start_ns = clock_mono_ns();
+        atomic_store(&g->cur, (int)i);
+        nerr_clear(&e);
+        int src = run_action(g, i, &e);
+        r->end_ns = clock_mono_ns();
+        r->done = 1;
+        if (src) {
+            r->failed = 1;
+            gd_fmt(r->error, sizeof r->error, "%s", e.msg);
+            g->steps_failed++;
+            gd_fmt(g->failure, sizeof g->failure, "step %d (%s): %s", g->plan->a[i].index,
+                   g->plan->a[i].label, e.msg);
+            gd_note(g, "step %d failed: %s", g->plan->a[i].index, e.msg);
+            break;
+        }
+    }
+    atomic_store(&g->cur, (int)g->plan->n);
+cleanup:
+    heal_all(g);
+    gd_stop_traffic(g);
+    if (g->thr_started && g->load_rc && !g->failure[0])
+        gd_fmt(g->failure, sizeof g->failure, "traffic: %s", g->load_err.msg);
+    if (g->conf && !gd_cancelled(g)) {
+        int ok1 = 1, ok2 = 1, ok3 = 1;
+        g->verify = json_object();
+        if (g->pb->verify.checkers && g->thr_started)
+            json_object_set_new(g->verify, "checkers", gd_verify_checkers(g, &ok1));
+        if (g->pb->verify.replicas)
+            json_object_set_new(g->verify, "replicas",
+                                gd_verify_status(g, gd_fully_replicated,
+                                                 "every partition has all its replicas healthy",
+                                                 &ok2));
+        if (g->pb->verify.caught_up)
+            json_object_set_new(g->verify, "caught_up",
+                                gd_verify_status(g, gd_caught_up,
+                                                 "every replica applied its leader's commit",
+                                                 &ok3));
+        g->verified = ok1 && ok2 && ok3;
+    }
+    if (g->pb->deploy && g->conf)
+        gd_collect_logs(g);
+    if (gd_cancelled(g) && !g->failure[0])
+        gd_fmt(g->failure, sizeof g->failure, "cancelled");
+    {
+        int ok = g->verified && !g->steps_failed && !g->failure[0];
+        json_t *rep = gd_report_json(g, ok, gd_secs(clock_mono_ns() - g->t0));
+        char path[PATH_MAX + 16];
+        gd_fmt(path, sizeof path, "%s/report.json", g->dir);
+        gd_progress_break(g);
+        if (json_dump_file(rep, path, JSON_INDENT(2) | JSON_SORT_KEYS))
+            rc = nerr_set(err, NERR_IO, "cannot write %s", path);
+        if (o->out)
+            gd_print_summary(g, ok, o->out);
+        json_decref(rep);
+        *passed = ok;
+    }
+    if (!rc && gd_cancelled(g))
+        rc = nerr_set(err, NERR_CLOSED, "cancelled");
+out:
+    if (g->thr_started == 1)
+        gd_stop_traffic(g);
+    if (g->rec)
+        for (size_t i = 0; i < g->plan->n; i++)
+            free(g->rec[i].lat);
+    free(g->rec);
+    free(g->node_host);
+    json_decref(g->verify);
+    if (g->conf)
+        cluster_conf_free(g->conf);
+    load_opts_free(&g->lo);
+    for (size_t k = fault_kind_count(); k-- > 0;)
+        if (g->fstate[k] && fault_kinds[k]->close)
+            fault_kinds[k]->close(g->fstate[k]);
+    ssh_pool_free(g->pool);
+    pb_plan_free(g->plan);
+    inventory_free(g->inv);
+    playbook_free(g->pb);
+    pthread_mutex_destroy(&g->mu);
+    return rc;
+}
