@@ -36,7 +36,8 @@
 struct gentry {
     struct group *g;
     uint64_t lsn;  /* raft index */
-    uint64_t term; /* proposals: the term they were appended in */
+    uint64_t term; /* proposals: the term they were appended in (forwarded:
+                      sent for; another member's: its sender meant) */
     uint64_t t_ns; /* proposals: when appended (for GROUP_PROPOSAL_TIMEOUT_MS) */
     int status;
     void *op;
@@ -44,11 +45,10 @@ struct gentry {
     void *arg;
     unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
     size_t len;
-    int snap; /* a snapshot to restore at lsn (data/len: its payload) */
+    int snap;        /* a snapshot to restore at lsn (data/len: its payload) */
     uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
     int fwd;         /* this node's proposal, to be forwarded if it does not lead */
     uint32_t origin; /* proposals a member forwarded here: its member number */
-    uint32_t sent_to; /* forwarded proposals: the leader they went to */
     struct gentry *next;
 };
 
@@ -86,13 +86,13 @@ struct group_host {
     _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
     pthread_t applier;
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* applier: work, barrier or stop */
-    pthread_cond_t committed; /* barrier waiters */
+    pthread_cond_t cv;          /* applier: work, barrier or stop */
+    pthread_cond_t committed;   /* barrier waiters */
     struct gentry *head, *tail; /* durable entries waiting to be applied */
     int stopping;
-    int failed;       /* an LMDB commit failed: nothing more is applied */
-    int barriers;     /* threads waiting in group_host_barrier */
-    int txn_open;     /* the applier holds uncommitted applied entries */
+    int failed;   /* an LMDB commit failed: nothing more is applied */
+    int barriers; /* threads waiting in group_host_barrier */
+    int txn_open; /* the applier holds uncommitted applied entries */
     uint64_t commit_seq;
     /* Applier-only state. */
     MDB_txn *txn;
@@ -114,17 +114,17 @@ struct group {
     long inflight; /* proposals accepted, done() not yet run */
     long queued;   /* entries handed to the applier, not yet applied */
     int closing;
-    int closed;    /* the driver let go of it */
+    int closed; /* the driver let go of it */
     _Atomic uint64_t applied;
     /* Driver-thread state. */
     struct raft *r;
     struct raft_ready rd;
-    int in_flight;       /* a ready is being persisted */
-    int rd_applied;      /* its committed entries were queued already */
-    int rd_sent;         /* its replication messages went out already */
+    int in_flight;  /* a ready is being persisted */
+    int rd_applied; /* its committed entries were queued already */
+    int rd_sent;    /* its replication messages went out already */
     int wal_failed;
     uint32_t missed_ticks;
-    struct dev *deferred, *deferred_tail; /* events that arrived while in flight */
+    struct dev *deferred, *deferred_tail;  /* events that arrived while in flight */
     struct gentry *pending, *pending_tail; /* proposed, by index */
     struct gentry *pbatch, *pbatch_tail;   /* to propose together, at the end of the round */
     struct gentry *fwd_pending, *fwd_tail; /* forwarded to the leader, by time */
@@ -142,7 +142,7 @@ struct group {
     uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
     uint64_t committed_lsn; /* applier: applied LSN of the last commit */
     time_t last_release;
-    int touched;            /* in h->touched */
+    int touched; /* in h->touched */
 };
 
 static void *applier_main(void *arg);
@@ -418,8 +418,8 @@ static int hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
 static int hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err)
 {
     char buf[128];
-    int n = snprintf(buf, sizeof buf, HS_MAGIC "term %llu\nvote %u\n",
-                     (unsigned long long)hs->term, hs->vote);
+    int n = snprintf(buf, sizeof buf, HS_MAGIC "term %llu\nvote %u\n", (unsigned long long)hs->term,
+                     hs->vote);
     return fs_write_file_atomic(g->hs_path, buf, (size_t)n, err);
 }
 
@@ -456,8 +456,8 @@ static void publish(struct group *g)
 
 /* <wal_dir>/SNAPSHOT: "N9SS" u32 version, u64 index, u64 term, u32 crc32c,
  * u32 length, payload. Written atomically (fs_write_file_atomic). */
-static int snap_save(struct group *g, uint64_t index, uint64_t term, const void *data,
-                     size_t len, struct nerr *err)
+static int snap_save(struct group *g, uint64_t index, uint64_t term, const void *data, size_t len,
+                     struct nerr *err)
 {
     unsigned char *b = malloc(SNAP_HEADER + len);
     if (!b)
@@ -702,8 +702,8 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
         goto fail;
     }
     if (applied < last)
-        log_info("group %s: log %llu..%llu loaded; entries after %llu apply once committed",
-                 name, (unsigned long long)nls_first_lsn(g->log), (unsigned long long)last,
+        log_info("group %s: log %llu..%llu loaded; entries after %llu apply once committed", name,
+                 (unsigned long long)nls_first_lsn(g->log), (unsigned long long)last,
                  (unsigned long long)applied);
     for (size_t i = 0; i < lc.n; i++)
         free(lc.v[i].data);
@@ -967,6 +967,8 @@ static void on_durable(void *arg, uint64_t lsn, int status)
 
 static void fail_list(struct gentry *e, int status);
 
+static void send_raw(struct group *g, const struct raft_msg *m);
+
 static void group_fail(struct group *g, int status)
 {
     if (!g->wal_failed)
@@ -974,6 +976,16 @@ static void group_fail(struct group *g, int status)
                   "node once the disk is fixed)",
                   g->name, nerr_name(status));
     g->wal_failed = 1;
+    /* A leader that falls silent would leave the others waiting a whole
+     * election timeout, and the writes routed to it with them: it hands
+     * leadership to its most up-to-date follower at once (raft_hand_over).
+     * wal_failed is set first, so no lease read is served from here on. */
+    struct raft_msg to;
+    if (g->h->send && raft_hand_over(g->r, &to) == 0) {
+        log_warn("group %s: handing leadership over to member %u (%s)", g->name, to.to,
+                 g->mem.nodes[to.to - 1]);
+        send_raw(g, &to);
+    }
     for (struct gentry *e = g->pending, *n; e; e = n) {
         n = e->next;
         fail_prop(e, NERR_IO);
@@ -1065,6 +1077,18 @@ static void queue_committed(struct group *g, const struct raft_ready *rd)
                     break;
                 }
         }
+        /* A forwarded proposal could only be appended in the term it was
+         * sent for (flush_props). Once an entry of a later term commits,
+         * every committed entry of that term lies before it and has been
+         * seen here: the proposal never commits, so the caller may retry.
+         * fwd_pending is in sending order, so its terms never decrease. */
+        while (g->fwd_pending && g->fwd_pending->term < ce->term) {
+            struct gentry *p = g->fwd_pending;
+            g->fwd_pending = p->next;
+            if (!g->fwd_pending)
+                g->fwd_tail = NULL;
+            fail_prop(p, NERR_BUSY);
+        }
         if (!e) {
             e = calloc(1, sizeof *e);
             if (!e) {
@@ -1145,11 +1169,27 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
         group_fail(g, NERR_IO);
         return -1;
     }
-    for (struct gentry *p = g->pending, *n; p; p = n) {
-        n = p->next;
-        fail_prop(p, NERR_BUSY);
+    /* Proposals the snapshot may hold committed are never matched with
+     * their entries: their outcome is unknown. Later ones stay pending. */
+    while (g->pending && g->pending->lsn <= sn->index) {
+        struct gentry *p = g->pending;
+        g->pending = p->next;
+        fail_prop(p, NERR_TIMEOUT);
     }
-    g->pending = g->pending_tail = NULL;
+    if (!g->pending)
+        g->pending_tail = NULL;
+    for (struct gentry **pp = &g->fwd_pending; *pp;) {
+        struct gentry *p = *pp;
+        if (p->term > sn->term) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        fail_prop(p, NERR_TIMEOUT);
+    }
+    g->fwd_tail = NULL;
+    for (struct gentry *x = g->fwd_pending; x; x = x->next)
+        g->fwd_tail = x;
     memcpy(e->data, sn->data, sn->len);
     e->len = sn->len;
     e->snap = 1;
@@ -1296,20 +1336,33 @@ static void drive(struct group *g)
     }
 }
 
-static void send_host_msg(struct group *g, uint32_t to, uint32_t type, uint64_t rid,
-                          const void *data, size_t len)
+/* Sends one message outside a ready (host messages, a hand-over). */
+static void send_raw(struct group *g, const struct raft_msg *m)
 {
-    struct raft_msg m = {.type = type, .from = g->mem.self, .to = to, .index = rid,
-                         .data_len = (uint32_t)len, .data = (unsigned char *)data};
     unsigned char *buf;
     size_t blen;
-    if (to < 1 || to > g->mem.n || to == g->mem.self || raftwire_encode(&m, &buf, &blen))
+    if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !g->h->send ||
+        raftwire_encode(m, &buf, &blen))
         return;
-    if (g->h->send(g->h->send_arg, g->mem.nodes[to - 1], g->mem.gid, buf, blen))
+    if (g->h->send(g->h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, blen))
         atomic_fetch_add(&g->h->st_sendfail, 1);
     else
         atomic_fetch_add(&g->h->st_out, 1);
     free(buf);
+}
+
+/* term: FWD_PROPOSE only, the term of the leader it is meant for. */
+static void send_host_msg(struct group *g, uint32_t to, uint32_t type, uint64_t rid, uint64_t term,
+                          const void *data, size_t len)
+{
+    struct raft_msg m = {.type = type,
+                         .from = g->mem.self,
+                         .to = to,
+                         .index = rid,
+                         .term = term,
+                         .data_len = (uint32_t)len,
+                         .data = (unsigned char *)data};
+    send_raw(g, &m);
 }
 
 static void proposal(struct group *g, struct gentry *e)
@@ -1320,8 +1373,11 @@ static void proposal(struct group *g, struct gentry *e)
             fail_prop(e, NERR_BUSY);
             return;
         }
-        send_host_msg(g, leader, RAFTWIRE_FWD_PROPOSE, e->rid, e->data, e->len);
-        e->sent_to = leader;
+        /* Only the leader of this term may append it (flush_props): then a
+         * committed entry of a later term without it proves it never
+         * commits (queue_committed). */
+        e->term = raft_term(g->r);
+        send_host_msg(g, leader, RAFTWIRE_FWD_PROPOSE, e->rid, e->term, e->data, e->len);
         e->t_ns = now_ns();
         e->next = NULL;
         q_append(&g->fwd_pending, &g->fwd_tail, e, e);
@@ -1336,7 +1392,7 @@ static void fail_list(struct gentry *e, int status)
     for (struct gentry *n; e; e = n) {
         n = e->next;
         if (e->origin) { /* another member's: tell it nothing was proposed */
-            send_host_msg(e->g, e->origin, RAFTWIRE_FWD_NACK, e->rid, NULL, 0);
+            send_host_msg(e->g, e->origin, RAFTWIRE_FWD_NACK, e->rid, 0, NULL, 0);
             free(e->data);
             free(e);
             continue;
@@ -1356,6 +1412,20 @@ static void flush_props(struct group *g)
         fail_list(batch, g->wal_failed ? NERR_IO : g->closed ? NERR_CLOSED : NERR_BUSY);
         return;
     }
+    /* Another member's proposal meant for this member's leadership of an
+     * earlier term is refused (its sender retries): see proposal(). */
+    for (struct gentry **pp = &batch; *pp;) {
+        struct gentry *e = *pp;
+        if (e->origin && e->term && e->term != raft_term(g->r)) {
+            *pp = e->next;
+            e->next = NULL;
+            fail_list(e, NERR_BUSY);
+            continue;
+        }
+        pp = &e->next;
+    }
+    if (!batch)
+        return;
     size_t n = 0;
     for (struct gentry *e = batch; e; e = e->next)
         n++;
@@ -1403,22 +1473,9 @@ static void flush_props(struct group *g)
 static void expire_pending(struct group *g, uint64_t now)
 {
     uint64_t limit = (uint64_t)GROUP_PROPOSAL_TIMEOUT_MS * 1000000ull;
-    /* Forwarded to a leader this member no longer follows (it died or was
-     * deposed): the entry may or may not commit; say so now rather than at
-     * the timeout. */
-    uint32_t leader = raft_leader(g->r);
-    for (struct gentry **pp = &g->fwd_pending; *pp;) {
-        struct gentry *e = *pp;
-        if (e->sent_to == leader) {
-            pp = &e->next;
-            continue;
-        }
-        *pp = e->next;
-        fail_prop(e, NERR_TIMEOUT);
-    }
-    g->fwd_tail = NULL;
-    for (struct gentry *x = g->fwd_pending; x; x = x->next)
-        g->fwd_tail = x;
+    /* A proposal forwarded to a leader that died or was deposed waits: the
+     * next leader either commits it or commits an entry of its own term
+     * first, which proves it never will (queue_committed). */
     while (g->fwd_pending && now - g->fwd_pending->t_ns > limit) {
         struct gentry *e = g->fwd_pending;
         g->fwd_pending = e->next;
@@ -1453,12 +1510,13 @@ static void message(struct group *g, struct dev *d)
     if (d->msg.type == RAFTWIRE_FWD_PROPOSE) {
         struct gentry *e = calloc(1, sizeof *e);
         if (!e) {
-            send_host_msg(g, from, RAFTWIRE_FWD_NACK, d->msg.index, NULL, 0);
+            send_host_msg(g, from, RAFTWIRE_FWD_NACK, d->msg.index, 0, NULL, 0);
             return;
         }
         e->g = g;
         e->origin = from;
         e->rid = d->msg.index;
+        e->term = d->msg.term; /* the term its sender meant (0: any) */
         e->data = d->msg.data; /* taken over */
         e->len = d->msg.data_len;
         d->msg.data = NULL;
@@ -1731,8 +1789,8 @@ static void commit_txn(struct group_host *h)
     if (!h->txn)
         return;
     for (size_t i = 0; !rc && i < h->ntouched; i++)
-        rc = state_applied_put(h->st, h->txn, h->touched[i]->name, h->touched[i]->applied_lsn,
-                               &err);
+        rc =
+            state_applied_put(h->st, h->txn, h->touched[i]->name, h->touched[i]->applied_lsn, &err);
     if (!rc)
         rc = state_write_commit(h->st, h->txn, &err);
     else

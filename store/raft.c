@@ -51,8 +51,8 @@ struct raft {
      * no progress (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
     uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
-    uint64_t ack[RAFT_MAX_MEMBERS + 1];       /* 1 + tick of latest acked heartbeat */
-    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1]; /* 1 + tick a snapshot went out */
+    uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
+    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */
     int active[RAFT_MAX_MEMBERS + 1];
     uint64_t lead_start, term_start;
     uint32_t hb_elapsed, cq_elapsed;
@@ -298,8 +298,9 @@ static uint32_t popcount(uint32_t x)
     return (uint32_t)__builtin_popcount(x);
 }
 
-/* Asks every other member for its (pre-)vote for term, on our last entry. */
-static void ask_votes(struct raft *r, uint32_t type, uint64_t term)
+/* Asks every other member for its (pre-)vote for term, on our last entry;
+ * ctx 1 marks the votes of a hand-over (TIMEOUT_NOW). */
+static void ask_votes(struct raft *r, uint32_t type, uint64_t term, uint64_t ctx)
 {
     uint64_t lt = 0;
     term_at(r, last_index(r), &lt);
@@ -311,11 +312,12 @@ static void ask_votes(struct raft *r, uint32_t type, uint64_t term)
             m->term = term;
             m->index = last_index(r);
             m->log_term = lt;
+            m->ctx = ctx;
         }
     }
 }
 
-static void campaign(struct raft *r)
+static void campaign(struct raft *r, uint64_t hand_over)
 {
     r->term++;
     r->vote = r->id;
@@ -329,7 +331,7 @@ static void campaign(struct raft *r)
         become_leader(r);
         return;
     }
-    ask_votes(r, RAFT_MSG_VOTE, r->term);
+    ask_votes(r, RAFT_MSG_VOTE, r->term, hand_over);
 }
 
 static void pre_campaign(struct raft *r)
@@ -342,10 +344,10 @@ static void pre_campaign(struct raft *r)
     r->stats.prevotes_started++;
     new_timeout(r);
     if (popcount(r->granted) >= r->quorum) {
-        campaign(r);
+        campaign(r, 0);
         return;
     }
-    ask_votes(r, RAFT_MSG_PREVOTE, r->term + 1);
+    ask_votes(r, RAFT_MSG_PREVOTE, r->term + 1, 0);
 }
 
 /* Leader stickiness, the lease guard: a member that heard from a leader
@@ -641,7 +643,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 
     if (m->term > r->term) {
         if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
-            if (in_lease(r)) {
+            /* A hand-over vote comes with the old leader's consent: it gave
+             * its lease up before it sent TIMEOUT_NOW (raft_hand_over). */
+            if (in_lease(r) && !(m->type == RAFT_MSG_VOTE && m->ctx == 1)) {
                 r->stats.votes_ignored++;
                 goto out;
             }
@@ -654,7 +658,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             /* A granted pre-vote carries the proposed term; handled below. */
         } else {
             int from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
-                              m->type == RAFT_MSG_SNAPSHOT;
+                              m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
             become_follower(r, m->term, from_leader ? m->from : 0);
         }
     } else if (m->term < r->term) {
@@ -719,6 +723,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             }
         }
         break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        /* The leader of this term hands over (raft_hand_over): campaign
+         * now, without the pre-vote round or the gray-failure probe. */
+        if (r->role == RAFT_FOLLOWER || r->role == RAFT_PRE_CANDIDATE)
+            campaign(r, 1);
+        break;
     case RAFT_MSG_VOTE:
         handle_vote(r, m);
         break;
@@ -745,7 +755,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         else if (m->reject)
             r->refused |= 1u << m->from;
         if (popcount(r->granted) >= r->quorum)
-            campaign(r);
+            campaign(r, 0);
         else if (popcount(r->refused) >= r->quorum)
             become_follower(r, r->term, 0);
         break;
@@ -876,6 +886,31 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
     r->snap.term = t;
     r->snap.len = len;
     r->snap.data = d;
+    return 0;
+}
+
+int raft_hand_over(struct raft *r, struct raft_msg *out)
+{
+    if (r->role != RAFT_LEADER || r->n < 2)
+        return NERR_BUSY;
+    uint32_t best = 0;
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        if (!best || r->match[p] > r->match[best] ||
+            (r->match[p] == r->match[best] && r->ack[p] > r->ack[best]))
+            best = p;
+    }
+    memset(out, 0, sizeof(*out));
+    out->group = r->group;
+    out->type = RAFT_MSG_TIMEOUT_NOW;
+    out->from = r->id;
+    out->to = best;
+    out->term = r->term;
+    out->index = last_index(r);
+    out->commit = r->commit;
+    r->stats.hand_overs++;
+    become_follower(r, r->term, 0);
     return 0;
 }
 
@@ -1083,7 +1118,7 @@ const char *raft_msg_type_name(uint32_t type)
     static const char *const names[] = {
         "?",       "APPEND",       "APPEND_RESP", "HEARTBEAT", "HEARTBEAT_RESP",
         "PREVOTE", "PREVOTE_RESP", "VOTE",        "VOTE_RESP", "SNAPSHOT",
-        "PROBE",   "PROBE_RESP"};
+        "PROBE",   "PROBE_RESP",   "TIMEOUT_NOW"};
     return type < RAFT_MSG_TYPE_END ? names[type] : "?";
 }
 
