@@ -182,6 +182,7 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
         struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
         for (int k = 0; k < pp->nmembers; k++)
             mem.nodes[k] = pp->members[k];
+        pp->ov = group_host_overlay(c->h);
         int rc = group_open(c->h, pp->name, dir, &items_sm, pp, &mem, &pp->g, err);
         if (rc)
             return rc;
@@ -525,14 +526,14 @@ static int meta_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *le
                          struct nerr *err)
 {
     struct catalog *c = sm;
-    return items_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
+    return state_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
 }
 
 static int meta_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct catalog *c = sm;
     /* The sync loop then opens and closes tables to match. */
-    return items_dbi_restore(txn, state_dbi_catalog(c->st), data, len, err);
+    return state_dbi_restore(txn, state_dbi_catalog(c->st), data, len, err);
 }
 
 static const struct group_sm meta_sm = {.apply = meta_apply,

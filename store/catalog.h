@@ -61,6 +61,7 @@ struct partition {
     char members[CATALOG_MAX_REPLICAS][64]; /* node ids, preferred leader first */
     MDB_dbi dbi;    /* only when g != NULL */
     struct group *g; /* NULL: this node holds no replica */
+    struct overlay *ov; /* where items_sm publishes applied items (items.h) */
 };
 
 struct table {
