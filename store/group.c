@@ -255,7 +255,7 @@ static int drive_sync(struct group *g, struct nerr *err)
     return 0;
 }
 
-int group_open(struct group_host *h, const char *name, const char *wal_dir,
+int group_open(struct group_host *h, const char *name, const char *group_dir,
                const struct group_sm *sm, void *sm_arg, const struct group_members *mem,
                struct group **out, struct nerr *err)
 {
@@ -265,8 +265,8 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
     uint64_t applied = 0;
     int rc;
     struct raft_snapshot snap = {0};
-    if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", wal_dir) < 0 ||
-        asprintf(&g->snap_path, "%s/SNAPSHOT", wal_dir) < 0) {
+    if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", group_dir) < 0 ||
+        asprintf(&g->snap_path, "%s/SNAPSHOT", group_dir) < 0) {
         if (g) {
             free(g->name);
             free(g->hs_path);
@@ -289,7 +289,7 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
                       g->mem.n, g->mem.self);
         goto fail;
     }
-    if ((rc = fs_mkdir_p(wal_dir, err)) || (rc = group__refuse_old_wal(wal_dir, err)) ||
+    if ((rc = fs_mkdir_p(group_dir, err)) || (rc = group__refuse_old_wal(group_dir, err)) ||
         (rc = nodelog_stream_open(h->nl, name, &g->log, err)))
         goto fail;
     struct raft_hard_state hs;
@@ -339,7 +339,7 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
         rc = nerr_set(err, NERR_CORRUPT,
                       "group %s: its log starts at %llu but the snapshot in %s ends at %llu: "
                       "entries are missing",
-                      name, (unsigned long long)nls_first_lsn(g->log), wal_dir,
+                      name, (unsigned long long)nls_first_lsn(g->log), group_dir,
                       (unsigned long long)snap.index);
         goto fail;
     }

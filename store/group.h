@@ -23,7 +23,7 @@
  * Compaction. Once a member's log holds compact_entries entries, the driver
  * takes a snapshot of the state machine as LMDB last committed it (at applied
  * index S, read in the same read transaction), writes it durably to
- * <wal_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
+ * <group_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
  * hands it to the core (raft_compact: the log before S goes, lagging
  * followers get the snapshot) and releases its stream up to S (node log
  * segments nobody needs go). A group that pins the oldest segment of a
@@ -195,14 +195,14 @@ struct group_members {
 };
 
 /* Opens a group: opens its stream of the node log (named `name`) and its
- * HARDSTATE and SNAPSHOT files in wal_dir (created if missing; a directory
+ * HARDSTATE and SNAPSHOT files in group_dir (created if missing; a directory
  * with WAL segments of an older layout is refused with NERR_CORRUPT), loads
  * the log into the consensus core and registers it with the driver.
  * Committed entries after the applied LSN recorded in LMDB are applied again
  * as the core reports them committed. name is the key of its applied LSN.
  * mem NULL = one member (this node). sm, sm_arg and mem's strings are
  * borrowed until group_close. NERR_EXISTS when gid is already open. */
-int group_open(struct group_host *h, const char *name, const char *wal_dir,
+int group_open(struct group_host *h, const char *name, const char *group_dir,
                const struct group_sm *sm, void *sm_arg, const struct group_members *mem,
                struct group **out, struct nerr *err);
 

@@ -79,7 +79,7 @@ int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct ner
 
 #define SNAP_HEADER 32
 
-/* <wal_dir>/SNAPSHOT: "N9SS" u32 version, u64 index, u64 term, u32 crc32c,
+/* <group_dir>/SNAPSHOT: "N9SS" u32 version, u64 index, u64 term, u32 crc32c,
  * u32 length, payload. Written atomically (fs_write_file_atomic). */
 int group__snap_save(struct group *g, uint64_t index, uint64_t term, const void *data, size_t len,
                      struct nerr *err)
