@@ -5,7 +5,7 @@
  */
 #include "store/group.h"
 
-#include <assert.h>
+#include "lib/invariant.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -452,7 +452,7 @@ void group_close(struct group *g)
     if (!pthread_equal(pthread_self(), g->h->applier))
         group_host_barrier(g->h);
     else
-        assert(!g->touched);
+        NINES_ASSERT(!g->touched);
     nls_close(g->log);
     raft_free(g->r);
     pthread_cond_destroy(&g->idle);

@@ -33,7 +33,8 @@
  * SNAPSHOT is the log's base; if LMDB lost its last commits (the meta page
  * is synced lazily) and is behind S, the snapshot is restored first.
  *
- * Invariants
+ * Invariants (1 and 2's counting are checked with NINES_ASSERT in every build;
+ * the consensus core checks its own, raft.h)
  *  1. Entries of one group are applied in log order, each exactly once: the
  *     applied LSN is written in the same LMDB transaction as the entry's effects
  *     (state.h). On restart the log is loaded from the WAL and committed

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/invariant.h"
 #include "lib/log.h"
 #include "store/group_internal.h"
 #include "store/overlay.h"
@@ -28,6 +29,7 @@ static void finish(struct gentry *e, int status, void *result)
         pthread_cond_broadcast(&g->idle);
     if (--g->queued == 0)
         pthread_cond_broadcast(&g->idle);
+    NINES_ASSERT(g->inflight >= 0 && g->queued >= 0); /* invariant 2: done() once */
     pthread_mutex_unlock(&g->mu);
     free(e->data);
     free(e);
@@ -129,6 +131,9 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             continue; /* the WAL could not make it durable: never applied */
         if ((rc = touch(h, e->g)))
             break;
+        /* Invariant 1: a group's entries arrive in log order, each once; a
+         * snapshot jumps ahead. */
+        NINES_ASSERT(e->snap ? e->lsn > e->g->applied_lsn : e->lsn == e->g->applied_lsn + 1);
         if (e->snap) {
             rc = e->g->sm->restore(e->g->sm_arg, h->txn, e->data, e->len, &err);
             if (!rc) {

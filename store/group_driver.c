@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/invariant.h"
 #include "lib/le.h"
 #include "lib/log.h"
 #include "store/group_internal.h"
@@ -89,6 +90,7 @@ static void fail_prop(struct gentry *e, int status)
     free(e->data);
     free(e);
     pthread_mutex_lock(&g->mu);
+    NINES_ASSERT(g->inflight > 0); /* invariant 2: done() once per proposal */
     if (--g->inflight == 0)
         pthread_cond_broadcast(&g->idle);
     pthread_mutex_unlock(&g->mu);

@@ -4,9 +4,10 @@
  */
 #include "store/raft.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/invariant.h"
 
 /* Ticks a follower waits for answers to its gray-failure probe before it
  * starts a pre-election anyway. */
@@ -84,6 +85,18 @@ static uint64_t last_index(const struct raft *r)
     return r->snap.index + r->log_len;
 }
 
+/* The cheap invariants raft.h promises, checked after every input (always
+ * on: lib/invariant.h). I4: the commit index never passes the log's end or
+ * falls below what was applied or compacted; a leader leads as itself. */
+static void check_state(const struct raft *r)
+{
+    NINES_ASSERT(r->commit <= last_index(r));
+    NINES_ASSERT(r->applied <= r->commit);
+    NINES_ASSERT(r->snap.index <= r->commit);
+    NINES_ASSERT(r->stable <= last_index(r));
+    NINES_ASSERT(r->role != RAFT_LEADER || (r->leader == r->id && r->vote == r->id));
+}
+
 /* Term of the entry at i; 0 when unknown (compacted away or beyond the log).
  * Index 0 has term 0 by definition, which is also what callers compare. */
 static int term_at(const struct raft *r, uint64_t i, uint64_t *t)
@@ -122,6 +135,10 @@ static int log_reserve(struct raft *r, size_t n)
 /* Appends a copy of e (whose index must be last + 1). */
 static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len)
 {
+    /* I2's premise: terms never decrease along the log, and no entry is of a
+     * term this member has not reached. */
+    NINES_ASSERT(term <= r->term &&
+                 term >= (r->log_len ? r->log[r->log_len - 1].term : r->snap.term));
     if (log_reserve(r, 1))
         return NERR_NOMEM;
     struct raft_entry *ne = &r->log[r->log_len];
@@ -141,10 +158,11 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
     return 0;
 }
 
-/* Drops entries with index >= from. Never below the commit index (I4). */
+/* Drops entries with index >= from. Never below the commit index (I4), and
+ * never on a leader (it only appends: Leader Append-Only, §5.3). */
 static void log_truncate(struct raft *r, uint64_t from)
 {
-    assert(from > r->commit);
+    NINES_ASSERT(from > r->commit && r->role != RAFT_LEADER);
     while (last_index(r) >= from) {
         free(r->log[r->log_len - 1].data);
         r->log_len--;
@@ -267,7 +285,7 @@ static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
 
 static void become_leader(struct raft *r)
 {
-    assert(r->role == RAFT_CANDIDATE);
+    NINES_ASSERT(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
     r->leader = r->id;
     for (uint32_t p = 1; p <= r->n; p++) {
@@ -473,7 +491,7 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
         /* Fast backtracking: the largest index that could still match is
          * the last one whose term is <= the leader's term at m->index. */
         uint64_t hint = m->index > last_index(r) ? last_index(r) : m->index - 1;
-        assert(m->index > 0 || hint == 0);
+        NINES_ASSERT(m->index > 0 || hint == 0);
         while (hint > r->commit && !term_at(r, hint, &t) && t > m->log_term)
             hint--;
         reply_append(r, m->from, m->index, 1, hint);
@@ -763,12 +781,14 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         break;
     }
 out:
+    check_state(r);
     return r->nomem ? NERR_NOMEM : 0;
 }
 
 void raft_tick(struct raft *r)
 {
     r->now++;
+    check_state(r);
     if (r->role == RAFT_LEADER) {
         r->last_contact = r->now;
         if (++r->hb_elapsed >= r->H) {
@@ -924,6 +944,12 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
         rd->n_entries = (size_t)(last_index(r) - r->unstable_from + 1);
     }
     struct raft_hard_state hs = {r->term, r->vote, r->commit};
+    /* Against what the host persisted last: the term never decreases, a
+     * vote is cast at most once per term (I1), the commit index never
+     * decreases (I4). */
+    NINES_ASSERT(hs.term >= r->prev_hs.term);
+    NINES_ASSERT(hs.term > r->prev_hs.term || r->prev_hs.vote == 0 || hs.vote == r->prev_hs.vote);
+    NINES_ASSERT(hs.commit >= r->prev_hs.commit);
     if (hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote ||
         hs.commit != r->prev_hs.commit) {
         rd->has_hard_state = 1;
@@ -953,6 +979,7 @@ void raft_ready_advance(struct raft *r)
     r->n_msgs = 0;
     if (r->role == RAFT_LEADER)
         maybe_commit(r);
+    check_state(r);
 }
 
 struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)

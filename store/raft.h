@@ -26,7 +26,8 @@
  *     and its votes are granted even by members that heard the old leader
  *     within E ticks (the old leader gave its lease up)
  *
- * Invariants (asserted in raft.c, checked by t/unit/test_raft_sim.c):
+ * Invariants (the cheap parts checked in raft.c with NINES_ASSERT, on in
+ * every build; all of them checked by t/unit/test_raft_sim.c):
  *  I1 At most one leader per term: a vote is granted at most once per term
  *     and the (term, vote) pair is persisted before the grant is sent.
  *  I2 Log matching: entries with the same index and term are identical, and
