@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/invariant.h"
 #include "lib/log.h"
 #include "store/group_internal.h"
@@ -35,11 +36,9 @@ static void finish(struct gentry *e, int status, void *result)
     free(e);
 }
 
-static double ms_since(const struct timespec *t0)
+static double ms_since(uint64_t t0_ns)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+    return (double)(clock_mono_ns() - t0_ns) / 1e6;
 }
 
 /* Commits the open transaction with every touched group's applied LSN. */
@@ -119,7 +118,7 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
         rc = h->failed ? NERR_IO : NERR_NOMEM;
     if (!rc && !h->txn) {
         rc = state_write_begin(h->st, &h->txn, &err);
-        clock_gettime(CLOCK_MONOTONIC, &h->txn_start);
+        h->txn_start_ns = clock_mono_ns();
     }
     if (!rc) {
         pthread_mutex_lock(&h->mu);
@@ -209,12 +208,8 @@ void *group__applier_main(void *arg)
                 pthread_cond_wait(&h->cv, &h->mu);
                 continue;
             }
-            struct timespec dl = h->txn_start;
-            dl.tv_nsec += GROUP_COMMIT_MAX_MS * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            uint64_t at = h->txn_start_ns + GROUP_COMMIT_MAX_MS * 1000000ull;
+            struct timespec dl = {(time_t)(at / 1000000000ull), (long)(at % 1000000000ull)};
             if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT)
                 break;
         }
@@ -224,7 +219,7 @@ void *group__applier_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         if (batch)
             apply_batch(h, batch);
-        if (h->txn && (barrier || stop || ms_since(&h->txn_start) >= GROUP_COMMIT_MAX_MS))
+        if (h->txn && (barrier || stop || ms_since(h->txn_start_ns) >= GROUP_COMMIT_MAX_MS))
             commit_txn(h);
         if (!batch && stop && !h->txn)
             break;

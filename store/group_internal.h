@@ -102,7 +102,7 @@ struct group_host {
     uint64_t commit_seq;
     /* Applier-only state. */
     MDB_txn *txn;
-    struct timespec txn_start;
+    uint64_t txn_start_ns;  /* clock_mono_ns() when the open transaction began */
     struct group **touched; /* groups with entries in the open transaction */
     size_t ntouched, cap_touched;
 };

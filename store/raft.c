@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/invariant.h"
+#include "lib/rng.h"
 
 /* Ticks a follower waits for answers to its gray-failure probe before it
  * starts a pre-election anyway. */
@@ -19,7 +20,7 @@ struct raft {
     uint64_t group;
     uint32_t id, n, quorum;
     uint32_t E, H, lease_ticks;
-    uint64_t rng;
+    struct rng rng; /* election timeouts, from cfg->seed: a run replays */
 
     /* Persistent state (mirrors what the host persisted once advanced). */
     uint64_t term;
@@ -67,15 +68,6 @@ struct raft {
     struct raft_stats stats;
 };
 
-static uint64_t rng_next(struct raft *r)
-{
-    /* splitmix64: deterministic from the seed, good enough for timeouts. */
-    uint64_t z = (r->rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static uint64_t first_index(const struct raft *r)
 {
     return r->snap.index + 1;
@@ -113,7 +105,7 @@ static int term_at(const struct raft *r, uint64_t i, uint64_t *t)
 
 static void new_timeout(struct raft *r)
 {
-    r->timeout = r->E + (uint32_t)(rng_next(r) % r->E);
+    r->timeout = r->E + (uint32_t)(rng_next(&r->rng) % r->E);
     r->elapsed = 0;
 }
 
@@ -1027,7 +1019,7 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     r->E = cfg->election_ticks;
     r->H = cfg->heartbeat_ticks;
     r->lease_ticks = (uint32_t)lease;
-    r->rng = cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id);
+    rng_seed(&r->rng, cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id));
     r->term = cfg->hs.term;
     r->vote = cfg->hs.vote;
     r->snap.index = s->index;
