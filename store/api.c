@@ -694,7 +694,12 @@ struct wcall {
     struct op op;
     struct batch *batch; /* BatchWriteItem member, or NULL */
     json_t *request;     /* BatchWriteItem: the original request entry */
+    struct rcall *again; /* a copy of the routed request: done() with NERR_BUSY routes it again */
 };
+
+static void rcall_free(struct rcall *rc);
+static struct rcall *rcall_clone(const struct rcall *rc);
+static int route_retry(struct rcall *rc);
 
 struct batch {
     struct call c;
@@ -715,6 +720,8 @@ static void batch_finish(struct batch *b)
 
 static void wcall_free(struct wcall *w)
 {
+    if (w->again)
+        rcall_free(w->again);
     op_clear(&w->op);
     table_put(w->t);
     json_decref(w->request);
@@ -741,6 +748,12 @@ static void write_done(void *arg, int status, void *result)
         wcall_free(w);
         if (last)
             batch_finish(b);
+        return;
+    }
+    if (status == NERR_BUSY && w->again && route_retry(w->again)) {
+        /* Known never to commit (group.h): route it again, to the new leader. */
+        w->again = NULL;
+        wcall_free(w);
         return;
     }
     if (status == NERR_TIMEOUT) {
@@ -771,8 +784,6 @@ static void write_done(void *arg, int status, void *result)
     wcall_free(w);
 }
 
-static int route_retry(struct rcall *rc);
-
 /* Proposes w->op on its partition; on a synchronous failure replies (or
  * records it in the batch) and frees w. */
 static void propose_write(struct wcall *w)
@@ -784,6 +795,8 @@ static void propose_write(struct wcall *w)
     if (!rc) {
         const json_t *hash = json_object_get(w->op.key, w->t->hash_name);
         struct partition *p = table_partition_for(w->t, hash);
+        if (p->g && !w->batch && w->c.rc && !w->again)
+            w->again = rcall_clone(w->c.rc);
         rc = p->g ? group_propose(p->g, bytes, len, &w->op, write_done, w) : NERR_BUSY;
     }
     free(bytes);
@@ -1650,6 +1663,24 @@ static void rcall_free(struct rcall *rc)
     free(rc->held_body);
     free(rc->body);
     free(rc);
+}
+
+/* A copy of a routed request that can be routed again after the original
+ * was freed (write_done). NULL when out of memory. */
+static struct rcall *rcall_clone(const struct rcall *rc)
+{
+    struct rcall *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *rc;
+    c->retrying = 0;
+    c->held_body = NULL;
+    if (!(c->body = malloc(rc->len + 1))) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c->body, rc->body, rc->len + 1);
+    return c;
 }
 
 static const char *node_api(struct api *a, const char *id)

@@ -164,9 +164,9 @@ static int open_dbis(struct catalog *c, MDB_txn *txn, struct table *t, unsigned 
     return 0;
 }
 
-static int wal_dir_of(struct catalog *c, const char *group, char *buf, size_t cap)
+static int group_dir_of(struct catalog *c, const char *group, char *buf, size_t cap)
 {
-    return snprintf(buf, cap, "%s/wal/%s", c->data_dir, group) >= (int)cap ? NERR_INVALID : 0;
+    return snprintf(buf, cap, "%s/groups/%s", c->data_dir, group) >= (int)cap ? NERR_INVALID : 0;
 }
 
 static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
@@ -177,11 +177,12 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
         uint32_t self = (uint32_t)self_member(c, pp);
         if (!self)
             continue;
-        if (wal_dir_of(c, pp->name, dir, sizeof dir))
+        if (group_dir_of(c, pp->name, dir, sizeof dir))
             return nerr_set(err, NERR_INVALID, "data path too long");
         struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
         for (int k = 0; k < pp->nmembers; k++)
             mem.nodes[k] = pp->members[k];
+        pp->ov = group_host_overlay(c->h);
         int rc = group_open(c->h, pp->name, dir, &items_sm, pp, &mem, &pp->g, err);
         if (rc)
             return rc;
@@ -307,7 +308,7 @@ static void *reap_main(void *arg)
             continue;
         char dir[PATH_MAX];
         struct nerr err = {0};
-        if (!wal_dir_of(c, t->parts[p].name, dir, sizeof dir) && fs_rm_rf(dir, &err))
+        if (!group_dir_of(c, t->parts[p].name, dir, sizeof dir) && fs_rm_rf(dir, &err))
             log_warn("deleted table %s: %s", t->name, err.msg);
         if (group_host_drop(c->h, t->parts[p].name, &err))
             log_warn("deleted table %s: %s", t->name, err.msg);
@@ -525,14 +526,14 @@ static int meta_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *le
                          struct nerr *err)
 {
     struct catalog *c = sm;
-    return items_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
+    return state_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
 }
 
 static int meta_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct catalog *c = sm;
     /* The sync loop then opens and closes tables to match. */
-    return items_dbi_restore(txn, state_dbi_catalog(c->st), data, len, err);
+    return state_dbi_restore(txn, state_dbi_catalog(c->st), data, len, err);
 }
 
 static const struct group_sm meta_sm = {.apply = meta_apply,
@@ -1045,13 +1046,13 @@ int catalog_open(struct group_host *h, const struct catalog_options *opt, struct
         if (!strcmp(c->meta_nodes[k], c->self_id))
             mem.self = (uint32_t)k + 1;
     }
-    snprintf(dir, sizeof dir, "%s/wal", c->data_dir);
+    snprintf(dir, sizeof dir, "%s/groups", c->data_dir);
     if ((rc = fs_mkdir_p(dir, err)))
         goto fail;
     if ((rc = remove_dropped(c, err)))
         goto fail;
     if (mem.self) {
-        snprintf(dir, sizeof dir, "%s/wal/%s", c->data_dir, META_GROUP);
+        snprintf(dir, sizeof dir, "%s/groups/%s", c->data_dir, META_GROUP);
         if ((rc = group_open(h, META_GROUP, dir, &meta_sm, c, &mem, &c->meta, err)))
             goto fail;
         /* A table that cannot be opened at start-up (a corrupt WAL) stops

@@ -11,8 +11,9 @@
  * A table has nparts partitions; an item lives in partition
  *     av_partition_of(hash key, nparts) (store/av.h)
  * (a range split of the 32-bit hash space, so a later split is a range split).
- * Each partition is a replication group ("p.<id>.<n>") with its own WAL
- * directory (wal/p.<id>.<n>/) and its own LMDB named database of the same name.
+ * Each partition is a replication group ("p.<id>.<n>") with its own stream in
+ * the node log (nodelog.h), its own group directory (groups/p.<id>.<n>/:
+ * HARDSTATE, SNAPSHOT) and its own LMDB named database of the same name.
  *
  * Replication. The metadata group ("meta", group id 1) has up to three
  * members (placement_compute of one partition over the cluster's nodes);
@@ -30,7 +31,8 @@
  *
  * Lifetime. catalog_get returns a table with a reference held; callers drop it
  * with table_put. A deleted table disappears from the catalog at once; its
- * memory, groups and WAL go away when the last reference is dropped (on a
+ * memory, groups, group directories and node log streams go away when the
+ * last reference is dropped (on a
  * helper thread, never the applier). Its named databases are emptied in the
  * DeleteTable transaction and removed at the next start (LMDB cannot close a
  * handle that readers may still use).
@@ -61,6 +63,7 @@ struct partition {
     char members[CATALOG_MAX_REPLICAS][64]; /* node ids, preferred leader first */
     MDB_dbi dbi;    /* only when g != NULL */
     struct group *g; /* NULL: this node holds no replica */
+    struct overlay *ov; /* where items_sm publishes applied items (items.h) */
 };
 
 struct table {
@@ -80,7 +83,7 @@ struct cluster_conf;
 struct catalog_options {
     const struct cluster_conf *conf; /* the cluster file (borrowed) */
     const char *self_id;             /* this node's id */
-    const char *data_dir; /* the node's data directory (wal/ lives below it) */
+    const char *data_dir; /* the node's data directory (groups/ lives below it) */
     uint64_t wal_segment_size;
     int unsafe_ack_before_sync;
     int max_partitions; /* upper bound on partitions per table */

@@ -4,7 +4,8 @@
  *
  *   API ──group_propose──> driver: raft_propose ──> WAL (group commit) ──> peers
  *                                  quorum persisted ──> committed ──> applier ──> LMDB
- *                                                                      └──> done(arg, status, result)
+ *                                                                      └──> done(arg, status,
+ * result)
  *
  * Every group runs the consensus core (store/raft.h), one member per node;
  * a group of one member (a one-node cluster) commits on its own fsync. The
@@ -22,7 +23,7 @@
  * Compaction. Once a member's log holds compact_entries entries, the driver
  * takes a snapshot of the state machine as LMDB last committed it (at applied
  * index S, read in the same read transaction), writes it durably to
- * <wal_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
+ * <group_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
  * hands it to the core (raft_compact: the log before S goes, lagging
  * followers get the snapshot) and releases its stream up to S (node log
  * segments nobody needs go). A group that pins the oldest segment of a
@@ -32,7 +33,8 @@
  * SNAPSHOT is the log's base; if LMDB lost its last commits (the meta page
  * is synced lazily) and is behind S, the snapshot is restored first.
  *
- * Invariants
+ * Invariants (1 and 2's counting are checked with NINES_ASSERT in every build;
+ * the consensus core checks its own, raft.h)
  *  1. Entries of one group are applied in log order, each exactly once: the
  *     applied LSN is written in the same LMDB transaction as the entry's effects
  *     (state.h). On restart the log is loaded from the WAL and committed
@@ -42,15 +44,30 @@
  *     persisted the entry AND this node applied it: in the applier's open LMDB
  *     write transaction, with every item it wrote published in the host's
  *     overlay (overlay.h). Point reads consult the overlay first; range reads
- *     call group_host_barrier. Non-zero when the entry can no longer commit as
- *     this proposal (leadership lost and the entry overwritten: NERR_BUSY),
- *     the group closed (NERR_CLOSED), or its disk failed (NERR_IO). An entry
- *     still pending when this member stops leading stays pending: it commits
- *     or is overwritten later, and done() says which.
+ *     call group_host_barrier. Otherwise one of:
+ *       NERR_BUSY    the entry is known never to commit as this proposal, so
+ *                    the caller may propose it again (the router does): it
+ *                    was never appended to any log (no leader, the leader
+ *                    refused a forwarded proposal), it was overwritten in
+ *                    this member's log, or it was forwarded to the leader of
+ *                    term T and an entry of a later term committed without it
+ *                    (a forwarded proposal is appended only by the leader of
+ *                    the term it was sent for, so it would lie before that
+ *                    entry);
+ *       NERR_TIMEOUT outcome unknown: not committed within
+ *                    GROUP_PROPOSAL_TIMEOUT_MS, or a snapshot installed here
+ *                    may hold it;
+ *       NERR_IO      outcome unknown: this member's disk failed;
+ *       NERR_CLOSED  the group closed.
+ *     An entry still pending when this member stops leading stays pending:
+ *     it commits or is overwritten later, and done() says which.
  *     A proposal rejected synchronously (non-zero return) never gets a callback.
  *  3. A WAL or LMDB failure makes the group (WAL) or the whole host (LMDB)
  *     failed: every pending and later proposal completes with NERR_IO, and the
  *     failed member falls silent so the other members carry on without it.
+ *     A failed leader first hands leadership over (raft_hand_over: its most
+ *     up-to-date follower campaigns at once), so the group does not wait an
+ *     election timeout for it.
  *     The node never acknowledges a write it could not make durable and never
  *     retries fsync.
  *  4. Messages are sent only after what they acknowledge is durable (raft.h,
@@ -81,18 +98,17 @@ struct group;
 struct group_sm {
     /* Applies one committed entry within txn. op is the proposer's decoded form
      * of the entry (borrowed), or NULL for an entry this node did not propose
-     * (or proposed before a restart), when apply must decode data itself. *result receives the outcome handed to done() (owned
-     * by whoever receives it; may stay NULL). Per-entry outcomes such as a
-     * failed condition belong in *result: a non-zero return means the
-     * transaction itself failed (LMDB error) and is fatal for the host.
-     * Must be deterministic: same state + same entry = same effects. */
+     * (or proposed before a restart), when apply must decode data itself. *result receives the
+     * outcome handed to done() (owned by whoever receives it; may stay NULL). Per-entry outcomes
+     * such as a failed condition belong in *result: a non-zero return means the transaction itself
+     * failed (LMDB error) and is fatal for the host. Must be deterministic: same state + same entry
+     * = same effects. */
     int (*apply)(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                  void **result, struct nerr *err);
     /* Optional: called after the entry was applied (and committed, with
      * commit_before_done), before done(). op is NULL for an entry another
      * node proposed; data/len are then its bytes. */
-    void (*committed)(void *sm, uint64_t lsn, void *op, const void *data, size_t len,
-                      void *result);
+    void (*committed)(void *sm, uint64_t lsn, void *op, const void *data, size_t len, void *result);
     /* Frees an apply result nobody asked for (an entry another node proposed). */
     void (*free_result)(void *result);
     /* Snapshots (log compaction and catch-up of a replica whose log was
@@ -116,8 +132,7 @@ typedef void (*group_done_fn)(void *arg, int status, void *result);
 
 /* Sends one encoded consensus message to node `to` for group `gid` (the
  * node's transport); NULL in a one-node host. Any thread. */
-typedef int (*group_send_fn)(void *arg, const char *to, uint64_t gid, const void *msg,
-                             size_t len);
+typedef int (*group_send_fn)(void *arg, const char *to, uint64_t gid, const void *msg, size_t len);
 
 /* Consensus timing of every group of a host. */
 struct group_timing {
@@ -181,14 +196,14 @@ struct group_members {
 };
 
 /* Opens a group: opens its stream of the node log (named `name`) and its
- * HARDSTATE and SNAPSHOT files in wal_dir (created if missing; a directory
+ * HARDSTATE and SNAPSHOT files in group_dir (created if missing; a directory
  * with WAL segments of an older layout is refused with NERR_CORRUPT), loads
  * the log into the consensus core and registers it with the driver.
  * Committed entries after the applied LSN recorded in LMDB are applied again
  * as the core reports them committed. name is the key of its applied LSN.
  * mem NULL = one member (this node). sm, sm_arg and mem's strings are
  * borrowed until group_close. NERR_EXISTS when gid is already open. */
-int group_open(struct group_host *h, const char *name, const char *wal_dir,
+int group_open(struct group_host *h, const char *name, const char *group_dir,
                const struct group_sm *sm, void *sm_arg, const struct group_members *mem,
                struct group **out, struct nerr *err);
 
@@ -196,9 +211,16 @@ int group_open(struct group_host *h, const char *name, const char *wal_dir,
 void group_close(struct group *g);
 
 /* Proposes an entry. data (copied) is what the WAL stores and replay decodes;
- * op is the decoded form, borrowed until done() runs. Returns 0 (done() will
- * run exactly once), or without calling done(): NERR_BUSY when this member
- * is not the leader (the router forwards), NERR_CLOSED, NERR_IO. */
+ * op is the decoded form, borrowed until done() runs. On the leader the entry
+ * joins the driver's next batch. A member that follows a known leader frames
+ * the entry with a request id and forwards it to that leader (FWD_PROPOSE,
+ * raftwire.h) for the leader's current term; done() runs once this member
+ * has applied the committed entry itself, or with NERR_BUSY when the leader
+ * refused it (FWD_NACK) or an entry of a later term committed first
+ * (invariant 2). Returns 0 (done() will run exactly once), or without
+ * calling done(): NERR_BUSY when no leader is known (nothing was appended;
+ * the caller may retry), NERR_LIMIT (empty or oversized entry), NERR_NOMEM,
+ * NERR_CLOSED, NERR_IO (this member failed). */
 int group_propose(struct group *g, const void *data, size_t len, void *op, group_done_fn done,
                   void *arg);
 
@@ -213,8 +235,8 @@ struct group_status {
     uint32_t leader; /* member number, 0 = unknown */
     uint64_t term, commit, applied, last_index;
     uint64_t first_index; /* the log starts here (snapshot index + 1) */
-    int lease;  /* leader with a valid lease, checked within the last 5 ms */
-    int failed; /* the WAL failed: this member is silent */
+    int lease;            /* leader with a valid lease, checked within the last 5 ms */
+    int failed;           /* the WAL failed: this member is silent */
 };
 void group_status(struct group *g, struct group_status *st);
 const struct group_members *group_members_of(const struct group *g);

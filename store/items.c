@@ -1,19 +1,18 @@
 #include "store/items.h"
 
-#include "lib/le.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/log.h"
 #include "store/av.h"
+#include "store/catalog.h"
 #include "store/expr.h"
 #include "store/overlay.h"
 
 int items_read(struct state *st, const struct partition *p, const unsigned char *k, size_t klen,
                char **value, size_t *vlen, struct nerr *err)
 {
-    switch (overlay_get(group_host_overlay(group_host_of(p->g)), p->dbi, k, klen, value, vlen)) {
+    switch (p->ov ? overlay_get(p->ov, p->dbi, k, klen, value, vlen) : OVERLAY_MISS) {
     case OVERLAY_VALUE:
         return 0;
     case OVERLAY_TOMBSTONE:
@@ -88,8 +87,7 @@ static int store_item(MDB_txn *txn, const struct partition *p, const struct op *
     int rc = mdb_put(txn, p->dbi, &k, &v, 0);
     if (rc)
         rc = state_mdb_err(err, rc, "put");
-    else if (publish && overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
-                                    op->klen, bytes, v.mv_size))
+    else if (publish && p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, bytes, v.mv_size))
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
     free(bytes);
     return rc;
@@ -166,8 +164,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
                 rc = state_mdb_err(err, d, "delete");
                 goto out;
             }
-            if (overlay_put(group_host_overlay(group_host_of(p->g)), p->dbi, op->kbytes,
-                            op->klen, NULL, 0)) {
+            if (p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, NULL, 0)) {
                 rc = nerr_set(err, NERR_NOMEM, "out of memory");
                 goto out;
             }
@@ -230,86 +227,17 @@ out:
     return 0;
 }
 
-/* Snapshot payload: "N9SN" u32 version, then (u32 klen, key, u32 vlen, val)*. */
-int items_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *len,
-                       struct nerr *err)
-{
-    MDB_cursor *cur;
-    MDB_val k, v;
-    size_t cap = 4096, n = 8;
-    unsigned char *b = malloc(cap);
-    int r = mdb_cursor_open(txn, dbi, &cur);
-    if (!b || r) {
-        free(b);
-        return r ? state_mdb_err(err, r, "snapshot cursor") : nerr_set(err, NERR_NOMEM, "oom");
-    }
-    memcpy(b, "N9SN", 4);
-    le_put32(b + 4, 1);
-    for (MDB_cursor_op o = MDB_FIRST; !(r = mdb_cursor_get(cur, &k, &v, o)); o = MDB_NEXT) {
-        size_t need = n + 8 + k.mv_size + v.mv_size;
-        if (need > cap) {
-            while (cap < need)
-                cap *= 2;
-            unsigned char *nb = realloc(b, cap);
-            if (!nb) {
-                mdb_cursor_close(cur);
-                free(b);
-                return nerr_set(err, NERR_NOMEM, "out of memory");
-            }
-            b = nb;
-        }
-        le_put32(b + n, (uint32_t)k.mv_size);
-        memcpy(b + n + 4, k.mv_data, k.mv_size);
-        n += 4 + k.mv_size;
-        le_put32(b + n, (uint32_t)v.mv_size);
-        memcpy(b + n + 4, v.mv_data, v.mv_size);
-        n += 4 + v.mv_size;
-    }
-    mdb_cursor_close(cur);
-    if (r != MDB_NOTFOUND) {
-        free(b);
-        return state_mdb_err(err, r, "snapshot scan");
-    }
-    *out = b;
-    *len = n;
-    return 0;
-}
-
-int items_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err)
-{
-    const unsigned char *p = data, *end = p + len;
-    if (len < 8 || memcmp(p, "N9SN", 4) || le_get32(p + 4) != 1)
-        return nerr_set(err, NERR_CORRUPT, "not a snapshot of this version");
-    int r = mdb_drop(txn, dbi, 0);
-    if (r)
-        return state_mdb_err(err, r, "snapshot restore: empty");
-    for (p += 8; p < end;) {
-        MDB_val k, v;
-        if (end - p < 4 || (k.mv_size = le_get32(p)) > (size_t)(end - p - 4))
-            return nerr_set(err, NERR_CORRUPT, "snapshot cut inside a key");
-        k.mv_data = (void *)(p + 4);
-        p += 4 + k.mv_size;
-        if (end - p < 4 || (v.mv_size = le_get32(p)) > (size_t)(end - p - 4))
-            return nerr_set(err, NERR_CORRUPT, "snapshot cut inside a value");
-        v.mv_data = (void *)(p + 4);
-        p += 4 + v.mv_size;
-        if ((r = mdb_put(txn, dbi, &k, &v, MDB_APPEND)))
-            return state_mdb_err(err, r, "snapshot restore: put");
-    }
-    return 0;
-}
-
 static int items_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *len,
                           struct nerr *err)
 {
     struct partition *p = sm;
-    return items_dbi_snapshot(txn, p->dbi, out, len, err);
+    return state_dbi_snapshot(txn, p->dbi, out, len, err);
 }
 
 static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct partition *p = sm;
-    return items_dbi_restore(txn, p->dbi, data, len, err);
+    return state_dbi_restore(txn, p->dbi, data, len, err);
 }
 
 const struct group_sm items_sm = {.apply = items_apply,

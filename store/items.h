@@ -9,6 +9,18 @@
  *
  * Writes arrive only through items_sm (group.h), on the applier thread.
  * Reads run on any thread in a read transaction (state_read_begin).
+ *
+ * Offline use. items_sm needs no group host: its context is the struct
+ * partition alone, and apply reads and writes nothing but the LMDB txn it is
+ * given and, when p->ov is not NULL, the overlay p->ov (where the running
+ * node publishes applied, not yet committed items). To replay archived log
+ * entries (a reference replica), give it a partition with t (the table:
+ * key names, deleted flag), name and dbi set and ov NULL, and call
+ * items_sm.apply(p, txn, lsn, data, len, NULL, &result, &err) for each entry
+ * in log order, in a write transaction of any LMDB environment; free result
+ * with items_sm.free_result. The same entries in the same order give the
+ * same bytes (Storage, above). items_read with ov NULL sees committed data
+ * only.
  */
 #ifndef NINES_ITEMS_H
 #define NINES_ITEMS_H
@@ -17,16 +29,20 @@
 #include <lmdb.h>
 
 #include "lib/err.h"
-#include "store/catalog.h"
 #include "store/group.h"
 #include "store/op.h"
+#include "store/state.h"
 
-/* The group_sm of a partition; sm argument: struct partition *. Results are
- * struct op_result * (op.h). */
+/* Defined by the catalog (catalog.h); items.h does not include it, so the
+ * catalog can include this header without a cycle. */
+struct partition;
+
+/* The group_sm of a partition; sm argument: struct partition * (borrowed for
+ * the group's life; see Offline use). Results are struct op_result * (op.h). */
 extern const struct group_sm items_sm;
 
 /* A point read that sees every acknowledged write: the overlay of applied but
- * uncommitted items first, then LMDB. *value is a malloc'd copy of the stored
+ * uncommitted items (p->ov) first, then LMDB. *value is a malloc'd copy of the stored
  * bytes (NUL-terminated). NERR_NOTFOUND when absent. Any thread. */
 int items_read(struct state *st, const struct partition *p, const unsigned char *k, size_t klen,
                char **value, size_t *vlen, struct nerr *err);
@@ -41,11 +57,7 @@ int items_get_raw(MDB_txn *txn, const struct partition *p, const unsigned char *
 /* Size limit of one item (DynamoDB: 400 KB). */
 #define ITEMS_MAX_BYTES 409600
 
-/* A whole named database as snapshot bytes, and back (group.h, Compaction).
- * Used by the partitions' and the catalog's state machines. Restore empties
- * dbi first; keys must come in order (they do from items_dbi_snapshot). */
-int items_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *len,
-                       struct nerr *err);
-int items_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err);
+/* Snapshots of a partition are state_dbi_snapshot / state_dbi_restore of its
+ * dbi (state.h). */
 
 #endif

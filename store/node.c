@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -28,6 +29,29 @@ struct node {
     struct api *api;
     struct http_server *http;
 };
+
+/* The group directories (HARDSTATE, SNAPSHOT) were <data>/wal/<group>/
+ * before December 2026, a name left from when each group had a WAL of its
+ * own. Such a data directory is carried over by one atomic rename. */
+static int groups_dir_upgrade(const char *data, struct nerr *err)
+{
+    char old[PATH_MAX], cur[PATH_MAX];
+    struct stat st;
+    if (snprintf(old, sizeof old, "%s/wal", data) >= (int)sizeof old ||
+        snprintf(cur, sizeof cur, "%s/groups", data) >= (int)sizeof cur)
+        return nerr_set(err, NERR_INVALID, "data path too long");
+    if (lstat(old, &st) != 0)
+        return errno == ENOENT ? 0 : nerr_sys(err, errno, "%s", old);
+    if (lstat(cur, &st) == 0)
+        return nerr_set(err, NERR_CORRUPT,
+                        "%s and %s both exist: %s is the old name of %s; remove the one "
+                        "that does not hold this node's groups",
+                        old, cur, old, cur);
+    if (rename(old, cur) != 0)
+        return nerr_sys(err, errno, "rename %s to %s", old, cur);
+    log_info("moved %s to %s (the group directories' new name)", old, cur);
+    return fs_fsync_dir(data, err);
+}
 
 /* The NODE file binds a data directory to one node of one cluster. */
 static int claim_data_dir(const struct cluster_conf *conf, const struct cluster_node *self,
@@ -79,11 +103,11 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
     if (!n)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     n->self = self;
-    if ((rc = fs_mkdir_p(self->data, err)) || (rc = claim_data_dir(conf, self, err)))
+    if ((rc = fs_mkdir_p(self->data, err)) || (rc = claim_data_dir(conf, self, err)) ||
+        (rc = groups_dir_upgrade(self->data, err)))
         goto fail;
     snprintf(path, sizeof path, "%s/state", self->data);
-    struct state_options so = {.map_size = conf->map_size,
-                               .max_dbs = conf->max_tables * 8 + 64};
+    struct state_options so = {.map_size = conf->map_size, .max_dbs = conf->max_tables * 8 + 64};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
     struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries};
@@ -127,10 +151,10 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
     {
         /* Also in a one-node cluster: its timers retry requests while a
          * group is busy (docs/replication.md, "Routing"). */
-        struct fwd_options fo = {
-            .access_key_id = conf->auth == CLUSTER_AUTH_SIGV4 ? conf->access_key_id : NULL,
-            .secret_access_key = conf->secret_access_key,
-            .region = conf->region};
+        struct fwd_options fo = {.access_key_id =
+                                     conf->auth == CLUSTER_AUTH_SIGV4 ? conf->access_key_id : NULL,
+                                 .secret_access_key = conf->secret_access_key,
+                                 .region = conf->region};
         if ((rc = fwd_start(&fo, &n->fwd, err)))
             goto fail;
     }

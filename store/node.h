@@ -5,13 +5,19 @@
  * Data directory layout (docs/store.md):
  *   NODE         "cluster <name>\nnode <id>\n": a data directory belongs to one
  *                node of one cluster; starting another node on it is refused.
- *   state/       the LMDB environment (data.mdb, lock.mdb)
- *   wal/meta/    the metadata group's WAL
- *   wal/p.<table id>.<n>/   one WAL per partition
+ *   state/       the LMDB environment (data.mdb, lock.mdb): every replica's
+ *                items, the catalog, each group's applied LSN
+ *   log/         the node log (nodelog.h): one WAL holding the Raft log of
+ *                every group on the node, one stream per group
+ *   groups/meta/ the metadata group's HARDSTATE (term, vote) and SNAPSHOT
+ *   groups/p.<table id>.<n>/   the same for each partition replica
+ * A data directory from before December 2026 has wal/ where groups/ is now
+ * (a name left from one WAL per group); node_start renames it once.
  *
  * node_stop: stops taking requests, answers those in flight, closes every
- * group (WALs) and the environment. A stop by SIGKILL or power loss instead is
- * recovered at the next start from the WALs (group.h, state.h).
+ * group (their node log streams) and the environment. A stop by SIGKILL or
+ * power loss instead is recovered at the next start from the node log
+ * (group.h, state.h).
  */
 #ifndef NINES_NODE_H
 #define NINES_NODE_H

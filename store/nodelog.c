@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "lib/invariant.h"
 #include "lib/le.h"
 #include "lib/log.h"
 
@@ -118,6 +119,8 @@ static void destroy(struct nodelog *nl, struct stream *s)
 /* Records that entry lsn of s sits at node LSN g. */
 static int note_run(struct stream *s, uint64_t g, uint64_t lsn)
 {
+    /* A stream's records come in node-log order (invariant 1's premise). */
+    NINES_ASSERT(s->nruns == s->r0 || g > s->runs[s->nruns - 1].gstart);
     if (s->nruns > s->r0 && (s->runs[s->nruns - 1].gstart >> RUN_SHIFT) == (g >> RUN_SHIFT)) {
         if (lsn > s->runs[s->nruns - 1].max)
             s->runs[s->nruns - 1].max = lsn;
@@ -459,6 +462,8 @@ int nls_append(struct nls *h, const void *hdr, size_t hlen, const void *data, si
         s->last = lsn;
         if (s->first > lsn)
             s->first = lsn;
+        /* Entries are appended in lsn order after what was released. */
+        NINES_ASSERT(lsn > s->released && s->first <= lsn);
         if (note_run(s, g, lsn) && !nl->pin_all) {
             /* Cannot track where it is: release nothing from now on. */
             log_error("node log %s: out of memory; WAL segments are kept from now on", nl->dir);

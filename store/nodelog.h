@@ -28,7 +28,8 @@
  * (lsn = last + 1, or the log is corrupt: NERR_CORRUPT naming the record's
  * node-global LSN and stream).
  *
- * Invariants
+ * Invariants (a stream's records in node-log order and its appends in lsn
+ * order after what it released are checked with NINES_ASSERT in every build)
  *  1. Durability is a prefix of the node WAL: a done callback for a record
  *     runs once it and every record before it (any stream) are on disk. So a
  *     CUT or RESET is durable before any later APPEND of its stream is

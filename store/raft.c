@@ -4,9 +4,11 @@
  */
 #include "store/raft.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/invariant.h"
+#include "lib/rng.h"
 
 /* Ticks a follower waits for answers to its gray-failure probe before it
  * starts a pre-election anyway. */
@@ -18,7 +20,7 @@ struct raft {
     uint64_t group;
     uint32_t id, n, quorum;
     uint32_t E, H, lease_ticks;
-    uint64_t rng;
+    struct rng rng; /* election timeouts, from cfg->seed: a run replays */
 
     /* Persistent state (mirrors what the host persisted once advanced). */
     uint64_t term;
@@ -51,8 +53,8 @@ struct raft {
      * no progress (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
     uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
-    uint64_t ack[RAFT_MAX_MEMBERS + 1];       /* 1 + tick of latest acked heartbeat */
-    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1]; /* 1 + tick a snapshot went out */
+    uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
+    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */
     int active[RAFT_MAX_MEMBERS + 1];
     uint64_t lead_start, term_start;
     uint32_t hb_elapsed, cq_elapsed;
@@ -66,15 +68,6 @@ struct raft {
     struct raft_stats stats;
 };
 
-static uint64_t rng_next(struct raft *r)
-{
-    /* splitmix64: deterministic from the seed, good enough for timeouts. */
-    uint64_t z = (r->rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static uint64_t first_index(const struct raft *r)
 {
     return r->snap.index + 1;
@@ -82,6 +75,18 @@ static uint64_t first_index(const struct raft *r)
 static uint64_t last_index(const struct raft *r)
 {
     return r->snap.index + r->log_len;
+}
+
+/* The cheap invariants raft.h promises, checked after every input (always
+ * on: lib/invariant.h). I4: the commit index never passes the log's end or
+ * falls below what was applied or compacted; a leader leads as itself. */
+static void check_state(const struct raft *r)
+{
+    NINES_ASSERT(r->commit <= last_index(r));
+    NINES_ASSERT(r->applied <= r->commit);
+    NINES_ASSERT(r->snap.index <= r->commit);
+    NINES_ASSERT(r->stable <= last_index(r));
+    NINES_ASSERT(r->role != RAFT_LEADER || (r->leader == r->id && r->vote == r->id));
 }
 
 /* Term of the entry at i; 0 when unknown (compacted away or beyond the log).
@@ -100,7 +105,7 @@ static int term_at(const struct raft *r, uint64_t i, uint64_t *t)
 
 static void new_timeout(struct raft *r)
 {
-    r->timeout = r->E + (uint32_t)(rng_next(r) % r->E);
+    r->timeout = r->E + (uint32_t)(rng_next(&r->rng) % r->E);
     r->elapsed = 0;
 }
 
@@ -122,6 +127,10 @@ static int log_reserve(struct raft *r, size_t n)
 /* Appends a copy of e (whose index must be last + 1). */
 static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len)
 {
+    /* I2's premise: terms never decrease along the log, and no entry is of a
+     * term this member has not reached. */
+    NINES_ASSERT(term <= r->term &&
+                 term >= (r->log_len ? r->log[r->log_len - 1].term : r->snap.term));
     if (log_reserve(r, 1))
         return NERR_NOMEM;
     struct raft_entry *ne = &r->log[r->log_len];
@@ -141,10 +150,11 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
     return 0;
 }
 
-/* Drops entries with index >= from. Never below the commit index (I4). */
+/* Drops entries with index >= from. Never below the commit index (I4), and
+ * never on a leader (it only appends: Leader Append-Only, §5.3). */
 static void log_truncate(struct raft *r, uint64_t from)
 {
-    assert(from > r->commit);
+    NINES_ASSERT(from > r->commit && r->role != RAFT_LEADER);
     while (last_index(r) >= from) {
         free(r->log[r->log_len - 1].data);
         r->log_len--;
@@ -267,7 +277,7 @@ static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
 
 static void become_leader(struct raft *r)
 {
-    assert(r->role == RAFT_CANDIDATE);
+    NINES_ASSERT(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
     r->leader = r->id;
     for (uint32_t p = 1; p <= r->n; p++) {
@@ -298,8 +308,9 @@ static uint32_t popcount(uint32_t x)
     return (uint32_t)__builtin_popcount(x);
 }
 
-/* Asks every other member for its (pre-)vote for term, on our last entry. */
-static void ask_votes(struct raft *r, uint32_t type, uint64_t term)
+/* Asks every other member for its (pre-)vote for term, on our last entry;
+ * ctx 1 marks the votes of a hand-over (TIMEOUT_NOW). */
+static void ask_votes(struct raft *r, uint32_t type, uint64_t term, uint64_t ctx)
 {
     uint64_t lt = 0;
     term_at(r, last_index(r), &lt);
@@ -311,11 +322,12 @@ static void ask_votes(struct raft *r, uint32_t type, uint64_t term)
             m->term = term;
             m->index = last_index(r);
             m->log_term = lt;
+            m->ctx = ctx;
         }
     }
 }
 
-static void campaign(struct raft *r)
+static void campaign(struct raft *r, uint64_t hand_over)
 {
     r->term++;
     r->vote = r->id;
@@ -329,7 +341,7 @@ static void campaign(struct raft *r)
         become_leader(r);
         return;
     }
-    ask_votes(r, RAFT_MSG_VOTE, r->term);
+    ask_votes(r, RAFT_MSG_VOTE, r->term, hand_over);
 }
 
 static void pre_campaign(struct raft *r)
@@ -342,10 +354,10 @@ static void pre_campaign(struct raft *r)
     r->stats.prevotes_started++;
     new_timeout(r);
     if (popcount(r->granted) >= r->quorum) {
-        campaign(r);
+        campaign(r, 0);
         return;
     }
-    ask_votes(r, RAFT_MSG_PREVOTE, r->term + 1);
+    ask_votes(r, RAFT_MSG_PREVOTE, r->term + 1, 0);
 }
 
 /* Leader stickiness, the lease guard: a member that heard from a leader
@@ -471,7 +483,7 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
         /* Fast backtracking: the largest index that could still match is
          * the last one whose term is <= the leader's term at m->index. */
         uint64_t hint = m->index > last_index(r) ? last_index(r) : m->index - 1;
-        assert(m->index > 0 || hint == 0);
+        NINES_ASSERT(m->index > 0 || hint == 0);
         while (hint > r->commit && !term_at(r, hint, &t) && t > m->log_term)
             hint--;
         reply_append(r, m->from, m->index, 1, hint);
@@ -641,7 +653,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 
     if (m->term > r->term) {
         if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
-            if (in_lease(r)) {
+            /* A hand-over vote comes with the old leader's consent: it gave
+             * its lease up before it sent TIMEOUT_NOW (raft_hand_over). */
+            if (in_lease(r) && !(m->type == RAFT_MSG_VOTE && m->ctx == 1)) {
                 r->stats.votes_ignored++;
                 goto out;
             }
@@ -654,7 +668,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             /* A granted pre-vote carries the proposed term; handled below. */
         } else {
             int from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
-                              m->type == RAFT_MSG_SNAPSHOT;
+                              m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
             become_follower(r, m->term, from_leader ? m->from : 0);
         }
     } else if (m->term < r->term) {
@@ -719,6 +733,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             }
         }
         break;
+    case RAFT_MSG_TIMEOUT_NOW:
+        /* The leader of this term hands over (raft_hand_over): campaign
+         * now, without the pre-vote round or the gray-failure probe. */
+        if (r->role == RAFT_FOLLOWER || r->role == RAFT_PRE_CANDIDATE)
+            campaign(r, 1);
+        break;
     case RAFT_MSG_VOTE:
         handle_vote(r, m);
         break;
@@ -745,7 +765,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         else if (m->reject)
             r->refused |= 1u << m->from;
         if (popcount(r->granted) >= r->quorum)
-            campaign(r);
+            campaign(r, 0);
         else if (popcount(r->refused) >= r->quorum)
             become_follower(r, r->term, 0);
         break;
@@ -753,12 +773,14 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         break;
     }
 out:
+    check_state(r);
     return r->nomem ? NERR_NOMEM : 0;
 }
 
 void raft_tick(struct raft *r)
 {
     r->now++;
+    check_state(r);
     if (r->role == RAFT_LEADER) {
         r->last_contact = r->now;
         if (++r->hb_elapsed >= r->H) {
@@ -879,6 +901,31 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
     return 0;
 }
 
+int raft_hand_over(struct raft *r, struct raft_msg *out)
+{
+    if (r->role != RAFT_LEADER || r->n < 2)
+        return NERR_BUSY;
+    uint32_t best = 0;
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        if (!best || r->match[p] > r->match[best] ||
+            (r->match[p] == r->match[best] && r->ack[p] > r->ack[best]))
+            best = p;
+    }
+    memset(out, 0, sizeof(*out));
+    out->group = r->group;
+    out->type = RAFT_MSG_TIMEOUT_NOW;
+    out->from = r->id;
+    out->to = best;
+    out->term = r->term;
+    out->index = last_index(r);
+    out->commit = r->commit;
+    r->stats.hand_overs++;
+    become_follower(r, r->term, 0);
+    return 0;
+}
+
 int raft_ready_get(struct raft *r, struct raft_ready *rd)
 {
     memset(rd, 0, sizeof(*rd));
@@ -889,6 +936,12 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
         rd->n_entries = (size_t)(last_index(r) - r->unstable_from + 1);
     }
     struct raft_hard_state hs = {r->term, r->vote, r->commit};
+    /* Against what the host persisted last: the term never decreases, a
+     * vote is cast at most once per term (I1), the commit index never
+     * decreases (I4). */
+    NINES_ASSERT(hs.term >= r->prev_hs.term);
+    NINES_ASSERT(hs.term > r->prev_hs.term || r->prev_hs.vote == 0 || hs.vote == r->prev_hs.vote);
+    NINES_ASSERT(hs.commit >= r->prev_hs.commit);
     if (hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote ||
         hs.commit != r->prev_hs.commit) {
         rd->has_hard_state = 1;
@@ -918,6 +971,7 @@ void raft_ready_advance(struct raft *r)
     r->n_msgs = 0;
     if (r->role == RAFT_LEADER)
         maybe_commit(r);
+    check_state(r);
 }
 
 struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
@@ -965,7 +1019,7 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     r->E = cfg->election_ticks;
     r->H = cfg->heartbeat_ticks;
     r->lease_ticks = (uint32_t)lease;
-    r->rng = cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id);
+    rng_seed(&r->rng, cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id));
     r->term = cfg->hs.term;
     r->vote = cfg->hs.vote;
     r->snap.index = s->index;
@@ -1083,7 +1137,7 @@ const char *raft_msg_type_name(uint32_t type)
     static const char *const names[] = {
         "?",       "APPEND",       "APPEND_RESP", "HEARTBEAT", "HEARTBEAT_RESP",
         "PREVOTE", "PREVOTE_RESP", "VOTE",        "VOTE_RESP", "SNAPSHOT",
-        "PROBE",   "PROBE_RESP"};
+        "PROBE",   "PROBE_RESP",   "TIMEOUT_NOW"};
     return type < RAFT_MSG_TYPE_END ? names[type] : "?";
 }
 

@@ -21,8 +21,13 @@
  *   candidate --quorum of votes--> leader (appends an empty entry)
  *   any --message with a higher term (not a sticky-ignored vote)--> follower
  *   leader --no quorum heard within election_ticks (check-quorum)--> follower
+ *   leader --raft_hand_over (its host's disk failed)--> follower; the chosen
+ *     follower gets TIMEOUT_NOW and becomes candidate at once (no pre-vote),
+ *     and its votes are granted even by members that heard the old leader
+ *     within E ticks (the old leader gave its lease up)
  *
- * Invariants (asserted in raft.c, checked by t/unit/test_raft_sim.c):
+ * Invariants (the cheap parts checked in raft.c with NINES_ASSERT, on in
+ * every build; all of them checked by t/unit/test_raft_sim.c):
  *  I1 At most one leader per term: a vote is granted at most once per term
  *     and the (term, vote) pair is persisted before the grant is sent.
  *  I2 Log matching: entries with the same index and term are identical, and
@@ -92,9 +97,10 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE_RESP,
     RAFT_MSG_VOTE,
     RAFT_MSG_VOTE_RESP,
-    RAFT_MSG_SNAPSHOT,   /* snapshot at (index, log_term), payload data */
-    RAFT_MSG_PROBE,      /* gray-failure check: "do you hear the leader?" */
-    RAFT_MSG_PROBE_RESP, /* reject=0: yes, within election_ticks */
+    RAFT_MSG_SNAPSHOT,    /* snapshot at (index, log_term), payload data */
+    RAFT_MSG_PROBE,       /* gray-failure check: "do you hear the leader?" */
+    RAFT_MSG_PROBE_RESP,  /* reject=0: yes, within election_ticks */
+    RAFT_MSG_TIMEOUT_NOW, /* leader hand-over: campaign at once (raft_hand_over) */
     RAFT_MSG_TYPE_END
 };
 
@@ -115,7 +121,8 @@ struct raft_msg {
     uint64_t log_term; /* term at index */
     uint64_t commit;
     uint64_t hint; /* APPEND_RESP reject: the follower's backtrack hint */
-    uint64_t ctx;  /* HEARTBEAT(_RESP): leader tick at send */
+    uint64_t ctx;  /* HEARTBEAT(_RESP): leader tick at send; VOTE: 1 = a
+                      hand-over vote (overrides leader stickiness) */
     uint32_t reject;
     uint32_t n_entries;
     struct raft_entry *entries; /* APPEND only */
@@ -171,7 +178,8 @@ struct raft_stats {
     uint64_t prevotes_started;
     uint64_t elections_started;
     uint64_t checkquorum_stepdowns;
-    uint64_t lost_logs; /* a follower's log turned out shorter than it had acknowledged */
+    uint64_t lost_logs;  /* a follower's log turned out shorter than it had acknowledged */
+    uint64_t hand_overs; /* raft_hand_over calls that stepped down */
 };
 
 struct raft;
@@ -204,6 +212,18 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
  * followers and drops its log up to index. The host may then drop its
  * persisted entries <= index after persisting the snapshot. */
 int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
+
+/* Hands leadership over at once: for a leader whose host can no longer
+ * persist (a failed disk) and would otherwise leave its followers waiting a
+ * whole election timeout. Picks the follower with the longest acknowledged
+ * log (ties: the one heard from last), fills *out with a TIMEOUT_NOW for it
+ * (owned by the caller, no entries or data) and steps down to follower in
+ * the same term. The host must stop serving lease reads before the call
+ * (raft_lease_valid is false from then on) and send *out itself: unlike
+ * every other call this one touches neither the outbox nor the log, so a
+ * host that stops driving r may make it between raft_ready_get and
+ * raft_ready_advance. NERR_BUSY when r is not the leader or has no peer. */
+int raft_hand_over(struct raft *r, struct raft_msg *out);
 
 /* 1 and fills rd when there is something to persist, send or apply. */
 int raft_ready_get(struct raft *r, struct raft_ready *rd);

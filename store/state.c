@@ -59,7 +59,8 @@ int state_open(const char *dir, const struct state_options *opt, struct state **
         goto fail;
     }
     if (mdb_env_get_maxkeysize(s->env) < STATE_MAX_KEY) {
-        rc = nerr_set(err, NERR_INTERNAL, "this LMDB stores keys of at most %d bytes; ninesd needs %d",
+        rc = nerr_set(err, NERR_INTERNAL,
+                      "this LMDB stores keys of at most %d bytes; ninesd needs %d",
                       mdb_env_get_maxkeysize(s->env), STATE_MAX_KEY);
         goto fail;
     }
@@ -198,4 +199,73 @@ int state_applied_del(struct state *s, MDB_txn *txn, const char *group, struct n
     MDB_val k = {strlen(group), (void *)group};
     int rc = mdb_del(txn, s->applied, &k, NULL);
     return rc && rc != MDB_NOTFOUND ? state_mdb_err(err, rc, "delete applied lsn") : 0;
+}
+
+/* Snapshot payload: "N9SN" u32 version, then (u32 klen, key, u32 vlen, val)*. */
+int state_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *len,
+                       struct nerr *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t cap = 4096, n = 8;
+    unsigned char *b = malloc(cap);
+    int r = mdb_cursor_open(txn, dbi, &cur);
+    if (!b || r) {
+        free(b);
+        return r ? state_mdb_err(err, r, "snapshot cursor") : nerr_set(err, NERR_NOMEM, "oom");
+    }
+    memcpy(b, "N9SN", 4);
+    le_put32(b + 4, 1);
+    for (MDB_cursor_op o = MDB_FIRST; !(r = mdb_cursor_get(cur, &k, &v, o)); o = MDB_NEXT) {
+        size_t need = n + 8 + k.mv_size + v.mv_size;
+        if (need > cap) {
+            while (cap < need)
+                cap *= 2;
+            unsigned char *nb = realloc(b, cap);
+            if (!nb) {
+                mdb_cursor_close(cur);
+                free(b);
+                return nerr_set(err, NERR_NOMEM, "out of memory");
+            }
+            b = nb;
+        }
+        le_put32(b + n, (uint32_t)k.mv_size);
+        memcpy(b + n + 4, k.mv_data, k.mv_size);
+        n += 4 + k.mv_size;
+        le_put32(b + n, (uint32_t)v.mv_size);
+        memcpy(b + n + 4, v.mv_data, v.mv_size);
+        n += 4 + v.mv_size;
+    }
+    mdb_cursor_close(cur);
+    if (r != MDB_NOTFOUND) {
+        free(b);
+        return state_mdb_err(err, r, "snapshot scan");
+    }
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+int state_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err)
+{
+    const unsigned char *p = data, *end = p + len;
+    if (len < 8 || memcmp(p, "N9SN", 4) || le_get32(p + 4) != 1)
+        return nerr_set(err, NERR_CORRUPT, "not a snapshot of this version");
+    int r = mdb_drop(txn, dbi, 0);
+    if (r)
+        return state_mdb_err(err, r, "snapshot restore: empty");
+    for (p += 8; p < end;) {
+        MDB_val k, v;
+        if (end - p < 4 || (k.mv_size = le_get32(p)) > (size_t)(end - p - 4))
+            return nerr_set(err, NERR_CORRUPT, "snapshot cut inside a key");
+        k.mv_data = (void *)(p + 4);
+        p += 4 + k.mv_size;
+        if (end - p < 4 || (v.mv_size = le_get32(p)) > (size_t)(end - p - 4))
+            return nerr_set(err, NERR_CORRUPT, "snapshot cut inside a value");
+        v.mv_data = (void *)(p + 4);
+        p += 4 + v.mv_size;
+        if ((r = mdb_put(txn, dbi, &k, &v, MDB_APPEND)))
+            return state_mdb_err(err, r, "snapshot restore: put");
+    }
+    return 0;
 }

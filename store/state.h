@@ -73,4 +73,15 @@ int state_applied_del(struct state *s, MDB_txn *txn, const char *group, struct n
 /* mdb_* error to struct nerr: MDB_MAP_FULL -> NERR_LIMIT, others NERR_IO/CORRUPT. */
 int state_mdb_err(struct nerr *err, int rc, const char *what);
 
+/* A whole named database as snapshot bytes, and back (group.h, "Compaction"):
+ * the state machines of the partitions (items.h) and of the catalog use them.
+ * Payload: "N9SN", u32 version 1, then (u32 klen, key, u32 vlen, value) in
+ * key order. Snapshot reads through txn (read or write) into *out (malloc'd,
+ * the caller frees). Restore empties dbi first, within the write txn txn;
+ * keys must come in order (they do from state_dbi_snapshot); a damaged
+ * payload is NERR_CORRUPT and leaves txn to be aborted. */
+int state_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *len,
+                       struct nerr *err);
+int state_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err);
+
 #endif

@@ -4,7 +4,7 @@
 #include "lib/le.h"
 #include "lib/log.h"
 
-#include <assert.h>
+#include "lib/invariant.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -380,8 +380,8 @@ static int prealloc(struct wal *w, uint64_t need)
     uint64_t cap = w->opt.segment_bytes > need ? w->opt.segment_bytes : need;
     uint64_t target = need + WAL_PREALLOC_STEP < cap ? need + WAL_PREALLOC_STEP : cap;
     while (w->cur_alloc < target) {
-        size_t n = target - w->cur_alloc < sizeof zeros ? (size_t)(target - w->cur_alloc)
-                                                         : sizeof zeros;
+        size_t n =
+            target - w->cur_alloc < sizeof zeros ? (size_t)(target - w->cur_alloc) : sizeof zeros;
         ssize_t r = pwrite(w->cur_fd, zeros, n, (off_t)w->cur_alloc);
         if (r < 0 && errno == EINTR)
             continue;
@@ -468,8 +468,8 @@ static int batch_write(struct wal *w, struct wal_rec *list, uint64_t *syncs, uin
     for (struct wal_rec *r = list; r; r = r->next) {
         rec_header_encode(r);
         if (w->cur_fd < 0 || (w->cur_records > 0 && w->cur_size >= w->opt.segment_bytes)) {
-            if (n > 0 && ((e = prealloc(w, w->cur_size)) ||
-                          (e = write_all(w, w->cur_fd, iov, n, woff))))
+            if (n > 0 &&
+                ((e = prealloc(w, w->cur_size)) || (e = write_all(w, w->cur_fd, iov, n, woff))))
                 return e;
             n = 0;
             if (w->cur_fd >= 0 && ((e = seal_trim(w)) || (e = cur_sync(w, syncs))))
@@ -620,7 +620,7 @@ void wal_pool_stop(struct wal_pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    assert(!p->head); /* every WAL was closed first */
+    NINES_ASSERT(!p->head); /* every WAL was closed first */
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -837,7 +837,8 @@ static int recover(struct wal *w, struct nerr *err)
         return nerr_sys(err, errno, "wal: open %s/%s", w->dir, name);
     w->cur_size = end;
     struct stat st;
-    w->cur_alloc = fstat(w->cur_fd, &st) == 0 && (uint64_t)st.st_size > end ? (uint64_t)st.st_size : end;
+    w->cur_alloc =
+        fstat(w->cur_fd, &st) == 0 && (uint64_t)st.st_size > end ? (uint64_t)st.st_size : end;
     w->cur_records = next - first;
     w->last_lsn = next - 1;
     w->base_lsn = w->segs[0];
@@ -896,7 +897,7 @@ void wal_close(struct wal *w)
     while (w->scheduled)
         pthread_cond_wait(&w->idle_cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
-    assert(!w->pend_head);
+    NINES_ASSERT(!w->pend_head);
     if (w->cur_fd >= 0)
         close(w->cur_fd);
     if (w->dirfd >= 0)

@@ -1,7 +1,10 @@
 /*
- * wal.h — the write-ahead log of one partition replica: the node's durability
- * source. LMDB state is applied from it; on restart the node replays it from
- * the LSN the state says it applied last. On-disk format: docs/wal.md.
+ * wal.h — a write-ahead log: a directory of segment files with group commit.
+ * The node has one, the node log (<data>/log/, nodelog.h), which carries the
+ * Raft log of every group on the node as streams: it is the node's
+ * durability source. LMDB state is applied from it; on restart each group
+ * loads its stream from the LSN the state says it applied last. On-disk
+ * format: docs/wal.md.
  *
  * Model. A WAL is a directory of segment files, each holding a contiguous run
  * of records; record LSNs are contiguous across the whole log (each = previous

@@ -48,7 +48,7 @@ my $compacted = wait_until(10, sub {
     my ($a, $b) = (group_of($n1), group_of($n2));
     $a && $b && $a->{first_index} > 300 && $b->{first_index} > 300 ? $a : undef });
 ok($compacted, 'n1 and n2 compacted their logs (n1\'s starts at ' . ($compacted ? $compacted->{first_index} : '?') . ')');
-my ($snapfile) = glob("$n1->{dir}/n1/wal/p.*.0/SNAPSHOT");
+my ($snapfile) = glob("$n1->{dir}/n1/groups/p.*.0/SNAPSHOT");
 ok($snapfile && -s $snapfile > 200 * 200, 'its SNAPSHOT file holds the partition\'s data');
 # Every group's entries share the node log (64 KiB segments here): the
 # writes filled several, and the compactions (the idle metadata group's too,

@@ -35,11 +35,19 @@ is($st, 200, 'table created');
 my ($acked, $failed) = (0, 0);
 my $pad = 'x' x 3000;
 my %acked;
+my @why; # what the failed writes got, to explain a failure
 for my $i (1 .. 3000) {
-    my ($s) = ddb($n1, 'PutItem', { TableName => 'full', Item => { pk => { S => "k$i" }, pad => { S => $pad } } });
-    if ($s == 200) { $acked++; $acked{"k$i"} = 1 } else { $failed++ }
+    my ($s, $b) = ddb($n1, 'PutItem', { TableName => 'full', Item => { pk => { S => "k$i" }, pad => { S => $pad } } });
+    if ($s == 200) { $acked++; $acked{"k$i"} = 1; next }
+    $failed++;
+    push @why, "k$i: $s " . (ref $b ? ($b->{message} // $b->{__type} // '') : $b) if @why < 20;
 }
-cmp_ok($acked, '>=', 2990, "writes carried on while n3's disk filled ($acked acknowledged, $failed failed)");
+# A leader whose disk fails hands leadership over at once, and a write it
+# never appended is routed again to the new leader (docs/replication.md,
+# "Hand-over"): all 3000 normally succeed; a few may fail with "outcome
+# unknown" on a heavily loaded machine.
+cmp_ok($acked, '>=', 2990, "writes carried on while n3's disk filled ($acked acknowledged, $failed failed)")
+    or diag join("\n", @why);
 my $log = Nines::slurp($n3->{log});
 like($log, qr/No space left on device|ENOSPC|state store failed|WAL failed/i, 'n3 says why it stopped')
     or diag substr($log, -2000);

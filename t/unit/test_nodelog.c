@@ -5,6 +5,7 @@
  * records refused, the oldest segment's pinners asked to compact, and a
  * failed fdatasync failing every stream. NINES_SEED replays a run. */
 #include "lib/le.h"
+#include "lib/rng.h"
 #include "lib/log.h"
 #include "store/nodelog.h"
 #include "t/tap.h"
@@ -21,13 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t g_rng;
+static struct rng g_rng;
 static uint64_t rnd(void)
 {
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return rng_next(&g_rng);
 }
 
 static char g_top[] = "/tmp/nines-nodelog-XXXXXX";
@@ -464,13 +462,13 @@ static void failure(void)
 int main(void)
 {
     const char *seed = getenv("NINES_SEED");
-    g_rng = seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL);
+    rng_seed(&g_rng, seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL));
     log_init("test_nodelog", LOG_QUIET);
     if (!mkdtemp(g_top))
         bail_out("mkdtemp");
-    note("seed %llu (NINES_SEED=%llu replays it)", (unsigned long long)g_rng,
-         (unsigned long long)g_rng);
-    uint64_t s0 = g_rng;
+    note("seed %llu (NINES_SEED=%llu replays it)", (unsigned long long)g_rng.s,
+         (unsigned long long)g_rng.s);
+    uint64_t s0 = g_rng.s;
     model_run();
     group_commit();
     damage();

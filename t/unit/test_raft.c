@@ -707,6 +707,62 @@ static void test_lost_log(void)
     net_free(&nt);
 }
 
+/* A leader whose disk failed hands over at once (raft_hand_over): the
+ * chosen follower campaigns on TIMEOUT_NOW and wins without a single tick,
+ * although every member heard the old leader within E ticks. */
+static void test_hand_over(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 11);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    uint64_t idx = propose(&nt, l, 42);
+    cmp_ok(idx, ">", 0, "hand-over: an entry was proposed");
+    uint64_t term = raft_term(nt.r[l]);
+    int f = l % 3 + 1;
+    struct raft_msg m;
+    is_int(raft_hand_over(nt.r[f], &m), NERR_BUSY,
+           "hand-over: a follower has nothing to hand over");
+    is_int(raft_hand_over(nt.r[l], &m), 0, "hand-over: the leader hands over");
+    ok(m.type == RAFT_MSG_TIMEOUT_NOW && m.to != (uint32_t)l && m.to >= 1 && m.to <= 3 &&
+           m.term == term,
+       "hand-over: TIMEOUT_NOW for a follower, in the leader's term");
+    is_int(raft_role(nt.r[l]), RAFT_FOLLOWER, "hand-over: the old leader steps down at once");
+    ok(!raft_lease_valid(nt.r[l]), "hand-over: and holds no lease");
+    struct raft_stats st;
+    raft_get_stats(nt.r[l], &st);
+    is_int(st.hand_overs, 1, "hand-over: counted");
+    /* The old leader falls silent, as a member whose disk failed does,
+     * once its TIMEOUT_NOW is out. */
+    isolate(&nt, l, 1);
+    raft_step(nt.r[m.to], &m);
+    drain(&nt, (int)m.to);
+    deliver_all(&nt); /* no tick: only the messages it causes */
+    int nl = leader_of(&nt);
+    is_int(nl, (int)m.to, "hand-over: the chosen follower leads without waiting for a timeout");
+    if (nl <= 0) {
+        net_free(&nt);
+        return;
+    }
+    is_int(raft_term(nt.r[nl]), term + 1, "hand-over: in the next term");
+    cmp_ok(raft_commit(nt.r[nl]), ">=", idx, "hand-over: the new leader committed the old entries");
+    uint64_t j = propose(&nt, nl, 43);
+    cmp_ok(j, ">", idx, "hand-over: the new leader takes proposals");
+    cmp_ok(raft_commit(nt.r[nl]), ">=", j, "hand-over: and commits them with the other member");
+    is_int(nt.vote_unpersisted, 0, "hand-over: every vote was persisted before its grant");
+    /* A stale TIMEOUT_NOW (an older term) changes nothing. */
+    struct raft_msg stale = m;
+    stale.from = (uint32_t)l;
+    stale.to = (uint32_t)(6 - l - nl);
+    uint64_t t2 = raft_term(nt.r[stale.to]);
+    raft_step(nt.r[stale.to], &stale);
+    drain(&nt, (int)stale.to);
+    deliver_all(&nt);
+    is_int(raft_term(nt.r[stale.to]), t2, "hand-over: a stale TIMEOUT_NOW is ignored");
+    is_int(leader_of(&nt), nl, "hand-over: and the leader stays");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -719,5 +775,6 @@ int main(void)
     test_malformed();
     test_five_and_restart();
     test_lost_log();
+    test_hand_over();
     return done_testing();
 }

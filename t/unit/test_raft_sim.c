@@ -14,6 +14,8 @@
  *
  * NINES_SEEDS=n sets the seed count; NINES_SEED=s replays one seed.
  */
+#include "lib/clock.h"
+#include "lib/rng.h"
 #include "store/raft.h"
 #include "t/tap.h"
 
@@ -88,7 +90,8 @@ struct totals {
 };
 
 struct sim {
-    uint64_t seed, rng, now, end;
+    uint64_t seed, now, end;
+    struct rng rng;
     int n, ng;
     struct node nodes[MAXN];
     struct member mem[MAXG][MAXN];
@@ -106,10 +109,7 @@ struct sim {
 
 static uint64_t rnd(struct sim *s)
 {
-    uint64_t z = (s->rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    return rng_next(&s->rng);
 }
 
 static uint64_t below(struct sim *s, uint64_t n)
@@ -580,7 +580,7 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
 {
     struct sim *s = calloc(1, sizeof(*s));
     s->seed = seed;
-    s->rng = seed * UINT64_C(0x2545f4914f6cdd1d) + 1;
+    rng_seed(&s->rng, seed * UINT64_C(0x2545f4914f6cdd1d) + 1);
     s->tot = tot;
     s->n = chance(s, 200000) ? 5 : 3;
     s->ng = 1 + (int)below(s, MAXG);
@@ -666,8 +666,7 @@ int main(void)
     }
     const char *cnt = getenv("NINES_SEEDS");
     uint64_t nseeds = cnt ? strtoull(cnt, NULL, 0) : 5000;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = clock_mono_ns();
     uint64_t failed = 0;
     for (uint64_t seed = 1; seed <= nseeds; seed++) {
         if (run_seed(seed, &tot, why, sizeof(why))) {
@@ -679,8 +678,7 @@ int main(void)
         }
         tot.seeds++;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double secs = (double)(clock_mono_ns() - t0) / 1e9;
     ok(failed == 0, "%llu seeds: every invariant held after every event",
        (unsigned long long)nseeds);
     note("%.1f s; events %llu, commits %llu, elections %llu, crashes %llu, partitions %llu, "

@@ -3,6 +3,7 @@
  * restarts on the same port, crafted bad frames from a raw socket (each
  * dropped, counted under its reason, the connection closed, nothing applied),
  * and the bounded send queue. Frame layout: docs/transport.md. */
+#include "lib/clock.h"
 #include "lib/crc32c.h"
 #include "lib/log.h"
 #include "store/transport.h"
@@ -86,9 +87,7 @@ static size_t inbox_total(struct inbox *b)
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return (double)clock_mono_ns() / 1e6;
 }
 
 /* Polls cond every 2 ms for at most ms milliseconds; evaluates to the last

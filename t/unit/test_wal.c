@@ -1,7 +1,9 @@
 /* The write-ahead log on real files: round trip across segments, release,
  * torn-tail truncation, refusal of middle corruption with file and offset,
  * group commit under concurrency, I/O failure, SIGKILL crashes, truncation. */
+#include "lib/clock.h"
 #include "lib/crc32c.h"
+#include "lib/rng.h"
 #include "lib/log.h"
 #include "store/wal.h"
 #include "t/tap.h"
@@ -28,10 +30,7 @@ static uint64_t g_seed;
 
 static uint64_t mix(uint64_t z)
 {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return rng_mix64(z + UINT64_C(0x9E3779B97F4A7C15)); /* splitmix64's step */
 }
 
 /* The payload of record lsn in a run tagged tag: its length and bytes are a
@@ -50,9 +49,7 @@ static size_t payload(uint64_t tag, uint64_t lsn, size_t maxlen, unsigned char *
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)clock_mono_ns() / 1e9;
 }
 
 static char g_top[256];

@@ -1,0 +1,921 @@
+/*
+ * group_driver.c — the driver thread of a group host (group.h). It owns
+ * every struct raft of the node: it feeds peer messages, proposals and
+ * ticks, persists each ready in the order raft.h demands (node log,
+ * HARDSTATE, SNAPSHOT), sends messages once what they acknowledge is
+ * durable, matches this node's proposals with committed entries and hands
+ * those to the applier (group_applier.c).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "lib/invariant.h"
+#include "lib/le.h"
+#include "lib/log.h"
+#include "store/group_internal.h"
+#include "store/nodelog.h"
+#include "store/raftwire.h"
+
+/* Round coalescing: after a round of at least this many events the driver
+ * waits this long before taking the next (docs/replication.md, "Batching"). */
+#define DRIVER_COALESCE_EVENTS 8
+#define DRIVER_COALESCE_US 500
+
+/* Appends the chain first..last (last->next already set) to a FIFO of
+ * entries kept as head and tail pointers. */
+static void q_append(struct gentry **head, struct gentry **tail, struct gentry *first,
+                     struct gentry *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
+void group__dev_post(struct group_host *h, struct dev *d)
+{
+    pthread_mutex_lock(&h->dmu);
+    if (h->dtail)
+        h->dtail->next = d;
+    else
+        h->dhead = d;
+    h->dtail = d;
+    pthread_cond_signal(&h->dcv);
+    pthread_mutex_unlock(&h->dmu);
+}
+
+static struct group **bucket_of(struct group_host *h, uint64_t gid)
+{
+    return &h->buckets[(gid * 0x9E3779B97F4A7C15ull) >> 54 & (GID_BUCKETS - 1)];
+}
+
+static struct group *find_gid(struct group_host *h, uint64_t gid)
+{
+    for (struct group *g = *bucket_of(h, gid); g; g = g->hnext)
+        if (g->mem.gid == gid)
+            return g;
+    return NULL;
+}
+
+/* Publishes the member's state for other threads (driver thread). */
+void group__publish(struct group *g)
+{
+    struct raft *r = g->r;
+    atomic_store(&g->s_role, (int)raft_role(r));
+    atomic_store(&g->s_leader, raft_leader(r));
+    atomic_store(&g->s_term, raft_term(r));
+    atomic_store(&g->s_commit, raft_commit(r));
+    atomic_store(&g->s_last, raft_last_index(r));
+    atomic_store(&g->s_first, raft_first_index(r));
+    int lease = raft_lease_valid(r) && !g->wal_failed;
+    atomic_store(&g->s_lease_ns, lease ? clock_mono_ns() : 0);
+    atomic_store(&g->s_lease, lease);
+    atomic_store(&g->s_failed, g->wal_failed);
+}
+
+/* done() for a proposal that will not be applied (any thread but the applier's
+ * own transaction). */
+static void fail_prop(struct gentry *e, int status)
+{
+    struct group *g = e->g;
+    e->done(e->arg, status, NULL);
+    free(e->data);
+    free(e);
+    pthread_mutex_lock(&g->mu);
+    NINES_ASSERT(g->inflight > 0); /* invariant 2: done() once per proposal */
+    if (--g->inflight == 0)
+        pthread_cond_broadcast(&g->idle);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* WAL pool thread: the last entry of a ready is durable (or failed). */
+static void on_durable(void *arg, uint64_t lsn, int status)
+{
+    struct group *g = arg;
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d) {
+        log_error("group %s: out of memory reporting durability; the group stalls", g->name);
+        return;
+    }
+    d->kind = DEV_DURABLE;
+    d->g = g;
+    d->status = status;
+    group__dev_post(g->h, d);
+}
+
+static void fail_list(struct gentry *e, int status);
+
+static void send_raw(struct group *g, const struct raft_msg *m);
+
+static void group_fail(struct group *g, int status)
+{
+    if (!g->wal_failed)
+        log_error("group %s: the WAL failed (%s); this replica stops taking part (restart the "
+                  "node once the disk is fixed)",
+                  g->name, nerr_name(status));
+    g->wal_failed = 1;
+    /* A leader that falls silent would leave the others waiting a whole
+     * election timeout, and the writes routed to it with them: it hands
+     * leadership to its most up-to-date follower at once (raft_hand_over).
+     * wal_failed is set first, so no lease read is served from here on. */
+    struct raft_msg to;
+    if (g->h->send && raft_hand_over(g->r, &to) == 0) {
+        log_warn("group %s: handing leadership over to member %u (%s)", g->name, to.to,
+                 g->mem.nodes[to.to - 1]);
+        send_raw(g, &to);
+    }
+    for (struct gentry *e = g->pending, *n; e; e = n) {
+        n = e->next;
+        fail_prop(e, NERR_IO);
+    }
+    g->pending = g->pending_tail = NULL;
+    fail_list(g->pbatch, NERR_IO);
+    g->pbatch = g->pbatch_tail = NULL;
+    fail_list(g->fwd_pending, NERR_IO);
+    g->fwd_pending = g->fwd_tail = NULL;
+    group__publish(g);
+}
+
+/* A leader's replication messages may leave before its own entries are
+ * durable (Raft thesis §10.2.1): they ask followers to persist, and the
+ * leader counts itself only once its own write is done (raft.c, stable).
+ * Every other message acknowledges something and waits for the disk. */
+static int leader_msg(const struct raft_msg *m)
+{
+    return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+           m->type == RAFT_MSG_SNAPSHOT;
+}
+
+/* which: 0 every message, 1 a leader's replication messages only, 2 the
+ * others only. */
+static void send_msgs(struct group *g, const struct raft_ready *rd, int which)
+{
+    struct group_host *h = g->h;
+    for (size_t i = 0; i < rd->n_msgs; i++) {
+        const struct raft_msg *m = &rd->msgs[i];
+        unsigned char *buf;
+        size_t len;
+        if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !h->send)
+            continue;
+        if ((which == 1 && !leader_msg(m)) || (which == 2 && leader_msg(m)))
+            continue;
+        if (raftwire_encode(m, &buf, &len))
+            continue;
+        if (h->send(h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, len))
+            atomic_fetch_add(&h->st_sendfail, 1);
+        else
+            atomic_fetch_add(&h->st_out, 1);
+        free(buf);
+    }
+}
+
+/* Hands committed entries to the applier, matching them with this node's
+ * proposals by (index, term). */
+void group__queue_committed(struct group *g, const struct raft_ready *rd)
+{
+    struct group_host *h = g->h;
+    struct gentry *first = NULL, *last = NULL;
+    long n = 0;
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        const struct raft_entry *ce = &rd->committed[i];
+        struct gentry *e = NULL;
+        /* Proposals below this index that are still pending lost their slot. */
+        while (g->pending && g->pending->lsn < ce->index) {
+            struct gentry *p = g->pending;
+            g->pending = p->next;
+            fail_prop(p, NERR_BUSY);
+        }
+        if (g->pending && g->pending->lsn == ce->index) {
+            e = g->pending;
+            g->pending = e->next;
+            if (e->term != ce->term) {
+                fail_prop(e, NERR_BUSY);
+                e = NULL;
+            } else {
+                free(e->data); /* the applier uses op */
+                e->data = NULL;
+            }
+        }
+        if (!g->pending)
+            g->pending_tail = NULL;
+        if (!e && ce->len >= GROUP_FRAME && ce->data[0] == GROUP_FRAME_MAGIC && g->fwd_pending) {
+            uint64_t rid = le_get64(ce->data + 1);
+            for (struct gentry **pp = &g->fwd_pending; *pp; pp = &(*pp)->next)
+                if ((*pp)->rid == rid) {
+                    e = *pp;
+                    *pp = e->next;
+                    if (g->fwd_tail == e) {
+                        g->fwd_tail = NULL;
+                        for (struct gentry *x = g->fwd_pending; x; x = x->next)
+                            g->fwd_tail = x;
+                    }
+                    free(e->data); /* the applier uses op */
+                    e->data = NULL;
+                    e->len = 0;
+                    break;
+                }
+        }
+        /* A forwarded proposal could only be appended in the term it was
+         * sent for (flush_props). Once an entry of a later term commits,
+         * every committed entry of that term lies before it and has been
+         * seen here: the proposal never commits, so the caller may retry.
+         * fwd_pending is in sending order, so its terms never decrease. */
+        while (g->fwd_pending && g->fwd_pending->term < ce->term) {
+            struct gentry *p = g->fwd_pending;
+            g->fwd_pending = p->next;
+            if (!g->fwd_pending)
+                g->fwd_tail = NULL;
+            fail_prop(p, NERR_BUSY);
+        }
+        if (!e) {
+            e = calloc(1, sizeof *e);
+            if (!e) {
+                log_error("group %s: out of memory; stopping this replica", g->name);
+                group_fail(g, NERR_NOMEM);
+                break;
+            }
+            e->g = g;
+            if (ce->len) {
+                if (!(e->data = malloc(ce->len))) {
+                    free(e);
+                    group_fail(g, NERR_NOMEM);
+                    break;
+                }
+                memcpy(e->data, ce->data, ce->len);
+            }
+            e->len = ce->len;
+        }
+        e->lsn = ce->index;
+        e->next = NULL;
+        if (last)
+            last->next = e;
+        else
+            first = e;
+        last = e;
+        n++;
+    }
+    if (!first)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->queued += n;
+    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_lock(&h->mu);
+    q_append(&h->head, &h->tail, first, last);
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void finish_ready(struct group *g)
+{
+    /* The commit index is published before the messages that carry it go
+     * out: a follower may apply and answer a write as soon as it hears it,
+     * and a lease read on this leader must then wait for that entry
+     * (group_read_index reads s_commit). */
+    atomic_store(&g->s_commit, raft_commit(g->r));
+    send_msgs(g, &g->rd, g->rd_sent ? 2 : 0);
+    g->rd_sent = 0;
+    if (!g->rd_applied)
+        group__queue_committed(g, &g->rd);
+    g->rd_applied = 0;
+    raft_ready_advance(g->r);
+    g->in_flight = 0;
+    /* Ticks that passed while the disk was busy count before anything is
+     * published: the lease must not outlive real time. */
+    for (uint32_t i = 0; i < g->missed_ticks && i < 1000; i++)
+        raft_tick(g->r);
+    g->missed_ticks = 0;
+    group__publish(g);
+}
+
+/* A snapshot from the leader: persist it, restart the WAL after it, and have
+ * the applier replace the state with it (before any later entry). */
+static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
+{
+    struct nerr err = {0};
+    struct gentry *e = calloc(1, sizeof *e);
+    if (!e || !(e->data = malloc(sn->len ? sn->len : 1))) {
+        free(e);
+        group_fail(g, NERR_NOMEM);
+        return -1;
+    }
+    if (group__snap_save(g, sn->index, sn->term, sn->data, sn->len, &err) ||
+        nls_reset(g->log, sn->index, &err)) {
+        log_error("group %s: installing the snapshot at %llu: %s", g->name,
+                  (unsigned long long)sn->index, err.msg);
+        free(e->data);
+        free(e);
+        group_fail(g, NERR_IO);
+        return -1;
+    }
+    /* Proposals the snapshot may hold committed are never matched with
+     * their entries: their outcome is unknown. Later ones stay pending. */
+    while (g->pending && g->pending->lsn <= sn->index) {
+        struct gentry *p = g->pending;
+        g->pending = p->next;
+        fail_prop(p, NERR_TIMEOUT);
+    }
+    if (!g->pending)
+        g->pending_tail = NULL;
+    for (struct gentry **pp = &g->fwd_pending; *pp;) {
+        struct gentry *p = *pp;
+        if (p->term > sn->term) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        fail_prop(p, NERR_TIMEOUT);
+    }
+    g->fwd_tail = NULL;
+    for (struct gentry *x = g->fwd_pending; x; x = x->next)
+        g->fwd_tail = x;
+    memcpy(e->data, sn->data, sn->len);
+    e->len = sn->len;
+    e->snap = 1;
+    e->lsn = sn->index;
+    e->g = g;
+    pthread_mutex_lock(&g->mu);
+    g->queued++;
+    pthread_mutex_unlock(&g->mu);
+    struct group_host *h = g->h;
+    pthread_mutex_lock(&h->mu);
+    q_append(&h->head, &h->tail, e, e);
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    log_info("group %s: installed the leader's snapshot at %llu (%u bytes)", g->name,
+             (unsigned long long)sn->index, sn->len);
+    return 0;
+}
+
+/* Log compaction (group.h): snapshot what LMDB last committed, keep it
+ * durably, let the core drop the log before it, release WAL segments. */
+static void maybe_compact(struct group *g, uint64_t now)
+{
+    struct group_host *h = g->h;
+    struct raft *r = g->r;
+    uint64_t first = raft_first_index(r), last = raft_last_index(r);
+    if (last < first || now - g->last_compact_ns < 1000000000ull ||
+        (last - first + 1 < h->timing.compact_entries && !nls_compact_wanted(g->log)))
+        return;
+    g->last_compact_ns = now;
+    struct nerr err = {0};
+    MDB_txn *txn;
+    uint64_t at = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (state_read_begin(h->st, &txn, &err))
+        goto fail;
+    if (state_applied_get(h->st, txn, g->name, &at, &err) || at < first ||
+        g->sm->snapshot(g->sm_arg, txn, &buf, &len, &err)) {
+        state_read_end(h->st, txn);
+        goto fail;
+    }
+    state_read_end(h->st, txn);
+    const struct raft_entry *e = raft_entry_at(r, at);
+    if (!e || len > RAFT_MAX_SNAPSHOT) {
+        nerr_set(&err, NERR_LIMIT, "snapshot at %llu not possible (%zu bytes)",
+                 (unsigned long long)at, len);
+        goto fail;
+    }
+    uint64_t term = e->term;
+    if (group__snap_save(g, at, term, buf, len, &err))
+        goto fail;
+    if (raft_compact(r, at, buf, (uint32_t)len)) {
+        nerr_set(&err, NERR_INTERNAL, "the core refused the snapshot at %llu",
+                 (unsigned long long)at);
+        goto fail;
+    }
+    free(buf);
+    buf = NULL;
+    if (nls_release(g->log, at, &err))
+        log_warn("group %s: releasing node log segments: %s", g->name, err.msg);
+    log_info("group %s: snapshot at %llu (%zu bytes); log now starts at %llu", g->name,
+             (unsigned long long)at, len, (unsigned long long)raft_first_index(r));
+    return;
+fail:
+    free(buf);
+    if (err.msg[0])
+        log_warn("group %s: no snapshot this time: %s", g->name, err.msg);
+}
+
+/* Processes readies until the core has nothing more or a ready waits for
+ * the disk. */
+static void drive(struct group *g)
+{
+    struct nerr err = {0};
+    while (!g->in_flight && !g->wal_failed && !g->closed && raft_ready_get(g->r, &g->rd)) {
+        struct raft_ready *rd = &g->rd;
+        if (rd->snapshot && install_snapshot(g, rd->snapshot))
+            return;
+        if (rd->has_hard_state &&
+            (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote)) {
+            if (group__hs_save(g, &rd->hs, &err)) {
+                log_error("group %s: %s", g->name, err.msg);
+                group_fail(g, NERR_IO);
+                return;
+            }
+            g->hs_saved = rd->hs;
+        }
+        if (rd->n_entries) {
+            /* Committed entries are durable on a quorum already: apply them
+             * now rather than after this ready's fsync (raft.h allows the
+             * host to apply while it persists new entries). */
+            if (rd->n_committed) {
+                group__queue_committed(g, rd);
+                g->rd_applied = 1;
+            }
+            uint64_t first = rd->entries[0].index;
+            if (first <= nls_last_lsn(g->log)) {
+                if (nls_cut(g->log, first - 1, &err)) {
+                    log_error("group %s: %s", g->name, err.msg);
+                    group_fail(g, NERR_IO);
+                    return;
+                }
+                /* Our proposals at or after `first` were overwritten. */
+                struct gentry **pp = &g->pending;
+                while (*pp && (*pp)->lsn < first)
+                    pp = &(*pp)->next;
+                for (struct gentry *e = *pp, *n; e; e = n) {
+                    n = e->next;
+                    fail_prop(e, NERR_BUSY);
+                }
+                *pp = NULL;
+                g->pending_tail = NULL;
+                for (struct gentry *e = g->pending; e; e = e->next)
+                    g->pending_tail = e;
+            }
+            for (size_t i = 0; i < rd->n_entries; i++) {
+                const struct raft_entry *e = &rd->entries[i];
+                unsigned char term[8];
+                le_put64(term, e->term);
+                uint64_t lsn = 0;
+                int last = i + 1 == rd->n_entries;
+                int rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_durable : NULL,
+                                    last ? g : NULL, &lsn);
+                if (rc || lsn != e->index) {
+                    log_error("group %s: WAL append of entry %llu failed (%s)", g->name,
+                              (unsigned long long)e->index, rc ? nerr_name(rc) : "LSN mismatch");
+                    group_fail(g, rc ? rc : NERR_INTERNAL);
+                    return;
+                }
+            }
+            /* The leader's appends go out while its own write runs. Not when
+             * this ready changes term or vote: those must be durable first. */
+            if (raft_role(g->r) == RAFT_LEADER && !rd->snapshot &&
+                !(rd->has_hard_state &&
+                  (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote))) {
+                atomic_store(&g->s_commit, raft_commit(g->r));
+                send_msgs(g, rd, 1);
+                g->rd_sent = 1;
+            }
+            g->in_flight = 1;
+            return;
+        }
+        finish_ready(g);
+    }
+}
+
+/* Sends one message outside a ready (host messages, a hand-over). */
+static void send_raw(struct group *g, const struct raft_msg *m)
+{
+    unsigned char *buf;
+    size_t blen;
+    if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !g->h->send ||
+        raftwire_encode(m, &buf, &blen))
+        return;
+    if (g->h->send(g->h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, blen))
+        atomic_fetch_add(&g->h->st_sendfail, 1);
+    else
+        atomic_fetch_add(&g->h->st_out, 1);
+    free(buf);
+}
+
+/* term: FWD_PROPOSE only, the term of the leader it is meant for. */
+static void send_host_msg(struct group *g, uint32_t to, uint32_t type, uint64_t rid, uint64_t term,
+                          const void *data, size_t len)
+{
+    struct raft_msg m = {.type = type,
+                         .from = g->mem.self,
+                         .to = to,
+                         .index = rid,
+                         .term = term,
+                         .data_len = (uint32_t)len,
+                         .data = (unsigned char *)data};
+    send_raw(g, &m);
+}
+
+static void proposal(struct group *g, struct gentry *e)
+{
+    if (e->fwd && raft_role(g->r) != RAFT_LEADER && !g->wal_failed && !g->closed) {
+        uint32_t leader = raft_leader(g->r);
+        if (!leader || leader == g->mem.self) {
+            fail_prop(e, NERR_BUSY);
+            return;
+        }
+        /* Only the leader of this term may append it (flush_props): then a
+         * committed entry of a later term without it proves it never
+         * commits (group__queue_committed). */
+        e->term = raft_term(g->r);
+        send_host_msg(g, leader, RAFTWIRE_FWD_PROPOSE, e->rid, e->term, e->data, e->len);
+        e->t_ns = clock_mono_ns();
+        e->next = NULL;
+        q_append(&g->fwd_pending, &g->fwd_tail, e, e);
+        return;
+    }
+    e->next = NULL;
+    q_append(&g->pbatch, &g->pbatch_tail, e, e);
+}
+
+static void fail_list(struct gentry *e, int status)
+{
+    for (struct gentry *n; e; e = n) {
+        n = e->next;
+        if (e->origin) { /* another member's: tell it nothing was proposed */
+            send_host_msg(e->g, e->origin, RAFTWIRE_FWD_NACK, e->rid, 0, NULL, 0);
+            free(e->data);
+            free(e);
+            continue;
+        }
+        fail_prop(e, status);
+    }
+}
+
+/* Proposes the round's proposals in one batch: one append per follower. */
+static void flush_props(struct group *g)
+{
+    struct gentry *batch = g->pbatch;
+    g->pbatch = g->pbatch_tail = NULL;
+    if (!batch)
+        return;
+    if (g->wal_failed || g->closed || raft_role(g->r) != RAFT_LEADER) {
+        fail_list(batch, g->wal_failed ? NERR_IO : g->closed ? NERR_CLOSED : NERR_BUSY);
+        return;
+    }
+    /* Another member's proposal meant for this member's leadership of an
+     * earlier term is refused (its sender retries): see proposal(). */
+    for (struct gentry **pp = &batch; *pp;) {
+        struct gentry *e = *pp;
+        if (e->origin && e->term && e->term != raft_term(g->r)) {
+            *pp = e->next;
+            e->next = NULL;
+            fail_list(e, NERR_BUSY);
+            continue;
+        }
+        pp = &e->next;
+    }
+    if (!batch)
+        return;
+    size_t n = 0;
+    for (struct gentry *e = batch; e; e = e->next)
+        n++;
+    const void **data = malloc(n * sizeof *data);
+    uint32_t *len = malloc(n * sizeof *len);
+    if (!data || !len) {
+        free(data);
+        free(len);
+        fail_list(batch, NERR_NOMEM);
+        return;
+    }
+    size_t i = 0;
+    for (struct gentry *e = batch; e; e = e->next, i++) {
+        data[i] = e->data;
+        len[i] = (uint32_t)e->len;
+    }
+    uint64_t first = 0, term = raft_term(g->r), now = clock_mono_ns();
+    int rc = raft_propose_batch(g->r, data, len, n, &first);
+    free(data);
+    free(len);
+    uint64_t appended = raft_last_index(g->r) >= first ? raft_last_index(g->r) - first + 1 : 0;
+    i = 0;
+    for (struct gentry *e = batch, *nx; e; e = nx, i++) {
+        nx = e->next;
+        if (rc && i >= appended) {
+            e->next = NULL;
+            fail_list(e, rc); /* never appended */
+            continue;
+        }
+        if (e->origin) { /* another member's: it matches the entry itself */
+            free(e->data);
+            free(e);
+            continue;
+        }
+        e->lsn = first + i;
+        e->term = term;
+        e->t_ns = now;
+        e->next = NULL;
+        q_append(&g->pending, &g->pending_tail, e, e);
+    }
+}
+
+/* A proposal that no quorum acknowledged in time: its outcome is unknown
+ * (it may still commit, then it is applied like any entry, without done). */
+static void expire_pending(struct group *g, uint64_t now)
+{
+    uint64_t limit = (uint64_t)GROUP_PROPOSAL_TIMEOUT_MS * 1000000ull;
+    /* A proposal forwarded to a leader that died or was deposed waits: the
+     * next leader either commits it or commits an entry of its own term
+     * first, which proves it never will (group__queue_committed). */
+    while (g->fwd_pending && now - g->fwd_pending->t_ns > limit) {
+        struct gentry *e = g->fwd_pending;
+        g->fwd_pending = e->next;
+        if (!g->fwd_pending)
+            g->fwd_tail = NULL;
+        fail_prop(e, NERR_TIMEOUT);
+    }
+    while (g->pending && now - g->pending->t_ns > limit) {
+        struct gentry *e = g->pending;
+        g->pending = e->next;
+        if (!g->pending)
+            g->pending_tail = NULL;
+        fail_prop(e, NERR_TIMEOUT);
+    }
+}
+
+static void message(struct group *g, struct dev *d)
+{
+    struct group_host *h = g->h;
+    /* The transport authenticated the sending node's id (HELLO); the message
+     * must claim that node's member number. */
+    uint32_t from = 0;
+    for (uint32_t k = 0; k < g->mem.n; k++)
+        if (!strcmp(g->mem.nodes[k], d->from))
+            from = k + 1;
+    if (!from || d->msg.from != from || d->msg.to != g->mem.self) {
+        atomic_fetch_add(&h->st_forged, 1);
+        return;
+    }
+    if (g->wal_failed)
+        return;
+    if (d->msg.type == RAFTWIRE_FWD_PROPOSE) {
+        struct gentry *e = calloc(1, sizeof *e);
+        if (!e) {
+            send_host_msg(g, from, RAFTWIRE_FWD_NACK, d->msg.index, 0, NULL, 0);
+            return;
+        }
+        e->g = g;
+        e->origin = from;
+        e->rid = d->msg.index;
+        e->term = d->msg.term; /* the term its sender meant (0: any) */
+        e->data = d->msg.data; /* taken over */
+        e->len = d->msg.data_len;
+        d->msg.data = NULL;
+        d->msg.data_len = 0;
+        proposal(g, e); /* flush_props NACKs it if this member does not lead */
+        return;
+    }
+    if (d->msg.type == RAFTWIRE_FWD_NACK) {
+        for (struct gentry **pp = &g->fwd_pending; *pp; pp = &(*pp)->next)
+            if ((*pp)->rid == d->msg.index) {
+                struct gentry *e = *pp;
+                *pp = e->next;
+                if (g->fwd_tail == e) {
+                    g->fwd_tail = NULL;
+                    for (struct gentry *x = g->fwd_pending; x; x = x->next)
+                        g->fwd_tail = x;
+                }
+                fail_prop(e, NERR_BUSY);
+                break;
+            }
+        return;
+    }
+    if (raft_step(g->r, &d->msg))
+        atomic_fetch_add(&h->st_raft, 1);
+}
+
+/* Runs one event whose group is not waiting for the disk. */
+static void run_event(struct group *g, struct dev *d)
+{
+    if (d->kind == DEV_MSG)
+        message(g, d);
+    else if (d->kind == DEV_PROPOSE && d->prop)
+        proposal(g, d->prop);
+}
+
+static void unregister(struct group_host *h, struct group *g)
+{
+    for (struct group **pp = bucket_of(h, g->mem.gid); *pp; pp = &(*pp)->hnext)
+        if (*pp == g) {
+            *pp = g->hnext;
+            break;
+        }
+    for (struct group **pp = &h->all; *pp; pp = &(*pp)->anext)
+        if (*pp == g) {
+            *pp = g->anext;
+            break;
+        }
+}
+
+static void close_now(struct group *g)
+{
+    if (g->dirty) {
+        for (struct group **pp = &g->h->dirty; *pp; pp = &(*pp)->dnext)
+            if (*pp == g) {
+                *pp = g->dnext;
+                break;
+            }
+        g->dirty = 0;
+    }
+    fail_list(g->pbatch, NERR_CLOSED);
+    g->pbatch = g->pbatch_tail = NULL;
+    fail_list(g->fwd_pending, NERR_CLOSED);
+    g->fwd_pending = g->fwd_tail = NULL;
+    for (struct dev *d = g->deferred, *n; d; d = n) {
+        n = d->next;
+        if (d->kind == DEV_PROPOSE && d->prop)
+            fail_prop(d->prop, NERR_CLOSED);
+        raft_msg_release(&d->msg);
+        free(d);
+    }
+    g->deferred = g->deferred_tail = NULL;
+    for (struct gentry *e = g->pending, *n; e; e = n) {
+        n = e->next;
+        fail_prop(e, NERR_CLOSED);
+    }
+    g->pending = g->pending_tail = NULL;
+    unregister(g->h, g);
+    pthread_mutex_lock(&g->mu);
+    g->closed = 1;
+    pthread_cond_broadcast(&g->idle);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void defer_event(struct group *g, struct dev *d)
+{
+    d->next = NULL;
+    if (g->deferred_tail)
+        g->deferred_tail->next = d;
+    else
+        g->deferred = d;
+    g->deferred_tail = d;
+}
+
+void *group__driver_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "nines-driver");
+    struct group_host *h = arg;
+    uint64_t next_tick = clock_mono_ns() + RAFT_TICK_MS * 1000000ull, next_log_tick = 0;
+    size_t last_round = 0; /* events the last round handled */
+    for (;;) {
+        pthread_mutex_lock(&h->dmu);
+        while (!h->dhead && !h->dstop && clock_mono_ns() < next_tick) {
+            struct timespec dl = {(time_t)(next_tick / 1000000000ull),
+                                  (long)(next_tick % 1000000000ull)};
+            pthread_cond_timedwait(&h->dcv, &h->dmu, &dl);
+        }
+        /* Under load, gather a bigger round: every stage after this one
+         * (appends per follower, node log writes, acks, applier hand-offs)
+         * then costs the same for more writes. A replicated host only: its
+         * rounds wake the most threads. */
+        if (h->dhead && !h->dstop && h->send && last_round >= DRIVER_COALESCE_EVENTS) {
+            pthread_mutex_unlock(&h->dmu);
+            usleep(DRIVER_COALESCE_US);
+            pthread_mutex_lock(&h->dmu);
+        }
+        struct dev *batch = h->dhead;
+        h->dhead = h->dtail = NULL;
+        int stop = h->dstop;
+        pthread_mutex_unlock(&h->dmu);
+        if (stop) {
+            for (struct dev *d = batch, *n; d; d = n) {
+                n = d->next;
+                raft_msg_release(&d->msg);
+                free(d);
+            }
+            break;
+        }
+        last_round = 0;
+        for (struct dev *d = batch, *n; d; d = n) {
+            n = d->next;
+            struct group *g = d->g;
+            last_round++;
+            if (d->kind == DEV_MSG) {
+                g = find_gid(h, d->gid);
+                if (!g) {
+                    atomic_fetch_add(&h->st_unknown, 1);
+                    raft_msg_release(&d->msg);
+                    free(d);
+                    continue;
+                }
+            }
+            if (d->kind == DEV_PROPOSE && !d->prop) { /* registration */
+                if (find_gid(h, g->mem.gid)) {
+                    log_error("group %s: group id %llu is already open", g->name,
+                              (unsigned long long)g->mem.gid);
+                    g->wal_failed = 1;
+                } else {
+                    g->hnext = *bucket_of(h, g->mem.gid);
+                    *bucket_of(h, g->mem.gid) = g;
+                }
+                g->anext = h->all;
+                h->all = g;
+                free(d);
+                drive(g);
+                continue;
+            }
+            if (d->kind == DEV_DURABLE) {
+                if (d->status)
+                    group_fail(g, d->status);
+                else
+                    finish_ready(g);
+                free(d);
+            } else if (d->kind == DEV_CLOSE) {
+                if (g->in_flight) {
+                    defer_event(g, d); /* after the durable event */
+                    continue;
+                }
+                free(d);
+                close_now(g);
+                continue;
+            } else if (g->in_flight) {
+                defer_event(g, d);
+                continue;
+            } else {
+                run_event(g, d);
+                raft_msg_release(&d->msg);
+                free(d);
+            }
+            /* Deferred events run once the ready is done. */
+            while (!g->in_flight && g->deferred && !g->closed) {
+                struct dev *e = g->deferred;
+                g->deferred = e->next;
+                if (!g->deferred)
+                    g->deferred_tail = NULL;
+                if (e->kind == DEV_CLOSE) {
+                    free(e);
+                    close_now(g);
+                    break;
+                }
+                run_event(g, e);
+                raft_msg_release(&e->msg);
+                free(e);
+            }
+            /* Readies wait for the end of the round, so that its
+             * proposals and messages are handled together. */
+            if (!g->closed && !g->dirty) {
+                g->dirty = 1;
+                g->dnext = h->dirty;
+                h->dirty = g;
+            }
+        }
+        while (h->dirty) {
+            struct group *g = h->dirty;
+            h->dirty = g->dnext;
+            g->dirty = 0;
+            if (g->closed)
+                continue;
+            if (!g->in_flight)
+                flush_props(g);
+            drive(g);
+        }
+        uint64_t now = clock_mono_ns();
+        if (now >= next_tick) {
+            uint64_t ticks = (now - next_tick) / (RAFT_TICK_MS * 1000000ull) + 1;
+            next_tick += ticks * RAFT_TICK_MS * 1000000ull;
+            /* LMDB failed (a full disk): this node applies nothing more, so
+             * its replicas must not keep voting and acknowledging as if
+             * they were healthy; they fall silent and the others carry on. */
+            pthread_mutex_lock(&h->mu);
+            int state_failed = h->failed;
+            pthread_mutex_unlock(&h->mu);
+            if (state_failed)
+                for (struct group *g = h->all; g; g = g->anext)
+                    if (!g->wal_failed && !g->closed && !g->in_flight) {
+                        log_error("group %s: the node's state store failed; this replica "
+                                  "stops taking part",
+                                  g->name);
+                        group_fail(g, NERR_IO);
+                    }
+            if (now >= next_log_tick) {
+                nodelog_tick(h->nl); /* which groups pin the oldest log segment */
+                next_log_tick = now + 1000000000ull;
+            }
+            for (struct group *g = h->all, *n; g; g = n) {
+                n = g->anext;
+                if (g->wal_failed || g->closed)
+                    continue;
+                if (g->in_flight) {
+                    g->missed_ticks += (uint32_t)ticks;
+                    continue;
+                }
+                expire_pending(g, now);
+                maybe_compact(g, now);
+                uint64_t k = ticks + g->missed_ticks;
+                g->missed_ticks = 0;
+                /* A stalled loop must not make the lease look longer: each
+                 * elapsed tick period counts. */
+                for (uint64_t i = 0; i < k && i < 1000; i++)
+                    raft_tick(g->r);
+                drive(g);
+                group__publish(g);
+            }
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,178 @@
+/*
+ * group_internal.h — what the files of the replication group share: the
+ * host, group and entry structs and the functions one file calls in
+ * another (prefix group__). Included only by group.c, group_files.c,
+ * group_driver.c and group_applier.c; everything else uses group.h, whose
+ * contract covers all four.
+ *
+ *   group.c          lifecycle (host start/stop, group open/close) and the
+ *                    public calls of group.h (propose, status, read index,
+ *                    barrier, receive path)
+ *   group_files.c    the per-group files: HARDSTATE (term, vote) and
+ *                    SNAPSHOT, and loading the log from the node log
+ *   group_driver.c   the driver thread: owns every struct raft, persists
+ *                    readies, sends, matches proposals with committed entries
+ *   group_applier.c  the applier thread: applies committed entries to LMDB in
+ *                    one open transaction, then runs done()
+ *
+ * Threads (which file runs where): the driver thread runs group_driver.c;
+ * the applier thread runs group_applier.c; group.c runs on the callers'
+ * threads and hands work to the driver through group__dev_post. A struct
+ * group's fields are grouped below by the thread that owns them.
+ */
+#ifndef NINES_GROUP_INTERNAL_H
+#define NINES_GROUP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "store/group.h"
+
+#define GID_BUCKETS 1024
+/* A forwarded proposal's entry: magic byte, u64 request id, then the entry
+ * the state machine sees. (A state machine's own entries never start with
+ * this byte: op.h and the catalog write JSON.) */
+#define GROUP_FRAME_MAGIC 0x01
+#define GROUP_FRAME 9
+
+/* A proposal (done != NULL) or a committed entry on its way to the applier.
+ * Proposals wait in the group's pending list (by index) until committed. */
+struct gentry {
+    struct group *g;
+    uint64_t lsn;  /* raft index */
+    uint64_t term; /* proposals: the term they were appended in (forwarded:
+                      sent for; another member's: its sender meant) */
+    uint64_t t_ns; /* proposals: when appended (for GROUP_PROPOSAL_TIMEOUT_MS) */
+    int status;
+    void *op;
+    group_done_fn done; /* NULL: an entry this node did not propose */
+    void *arg;
+    unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
+    size_t len;
+    int snap;        /* a snapshot to restore at lsn (data/len: its payload) */
+    uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
+    int fwd;         /* this node's proposal, to be forwarded if it does not lead */
+    uint32_t origin; /* proposals a member forwarded here: its member number */
+    struct gentry *next;
+};
+
+/* Work for the driver thread. */
+enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE };
+struct dev {
+    enum dev_kind kind;
+    uint64_t gid;
+    struct group *g; /* PROPOSE, DURABLE, CLOSE */
+    struct raft_msg msg;
+    char from[64];
+    struct gentry *prop;
+    int status; /* DURABLE */
+    struct dev *next;
+};
+
+struct group_host {
+    struct state *st;
+    struct nodelog *nl; /* every group's log (nodelog.h) */
+    struct overlay *ov;
+    struct group_timing timing;
+    group_send_fn send;
+    void *send_arg;
+    /* Driver thread: owns every struct raft. */
+    pthread_t driver;
+    pthread_mutex_t dmu;
+    pthread_cond_t dcv;
+    struct dev *dhead, *dtail;
+    int dstop;
+    struct group *buckets[GID_BUCKETS]; /* by gid; driver thread only */
+    struct group *all;                  /* every open group; driver thread only */
+    struct group *dirty;                /* groups to drive at the end of the round */
+    uint64_t seed;
+    _Atomic uint64_t rid_next; /* request ids of forwarded proposals */
+    _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
+    pthread_t applier;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* applier: work, barrier or stop */
+    pthread_cond_t committed;   /* barrier waiters */
+    struct gentry *head, *tail; /* durable entries waiting to be applied */
+    int stopping;
+    int failed;   /* an LMDB commit failed: nothing more is applied */
+    int barriers; /* threads waiting in group_host_barrier */
+    int txn_open; /* the applier holds uncommitted applied entries */
+    uint64_t commit_seq;
+    /* Applier-only state. */
+    MDB_txn *txn;
+    uint64_t txn_start_ns;  /* clock_mono_ns() when the open transaction began */
+    struct group **touched; /* groups with entries in the open transaction */
+    size_t ntouched, cap_touched;
+};
+
+struct group {
+    struct group_host *h;
+    char *name;
+    char *hs_path;
+    struct nls *log; /* its stream in the node log */
+    const struct group_sm *sm;
+    void *sm_arg;
+    struct group_members mem;
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    long inflight; /* proposals accepted, done() not yet run */
+    long queued;   /* entries handed to the applier, not yet applied */
+    int closing;
+    int closed; /* the driver let go of it */
+    _Atomic uint64_t applied;
+    /* Driver-thread state. */
+    struct raft *r;
+    struct raft_ready rd;
+    int in_flight;  /* a ready is being persisted */
+    int rd_applied; /* its committed entries were queued already */
+    int rd_sent;    /* its replication messages went out already */
+    int wal_failed;
+    uint32_t missed_ticks;
+    struct dev *deferred, *deferred_tail;  /* events that arrived while in flight */
+    struct gentry *pending, *pending_tail; /* proposed, by index */
+    struct gentry *pbatch, *pbatch_tail;   /* to propose together, at the end of the round */
+    struct gentry *fwd_pending, *fwd_tail; /* forwarded to the leader, by time */
+    int dirty;
+    struct group *dnext;
+    struct raft_hard_state hs_saved;
+    char *snap_path;
+    uint64_t last_compact_ns;
+    struct group *hnext, *anext; /* bucket chain, list of all */
+    /* Published by the driver for other threads. */
+    _Atomic int s_role, s_lease, s_failed;
+    _Atomic uint32_t s_leader;
+    _Atomic uint64_t s_term, s_commit, s_last, s_first, s_lease_ns;
+    /* Release bookkeeping, touched only by the applier thread. */
+    uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
+    uint64_t committed_lsn; /* applier: applied LSN of the last commit */
+    time_t last_release;
+    int touched; /* in h->touched */
+};
+
+struct group__load_ctx {
+    struct raft_entry *v;
+    size_t n, cap;
+    struct nerr *err;
+};
+
+/* group_files.c: the per-group files (group.h, "Compaction"). */
+int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len);
+int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err);
+int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err);
+int group__snap_save(struct group *g, uint64_t index, uint64_t term, const void *data, size_t len,
+                     struct nerr *err);
+int group__snap_load(struct group *g, struct raft_snapshot *snap, struct nerr *err);
+int group__refuse_old_wal(const char *dir, struct nerr *err);
+
+/* group_driver.c: the driver thread and its queue. */
+void *group__driver_main(void *arg);
+void group__dev_post(struct group_host *h, struct dev *d);
+void group__publish(struct group *g);
+void group__queue_committed(struct group *g, const struct raft_ready *rd);
+
+/* group_applier.c: the applier thread. */
+void *group__applier_main(void *arg);
+
+#endif
