@@ -13,9 +13,9 @@
 
 #include "canary/agg.h"
 #include "canary/pgsink.h"
-#include "canary/retry.h"
+#include "net/retry.h"
 #include "canary/scrape.h"
-#include "chaos/ddbclient.h"
+#include "proto/ddb.h"
 #include "lib/hist.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"

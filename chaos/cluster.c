@@ -23,7 +23,7 @@
 #include <curl/curl.h>
 
 #include "lib/fsutil.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 /* A status report bigger than this is refused: thousands of groups fit in a
  * few MiB. */

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/ddbclient.h"
+#include "proto/ddb.h"
 #include "chaos/localnode.h"
 #include "lib/fsutil.h"
 

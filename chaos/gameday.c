@@ -27,15 +27,15 @@
 #include "chaos/load.h"
 #include "chaos/playbook.h"
 #include "chaos/power.h"
-#include "chaos/shquote.h"
-#include "chaos/ssh.h"
+#include "net/shquote.h"
+#include "net/ssh.h"
 #include "checkers/check.h"
 #include "checkers/history.h"
 #include "lib/hist.h"
 #include "lib/log.h"
 #include "lib/strbuf.h"
-#include "store/av.h"
-#include "store/config.h"
+#include "proto/av.h"
+#include "proto/clusterfile.h"
 
 #define NS_PER_S 1000000000ull
 #define STATUS_TIMEOUT_MS 2000

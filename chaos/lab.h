@@ -77,7 +77,7 @@
 
 #include "chaos/inventory.h"
 #include "chaos/power.h"
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 #include "lib/err.h"
 
 #define LAB_MAX_HOSTS 250

@@ -1,7 +1,7 @@
 /* chaos/power.c — power drivers; see power.h for the contract and SAFETY. */
 #include "chaos/power.h"
 #include "chaos/labfs.h"
-#include "chaos/shquote.h"
+#include "net/shquote.h"
 #include "lib/fsutil.h"
 #include "lib/strbuf.h"
 

@@ -13,8 +13,8 @@
 
 #include "lib/fsutil.h"
 #include "lib/log.h"
-#include "store/av.h"
-#include "store/config.h"
+#include "proto/av.h"
+#include "proto/clusterfile.h"
 #include "store/items.h"
 #include "store/placement.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "store/av.h"
+#include "proto/av.h"
 #include "store/expr.h"
 #include "store/overlay.h"
 

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "store/config.h"
+#include "proto/clusterfile.h"
 #include "store/node.h"
 #include "store/version.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/av.h"
+#include "proto/av.h"
 #include "t/tap.h"
 
 static char *dump(const json_t *j)

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 #include "t/tap.h"
 
 #define AKID "AKIDEXAMPLE"

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 #include "t/tap.h"
 
 #define SSHD "/usr/sbin/sshd"

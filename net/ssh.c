@@ -1,5 +1,5 @@
 /* ssh.c — libssh2 sessions, exec with deadlines, SFTP, and the pool; see ssh.h. */
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/shquote.h"
+#include "net/shquote.h"
 #include "lib/log.h"
 
 #define SSH_CHUNK 32768

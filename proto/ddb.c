@@ -1,11 +1,11 @@
-#include "chaos/ddbclient.h"
+#include "proto/ddb.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 struct ddb_client {
     CURL *curl;

@@ -1,7 +1,7 @@
 /*
  * av.c — AttributeValues, exact decimals and key encoding (contract in av.h).
  */
-#include "store/av.h"
+#include "proto/av.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * Checks run in a fixed order (unknown keys of a mapping before its
  * values), so one file always yields the same first error.
  */
-#include "store/config.h"
+#include "proto/clusterfile.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
