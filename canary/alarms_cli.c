@@ -27,7 +27,6 @@
  * lint: parses the rules (environment expanded), prints a summary, exit 1
  * with FILE:LINE:COL on the first error.
  */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -672,7 +671,6 @@ static int cmd_run(const char *path)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     rn.rules = &r;
     rn.outbox = json_array();
     if (cfa_engine_new(&r, &eng, &err) ||
@@ -765,7 +763,6 @@ out:
     if (rn.conn)
         PQfinish(rn.conn);
     cfa_rules_free(&r);
-    curl_global_cleanup();
     return rc;
 }
 

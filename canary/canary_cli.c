@@ -10,7 +10,6 @@
  * (--streams COPY connections, default the sink's) and prints the ingest
  * rate (for t/bench/canary.sh).
  */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -58,7 +57,6 @@ static int cmd_run(const char *path, double duration, double flush_timeout)
      * only sigtimedwait below ever sees the signals. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (canary_start(&cfg, &c, &err)) {
         fprintf(stderr, "nines canary: %s\n", err.msg);
         canary_config_free(&cfg);
@@ -79,7 +77,6 @@ static int cmd_run(const char *path, double duration, double flush_timeout)
     canary_stop(c);
     int rc = canary_finish(c, (uint64_t)(flush_timeout * 1e9), &err);
     canary_config_free(&cfg);
-    curl_global_cleanup();
     return rc ? 1 : 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "net/http.h"
 
 int demo_main(int argc, char **argv);
 int load_main(int argc, char **argv);
@@ -52,8 +53,14 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* Once, before any subcommand starts a thread (libcurl's rule). */
+            if (http_global_init()) {
+                fprintf(stderr, "nines: cannot initialise libcurl\n");
+                return 1;
+            }
             return commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "nines: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
