@@ -45,7 +45,7 @@ static json_t *step(struct demo *d, const char *what, const char *op, json_t *re
         printf("  FAIL %-58s %s\n", what, err.msg);
         return NULL;
     }
-    const char *etype = status >= 400 ? ddb_error_type(resp) : NULL;
+    const char *etype = status >= 400 ? ddb_client_error_type(d->cli) : NULL;
     int ok = expect_error ? (etype && !strcmp(etype, expect_error)) : status == 200;
     if (!ok)
         d->failures++;

@@ -1,41 +1,28 @@
+/*
+ * ddb.c — the DynamoDB client; the contract is in ddb.h.
+ */
 #include "proto/ddb.h"
 
-#include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
+#include "lib/rng.h"
+#include "net/http.h"
+#include "net/retry.h"
 #include "proto/sigv4.h"
 
 struct ddb_client {
-    CURL *curl;
+    struct http_client *http;
+    struct http_response rs;
     char *endpoint, *host;
     int signing;
     struct sigv4_signer signer;
     long timeout_ms;
-    char *buf;
-    size_t len, cap;
+    char etype[DDB_ERROR_TYPE_MAX]; /* the last call's error name, "" after a success */
 };
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-    struct ddb_client *c = arg;
-    size_t add = size * n;
-    if (c->len + add + 1 > c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 8192;
-        while (nc < c->len + add + 1)
-            nc *= 2;
-        char *nb = realloc(c->buf, nc);
-        if (!nb)
-            return 0;
-        c->buf = nb;
-        c->cap = nc;
-    }
-    memcpy(c->buf + c->len, p, add);
-    c->len += add;
-    c->buf[c->len] = 0;
-    return add;
-}
 
 int ddb_client_new(const struct ddb_client_options *opt, struct ddb_client **out, struct nerr *err)
 {
@@ -47,8 +34,7 @@ int ddb_client_new(const struct ddb_client_options *opt, struct ddb_client **out
     h = h ? h + 3 : opt->endpoint;
     c->host = strndup(h, strcspn(h, "/"));
     c->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 10000;
-    c->curl = curl_easy_init();
-    if (!c->curl || !c->endpoint || !c->host) {
+    if (http_client_new(&c->http, NULL) || !c->endpoint || !c->host) {
         ddb_client_free(c);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
@@ -68,42 +54,86 @@ void ddb_client_free(struct ddb_client *c)
 {
     if (!c)
         return;
-    if (c->curl)
-        curl_easy_cleanup(c->curl);
+    http_client_free(c->http);
+    http_response_free(&c->rs);
     free(c->endpoint);
     free(c->host);
-    free(c->buf);
     free(c);
 }
 
-const char *ddb_error_type(const json_t *resp)
+const char *ddb_client_endpoint(const struct ddb_client *c)
 {
-    const char *t = json_string_value(json_object_get(resp, "__type"));
+    return c->endpoint;
+}
+
+const char *ddb_client_error_type(const struct ddb_client *c)
+{
+    return c->etype[0] ? c->etype : NULL;
+}
+
+/* Finds the string value of "__type" in a JSON object's bytes. Error
+ * answers are small flat objects, so a scan for the key is exact enough
+ * and needs no parse (the load generator types every failed answer). */
+static int find_type(const char *body, size_t len, const char **v, size_t *vlen)
+{
+    const char *end = body + len;
+    const char *t = body ? memmem(body, len, "\"__type\"", 8) : NULL;
     if (!t)
+        return 0;
+    const char *q = memchr(t + 8, '"', (size_t)(end - (t + 8)));
+    if (!q)
+        return 0;
+    const char *s = q + 1;
+    const char *e = memchr(s, '"', (size_t)(end - s));
+    if (!e || e == s)
+        return 0;
+    const char *hash = memchr(s, '#', (size_t)(e - s));
+    if (hash)
+        s = hash + 1;
+    *v = s;
+    *vlen = (size_t)(e - s);
+    return *vlen > 0;
+}
+
+const char *ddb_error_type(long status, const char *body, size_t len, char *out, size_t cap)
+{
+    const char *v;
+    size_t n;
+    if (status >= 200 && status < 300)
         return NULL;
-    const char *hash = strrchr(t, '#');
-    return hash ? hash + 1 : t;
+    if (find_type(body, len, &v, &n) && n < cap)
+        snprintf(out, cap, "%.*s", (int)n, v);
+    else
+        snprintf(out, cap, "http-%ld", status);
+    return out;
 }
 
 int ddb_call(struct ddb_client *c, const char *op, json_t *req, int *status, json_t **resp,
              struct nerr *err)
 {
     char target[128], hdr_target[160], hdr_date[64], hdr_auth[1024];
+    const char *headers[5];
+    size_t nh = 0;
     char *body = json_dumps(req, JSON_COMPACT);
-    struct curl_slist *hl = NULL;
     int rc = 0;
+    snprintf(c->etype, sizeof c->etype, "transport");
     if (!body)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
     snprintf(hdr_target, sizeof hdr_target, "X-Amz-Target: %s", target);
-    hl = curl_slist_append(hl, "Content-Type: application/x-amz-json-1.0");
-    hl = curl_slist_append(hl, hdr_target);
+    headers[nh++] = "Content-Type: application/x-amz-json-1.0";
+    headers[nh++] = hdr_target;
     if (c->signing) {
         struct sigv4_header hs[3] = {{"host", c->host},
                                      {"content-type", "application/x-amz-json-1.0"},
                                      {"x-amz-target", target}};
-        struct sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = hs,
-                                  .nheaders = 3, .body = body, .body_len = strlen(body)};
+        struct sigv4_request r = {.method = "POST",
+                                  .path = "/",
+                                  .query = "",
+                                  .headers = hs,
+                                  .nheaders = 3,
+                                  .body = body,
+                                  .body_len = strlen(body)};
         char amz_date[17], auth[900];
         if (sigv4_signer_sign(&c->signer, &r, time(NULL), amz_date, auth, sizeof auth)) {
             rc = nerr_set(err, NERR_INTERNAL, "cannot sign the request");
@@ -111,34 +141,129 @@ int ddb_call(struct ddb_client *c, const char *op, json_t *req, int *status, jso
         }
         snprintf(hdr_date, sizeof hdr_date, "X-Amz-Date: %s", amz_date);
         snprintf(hdr_auth, sizeof hdr_auth, "Authorization: %s", auth);
-        hl = curl_slist_append(hl, hdr_date);
-        hl = curl_slist_append(hl, hdr_auth);
+        headers[nh++] = hdr_date;
+        headers[nh++] = hdr_auth;
     }
-    c->len = 0;
-    curl_easy_setopt(c->curl, CURLOPT_URL, c->endpoint);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode cr = curl_easy_perform(c->curl);
-    if (cr != CURLE_OK) {
-        rc = nerr_set(err, cr == CURLE_OPERATION_TIMEDOUT ? NERR_TIMEOUT : NERR_IO, "%s: %s",
-                      c->endpoint, curl_easy_strerror(cr));
+    headers[nh] = NULL;
+    struct http_request rq = {.method = "POST",
+                              .url = c->endpoint,
+                              .headers = headers,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .timeout_ms = c->timeout_ms};
+    int hrc = http_call(c->http, &rq, &c->rs, NULL);
+    if (hrc) {
+        snprintf(c->etype, sizeof c->etype, "%s", http_fail_name(c->rs.fail));
+        rc = nerr_set(err, hrc == NERR_TIMEOUT || hrc == NERR_NOMEM ? hrc : NERR_IO, "%s: %s",
+                      c->endpoint, c->rs.error);
         goto out;
     }
-    long code = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+    long code = c->rs.status;
     *status = (int)code;
     json_error_t je;
-    *resp = c->len ? json_loadb(c->buf, c->len, 0, &je) : json_object();
-    if (!*resp)
+    *resp = c->rs.len ? json_loadb(c->rs.body, c->rs.len, 0, &je) : json_object();
+    if (!*resp) {
+        snprintf(c->etype, sizeof c->etype, "bad-response");
         rc = nerr_set(err, NERR_CORRUPT, "%s: HTTP %ld with a body that is not JSON: %.80s",
-                      c->endpoint, code, c->buf);
+                      c->endpoint, code, c->rs.body);
+        goto out;
+    }
+    if (!ddb_error_type(code, c->rs.body, c->rs.len, c->etype, sizeof c->etype))
+        c->etype[0] = '\0';
 out:
-    curl_slist_free_all(hl);
     free(body);
+    return rc;
+}
+
+/* ---- CreateTable if missing ------------------------------------------------ */
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                          .tv_nsec = (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+}
+
+/* CreateTable with the SDK's standard retries; 0 when created or it exists. */
+static int create(struct ddb_client *c, json_t *req, const char *table, int tries, struct nerr *err)
+{
+    struct retry_quota q;
+    struct rng rng;
+    struct nerr e = {0};
+    retry_quota_init(&q, 0);
+    rng_seed(&rng, clock_mono_ns());
+    for (int attempt = 1;; attempt++) {
+        int status = 0;
+        json_t *resp = NULL;
+        int rc = ddb_call(c, "CreateTable", req, &status, &resp, &e);
+        json_decref(resp);
+        const char *type = ddb_client_error_type(c);
+        if (!rc && !type)
+            return 0;
+        if (!rc && !strcmp(type, "ResourceInUseException"))
+            return 0; /* it exists (or another client is creating it) */
+        enum retry_class cls = retry_classify(rc, status, rc ? NULL : type);
+        if (cls == RETRY_NO || attempt >= tries || !retry_quota_acquire(&q, cls)) {
+            if (rc)
+                return nerr_set(err, NERR_IO, "CreateTable %s on %s: %s (%s)", table, c->endpoint,
+                                type, e.msg);
+            return nerr_set(err, NERR_IO, "CreateTable %s on %s: HTTP %d %s: %.300s", table,
+                            c->endpoint, status, type, c->rs.body);
+        }
+        sleep_ns(retry_backoff_ns(attempt, 100000000u, 2000000000u, rng_unit(&rng)));
+    }
+}
+
+int ddb_ensure_table(struct ddb_client *const *clients, size_t n, json_t *create_req,
+                     const struct ddb_ensure_opts *o, struct nerr *err)
+{
+    const char *table = json_string_value(json_object_get(create_req, "TableName"));
+    int tries = o && o->create_tries > 0 ? o->create_tries : 10;
+    long wait_ms = o ? o->active_wait_ms : -1;
+    if (wait_ms < 0)
+        wait_ms = 30000;
+    if (!table || !n)
+        return nerr_set(err, NERR_INVALID, "ddb_ensure_table: %s",
+                        table ? "no endpoint" : "the request has no TableName");
+    int rc = create(clients[0], create_req, table, tries, err);
+    if (rc || !wait_ms)
+        return rc;
+    json_t *desc = json_pack("{s:s}", "TableName", table);
+    if (!desc)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    int64_t deadline = clock_mono_ms() + wait_ms;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct ddb_client *c = clients[i];
+        for (;;) {
+            int status = 0;
+            json_t *resp = NULL;
+            struct nerr e;
+            int crc = ddb_call(c, "DescribeTable", desc, &status, &resp, &e);
+            const char *type = ddb_client_error_type(c);
+            const char *ts =
+                json_string_value(json_object_get(json_object_get(resp, "Table"), "TableStatus"));
+            int active = !crc && !type && ts && !strcmp(ts, "ACTIVE");
+            json_decref(resp);
+            if (active)
+                break;
+            if (crc) {
+                rc =
+                    nerr_set(err, NERR_IO, "DescribeTable %s on %s: %s", table, c->endpoint, e.msg);
+                break;
+            }
+            if (type && strcmp(type, "ResourceNotFoundException")) {
+                rc = nerr_set(err, NERR_IO, "DescribeTable %s on %s: HTTP %d %s: %.300s", table,
+                              c->endpoint, status, type, c->rs.body);
+                break;
+            }
+            if (clock_mono_ms() >= deadline) {
+                rc = nerr_set(err, NERR_TIMEOUT, "table %s not ACTIVE on %s after %ld ms", table,
+                              c->endpoint, wait_ms);
+                break;
+            }
+            sleep_ns(100000000u);
+        }
+    }
+    json_decref(desc);
     return rc;
 }
