@@ -42,6 +42,7 @@
 #include "canary/cfa.h"
 #include "canary/pgsink.h"
 #include "canary/rules.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 int alarms_main(int argc, char **argv);
@@ -55,13 +56,6 @@ static void usage(FILE *f)
                "       nines alarms backtest --rules FILE --from T --to T\n"
                "       nines alarms lint --rules FILE\n"
                "T: 2026-11-21T07:00:00Z, @EPOCH_SECONDS, now, now-90m. See docs/canary.md.\n");
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int parse_time(const char *s, int64_t now, int64_t *out)
@@ -331,7 +325,7 @@ static void run_hook(struct runner *rn, const struct cfa_event *e, const char *s
         _exit(127);
     }
     rn->hooks[slot] = pid;
-    rn->hook_started[slot] = wall_ms();
+    rn->hook_started[slot] = clock_wall_ms();
 }
 
 static void reap_hooks(struct runner *rn)
@@ -344,7 +338,7 @@ static void reap_hooks(struct runner *rn)
             if (!WIFEXITED(st) || WEXITSTATUS(st))
                 log_warn("alarms: hook exited with status %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
             rn->hooks[i] = 0;
-        } else if (wall_ms() - rn->hook_started[i] > 30000) {
+        } else if (clock_wall_ms() - rn->hook_started[i] > 30000) {
             /* A hook gets 30 s; a hung one must not pile up. */
             kill(rn->hooks[i], SIGKILL);
         }
@@ -597,7 +591,7 @@ static int cmd_backtest(const char *path, const char *from_s, const char *to_s)
     struct cfa_engine *eng = NULL;
     struct loader ld = {0}, sld = {.server = 1};
     struct nerr err;
-    int64_t now = wall_ms(), from, to;
+    int64_t now = clock_wall_ms(), from, to;
     int rc = 1;
     PGconn *conn = NULL;
     if (cfa_rules_load(path, &r, &err)) {
@@ -686,7 +680,7 @@ static int cmd_run(const char *path)
              r.am_url ? r.am_url : "");
     int warned = 0;
     for (;;) {
-        int64_t t0 = wall_ms();
+        int64_t t0 = clock_wall_ms();
         if (!rn.conn) {
             rn.conn = pg_connect(r.pg_dsn, &err);
             if (!rn.conn && !warned++)
@@ -726,7 +720,7 @@ static int cmd_run(const char *path)
                 rn.conn = NULL;
             }
         }
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         /* Without fresh data the engine still runs: silence must be able
          * to raise the blind alarm even while PostgreSQL is away. */
         cfa_engine_eval(eng, now, on_event, &rn);
@@ -739,7 +733,7 @@ static int cmd_run(const char *path)
         cfa_engine_prune(eng, now - maxw - 60000);
         sld.seen.keep_from = now - maxw - 60000;
         reap_hooks(&rn);
-        int64_t left = r.eval_every_ms - (wall_ms() - t0);
+        int64_t left = r.eval_every_ms - (clock_wall_ms() - t0);
         if (left < 10)
             left = 10;
         struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000};

@@ -21,6 +21,7 @@
 #include "canary/canary.h"
 #include "canary/cconfig.h"
 #include "canary/pgsink.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 int canary_main(int argc, char **argv);
@@ -31,13 +32,6 @@ static void usage(FILE *f)
                "       nines canary lint --config FILE\n"
                "       nines canary sink-bench --pg DSN [--rows N] [--streams N]\n"
                "Probes DynamoDB endpoints on a fixed schedule (docs/canary.md).\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int cmd_run(const char *path, double duration, double flush_timeout)
@@ -62,7 +56,7 @@ static int cmd_run(const char *path, double duration, double flush_timeout)
         canary_config_free(&cfg);
         return 2;
     }
-    double t0 = now_s();
+    double t0 = clock_mono_ns() / 1e9;
     for (;;) {
         struct timespec ts = {0, 200000000};
         int sig = sigtimedwait(&set, NULL, &ts);
@@ -71,7 +65,7 @@ static int cmd_run(const char *path, double duration, double flush_timeout)
             break;
         }
         canary_tick(c);
-        if (duration > 0 && now_s() - t0 >= duration)
+        if (duration > 0 && clock_mono_ns() / 1e9 - t0 >= duration)
             break;
     }
     canary_stop(c);
@@ -119,7 +113,7 @@ static int cmd_sink_bench(const char *dsn, long rows, int streams)
     cell->successes = 19;
     snprintf(cell->err_name[0], AGG_ERR_NAME, "connection");
     cell->err_count[0] = 1;
-    double t0 = now_s();
+    double t0 = clock_mono_ns() / 1e9;
     static const char *const eps[] = {"n1", "n2", "n3"}, *const azs[] = {"az1", "az2", "az3"};
     int64_t base = (int64_t)time(NULL) * 1000 - 86400000;
     for (long i = 0; i < rows; i++) {
@@ -130,9 +124,9 @@ static int cmd_sink_bench(const char *dsn, long rows, int streams)
             break;
         pgsink_push(s, row);
     }
-    double t1 = now_s();
+    double t1 = clock_mono_ns() / 1e9;
     int rc = pgsink_close(s, 600000000000ull, &err);
-    double t2 = now_s();
+    double t2 = clock_mono_ns() / 1e9;
     free(cell);
     printf("sink-bench: %ld rows formatted in %.2f s, written in %.2f s total: %.0f rows/s%s\n",
            rows, t1 - t0, t2 - t0, (double)rows / (t2 - t0), rc ? " (INCOMPLETE)" : "");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "net/http.h"
 
@@ -183,19 +184,12 @@ struct scraper {
     struct scraper_stats st;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps until wall-clock ms t or stop; 1 when stopping. */
 static int sleep_until(struct scraper *s, int64_t t)
 {
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        int64_t left = t - wall_ms();
+        int64_t left = t - clock_wall_ms();
         if (left <= 0)
             break;
         struct timespec ts;
@@ -300,7 +294,7 @@ static void *target_main(void *arg)
     }
     int64_t iv = s->interval_ms;
     for (;;) {
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         int64_t next = now - now % iv + iv;
         if (sleep_until(s, next))
             break;
