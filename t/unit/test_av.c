@@ -1,5 +1,5 @@
 /*
- * test_av.c — AttributeValues, exact numbers and the key encoding (store/av.h).
+ * test_av.c — AttributeValues, exact numbers and the key encoding (proto/av.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
