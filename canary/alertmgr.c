@@ -50,7 +50,7 @@ void am_fmt_time(int64_t ms, char *buf, size_t cap)
 json_t *am_alert_json(const struct cfa_event *e, int resolved, int64_t ttl_ms)
 {
     static const char *const lname[4] = {"table", "az", "canary_az", "endpoint"};
-    char starts[40], ends[40], num[64], summary[512];
+    char starts[80], ends[80], num[64], summary[512]; /* room for any year am_fmt_time can print */
     json_t *labels = json_object(), *ann = json_object();
     json_object_set_new(labels, "alertname", json_string(e->rule->name));
     json_object_set_new(labels, "severity", json_string(e->severity));
