@@ -27,7 +27,6 @@
  * lint: parses the rules (environment expanded), prints a summary, exit 1
  * with FILE:LINE:COL on the first error.
  */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -43,8 +42,10 @@
 #include "canary/cfa.h"
 #include "canary/pgsink.h"
 #include "canary/rules.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/proc.h"
+#include "net/http.h"
 
 int alarms_main(int argc, char **argv);
 
@@ -57,13 +58,6 @@ static void usage(FILE *f)
                "       nines alarms backtest --rules FILE --from T --to T\n"
                "       nines alarms lint --rules FILE\n"
                "T: 2026-11-21T07:00:00Z, @EPOCH_SECONDS, now, now-90m. See docs/canary.md.\n");
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int parse_time(const char *s, int64_t now, int64_t *out)
@@ -337,7 +331,7 @@ static void run_hook(struct runner *rn, const struct cfa_event *e, const char *s
     if (!pid)
         return;
     rn->hooks[slot] = pid;
-    rn->hook_started[slot] = wall_ms();
+    rn->hook_started[slot] = clock_wall_ms();
 }
 
 static void reap_hooks(struct runner *rn)
@@ -350,7 +344,7 @@ static void reap_hooks(struct runner *rn)
             if (!WIFEXITED(st) || WEXITSTATUS(st))
                 log_warn("alarms: hook exited with status %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
             rn->hooks[i] = 0;
-        } else if (wall_ms() - rn->hook_started[i] > 30000) {
+        } else if (clock_wall_ms() - rn->hook_started[i] > 30000) {
             /* A hook gets 30 s; a hung one must not pile up. */
             proc_kill(rn->hooks[i], NULL, NULL);
             log_warn("alarms: hook still running after 30 s: killed");
@@ -605,7 +599,7 @@ static int cmd_backtest(const char *path, const char *from_s, const char *to_s)
     struct cfa_engine *eng = NULL;
     struct loader ld = {0}, sld = {.server = 1};
     struct nerr err;
-    int64_t now = wall_ms(), from, to;
+    int64_t now = clock_wall_ms(), from, to;
     int rc = 1;
     PGconn *conn = NULL;
     if (cfa_rules_load(path, &r, &err)) {
@@ -679,7 +673,6 @@ static int cmd_run(const char *path)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     rn.rules = &r;
     rn.outbox = json_array();
     if (cfa_engine_new(&r, &eng, &err) ||
@@ -695,7 +688,7 @@ static int cmd_run(const char *path)
              r.am_url ? r.am_url : "");
     int warned = 0;
     for (;;) {
-        int64_t t0 = wall_ms();
+        int64_t t0 = clock_wall_ms();
         if (!rn.conn) {
             rn.conn = pg_connect(r.pg_dsn, &err);
             if (!rn.conn && !warned++)
@@ -735,7 +728,7 @@ static int cmd_run(const char *path)
                 rn.conn = NULL;
             }
         }
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         /* Without fresh data the engine still runs: silence must be able
          * to raise the blind alarm even while PostgreSQL is away. */
         cfa_engine_eval(eng, now, on_event, &rn);
@@ -748,7 +741,7 @@ static int cmd_run(const char *path)
         cfa_engine_prune(eng, now - maxw - 60000);
         sld.seen.keep_from = now - maxw - 60000;
         reap_hooks(&rn);
-        int64_t left = r.eval_every_ms - (wall_ms() - t0);
+        int64_t left = r.eval_every_ms - (clock_wall_ms() - t0);
         if (left < 10)
             left = 10;
         struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000};
@@ -772,12 +765,16 @@ out:
     if (rn.conn)
         PQfinish(rn.conn);
     cfa_rules_free(&r);
-    curl_global_cleanup();
     return rc;
 }
 
 int alarms_main(int argc, char **argv)
 {
+    /* Before any thread exists (libcurl's rule for its global init). */
+    if (http_global_init()) {
+        fprintf(stderr, "nines %s: cannot initialise libcurl\n", "alarms");
+        return 1;
+    }
     static const struct option opts[] = {{"rules", required_argument, 0, 'r'},
                                          {"from", required_argument, 0, 'f'},
                                          {"to", required_argument, 0, 't'},

@@ -1,36 +1,26 @@
 #include "canary/alertmgr.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-struct am_client {
-    CURL *curl;
-    char *url;
-    char resp[512];
-    size_t rlen;
-};
+#include "net/http.h"
 
-static size_t on_data(char *p, size_t sz, size_t n, void *arg)
-{
-    struct am_client *c = arg;
-    size_t len = sz * n, room = sizeof c->resp - 1 - c->rlen;
-    memcpy(c->resp + c->rlen, p, len < room ? len : room);
-    c->rlen += len < room ? len : room;
-    c->resp[c->rlen] = 0;
-    return len;
-}
+struct am_client {
+    struct http_client *http;
+    struct http_response rs;
+    char *url;
+};
 
 int am_client_new(const char *base_url, struct am_client **out, struct nerr *err)
 {
     struct am_client *c = calloc(1, sizeof *c);
-    if (!c || !(c->curl = curl_easy_init()) ||
+    if (!c || http_client_new(&c->http, NULL) ||
         asprintf(&c->url, "%s%sapi/v2/alerts", base_url,
                  base_url[strlen(base_url) - 1] == '/' ? "" : "/") < 0) {
-        if (c && c->curl)
-            curl_easy_cleanup(c->curl);
+        if (c)
+            http_client_free(c->http);
         free(c);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
@@ -42,7 +32,8 @@ void am_client_free(struct am_client *c)
 {
     if (!c)
         return;
-    curl_easy_cleanup(c->curl);
+    http_client_free(c->http);
+    http_response_free(&c->rs);
     free(c->url);
     free(c);
 }
@@ -59,7 +50,7 @@ void am_fmt_time(int64_t ms, char *buf, size_t cap)
 json_t *am_alert_json(const struct cfa_event *e, int resolved, int64_t ttl_ms)
 {
     static const char *const lname[4] = {"table", "az", "canary_az", "endpoint"};
-    char starts[40], ends[40], num[64], summary[512];
+    char starts[80], ends[80], num[64], summary[512]; /* room for any year am_fmt_time can print */
     json_t *labels = json_object(), *ann = json_object();
     json_object_set_new(labels, "alertname", json_string(e->rule->name));
     json_object_set_new(labels, "severity", json_string(e->severity));
@@ -95,34 +86,28 @@ json_t *am_alert_json(const struct cfa_event *e, int resolved, int64_t ttl_ms)
 
 int am_push(struct am_client *c, json_t *alerts, struct nerr *err)
 {
+    static const char *const headers[] = {"Content-Type: application/json", NULL};
     char *body = json_dumps(alerts, JSON_COMPACT);
-    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
     int rc = 0;
-    if (!body || !hl) {
-        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+    if (!body)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    /* Alertmanager answers a push with a short status; 1 MiB is far more
+     * than it ever sends. */
+    struct http_request rq = {.method = "POST",
+                              .url = c->url,
+                              .headers = headers,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .timeout_ms = 5000,
+                              .max_body = 1u << 20};
+    if (http_call(c->http, &rq, &c->rs, NULL)) {
+        rc = nerr_set(err, NERR_IO, "alertmanager %s: %s", c->url, c->rs.error);
         goto out;
     }
-    c->rlen = 0;
-    c->resp[0] = 0;
-    curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode cr = curl_easy_perform(c->curl);
-    long code = 0;
-    if (cr != CURLE_OK) {
-        rc = nerr_set(err, NERR_IO, "alertmanager %s: %s", c->url, curl_easy_strerror(cr));
-        goto out;
-    }
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
-    if (code < 200 || code >= 300)
-        rc = nerr_set(err, NERR_IO, "alertmanager %s: HTTP %ld: %.200s", c->url, code, c->resp);
+    if (c->rs.status < 200 || c->rs.status >= 300)
+        rc = nerr_set(err, NERR_IO, "alertmanager %s: HTTP %ld: %.200s", c->url, c->rs.status,
+                      c->rs.body);
 out:
-    curl_slist_free_all(hl);
     free(body);
     return rc;
 }

@@ -9,7 +9,7 @@
  * expire instead of paging forever; a resolved one carries endsAt = now.
  *
  * Ownership: am_alert_json returns a new reference. am_push borrows alerts.
- * Errors: NERR_IO (curl, or a non-2xx answer, with the body's start).
+ * Errors: NERR_IO (no answer, or a non-2xx answer, with the body's start).
  * Thread-safety: one struct am_client per thread.
  */
 #ifndef NINES_CANARY_ALERTMGR_H

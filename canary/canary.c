@@ -13,11 +13,13 @@
 
 #include "canary/agg.h"
 #include "canary/pgsink.h"
-#include "canary/retry.h"
+#include "net/retry.h"
 #include "canary/scrape.h"
-#include "chaos/ddbclient.h"
+#include "proto/ddb.h"
+#include "lib/clock.h"
 #include "lib/hist.h"
 #include "lib/log.h"
+#include "lib/rng.h"
 #include "lib/strbuf.h"
 
 #define NO_DUE UINT64_MAX
@@ -41,7 +43,7 @@ struct worker {
     size_t w;
     pthread_t thread;
     int started;
-    uint64_t rng;
+    struct rng rng;
 };
 
 struct canary {
@@ -62,45 +64,16 @@ struct canary {
     uint64_t rows;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t mono_to_wall_ms(const struct canary *c, uint64_t mono)
 {
     return c->wall0_ms + (int64_t)((mono - c->start_mono) / 1000000ull);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static double rng_u01(uint64_t *s)
-{
-    return (double)(rng_next(s) >> 11) / 9007199254740992.0;
 }
 
 /* Sleeps until mono time t or until stopping; returns 1 when stopping. */
 static int sleep_until(struct canary *c, uint64_t t)
 {
     pthread_mutex_lock(&c->stop_mu);
-    while (!c->stopping && mono_ns() < t) {
+    while (!c->stopping && clock_mono_ns() < t) {
         struct timespec ts = {.tv_sec = (time_t)(t / 1000000000ull),
                               .tv_nsec = (long)(t % 1000000000ull)};
         pthread_cond_timedwait(&c->stop_cv, &c->stop_mu, &ts);
@@ -141,18 +114,10 @@ static void call_with_retry(struct worker *wk, struct ddb_client *cl, const char
             r->resp = resp;
             return;
         }
-        const char *type = rc ? NULL : ddb_error_type(resp);
-        enum retry_class cls = retry_classify(rc, status, type);
-        if (rc == NERR_TIMEOUT)
-            snprintf(r->err_type, sizeof r->err_type, "timeout");
-        else if (rc == NERR_IO)
-            snprintf(r->err_type, sizeof r->err_type, "connection");
-        else if (rc)
-            snprintf(r->err_type, sizeof r->err_type, "bad_response");
-        else if (type)
-            snprintf(r->err_type, sizeof r->err_type, "%s", type);
-        else
-            snprintf(r->err_type, sizeof r->err_type, "http_%d", status);
+        /* One error typing for every nines client (proto/ddb.h). */
+        const char *type = ddb_client_error_type(cl);
+        enum retry_class cls = retry_classify(rc, status, rc ? NULL : type);
+        snprintf(r->err_type, sizeof r->err_type, "%s", type ? type : "unknown");
         if (type && !strcmp(type, "ResourceNotFoundException"))
             ensure_table(wk, cl, json_string_value(json_object_get(req, "TableName")));
         json_decref(resp);
@@ -168,36 +133,32 @@ static void call_with_retry(struct worker *wk, struct ddb_client *cl, const char
         taken += cost;
         r->retries++;
         uint64_t d = retry_backoff_ns(attempt, cfg->retry_base_ns, cfg->retry_max_backoff_ns,
-                                      rng_u01(&wk->rng));
-        if (sleep_until(ep->c, mono_ns() + d))
+                                      rng_unit(&wk->rng));
+        if (sleep_until(ep->c, clock_mono_ns() + d))
             return;
     }
 }
 
+/* CreateTable once, as the canary always did: a probe that finds no
+ * table tries again (ensure_table), so there is no wait here for the
+ * table to become ACTIVE, and no retry that would hold up probes. */
 static int create_table(struct ddb_client *cl, const char *table, struct nerr *err)
 {
     json_t *req = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName", table,
                             "KeySchema", "AttributeName", "pk", "KeyType", "HASH",
                             "AttributeDefinitions", "AttributeName", "pk", "AttributeType", "S",
                             "BillingMode", "PAY_PER_REQUEST");
-    json_t *resp = NULL;
-    int status = 0;
-    int rc = req ? ddb_call(cl, "CreateTable", req, &status, &resp, err) : NERR_NOMEM;
-    if (!rc && status >= 300) {
-        const char *t = ddb_error_type(resp);
-        if (!t || strcmp(t, "ResourceInUseException"))
-            rc = nerr_set(err, NERR_IO, "CreateTable %s: HTTP %d %s", table, status,
-                          t ? t : "");
-    }
+    struct ddb_ensure_opts o = {.create_tries = 1, .active_wait_ms = 0};
+    int rc =
+        req ? ddb_ensure_table(&cl, 1, req, &o, err) : nerr_set(err, NERR_NOMEM, "out of memory");
     json_decref(req);
-    json_decref(resp);
     return rc;
 }
 
 static void ensure_table(struct worker *wk, struct ddb_client *cl, const char *table)
 {
     struct endpoint *ep = wk->ep;
-    uint64_t now = mono_ns();
+    uint64_t now = clock_mono_ns();
     if (!table || !ep->c->cfg->create_tables)
         return;
     pthread_mutex_lock(&ep->mu);
@@ -260,7 +221,7 @@ static void run_probe(struct worker *wk, struct ddb_client *cl, uint64_t slot, u
         }
         call_with_retry(wk, cl, op, req, &r);
         json_decref(req);
-        t1 = mono_ns();
+        t1 = clock_mono_ns();
         int stale = 0;
         if (r.ok && (steps[s] == COP_CGET || steps[s] == COP_GET)) {
             const char *got = json_string_value(
@@ -326,7 +287,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&ep->mu);
             break;
         }
-        uint64_t now = mono_ns();
+        uint64_t now = clock_mono_ns();
         pthread_mutex_lock(&ep->mu);
         hist_record(&ep->lag, now - due);
         ep->probes++;
@@ -648,8 +609,8 @@ int canary_start(const struct canary_config *cfg, struct canary **out, struct ne
     c->period_ns = (uint64_t)(1e9 / cfg->rate);
     /* Start on the next interval boundary (at most one interval away, but no
      * more than 2 s: a long interval should not delay the first probe). */
-    uint64_t m = mono_ns();
-    int64_t w = wall_ms();
+    uint64_t m = clock_mono_ns();
+    int64_t w = clock_wall_ms();
     int64_t iv = c->agg.interval_ms;
     int64_t wait_ms = (iv - w % iv) % iv;
     if (wait_ms > 2000)
@@ -693,9 +654,7 @@ int canary_start(const struct canary_config *cfg, struct canary **out, struct ne
         struct worker *wk = &c->workers[i];
         wk->ep = &c->eps[i / (size_t)cfg->workers];
         wk->w = i % (size_t)cfg->workers;
-        wk->rng = 0x9E3779B97F4A7C15ull ^ (m + i * 7919u) ^ ((uint64_t)getpid() << 32);
-        if (!wk->rng)
-            wk->rng = 1;
+        rng_seed(&wk->rng, (m + i * 7919u) ^ ((uint64_t)getpid() << 32));
         int e = pthread_create(&wk->thread, NULL, worker_main, wk);
         if (e) {
             rc = nerr_sys(err, e, "pthread_create");

@@ -8,7 +8,7 @@
  * consistent (a miss counts as stale, not as an error) -> DeleteItem. A step
  * that fails stops the probe (later steps are not attempted: they would only
  * echo the first failure). Each step retries as the SDK standard retry mode
- * (retry.h); the retry quota is per endpoint, as an SDK client's is.
+ * (net/retry.h); the retry quota is per endpoint, as an SDK client's is.
  *
  * Schedule: probe i of an endpoint is due at start + i / rate, whatever
  * happened to earlier ones (open loop); `workers` threads per endpoint take

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define SAMPLE_COLUMNS                                                                             \
@@ -364,13 +365,6 @@ struct pgsink {
     uint64_t dropped_logged;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void abs_deadline(struct timespec *ts, uint64_t ns_from_now)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -545,7 +539,7 @@ static void *worker(void *arg)
                      s->max_rows, s->st.dropped);
             s->dropped_logged = s->st.dropped;
         }
-        if (s->stopping && (!s->n || mono_ns() >= s->drain_deadline))
+        if (s->stopping && (!s->n || clock_mono_ns() >= s->drain_deadline))
             break;
         if (!s->n)
             continue;
@@ -557,7 +551,7 @@ static void *worker(void *arg)
             if (!w->warned++)
                 log_warn("canary sink: %s (buffering up to %" PRIu64 " rows)", err.msg,
                          s->max_rows);
-            if (s->stopping && mono_ns() + backoff >= s->drain_deadline)
+            if (s->stopping && clock_mono_ns() + backoff >= s->drain_deadline)
                 break;
             struct timespec ts;
             abs_deadline(&ts, backoff);
@@ -628,7 +622,7 @@ static void stop_streams(struct pgsink *s, uint64_t timeout_ns)
 {
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
-    s->drain_deadline = mono_ns() + timeout_ns;
+    s->drain_deadline = clock_mono_ns() + timeout_ns;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->nstreams; i++)

@@ -1,6 +1,5 @@
 #include "canary/scrape.h"
 
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -8,10 +7,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
+#include "net/http.h"
 
 #define METRIC "nines_api_requests_total{"
-#define MAX_BODY (16u << 20) /* a /metrics page larger than this is cut */
+#define MAX_BODY (16u << 20) /* a /metrics page larger than this fails the scrape */
 
 /* Reads one label value after its opening quote into out (cap bytes,
  * truncated); returns the position after the closing quote, or NULL. */
@@ -169,8 +170,7 @@ struct target {
     struct scrape_snapshot prev;
     int64_t prev_ms; /* boundary of prev; 0: no baseline */
     int warned;
-    char *body;
-    size_t blen, bcap;
+    struct http_response rs; /* the last answer; its buffer is reused */
 };
 
 struct scraper {
@@ -184,19 +184,12 @@ struct scraper {
     struct scraper_stats st;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps until wall-clock ms t or stop; 1 when stopping. */
 static int sleep_until(struct scraper *s, int64_t t)
 {
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        int64_t left = t - wall_ms();
+        int64_t left = t - clock_wall_ms();
         if (left <= 0)
             break;
         struct timespec ts;
@@ -214,56 +207,27 @@ static int sleep_until(struct scraper *s, int64_t t)
     return st;
 }
 
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    struct target *t = arg;
-    size_t len = sz * n;
-    if (t->blen + len + 1 > MAX_BODY)
-        return 0;
-    if (t->blen + len + 1 > t->bcap) {
-        size_t nc = t->bcap ? t->bcap : 16384;
-        while (nc < t->blen + len + 1)
-            nc *= 2;
-        char *nb = realloc(t->body, nc);
-        if (!nb)
-            return 0;
-        t->body = nb;
-        t->bcap = nc;
-    }
-    memcpy(t->body + t->blen, p, len);
-    t->blen += len;
-    t->body[t->blen] = 0;
-    return len;
-}
-
 /* One scrape into cur. 0, or 1 (logged once per failure streak). */
-static int fetch(struct target *t, CURL *curl, struct scrape_snapshot *cur)
+static int fetch(struct target *t, struct http_client *http, struct scrape_snapshot *cur)
 {
     const struct envsub_endpoint *ep = &t->s->cfg->endpoints[t->idx];
     struct nerr err;
-    long code = 0;
-    t->blen = 0;
-    curl_easy_setopt(curl, CURLOPT_URL, t->url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     /* A scrape must end before the next boundary. */
     long tmo = (long)(t->s->cfg->timeout_ns / 1000000);
     if (tmo > t->s->interval_ms / 2)
         tmo = (long)(t->s->interval_ms / 2);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, tmo > 0 ? tmo : 1L);
-    CURLcode cr = curl_easy_perform(curl);
-    if (cr == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    if (cr != CURLE_OK || code != 200 || !t->body) {
+    struct http_request rq = {
+        .method = "GET", .url = t->url, .timeout_ms = tmo > 0 ? tmo : 1L, .max_body = MAX_BODY};
+    int rc = http_call(http, &rq, &t->rs, NULL);
+    if (rc || t->rs.status != 200 || !t->rs.len) {
         if (!t->warned++)
             log_warn("canary: server metrics of endpoint %s (%s): %s", ep->name, t->url,
-                     cr != CURLE_OK ? curl_easy_strerror(cr)
-                     : code == 404  ? "not served (404); server-side counts unavailable"
-                                    : "bad answer");
+                     rc                    ? t->rs.error
+                     : t->rs.status == 404 ? "not served (404); server-side counts unavailable"
+                                           : "bad answer");
         return 1;
     }
-    if (scrape_parse(t->body, cur, &err)) {
+    if (scrape_parse(t->rs.body, cur, &err)) {
         log_error("canary: %s", err.msg);
         return 1;
     }
@@ -323,19 +287,19 @@ static void *target_main(void *arg)
 {
     struct target *t = arg;
     struct scraper *s = t->s;
-    CURL *curl = curl_easy_init();
-    if (!curl) {
-        log_error("canary: out of memory (curl)");
+    struct http_client *http;
+    if (http_client_new(&http, NULL)) {
+        log_error("canary: out of memory (HTTP client)");
         return NULL;
     }
     int64_t iv = s->interval_ms;
     for (;;) {
-        int64_t now = wall_ms();
+        int64_t now = clock_wall_ms();
         int64_t next = now - now % iv + iv;
         if (sleep_until(s, next))
             break;
         struct scrape_snapshot cur = {0};
-        int failed = fetch(t, curl, &cur);
+        int failed = fetch(t, http, &cur);
         pthread_mutex_lock(&s->mu);
         s->st.scrapes++;
         s->st.failures += (uint64_t)failed;
@@ -348,7 +312,7 @@ static void *target_main(void *arg)
         t->prev = cur;
         t->prev_ms = next;
     }
-    curl_easy_cleanup(curl);
+    http_client_free(http);
     return NULL;
 }
 
@@ -373,7 +337,7 @@ void scraper_stop(struct scraper *s)
             pthread_join(t->thread, NULL);
         scrape_snapshot_free(&t->prev);
         free(t->url);
-        free(t->body);
+        http_response_free(&t->rs);
     }
     free(s->t);
     pthread_mutex_destroy(&s->mu);

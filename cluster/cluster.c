@@ -23,7 +23,7 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/proc.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 /* A status report bigger than this is refused: thousands of groups fit in a
  * few MiB. */
@@ -295,59 +295,22 @@ fail:
 
 /* ================= status: fetch ================= */
 
-struct fetch {
-    CURL *easy;
-    struct curl_slist *hdrs;
-    char *buf;
-    size_t len, cap;
-    int too_big;
+/* The header lines of the status call, signed when signer is set. h holds
+ * the lines' text; lines gets pointers into it, NULL-terminated. */
+struct status_headers {
+    char date[64], auth[700], host[300];
+    const char *lines[8];
 };
 
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    struct fetch *f = arg;
-    size_t n = size * nmemb;
-    if (f->len + n + 1 > STATUS_MAX_BYTES) {
-        f->too_big = 1;
-        return 0;
-    }
-    if (f->len + n + 1 > f->cap) {
-        size_t cap = f->cap ? f->cap : 4096;
-        while (cap < f->len + n + 1)
-            cap *= 2;
-        char *b = realloc(f->buf, cap);
-        if (!b)
-            return 0;
-        f->buf = b;
-        f->cap = cap;
-    }
-    memcpy(f->buf + f->len, p, n);
-    f->len += n;
-    f->buf[f->len] = '\0';
-    return n;
-}
-
-static int add_header(struct fetch *f, const char *h)
-{
-    struct curl_slist *l = curl_slist_append(f->hdrs, h);
-    if (!l)
-        return -1;
-    f->hdrs = l;
-    return 0;
-}
-
-static int fetch_setup(const struct cluster_conf *c, const struct cluster_node *n,
-                       struct sigv4_signer *signer, long timeout_ms, struct fetch *f)
+static int status_headers(const struct cluster_node *n, struct sigv4_signer *signer,
+                          struct status_headers *h)
 {
     static const char body[] = "{}";
-    char url[300], h[700];
-    snprintf(url, sizeof url, "http://%s/", n->api);
-    if (!(f->easy = curl_easy_init()))
-        return -1;
-    if (add_header(f, "Content-Type: application/x-amz-json-1.0") ||
-        add_header(f, "X-Amz-Target: " CLUSTER_STATUS_TARGET) || add_header(f, "Expect:") ||
-        add_header(f, "Accept:"))
-        return -1;
+    size_t k = 0;
+    h->lines[k++] = "Content-Type: application/x-amz-json-1.0";
+    h->lines[k++] = "X-Amz-Target: " CLUSTER_STATUS_TARGET;
+    h->lines[k++] = "Expect:";
+    h->lines[k++] = "Accept:";
     if (signer) {
         /* The spec accepts this call unsigned, but a node that checks
          * signatures before looking at the target would refuse it. */
@@ -358,47 +321,31 @@ static int fetch_setup(const struct cluster_conf *c, const struct cluster_node *
         char date[17], auth[512];
         if (sigv4_signer_sign(signer, &sr, time(NULL), date, auth, sizeof auth))
             return -1;
-        snprintf(h, sizeof h, "Host: %s", n->api);
-        if (add_header(f, h))
-            return -1;
-        snprintf(h, sizeof h, "X-Amz-Date: %s", date);
-        if (add_header(f, h))
-            return -1;
-        snprintf(h, sizeof h, "Authorization: %s", auth);
-        if (add_header(f, h))
-            return -1;
+        snprintf(h->host, sizeof h->host, "Host: %s", n->api);
+        snprintf(h->date, sizeof h->date, "X-Amz-Date: %s", date);
+        snprintf(h->auth, sizeof h->auth, "Authorization: %s", auth);
+        h->lines[k++] = h->host;
+        h->lines[k++] = h->date;
+        h->lines[k++] = h->auth;
     }
-    (void)c;
-    CURL *e = f->easy;
-    int bad = 0;
-    bad |= curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, f) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK;
-    return bad ? -1 : 0;
+    h->lines[k] = NULL;
+    return 0;
 }
 
-/* Fills r from a finished transfer. */
-static void fetch_result(const struct cluster_node *n, struct fetch *f, CURLcode cc,
+/* Fills r from a finished call. */
+static void fetch_result(const struct cluster_node *n, const struct http_response *rs,
                          struct cluster_report *r)
 {
-    long http = 0;
-    if (cc != CURLE_OK) {
+    long http = rs->status;
+    if (rs->fail != HTTP_FAIL_NONE) {
         snprintf(r->error, sizeof r->error, "%s: %s", n->api,
-                 f->too_big ? "report too large" : curl_easy_strerror(cc));
+                 rs->fail == HTTP_FAIL_TOO_BIG ? "report too large" : rs->error);
         return;
     }
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &http);
     r->answered = 1;
-    const char *body = f->buf ? f->buf : "";
+    const char *body = rs->body ? rs->body : "";
     json_error_t je;
-    json_t *j = json_loadb(body, f->len, 0, &je);
+    json_t *j = json_loadb(body, rs->len, 0, &je);
     if (http == 200 && json_is_object(j)) {
         r->status = j;
         return;
@@ -417,7 +364,7 @@ static void fetch_result(const struct cluster_node *n, struct fetch *f, CURLcode
         /* Keep the message on one line. */
         char snippet[160];
         size_t k = 0;
-        for (size_t i = 0; i < f->len && k < sizeof snippet - 1; i++)
+        for (size_t i = 0; i < rs->len && k < sizeof snippet - 1; i++)
             snippet[k++] = isprint((unsigned char)body[i]) ? body[i] : ' ';
         snippet[k] = '\0';
         snprintf(r->error, sizeof r->error, "%s: HTTP %ld: %s", n->api, http, snippet);
@@ -428,12 +375,16 @@ static void fetch_result(const struct cluster_node *n, struct fetch *f, CURLcode
 int cluster_status_fetch(const struct cluster_conf *c, long timeout_ms, struct cluster_report *out,
                          struct nerr *err)
 {
-    struct fetch *fs = calloc(c->nnodes ? c->nnodes : 1, sizeof *fs);
+    static const char body[] = "{}";
+    size_t n = c->nnodes;
+    struct http_request *rq = calloc(n ? n : 1, sizeof *rq);
+    struct http_response *rs = calloc(n ? n : 1, sizeof *rs);
+    struct status_headers *hs = calloc(n ? n : 1, sizeof *hs);
+    char(*urls)[300] = calloc(n ? n : 1, sizeof *urls);
     struct sigv4_signer signer, *sp = NULL;
-    CURLM *multi = curl_multi_init();
     int rc = 0;
-    memset(out, 0, c->nnodes * sizeof *out);
-    if (!fs || !multi) {
+    memset(out, 0, n * sizeof *out);
+    if (!rq || !rs || !hs || !urls) {
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -446,52 +397,37 @@ int cluster_status_fetch(const struct cluster_conf *c, long timeout_ms, struct c
         }
         sp = &signer;
     }
-    for (size_t i = 0; i < c->nnodes; i++) {
-        if (fetch_setup(c, &c->nodes[i], sp, timeout_ms, &fs[i]) ||
-            curl_multi_add_handle(multi, fs[i].easy) != CURLM_OK) {
+    for (size_t i = 0; i < n; i++) {
+        if (status_headers(&c->nodes[i], sp, &hs[i])) {
             rc = nerr_set(err, NERR_IO, "setting up the status call to node %s", c->nodes[i].id);
             goto fail;
         }
-        curl_easy_setopt(fs[i].easy, CURLOPT_PRIVATE, (char *)&fs[i]);
+        snprintf(urls[i], sizeof urls[i], "http://%s/", c->nodes[i].api);
+        rq[i] = (struct http_request){.method = "POST",
+                                      .url = urls[i],
+                                      .headers = hs[i].lines,
+                                      .body = body,
+                                      .body_len = sizeof body - 1,
+                                      .timeout_ms = timeout_ms,
+                                      .connect_timeout_ms = timeout_ms,
+                                      .max_body = STATUS_MAX_BYTES,
+                                      .no_proxy = 1};
     }
-    /* Every transfer has its own timeout, so this loop ends; the deadline is
-     * a second guard. */
-    uint64_t deadline = (uint64_t)clock_mono_ms() + (uint64_t)timeout_ms + 2000;
-    int running = 1;
-    while (running && (uint64_t)clock_mono_ms() < deadline) {
-        curl_multi_perform(multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(multi, &left))) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            size_t i = 0;
-            while (i < c->nnodes && fs[i].easy != m->easy_handle)
-                i++;
-            if (i < c->nnodes)
-                fetch_result(&c->nodes[i], &fs[i], m->data.result, &out[i]);
-        }
-        if (running)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (!out[i].answered && !out[i].error[0])
-            snprintf(out[i].error, sizeof out[i].error, "%s: no answer within %ld ms",
-                     c->nodes[i].api, timeout_ms);
+    /* All nodes at once: a status view must not take n timeouts when
+     * several nodes are down. */
+    if ((rc = http_call_all(rq, n, rs, err)))
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        fetch_result(&c->nodes[i], &rs[i], &out[i]);
 fail:
-    for (size_t i = 0; fs && i < c->nnodes; i++) {
-        if (fs[i].easy) {
-            curl_multi_remove_handle(multi, fs[i].easy);
-            curl_easy_cleanup(fs[i].easy);
-        }
-        curl_slist_free_all(fs[i].hdrs);
-        free(fs[i].buf);
-    }
-    free(fs);
-    if (multi)
-        curl_multi_cleanup(multi);
+    for (size_t i = 0; rs && i < n; i++)
+        http_response_free(&rs[i]);
+    free(rq);
+    free(rs);
+    free(hs);
+    free(urls);
     if (rc)
-        cluster_reports_free(out, c->nnodes);
+        cluster_reports_free(out, n);
     return rc;
 }
 

@@ -59,7 +59,7 @@
 #include <jansson.h>
 
 #include "lib/err.h"
-#include "store/config.h"
+#include "proto/clusterfile.h"
 
 #define CLUSTER_STATUS_TARGET "NinesAdmin.Status"
 

@@ -17,6 +17,7 @@
 #include "cluster/cluster.h"
 #include "cluster/localnode.h"
 #include "lib/clock.h"
+#include "net/http.h"
 
 #define UP_DEFAULT_TIMEOUT_S 30.0
 #define DOWN_DEFAULT_TIMEOUT_S 10.0
@@ -377,8 +378,8 @@ int cluster_main(int argc, char **argv)
         fprintf(stderr, "nines cluster %s: %s\n", o.cmd, e.msg);
         return 2;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "nines cluster: curl_global_init failed\n");
+    if (http_global_init()) {
+        fprintf(stderr, "nines cluster: cannot initialise libcurl\n");
         cluster_conf_free(c);
         return 1;
     }

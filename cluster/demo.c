@@ -12,10 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/ddbclient.h"
+#include "proto/ddb.h"
 #include "cluster/localnode.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
+#include "net/http.h"
 
 struct demo {
     struct ddb_client *cli;
@@ -39,7 +40,7 @@ static json_t *step(struct demo *d, const char *what, const char *op, json_t *re
         printf("  FAIL %-58s %s\n", what, err.msg);
         return NULL;
     }
-    const char *etype = status >= 400 ? ddb_error_type(resp) : NULL;
+    const char *etype = status >= 400 ? ddb_client_error_type(d->cli) : NULL;
     int ok = expect_error ? (etype && !strcmp(etype, expect_error)) : status == 200;
     if (!ok)
         d->failures++;
@@ -256,6 +257,11 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
 
 int demo_main(int argc, char **argv)
 {
+    /* Before any thread exists (libcurl's rule for its global init). */
+    if (http_global_init()) {
+        fprintf(stderr, "nines %s: cannot initialise libcurl\n", "demo");
+        return 1;
+    }
     const char *dir = NULL;
     int partitions = 4;
     static const struct option longopts[] = {{"dir", required_argument, NULL, 'd'},

@@ -1,7 +1,6 @@
 #include "cluster/localnode.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "lib/proc.h"
+#include "net/http.h"
 
 int localnode_ninesd_path(char *buf, size_t cap, struct nerr *err)
 {
@@ -48,27 +48,18 @@ int localnode_free_port(int *port, struct nerr *err)
     return 0;
 }
 
-static size_t discard(char *p, size_t s, size_t n, void *a)
-{
-    (void)p;
-    (void)a;
-    return s * n;
-}
-
+/* 1 when url answers 200 within a second. */
 static int healthy(const char *url)
 {
-    CURL *c = curl_easy_init();
-    long code = 0;
-    if (!c)
+    struct http_client *c;
+    struct http_response rs = {0};
+    struct http_request rq = {.method = "GET", .url = url, .timeout_ms = 1000};
+    if (http_client_new(&c, NULL))
         return 0;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
-    return code == 200;
+    int ok = !http_call(c, &rq, &rs, NULL) && rs.status == 200;
+    http_response_free(&rs);
+    http_client_free(c);
+    return ok;
 }
 
 int localnode_start(const char *ninesd, const char *cluster_file, const char *node_id,

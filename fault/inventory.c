@@ -1,8 +1,8 @@
 /* fault/inventory.c — see inventory.h for the file format and contract. */
 #include "fault/inventory.h"
 
-#include "chaos/shquote.h"
-#include "chaos/ssh.h"
+#include "net/shquote.h"
+#include "net/ssh.h"
 #include "lib/strbuf.h"
 #include "lib/yamltree.h"
 

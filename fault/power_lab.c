@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"

@@ -22,7 +22,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/api.h"
-#include "store/config.h"
+#include "proto/clusterfile.h"
 #include "store/catalog.h"
 #include "store/group.h"
 #include "store/state.h"

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chaos/shquote.h"
+#include "net/shquote.h"
 #include "lib/clock.h"
 #include "lib/strbuf.h"
 

@@ -15,6 +15,7 @@
 #include "gameday/gameday.h"
 #include "fault/inventory.h"
 #include "gameday/playbook.h"
+#include "net/http.h"
 
 static void usage(FILE *f)
 {
@@ -178,7 +179,10 @@ int gameday_main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (http_global_init()) {
+        fprintf(stderr, "nines gameday: cannot initialise libcurl\n");
+        return 1;
+    }
     struct gd_opts o = {.playbook = path,
                         .inventory = invp,
                         .report_dir = report,

@@ -25,12 +25,12 @@
 #include <stdint.h>
 
 #include "load/load.h"
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 #include "fault/fault.h"
 #include "gameday/gameday.h"
 #include "gameday/playbook.h"
 #include "lib/hist.h"
-#include "store/config.h"
+#include "proto/clusterfile.h"
 
 #define NS_PER_S 1000000000ull
 #define GD_MAX_PARTS 256

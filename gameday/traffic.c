@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "lib/clock.h"
-#include "store/av.h"
+#include "proto/av.h"
 
 static unsigned key_partition(uint64_t key, unsigned nparts)
 {

@@ -1,7 +1,7 @@
 /* lab/lab.c — network-namespace lab hosts; see lab.h for the contract. */
 #include "lab/lab.h"
 
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"

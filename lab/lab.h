@@ -82,7 +82,7 @@
 
 #include "fault/inventory.h"
 #include "fault/power.h"
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 #include "lib/err.h"
 
 #define LAB_MAX_HOSTS 250

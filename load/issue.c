@@ -27,7 +27,7 @@
 #include "lib/clock.h"
 #include "load/load.h"
 #include "load/load_int.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 #define RESP_CAP 4096
 #define CONTENT_TYPE "application/x-amz-json-1.0"

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include "load/load.h"
+#include "net/http.h"
 
 int load_main(int argc, char **argv)
 {
@@ -22,8 +23,8 @@ int load_main(int argc, char **argv)
         load_opts_free(&o);
         return 0;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "nines load: curl_global_init failed\n");
+    if (http_global_init()) {
+        fprintf(stderr, "nines load: cannot initialise libcurl\n");
         load_opts_free(&o);
         return 1;
     }

@@ -15,7 +15,7 @@
 
 #include "load/load.h"
 #include "load/load_int.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {

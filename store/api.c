@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "lib/log.h"
-#include "store/av.h"
-#include "store/config.h"
+#include "proto/av.h"
+#include "proto/clusterfile.h"
 #include "lib/strbuf.h"
 #include "store/forward.h"
 #include "store/expr.h"

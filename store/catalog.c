@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <time.h>
 
 #include "lib/fsutil.h"
 #include "lib/log.h"
-#include "store/av.h"
-#include "store/config.h"
+#include "net/http.h"
+#include "proto/av.h"
+#include "proto/clusterfile.h"
 #include "store/items.h"
 #include "store/placement.h"
 
@@ -849,68 +849,43 @@ static void sync_local(struct catalog *c)
     sync_local_err(c, NULL);
 }
 
-struct membuf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct membuf *b = arg;
-    size_t add = size * nmemb;
-    if (b->n + add > (64u << 20))
-        return 0;
-    char *np = realloc(b->p, b->n + add + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, ptr, add);
-    b->p = np;
-    b->n += add;
-    b->p[b->n] = 0;
-    return add;
-}
-
 /* Asks a meta member for the catalog; NULL when none answered. */
-static json_t *fetch_descs(struct catalog *c, CURL *curl)
+static json_t *fetch_descs(struct catalog *c, struct http_client *http)
 {
+    static const char *const headers[] = {"Content-Type: application/x-amz-json-1.0",
+                                           "X-Amz-Target: NinesAdmin.Catalog", NULL};
+    struct http_response rs = {0};
     for (int attempt = 0; attempt < c->n_meta; attempt++) {
         int k = (c->next_meta + attempt) % c->n_meta;
         char url[512];
-        struct membuf b = {0};
         snprintf(url, sizeof url, "http://%s/", c->meta_api[k]);
-        struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
-        hd = curl_slist_append(hd, "X-Amz-Target: NinesAdmin.Catalog");
-        curl_easy_reset(curl);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hd);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-        long status = 0;
-        CURLcode cr = curl_easy_perform(curl);
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(hd);
-        json_t *o = cr == CURLE_OK && status == 200 && b.p ? json_loads(b.p, 0, NULL) : NULL;
-        free(b.p);
+        struct http_request rq = {.method = "POST",
+                                  .url = url,
+                                  .headers = headers,
+                                  .body = "{}",
+                                  .body_len = 2,
+                                  .timeout_ms = 1000,
+                                  .connect_timeout_ms = 500};
+        int rc = http_call(http, &rq, &rs, NULL);
+        json_t *o = !rc && rs.status == 200 && rs.len ? json_loads(rs.body, 0, NULL) : NULL;
         json_t *tables = json_object_get(o, "tables");
         if (json_is_array(tables)) {
             json_incref(tables);
             json_decref(o);
             c->next_meta = k;
+            http_response_free(&rs);
             return tables;
         }
         json_decref(o);
     }
+    http_response_free(&rs);
     c->next_meta = (c->next_meta + 1) % (c->n_meta ? c->n_meta : 1);
     return NULL;
 }
 
-static void sync_remote(struct catalog *c, CURL *curl)
+static void sync_remote(struct catalog *c, struct http_client *http)
 {
-    json_t *descs = fetch_descs(c, curl);
+    json_t *descs = fetch_descs(c, http);
     if (!descs)
         return;
     pthread_mutex_lock(&c->sync_mu);
@@ -926,10 +901,10 @@ void catalog_sync_now(struct catalog *c)
     if (c->meta) {
         sync_local(c);
     } else {
-        CURL *curl = curl_easy_init();
-        if (curl) {
-            sync_remote(c, curl);
-            curl_easy_cleanup(curl);
+        struct http_client *http;
+        if (!http_client_new(&http, NULL)) {
+            sync_remote(c, http);
+            http_client_free(http);
         }
     }
 }
@@ -939,7 +914,9 @@ static void *sync_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "nines-catalog");
     struct catalog *c = arg;
-    CURL *curl = c->meta ? NULL : curl_easy_init();
+    struct http_client *http = NULL;
+    if (!c->meta && http_client_new(&http, NULL))
+        http = NULL;
     for (;;) {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
@@ -957,11 +934,10 @@ static void *sync_main(void *arg)
             break;
         if (c->meta)
             sync_local(c);
-        else if (curl)
-            sync_remote(c, curl);
+        else if (http)
+            sync_remote(c, http);
     }
-    if (curl)
-        curl_easy_cleanup(curl);
+    http_client_free(http);
     return NULL;
 }
 

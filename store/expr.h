@@ -46,7 +46,7 @@
 #include <stddef.h>
 
 #include "lib/err.h"
-#include "store/av.h"
+#include "proto/av.h"
 
 #define EXPR_MAX_TEXT 4096
 #define EXPR_MAX_OPERATORS 300

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 struct freq {
     char url[300];

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 struct http_server {
     struct http_options opt;

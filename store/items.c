@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "store/av.h"
+#include "proto/av.h"
 #include "store/catalog.h"
 #include "store/expr.h"
 #include "store/overlay.h"

@@ -16,7 +16,8 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "store/config.h"
+#include "net/http.h"
+#include "proto/clusterfile.h"
 #include "store/node.h"
 #include "store/version.h"
 
@@ -106,6 +107,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("ninesd", lv);
+    /* Before any thread: the catalog sync and the forwarder use libcurl. */
+    if (http_global_init()) {
+        fprintf(stderr, "ninesd: cannot initialise libcurl\n");
+        return 1;
+    }
 
     /* Signals are taken synchronously by this thread (sigwait); every other
      * thread inherits the blocked mask. */

@@ -23,7 +23,7 @@
 #define NINES_NODE_H
 
 #include "lib/err.h"
-#include "store/config.h"
+#include "proto/clusterfile.h"
 
 struct node;
 

@@ -30,8 +30,8 @@
 #include <curl/curl.h>
 
 #include "cluster/cluster.h"
-#include "chaos/ddbclient.h"
-#include "store/av.h"
+#include "proto/ddb.h"
+#include "proto/av.h"
 
 static double now_ms(void)
 {

@@ -10,7 +10,7 @@
 #include "canary/cconfig.h"
 #include "canary/cfa.h"
 #include "canary/envsub.h"
-#include "canary/retry.h"
+#include "net/retry.h"
 #include "canary/rules.h"
 #include "lib/hist.h"
 #include "t/tap.h"

@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 #include "t/tap.h"
 
 static struct {

@@ -1,11 +1,11 @@
 /*
- * test_av.c — AttributeValues, exact numbers and the key encoding (store/av.h).
+ * test_av.c — AttributeValues, exact numbers and the key encoding (proto/av.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/av.h"
+#include "proto/av.h"
 #include "t/tap.h"
 
 static char *dump(const json_t *j)

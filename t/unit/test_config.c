@@ -1,6 +1,6 @@
-/* store/config: a full cluster file loads with every field as written or
+/* proto/clusterfile: a full cluster file loads with every field as written or
  * defaulted; each kind of bad file gets its exact "FILE:LINE:COL: ..." error. */
-#include "store/config.h"
+#include "proto/clusterfile.h"
 #include "t/tap.h"
 
 #include <limits.h>

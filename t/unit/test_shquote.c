@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "chaos/shquote.h"
+#include "net/shquote.h"
 #include "t/tap.h"
 
 static char *quote1(const char *s)

@@ -1,5 +1,5 @@
 /*
- * test_sigv4 — store/sigv4 against AWS's published Signature Version 4 test
+ * test_sigv4 — proto/sigv4 against AWS's published Signature Version 4 test
  * suite, against requests made by the real AWS CLI, and on every verdict.
  *
  * Vector data (requests, canonical requests, strings to sign, Authorization
@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 #include "t/tap.h"
 
 #define AKID "AKIDEXAMPLE"

@@ -1,4 +1,4 @@
-/* test_ssh.c — chaos/ssh against a real OpenSSH sshd that this test starts
+/* test_ssh.c — net/ssh against a real OpenSSH sshd that this test starts
  * on 127.0.0.1 with generated host and client keys: known_hosts policies,
  * exec (status, signal, streams, size, timeout), ed25519 and RSA client
  * keys, SFTP round trip, injection-proof quoting, and the pool reconnecting
@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 #include "t/tap.h"
 
 #define SSHD "/usr/sbin/sshd"

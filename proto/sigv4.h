@@ -42,8 +42,8 @@
  * Thread-safety: all functions are reentrant; struct sigv4_signer is not
  * shared-safe (one per thread, or a lock around it).
  */
-#ifndef NINES_SIGV4_H
-#define NINES_SIGV4_H
+#ifndef NINES_PROTO_SIGV4_H
+#define NINES_PROTO_SIGV4_H
 
 #include <stddef.h>
 #include <time.h>

@@ -5,7 +5,7 @@
  * string to sign, calculate the signature), checked against AWS's published
  * test suite (t/unit/test_sigv4.c) and against the real AWS CLI.
  */
-#include "store/sigv4.h"
+#include "proto/sigv4.h"
 
 #include "lib/strbuf.h"
 

@@ -1,10 +1,10 @@
 /*
- * config.c — the cluster file's schema, checked on lib/yamltree.
+ * clusterfile.c — the cluster file's schema, checked on lib/yamltree.
  *
  * Checks run in a fixed order (unknown keys of a mapping before its
  * values), so one file always yields the same first error.
  */
-#include "store/config.h"
+#include "proto/clusterfile.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -1,4 +1,4 @@
-#include "canary/retry.h"
+#include "net/retry.h"
 
 #include <string.h>
 

@@ -41,7 +41,7 @@
  * crash (which may wait for other requests, answered with EIO meanwhile).
  */
 #define FUSE_USE_VERSION 312
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -52,8 +52,8 @@
  * Thread-safety: no shared state; functions are safe on distinct objects.
  * jansson objects must not be shared across threads while being modified.
  */
-#ifndef NINES_STORE_AV_H
-#define NINES_STORE_AV_H
+#ifndef NINES_PROTO_AV_H
+#define NINES_PROTO_AV_H
 
 #include <jansson.h>
 #include <stddef.h>

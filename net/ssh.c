@@ -1,5 +1,5 @@
 /* ssh.c — libssh2 sessions, exec with deadlines, SFTP, and the pool; see ssh.h. */
-#include "chaos/ssh.h"
+#include "net/ssh.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chaos/shquote.h"
+#include "net/shquote.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define SSH_CHUNK 32768
@@ -47,13 +48,6 @@ static void ssh_global_init(void)
     ssh_init_rc = libssh2_init(0);
 }
 
-static int64_t ssh_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *ssh_lasterr(struct ssh_session *s)
 {
     char *msg = NULL;
@@ -74,7 +68,7 @@ static int ssh_fail_dead(struct ssh_session *s, struct nerr *e, int code, const 
  * or the deadline passes. */
 static int ssh_wait(struct ssh_session *s, int64_t deadline)
 {
-    int64_t left = deadline - ssh_now_ms();
+    int64_t left = deadline - clock_mono_ms();
     if (left <= 0)
         return NERR_TIMEOUT;
     int dir = libssh2_session_block_directions(s->ls);
@@ -129,7 +123,7 @@ static int ssh_tcp_connect(const char *host, int port, int64_t deadline, int *fd
         }
         if (errno == EINPROGRESS) {
             for (;;) {
-                int64_t left = deadline - ssh_now_ms();
+                int64_t left = deadline - clock_mono_ms();
                 if (left <= 0) {
                     timed_out = 1;
                     break;
@@ -318,7 +312,7 @@ int ssh_connect(const struct ssh_host_opts *o, struct ssh_session **out, struct 
     if (ssh_init_rc != 0)
         return nerr_set(e, NERR_INTERNAL, "ssh: libssh2_init failed (%d)", ssh_init_rc);
     int port = o->port > 0 ? o->port : 22;
-    int64_t deadline = ssh_now_ms() + (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000);
+    int64_t deadline = clock_mono_ms() + (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000);
     char *pub = NULL;
     int rc = 0;
     struct ssh_session *s = calloc(1, sizeof(*s));
@@ -411,7 +405,7 @@ void ssh_close(struct ssh_session *s)
         return;
     if (s->ls) {
         if (!s->dead) {
-            int64_t deadline = ssh_now_ms() + SSH_GRACE_MS;
+            int64_t deadline = clock_mono_ms() + SSH_GRACE_MS;
             int lrc;
             if (s->sftp)
                 SSH_RETRY(s, deadline, lrc, libssh2_sftp_shutdown(s->sftp));
@@ -482,7 +476,7 @@ static int ssh_buf_add(struct ssh_buf *b, const char *data, size_t n)
  * nonzero if the transport itself failed. */
 static int ssh_abandon_channel(struct ssh_session *s, LIBSSH2_CHANNEL *ch)
 {
-    int64_t deadline = ssh_now_ms() + SSH_GRACE_MS;
+    int64_t deadline = clock_mono_ms() + SSH_GRACE_MS;
     int lrc;
     SSH_RETRY(s, deadline, lrc, libssh2_channel_close(ch));
     if (lrc != 0 && lrc != LIBSSH2_ERROR_TIMEOUT)
@@ -511,7 +505,7 @@ int ssh_exec(struct ssh_session *s, const char *cmdline, int timeout_ms, struct 
     if (s->dead)
         return nerr_set(e, NERR_CLOSED, "ssh %s: session is dead; reconnect", s->label);
     ssh_reap_orphans(s);
-    int64_t deadline = ssh_now_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     struct ssh_buf ob = {.max = max}, eb = {.max = max};
     LIBSSH2_CHANNEL *ch = NULL;
     int rc = 0, lrc;
@@ -570,7 +564,7 @@ int ssh_exec(struct ssh_session *s, const char *cmdline, int timeout_ms, struct 
             break;
         /* A command that never stops writing always makes progress, so the
          * deadline is checked on every round, not only when idle. */
-        if ((progress && ssh_now_ms() >= deadline) || (!progress && ssh_wait(s, deadline) != 0)) {
+        if ((progress && clock_mono_ms() >= deadline) || (!progress && ssh_wait(s, deadline) != 0)) {
             rc = nerr_set(e, NERR_TIMEOUT, "ssh %s: command timed out after %d ms: %.200s",
                           s->label, timeout_ms, cmdline);
             goto timeout;
@@ -642,7 +636,7 @@ static int ssh_sftp(struct ssh_session *s, struct nerr *e)
         return nerr_set(e, NERR_CLOSED, "ssh %s: session is dead; reconnect", s->label);
     if (s->sftp)
         return 0;
-    int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+    int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     for (;;) {
         s->sftp = libssh2_sftp_init(s->ls);
         if (s->sftp)
@@ -692,7 +686,7 @@ static LIBSSH2_SFTP_HANDLE *ssh_sftp_open(struct ssh_session *s, const char *pat
                                           unsigned long flags, long mode, struct nerr *e,
                                           int *rc)
 {
-    int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+    int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     for (;;) {
         LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(s->sftp, path, flags, mode);
         if (h)
@@ -711,7 +705,7 @@ static LIBSSH2_SFTP_HANDLE *ssh_sftp_open(struct ssh_session *s, const char *pat
 static int ssh_sftp_close(struct ssh_session *s, LIBSSH2_SFTP_HANDLE *h, struct nerr *e,
                           const char *path)
 {
-    int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+    int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     int lrc;
     SSH_RETRY(s, deadline, lrc, libssh2_sftp_close_handle(h));
     if (lrc == LIBSSH2_ERROR_TIMEOUT)
@@ -753,12 +747,12 @@ int ssh_upload(struct ssh_session *s, const char *local_path, const char *remote
         if (n == 0)
             break;
         size_t off = 0;
-        int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+        int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
         while (off < (size_t)n) {
             ssize_t w = libssh2_sftp_write(h, buf + off, (size_t)n - off);
             if (w > 0) {
                 off += (size_t)w;
-                deadline = ssh_now_ms() + s->io_timeout_ms;
+                deadline = clock_mono_ms() + s->io_timeout_ms;
             } else if (w == LIBSSH2_ERROR_EAGAIN || w == 0) {
                 if (ssh_wait(s, deadline) != 0) {
                     rc = ssh_fail_dead(s, e, NERR_TIMEOUT, "sftp write");
@@ -774,7 +768,7 @@ int ssh_upload(struct ssh_session *s, const char *local_path, const char *remote
      * server's umask; set it explicitly. */
     LIBSSH2_SFTP_ATTRIBUTES attrs = {.flags = LIBSSH2_SFTP_ATTR_PERMISSIONS,
                                      .permissions = (unsigned long)mode & 07777};
-    int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+    int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     int lrc;
     SSH_RETRY(s, deadline, lrc, libssh2_sftp_fsetstat(h, &attrs));
     if (lrc) {
@@ -819,7 +813,7 @@ int ssh_download(struct ssh_session *s, const char *remote_path, const char *loc
         goto fail;
     }
     char buf[SSH_CHUNK];
-    int64_t deadline = ssh_now_ms() + s->io_timeout_ms;
+    int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     for (;;) {
         ssize_t n = libssh2_sftp_read(h, buf, sizeof(buf));
         if (n == LIBSSH2_ERROR_EAGAIN) {
@@ -835,7 +829,7 @@ int ssh_download(struct ssh_session *s, const char *remote_path, const char *loc
         }
         if (n == 0)
             break;
-        deadline = ssh_now_ms() + s->io_timeout_ms;
+        deadline = clock_mono_ms() + s->io_timeout_ms;
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(fd, buf + off, (size_t)(n - off));
             if (w < 0 && errno == EINTR)
@@ -949,12 +943,12 @@ int ssh_pool_get(struct ssh_pool *p, const struct ssh_host_opts *o, struct ssh_s
     }
     ssh_close(ent->sess);
     ent->sess = NULL;
-    int64_t deadline = ssh_now_ms() + p->max_total_ms;
+    int64_t deadline = clock_mono_ms() + p->max_total_ms;
     int64_t pause = 100;
     int rc = NERR_INTERNAL;
     for (int attempt = 1; attempt <= p->max_attempts; attempt++) {
         struct ssh_host_opts oo = *o;
-        int64_t left = deadline - ssh_now_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             break;
         int ct = oo.connect_timeout_ms > 0 ? oo.connect_timeout_ms : 10000;
@@ -968,7 +962,7 @@ int ssh_pool_get(struct ssh_pool *p, const struct ssh_host_opts *o, struct ssh_s
         if (rc == NERR_AUTH || rc == NERR_INVALID || rc == NERR_NOTFOUND || rc == NERR_PARSE)
             return rc;
         if (attempt < p->max_attempts) {
-            left = deadline - ssh_now_ms();
+            left = deadline - clock_mono_ms();
             ssh_sleep_ms(pause < left ? pause : left);
             pause *= 2;
         }

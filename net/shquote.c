@@ -1,5 +1,5 @@
 /* shquote.c — POSIX sh single-quote quoting; see shquote.h. */
-#include "chaos/shquote.h"
+#include "net/shquote.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /*
  * av.c — AttributeValues, exact decimals and key encoding (contract in av.h).
  */
-#include "store/av.h"
+#include "proto/av.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -1259,7 +1259,7 @@ unsigned av_partition_of(const json_t *hash, unsigned nparts)
 int av_key_check(const json_t *av, const char *name, const char *type, int is_hash, int in_item,
                  struct nerr *err)
 {
-    json_t *pl;
+    json_t *pl = NULL; /* av_kind leaves it unset for a value of no kind */
     enum av_kind want = kind_of_key(type), k;
     if (!av) {
         if (in_item)

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 #include "lib/log.h"
 
 int labfs_main(int argc, char **argv);

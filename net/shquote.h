@@ -20,8 +20,8 @@
  * result would exceed SHQUOTE_MAX bytes). On error *out is NULL.
  * Thread-safety: pure functions, safe from any thread.
  */
-#ifndef NINES_CHAOS_SHQUOTE_H
-#define NINES_CHAOS_SHQUOTE_H
+#ifndef NINES_NET_SHQUOTE_H
+#define NINES_NET_SHQUOTE_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * ssh.h — the SSH layer of the game-day toolkit (libssh2): sessions with
+ * ssh.h — the SSH layer of nines' clients (libssh2): sessions with
  * public-key authentication and known_hosts checking, command execution
  * with a deadline, SFTP upload/download, and a per-host session pool that
  * reconnects after a host was powered off and on.
@@ -39,8 +39,8 @@
  * at a time. Different sessions may be used from different threads.
  * libssh2's global init is done once, under pthread_once.
  */
-#ifndef NINES_CHAOS_SSH_H
-#define NINES_CHAOS_SSH_H
+#ifndef NINES_NET_SSH_H
+#define NINES_NET_SSH_H
 
 #include <stddef.h>
 #include <sys/types.h>

@@ -1,5 +1,6 @@
 /*
- * retry.h — the AWS SDKs' "standard" retry mode, as a canary step uses it.
+ * retry.h — the AWS SDKs' "standard" retry mode, the one retry policy of
+ * nines' DynamoDB clients (proto/ddb.h; the canaries' steps).
  *
  * Why: a canary measures what customers see, and customers talk to DynamoDB
  * through an SDK that retries. A leader failover of a second or two must show
@@ -29,8 +30,8 @@
  * Everything here is pure (randomness is passed in), so the tests drive it.
  * Thread-safety: a struct retry_quota is not locked; one per client/thread.
  */
-#ifndef NINES_CANARY_RETRY_H
-#define NINES_CANARY_RETRY_H
+#ifndef NINES_NET_RETRY_H
+#define NINES_NET_RETRY_H
 
 #include <stdint.h>
 

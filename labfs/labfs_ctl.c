@@ -3,7 +3,7 @@
  * option checks, spawning the daemon, the control file, unmounting.
  * Contracts in lab/labfs.h.
  */
-#include "lab/labfs.h"
+#include "labfs/labfs.h"
 #include "lib/fsutil.h"
 #include "lib/proc.h"
 

@@ -1,5 +1,5 @@
 /*
- * config.h — the cluster file: which nodes make up a nines cluster, where
+ * clusterfile.h — the cluster file: which nodes make up a nines cluster, where
  * each one listens and keeps its data, and the cluster-wide settings.
  *
  * ninesd (--cluster FILE --node ID) and every nines subcommand that talks to
@@ -28,8 +28,8 @@
  * frees it with cluster_conf_free; nothing refers back to the YAML tree.
  * A loaded cluster_conf is immutable and may be read from any thread.
  */
-#ifndef NINES_STORE_CONFIG_H
-#define NINES_STORE_CONFIG_H
+#ifndef NINES_PROTO_CLUSTERFILE_H
+#define NINES_PROTO_CLUSTERFILE_H
 
 #include <stddef.h>
 #include <stdint.h>
