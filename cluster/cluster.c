@@ -23,6 +23,7 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/proc.h"
+#include "net/http.h"
 #include "proto/sigv4.h"
 
 /* A status report bigger than this is refused: thousands of groups fit in a
