@@ -32,6 +32,7 @@ is($rc, 0, 'the tree keeps the layer rule') or diag($out);
 # A copy of every .c/.h file (build directories and .git left out).
 my $tmp = tempdir('nines-layers-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 find({no_chdir => 1, wanted => sub {
+    return if length($File::Find::name) <= length($root);
     my $rel = substr($File::Find::name, length($root) + 1);
     if (-d $_ && ($rel =~ m{^build} || $rel =~ m{^\.})) {
         $File::Find::prune = 1;
