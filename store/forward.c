@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "store/sigv4.h"
 
 struct freq {
@@ -66,13 +67,6 @@ static void active_del(struct fwd *f, struct freq *r)
     if (r->anext)
         r->anext->aprev = r->aprev;
     r->aprev = r->anext = NULL;
-}
-
-static unsigned long long mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (unsigned long long)t.tv_sec * 1000ull + (unsigned long long)t.tv_nsec / 1000000ull;
 }
 
 static size_t on_data(char *p, size_t sz, size_t n, void *arg)
@@ -166,7 +160,7 @@ static void *fwd_main(void *arg)
         f->queue = NULL;
         int stop = f->stop;
         /* Due timers, in order. */
-        unsigned long long now = mono_ms();
+        unsigned long long now = (unsigned long long)clock_mono_ms();
         struct ftimer *due = NULL, **tp = &f->timers;
         while (*tp) {
             if (stop || (*tp)->at_ms <= now) {
@@ -232,7 +226,9 @@ static void *fwd_main(void *arg)
             r->done(r->arg, status, body);
             req_free(f, r);
         }
-        long wait = (long)(next > mono_ms() ? next - mono_ms() : 0);
+        long wait = (long)(next > (unsigned long long)clock_mono_ms()
+                               ? next - (unsigned long long)clock_mono_ms()
+                               : 0);
         curl_multi_poll(f->multi, NULL, 0, (int)(wait > 100 ? 100 : wait), NULL);
     }
     return NULL;
@@ -330,7 +326,7 @@ int fwd_after(struct fwd *f, int ms, void (*fn)(void *), void *arg)
     struct ftimer *t = calloc(1, sizeof *t);
     if (!t)
         return NERR_NOMEM;
-    t->at_ms = mono_ms() + (unsigned long long)ms;
+    t->at_ms = (unsigned long long)clock_mono_ms() + (unsigned long long)ms;
     t->fn = fn;
     t->arg = arg;
     pthread_mutex_lock(&f->mu);
