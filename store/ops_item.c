@@ -73,9 +73,18 @@ static void write_done(void *arg, int status, void *result)
         return;
     }
     /* NERR_BUSY: never appended, or overwritten; it cannot commit as this
-     * proposal, so the router proposes it again (router.h). */
-    if (status == NERR_BUSY && w->c.rc && router_retry(w->c.rc)) {
+     * proposal, so the router proposes it again (router.h). This attempt's
+     * state goes first: the retry may run on another thread at once. */
+    if (status == NERR_BUSY && w->c.rc) {
+        struct call c = w->c;
+        op_result_free(r);
         wcall_free(w);
+        if (router_retry(c.rc))
+            return;
+        api_reply_err(&c, "ServiceUnavailable",
+                      "no leader of the partition accepted the write in time; it was not "
+                      "applied; retry");
+        router_finish(c.rc);
         return;
     }
     if (status == NERR_TIMEOUT) {
@@ -84,8 +93,7 @@ static void write_done(void *arg, int status, void *result)
             "no quorum of replicas acknowledged the write in time; its outcome is unknown");
     } else if (status == NERR_BUSY) {
         api_reply_err(&w->c, "ServiceUnavailable",
-                      "no leader of the partition accepted the write in time; it was not "
-                      "applied; retry");
+                      "no leader of the partition accepted the write; it was not applied; retry");
     } else if (status) {
         api_reply_err(&w->c, "InternalServerError", "the write could not be made durable (%s)",
                       nerr_name(status));

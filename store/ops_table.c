@@ -44,26 +44,29 @@ static json_t *describe(struct api *a, json_t *desc, const char *status, struct 
 
 /* A metadata proposal the group refused with NERR_BUSY was never appended
  * (or was overwritten): the router proposes it again while the request's
- * deadline allows (router.h). */
-static int table_retry(struct call *c, int status)
+ * deadline allows (router.h), else it is answered "not made". cc (malloc'd)
+ * goes first: the retry may run on another thread at once. */
+static void table_busy(struct call *cc)
 {
-    return status == NERR_BUSY && c->rc && router_retry(c->rc);
+    struct call c = *cc;
+    free(cc);
+    if (c.rc && router_retry(c.rc))
+        return;
+    api_reply_err(&c, "ServiceUnavailable",
+                  "no leader of the metadata group accepted the change; it was not made; retry");
+    router_finish(c.rc);
 }
 
 static void table_done(void *arg, int status, void *result)
 {
     struct call *c = arg;
     struct catalog_result *r = result;
-    if (table_retry(c, status)) {
+    if (status == NERR_BUSY) {
         catalog_result_free(r);
-        free(c);
+        table_busy(c);
         return;
     }
-    if (status == NERR_BUSY) {
-        api_reply_err(c, "ServiceUnavailable",
-                      "the metadata group had no leader that accepted the change in time; it "
-                      "was not made; retry");
-    } else if (status || !r) {
+    if (status || !r) {
         api_reply_err(c, "InternalServerError", "metadata write failed: %s", nerr_name(status));
     } else if (r->status == NERR_EXISTS) {
         api_reply_err(c, "ResourceInUseException", "Table already exists: %s",
@@ -93,15 +96,12 @@ static void table_done(void *arg, int status, void *result)
 /* A proposal refused synchronously: routed again (NERR_BUSY), or answered. */
 static void table_refused(struct call *cc, int rc)
 {
-    if (!table_retry(cc, rc)) {
-        if (rc == NERR_BUSY)
-            api_reply_err(cc, "ServiceUnavailable",
-                          "the metadata group has no leader here; the change was not made; retry");
-        else
-            api_reply_err(cc, "InternalServerError", "metadata group unavailable: %s",
-                          nerr_name(rc));
-        router_finish(cc->rc);
+    if (rc == NERR_BUSY) {
+        table_busy(cc);
+        return;
     }
+    api_reply_err(cc, "InternalServerError", "metadata group unavailable: %s", nerr_name(rc));
+    router_finish(cc->rc);
     free(cc);
 }
 
