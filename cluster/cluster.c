@@ -25,6 +25,7 @@
 #include "lib/proc.h"
 #include "net/http.h"
 #include "proto/sigv4.h"
+#include "proto/admin.h"
 
 /* A status report bigger than this is refused: thousands of groups fit in a
  * few MiB. */
@@ -445,12 +446,13 @@ void cluster_reports_free(struct cluster_report *r, size_t n)
 /* One group as seen by all nodes. */
 struct mgroup {
     const char *name;
-    const json_t **rep; /* per node (file order): its report of the group, or NULL */
-    int auth;           /* node whose report is authoritative (members, table) */
-    int leader;         /* node that reports leader with the highest term, or -1 */
-    json_int_t term;    /* highest term reported */
+    const struct admin_group **rep; /* per node (file order): its report of the group, or NULL */
+    int auth;                       /* node whose report is authoritative (members, table) */
+    int leader;                     /* node that reports leader with the highest term, or -1 */
+    json_int_t term;                /* highest term reported */
 };
 
+/* Reads the merged view (cluster.h), not a node's report. */
 static json_int_t jint(const json_t *o, const char *k, json_int_t dflt)
 {
     json_t *v = json_object_get(o, k);
@@ -462,38 +464,39 @@ static const char *jstr(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static int role_is(const json_t *g, const char *role)
+static json_int_t term_of(const struct admin_group *g)
 {
-    const char *r = jstr(g, "role");
-    return r && !strcmp(r, role);
+    return g->term == ADMIN_ABSENT ? 0 : g->term;
 }
 
 /* Whether group report g is more authoritative than the report than. */
-static int better(const json_t *g, const json_t *than)
+static int better(const struct admin_group *g, const struct admin_group *than)
 {
-    int lg = role_is(g, "leader"), lt = role_is(than, "leader");
+    int lg = admin_group_role_is(g, "leader"), lt = admin_group_role_is(than, "leader");
     if (lg != lt)
         return lg > lt;
-    return jint(g, "term", 0) > jint(than, "term", 0);
+    return term_of(g) > term_of(than);
 }
 
-/* Why a node's answer cannot be used, or NULL when it can. */
+/* Decodes node n's report into *st (proto/admin.h). Returns why it cannot be
+ * used, or NULL when it can. */
 static const char *report_problem(const struct cluster_conf *c, const struct cluster_node *n,
-                                  const json_t *st, char *buf, size_t cap)
+                                  const json_t *report, struct admin_status *st, char *buf,
+                                  size_t cap)
 {
-    const char *node = jstr(st, "node"), *cluster = jstr(st, "cluster");
-    if (!node || !json_is_array(json_object_get(st, "groups"))) {
-        snprintf(buf, cap, "%s: the status report lacks \"node\" or \"groups\"", n->api);
+    struct nerr e = {0};
+    if (admin_status_from_json(report, st, &e)) {
+        snprintf(buf, cap, "%s: %s", n->api, e.msg);
         return buf;
     }
     /* A node listening at another node's address (a copied file, a port
      * clash) would otherwise be counted twice under the wrong name. */
-    if (strcmp(node, n->id)) {
-        snprintf(buf, cap, "%s answered as node '%.64s', not %s", n->api, node, n->id);
+    if (strcmp(st->node, n->id)) {
+        snprintf(buf, cap, "%s answered as node '%.64s', not %s", n->api, st->node, n->id);
         return buf;
     }
-    if (cluster && strcmp(cluster, c->name)) {
-        snprintf(buf, cap, "%s belongs to cluster '%.64s', not %s", n->api, cluster, c->name);
+    if (st->cluster && strcmp(st->cluster, c->name)) {
+        snprintf(buf, cap, "%s belongs to cluster '%.64s', not %s", n->api, st->cluster, c->name);
         return buf;
     }
     return NULL;
@@ -517,10 +520,9 @@ static int partition_cmp(const void *pa, const void *pb)
     return strcmp(ga, gb);
 }
 
-static json_t *int_or_null(const json_t *g, const char *k)
+static json_t *int_or_null(int64_t v)
 {
-    json_t *v = g ? json_object_get(g, k) : NULL;
-    return json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null();
+    return v != ADMIN_ABSENT ? json_integer((json_int_t)v) : json_null();
 }
 
 static json_t *str_or_null(const char *s)
@@ -541,12 +543,12 @@ static json_t *member_json(const struct cluster_conf *c, const struct cluster_re
                            const int *usable, const struct mgroup *g, const char *id)
 {
     int ni = node_index(c, id);
-    const json_t *r = ni >= 0 ? g->rep[ni] : NULL;
-    const json_t *lr = g->leader >= 0 ? g->rep[g->leader] : NULL;
+    const struct admin_group *r = ni >= 0 ? g->rep[ni] : NULL;
+    const struct admin_group *lr = g->leader >= 0 ? g->rep[g->leader] : NULL;
     json_t *m = json_object();
     if (!m)
         return NULL;
-    const char *role = r                       ? (jstr(r, "role") ? jstr(r, "role") : "?")
+    const char *role = r                       ? (r->role ? r->role : "?")
                        : ni < 0                ? "unknown"
                        : !reports[ni].answered ? "down"
                        : !usable[ni]           ? "unreported"
@@ -554,12 +556,10 @@ static json_t *member_json(const struct cluster_conf *c, const struct cluster_re
     json_object_set_new(m, "node", json_string(id));
     json_object_set_new(m, "az", str_or_null(ni >= 0 ? c->nodes[ni].az : NULL));
     json_object_set_new(m, "role", json_string(role));
-    json_object_set_new(m, "commit", int_or_null(r, "commit"));
-    json_object_set_new(m, "applied", int_or_null(r, "applied"));
-    json_t *applied = r ? json_object_get(r, "applied") : NULL;
-    json_t *last = lr ? json_object_get(lr, "last_index") : NULL;
-    if (json_is_integer(applied) && json_is_integer(last)) {
-        json_int_t lag = json_integer_value(last) - json_integer_value(applied);
+    json_object_set_new(m, "commit", int_or_null(r ? r->commit : ADMIN_ABSENT));
+    json_object_set_new(m, "applied", int_or_null(r ? r->applied : ADMIN_ABSENT));
+    if (r && lr && r->applied != ADMIN_ABSENT && lr->last_index != ADMIN_ABSENT) {
+        json_int_t lag = lr->last_index - r->applied;
         json_object_set_new(m, "lag", json_integer(lag < 0 ? 0 : lag));
     } else {
         json_object_set_new(m, "lag", json_null());
@@ -570,33 +570,27 @@ static json_t *member_json(const struct cluster_conf *c, const struct cluster_re
 static json_t *partition_json(const struct cluster_conf *c, const struct cluster_report *reports,
                               const int *usable, const struct mgroup *g)
 {
-    const json_t *a = g->rep[g->auth];
-    const json_t *lr = g->leader >= 0 ? g->rep[g->leader] : NULL;
+    const struct admin_group *a = g->rep[g->auth];
+    const struct admin_group *lr = g->leader >= 0 ? g->rep[g->leader] : NULL;
     json_t *p = json_object(), *members = json_array();
     if (!p || !members)
         goto fail;
-    const char *table = jstr(a, "table"), *tid = jstr(a, "table_id");
-    json_object_set_new(p, "table", str_or_null(table));
-    json_object_set_new(p, "table_id", str_or_null(tid));
-    json_object_set_new(p, "partition", int_or_null(a, "partition"));
+    json_object_set_new(p, "table", str_or_null(a->table));
+    json_object_set_new(p, "table_id", str_or_null(a->table_id));
+    json_object_set_new(p, "partition", int_or_null(a->partition));
     json_object_set_new(p, "group", json_string(g->name));
     json_object_set_new(p, "leader", str_or_null(g->leader >= 0 ? c->nodes[g->leader].id : NULL));
     json_object_set_new(p, "term", json_integer(g->term));
-    json_t *lease = lr ? json_object_get(lr, "lease") : NULL;
     json_object_set_new(p, "lease",
-                        json_is_boolean(lease) ? json_boolean(json_is_true(lease)) : json_null());
+                        lr && lr->lease != ADMIN_ABSENT ? json_boolean(lr->lease) : json_null());
     /* The authoritative member list first, then any node that reports the
      * group without being in it (a removed member that has not heard). */
-    json_t *list = json_object_get(a, "members");
     json_t *seen = json_object();
     if (!seen)
         goto fail;
-    size_t k;
-    json_t *v;
-    json_array_foreach(list, k, v)
-    {
-        const char *id = json_string_value(v);
-        if (!id || json_object_get(seen, id))
+    for (size_t k = 0; k < a->nmembers; k++) {
+        const char *id = a->members[k];
+        if (json_object_get(seen, id))
             continue;
         json_object_set_new(seen, id, json_true());
         json_t *m = member_json(c, reports, usable, g, id);
@@ -631,17 +625,18 @@ int cluster_merge(const struct cluster_conf *c, const struct cluster_report *rep
     struct mgroup *groups = NULL;
     size_t ngroups = 0;
     int *usable = calloc(c->nnodes ? c->nnodes : 1, sizeof *usable);
+    struct admin_status *st = calloc(c->nnodes ? c->nnodes : 1, sizeof *st);
     json_t **sorted = NULL;
     int rc = NERR_NOMEM;
-    if (!root || !nodes || !parts || !index || !usable)
+    if (!root || !nodes || !parts || !index || !usable || !st)
         goto fail;
     for (size_t i = 0; i < c->nnodes; i++) {
         const struct cluster_node *n = &c->nodes[i];
         const struct cluster_report *r = &reports[i];
-        char why[400];
+        char why[NERR_MSG_MAX + 200];
         const char *problem = r->error[0] ? r->error : NULL;
         if (r->status && !problem)
-            problem = report_problem(c, n, r->status, why, sizeof why);
+            problem = report_problem(c, n, r->status, &st[i], why, sizeof why);
         if (!r->status && !problem)
             problem = "no report";
         usable[i] = r->status && !problem;
@@ -655,13 +650,9 @@ int cluster_merge(const struct cluster_conf *c, const struct cluster_report *rep
             json_object_set_new(jn, "error", json_string(problem));
         if (!usable[i])
             continue;
-        size_t k;
-        json_t *g;
-        json_array_foreach(json_object_get(r->status, "groups"), k, g)
-        {
-            const char *name = jstr(g, "group");
-            if (!name)
-                continue;
+        for (size_t k = 0; k < st[i].ngroups; k++) {
+            const struct admin_group *g = &st[i].groups[k];
+            const char *name = g->group;
             json_t *pos = json_object_get(index, name);
             struct mgroup *mg;
             if (!pos) {
@@ -686,11 +677,11 @@ int cluster_merge(const struct cluster_conf *c, const struct cluster_report *rep
             if (mg->rep[i])
                 continue; /* a group listed twice by one node: the first counts */
             mg->rep[i] = g;
-            json_int_t term = jint(g, "term", 0);
+            json_int_t term = term_of(g);
             if (term > mg->term)
                 mg->term = term;
-            if (role_is(g, "leader") &&
-                (mg->leader < 0 || term > jint(mg->rep[mg->leader], "term", 0)))
+            if (admin_group_role_is(g, "leader") &&
+                (mg->leader < 0 || term > term_of(mg->rep[mg->leader])))
                 mg->leader = (int)i;
             /* Members and table come from the leader with the highest term,
              * else from the report with the highest term: the freshest. */
@@ -734,6 +725,9 @@ fail:
         free(groups[i].rep);
     free(groups);
     free(usable);
+    for (size_t i = 0; st && i < c->nnodes; i++)
+        admin_status_clear(&st[i]);
+    free(st);
     json_decref(index);
     json_decref(nodes);
     json_decref(parts);

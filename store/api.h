@@ -14,6 +14,12 @@
  * GetItem, DeleteItem, UpdateItem, Query, Scan, BatchWriteItem, BatchGetItem,
  * DescribeEndpoints, DescribeLimits. Everything else: UnknownOperationException.
  *
+ * Where a request runs is the router's decision (store/router.h: the
+ * operation table and the decision table); the body is parsed once, the
+ * table and the partition are looked up once. The layer's files share
+ * store/api_internal.h: api.c (this entry, replies, parsing helpers),
+ * router.c, ops_table.c, ops_item.c, ops_query.c, admin.c, metrics.c.
+ *
  * Thread-safe: many threads may call api_call at once.
  */
 #ifndef NINES_API_H
@@ -54,8 +60,9 @@ void api_call(struct api *a, const char *op, const char *body, size_t len, api_r
 void api_call_hops(struct api *a, const char *op, const char *body, size_t len, int hops,
                    api_reply_fn reply, void *arg);
 /* NinesAdmin.<op>: "Status" (this node's groups and their consensus state,
- * docs/replication.md) and "Catalog" (every table description this node
- * knows). Answered at once; unsigned requests are accepted. */
+ * docs/replication.md; the wire form is proto/admin.h's) and "Catalog"
+ * (every table description this node knows). Answered at once; unsigned
+ * requests are accepted. */
 void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg);
 /* Prometheus text: nines_api_requests_total{table,op,outcome} for requests
  * answered to clients here (forwarded hops are counted where the client

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "proto/sigv4.h"
+#include "lib/clock.h"
 
 struct freq {
     char url[300];
@@ -68,13 +69,6 @@ static void active_del(struct fwd *f, struct freq *r)
     r->aprev = r->anext = NULL;
 }
 
-static unsigned long long mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (unsigned long long)t.tv_sec * 1000ull + (unsigned long long)t.tv_nsec / 1000000ull;
-}
-
 static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 {
     struct freq *r = arg;
@@ -126,8 +120,13 @@ static void start_req(struct fwd *f, struct freq *r)
         struct sigv4_header hs[3] = {{"host", r->host},
                                      {"content-type", "application/x-amz-json-1.0"},
                                      {"x-amz-target", r->target}};
-        struct sigv4_request sr = {.method = "POST", .path = "/", .query = "", .headers = hs,
-                                   .nheaders = 3, .body = r->body, .body_len = r->len};
+        struct sigv4_request sr = {.method = "POST",
+                                   .path = "/",
+                                   .query = "",
+                                   .headers = hs,
+                                   .nheaders = 3,
+                                   .body = r->body,
+                                   .body_len = r->len};
         char amz_date[17], auth[900];
         if (!sigv4_signer_sign(&f->signer, &sr, time(NULL), amz_date, auth, sizeof auth)) {
             snprintf(h, sizeof h, "X-Amz-Date: %s", amz_date);
@@ -166,7 +165,7 @@ static void *fwd_main(void *arg)
         f->queue = NULL;
         int stop = f->stop;
         /* Due timers, in order. */
-        unsigned long long now = mono_ms();
+        unsigned long long now = (unsigned long long)clock_mono_ms();
         struct ftimer *due = NULL, **tp = &f->timers;
         while (*tp) {
             if (stop || (*tp)->at_ms <= now) {
@@ -232,7 +231,9 @@ static void *fwd_main(void *arg)
             r->done(r->arg, status, body);
             req_free(f, r);
         }
-        long wait = (long)(next > mono_ms() ? next - mono_ms() : 0);
+        long wait = (long)(next > (unsigned long long)clock_mono_ms()
+                               ? next - (unsigned long long)clock_mono_ms()
+                               : 0);
         curl_multi_poll(f->multi, NULL, 0, (int)(wait > 100 ? 100 : wait), NULL);
     }
     return NULL;
@@ -330,7 +331,7 @@ int fwd_after(struct fwd *f, int ms, void (*fn)(void *), void *arg)
     struct ftimer *t = calloc(1, sizeof *t);
     if (!t)
         return NERR_NOMEM;
-    t->at_ms = mono_ms() + (unsigned long long)ms;
+    t->at_ms = (unsigned long long)clock_mono_ms() + (unsigned long long)ms;
     t->fn = fn;
     t->arg = arg;
     pthread_mutex_lock(&f->mu);

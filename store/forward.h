@@ -1,7 +1,11 @@
 /*
- * forward.h — the router's outgoing side: DynamoDB requests this node hands
- * to another node's API (the partition leader, a replica, the metadata
- * leader), asynchronously, plus timers for retries.
+ * forward.h — the router's outgoing side (store/router.h): DynamoDB requests
+ * this node hands to another node's API, asynchronously, plus the timers of
+ * the router's waits and retries. The router alone decides what goes where:
+ * a request for a partition this node hosts no usable replica of goes to a
+ * node that hosts one (writes included: that node's group gets the entry to
+ * the leader, never an HTTP hop), and a strongly consistent read goes to
+ * the leader this node knows. Nothing here knows about partitions.
  *
  * One thread runs a libcurl multi handle: fwd_send queues a request and
  * returns at once; done(arg, ...) runs later on the forwarder thread with
@@ -13,7 +17,8 @@
  * forwarded at most FWD_MAX_HOPS times. Connections are kept alive and reused.
  *
  * fwd_after(ms) runs fn(arg) on the forwarder thread after ms milliseconds
- * (the router's wait-and-retry while a partition elects a leader).
+ * (the router's wait-and-retry while a partition elects a leader, and its
+ * retry of a write the group refused with NERR_BUSY).
  *
  * Callbacks must not block. fwd_stop fails everything still queued or in
  * flight (done with status 0, fn of pending timers run) and joins the thread.

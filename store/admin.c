@@ -1,0 +1,164 @@
+/*
+ * admin.c — the NinesAdmin operations (api.h: api_admin): Status, this
+ * node's groups and their consensus state (docs/replication.md), and
+ * Catalog, every table description this node knows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "store/api_internal.h"
+#include "proto/clusterfile.h"
+#include "store/nodelog.h"
+#include "proto/admin.h"
+
+static const char *role_name(enum raft_role r)
+{
+    switch (r) {
+    case RAFT_LEADER:
+        return "leader";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    default:
+        return "follower";
+    }
+}
+
+/* The groups of this node, collected for the status. A table may be
+ * deleted (and its group closed) once catalog_each_group has moved on, so
+ * every string is copied: one block per group, which the group's members
+ * array points at. */
+struct groups_acc {
+    struct admin_group *g;
+    size_t n, cap;
+    int nomem;
+};
+
+/* Copies the strings of g (borrowed from the group and its table) into one
+ * malloc'd block that g->members points at. */
+static int own_strings(struct admin_group *g)
+{
+    const char *strs[4] = {g->group, g->table, g->table_id, g->leader};
+    size_t bytes = (g->nmembers + 1) * sizeof(char *);
+    for (int i = 0; i < 4; i++)
+        bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
+    for (size_t k = 0; k < g->nmembers; k++)
+        bytes += strlen(g->members[k]) + 1;
+    const char **block = malloc(bytes);
+    if (!block)
+        return -1;
+    char *p = (char *)(block + g->nmembers + 1);
+    const char **fields[4] = {&g->group, &g->table, &g->table_id, &g->leader};
+    for (int i = 0; i < 4; i++)
+        if (strs[i]) {
+            *fields[i] = strcpy(p, strs[i]);
+            p += strlen(p) + 1;
+        }
+    for (size_t k = 0; k < g->nmembers; k++) {
+        block[k] = strcpy(p, g->members[k]);
+        p += strlen(p) + 1;
+    }
+    g->members = block;
+    return 0;
+}
+
+static void status_group(void *arg, struct table *t, int part, struct group *g)
+{
+    struct groups_acc *acc = arg;
+    struct group_status st;
+    const struct group_members *m = group_members_of(g);
+    group_status(g, &st);
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? acc->cap * 2 : 16;
+        struct admin_group *ng = realloc(acc->g, cap * sizeof *ng);
+        if (!ng) {
+            acc->nomem = 1;
+            return;
+        }
+        acc->g = ng;
+        acc->cap = cap;
+    }
+    struct admin_group *o = &acc->g[acc->n++];
+    *o = (struct admin_group){
+        .group = group_name(g),
+        .table = t ? t->name : NULL,
+        .table_id = t ? t->id : NULL,
+        .partition = t ? part : ADMIN_ABSENT,
+        .members = m->nodes,
+        .nmembers = m->n,
+        .role = role_name(st.role),
+        .leader = st.leader ? m->nodes[st.leader - 1] : NULL,
+        .term = (int64_t)st.term,
+        .commit = (int64_t)st.commit,
+        .applied = (int64_t)st.applied,
+        .last_index = (int64_t)st.last_index,
+        .first_index = (int64_t)st.first_index,
+        .lease = st.lease != 0,
+        .failed = st.failed != 0,
+    };
+    if (own_strings(o)) {
+        acc->n--;
+        acc->nomem = 1;
+    }
+}
+
+void admin_catalog(struct call *c, json_t *req)
+{
+    (void)req;
+    json_t *d = catalog_descs(c->a->opt.cat);
+    api_reply_json(c, json_pack("{s:o}", "tables", d ? d : json_array()));
+}
+
+/* The status is encoded by proto/admin.h, the model every reader decodes. */
+void admin_status(struct call *c, json_t *req)
+{
+    (void)req;
+    struct api *a = c->a;
+    const struct cluster_conf *conf = a->opt.conf;
+    const struct cluster_node *self = conf ? cluster_conf_node(conf, a->opt.self_id) : NULL;
+    struct groups_acc acc = {0};
+    catalog_each_group(a->opt.cat, status_group, &acc);
+    struct group_host_stats hs = {0};
+    struct nodelog_stats ls = {0};
+    if (a->opt.host) {
+        group_host_stats(a->opt.host, &hs);
+        group_host_log_stats(a->opt.host, &ls);
+    }
+    struct admin_status s = {
+        .node = a->opt.self_id ? a->opt.self_id : "",
+        .az = self ? self->az : "",
+        .rack = self ? self->rack : "",
+        .cluster = conf ? conf->name : "",
+        .time_ms = clock_wall_ms(),
+        .groups = acc.g,
+        .ngroups = acc.n,
+        .messages = {(int64_t)hs.msgs_in, (int64_t)hs.msgs_out, (int64_t)hs.dropped_malformed,
+                     (int64_t)hs.dropped_forged, (int64_t)hs.dropped_unknown,
+                     (int64_t)hs.dropped_raft, (int64_t)hs.send_failures},
+        .node_log = {(int64_t)ls.wal.records, (int64_t)ls.wal.syncs, (int64_t)ls.wal.bytes,
+                     (int64_t)ls.wal.segments, (int64_t)ls.streams},
+    };
+    json_t *o = NULL;
+    struct nerr e = {0};
+    if (acc.nomem || admin_status_to_json(&s, &o, &e))
+        api_reply_err(c, "InternalServerError", "out of memory");
+    else
+        api_reply_json(c, o);
+    for (size_t i = 0; i < acc.n; i++)
+        free((void *)acc.g[i].members);
+    free(acc.g);
+}
+
+void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg)
+{
+    struct call c = {a, reply, arg, NULL, 0};
+    const struct api_opdef *d = router_op(op, 1);
+    if (!d) {
+        api_reply_err(&c, "UnknownOperationException", "%s", "");
+        return;
+    }
+    d->handler(&c, NULL);
+}
