@@ -1,7 +1,7 @@
 /*
  * fault.h — the door of fault/: the fault interface every fault kind
  * implements, and the registry of kinds (Jepsen's nemesis packages,
- * DESIGN.md "Faults are packages").
+ * docs/architecture.md, "Faults").
  *
  * A fault kind is one file, fault/<kind>.c, that fills a struct fault_kind
  * and adds one line to fault/registry.c. The game-day playbook and runner

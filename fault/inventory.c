@@ -537,7 +537,7 @@ const char *inventory_driver_name(enum inv_driver d)
 
 /* ---- templates ---- */
 
-/* Appends s quoted for POSIX sh (chaos/shquote.h, the one quoting the SSH
+/* Appends s quoted for POSIX sh (net/shquote.h, the one quoting the SSH
  * layer uses too). */
 static void strbuf_add_quoted(struct strbuf *b, const char *s)
 {

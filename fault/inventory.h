@@ -27,7 +27,7 @@
  * 30s, 100ms..1h) that bounds each power action.
  *
  * A lab power mapping may also name the host's power-loss file system
- * (chaos/labfs.h), which `nines lab up` writes:
+ * (labfs/labfs.h), which `nines lab up` writes:
  *
  *       power: {driver: lab, netns: ..., start: "...",
  *               fs: /lab/hosts/h1/data,     # the labfs mount point (absolute
@@ -171,7 +171,7 @@ int inventory_template_uses(const char *tmpl, unsigned *used, struct nerr *err);
 
 struct ssh_host_opts;
 
-/* The SSH options of h (chaos/ssh.h): its address, port, user, key and
+/* The SSH options of h (net/ssh.h): its address, port, user, key and
  * known_hosts, strict host-key checking, connect_timeout_ms. The strings are
  * borrowed from h (valid until inventory_free). */
 void inventory_ssh_opts(const struct inv_host *h, int connect_timeout_ms, struct ssh_host_opts *o);

@@ -18,7 +18,7 @@
  *            process whose /proc/PID/ns/net is the namespace's inode, repeated
  *            until none is left; on = `ip netns exec NETNS /bin/sh -c START`;
  *            status = on when the namespace holds a process.
- *            With `fs` (the host's labfs mount point, chaos/labfs.h) a
+ *            With `fs` (the host's labfs mount point, labfs/labfs.h) a
  *            power-off is a power cut, in this order, which is required
  *            (docs/labfs.md: without the freeze an fsync in flight would
  *            complete and lose nothing):
@@ -90,7 +90,7 @@ struct power_env {
     /* Sends sig to pid; default kill(2). Return 0 or -1 with errno set. */
     int (*kill_fn)(void *arg, pid_t pid, int sig);
     void *kill_arg;
-    /* The lab's labfs (chaos/labfs.h). A NULL hook means the real one:
+    /* The lab's labfs (labfs/labfs.h). A NULL hook means the real one:
      * fs_control = labfs_control; fs_umount = labfs_umount (lazy: with
      * LABFS_UMOUNT_LAZY); fs_mount = labfs_spawn of a detached daemon, from a
      * short-lived intermediate child so that the daemon is nobody's zombie

@@ -91,7 +91,7 @@ int power_run_template(const struct inv_host *h, const char *what, const char *t
  * directory `backing` and the file `log/labfs.log` beside fs
  * (DIR/hosts/h1/data -> DIR/hosts/h1/backing, DIR/hosts/h1/log/labfs.log).
  * NERR_INVALID when fs has no parent, NERR_LIMIT when a path would not fit.
- * The lab driver's business (the lab writes the same layout, chaos/lab.c). */
+ * The lab driver's business (the lab writes the same layout, lab/lab.c). */
 int power_lab_fs_layout(const char *fs, char *backing, size_t bcap, char *log, size_t lcap,
                         struct nerr *err);
 

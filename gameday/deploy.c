@@ -1,6 +1,6 @@
 /*
  * gameday/deploy.c — putting ninesd on the inventory's hosts over SSH
- * (chaos/ssh.h): the cluster file, the boot script the power-on runs, the
+ * (net/ssh.h): the cluster file, the boot script the power-on runs, the
  * two-phase stop-then-start, and the logs collected at the end (contract in
  * run.h and gameday.h).
  */
@@ -179,7 +179,7 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
         goto out;
     /* A ninesd of an earlier deployment (its pid file, checked to be a
      * ninesd) goes first; the store is removed only when fresh. The check
-     * mirrors chaos/cluster.h's pid-file trust rule (a pid file is trusted
+     * mirrors cluster/cluster.h's pid-file trust rule (a pid file is trusted
      * only after /proc/PID/cmdline shows ninesd, so a stale file whose pid
      * now belongs to another process is never signalled), in a weaker form:
      * the command line must contain "ninesd", the `--node ID` is not

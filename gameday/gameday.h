@@ -5,14 +5,14 @@
  * A run (docs/gameday.md):
  *   1. loads the playbook (gameday/playbook.h) and the inventory, and resolves
  *      the plan with the seed (printed, and kept in the report);
- *   2. deploys the cluster over SSH (chaos/ssh.h): for every host, ninesd
+ *   2. deploys the cluster over SSH (net/ssh.h): for every host, ninesd
  *      and a cluster file generated from the inventory (node id = host name,
  *      api/peer on the host's address) go to DATA/, an executable boot
  *      script (default DATA/../boot.d/ninesd, the lab's convention, so power
  *      on restarts it) is written, and ninesd is started; or, with
  *      `existing`, uses a running cluster's file. Then waits until every
- *      partition has a leader (NinesAdmin.Status, chaos/cluster.h);
- *   3. runs the traffic (chaos/load.h's load_run on a thread of its own,
+ *      partition has a leader (NinesAdmin.Status, cluster/cluster.h);
+ *   3. runs the traffic (load/load.h's load_run on a thread of its own,
  *      recording DIR/history.jsonl) and, while it runs, every step of the
  *      plan, each bounded by its timeout; a fault step goes through its
  *      kind (fault/fault.h: power_off/power_on through fault/power.h);

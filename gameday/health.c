@@ -1,6 +1,6 @@
 /*
  * gameday/health.c — the cluster's state as the runner judges it: the
- * merged NinesAdmin.Status of every node (chaos/cluster.h) read into struct
+ * merged NinesAdmin.Status of every node (cluster/cluster.h) read into struct
  * health, and polling until a predicate holds (contract in run.h).
  */
 #include "gameday/run.h"
@@ -106,7 +106,7 @@ static void health_eval(const json_t *m, const char *table, struct health *h)
 }
 
 /* wait_healthy's test: every node answers, every group has a leader and
- * every member is a live leader or follower. (Not chaos/cluster.c's
+ * every member is a live leader or follower. (Not cluster/cluster.c's
  * cluster_merged_healthy, which asks only for the metadata and a leader in
  * every group.) */
 static int all_up_and_live(const struct health *h)

@@ -51,7 +51,7 @@
 #define PB_MAX_STEPS 10000 /* resolved steps of a plan */
 #define PB_MAX_REPEAT 1000 /* times of one repeat */
 #define PB_MAX_ERRORS 100  /* collected messages (the rest are counted) */
-#define PB_NOPS 5          /* put, get, cget, cas, delete, as chaos/load.h */
+#define PB_NOPS 5          /* put, get, cget, cas, delete, as load/load.h */
 #define PB_DEFAULT_API_PORT 8101
 #define PB_DEFAULT_PEER_PORT 7101
 
@@ -77,7 +77,7 @@ struct pb_traffic {
     int enabled;          /* a traffic section was given */
     double rate;          /* requests/s, open loop */
     uint64_t duration_ns; /* 0: for the whole run */
-    double mix[PB_NOPS];  /* weights in chaos/load.h's op order */
+    double mix[PB_NOPS];  /* weights in load/load.h's op order */
     uint64_t keys;
     int zipf;   /* 0 uniform, 1 zipf */
     int per_az; /* endpoints: one per AZ (else every node) */

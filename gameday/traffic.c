@@ -1,5 +1,5 @@
 /*
- * gameday/traffic.c — the game day's traffic: chaos/load.h's load_run on a
+ * gameday/traffic.c — the game day's traffic: load/load.h's load_run on a
  * thread of its own, its options from the playbook, and the on_complete
  * hook that counts every request per step and measures, for every inject
  * step, the time until each affected partition takes a write again

@@ -570,7 +570,7 @@ __attribute__((format(printf, 3, 4))) static int state_add(struct up *u, struct 
  * stays an empty mount point and backing/ beside it holds what is durable;
  * the state file names the host before anything can be mounted there, so
  * that down unmounts it whatever happens next. The mount itself is power
- * on's (chaos/power.h), at up and after every power-off. */
+ * on's (fault/power.h), at up and after every power-off. */
 static int prepare_data_dir(struct up *u, const char *host, const char *hostdir, struct nerr *err)
 {
     char p[PATH_MAX];

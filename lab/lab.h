@@ -1,8 +1,8 @@
 /*
  * lab.h — the lab: game-day hosts made of Linux network namespaces on this
  * machine, each with its own address and its own OpenSSH sshd, described by
- * an inventory (chaos/inventory.h) whose power driver is `lab`
- * (chaos/power.h). The same playbooks run against a lab and against real
+ * an inventory (fault/inventory.h) whose power driver is `lab`
+ * (fault/power.h). The same playbooks run against a lab and against real
  * machines; only the inventory differs.
  *
  * This header is the door of lab/ (lab.c, lab_cli.c for `nines lab`). The
@@ -28,7 +28,7 @@
  *           daemon (log: hosts/hI/log/labfs.log). The inventory names it as
  *           the lab power mapping's `fs`, so the lab power driver cuts power
  *           the way hardware does: what was not fsync'd is gone after a
- *           power-off (chaos/power.h). Power on (and so lab_up) mounts it.
+ *           power-off (fault/power.h). Power on (and so lab_up) mounts it.
  *
  * Host i sits in AZ "az(1 + (i-1) % A)" and, within its AZ, in rack
  * "r(1 + ((i-1) / A) % R)": round robin over AZs, then over racks.
@@ -172,7 +172,7 @@ struct lab_host_status {
 int lab_status(const struct lab_env *env, const struct lab *lab, struct lab_host_status *out,
                size_t cap, int probe_ms, struct nerr *err);
 
-/* Powers host off (with mode, see power.h) or on through chaos/power.h.
+/* Powers host off (with mode, see power.h) or on through fault/power.h.
  * Powering on a host that is on is refused (NERR_EXISTS); after power on,
  * waits up to wait_ms (0: don't wait) for its sshd. */
 int lab_power(const struct lab_env *env, const struct lab *lab, const char *host, int on,

@@ -9,7 +9,7 @@
  * name never meets its predecessor's data.
  *
  * A table has nparts partitions; an item lives in partition
- *     av_partition_of(hash key, nparts) (store/av.h)
+ *     av_partition_of(hash key, nparts) (proto/av.h)
  * (a range split of the 32-bit hash space, so a later split is a range split).
  * Each partition is a replication group ("p.<id>.<n>") with its own stream in
  * the node log (nodelog.h), its own group directory (groups/p.<id>.<n>/:

@@ -1,4 +1,4 @@
-/* chaos/playbook and `nines gameday lint|plan`: a good playbook's values,
+/* gameday/playbook and `nines gameday lint|plan`: a good playbook's values,
  * a broken one's every error by exact FILE:LINE:COL, names checked against
  * the inventory, plans that replay per seed and differ across seeds, and
  * quorum_safe honoured by the planner (never hosts of two AZs down). */

@@ -24,7 +24,7 @@ static const char *const ARGS[4][8] = {
 static const int ARGC[4] = {5, 7, 7, 7};
 static const char *const NAMES[4] = {"uniform", "zipf", "weighted mix", "--op mix"};
 
-/* Recorded with the generator of chaos/load.c (its own splitmix64). */
+/* Recorded with the generator of load/load.c (its own splitmix64). */
 static const struct step WANT[4][12] = {
     {{0, 389u},
      {0, 16u},

@@ -1,4 +1,4 @@
-/* chaos/inventory: a good file with defaults and relative paths, every kind
+/* fault/inventory: a good file with defaults and relative paths, every kind
  * of schema error by exact "FILE:LINE:COL: message", and the selection
  * helpers the game-day runner uses. */
 #include "fault/inventory.h"

@@ -1,4 +1,4 @@
-/* chaos/power: templates and their quoting, the command driver (success,
+/* fault/power: templates and their quoting, the command driver (success,
  * failing exit, timeout with its process group killed), the local-machine
  * refusals (each proven by a marker command that must not have run), the lab
  * driver against a fake /proc with an injected kill, and the QMP driver
