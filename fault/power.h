@@ -168,7 +168,7 @@ int power_labfs_umount(const char *mnt, int lazy, int timeout_ms, struct nerr *e
  * stdin from /dev/null, for at most timeout_ms. Returns 0 with *status the
  * wait status, and up to POWER_OUT_MAX bytes of stdout/stderr NUL-terminated
  * in out/errout (each may be NULL); NERR_TIMEOUT after killing the group.
- * (The one process runner of the power drivers; lib/proc.h takes it over.) */
+ * (The power drivers' runner, on lib/proc.h's proc_run.) */
 int power_run(char *const argv[], long timeout_ms, int *status, char *out, char *errout,
               struct nerr *err);
 

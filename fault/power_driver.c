@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/proc.h"
 
 /* --- time ------------------------------------------------------------------ */
 
@@ -47,139 +48,30 @@ void power_sleep_ms(long ms)
 
 /* --- running a command under a deadline ------------------------------------ */
 
-struct capture {
-    int fd;
-    char *buf; /* may be NULL: read and discard */
-    size_t len;
-};
-
-/* Reads what is there; returns 1 at EOF or error, else 0. */
-static int capture_read(struct capture *c)
-{
-    char tmp[4096];
-    ssize_t r = read(c->fd, tmp, sizeof tmp);
-    if (r < 0)
-        return errno == EINTR || errno == EAGAIN ? 0 : 1;
-    if (r == 0)
-        return 1;
-    if (c->buf && c->len < POWER_OUT_MAX) {
-        size_t n = (size_t)r;
-        if (n > POWER_OUT_MAX - c->len)
-            n = POWER_OUT_MAX - c->len;
-        memcpy(c->buf + c->len, tmp, n);
-        c->len += n;
-        c->buf[c->len] = '\0';
-    }
-    return 0;
-}
-
 int power_run(char *const argv[], long timeout_ms, int *status, char *out, char *errout,
               struct nerr *err)
 {
-    int po[2] = {-1, -1}, pe[2] = {-1, -1}, devnull = -1, rc = 0, st = 0;
-    pid_t pid = -1;
-    struct capture cap[2] = {{.fd = -1, .buf = out}, {.fd = -1, .buf = errout}};
+    /* lib/proc: its own process group (a timeout kills the command and
+     * everything it started, nothing else), stdin from /dev/null, the exit
+     * noticed by waitpid rather than by the end of the output (a daemon the
+     * command started may hold the pipes open). */
+    struct proc_spec spec = {.argv = argv, .in = {.kind = PROC_IO_NULL}, .flags = PROC_NEW_PGROUP};
+    struct proc_output o = {0};
     if (out)
         out[0] = '\0';
     if (errout)
         errout[0] = '\0';
-
-    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0 || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-        rc = nerr_sys(err, errno, "run %s: pipe", argv[0]);
-        goto fail;
-    }
-    int64_t deadline = clock_mono_ms() + timeout_ms;
-    pid = fork();
-    if (pid < 0) {
-        rc = nerr_sys(err, errno, "run %s: fork", argv[0]);
-        goto fail;
-    }
-    if (pid == 0) {
-        /* Own process group, so that a timeout can kill the command and
-         * everything it started, and nothing else. */
-        setpgid(0, 0);
-        signal(SIGPIPE, SIG_DFL);
-        if (dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
-            _exit(126);
-        execvp(argv[0], argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    setpgid(pid, pid); /* also from here: whichever runs first wins the race */
-    close(po[1]);
-    close(pe[1]);
-    po[1] = pe[1] = -1;
-    cap[0].fd = po[0];
-    cap[1].fd = pe[0];
-
-    int exited = 0;
-    while (!exited) {
-        int64_t left = deadline - clock_mono_ms();
-        if (left <= 0) {
-            kill(-pid, SIGKILL);
-            kill(pid, SIGKILL); /* in case setpgid lost to exec */
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-            }
-            rc = nerr_set(err, NERR_TIMEOUT, "%s did not finish within %ld ms (killed)", argv[0],
-                          timeout_ms);
-            goto fail;
-        }
-        struct pollfd pf[2];
-        nfds_t n = 0;
-        for (int i = 0; i < 2; i++)
-            if (cap[i].fd >= 0)
-                pf[n++] = (struct pollfd){.fd = cap[i].fd, .events = POLLIN};
-        /* Short waits: the child's exit is noticed by waitpid, not by EOF,
-         * since a daemon it started may hold the pipes open. */
-        int wait = left < 50 ? (int)left : 50;
-        int pr = poll(n ? pf : NULL, n, wait);
-        if (pr > 0) {
-            for (nfds_t k = 0; k < n; k++) {
-                if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
-                    continue;
-                for (int i = 0; i < 2; i++)
-                    if (cap[i].fd >= 0 && cap[i].fd == pf[k].fd && capture_read(&cap[i])) {
-                        close(cap[i].fd);
-                        cap[i].fd = -1;
-                        *(i == 0 ? &po[0] : &pe[0]) = -1;
-                    }
-            }
-        }
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid)
-            exited = 1;
-        else if (w < 0 && errno != EINTR) {
-            rc = nerr_sys(err, errno, "run %s: waitpid", argv[0]);
-            pid = -1;
-            goto fail;
-        }
-    }
-    /* Collect what the command wrote just before it exited; bounded reads,
-     * non-blocking, since a surviving grandchild may keep the pipe open. */
-    for (int i = 0; i < 2; i++) {
-        if (cap[i].fd < 0)
-            continue;
-        fcntl(cap[i].fd, F_SETFL, O_NONBLOCK);
-        for (int k = 0; k < 64; k++) {
-            errno = 0;
-            if (capture_read(&cap[i]) || errno == EAGAIN)
-                break;
-        }
-    }
-    *status = st;
-    rc = 0;
-fail:
-    if (po[0] >= 0)
-        close(po[0]);
-    if (pe[0] >= 0)
-        close(pe[0]);
-    if (po[1] >= 0)
-        close(po[1]);
-    if (pe[1] >= 0)
-        close(pe[1]);
-    if (devnull >= 0)
-        close(devnull);
+    int rc = proc_run(&spec, timeout_ms, POWER_OUT_MAX, &o, err);
+    if (out && o.out)
+        snprintf(out, POWER_OUT_MAX + 1, "%s", o.out);
+    if (errout && o.err)
+        snprintf(errout, POWER_OUT_MAX + 1, "%s", o.err);
+    if (rc == NERR_TIMEOUT)
+        rc = nerr_set(err, NERR_TIMEOUT, "%s did not finish within %ld ms (killed)", argv[0],
+                      timeout_ms);
+    else if (rc == 0)
+        *status = o.status;
+    proc_output_free(&o);
     return rc;
 }
 

@@ -34,7 +34,7 @@ static void on_complete(void *arg, const struct load_result *r)
     int write = op == LOAD_PUT || op == LOAD_CAS || op == LOAD_DELETE;
     /* A cas whose condition was false got a correct answer: for
      * availability it counts as served, not as an error. */
-    int served = r->ok || (r->error && strstr(r->error, "ConditionalCheckFailed"));
+    int served = r->ok || (r->error && !strcmp(r->error, "ConditionalCheckFailedException"));
     pthread_mutex_lock(&g->mu);
     unsigned part = write && r->ok && g->nparts ? key_partition(r->req->key, g->nparts) : 0;
     if (served)

@@ -27,6 +27,8 @@
 #include "lib/clock.h"
 #include "load/load.h"
 #include "load/load_int.h"
+#include "net/http.h"
+#include "proto/ddb.h"
 #include "proto/sigv4.h"
 
 #define RESP_CAP 4096
@@ -344,49 +346,11 @@ static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int mea
     return 0;
 }
 
-/* The DynamoDB error name from a JSON error body: the text after '#' in
- * "__type" (or the whole value if it has no '#'). */
-static void error_type(const char *body, size_t len, long http, char *out, size_t cap)
+/* A transport failure's name ("timeout", "connect", "connection-lost", ...):
+ * the same names net/http gives every other client. */
+static const char *curl_error_type(CURLcode cc)
 {
-    const char *t = memmem(body, len, "\"__type\"", 8);
-    if (t) {
-        const char *end = body + len;
-        const char *q = memchr(t + 8, '"', (size_t)(end - (t + 8)));
-        if (q) {
-            const char *v = q + 1;
-            const char *ve = memchr(v, '"', (size_t)(end - v));
-            if (ve && ve > v) {
-                const char *hash = memchr(v, '#', (size_t)(ve - v));
-                if (hash)
-                    v = hash + 1;
-                size_t n = (size_t)(ve - v);
-                if (n && n < cap) {
-                    memcpy(out, v, n);
-                    out[n] = '\0';
-                    return;
-                }
-            }
-        }
-    }
-    snprintf(out, cap, "http-%ld", http);
-}
-
-static const char *curl_error_type(CURLcode cc, char *buf, size_t cap)
-{
-    switch (cc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return "connect";
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        return "connection-lost";
-    default:
-        snprintf(buf, cap, "curl-%d", (int)cc);
-        return buf;
-    }
+    return http_fail_name(http_fail_of_curl((int)cc));
 }
 
 /* What a completion teaches: the history event, cas' expectations, and
@@ -451,7 +415,7 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
     res.response = c->resp;
     res.response_len = c->resp_len;
     if (cc != CURLE_OK) {
-        res.error = curl_error_type(cc, buf, sizeof buf);
+        res.error = curl_error_type(cc);
     } else {
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
         int etcd = r->o->target == LOAD_TARGET_ETCD;
@@ -464,8 +428,8 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
         } else {
             if (etcd)
                 load_etcd_error_type(c->resp, c->resp_len, http, buf, sizeof buf);
-            else
-                error_type(c->resp, c->resp_len, http, buf, sizeof buf);
+            else if (!ddb_error_type(http, c->resp, c->resp_len, buf, sizeof buf))
+                snprintf(buf, sizeof buf, "http-%ld", http); /* a 2xx other than 200 */
             res.error = buf;
         }
     }
@@ -523,7 +487,7 @@ static int call_once(struct runner *r, size_t ci, const char *target, const char
 static int create_table(struct runner *r, struct nerr *e)
 {
     const struct load_opts *o = r->o;
-    char body[1024], resp[RESP_CAP + 1], type[64];
+    char body[1024], resp[RESP_CAP + 1], type[DDB_ERROR_TYPE_MAX] = "";
     long http;
     int n = snprintf(body, sizeof body,
                      "{\"TableName\":\"%s\",\"AttributeDefinitions\":[{\"AttributeName\":\"pk\","
@@ -550,7 +514,7 @@ static int create_table(struct runner *r, struct nerr *e)
         nanosleep(&ts, NULL);
     }
     if (http != 200) {
-        error_type(resp, strlen(resp), http, type, sizeof type);
+        ddb_error_type(http, resp, strlen(resp), type, sizeof type);
         if (strcmp(type, "ResourceInUseException"))
             return nerr_set(e, NERR_IO, "CreateTable on %s: HTTP %ld %s: %.300s", r->endpoints[0],
                             http, type, resp);
@@ -567,7 +531,7 @@ static int create_table(struct runner *r, struct nerr *e)
                 return nerr_set(e, NERR_IO, "DescribeTable on %s: %s", r->endpoints[ep], resp);
             if (http == 200 && strstr(resp, "\"TableStatus\":\"ACTIVE\""))
                 break;
-            error_type(resp, strlen(resp), http, type, sizeof type);
+            ddb_error_type(http, resp, strlen(resp), type, sizeof type);
             if (http != 200 && strcmp(type, "ResourceNotFoundException"))
                 return nerr_set(e, NERR_IO, "DescribeTable on %s: HTTP %ld: %.300s",
                                 r->endpoints[ep], http, resp);
