@@ -14,30 +14,11 @@
 #include <unistd.h>
 
 #include "net/shquote.h"
+#include "lib/fsutil.h"
 #include "lib/clock.h"
 #include "lib/strbuf.h"
 
 #define SSH_TIMEOUT_MS 30000
-
-static int write_file(const char *path, const char *text, mode_t mode, struct nerr *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return nerr_sys(err, errno, "%s", path);
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            return nerr_sys(err, e, "%s", path);
-        }
-        off += (size_t)w;
-    }
-    if (close(fd))
-        return nerr_sys(err, errno, "%s", path);
-    return 0;
-}
 
 /* The cluster file of a deployment: every inventory host is a node named
  * after it (id = host name, api/peer on the host's address and the
@@ -76,7 +57,7 @@ static int write_cluster_file(struct gd_run *g, const char *path, struct cluster
     char *text;
     if (strbuf_finish(&b, &text))
         return nerr_set(err, NERR_NOMEM, "out of memory");
-    int rc = write_file(path, text, 0644, err);
+    int rc = fs_write_file(path, text, 0644, err);
     free(text);
     return rc ? rc : cluster_conf_load(path, conf, err);
 }
@@ -235,7 +216,7 @@ static int deploy_host(struct gd_run *g, const struct inv_host *h, const char *c
         goto out;
     }
     gd_fmt(tmp, sizeof tmp, "%s/boot-%s.sh", g->dir, h->name);
-    if ((rc = write_file(tmp, script, 0755, err)) || (rc = ssh_upload(s, tmp, boot, 0755, err)))
+    if ((rc = fs_write_file(tmp, script, 0755, err)) || (rc = ssh_upload(s, tmp, boot, 0755, err)))
         goto out;
     /* What was just deployed must survive the first power cut, as a
      * package install that syncs does: fsync the files and their

@@ -108,29 +108,6 @@ static int run_ip(const struct lab_env *env, struct nerr *err, ...)
     return run_argv(argv, err);
 }
 
-static int write_file(const char *path, const char *text, mode_t mode, struct nerr *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return nerr_sys(err, errno, "create %s", path);
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            return nerr_sys(err, e, "write %s", path);
-        }
-        off += (size_t)w;
-    }
-    /* The umask may have narrowed mode; boot must be executable. */
-    if (fchmod(fd, mode) != 0 || close(fd) != 0)
-        return nerr_sys(err, errno, "close %s", path);
-    return 0;
-}
-
 static int make_dir(const char *path, struct nerr *err)
 {
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -646,7 +623,7 @@ static int write_host_files(struct up *u, int i, const struct lab_names *nm, str
                  nm->host, u->id, hd, nm->netns, addr, hd, hd, u->dir) < 0)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     if (!(rc = pathf(err, p, sizeof p, "%s/sshd_config", hd)))
-        rc = write_file(p, text, 0644, err);
+        rc = fs_write_file(p, text, 0644, err);
     free(text);
     if (rc)
         return rc;
@@ -690,7 +667,7 @@ static int write_host_files(struct up *u, int i, const struct lab_names *nm, str
                  nm->host, u->id, nm->netns, hd, u->unshare, nm->host, u->env->sshd, u->setsid) < 0)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     if (!(rc = pathf(err, p, sizeof p, "%s/boot", hd)))
-        rc = write_file(p, text, 0755, err);
+        rc = fs_write_file(p, text, 0755, err);
     free(text);
     return rc;
 }
@@ -809,7 +786,7 @@ static int write_inventory(struct up *u, struct nerr *err)
     if ((rc = strbuf_finish(&b, &text)))
         return nerr_set(err, NERR_NOMEM, "out of memory");
     if (!(rc = pathf(err, p, sizeof p, "%s/inventory.yaml", u->dir)))
-        rc = write_file(p, text, 0644, err);
+        rc = fs_write_file(p, text, 0644, err);
     free(text);
     return rc;
 }
@@ -843,7 +820,7 @@ static int write_known_hosts(struct up *u, struct nerr *err)
     if (strbuf_finish(&b, &text))
         return nerr_set(err, NERR_NOMEM, "out of memory");
     if (!(rc = pathf(err, p, sizeof p, "%s/known_hosts", u->dir)))
-        rc = write_file(p, text, 0644, err);
+        rc = fs_write_file(p, text, 0644, err);
     free(text);
     return rc;
 }

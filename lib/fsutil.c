@@ -181,3 +181,30 @@ size_t fs_read_line_timeout(int fd, char *buf, size_t cap, int timeout_ms, int *
     buf[got] = '\0';
     return got;
 }
+
+int fs_write_file(const char *path, const char *text, unsigned mode, struct nerr *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0)
+        return nerr_sys(err, errno, "create %s", path);
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            close(fd);
+            return nerr_sys(err, e, "write %s", path);
+        }
+        off += (size_t)w;
+    }
+    if (fchmod(fd, (mode_t)mode) != 0) {
+        int e = errno;
+        close(fd);
+        return nerr_sys(err, e, "chmod %s", path);
+    }
+    if (close(fd) != 0)
+        return nerr_sys(err, errno, "close %s", path);
+    return 0;
+}

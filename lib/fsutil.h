@@ -18,6 +18,12 @@ int fs_rm_rf(const char *path, struct nerr *err);
 int fs_fsync_dir(const char *path, struct nerr *err);
 /* Reads a whole file (NUL-terminated, length in *len). *out is malloc'd. */
 int fs_read_file(const char *path, size_t max, char **out, size_t *len, struct nerr *err);
+/* Creates or truncates path and writes text (a NUL-terminated string) to it
+ * with exactly mode (fchmod: the umask does not narrow it, so a script stays
+ * executable). Not atomic and not synced: for files nothing reads until the
+ * call returned (lab scripts, generated configs). The message names the
+ * path and the step that failed. */
+int fs_write_file(const char *path, const char *text, unsigned mode, struct nerr *err);
 /* Writes a file atomically and durably: temp file, fsync, rename, fsync dir. */
 int fs_write_file_atomic(const char *path, const void *data, size_t len, struct nerr *err);
 /* Reads fd into buf (cap > 0 bytes, NUL-terminated) until a newline has
