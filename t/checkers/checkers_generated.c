@@ -42,12 +42,18 @@ static int check(struct history *h, struct chk_result **r, struct nerr *e)
 static enum chk_kind expected_kind(enum hg_anomaly a)
 {
     switch (a) {
-    case HG_STALE_READ: return CHK_STALE_READ;
-    case HG_LOST_WRITE: return CHK_LOST_WRITE;
-    case HG_PHANTOM: return CHK_PHANTOM;
-    case HG_DUPLICATE_WRITE: return CHK_DUPLICATE_WRITE;
-    case HG_CORRUPT: return CHK_CORRUPT;
-    default: return CHK_NOT_LINEARIZABLE;
+    case HG_STALE_READ:
+        return CHK_STALE_READ;
+    case HG_LOST_WRITE:
+        return CHK_LOST_WRITE;
+    case HG_PHANTOM:
+        return CHK_PHANTOM;
+    case HG_DUPLICATE_WRITE:
+        return CHK_DUPLICATE_WRITE;
+    case HG_CORRUPT:
+        return CHK_CORRUPT;
+    default:
+        return CHK_NOT_LINEARIZABLE;
     }
 }
 
@@ -80,6 +86,7 @@ int main(void)
         history_free(h);
         hg_free(ev);
     }
+    cmp_ok(clean_ok, "==", SEEDS, "all %d clean histories are valid (%d)", SEEDS, clean_ok);
     cmp_ok(info_ops, ">", 100, "the clean histories had info ops (%llu)",
            (unsigned long long)info_ops);
     cmp_ok(ec_reads, ">", 100, "and eventually consistent reads (%llu)",
@@ -110,19 +117,17 @@ int main(void)
             } else {
                 enum chk_kind want = expected_kind(kinds[k]);
                 size_t klen;
-                const char *key = r->first_key == HISTORY_NONE
-                                      ? "-" : history_key(h, r->first_key, &klen);
-                int good = r->verdict == CHK_INVALID && r->first_kind == want &&
-                           !strcmp(key, t.key);
+                const char *key =
+                    r->first_key == HISTORY_NONE ? "-" : history_key(h, r->first_key, &klen);
+                int good =
+                    r->verdict == CHK_INVALID && r->first_kind == want && !strcmp(key, t.key);
                 named += good;
                 ok(good, "%s seed %llu: invalid, first op on %s named %s (%s: %s)",
-                   hg_anomaly_name(kinds[k]), (unsigned long long)seed, t.key,
-                   chk_kind_name(want), chk_verdict_name(r->verdict),
+                   hg_anomaly_name(kinds[k]), (unsigned long long)seed, t.key, chk_kind_name(want),
+                   chk_verdict_name(r->verdict),
                    r->first_op == HISTORY_NONE ? "no culprit" : chk_kind_name(r->first_kind));
-                if (kinds[k] == HG_STALE_READ || kinds[k] == HG_PHANTOM ||
-                    kinds[k] == HG_CORRUPT)
-                    ok(r->first_op != HISTORY_NONE &&
-                           h->ops[r->first_op].process == t.process &&
+                if (kinds[k] == HG_STALE_READ || kinds[k] == HG_PHANTOM || kinds[k] == HG_CORRUPT)
+                    ok(r->first_op != HISTORY_NONE && h->ops[r->first_op].process == t.process &&
                            h->ops[r->first_op].t_inv == t.t_inv,
                        "%s seed %llu: the culprit is the injected read", hg_anomaly_name(kinds[k]),
                        (unsigned long long)seed);
@@ -133,6 +138,9 @@ int main(void)
         }
         cmp_ok(tried, ">=", SEEDS / 2, "%s was injected into most histories (%d of %d)",
                hg_anomaly_name(kinds[k]), tried, SEEDS);
+        cmp_ok(named, "==", tried,
+               "%s: every injected history is invalid with the culprit named (%d of %d)",
+               hg_anomaly_name(kinds[k]), named, tried);
     }
 
     /* The JSONL round trip gives the same verdicts as the in-memory path. */
