@@ -623,7 +623,7 @@ static int each_event(const struct hg_events *ev,
                       int (*emit)(void *arg, const struct history_event *he, const struct gop *g),
                       void *arg, struct nerr *e)
 {
-    size_t n;
+    size_t n = 0; /* sorted_events leaves it unset when it fails */
     struct hev *v = sorted_events(ev, &n);
     size_t cap = 64 + ev->padding * 2;
     char *b1 = malloc(cap), *b2 = malloc(cap), key[16];
