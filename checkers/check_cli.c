@@ -61,14 +61,6 @@ static int severity(int rc)
     }
 }
 
-static const char *verdict_word(int rc)
-{
-    return rc == CHK_VALID     ? "valid"
-           : rc == CHK_INVALID ? "invalid"
-           : rc == CHK_UNKNOWN ? "unknown"
-                               : "input error";
-}
-
 /* Checks one history and returns its exit code. out NULL: print nothing but
  * errors. line: one verdict line instead of the summary. */
 static int check_one(const char *path, const struct chk_opts *o, const char *json, const char *html,
@@ -104,7 +96,7 @@ static int check_one(const char *path, const struct chk_opts *o, const char *jso
         goto done;
     }
     if (out && line)
-        fprintf(out, "%s: %s (%zu ops on %u key%s)\n", path, verdict_word((int)r->verdict), h->nops,
+        fprintf(out, "%s: %s (%zu ops on %u key%s)\n", path, chk_verdict_name(r->verdict), h->nops,
                 h->nkeys, h->nkeys == 1 ? "" : "s");
     else if (out)
         chk_report_text(out, h, r);

@@ -18,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/proc.h"

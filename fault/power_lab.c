@@ -24,6 +24,7 @@
 
 #include "labfs/labfs.h"
 #include "lib/clock.h"
+#include "lib/proc.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/rng.h"
@@ -38,24 +39,12 @@ static int real_fs_control(void *arg, const char *mnt, const char *cmd, char *re
 
 static int pid_gone_within(pid_t pid, int64_t deadline)
 {
-    char path[64], buf[512];
-    for (;;) {
-        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return 1;
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (r <= 0)
-            return 1;
-        buf[r] = '\0';
-        const char *rp = strrchr(buf, ')');
-        if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-            return 1;
+    while (proc_running(pid)) {
         if (clock_mono_ms() >= deadline)
             return 0;
         power_sleep_ms(10);
     }
+    return 1;
 }
 
 int power_labfs_umount(const char *mnt, int lazy, int timeout_ms, struct nerr *err)

@@ -262,23 +262,6 @@ int labfs_reply_u64(const char *reply, const char *key, uint64_t *out)
     return NERR_NOTFOUND;
 }
 
-/* 1 while pid runs (a zombie does not). */
-static int pid_alive(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t r = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (r <= 0)
-        return 0;
-    buf[r] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
-}
-
 static int run_fusermount(const char *mountpoint, int lazy, struct nerr *err)
 {
     char *argv[] = {"fusermount3", lazy ? "-uz" : "-u", "--", (char *)mountpoint, NULL};
@@ -329,7 +312,7 @@ int labfs_umount(const char *mountpoint, int flags, int timeout_ms, struct nerr 
      * the unmount is done when it has exited. */
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (pid && pid_alive((pid_t)pid)) {
+    while (pid && proc_running((pid_t)pid)) {
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
             return nerr_set(err, NERR_TIMEOUT,

@@ -489,3 +489,20 @@ const char *proc_status_text(int status, char *buf, size_t cap)
         snprintf(buf, cap, "wait status %#x", (unsigned)status);
     return buf;
 }
+
+int proc_running(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t r = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    /* The state follows the command name's closing parenthesis. */
+    const char *rp = strrchr(buf, ')');
+    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}

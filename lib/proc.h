@@ -102,6 +102,11 @@ int proc_terminate(pid_t pid, long grace_ms, int group, int *status, struct nerr
 /* SIGKILL to child pid now, and reap it (crash tests, hung hooks). */
 int proc_kill(pid_t pid, int *status, struct nerr *err);
 
+/* 1 while process pid runs, 0 once it is gone or a zombie (read from
+ * /proc/PID/stat, so it works for any process, not only children: a daemon
+ * started by another program, whose exit this process cannot reap). */
+int proc_running(pid_t pid);
+
 /* Output of proc_run: what the program wrote, each stream NUL-terminated
  * and capped; *_truncated tells that more was written and dropped. Owned by
  * the caller: proc_output_free. */

@@ -54,7 +54,7 @@ static int gone(pid_t pid)
 
 int main(void)
 {
-    plan(32);
+    plan(35);
     struct nerr e;
     struct proc_output o;
     char txt[64];
@@ -133,6 +133,7 @@ int main(void)
     /* ---- wait with a deadline, terminate ---- */
     rc = proc_spawn(&sl, &pid, &e);
     ok(rc == 0 && pid > 0, "spawn: sleep started");
+    ok(proc_running(pid), "running: a sleeping child runs");
     int st = 0;
     rc = proc_wait(pid, 100, &st, &e);
     is_int(rc, NERR_TIMEOUT, "wait: still running after 100 ms is NERR_TIMEOUT");
@@ -141,6 +142,19 @@ int main(void)
        "terminate: a program that obeys SIGTERM dies of it");
     rc = proc_wait(pid, 0, &st, &e);
     is_int(rc, NERR_INVALID, "wait: a reaped pid is no child any more (%s)", e.msg);
+    ok(!proc_running(pid), "running: not once reaped");
+    /* A zombie (exited, not yet reaped) does not run either. */
+    char *quick[] = {"true", NULL};
+    struct proc_spec qs = {.argv = quick};
+    rc = proc_spawn(&qs, &pid, &e);
+    int zombie = 0;
+    for (int k = 0; k < 500 && rc == 0 && !zombie; k++) { /* at most 5 s */
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0 && si.si_pid == pid)
+            zombie = 1;
+    }
+    ok(zombie && !proc_running(pid), "running: an exited, unreaped child (a zombie) does not run");
+    proc_wait(pid, 1000, &st, &e);
 
     /* SIGKILL after the grace period for one that ignores SIGTERM. */
     int rp[2];
