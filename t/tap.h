@@ -143,7 +143,7 @@ static inline void skip(int n, const char *why)
 }
 
 /* Stops the whole test file: "Bail out!" tells prove to stop. */
-static inline void bail_out(const char *why)
+static inline _Noreturn void bail_out(const char *why)
 {
     printf("Bail out! %s\n", why);
     exit(255);

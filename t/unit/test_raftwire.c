@@ -52,7 +52,7 @@ static int same_msg(const struct raft_msg *a, const struct raft_msg *b)
     return !a->data_len || !memcmp(a->data, b->data, a->data_len);
 }
 
-static void bail(const char *what, const char *msg)
+static _Noreturn void bail(const char *what, const char *msg)
 {
     printf("Bail out! %s: %s\n", what, msg);
     exit(255);
