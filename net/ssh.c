@@ -547,6 +547,12 @@ int ssh_exec(struct ssh_session *s, const char *cmdline, int timeout_ms, struct 
                         rc = nerr_set(e, NERR_NOMEM, "ssh %s: out of memory", s->label);
                         goto timeout;
                     }
+                    /* A producer faster than this reader never lets the
+                     * stream run dry: the deadline ends the drain too. */
+                    if (clock_mono_ms() >= deadline) {
+                        done = 0;
+                        break;
+                    }
                     continue;
                 }
                 if (n == LIBSSH2_ERROR_EAGAIN) {

@@ -107,7 +107,9 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
         (rc = groups_dir_upgrade(self->data, err)))
         goto fail;
     snprintf(path, sizeof path, "%s/state", self->data);
-    struct state_options so = {.map_size = conf->map_size, .max_dbs = conf->max_tables * 8 + 64};
+    struct state_options so = {.map_size = conf->map_size,
+                               .max_dbs = conf->max_tables * 8 + 64,
+                               .unsafe_no_sync = opt->unsafe_ack_before_sync};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
     struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries};
@@ -180,8 +182,9 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
     if ((rc = http_start(&ho, &n->http, err)))
         goto fail;
     if (opt->unsafe_ack_before_sync)
-        log_warn("TEST ONLY: acknowledging writes before fdatasync (--unsafe-ack-before-sync); "
-                 "a power loss WILL lose acknowledged writes");
+        log_warn("TEST ONLY: acknowledging writes before fdatasync, which follows every %d ms "
+                 "(--unsafe-ack-before-sync); a power loss WILL lose acknowledged writes",
+                 WAL_UNSAFE_SYNC_MS);
     *out = n;
     return 0;
 fail:

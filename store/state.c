@@ -53,7 +53,10 @@ int state_open(const char *dir, const struct state_options *opt, struct state **
         goto fail;
     }
     /* MDB_NOMETASYNC: see the durability contract in state.h. */
-    rc = mdb_env_open(s->env, dir, MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD, 0644);
+    unsigned flags = MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
+    if (opt && opt->unsafe_no_sync)
+        flags |= MDB_NOSYNC;
+    rc = mdb_env_open(s->env, dir, flags, 0644);
     if (rc) {
         rc = state_mdb_err(err, rc, dir);
         goto fail;

@@ -40,6 +40,11 @@ struct state;
 struct state_options {
     uint64_t map_size; /* LMDB map size in bytes; 0 = 16 GiB */
     int max_dbs;       /* named databases; 0 = 1024 */
+    /* TEST ONLY (wal_options.unsafe_ack_before_sync): commits are not
+     * flushed (MDB_NOSYNC) and only state_close syncs. After a power cut the
+     * environment is then what the last clean stop left, never ahead of the
+     * unsafe WAL, so recovery replays the WAL from there. */
+    int unsafe_no_sync;
 };
 
 /* Opens (creating) the environment in directory dir. */

