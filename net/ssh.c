@@ -87,14 +87,14 @@ static int ssh_wait(struct ssh_session *s, int64_t deadline)
 
 /* Repeats a libssh2 call while it says EAGAIN, waiting on the socket. On a
  * missed deadline rc_var is set to LIBSSH2_ERROR_TIMEOUT. */
-#define SSH_RETRY(s, deadline, rc_var, call)                                                    \
-    do {                                                                                        \
-        while (((rc_var) = (call)) == LIBSSH2_ERROR_EAGAIN) {                                   \
-            if (ssh_wait((s), (deadline)) != 0) {                                               \
-                (rc_var) = LIBSSH2_ERROR_TIMEOUT;                                               \
-                break;                                                                          \
-            }                                                                                   \
-        }                                                                                       \
+#define SSH_RETRY(s, deadline, rc_var, call)                                                       \
+    do {                                                                                           \
+        while (((rc_var) = (call)) == LIBSSH2_ERROR_EAGAIN) {                                      \
+            if (ssh_wait((s), (deadline)) != 0) {                                                  \
+                (rc_var) = LIBSSH2_ERROR_TIMEOUT;                                                  \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* TCP connect to one of the host's addresses within the deadline. */
@@ -110,8 +110,8 @@ static int ssh_tcp_connect(const char *host, int port, int64_t deadline, int *fd
         return nerr_set(e, NERR_IO, "ssh: resolve %s: %s", host, gai_strerror(grc));
     int last_errno = 0, timed_out = 0;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        a->ai_protocol);
+        int fd =
+            socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
             last_errno = errno;
             continue;
@@ -161,26 +161,38 @@ static int ssh_tcp_connect(const char *host, int port, int64_t deadline, int *fd
 static const char *ssh_keytype_name(int type)
 {
     switch (type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return "RSA";
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return "DSA";
+    case LIBSSH2_HOSTKEY_TYPE_RSA:
+        return "RSA";
+    case LIBSSH2_HOSTKEY_TYPE_DSS:
+        return "DSA";
     case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
     case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ECDSA";
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ED25519";
-    default: return "UNKNOWN";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+        return "ECDSA";
+    case LIBSSH2_HOSTKEY_TYPE_ED25519:
+        return "ED25519";
+    default:
+        return "UNKNOWN";
     }
 }
 
 static int ssh_keytype_knownhost(int type)
 {
     switch (type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-    default: return 0;
+    case LIBSSH2_HOSTKEY_TYPE_RSA:
+        return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+    case LIBSSH2_HOSTKEY_TYPE_DSS:
+        return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+    case LIBSSH2_HOSTKEY_TYPE_ED25519:
+        return LIBSSH2_KNOWNHOST_KEY_ED25519;
+    default:
+        return 0;
     }
 }
 
@@ -289,13 +301,12 @@ static int ssh_check_hostkey(struct ssh_session *s, const struct ssh_host_opts *
             }
             rc = ssh_knownhost_append(kh, added, o->known_hosts, e);
             if (rc == 0)
-                log_info("ssh %s: added %s key %s to %s", s->label,
-                        ssh_keytype_name(ktype), fp, o->known_hosts);
+                log_info("ssh %s: added %s key %s to %s", s->label, ssh_keytype_name(ktype), fp,
+                         o->known_hosts);
         }
         break;
     default:
-        rc = nerr_set(e, NERR_AUTH, "ssh %s: host key check failed: %s", s->label,
-                      ssh_lasterr(s));
+        rc = nerr_set(e, NERR_AUTH, "ssh %s: host key check failed: %s", s->label, ssh_lasterr(s));
         break;
     }
 out:
@@ -312,7 +323,8 @@ int ssh_connect(const struct ssh_host_opts *o, struct ssh_session **out, struct 
     if (ssh_init_rc != 0)
         return nerr_set(e, NERR_INTERNAL, "ssh: libssh2_init failed (%d)", ssh_init_rc);
     int port = o->port > 0 ? o->port : 22;
-    int64_t deadline = clock_mono_ms() + (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000);
+    int64_t deadline =
+        clock_mono_ms() + (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000);
     char *pub = NULL;
     int rc = 0;
     struct ssh_session *s = calloc(1, sizeof(*s));
@@ -570,7 +582,8 @@ int ssh_exec(struct ssh_session *s, const char *cmdline, int timeout_ms, struct 
             break;
         /* A command that never stops writing always makes progress, so the
          * deadline is checked on every round, not only when idle. */
-        if ((progress && clock_mono_ms() >= deadline) || (!progress && ssh_wait(s, deadline) != 0)) {
+        if ((progress && clock_mono_ms() >= deadline) ||
+            (!progress && ssh_wait(s, deadline) != 0)) {
             rc = nerr_set(e, NERR_TIMEOUT, "ssh %s: command timed out after %d ms: %.200s",
                           s->label, timeout_ms, cmdline);
             goto timeout;
@@ -580,8 +593,8 @@ int ssh_exec(struct ssh_session *s, const char *cmdline, int timeout_ms, struct 
     if (lrc == 0)
         SSH_RETRY(s, deadline, lrc, libssh2_channel_wait_closed(ch));
     if (lrc == LIBSSH2_ERROR_TIMEOUT) {
-        rc = nerr_set(e, NERR_TIMEOUT, "ssh %s: command timed out after %d ms: %.200s",
-                      s->label, timeout_ms, cmdline);
+        rc = nerr_set(e, NERR_TIMEOUT, "ssh %s: command timed out after %d ms: %.200s", s->label,
+                      timeout_ms, cmdline);
         goto timeout;
     }
     if (lrc) {
@@ -657,29 +670,36 @@ static int ssh_sftp(struct ssh_session *s, struct nerr *e)
 static const char *ssh_fx_text(unsigned long fx)
 {
     switch (fx) {
-    case LIBSSH2_FX_NO_SUCH_FILE: return "no such file";
-    case LIBSSH2_FX_NO_SUCH_PATH: return "no such path";
-    case LIBSSH2_FX_PERMISSION_DENIED: return "permission denied";
-    case LIBSSH2_FX_FAILURE: return "failure";
-    case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM: return "no space on filesystem";
-    case LIBSSH2_FX_QUOTA_EXCEEDED: return "quota exceeded";
-    case LIBSSH2_FX_FILE_ALREADY_EXISTS: return "file already exists";
-    case LIBSSH2_FX_NOT_A_DIRECTORY: return "not a directory";
-    default: return "sftp error";
+    case LIBSSH2_FX_NO_SUCH_FILE:
+        return "no such file";
+    case LIBSSH2_FX_NO_SUCH_PATH:
+        return "no such path";
+    case LIBSSH2_FX_PERMISSION_DENIED:
+        return "permission denied";
+    case LIBSSH2_FX_FAILURE:
+        return "failure";
+    case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
+        return "no space on filesystem";
+    case LIBSSH2_FX_QUOTA_EXCEEDED:
+        return "quota exceeded";
+    case LIBSSH2_FX_FILE_ALREADY_EXISTS:
+        return "file already exists";
+    case LIBSSH2_FX_NOT_A_DIRECTORY:
+        return "not a directory";
+    default:
+        return "sftp error";
     }
 }
 
 /* An SFTP-level failure leaves the session usable; a transport one does not. */
-static int ssh_sftp_fail(struct ssh_session *s, struct nerr *e, const char *what,
-                         const char *path)
+static int ssh_sftp_fail(struct ssh_session *s, struct nerr *e, const char *what, const char *path)
 {
     int lerr = libssh2_session_last_errno(s->ls);
     if (lerr == LIBSSH2_ERROR_SFTP_PROTOCOL) {
         unsigned long fx = libssh2_sftp_last_error(s->sftp);
-        int code = (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
-                       ? NERR_NOTFOUND
-                   : fx == LIBSSH2_FX_PERMISSION_DENIED ? NERR_AUTH
-                                                         : NERR_IO;
+        int code = (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH) ? NERR_NOTFOUND
+                   : fx == LIBSSH2_FX_PERMISSION_DENIED                             ? NERR_AUTH
+                                                                                    : NERR_IO;
         return nerr_set(e, code, "ssh %s: sftp %s %s: %s (SFTP status %lu)", s->label, what, path,
                         ssh_fx_text(fx), fx);
     }
@@ -689,8 +709,7 @@ static int ssh_sftp_fail(struct ssh_session *s, struct nerr *e, const char *what
 }
 
 static LIBSSH2_SFTP_HANDLE *ssh_sftp_open(struct ssh_session *s, const char *path,
-                                          unsigned long flags, long mode, struct nerr *e,
-                                          int *rc)
+                                          unsigned long flags, long mode, struct nerr *e, int *rc)
 {
     int64_t deadline = clock_mono_ms() + s->io_timeout_ms;
     for (;;) {
@@ -721,8 +740,8 @@ static int ssh_sftp_close(struct ssh_session *s, LIBSSH2_SFTP_HANDLE *h, struct 
     return 0;
 }
 
-int ssh_upload(struct ssh_session *s, const char *local_path, const char *remote_path,
-               mode_t mode, struct nerr *e)
+int ssh_upload(struct ssh_session *s, const char *local_path, const char *remote_path, mode_t mode,
+               struct nerr *e)
 {
     if (!s || !local_path || !remote_path)
         return nerr_set(e, NERR_INVALID, "ssh_upload: arguments required");
@@ -736,9 +755,9 @@ int ssh_upload(struct ssh_session *s, const char *local_path, const char *remote
             return nerr_set(e, NERR_NOTFOUND, "ssh upload: %s does not exist", local_path);
         return nerr_sys(e, err, "ssh upload: open %s", local_path);
     }
-    LIBSSH2_SFTP_HANDLE *h = ssh_sftp_open(
-        s, remote_path, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, (long)mode, e,
-        &rc);
+    LIBSSH2_SFTP_HANDLE *h =
+        ssh_sftp_open(s, remote_path, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC,
+                      (long)mode, e, &rc);
     if (!h)
         goto fail;
     char buf[SSH_CHUNK];
@@ -919,7 +938,8 @@ int ssh_pool_get(struct ssh_pool *p, const struct ssh_host_opts *o, struct ssh_s
     int port = o->port > 0 ? o->port : 22;
     struct ssh_pool_entry *ent = NULL;
     for (size_t i = 0; i < p->n; i++) {
-        if (p->v[i].port == port && !strcmp(p->v[i].host, o->host) && !strcmp(p->v[i].user, o->user))
+        if (p->v[i].port == port && !strcmp(p->v[i].host, o->host) &&
+            !strcmp(p->v[i].user, o->user))
             ent = &p->v[i];
     }
     if (!ent) {
@@ -976,8 +996,8 @@ int ssh_pool_get(struct ssh_pool *p, const struct ssh_host_opts *o, struct ssh_s
     if (e && e->code == rc) {
         char prev[NERR_MSG_MAX];
         snprintf(prev, sizeof(prev), "%s", e->msg);
-        nerr_set(e, rc, "ssh pool: gave up on %s@%s:%d after %d attempts / %d ms: %.400s",
-                 o->user, o->host, port, p->max_attempts, p->max_total_ms, prev);
+        nerr_set(e, rc, "ssh pool: gave up on %s@%s:%d after %d attempts / %d ms: %.400s", o->user,
+                 o->host, port, p->max_attempts, p->max_total_ms, prev);
     }
     return rc;
 }

@@ -73,10 +73,10 @@ struct wal {
     /* The current segment. Touched only by the single pool thread running a
      * batch for this WAL, or by a quiescent caller (open, truncate, reset). */
     int cur_fd;
-    uint64_t cur_size;    /* bytes of header and records, header included */
-    uint64_t cur_alloc;   /* bytes in the file: cur_size plus zeroed space ahead */
-    uint64_t cur_records; /* records in the file */
-    int cur_dirty;        /* written since the last fdatasync */
+    uint64_t cur_size;         /* bytes of header and records, header included */
+    uint64_t cur_alloc;        /* bytes in the file: cur_size plus zeroed space ahead */
+    uint64_t cur_records;      /* records in the file */
+    int cur_dirty;             /* written since the last fdatasync */
     uint64_t unsafe_synced_ms; /* unsafe mode: when its last fdatasync began */
 };
 

@@ -110,7 +110,8 @@ static void test_templates(void)
 
     is_int(inventory_template_expand("virsh destroy {name} {{x}} {az}/{rack}", &h, &out, &err), 0,
            "expand");
-    is(out, "virsh destroy h1 {x} az1/r1", "values quoted by shquote (plain words stay bare), {{ }} literal");
+    is(out, "virsh destroy h1 {x} az1/r1",
+       "values quoted by shquote (plain words stay bare), {{ }} literal");
     free(out);
     out = NULL;
     is_int(inventory_template_expand("x {nmae}", NULL, NULL, &err), NERR_INVALID,
@@ -136,8 +137,8 @@ static void test_templates(void)
         char *val = strdup(tmpl(hostile[i]));
         h.data = val;
         out = NULL;
-        is_int(inventory_template_expand("printf %s {data}", &h, &out, &err), 0, "expand hostile %zu",
-               i);
+        is_int(inventory_template_expand("printf %s {data}", &h, &out, &err), 0,
+               "expand hostile %zu", i);
         char *argv[] = {"/bin/sh", "-c", out, NULL};
         char so[POWER_OUT_MAX + 1], se[POWER_OUT_MAX + 1];
         int st = -1;
@@ -309,20 +310,20 @@ static void test_refusals(void)
      * be refused before it runs. Safety: the dangerous word only ever stands
      * after a '#', so even a broken refusal would run nothing but `touch`. */
     h.address = "192.0.2.10";
-    const char *bad[] = {
-        "touch DIR/ran # systemctl poweroff",            /* refused */
-        "touch DIR/ran # reboot -f",                     /* refused */
-        "touch DIR/ran # halt",                          /* refused */
-        "touch DIR/ran # shutdown -h now",               /* refused */
-        "touch DIR/ran # init 0",                        /* refused */
-        "touch DIR/ran # INIT\t6",                       /* refused */
-        "touch DIR/ran # echo o > /proc/sysrq-trigger",  /* refused */
-        "touch DIR/ran # kexec -e",                      /* refused */
-        "touch DIR/ran # {az} {rack} poweroff"};         /* refused */
+    const char *bad[] = {"touch DIR/ran # systemctl poweroff",           /* refused */
+                         "touch DIR/ran # reboot -f",                    /* refused */
+                         "touch DIR/ran # halt",                         /* refused */
+                         "touch DIR/ran # shutdown -h now",              /* refused */
+                         "touch DIR/ran # init 0",                       /* refused */
+                         "touch DIR/ran # INIT\t6",                      /* refused */
+                         "touch DIR/ran # echo o > /proc/sysrq-trigger", /* refused */
+                         "touch DIR/ran # kexec -e",                     /* refused */
+                         "touch DIR/ran # {az} {rack} poweroff"};        /* refused */
     /* The word each refusal message must name. */
-    const char *word[] = {"poweroff", /* refused */ "reboot", /* refused */ "halt", /* refused */
-                          "shutdown", /* refused */ "init 0", /* refused */ "init 6", /* refused */
-                          "sysrq",    /* refused */ "kexec",  /* refused */ "poweroff" /* refused */};
+    const char *word[] = {
+        "poweroff", /* refused */ "reboot", /* refused */ "halt",   /* refused */
+        "shutdown", /* refused */ "init 0", /* refused */ "init 6", /* refused */
+        "sysrq",    /* refused */ "kexec",  /* refused */ "poweroff" /* refused */};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         struct inv_host c = h;
         c.power.off = tmpl(bad[k]);
@@ -512,7 +513,6 @@ static void test_lab(void)
     is_int(k.n, 0, "no kill was attempted");
 }
 
-
 /* --- lab with labfs: the power cut's order, on fakes -------------------------- */
 
 /* One log for signals and file-system calls, so the order between them is
@@ -621,8 +621,7 @@ static void test_lab_fs(void)
 
     /* Layout: backing and log beside the mount point. */
     char b[PATH_MAX], l[PATH_MAX];
-    is_int(power_lab_fs_layout("/lab/hosts/h1/data", b, sizeof b, l, sizeof l, &err), 0,
-           "layout");
+    is_int(power_lab_fs_layout("/lab/hosts/h1/data", b, sizeof b, l, sizeof l, &err), 0, "layout");
     is(b, "/lab/hosts/h1/backing", "backing beside the mount point");
     is(l, "/lab/hosts/h1/log/labfs.log", "log in log/ beside it");
     is_int(power_lab_fs_layout("/data", b, sizeof b, l, sizeof l, &err), NERR_INVALID,

@@ -86,7 +86,8 @@ static int free_port(void)
 static int port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
     close(fd);
@@ -100,15 +101,16 @@ static int start_sshd(struct fix *f, const char *hostkey)
     FILE *c = fopen(path, "w");
     if (!c)
         return -1;
-    fprintf(c,
-            "Port %d\nListenAddress 127.0.0.1\nHostKey %s/%s\nAuthorizedKeysFile %s/authorized_keys\n"
-            "PermitRootLogin yes\nUsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
-            /* libssh2 1.10 signs RSA with SHA-1 only ("ssh-rsa"), for host
-             * keys and user auth; OpenSSH >= 8.8 refuses that by default. */
-            "PubkeyAcceptedAlgorithms +ssh-rsa\nHostKeyAlgorithms +ssh-rsa\n",
-            f->port, f->dir, hostkey, f->dir, f->dir);
+    fprintf(
+        c,
+        "Port %d\nListenAddress 127.0.0.1\nHostKey %s/%s\nAuthorizedKeysFile %s/authorized_keys\n"
+        "PermitRootLogin yes\nUsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+        /* libssh2 1.10 signs RSA with SHA-1 only ("ssh-rsa"), for host
+         * keys and user auth; OpenSSH >= 8.8 refuses that by default. */
+        "PubkeyAcceptedAlgorithms +ssh-rsa\nHostKeyAlgorithms +ssh-rsa\n",
+        f->port, f->dir, hostkey, f->dir, f->dir);
     fclose(c);
     pid_t pid = fork();
     if (pid == 0) {
@@ -194,9 +196,14 @@ static struct ssh_host_opts opts(struct fix *f, const char *key, enum ssh_hostke
     static char keypath[256], kh[256];
     snprintf(keypath, sizeof(keypath), "%s/%s", f->dir, key);
     snprintf(kh, sizeof(kh), "%s/known_hosts", f->dir);
-    struct ssh_host_opts o = {.host = "127.0.0.1", .port = f->port, .user = "root",
-                              .key_path = keypath, .known_hosts = kh, .hostkey_policy = pol,
-                              .connect_timeout_ms = 5000, .io_timeout_ms = 10000};
+    struct ssh_host_opts o = {.host = "127.0.0.1",
+                              .port = f->port,
+                              .user = "root",
+                              .key_path = keypath,
+                              .known_hosts = kh,
+                              .hostkey_policy = pol,
+                              .connect_timeout_ms = 5000,
+                              .io_timeout_ms = 10000};
     return o;
 }
 
@@ -231,7 +238,8 @@ static void test_exec(struct ssh_session *s)
     is(r.exit_signal, "KILL", "killed-by-signal reported as KILL");
     is_int(r.exit_status, -1, "no exit status when killed");
     ssh_result_free(&r);
-    is_int(ssh_exec(s, "echo to-out; echo to-err >&2; exit 7", 5000, &r, &e), 0, "exec with both streams");
+    is_int(ssh_exec(s, "echo to-out; echo to-err >&2; exit 7", 5000, &r, &e), 0,
+           "exec with both streams");
     is(r.out, "to-out\n", "stdout kept apart");
     is(r.err, "to-err\n", "stderr kept apart");
     is_int(r.exit_status, 7, "status alongside output");
@@ -272,7 +280,8 @@ static void test_exec(struct ssh_session *s)
     rc = ssh_exec(s, "yes", 500, &r, &e);
     t1 = now_ms();
     is_int(rc, NERR_TIMEOUT, "a command that never stops writing times out too");
-    cmp_ok(t1 - t0, "<", 5000, "in %lld ms, output kept %zu bytes", (long long)(t1 - t0), r.out_len);
+    cmp_ok(t1 - t0, "<", 5000, "in %lld ms, output kept %zu bytes", (long long)(t1 - t0),
+           r.out_len);
     ssh_result_free(&r);
     is_int(ssh_exec(s, "echo alive", 5000, &r, &e), 0, "next exec on same session works");
     is(r.out, "alive\n", "and returns its output");
@@ -288,8 +297,9 @@ static void test_quoting(struct fix *f, struct ssh_session *s)
     snprintf(inj2, sizeof(inj2), "$(touch %s)", marker);
     snprintf(inj3, sizeof(inj3), "`touch %s`", marker);
     /* The format reaches printf as the 4 bytes %s\n; printf turns \n into a newline. */
-    const char *argv[] = {"printf", "%s\\n", inj1, inj2, inj3, "$(id)", "`id`", "a\nb", "'", "\"",
-                          "it's \"x\"", "*", "  lead", "-n", "", "|| touch x &", "héllo", NULL};
+    const char *argv[] = {"printf", "%s\\n", inj1, inj2,           inj3,         "$(id)",
+                          "`id`",   "a\nb",  "'",  "\"",           "it's \"x\"", "*",
+                          "  lead", "-n",    "",   "|| touch x &", "héllo",      NULL};
     size_t want_len = 0;
     char want[2048] = "";
     for (int i = 2; argv[i]; i++) {
@@ -310,8 +320,8 @@ static void test_quoting(struct fix *f, struct ssh_session *s)
      * "PWNED-..." in the remote working directory (root's home). */
     char rmarker[48];
     snprintf(rmarker, sizeof(rmarker), "PWNED-%d-f", (int)getpid());
-    snprintf(fname, sizeof(fname), "%s/x; touch %s $(touch %s) `touch %s` '\"\n*", f->dir,
-             rmarker, rmarker, rmarker);
+    snprintf(fname, sizeof(fname), "%s/x; touch %s $(touch %s) `touch %s` '\"\n*", f->dir, rmarker,
+             rmarker, rmarker);
     const char *touch[] = {"touch", "--", fname, NULL};
     is_int(ssh_exec_argv(s, touch, 5000, &r, &e), 0, "touch a hostile file name");
     is_int(r.exit_status, 0, "touch exit 0");
@@ -349,7 +359,8 @@ static void test_sftp(struct fix *f, struct ssh_session *s)
     is_int(ssh_download(s, dst, back, &e), 0, "download it back");
     int64_t t2 = now_ms();
     ok(files_equal(src, back), "5 MiB round trip is byte-identical");
-    diag("SFTP 5 MiB: upload %lld ms, download %lld ms", (long long)(t1 - t0), (long long)(t2 - t1));
+    diag("SFTP 5 MiB: upload %lld ms, download %lld ms", (long long)(t1 - t0),
+         (long long)(t2 - t1));
 
     int rc = ssh_upload(s, src, bad, 0644, &e);
     is_int(rc, NERR_NOTFOUND, "upload into a missing directory is NERR_NOTFOUND");
@@ -526,8 +537,8 @@ int main(void)
     keygen_fp(&f, "hk_ed2.pub", fp, sizeof(fp));
     o = opts(&f, "id_ed", SSH_HOSTKEY_ACCEPT_NEW);
     is_int(ssh_connect(&o, &s, &e), NERR_AUTH, "a changed host key is refused under ACCEPT_NEW");
-    ok(strstr(e.msg, "CHANGED") && strstr(e.msg, fp), "message says CHANGED with the new fingerprint: %s",
-       e.msg);
+    ok(strstr(e.msg, "CHANGED") && strstr(e.msg, fp),
+       "message says CHANGED with the new fingerprint: %s", e.msg);
     is_int(count_lines(kh), 1, "known_hosts untouched");
 
     /* An RSA host key for a host that so far had only ed25519 recorded. */
