@@ -230,6 +230,11 @@ static int recover_one(void *arg, uint64_t g, const void *data, size_t len)
         s->released = s->first - 1;
     }
     if (kind == K_CUT) {
+        /* A live cut never goes below what was released, so the records the
+         * stream was started from above lsn were dead ones (their segment
+         * outlived the earlier, live ones): the guess made there is too high. */
+        if (lsn < s->released)
+            s->released = lsn;
         do_cut(s, lsn);
         return 0;
     }

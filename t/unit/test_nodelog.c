@@ -97,10 +97,11 @@ static int check_one(void *arg, uint64_t lsn, const void *data, size_t len)
     return c->bad;
 }
 
-static void model_run(void)
+static void model_run(const char *name)
 {
     char dir[300];
-    subdir(dir, sizeof dir, "model");
+    subdir(dir, sizeof dir, name);
+    memset(M, 0, sizeof M);
     struct wal_options wo = {.segment_bytes = 4096};
     struct nodelog *nl;
     struct nls *h[NS] = {0};
@@ -469,7 +470,16 @@ int main(void)
     note("seed %llu (NINES_SEED=%llu replays it)", (unsigned long long)g_rng.s,
          (unsigned long long)g_rng.s);
     uint64_t s0 = g_rng.s;
-    model_run();
+    /* Seed 6 once met a stream whose surviving segments began with records a
+     * later cut had killed: reopening guessed "released" above the cut and
+     * the next append broke the stream's order (nodelog.c, load). */
+    struct rng keep = g_rng;
+    rng_seed(&g_rng, 6);
+    note("model run, seed 6 (regression)");
+    model_run("model-seed6");
+    g_rng = keep;
+    note("model run, seed %llu", (unsigned long long)s0);
+    model_run("model");
     group_commit();
     damage();
     pinning();
