@@ -15,6 +15,7 @@
 #include "net/http.h"
 #include "proto/av.h"
 #include "proto/clusterfile.h"
+#include "proto/sigv4.h"
 #include "store/items.h"
 #include "store/placement.h"
 
@@ -946,16 +947,52 @@ out:
     return rc;
 }
 
+/* The headers of a NinesAdmin.Catalog call to the node whose API is api:
+ * signed with the cluster's credentials when it has them, as every admin
+ * call must be then (docs/security.md). */
+struct catalog_headers {
+    char host[300], date[64], auth[700];
+    const char *lines[6];
+};
+
+static void catalog_headers(const struct catalog *c, const char *api, struct catalog_headers *h)
+{
+    const struct cluster_conf *conf = c->opt.conf;
+    size_t k = 0;
+    h->lines[k++] = "Content-Type: application/x-amz-json-1.0";
+    h->lines[k++] = "X-Amz-Target: NinesAdmin.Catalog";
+    if (conf && conf->auth == CLUSTER_AUTH_SIGV4) {
+        struct sigv4_signer signer;
+        struct sigv4_header hs[3] = {{"Host", api},
+                                     {"Content-Type", "application/x-amz-json-1.0"},
+                                     {"X-Amz-Target", "NinesAdmin.Catalog"}};
+        struct sigv4_request sr = {"POST", "/", "", hs, 3, "{}", 2};
+        char date[17], auth[512];
+        if (!sigv4_signer_init(&signer, conf->access_key_id, conf->secret_access_key,
+                               conf->region, "dynamodb") &&
+            !sigv4_signer_sign(&signer, &sr, time(NULL), date, auth, sizeof auth)) {
+            snprintf(h->host, sizeof h->host, "Host: %s", api);
+            snprintf(h->date, sizeof h->date, "X-Amz-Date: %s", date);
+            snprintf(h->auth, sizeof h->auth, "Authorization: %s", auth);
+            h->lines[k++] = h->host;
+            h->lines[k++] = h->date;
+            h->lines[k++] = h->auth;
+        }
+    }
+    h->lines[k] = NULL;
+}
+
 /* Asks a meta member for the catalog; NULL when none answered. */
 static json_t *fetch_descs(struct catalog *c, struct http_client *http)
 {
-    static const char *const headers[] = {"Content-Type: application/x-amz-json-1.0",
-                                          "X-Amz-Target: NinesAdmin.Catalog", NULL};
+    struct catalog_headers hd;
+    const char *const *headers = hd.lines;
     struct http_response rs = {0};
     for (int attempt = 0; attempt < c->n_meta; attempt++) {
         int k = (c->next_meta + attempt) % c->n_meta;
         char url[512];
         snprintf(url, sizeof url, "http://%s/", c->meta_api[k]);
+        catalog_headers(c, c->meta_api[k], &hd);
         struct http_request rq = {.method = "POST",
                                   .url = url,
                                   .headers = headers,
