@@ -65,8 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         if (len != size || memcmp(out, data, size)) {
-            fprintf(stderr, "restore/snapshot is not the identity (%zu -> %zu bytes)\n", size,
-                    len);
+            fprintf(stderr, "restore/snapshot is not the identity (%zu -> %zu bytes)\n", size, len);
             abort();
         }
         free(out);

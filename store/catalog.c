@@ -134,12 +134,18 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         }
         if (!type)
             goto corrupt;
-        if (!strcmp(kt, "HASH")) {
+        /* One HASH key, at most one RANGE key, of a key type (a
+         * description from another node is not trusted: fuzz_catalog). */
+        if (type != 'S' && type != 'N' && type != 'B')
+            goto corrupt;
+        if (!strcmp(kt, "HASH") && !t->hash_name) {
             t->hash_name = strdup(an);
             t->hash_type = type;
-        } else {
+        } else if (!strcmp(kt, "RANGE") && !t->range_name) {
             t->range_name = strdup(an);
             t->range_type = type;
+        } else {
+            goto corrupt;
         }
     }
     if (!t->hash_name)

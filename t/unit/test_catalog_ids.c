@@ -49,7 +49,8 @@ static void test_names(void)
                                 "t4503599627370496",
                                 "t99999999999999999999",
                                 "t1%2f..",
-                                "t\xc3\xa9" "1"};
+                                "t\xc3\xa9"
+                                "1"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         ok(catalog_table_id_ok(good[i], NULL), "table id '%s' accepted", good[i]);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -82,6 +83,20 @@ static void test_decode(void)
     is_int(json_array_size(out), 1, "with only its one valid table kept");
     is(json_string_value(json_object_get(json_array_get(out, 0), "TableId")), "t7",
        "the valid one");
+    json_decref(out);
+    out = NULL;
+    /* fuzz_catalog's finding: a second RANGE key was taken (leaking the
+     * first one's name). */
+    const char *two_ranges =
+        "{\"tables\":[{\"TableName\":\"x\",\"TableId\":\"t3\",\"Partitions\":1,"
+        "\"KeySchema\":[{\"AttributeName\":\"pk\",\"KeyType\":\"HASH\"},{\"AttributeName\":"
+        "\"a\",\"KeyType\":\"RANGE\"},{\"AttributeName\":\"b\",\"KeyType\":\"RANGE\"}],"
+        "\"AttributeDefinitions\":[{\"AttributeName\":\"pk\",\"AttributeType\":\"S\"},"
+        "{\"AttributeName\":\"a\",\"AttributeType\":\"S\"},{\"AttributeName\":\"b\","
+        "\"AttributeType\":\"N\"}],\"Placement\":[[\"n1\"]]}]}";
+    ok(catalog_descs_decode(two_ranges, strlen(two_ranges), &out, &err) == 0 &&
+           json_array_size(out) == 0,
+       "a description with two RANGE keys is dropped");
     json_decref(out);
     out = NULL;
     ok(catalog_descs_decode("[1,2]", 5, &out, &err) == NERR_INVALID && !out,
