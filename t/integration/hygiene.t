@@ -22,6 +22,27 @@ is($st, 200, 'a table is created (so group directories and files exist)');
 ($st) = ddb($n, 'PutItem', {TableName => 'hyg', Item => {pk => {S => 'a'}}});
 is($st, 200, 'an item is written');
 
+# Hostile names through the API: a table name is never a path, and a
+# client cannot choose a table id (ids are "t<LSN>", made by the metadata
+# group); neither may create anything outside the data directory.
+for my $name ('../../escape', 't1/../..', '..', 'a/b') {
+    my ($s, $b) = ddb($n, 'CreateTable', {
+        TableName => $name, BillingMode => 'PAY_PER_REQUEST',
+        AttributeDefinitions => [{AttributeName => 'pk', AttributeType => 'S'}],
+        KeySchema => [{AttributeName => 'pk', KeyType => 'HASH'}]});
+    is($s, 400, "CreateTable '$name' is refused");
+    is(ref $b && $b->{__type} =~ /ValidationException/ ? 1 : 0, 1, '... as a ValidationException');
+}
+($st) = ddb($n, 'CreateTable', {
+    TableName => 'hyg2', TableId => 't1/../../../escape', BillingMode => 'PAY_PER_REQUEST',
+    AttributeDefinitions => [{AttributeName => 'pk', AttributeType => 'S'}],
+    KeySchema => [{AttributeName => 'pk', KeyType => 'HASH'}]});
+ok(!-e "$n->{dir}/escape.0" && !-e "$n->{dir}/../escape.0",
+   "a TableId in CreateTable (answered $st) creates nothing outside the data directory");
+my @groups = map { s{.*/}{}r } glob "$n->{dir}/n1/groups/*";
+is(scalar(grep { !/^(meta|p\.t[1-9][0-9]*\.[0-9]+)$/ } @groups), 0,
+   'every group directory has a well-formed name (' . join(' ', @groups) . ')');
+
 my (@open, $count);
 find({ no_chdir => 1, wanted => sub {
     my @s = lstat $File::Find::name or return;
