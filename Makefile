@@ -2,7 +2,7 @@
 #   make demo        install missing Debian packages, build, run `nines demo`
 #   make test        install, build, run every test with prove (TAP)
 #   make test SAN=1  the same with AddressSanitizer + UBSan (build-san/)
-#   make fuzz        build the libFuzzer target (build-fuzz/), see docs/fuzzing.md
+#   make fuzz        build every libFuzzer target (build-fuzz/), see docs/fuzzing.md
 
 SAN ?= 0
 JOBS ?= $(shell nproc)
@@ -14,6 +14,9 @@ BUILD := build
 CMAKE_FLAGS :=
 endif
 PROVE_FLAGS ?= -r
+
+# Every fuzz/*.c is a libFuzzer target of the same name.
+FUZZERS := $(basename $(notdir $(wildcard fuzz/*.c)))
 
 .PHONY: all deps build demo test fuzz clean
 
@@ -34,7 +37,7 @@ test: build
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DNINES_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_request -- --no-print-directory
+	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZERS) -- --no-print-directory
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -7,9 +7,10 @@
  * every reply must be a JSON object.
  *
  *   make fuzz
- *   build-fuzz/bin/fuzz_request -max_total_time=600 -max_len=65536 fuzz/corpus
+ *   build-fuzz/bin/fuzz_request -max_total_time=600 -max_len=65536 fuzz/corpus/fuzz_request
  *
- * (docs/fuzzing.md). The seed corpus in fuzz/corpus is a set of valid requests.
+ * (docs/fuzzing.md). The seed corpus in fuzz/corpus/fuzz_request is a set of
+ * valid requests.
  */
 #include <jansson.h>
 #include <pthread.h>

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/fsutil.h"
 #include "load/load.h"
 #include "load/load_int.h"
 #include "proto/sigv4.h"
@@ -236,6 +237,24 @@ static int opt_target(struct load_opts *o, const char *v, struct nerr *e)
 
 /* ---- the table ---- */
 
+/* --secret-file: the secret's first line (the file may end with a newline),
+ * so the secret never has to be on a command line, where ps and shell
+ * history show it. */
+static int secret_from_file(struct load_opts *o, const char *v, struct nerr *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct nerr ferr = {0};
+    if (fs_read_file(v, 4096, &text, &len, &ferr))
+        return nerr_set(e, NERR_INVALID, "--secret-file '%s': %s", v, ferr.msg);
+    text[strcspn(text, "\r\n")] = 0;
+    int rc = text[0] ? copy_opt(o->secret, sizeof o->secret, text, "--secret-file", e)
+                     : nerr_set(e, NERR_INVALID, "--secret-file '%s': the file is empty", v);
+    memset(text, 0, len);
+    free(text);
+    return rc;
+}
+
 enum opt_kind {
     K_FLAG,     /* int field set to 1 */
     K_HELP,     /* --help: usage wanted, nothing else is looked at */
@@ -425,7 +444,13 @@ static const struct opt OPTS[] = {
      .arg = "K",
      .kind = K_STR,
      FIELD(secret),
-     .help = "(default $AWS_SECRET_ACCESS_KEY)"},
+     .help = "(default $AWS_SECRET_ACCESS_KEY) discouraged: the secret shows in ps\n"
+             "and shell history; use the variable or --secret-file"},
+    {.name = "secret-file",
+     .arg = "FILE",
+     .kind = K_FN,
+     .fn = secret_from_file,
+     .help = "read the secret access key from FILE (its first line)"},
     {.name = "region",
      .arg = "R",
      .kind = K_STR,
@@ -531,7 +556,7 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
     longopts[NOPTS] = (struct option){NULL, 0, NULL, 0};
     int saw_akid = 0, saw_secret = 0, saw_region = 0;
     const struct opt *akid = opt_named("access-key-id"), *secret = opt_named("secret-access-key"),
-                     *region = opt_named("region");
+                     *region = opt_named("region"), *secret_file = opt_named("secret-file");
 
     optind = 1;
     opterr = 0;
@@ -548,7 +573,11 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         if (p->kind == K_HELP)
             return 0;
         saw_akid |= p == akid;
-        saw_secret |= p == secret;
+        saw_secret |= p == secret || p == secret_file;
+        if (p == secret)
+            fprintf(stderr, "nines load: warning: --secret-access-key puts the secret on the "
+                            "command line (ps, shell history); use AWS_SECRET_ACCESS_KEY or "
+                            "--secret-file\n");
         saw_region |= p == region;
     }
     if (optind < argc) {

@@ -33,9 +33,30 @@ void api_free(struct api *a)
     free(a);
 }
 
+/* The request counters, then the node's counters of bad input that was
+ * contained rather than fatal (docs/security.md): committed entries applied
+ * as no-ops because no replica could decode them, and forwarded proposals
+ * refused before they could enter a log. */
 char *api_metrics_text(struct api *a)
 {
-    return metrics_text(a->metrics);
+    char *text = metrics_text(a->metrics);
+    if (!text || !a->opt.host)
+        return text;
+    struct group_host_stats hs = {0};
+    group_host_stats(a->opt.host, &hs);
+    char *out = NULL;
+    if (asprintf(&out,
+                 "%s# HELP nines_poisoned_entries_total Committed log entries that could not be "
+                 "decoded and were applied as no-ops.\n# TYPE nines_poisoned_entries_total "
+                 "counter\nnines_poisoned_entries_total %llu\n# HELP "
+                 "nines_refused_proposals_total Proposals forwarded by other nodes that were "
+                 "refused before entering the log.\n# TYPE nines_refused_proposals_total "
+                 "counter\nnines_refused_proposals_total %llu\n",
+                 text, (unsigned long long)hs.poisoned_entries,
+                 (unsigned long long)hs.refused_proposals) < 0)
+        out = NULL;
+    free(text);
+    return out;
 }
 
 void api_get_stats(struct api *a, struct api_stats *out)

@@ -15,6 +15,7 @@
 #include "net/http.h"
 #include "proto/av.h"
 #include "proto/clusterfile.h"
+#include "proto/sigv4.h"
 #include "store/items.h"
 #include "store/placement.h"
 
@@ -62,7 +63,44 @@ static void table_free(struct table *t)
     free(t);
 }
 
-/* Builds a table (no groups yet) from its persisted description. */
+int catalog_path_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > CATALOG_MAX_PATH_NAME || s[0] == '.')
+        return 0; /* also refuses "." and ".." */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int catalog_table_id_ok(const char *id, uint64_t *lsn)
+{
+    /* "t<LSN>" exactly as meta_apply writes it: no sign, no leading zero, no
+     * trailing bytes, and small enough that LSN << 12 (the group id) does not
+     * wrap onto another table's groups. */
+    uint64_t v = 0;
+    size_t n = id ? strlen(id) : 0;
+    if (n < 2 || n > 21 || id[0] != 't' || id[1] == '0' || !catalog_path_name_ok(id))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (id[i] < '0' || id[i] > '9' || v > (UINT64_C(1) << 51))
+            return 0;
+        v = v * 10 + (uint64_t)(id[i] - '0');
+    }
+    if (v == 0 || v >= (UINT64_C(1) << 52))
+        return 0;
+    if (lsn)
+        *lsn = v;
+    return 1;
+}
+
+/* Builds a table (no groups yet) from its persisted description. The
+ * description may come from another node (catalog sync), so nothing in it is
+ * trusted: the id becomes part of directory and database names. */
 static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
 {
     struct table *t = calloc(1, sizeof *t);
@@ -96,12 +134,18 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         }
         if (!type)
             goto corrupt;
-        if (!strcmp(kt, "HASH")) {
+        /* One HASH key, at most one RANGE key, of a key type (a
+         * description from another node is not trusted: fuzz_catalog). */
+        if (type != 'S' && type != 'N' && type != 'B')
+            goto corrupt;
+        if (!strcmp(kt, "HASH") && !t->hash_name) {
             t->hash_name = strdup(an);
             t->hash_type = type;
-        } else {
+        } else if (!strcmp(kt, "RANGE") && !t->range_name) {
             t->range_name = strdup(an);
             t->range_type = type;
+        } else {
+            goto corrupt;
         }
     }
     if (!t->hash_name)
@@ -113,8 +157,9 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
     json_t *pl = json_object_get(desc, "Placement");
-    unsigned long long tlsn = strtoull(t->id + 1, NULL, 10);
-    if (t->id[0] != 't' || !tlsn || !json_is_array(pl) || json_array_size(pl) != (size_t)nparts)
+    uint64_t tlsn = 0;
+    if (!catalog_table_id_ok(t->id, &tlsn) || !json_is_array(pl) ||
+        json_array_size(pl) != (size_t)nparts)
         goto corrupt;
     for (int p = 0; p < t->nparts; p++) {
         struct partition *pp = &t->parts[p];
@@ -164,8 +209,12 @@ static int open_dbis(struct catalog *c, MDB_txn *txn, struct table *t, unsigned 
     return 0;
 }
 
+/* Every group directory is named here, so this is where a hostile name
+ * would escape groups/: it is refused instead. */
 static int group_dir_of(struct catalog *c, const char *group, char *buf, size_t cap)
 {
+    if (!catalog_path_name_ok(group))
+        return NERR_INVALID;
     return snprintf(buf, cap, "%s/groups/%s", c->data_dir, group) >= (int)cap ? NERR_INVALID : 0;
 }
 
@@ -178,7 +227,10 @@ static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
         if (!self)
             continue;
         if (group_dir_of(c, pp->name, dir, sizeof dir))
-            return nerr_set(err, NERR_INVALID, "data path too long");
+            return nerr_set(err, NERR_INVALID,
+                            "group %s: not a valid directory name, or the "
+                            "data path is too long",
+                            pp->name);
         struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
         for (int k = 0; k < pp->nmembers; k++)
             mem.nodes[k] = pp->members[k];
@@ -395,21 +447,25 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
     int rc = 0;
     if (!res)
         return nerr_set(err, NERR_NOMEM, "out of memory");
+    /* An entry that is not a catalog operation is poisoned (group.h):
+     * nothing changes, on every replica alike. */
     if (!entry) {
         json_error_t je;
         entry = owned = json_loadb(data, len, 0, &je);
         if (!entry) {
             free(res);
-            return nerr_set(err, NERR_CORRUPT, "meta entry %llu: %s", (unsigned long long)lsn,
-                            je.text);
+            nerr_set(err, NERR_CORRUPT, "meta entry %llu: %s", (unsigned long long)lsn, je.text);
+            return GROUP_APPLY_POISONED;
         }
     }
     const char *kind = json_string_value(json_object_get(entry, "k"));
     const char *name = json_string_value(json_object_get(entry, "name"));
-    if (!kind || !name) {
-        rc = nerr_set(err, NERR_CORRUPT, "meta entry %llu has no kind or name",
+    if (!kind || !name || (strcmp(kind, "create") && strcmp(kind, "delete"))) {
+        rc = nerr_set(err, NERR_CORRUPT, "meta entry %llu is not a create or delete with a name",
                       (unsigned long long)lsn);
-        goto out;
+        catalog_result_free(res);
+        json_decref(owned);
+        return GROUP_APPLY_POISONED;
     }
     MDB_val k = {strlen(name), (void *)name}, v;
     int found = mdb_get(txn, state_dbi_catalog(c->st), &k, &v);
@@ -425,7 +481,8 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
         /* Named databases are a fixed budget (LMDB max_dbs): refused here,
          * not by LMDB inside a transaction (that would be fatal). Counted as
          * if one node held every partition, which a small cluster does. */
-        json_int_t want = json_integer_value(json_object_get(json_object_get(entry, "def"), "Partitions"));
+        json_int_t want =
+            json_integer_value(json_object_get(json_object_get(entry, "def"), "Partitions"));
         json_int_t used = 0;
         MDB_cursor *cur;
         MDB_val ck, cv;
@@ -448,8 +505,18 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
         json_object_set_new(desc, "TableId", json_string(id));
         json_object_set(desc, "Placement", json_object_get(entry, "placement"));
         struct table *t = NULL;
-        if ((rc = table_from_desc(desc, &t, err))) {
+        struct nerr terr = {0};
+        /* A description this version cannot open (a hostile or damaged
+         * definition or placement) creates nothing; the caller is told.
+         * Deterministic, so every replica agrees. */
+        if ((rc = table_from_desc(desc, &t, &terr))) {
             json_decref(desc);
+            if (rc == NERR_NOMEM) {
+                nerr_set(err, rc, "%s", terr.msg);
+                goto out;
+            }
+            rc = 0;
+            res->status = NERR_INVALID;
             goto out;
         }
         table_free(t);
@@ -849,16 +916,89 @@ static void sync_local(struct catalog *c)
     sync_local_err(c, NULL);
 }
 
+int catalog_descs_decode(const char *body, size_t len, json_t **out, struct nerr *err)
+{
+    json_error_t je;
+    json_t *o = json_loadb(body, len, 0, &je);
+    json_t *tables = json_object_get(o, "tables"), *keep = NULL;
+    int rc = 0;
+    if (!json_is_array(tables)) {
+        rc = nerr_set(err, NERR_INVALID, "catalog reply is not {\"tables\": [...]}");
+        goto out;
+    }
+    if (!(keep = json_array())) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(tables, i, d)
+    {
+        struct table *t = NULL;
+        struct nerr terr = {0};
+        if (!json_is_object(d) || table_from_desc(d, &t, &terr)) {
+            const char *id = json_string_value(json_object_get(d, "TableId"));
+            log_warn("catalog sync: refused table %zu (id '%.64s'): %s", i, id ? id : "?",
+                     terr.msg[0] ? terr.msg : "not an object");
+            continue;
+        }
+        table_free(t);
+        json_array_append(keep, d);
+    }
+    *out = keep;
+    keep = NULL;
+out:
+    json_decref(keep);
+    json_decref(o);
+    return rc;
+}
+
+/* The headers of a NinesAdmin.Catalog call to the node whose API is api:
+ * signed with the cluster's credentials when it has them, as every admin
+ * call must be then (docs/security.md). */
+struct catalog_headers {
+    char host[300], date[64], auth[700];
+    const char *lines[6];
+};
+
+static void catalog_headers(const struct catalog *c, const char *api, struct catalog_headers *h)
+{
+    const struct cluster_conf *conf = c->opt.conf;
+    size_t k = 0;
+    h->lines[k++] = "Content-Type: application/x-amz-json-1.0";
+    h->lines[k++] = "X-Amz-Target: NinesAdmin.Catalog";
+    if (conf && conf->auth == CLUSTER_AUTH_SIGV4) {
+        struct sigv4_signer signer;
+        struct sigv4_header hs[3] = {{"Host", api},
+                                     {"Content-Type", "application/x-amz-json-1.0"},
+                                     {"X-Amz-Target", "NinesAdmin.Catalog"}};
+        struct sigv4_request sr = {"POST", "/", "", hs, 3, "{}", 2};
+        char date[17], auth[512];
+        if (!sigv4_signer_init(&signer, conf->access_key_id, conf->secret_access_key,
+                               conf->region, "dynamodb") &&
+            !sigv4_signer_sign(&signer, &sr, time(NULL), date, auth, sizeof auth)) {
+            snprintf(h->host, sizeof h->host, "Host: %s", api);
+            snprintf(h->date, sizeof h->date, "X-Amz-Date: %s", date);
+            snprintf(h->auth, sizeof h->auth, "Authorization: %s", auth);
+            h->lines[k++] = h->host;
+            h->lines[k++] = h->date;
+            h->lines[k++] = h->auth;
+        }
+    }
+    h->lines[k] = NULL;
+}
+
 /* Asks a meta member for the catalog; NULL when none answered. */
 static json_t *fetch_descs(struct catalog *c, struct http_client *http)
 {
-    static const char *const headers[] = {"Content-Type: application/x-amz-json-1.0",
-                                           "X-Amz-Target: NinesAdmin.Catalog", NULL};
+    struct catalog_headers hd;
+    const char *const *headers = hd.lines;
     struct http_response rs = {0};
     for (int attempt = 0; attempt < c->n_meta; attempt++) {
         int k = (c->next_meta + attempt) % c->n_meta;
         char url[512];
         snprintf(url, sizeof url, "http://%s/", c->meta_api[k]);
+        catalog_headers(c, c->meta_api[k], &hd);
         struct http_request rq = {.method = "POST",
                                   .url = url,
                                   .headers = headers,
@@ -867,16 +1007,13 @@ static json_t *fetch_descs(struct catalog *c, struct http_client *http)
                                   .timeout_ms = 1000,
                                   .connect_timeout_ms = 500};
         int rc = http_call(http, &rq, &rs, NULL);
-        json_t *o = !rc && rs.status == 200 && rs.len ? json_loads(rs.body, 0, NULL) : NULL;
-        json_t *tables = json_object_get(o, "tables");
-        if (json_is_array(tables)) {
-            json_incref(tables);
-            json_decref(o);
+        json_t *tables = NULL;
+        if (!rc && rs.status == 200 && rs.len &&
+            !catalog_descs_decode(rs.body, rs.len, &tables, NULL)) {
             c->next_meta = k;
             http_response_free(&rs);
             return tables;
         }
-        json_decref(o);
     }
     http_response_free(&rs);
     c->next_meta = (c->next_meta + 1) % (c->n_meta ? c->n_meta : 1);
@@ -967,6 +1104,49 @@ void catalog_each_group(struct catalog *c,
     pthread_rwlock_unlock(&c->lock);
 }
 
+/* The host's validator of forwarded proposals (group_host_set_validator):
+ * what another member hands this leader must be an entry apply can decode,
+ * for the partition it is proposed to, or it never enters the log. */
+static int validate_forwarded(void *arg, uint64_t gid, const void *data, size_t len,
+                              struct nerr *err)
+{
+    struct catalog *c = arg;
+    int rc = 0;
+    if (gid == CATALOG_META_GID) {
+        json_t *e = json_loadb(data, len, 0, NULL);
+        const char *kind = json_string_value(json_object_get(e, "k"));
+        const char *name = json_string_value(json_object_get(e, "name"));
+        if (!kind || !name || (strcmp(kind, "create") && strcmp(kind, "delete")) ||
+            (!strcmp(kind, "create") && (!json_is_object(json_object_get(e, "def")) ||
+                                         !json_is_array(json_object_get(e, "placement")))))
+            rc = nerr_set(err, NERR_CORRUPT, "not a catalog create or delete");
+        json_decref(e);
+        return rc;
+    }
+    char id[32];
+    snprintf(id, sizeof id, "t%llu", (unsigned long long)(gid >> 12));
+    int part = (int)(gid & 0xfff) - 1;
+    struct table *t = NULL;
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t k = 0; k < c->ntables && !t; k++)
+        if (!strcmp(c->tables[k]->id, id)) {
+            t = c->tables[k];
+            atomic_fetch_add(&t->refs, 1);
+        }
+    pthread_rwlock_unlock(&c->lock);
+    if (!t)
+        return 0; /* no such group here: the driver drops it as unknown */
+    struct op op;
+    if (!(rc = op_decode(data, len, t, &op, err))) {
+        if (part < 0 || part >= t->nparts ||
+            table_partition_for(t, json_object_get(op.key, t->hash_name)) != &t->parts[part])
+            rc = nerr_set(err, NERR_CORRUPT, "the key belongs to another partition");
+        op_clear(&op);
+    }
+    table_put(t);
+    return rc;
+}
+
 int catalog_open(struct group_host *h, const struct catalog_options *opt, struct catalog **out,
                  struct nerr *err)
 {
@@ -1041,6 +1221,7 @@ int catalog_open(struct group_host *h, const struct catalog_options *opt, struct
         goto fail;
     }
     c->sync_started = 1;
+    group_host_set_validator(h, validate_forwarded, c);
     *out = c;
     return 0;
 fail:
@@ -1052,6 +1233,8 @@ void catalog_close(struct catalog *c)
 {
     if (!c)
         return;
+    if (c->sync_started)
+        group_host_set_validator(c->h, NULL, NULL);
     if (c->sync_started) {
         pthread_mutex_lock(&c->stop_mu);
         c->stopping = 1;

@@ -90,6 +90,19 @@ struct catalog_options {
     int max_dbs;        /* LMDB named databases available for partitions */
 };
 
+/* Names that become paths. A table id and a group name end up as a
+ * directory name below the data directory (groups/<group>/) and as an LMDB
+ * database name, and a catalog fetched from another node is not trusted, so
+ * every such name is checked by catalog_path_name_ok before it is used:
+ * 1..CATALOG_MAX_PATH_NAME bytes of [A-Za-z0-9._-], not starting with '.'
+ * (so never "." or ".."), no '/'. catalog_table_id_ok also checks the one
+ * form a table id has ("t<LSN>", decimal, no leading zero, LSN < 2^52 so that
+ * the group ids LSN << 12 | partition cannot wrap) and returns the LSN in
+ * *lsn (may be NULL). Both return 1 when the name is acceptable. Pure. */
+#define CATALOG_MAX_PATH_NAME 63
+int catalog_path_name_ok(const char *s);
+int catalog_table_id_ok(const char *id, uint64_t *lsn);
+
 /* Opens the catalog: recovers the metadata group, removes the leftovers of
  * dropped tables, then opens (and recovers) every table's partition groups. */
 int catalog_open(struct group_host *h, const struct catalog_options *opt, struct catalog **out,
@@ -138,6 +151,15 @@ int catalog_meta_nodes(struct catalog *c, const char **nodes);
 /* Every table's description as a JSON array (new reference), read from this
  * node's catalog database (meta members) or its last sync. */
 json_t *catalog_descs(struct catalog *c);
+
+/* Decodes a NinesAdmin.Catalog reply fetched from another node (catalog
+ * sync): {"tables": [desc, ...]}. The reply is not trusted: every
+ * description must be one this version can open (ids and group names
+ * checked as above, key schema, placement); the others are dropped and
+ * logged. *out is a new JSON array of the accepted descriptions (the
+ * caller owns it). NERR_INVALID when the body is not such an object.
+ * Pure apart from the log; any thread. */
+int catalog_descs_decode(const char *body, size_t len, json_t **out, struct nerr *err);
 /* Calls fn for every open group of this node (meta first). */
 void catalog_each_group(struct catalog *c, void (*fn)(void *arg, struct table *t, int part,
                                                      struct group *g),

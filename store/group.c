@@ -54,6 +54,7 @@ int group_host_start(struct state *st, const char *log_dir, const struct wal_opt
     }
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->dmu, NULL);
+    pthread_rwlock_init(&h->vlock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
@@ -87,6 +88,7 @@ fail:
     pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->dmu);
+    pthread_rwlock_destroy(&h->vlock);
     overlay_free(h->ov);
     free(h);
     return rc;
@@ -117,6 +119,7 @@ void group_host_stop(struct group_host *h)
     pthread_cond_destroy(&h->committed);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->dmu);
+    pthread_rwlock_destroy(&h->vlock);
     overlay_free(h->ov);
     free(h->touched);
     free(h);
@@ -156,6 +159,51 @@ void group_host_stats(struct group_host *h, struct group_host_stats *o)
     o->dropped_unknown = atomic_load(&h->st_unknown);
     o->dropped_raft = atomic_load(&h->st_raft);
     o->send_failures = atomic_load(&h->st_sendfail);
+    o->poisoned_entries = atomic_load(&h->st_poisoned);
+    o->refused_proposals = atomic_load(&h->st_refused);
+}
+
+void group_host_set_validator(struct group_host *h, group_validate_fn fn, void *arg)
+{
+    pthread_rwlock_wrlock(&h->vlock);
+    h->validate = fn;
+    h->validate_arg = arg;
+    pthread_rwlock_unlock(&h->vlock);
+}
+
+/* A forwarded proposal the validator refuses never reaches the driver: the
+ * sender gets FWD_NACK ("nothing was proposed"), as from a member that does
+ * not lead. Returns 0 when d may go on to the driver. */
+static int refuse_forwarded(struct group_host *h, const char *from, uint64_t gid,
+                            struct raft_msg *m)
+{
+    struct nerr err = {0};
+    int rc = 0;
+    pthread_rwlock_rdlock(&h->vlock);
+    if (m->data_len < GROUP_FRAME || m->data[0] != GROUP_FRAME_MAGIC)
+        rc = nerr_set(&err, NERR_CORRUPT, "no proposal frame");
+    else if (h->validate)
+        rc = h->validate(h->validate_arg, gid, m->data + GROUP_FRAME, m->data_len - GROUP_FRAME,
+                         &err);
+    pthread_rwlock_unlock(&h->vlock);
+    if (!rc)
+        return 0;
+    uint64_t n = atomic_fetch_add(&h->st_refused, 1);
+    if (n < 10 || (n & (n - 1)) == 0)
+        log_warn("refused a proposal forwarded by %s for group %llu: %s (%llu so far)", from,
+                 (unsigned long long)gid, err.msg, (unsigned long long)n + 1);
+    struct raft_msg nack = {.type = RAFTWIRE_FWD_NACK, .from = m->to, .to = m->from,
+                            .index = m->index};
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (h->send && !raftwire_encode(&nack, &buf, &len)) {
+        if (h->send(h->send_arg, from, gid, buf, len))
+            atomic_fetch_add(&h->st_sendfail, 1);
+        else
+            atomic_fetch_add(&h->st_out, 1);
+    }
+    free(buf);
+    return -1;
 }
 
 int group_host_barrier(struct group_host *h)
@@ -191,6 +239,11 @@ void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const
             log_warn("dropped a malformed consensus message from %s for group %llu: %s "
                      "(%llu so far)",
                      from, (unsigned long long)gid, err.msg, (unsigned long long)n + 1);
+        free(d);
+        return;
+    }
+    if (d->msg.type == RAFTWIRE_FWD_PROPOSE && refuse_forwarded(h, from, gid, &d->msg)) {
+        raft_msg_release(&d->msg);
         free(d);
         return;
     }

@@ -100,9 +100,16 @@ struct group_sm {
      * of the entry (borrowed), or NULL for an entry this node did not propose
      * (or proposed before a restart), when apply must decode data itself. *result receives the
      * outcome handed to done() (owned by whoever receives it; may stay NULL). Per-entry outcomes
-     * such as a failed condition belong in *result: a non-zero return means the transaction itself
+     * such as a failed condition belong in *result: a negative return means the transaction itself
      * failed (LMDB error) and is fatal for the host. Must be deterministic: same state + same entry
-     * = same effects. */
+     * = same effects.
+     * GROUP_APPLY_POISONED: the entry's bytes are not an entry this state machine can decode (a
+     * poisoned entry). apply must then have changed nothing in txn and left *result NULL; err says
+     * why. The applier applies it as a no-op (the applied LSN moves past it, on every replica
+     * alike, so replicas stay equal and a restart does not stop at it again), logs it, counts it
+     * (group_host_stats.poisoned_entries) and completes its proposal, if any, with
+     * NERR_CORRUPT. Decoding must not depend on anything but the bytes and the state machine's
+     * configuration, so that every replica reaches the same verdict. */
     int (*apply)(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                  void **result, struct nerr *err);
     /* Optional: called after the entry was applied (and committed, with
@@ -120,6 +127,8 @@ struct group_sm {
     /* Commit LMDB before done() of this group's entries (see invariant 2). */
     int commit_before_done;
 };
+
+#define GROUP_APPLY_POISONED 1
 
 /* A proposal not committed within this long completes with NERR_TIMEOUT
  * (outcome unknown: it may still commit later). */
@@ -167,8 +176,23 @@ struct group_host_stats {
     uint64_t dropped_unknown;   /* no such group open on this node */
     uint64_t dropped_raft;      /* refused by the consensus core (raft_step) */
     uint64_t send_failures;     /* transport refused (queue full, unknown peer) */
+    uint64_t poisoned_entries;  /* committed entries applied as no-ops (GROUP_APPLY_POISONED) */
+    uint64_t refused_proposals; /* forwarded proposals the validator refused (FWD_NACK) */
 };
 void group_host_stats(struct group_host *h, struct group_host_stats *out);
+
+/* Checks a proposal another member forwarded to this node (FWD_PROPOSE)
+ * before it can enter the log: gid is its group, data/len the entry the
+ * state machine would apply (frame removed). Returns 0 to let it through;
+ * otherwise the proposal is refused with FWD_NACK (nothing is appended),
+ * logged with err's message and counted (refused_proposals). Runs on the
+ * transport's receive thread: it must not block on groups. */
+typedef int (*group_validate_fn)(void *arg, uint64_t gid, const void *data, size_t len,
+                                 struct nerr *err);
+/* Sets (fn != NULL) or clears the host's validator. After a call that
+ * clears it returns, the old validator is no longer running or called.
+ * Any thread. Without a validator every forwarded proposal is let through. */
+void group_host_set_validator(struct group_host *h, group_validate_fn fn, void *arg);
 /* Stops the applier after every queued entry was applied. All groups must be
  * closed first. */
 void group_host_stop(struct group_host *h);

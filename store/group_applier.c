@@ -4,6 +4,12 @@
  * one open LMDB write transaction with each group's applied LSN, publishes
  * applied items in the overlay, commits at most GROUP_COMMIT_MAX_MS later
  * (or at once for a barrier or a state machine that asks), and runs done().
+ *
+ * Poisoned entries. A committed entry its state machine cannot decode
+ * (GROUP_APPLY_POISONED, group.h) is one bad operation, not a bad node: it
+ * is applied as a no-op on every replica alike and its proposal, if any,
+ * fails with NERR_CORRUPT. Only a failure of the LMDB transaction itself
+ * stops the applier (invariant 3).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -114,7 +120,9 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
     for (struct gentry *e = batch; e; e = e->next)
         n++;
     results = calloc(n, sizeof *results);
-    if (!results || h->failed)
+    /* Entries applied as no-ops (see "Poisoned entries"). */
+    unsigned char *poisoned = calloc(n, 1);
+    if (!results || !poisoned || h->failed)
         rc = h->failed ? NERR_IO : NERR_NOMEM;
     if (!rc && !h->txn) {
         rc = state_write_begin(h->st, &h->txn, &err);
@@ -153,6 +161,20 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
         }
         rc = e->g->sm->apply(e->g->sm_arg, h->txn, e->lsn, e->op ? NULL : ad, al, e->op,
                              &results[i], &err);
+        if (rc == GROUP_APPLY_POISONED) {
+            uint64_t k = atomic_fetch_add(&h->st_poisoned, 1);
+            if (k < 10 || (k & (k - 1)) == 0)
+                log_error("group %s: entry %llu cannot be decoded and is applied as a no-op "
+                          "(%llu so far): %s",
+                          e->g->name, (unsigned long long)e->lsn, (unsigned long long)k + 1,
+                          err.msg[0] ? err.msg : "poisoned");
+            nerr_clear(&err);
+            poisoned[i] = 1;
+            results[i] = NULL;
+            rc = 0;
+            e->g->applied_lsn = e->lsn;
+            continue;
+        }
         if (!rc) {
             e->g->applied_lsn = e->lsn;
             commit_first |= e->g->sm->commit_before_done;
@@ -178,7 +200,10 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
     for (struct gentry *e = batch, *next; e; e = next, i++) {
         next = e->next;
         struct group *g = e->g;
-        if (!rc && !e->status) {
+        if (!rc && !e->status && poisoned[i]) {
+            atomic_store(&g->applied, e->lsn);
+            finish(e, NERR_CORRUPT, NULL);
+        } else if (!rc && !e->status) {
             atomic_store(&g->applied, e->lsn);
             if (g->sm->committed && (e->op || e->len) && !e->snap)
                 g->sm->committed(g->sm_arg, e->lsn, e->op, e->data, e->len, results[i]);
@@ -190,6 +215,7 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
         }
     }
     free(results);
+    free(poisoned);
 }
 
 void *group__applier_main(void *arg)

@@ -90,6 +90,10 @@ struct group_host {
     uint64_t seed;
     _Atomic uint64_t rid_next; /* request ids of forwarded proposals */
     _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
+    _Atomic uint64_t st_poisoned, st_refused;
+    pthread_rwlock_t vlock; /* guards validate/validate_arg (group_host_set_validator) */
+    group_validate_fn validate;
+    void *validate_arg;
     pthread_t applier;
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* applier: work, barrier or stop */

@@ -120,10 +120,17 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     int rc = 0;
     if (!op) {
         if ((rc = op_decode(data, len, p->t, &decoded, err))) {
-            /* A log entry this node wrote and cannot read is corruption. */
-            nerr_set(err, NERR_CORRUPT, "partition %s: entry %llu: %s", p->name,
-                     (unsigned long long)lsn, err ? err->msg : "");
-            return NERR_CORRUPT;
+            /* Out of memory is this node's trouble, not the entry's: fatal,
+             * so replicas never disagree about an entry. Any other failure
+             * is the same on every replica: the entry is poisoned (group.h)
+             * and changes nothing. */
+            if (rc == NERR_NOMEM)
+                return rc;
+            char why[NERR_MSG_MAX];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "");
+            nerr_set(err, NERR_CORRUPT, "partition %s: entry %llu is not an item operation: %s",
+                     p->name, (unsigned long long)lsn, why);
+            return GROUP_APPLY_POISONED;
         }
         op = &decoded;
     } else if (!(res = calloc(1, sizeof *res))) {

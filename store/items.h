@@ -19,7 +19,10 @@
  * items_sm.apply(p, txn, lsn, data, len, NULL, &result, &err) for each entry
  * in log order, in a write transaction of any LMDB environment; free result
  * with items_sm.free_result. The same entries in the same order give the
- * same bytes (Storage, above). items_read with ov NULL sees committed data
+ * same bytes (Storage, above). An entry that is not an item operation of
+ * the table (it does not decode, or its key does not fit the key schema)
+ * returns GROUP_APPLY_POISONED (group.h) and changes nothing: skip it, as
+ * the node's applier does. items_read with ov NULL sees committed data
  * only.
  */
 #ifndef NINES_ITEMS_H

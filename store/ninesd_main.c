@@ -9,11 +9,15 @@
  * a clean stop, 1 when the node cannot start (the reason is logged), 2 for a
  * bad command line.
  */
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "lib/log.h"
 #include "net/http.h"
@@ -36,6 +40,58 @@ static void usage(FILE *f)
             "  --unsafe-ack-before-sync  TEST ONLY: acknowledge writes before they are durable\n"
             "  --version                 print the version and exit\n"
             "  --help                    this text\n");
+}
+
+/* Descriptors the configuration can need at once: the API's connection
+ * limit (store/http.c: 4096), two per peer (inbound and outbound), the
+ * partitions this node may hold (the same budget as its LMDB databases,
+ * node.c: max_tables * 8) with the files of each (its group directory's
+ * HARDSTATE or SNAPSHOT while written, a snapshot in flight), and a base for
+ * LMDB, node log segments, libcurl and logging. */
+static rlim_t fds_needed(const struct cluster_conf *conf)
+{
+    return (rlim_t)4096 + 2 * (rlim_t)conf->nnodes + 2 * 8 * (rlim_t)conf->max_tables + 512;
+}
+
+/* Process hygiene at start-up (docs/security.md): files private to the
+ * node's user, enough descriptors for the configuration, and a warning when
+ * the API is open to anyone on the network. */
+static void harden_process(const struct cluster_conf *conf, const struct cluster_node *self)
+{
+    /* Data directories 0700, files 0600, whoever creates them (LMDB, the
+     * node log, group files). */
+    umask(077);
+    struct rlimit rl;
+    rlim_t want = fds_needed(conf);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rlim_t was = rl.rlim_cur;
+        if (rl.rlim_cur < want) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                rl.rlim_cur = was;
+        }
+        if (rl.rlim_cur < want)
+            log_warn("open files limit %llu is below the %llu this configuration may need "
+                     "(hard limit %llu): raise it (ulimit -n, LimitNOFILE=)",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)want,
+                     (unsigned long long)rl.rlim_max);
+        else
+            log_info("open files limit %llu (was %llu; this configuration needs up to %llu)",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)was,
+                     (unsigned long long)want);
+    }
+    if (conf->auth == CLUSTER_AUTH_NONE && self) {
+        const char *h = self->api_host ? self->api_host : "";
+        struct in_addr a4;
+        struct in6_addr a6;
+        int loopback = !strcmp(h, "localhost") ||
+                       (inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                       (inet_pton(AF_INET6, h, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+        if (!loopback)
+            log_warn("auth: none, and the API listens on %s (not loopback): anyone who reaches "
+                     "it can read and write every table; set auth: sigv4 in %s",
+                     self->api, conf->path);
+    }
 }
 
 int main(int argc, char **argv)
@@ -129,6 +185,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ninesd: %s\n", err.msg);
         return 1;
     }
+    harden_process(conf, cluster_conf_node(conf, node_id));
     struct node *n = NULL;
     struct node_options no = {.conf = conf, .node_id = node_id, .http_threads = http_threads,
                               .unsafe_ack_before_sync = unsafe};

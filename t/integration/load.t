@@ -150,6 +150,24 @@ $ep = "http://127.0.0.1:$port";
 is($rc, 0, 'signed run exits 0') or diag $err;
 is($j->{ops}{put}{ok}, 100, 'signed puts accepted by ninesd');
 ok($j->{signed}, 'summary says signed');
+like($err, qr/warning: --secret-access-key puts the secret on the command line/,
+     'a secret on the command line is warned about');
+{
+    my $sf = "$tmp/secret";
+    open my $f, '>', $sf or die "$sf: $!";
+    print $f "load/Secret+Key\n";
+    close $f;
+    ($rc, $j, $err) = load('--endpoint', $ep, '--table', 'signedt', '--requests', '10',
+                           '--concurrency', '1', '--op', 'put', '--json',
+                           '--access-key-id', 'AKIDLOADTEST', '--secret-file', $sf);
+    is($rc, 0, '--secret-file: the run exits 0') or diag $err;
+    is($j->{ops}{put}{ok}, 10, '--secret-file: the secret read from the file signs');
+    unlike($err, qr/warning/, '--secret-file: no warning');
+    ($rc, $j, $err) = load('--endpoint', $ep, '--table', 'signedt', '--requests', '1',
+                           '--access-key-id', 'AKIDLOADTEST', '--secret-file', "$tmp/nonexistent");
+    isnt($rc, 0, '--secret-file of a missing file is refused');
+    like($err, qr/--secret-file/, '... naming the option');
+}
 {
     local $ENV{AWS_ACCESS_KEY_ID} = 'AKIDLOADTEST';
     local $ENV{AWS_SECRET_ACCESS_KEY} = 'wrong';
