@@ -402,7 +402,7 @@ int cluster_status_fetch(const struct cluster_conf *c, long timeout_ms, struct c
             rc = nerr_set(err, NERR_IO, "setting up the status call to node %s", c->nodes[i].id);
             goto fail;
         }
-        snprintf(urls[i], sizeof urls[i], "http://%s/", c->nodes[i].api);
+        cluster_conf_api_url(c, c->nodes[i].api, urls[i], sizeof urls[i]);
         rq[i] = (struct http_request){.method = "POST",
                                       .url = urls[i],
                                       .headers = hs[i].lines,
@@ -411,7 +411,8 @@ int cluster_status_fetch(const struct cluster_conf *c, long timeout_ms, struct c
                                       .timeout_ms = timeout_ms,
                                       .connect_timeout_ms = timeout_ms,
                                       .max_body = STATUS_MAX_BYTES,
-                                      .no_proxy = 1};
+                                      .no_proxy = 1,
+                                      .ca_file = c->tls_api ? c->tls_ca : NULL};
     }
     /* All nodes at once: a status view must not take n timeouts when
      * several nodes are down. */

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "cluster/cluster.h"
+#include "cluster/certs.h"
 #include "cluster/localnode.h"
 #include "lib/clock.h"
 #include "net/http.h"
@@ -27,6 +28,7 @@ struct cli {
     const char *cmd;
     const char *config;
     const char *ninesd;
+    const char *out; /* certs: the output directory */
     double timeout_s;
     int json;
 };
@@ -37,6 +39,7 @@ static void usage(FILE *f)
             "usage: nines cluster up     --config FILE [--ninesd PATH] [--timeout S]\n"
             "       nines cluster down   --config FILE [--timeout S]\n"
             "       nines cluster status --config FILE [--json] [--timeout S]\n"
+            "       nines cluster certs  --config FILE --out DIR\n"
             "\n"
             "  up      start one ninesd per node of FILE (loopback addresses only), detached,\n"
             "          logging to DATA/ninesd.log with the pid in DATA/ninesd.pid; wait (default\n"
@@ -47,6 +50,9 @@ static void usage(FILE *f)
             "  status  ask every node of FILE (local or not; per-node timeout default 2 s) and\n"
             "          show each replication group: members, roles, leader, term, lease,\n"
             "          commit/applied per replica and lag; --json for scripts\n"
+            "  certs   create a CA (DIR/ca.pem, DIR/ca.key) and a certificate and key per\n"
+            "          node (DIR/ID.pem, DIR/ID.key; keys 0600), and DIR/cluster.yaml: FILE\n"
+            "          with mutual TLS between the nodes and HTTPS on the API\n"
             "\n"
             "Exit status: 0 success (status: every partition has a leader), 1 failure\n"
             "(status: some partition has none, or no node reported), 2 usage or cluster-file\n"
@@ -56,14 +62,18 @@ static void usage(FILE *f)
 static int parse_cli(int argc, char **argv, struct cli *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},  {"ninesd", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"ninesd", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"out", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->timeout_s = -1;
     if (argc < 2) {
-        fprintf(stderr, "nines cluster: missing subcommand (up, down or status)\n");
+        fprintf(stderr, "nines cluster: missing subcommand (up, down, status or certs)\n");
         usage(stderr);
         return 2;
     }
@@ -72,8 +82,10 @@ static int parse_cli(int argc, char **argv, struct cli *o)
         usage(stdout);
         return 1;
     }
-    if (strcmp(o->cmd, "up") && strcmp(o->cmd, "down") && strcmp(o->cmd, "status")) {
-        fprintf(stderr, "nines cluster: unknown subcommand '%s' (up, down or status)\n", o->cmd);
+    if (strcmp(o->cmd, "up") && strcmp(o->cmd, "down") && strcmp(o->cmd, "status") &&
+        strcmp(o->cmd, "certs")) {
+        fprintf(stderr, "nines cluster: unknown subcommand '%s' (up, down, status or certs)\n",
+                o->cmd);
         usage(stderr);
         return 2;
     }
@@ -112,6 +124,13 @@ static int parse_cli(int argc, char **argv, struct cli *o)
             }
             o->json = 1;
             break;
+        case 'o':
+            if (strcmp(o->cmd, "certs")) {
+                fprintf(stderr, "nines cluster %s: --out is an option of certs\n", o->cmd);
+                return 2;
+            }
+            o->out = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -128,6 +147,10 @@ static int parse_cli(int argc, char **argv, struct cli *o)
     }
     if (!o->config) {
         fprintf(stderr, "nines cluster %s: --config FILE is required\n", o->cmd);
+        return 2;
+    }
+    if (!strcmp(o->cmd, "certs") && !o->out) {
+        fprintf(stderr, "nines cluster certs: --out DIR is required\n");
         return 2;
     }
     if (o->timeout_s < 0)
@@ -377,6 +400,19 @@ int cluster_main(int argc, char **argv)
     if (cluster_conf_load(o.config, &c, &e)) {
         fprintf(stderr, "nines cluster %s: %s\n", o.cmd, e.msg);
         return 2;
+    }
+    if (!strcmp(o.cmd, "certs")) {
+        rc = 0;
+        if (certs_make_cluster(c, o.out, &e)) {
+            fprintf(stderr, "nines cluster certs: %s\n", e.msg);
+            rc = 1;
+        } else {
+            printf("wrote %s/ca.pem, %s/ca.key, a certificate and key per node (%zu) and "
+                   "%s/cluster.yaml\n",
+                   o.out, o.out, c->nnodes, o.out);
+        }
+        cluster_conf_free(c);
+        return rc;
     }
     if (http_global_init()) {
         fprintf(stderr, "nines cluster: cannot initialise libcurl\n");

@@ -171,6 +171,11 @@ static int setup(CURL *e, const struct http_request *rq, struct sink *s, struct 
         bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms) != CURLE_OK;
     /* Threads and signals: libcurl must not use SIGALRM for its timeouts. */
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    /* A client reuses its easy handle: options a previous call set stay set
+     * unless cleared, so the TLS ones are always written (NULL resets). */
+    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, rq->ca_file) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSLCERT, rq->cert_file) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSLKEY, rq->key_file) != CURLE_OK;
     if (rq->no_proxy)
         bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK;
     return bad ? NERR_NOMEM : 0;

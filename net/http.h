@@ -55,6 +55,12 @@ struct http_request {
     long connect_timeout_ms; /* <= 0: bounded by timeout_ms only */
     size_t max_body;         /* 0: HTTP_MAX_BODY_DEFAULT */
     int no_proxy;            /* 1: never go through a proxy from the environment */
+    /* HTTPS (an https:// url): ca_file, a PEM file of the CAs to trust
+     * instead of the system's (a nines cluster's own CA); cert_file and
+     * key_file, a client certificate and its key (a node calling another
+     * node). NULL: the system's CAs, no client certificate. The server's
+     * name is always verified against its certificate. */
+    const char *ca_file, *cert_file, *key_file;
 };
 
 enum http_fail {

@@ -21,8 +21,8 @@
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 #define REGION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
 
-static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions",
-                                       "storage", "nodes", NULL};
+static const char *const top_keys[] = {"cluster", "auth", "region", "partitions",
+                                       "storage", "tls",  "nodes",  NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size", "max_tables",
                                            "compact_entries", NULL};
@@ -146,6 +146,70 @@ fail:
     return rc;
 }
 
+/* The tls block (docs/cluster-file.md, "tls"): the CA, the directory of
+ * the nodes' certificates and keys, and what runs over TLS. Paths resolve
+ * like data: against the cluster file's directory. */
+static const char *const tls_keys[] = {"ca", "certs", "peers", "api", NULL};
+
+static int load_tls(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *t;
+    const char *ca, *certs = NULL;
+    int rc, peers = 1, api = 1;
+    if ((rc = yt_get(root, "tls", YT_OPTIONAL, &t, err)) || !t)
+        return rc;
+    if ((rc = yt_expect_map(t, err)) || (rc = yt_check_keys(t, tls_keys, err)) ||
+        (rc = yt_get_str(t, "ca", YT_REQUIRED, &ca, err)) ||
+        (rc = yt_get_str(t, "certs", YT_OPTIONAL, &certs, err)) ||
+        (rc = yt_get_bool(t, "peers", YT_OPTIONAL, &peers, err)) ||
+        (rc = yt_get_bool(t, "api", YT_OPTIONAL, &api, err)))
+        return rc;
+    if (!*ca)
+        return yt_errf(err, yt_map_get(t, "ca"), "ca must not be empty");
+    if (certs && !*certs)
+        return yt_errf(err, yt_map_get(t, "certs"), "certs must not be empty");
+    if (!peers && !api)
+        return yt_errf(err, t,
+                       "tls with peers: false and api: false turns nothing on; "
+                       "remove the tls block instead");
+    if ((rc = resolve_data(c->path, ca, &c->tls_ca, err)))
+        return rc;
+    if (certs)
+        rc = resolve_data(c->path, certs, &c->tls_certs, err);
+    else {
+        /* The certificates live next to the CA unless told otherwise. */
+        char *copy = strdup(c->tls_ca);
+        if (!copy)
+            return nomem(err);
+        rc = dup_str(dirname(copy), &c->tls_certs, err);
+        free(copy);
+    }
+    if (rc)
+        return rc;
+    c->tls_peers = peers;
+    c->tls_api = api;
+    return 0;
+}
+
+/* Each node's certificate and key: CERTS/ID.pem and CERTS/ID.key. */
+static int tls_node_files(struct cluster_conf *c, struct nerr *err)
+{
+    if (!c->tls_ca)
+        return 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct cluster_node *n = &c->nodes[i];
+        if (asprintf(&n->tls_cert, "%s/%s.pem", c->tls_certs, n->id) < 0) {
+            n->tls_cert = NULL;
+            return nomem(err);
+        }
+        if (asprintf(&n->tls_key, "%s/%s.key", c->tls_certs, n->id) < 0) {
+            n->tls_key = NULL;
+            return nomem(err);
+        }
+    }
+    return 0;
+}
+
 static int add_listener(struct listener *ls, size_t *n, const struct yt_node *at,
                         const struct yt_hostport *hp, const char *node_id, const char *role,
                         struct nerr *err)
@@ -260,7 +324,8 @@ static int load(const struct yt_node *root, struct cluster_conf *c, struct nerr 
         (rc = yt_get_int(root, "partitions", YT_OPTIONAL, 1, 256, &parts, err)))
         return rc;
     c->default_partitions = (int)parts;
-    if ((rc = load_storage(root, c, err)) || (rc = load_nodes(root, c, err)))
+    if ((rc = load_storage(root, c, err)) || (rc = load_tls(root, c, err)) ||
+        (rc = load_nodes(root, c, err)) || (rc = tls_node_files(c, err)))
         return rc;
     return 0;
 }
@@ -302,11 +367,15 @@ void cluster_conf_free(struct cluster_conf *c)
         free(n->api_host);
         free(n->peer_host);
         free(n->data);
+        free(n->tls_cert);
+        free(n->tls_key);
     }
     free(c->nodes);
     free(c->path);
     free(c->name);
     free(c->region);
+    free(c->tls_ca);
+    free(c->tls_certs);
     free(c->access_key_id);
     if (c->secret_access_key) /* not left behind in freed heap */
         explicit_bzero(c->secret_access_key, strlen(c->secret_access_key));
@@ -320,4 +389,10 @@ const struct cluster_node *cluster_conf_node(const struct cluster_conf *c, const
         if (!strcmp(c->nodes[i].id, id))
             return &c->nodes[i];
     return NULL;
+}
+
+int cluster_conf_api_url(const struct cluster_conf *c, const char *api, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s://%s/", c->tls_api ? "https" : "http", api);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }

@@ -15,7 +15,10 @@
  *   - nnodes >= 1; ids, azs and racks match [A-Za-z0-9_.-]+; ids are unique;
  *     no two listeners (api or peer, of any nodes) share one address; ports
  *     are 1..65535; data is an absolute path (a relative one in the file is
- *     resolved against the directory holding the cluster file).
+ *     resolved against the directory holding the cluster file);
+ *   - tls: tls_ca is NULL (no TLS), or tls_ca, tls_certs and every node's
+ *     tls_cert and tls_key are absolute paths, and tls_peers or tls_api is
+ *     set. The files themselves are read (and checked) by their users.
  *
  * Errors: NERR_IO for a file that cannot be read ("FILE: No such file or
  * directory"); NERR_PARSE for YAML syntax; NERR_INVALID for anything the
@@ -43,7 +46,10 @@ struct cluster_node {
     char *api, *peer;           /* as written, "host:port" or "[v6]:port" */
     char *api_host, *peer_host; /* without brackets */
     int api_port, peer_port;
-    char *data;    /* absolute */
+    char *data; /* absolute */
+    /* With tls: this node's certificate and key, CERTS/ID.pem and
+     * CERTS/ID.key (absolute; not checked for existence here). NULL without. */
+    char *tls_cert, *tls_key;
     int line, col; /* where the node's entry starts, for later checks' messages */
 };
 
@@ -56,6 +62,11 @@ struct cluster_conf {
     uint64_t wal_segment_size, map_size;
     int max_tables;
     int64_t compact_entries; /* log entries kept per replica before a snapshot */
+    /* tls (docs/cluster-file.md): NULL tls_ca = no TLS anywhere. Otherwise
+     * the CA certificate and the directory of the nodes' certificates
+     * (absolute), and which of the two edges use them (at least one). */
+    char *tls_ca, *tls_certs;
+    int tls_peers, tls_api;
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -74,6 +85,10 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
 
 /* Frees c and everything it owns; NULL is allowed. */
 void cluster_conf_free(struct cluster_conf *c);
+
+/* "http://API/" or, with tls api on, "https://API/" into buf; api is a
+ * node's api as written ("127.0.0.1:8101"). -1 when it does not fit. */
+int cluster_conf_api_url(const struct cluster_conf *c, const char *api, char *buf, size_t cap);
 
 /* The node with this id, or NULL; borrowed until cluster_conf_free. */
 const struct cluster_node *cluster_conf_node(const struct cluster_conf *c, const char *id);

@@ -997,7 +997,12 @@ static json_t *fetch_descs(struct catalog *c, struct http_client *http)
     for (int attempt = 0; attempt < c->n_meta; attempt++) {
         int k = (c->next_meta + attempt) % c->n_meta;
         char url[512];
-        snprintf(url, sizeof url, "http://%s/", c->meta_api[k]);
+        /* With tls api, the meta member is authenticated by the cluster's
+         * CA and this node shows its own certificate: the catalog comes
+         * only from a node of this cluster. */
+        const struct cluster_conf *conf = c->opt.conf;
+        const struct cluster_node *self = cluster_conf_node(conf, c->opt.self_id);
+        cluster_conf_api_url(conf, c->meta_api[k], url, sizeof url);
         catalog_headers(c, c->meta_api[k], &hd);
         struct http_request rq = {.method = "POST",
                                   .url = url,
@@ -1005,7 +1010,10 @@ static json_t *fetch_descs(struct catalog *c, struct http_client *http)
                                   .body = "{}",
                                   .body_len = 2,
                                   .timeout_ms = 1000,
-                                  .connect_timeout_ms = 500};
+                                  .connect_timeout_ms = 500,
+                                  .ca_file = conf->tls_api ? conf->tls_ca : NULL,
+                                  .cert_file = conf->tls_api && self ? self->tls_cert : NULL,
+                                  .key_file = conf->tls_api && self ? self->tls_key : NULL};
         int rc = http_call(http, &rq, &rs, NULL);
         json_t *tables = NULL;
         if (!rc && rs.status == 200 && rs.len &&

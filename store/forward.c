@@ -47,6 +47,8 @@ struct fwd {
     CURL *idle[64]; /* easy handles kept for reuse (their connections live in the multi) */
     int nidle;
     struct freq *active; /* transfers running (forwarder thread only) */
+    int https;
+    char *ca_file, *cert_file, *key_file; /* owned; NULL without https */
 };
 
 static void active_add(struct fwd *f, struct freq *r)
@@ -147,6 +149,11 @@ static void start_req(struct fwd *f, struct freq *r)
     curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, 500L);
     curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(r->easy, CURLOPT_TCP_NODELAY, 1L);
+    if (f->https) {
+        curl_easy_setopt(r->easy, CURLOPT_CAINFO, f->ca_file);
+        curl_easy_setopt(r->easy, CURLOPT_SSLCERT, f->cert_file);
+        curl_easy_setopt(r->easy, CURLOPT_SSLKEY, f->key_file);
+    }
     if (curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
         r->done(r->arg, 0, NULL);
         req_free(f, r);
@@ -239,6 +246,13 @@ static void *fwd_main(void *arg)
     return NULL;
 }
 
+static void free_tls(struct fwd *f)
+{
+    free(f->ca_file);
+    free(f->cert_file);
+    free(f->key_file);
+}
+
 int fwd_start(const struct fwd_options *o, struct fwd **out, struct nerr *err)
 {
     struct fwd *f = calloc(1, sizeof *f);
@@ -252,7 +266,23 @@ int fwd_start(const struct fwd_options *o, struct fwd **out, struct nerr *err)
         }
         f->signing = 1;
     }
+    if (o && o->https) {
+        if (!o->ca_file) {
+            free(f);
+            return nerr_set(err, NERR_INVALID, "forwarder: https needs the CA file");
+        }
+        f->https = 1;
+        f->ca_file = strdup(o->ca_file);
+        f->cert_file = o->cert_file ? strdup(o->cert_file) : NULL;
+        f->key_file = o->key_file ? strdup(o->key_file) : NULL;
+        if (!f->ca_file || (o->cert_file && !f->cert_file) || (o->key_file && !f->key_file)) {
+            free_tls(f);
+            free(f);
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        }
+    }
     if (!(f->multi = curl_multi_init())) {
+        free_tls(f);
         free(f);
         return nerr_set(err, NERR_NOMEM, "curl_multi_init failed");
     }
@@ -261,6 +291,7 @@ int fwd_start(const struct fwd_options *o, struct fwd **out, struct nerr *err)
     if (pthread_create(&f->th, NULL, fwd_main, f)) {
         curl_multi_cleanup(f->multi);
         pthread_mutex_destroy(&f->mu);
+        free_tls(f);
         free(f);
         return nerr_set(err, NERR_IO, "cannot start the forwarder thread");
     }
@@ -288,6 +319,7 @@ void fwd_stop(struct fwd *f)
         curl_easy_cleanup(f->idle[i]);
     curl_multi_cleanup(f->multi);
     pthread_mutex_destroy(&f->mu);
+    free_tls(f);
     free(f);
 }
 
@@ -302,7 +334,7 @@ int fwd_send(struct fwd *f, const char *hostport, const char *op, const char *bo
     memcpy(r->body, body, len);
     r->body[len] = 0;
     r->len = len;
-    snprintf(r->url, sizeof r->url, "http://%s/", hostport);
+    snprintf(r->url, sizeof r->url, "%s://%s/", f->https ? "https" : "http", hostport);
     snprintf(r->host, sizeof r->host, "%s", hostport);
     if (!strncmp(op, "NinesAdmin.", 11))
         snprintf(r->target, sizeof r->target, "%s", op);

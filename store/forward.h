@@ -15,6 +15,8 @@
  * signed with SigV4 when credentials are configured (the receiver checks
  * them like any client's) and carry X-Nines-Hops so that a request is
  * forwarded at most FWD_MAX_HOPS times. Connections are kept alive and reused.
+ * With o->https the requests go over TLS, the other node authenticated by the
+ * cluster's CA and this node by its own certificate.
  *
  * fwd_after(ms) runs fn(arg) on the forwarder thread after ms milliseconds
  * (the router's wait-and-retry while a partition elects a leader, and its
@@ -38,6 +40,13 @@ struct fwd;
 struct fwd_options {
     const char *access_key_id, *secret_access_key; /* NULL: unsigned */
     const char *region;
+    /* https: the nodes' APIs serve TLS. ca_file (required then) is the
+     * cluster's CA, the only one trusted, and the receiving node's name is
+     * verified against its certificate; cert_file and key_file are this
+     * node's certificate, shown as the client's (the same identity as on
+     * the peer transport). Files are read by libcurl at each connection. */
+    int https;
+    const char *ca_file, *cert_file, *key_file;
 };
 
 /* body is malloc'd (NUL-terminated) and owned by the callee; NULL when

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "proto/sigv4.h"
 
@@ -23,7 +24,10 @@ struct http_server {
     int port;
     char id_prefix[17];
     _Atomic unsigned long long next_id;
-    _Atomic long inflight; /* requests handed to the API and not yet answered */
+    _Atomic long inflight;     /* requests handed to the API and not yet answered */
+    _Atomic size_t unverified; /* body bytes reserved by requests not yet authenticated */
+    size_t max_unverified;
+    char *tls_cert, *tls_key; /* PEM text, alive as long as the daemon */
 };
 
 /* One request. Lives from the first access callback to MHD's completion. */
@@ -33,16 +37,28 @@ struct req {
     char *body;
     size_t len, cap;
     int too_big;
+    int no_buffer;   /* discard the body: refused before it matters */
+    int over_budget; /* the unverified-bytes budget was full */
+    size_t charged;  /* bytes reserved in s->unverified */
     pthread_mutex_t mu;
     int dispatched, answered, suspended;
     int status;
     char *resp;
 };
 
+static void release_charge(struct req *r)
+{
+    if (r->charged) {
+        atomic_fetch_sub(&r->s->unverified, r->charged);
+        r->charged = 0;
+    }
+}
+
 static void req_free(struct req *r)
 {
     if (!r)
         return;
+    release_charge(r);
     free(r->body);
     free(r->resp);
     pthread_mutex_destroy(&r->mu);
@@ -125,8 +141,12 @@ static int check_auth(struct http_server *s, struct MHD_Connection *conn, const 
         return 0;
     struct hdrs hs = {.n = 0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &hs);
-    struct sigv4_request sr = {.method = "POST", .path = url, .query = "", .headers = hs.h,
-                               .nheaders = hs.n, .body = r->body ? r->body : "",
+    struct sigv4_request sr = {.method = "POST",
+                               .path = url,
+                               .query = "",
+                               .headers = hs.h,
+                               .nheaders = hs.n,
+                               .body = r->body ? r->body : "",
                                .body_len = r->len};
     char why[512] = "";
     enum sigv4_verdict v = sigv4_verify(&sr, lookup_secret, s, time(NULL), why, sizeof why);
@@ -159,10 +179,48 @@ static int check_auth(struct http_server *s, struct MHD_Connection *conn, const 
     return -1;
 }
 
+/* Reserves n body bytes in the server's budget of unverified bytes. */
+static int charge(struct http_server *s, struct req *r, size_t n)
+{
+    size_t cur = atomic_load(&s->unverified);
+    do {
+        if (cur + n > s->max_unverified)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&s->unverified, &cur, cur + n));
+    r->charged += n;
+    return 0;
+}
+
+/* The header-time checks of a POST, before any of its body is read:
+ * without an Authorization header naming our access key the body will
+ * never be looked at, so it is not buffered; otherwise room for the
+ * declared length is reserved in the budget (or the request is refused). */
+static void precheck(struct http_server *s, struct MHD_Connection *conn, struct req *r,
+                     unsigned long long want)
+{
+    const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amz-Target");
+    int is_admin = target && !strncmp(target, "NinesAdmin.", 11);
+    if (s->opt.access_key_id && !is_admin) {
+        const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        const char *cred = auth ? strstr(auth, "Credential=") : NULL;
+        size_t kl = strlen(s->opt.access_key_id);
+        if (!cred || strncmp(cred + 11, s->opt.access_key_id, kl) || cred[11 + kl] != '/') {
+            r->no_buffer = 1; /* check_auth answers it from the headers alone */
+            return;
+        }
+    }
+    if (want > 0 && charge(s, r, (size_t)want) < 0) {
+        r->no_buffer = 1;
+        r->over_budget = 1;
+        return;
+    }
+    if (want > 0 && (r->body = malloc((size_t)want + 1)) != NULL)
+        r->cap = (size_t)want + 1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct req *r = *con_cls;
@@ -176,14 +234,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_init(&r->mu, NULL);
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY)
+        unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
+        if (want > HTTP_MAX_BODY)
             r->too_big = 1;
+        else if (!strcmp(method, "POST"))
+            precheck(s, conn, r, want);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
         if (!r->too_big && r->len + *upload_data_size > HTTP_MAX_BODY)
             r->too_big = 1;
-        if (!r->too_big) {
+        /* Beyond the declared length (chunked uploads): the same budget. */
+        if (!r->too_big && !r->no_buffer && r->len + *upload_data_size > r->charged &&
+            charge(s, r, r->len + *upload_data_size - r->charged) < 0)
+            r->no_buffer = 1;
+        if (!r->too_big && !r->no_buffer) {
             if (r->len + *upload_data_size + 1 > r->cap) {
                 size_t nc = r->cap ? r->cap : 4096;
                 while (nc < r->len + *upload_data_size + 1)
@@ -231,6 +296,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(msg, sizeof msg, "Request size exceeded the maximum of %u bytes", HTTP_MAX_BODY);
         return send_error(s, conn, 413, API_TYPE_CORAL "RequestEntityTooLarge", msg);
     }
+    if (r->over_budget)
+        return send_error(s, conn, 503, API_TYPE_CORAL "ServiceUnavailableException",
+                          "Too many unauthenticated request bytes buffered; retry");
     const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
     size_t cl = ctype ? strcspn(ctype, ";") : 0;
     if (!ctype || !((cl == 26 && !strncasecmp(ctype, "application/x-amz-json-1.0", 26)) ||
@@ -248,6 +316,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* Admin reads (status, catalog) are unsigned: tools and peers ask them. */
     if (!is_admin && check_auth(s, conn, url, r, &ret))
         return ret;
+    /* Authenticated (or no credentials): the body no longer counts against
+     * the budget of unverified bytes. */
+    release_charge(r);
     static const char prefix[] = "DynamoDB_20120810.";
     if (!target || (!is_admin && strncmp(target, prefix, sizeof prefix - 1)))
         return send_error(s, conn, 400, API_TYPE_CORAL "UnknownOperationException", "");
@@ -333,18 +404,46 @@ int http_start(const struct http_options *opt, struct http_server **out, struct 
         return nerr_set(err, NERR_INVALID, "API address '%s' is not a numeric IP address",
                         opt->host);
     }
+    s->max_unverified = opt->max_unverified_bytes ? opt->max_unverified_bytes : 256u << 20;
+    if (!opt->tls_cert_file != !opt->tls_key_file) {
+        free(s);
+        return nerr_set(err, NERR_INVALID, "https needs both a certificate and a key");
+    }
+    if (opt->tls_cert_file) {
+        size_t len;
+        int rc;
+        if ((rc = fs_read_file(opt->tls_cert_file, 1u << 20, &s->tls_cert, &len, err)) ||
+            (rc = fs_read_file(opt->tls_key_file, 1u << 20, &s->tls_key, &len, err))) {
+            free(s->tls_cert);
+            free(s);
+            return rc;
+        }
+        flags |= MHD_USE_TLS;
+    }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = (unsigned)(opt->threads > 0 ? opt->threads : (ncpu > 0 ? ncpu : 2));
-    s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_THREAD_POOL_SIZE, threads,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    /* MHD_OPTION_ARRAY lets the TLS options be there or not. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (!s->tls_cert)
+        tls_opts[0].option = MHD_OPTION_END;
+    s->d = MHD_start_daemon(
+        flags, (uint16_t)opt->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, opt->max_connections ? opt->max_connections : 4096u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_per_ip ? opt->max_per_ip : 1024u,
+        MHD_OPTION_CONNECTION_TIMEOUT, opt->idle_timeout_s ? opt->idle_timeout_s : 120u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MAX_HEADER_BYTES, MHD_OPTION_ARRAY,
+        tls_opts, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->d) {
+        free(s->tls_cert);
+        free(s->tls_key);
         free(s);
-        return nerr_set(err, NERR_IO, "cannot listen on %s:%d (address in use?)", opt->host,
-                        opt->port);
+        return nerr_set(err, NERR_IO, "cannot listen on %s:%d (address in use%s?)", opt->host,
+                        opt->port, opt->tls_cert_file ? ", or a bad certificate or key" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : opt->port;
@@ -372,5 +471,9 @@ void http_stop(struct http_server *s, int drain_ms)
     if (atomic_load(&s->inflight) > 0)
         log_warn("http: stopping with %ld requests unanswered", atomic_load(&s->inflight));
     MHD_stop_daemon(s->d);
+    free(s->tls_cert);
+    if (s->tls_key) /* not left behind in freed heap */
+        explicit_bzero(s->tls_key, strlen(s->tls_key));
+    free(s->tls_key);
     free(s);
 }

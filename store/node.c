@@ -136,6 +136,9 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                        .npeers = conf->nnodes,
                                        .on_recv = tp_recv,
                                        .arg = n};
+        struct transport_tls tt = {conf->tls_ca, self->tls_cert, self->tls_key};
+        if (conf->tls_peers)
+            to.tls = &tt;
         rc = transport_start(&to, &n->tp, err);
         free(peers);
         if (rc)
@@ -157,6 +160,14 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                      conf->auth == CLUSTER_AUTH_SIGV4 ? conf->access_key_id : NULL,
                                  .secret_access_key = conf->secret_access_key,
                                  .region = conf->region};
+        /* Another node's API is HTTPS when the cluster's is; this node
+         * shows its own certificate there (forward.h). */
+        if (conf->tls_api) {
+            fo.https = 1;
+            fo.ca_file = conf->tls_ca;
+            fo.cert_file = self->tls_cert;
+            fo.key_file = self->tls_key;
+        }
         if ((rc = fwd_start(&fo, &n->fwd, err)))
             goto fail;
     }
@@ -179,6 +190,10 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                   conf->auth == CLUSTER_AUTH_SIGV4 ? conf->access_key_id : NULL,
                               .secret_access_key = conf->secret_access_key,
                               .node_id = self->id};
+    if (conf->tls_api) {
+        ho.tls_cert_file = self->tls_cert;
+        ho.tls_key_file = self->tls_key;
+    }
     if ((rc = http_start(&ho, &n->http, err)))
         goto fail;
     if (opt->unsafe_ack_before_sync)

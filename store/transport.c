@@ -16,6 +16,9 @@
 #include "lib/log.h"
 
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +32,20 @@
 #define TYPE_BATCH 2
 #define REC_HDR 12 /* u64 group, u32 length */
 #define READ_CHUNK 65536
+#define TLS_CHUNK 16384 /* ciphertext read at a time: one TLS record */
+#define TLS_WRITE_STEP (1u << 20)
+#define URI_PREFIX "nines://"
 
 enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_UP, LINK_CLOSING };
+
+/* One TLS session over a libuv stream: ciphertext read from the socket goes
+ * into rb, ciphertext SSL wants sent comes out of wb. ssl is NULL without
+ * TLS. */
+struct tlsconn {
+    SSL *ssl;
+    BIO *rb, *wb;
+    int up; /* handshake done and the peer's identity accepted */
+};
 
 struct tmsg {
     struct tmsg *next;
@@ -55,7 +70,8 @@ struct peer {
     enum link_state state;
     int writing;         /* a write is in flight */
     unsigned backoff_ms; /* next reconnect delay */
-    char sink[64];       /* read buffer of the send-only link, to notice EOF */
+    struct tlsconn tls;
+    char sink[TLS_CHUNK]; /* read buffer of the send-only link: EOF, TLS records */
 
     /* Under mu: the queue and the bytes charged against max_queue_bytes
      * (queued plus in flight). */
@@ -66,12 +82,18 @@ struct peer {
 
 struct inconn {
     uv_tcp_t tcp;
+    uv_timer_t timer; /* the handshake deadline */
     struct transport *t;
     struct inconn *prev, *next;
-    unsigned char *buf;
+    unsigned char *buf; /* plaintext frames */
     size_t len, cap;
-    const char *from; /* peer id once the HELLO is accepted, else NULL */
-    int closing;
+    const char *from;    /* peer id once the HELLO is accepted, else NULL */
+    const char *cert_id; /* with TLS: the peer id its certificate names */
+    int closing, open_handles;
+    int pending; /* counted in t->npending: handshake not complete */
+    struct tlsconn tls;
+    char addr[64]; /* the remote address, for the logs */
+    unsigned char rx[TLS_CHUNK];
 };
 
 struct wreq {
@@ -81,6 +103,7 @@ struct wreq {
     size_t charged; /* bytes to release from p->qbytes when done */
     uint64_t nrec;
     int hello;
+    int ctl; /* TLS handshake bytes: no frame, no accounting */
 };
 
 struct transport {
@@ -90,7 +113,10 @@ struct transport {
     void *arg;
     size_t max_queue_bytes;
     unsigned rc_min_ms, rc_max_ms, connect_timeout_ms;
+    unsigned handshake_timeout_ms, max_pending;
     int port;
+    SSL_CTX *ssl_ctx;  /* NULL: plain TCP */
+    unsigned npending; /* transport thread only */
 
     uv_loop_t loop;
     uv_tcp_t listener;
@@ -108,8 +134,9 @@ struct transport {
 };
 
 static const char *const drop_names[TRANSPORT_DROP__COUNT] = {
-    "bad_magic", "bad_version", "too_long", "bad_crc",       "truncated",
-    "bad_type",  "bad_payload", "no_hello", "wrong_cluster", "unknown_peer",
+    "bad_magic", "bad_version",        "too_long",          "bad_crc",        "truncated",
+    "bad_type",  "bad_payload",        "no_hello",          "wrong_cluster",  "unknown_peer",
+    "tls",       "cert_wrong_cluster", "cert_unknown_peer", "hello_mismatch", "handshake_timeout",
 };
 
 const char *transport_drop_name(int reason)
@@ -143,6 +170,193 @@ static void seal_frame(unsigned char *hdr, uint16_t type, uint32_t plen)
     le_put32(hdr + 12, crc);
 }
 
+static struct peer *find_peer(struct transport *t, const char *id, size_t len);
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* The OpenSSL error queue's last reason into buf (and the queue emptied):
+ * each thread has its own queue, so nothing of another connection leaks in. */
+static const char *ssl_reason(SSL *ssl, char *buf, size_t cap)
+{
+    unsigned long e = ERR_peek_last_error();
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (vr != X509_V_OK)
+        snprintf(buf, cap, "certificate: %s", X509_verify_cert_error_string(vr));
+    else if (e)
+        ERR_error_string_n(e, buf, cap);
+    else
+        snprintf(buf, cap, "handshake failed");
+    ERR_clear_error();
+    return buf;
+}
+
+/* The identity of a certificate: its one nines://CLUSTER/NODE URI
+ * subjectAltName. Returns 0 and fills cluster and node (NUL-terminated),
+ * or -1 when there is no such URI, or more than one. */
+static int cert_identity(X509 *x, char *cluster, size_t ccap, char *node, size_t ncap)
+{
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        if (g->type != GEN_URI)
+            continue;
+        const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+        int ulen = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+        size_t pl = sizeof URI_PREFIX - 1;
+        if (ulen < 0 || (size_t)ulen <= pl || memcmp(u, URI_PREFIX, pl) != 0 ||
+            memchr(u, 0, (size_t)ulen))
+            continue;
+        const char *rest = u + pl, *end = u + ulen;
+        const char *slash = memchr(rest, '/', (size_t)(end - rest));
+        if (!slash || slash == rest || slash + 1 == end ||
+            memchr(slash + 1, '/', (size_t)(end - slash - 1)) || (size_t)(slash - rest) >= ccap ||
+            (size_t)(end - slash - 1) >= ncap) {
+            found = 2; /* malformed counts as "not one identity" */
+            continue;
+        }
+        memcpy(cluster, rest, (size_t)(slash - rest));
+        cluster[slash - rest] = 0;
+        memcpy(node, slash + 1, (size_t)(end - slash - 1));
+        node[end - slash - 1] = 0;
+        found++;
+    }
+    GENERAL_NAMES_free(names);
+    return found == 1 ? 0 : -1;
+}
+
+/* Checks the verified peer certificate of a finished handshake. Returns -1
+ * and sets *peer when it names a peer of this cluster, else a drop reason. */
+static int tls_peer_check(struct transport *t, SSL *ssl, struct peer **peer, char *who, size_t wcap)
+{
+    char cl[TRANSPORT_MAX_NAME + 1], id[TRANSPORT_MAX_NAME + 1];
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    snprintf(who, wcap, "(no identity)");
+    if (!x || SSL_get_verify_result(ssl) != X509_V_OK)
+        return TRANSPORT_DROP_TLS;
+    if (cert_identity(x, cl, sizeof cl, id, sizeof id) < 0)
+        return TRANSPORT_DROP_CERT_PEER;
+    snprintf(who, wcap, "nines://%s/%s", cl, id);
+    if (strcmp(cl, t->cluster) != 0)
+        return TRANSPORT_DROP_CERT_CLUSTER;
+    struct peer *p = find_peer(t, id, strlen(id));
+    if (!p)
+        return TRANSPORT_DROP_CERT_PEER;
+    *peer = p;
+    return -1;
+}
+
+static int tls_open(struct transport *t, struct tlsconn *tc, int server)
+{
+    memset(tc, 0, sizeof *tc);
+    if (!(tc->ssl = SSL_new(t->ssl_ctx)))
+        return UV_ENOMEM;
+    tc->rb = BIO_new(BIO_s_mem());
+    tc->wb = BIO_new(BIO_s_mem());
+    if (!tc->rb || !tc->wb) {
+        BIO_free(tc->rb);
+        BIO_free(tc->wb);
+        SSL_free(tc->ssl);
+        tc->ssl = NULL;
+        return UV_ENOMEM;
+    }
+    /* An empty read BIO means "wait for more", not end of stream. */
+    BIO_set_mem_eof_return(tc->rb, -1);
+    SSL_set_bio(tc->ssl, tc->rb, tc->wb);
+    if (server)
+        SSL_set_accept_state(tc->ssl);
+    else
+        SSL_set_connect_state(tc->ssl);
+    return 0;
+}
+
+static void tls_close(struct tlsconn *tc)
+{
+    SSL_free(tc->ssl); /* frees both BIOs */
+    memset(tc, 0, sizeof *tc);
+}
+
+/* The ciphertext SSL has produced, taken out of wb: a malloc'd buffer, or
+ * NULL (*len 0) when there is none or memory ran out. */
+static unsigned char *tls_take(struct tlsconn *tc, size_t *len)
+{
+    size_t n = (size_t)BIO_ctrl_pending(tc->wb);
+    *len = 0;
+    if (n == 0)
+        return NULL;
+    unsigned char *b = malloc(n);
+    if (!b)
+        return NULL;
+    int got = BIO_read(tc->wb, b, (int)n);
+    if (got <= 0) {
+        free(b);
+        return NULL;
+    }
+    *len = (size_t)got;
+    return b;
+}
+
+static void ctl_write_cb(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    (void)status; /* a broken stream shows on its read side */
+    free(w->buf);
+    free(w);
+}
+
+/* Sends whatever ciphertext SSL has pending (handshake, alerts, key
+ * updates) on s, in order with every earlier write. 0 or a libuv error. */
+static int tls_flush_ctl(struct tlsconn *tc, uv_stream_t *s)
+{
+    size_t n;
+    unsigned char *b = tls_take(tc, &n);
+    if (!b)
+        return BIO_ctrl_pending(tc->wb) ? UV_ENOMEM : 0;
+    struct wreq *w = calloc(1, sizeof *w);
+    if (!w) {
+        free(b);
+        return UV_ENOMEM;
+    }
+    w->buf = b;
+    w->ctl = 1;
+    uv_buf_t ub = uv_buf_init((char *)b, (unsigned)n);
+    int rc = uv_write(&w->req, s, &ub, 1, ctl_write_cb);
+    if (rc < 0) {
+        free(b);
+        free(w);
+    }
+    return rc;
+}
+
+/* Encrypts plain[0..len) (freed) into a new buffer of ciphertext. */
+static unsigned char *tls_seal(struct tlsconn *tc, unsigned char *plain, size_t len,
+                               size_t *out_len)
+{
+    for (size_t off = 0; off < len;) {
+        size_t step = len - off < TLS_WRITE_STEP ? len - off : TLS_WRITE_STEP;
+        int n = SSL_write(tc->ssl, plain + off, (int)step);
+        if (n <= 0) {
+            free(plain);
+            ERR_clear_error();
+            return NULL;
+        }
+        off += (size_t)n;
+    }
+    free(plain);
+    return tls_take(tc, out_len);
+}
+
+static int is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family == AF_INET6) {
+        const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 /* ---- outgoing links ----------------------------------------------------- */
 
 static void peer_connect(struct peer *p);
@@ -154,6 +368,7 @@ static void peer_closed_cb(uv_handle_t *h)
     struct peer *p = h->data;
     struct transport *t = p->t;
     p->state = LINK_IDLE;
+    tls_close(&p->tls);
     if (__atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE))
         return;
     unsigned delay = p->backoff_ms;
@@ -214,19 +429,97 @@ static void out_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct peer *p = h->data;
     (void)hint;
-    /* Contents are discarded: peers never send on our link. */
+    /* Plain TCP: contents are discarded, peers never send on our link.
+     * TLS: the handshake's records and, later, alerts and key updates. */
     *b = uv_buf_init(p->sink, sizeof p->sink);
+}
+
+static void link_up(struct peer *p);
+
+/* Ciphertext from the peer of an outgoing TLS link. */
+static void out_tls_input(struct peer *p, const char *data, size_t n)
+{
+    struct transport *t = p->t;
+    char why[256];
+    if (BIO_write(p->tls.rb, data, (int)n) != (int)n) {
+        peer_close(p, "out of memory");
+        return;
+    }
+    if (!p->tls.up) {
+        int r = SSL_do_handshake(p->tls.ssl);
+        int rc = tls_flush_ctl(&p->tls, (uv_stream_t *)&p->tcp);
+        if (r <= 0) {
+            int e = SSL_get_error(p->tls.ssl, r);
+            if (e == SSL_ERROR_WANT_READ && rc == 0)
+                return;
+            stat_add(&t->st.connect_failures, 1);
+            log_warn("transport: TLS handshake with %s (%s:%d) failed: %s", p->id, p->host, p->port,
+                     ssl_reason(p->tls.ssl, why, sizeof why));
+            peer_close(p, "TLS handshake failed");
+            return;
+        }
+        struct peer *named = NULL;
+        char who[TRANSPORT_MAX_NAME * 2 + 16];
+        int drop = tls_peer_check(t, p->tls.ssl, &named, who, sizeof who);
+        if (drop >= 0 || named != p) {
+            stat_add(&t->st.connect_failures, 1);
+            log_warn("transport: %s:%d should be node %s but its certificate is %s; closing",
+                     p->host, p->port, p->id, who);
+            peer_close(p, "wrong peer certificate");
+            return;
+        }
+        p->tls.up = 1;
+        link_up(p);
+        return;
+    }
+    /* After the handshake nothing but TLS's own records may arrive. */
+    char tmp[256];
+    int r = SSL_read(p->tls.ssl, tmp, sizeof tmp);
+    if (tls_flush_ctl(&p->tls, (uv_stream_t *)&p->tcp) < 0) {
+        peer_close(p, "write failed");
+        return;
+    }
+    if (r > 0) {
+        peer_close(p, "unexpected bytes");
+        return;
+    }
+    int e = SSL_get_error(p->tls.ssl, r);
+    if (e != SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        peer_close(p, e == SSL_ERROR_ZERO_RETURN ? "closed by peer" : "TLS error");
+    }
 }
 
 static void out_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct peer *p = s->data;
-    (void)b;
     if (nread == 0)
         return;
+    if (nread > 0 && p->tls.ssl) {
+        out_tls_input(p, b->base, (size_t)nread);
+        return;
+    }
     /* EOF or error: the peer went away. Bytes: the peer broke the protocol
      * (outgoing links are send-only), so start over. */
     peer_close(p, nread < 0 ? uv_strerror((int)nread) : "unexpected bytes");
+}
+
+/* Writes a whole frame buffer (taken) for w: encrypted first on a TLS link. */
+static int peer_write(struct peer *p, struct wreq *w, unsigned char *buf, size_t len)
+{
+    if (p->tls.ssl) {
+        buf = tls_seal(&p->tls, buf, len, &len);
+        if (!buf)
+            return UV_ENOMEM;
+    }
+    w->buf = buf;
+    uv_buf_t ub = uv_buf_init((char *)buf, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &ub, 1, write_cb);
+    if (rc < 0) {
+        free(buf);
+        w->buf = NULL;
+    }
+    return rc;
 }
 
 static int send_hello(struct peer *p)
@@ -248,12 +541,9 @@ static int send_hello(struct peer *p)
     memcpy(q + 4 + cl, t->self_id, il);
     seal_frame(buf, TYPE_HELLO, (uint32_t)plen);
     w->p = p;
-    w->buf = buf;
     w->hello = 1;
-    uv_buf_t ub = uv_buf_init((char *)buf, (unsigned)(HDR_LEN + plen));
-    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &ub, 1, write_cb);
+    int rc = peer_write(p, w, buf, HDR_LEN + plen);
     if (rc < 0) {
-        free(buf);
         free(w);
         return rc;
     }
@@ -275,14 +565,41 @@ static void connect_cb(uv_connect_t *req, int status)
         peer_close(p, uv_strerror(status));
         return;
     }
+    uv_tcp_nodelay(&p->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&p->tcp, out_alloc_cb, out_read_cb);
+    if (rc == 0 && t->ssl_ctx) {
+        /* The link is up once the TLS handshake is done and the peer's
+         * certificate is the node dialled; the same deadline again. */
+        if ((rc = tls_open(t, &p->tls, 0)) == 0) {
+            int r = SSL_do_handshake(p->tls.ssl);
+            if (r <= 0 && SSL_get_error(p->tls.ssl, r) != SSL_ERROR_WANT_READ)
+                rc = UV_EPROTO;
+            else
+                rc = tls_flush_ctl(&p->tls, (uv_stream_t *)&p->tcp);
+        }
+        if (rc == 0) {
+            uv_timer_start(&p->timer, retry_cb, t->connect_timeout_ms, 0);
+            return;
+        }
+        stat_add(&t->st.connect_failures, 1);
+        ERR_clear_error();
+    }
+    if (rc == 0) {
+        link_up(p);
+        return;
+    }
+    peer_close(p, uv_strerror(rc));
+}
+
+static void link_up(struct peer *p)
+{
+    struct transport *t = p->t;
+    uv_timer_stop(&p->timer);
     p->state = LINK_UP;
     p->backoff_ms = t->rc_min_ms;
     stat_add(&t->st.connects, 1);
     stat_add(&t->st.connected, 1);
-    uv_tcp_nodelay(&p->tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&p->tcp, out_alloc_cb, out_read_cb);
-    if (rc == 0)
-        rc = send_hello(p);
+    int rc = send_hello(p);
     if (rc < 0)
         peer_close(p, uv_strerror(rc));
 }
@@ -381,17 +698,14 @@ static void peer_flush(struct peer *p)
     seal_frame(frame, TYPE_BATCH, (uint32_t)cur);
 
     w->p = p;
-    w->buf = buf;
     w->charged = charged;
     w->nrec = nmsg;
-    uv_buf_t ub = uv_buf_init((char *)buf, (unsigned)total);
-    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &ub, 1, write_cb);
+    int rc = peer_write(p, w, buf, total);
     if (rc < 0) {
         pthread_mutex_lock(&p->mu);
         p->qbytes -= charged;
         pthread_mutex_unlock(&p->mu);
         stat_add(&t->st.dropped_send_error, nmsg);
-        free(buf);
         free(w);
         peer_close(p, uv_strerror(rc));
         return;
@@ -410,6 +724,9 @@ static void inconn_closed_cb(uv_handle_t *h)
 {
     struct inconn *c = h->data;
     struct transport *t = c->t;
+    if (--c->open_handles > 0)
+        return;
+    tls_close(&c->tls);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -425,15 +742,35 @@ static void inconn_close(struct inconn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->pending) {
+        c->pending = 0;
+        c->t->npending--;
+    }
     uv_close((uv_handle_t *)&c->tcp, inconn_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, inconn_closed_cb);
+}
+
+static void inconn_reject_why(struct inconn *c, enum transport_drop why, const char *detail)
+{
+    stat_add(&c->t->st.dropped[why], 1);
+    log_warn("transport: refused input from %s (%s)%s%s: %s; closing the connection", c->addr,
+             c->from      ? c->from
+             : c->cert_id ? c->cert_id
+                          : "no hello yet",
+             detail ? ": " : "", detail ? detail : "", drop_names[why]);
+    inconn_close(c);
 }
 
 static void inconn_reject(struct inconn *c, enum transport_drop why)
 {
-    stat_add(&c->t->st.dropped[why], 1);
-    log_warn("transport: dropped frame from %s: %s; closing the connection",
-             c->from ? c->from : "(no hello yet)", drop_names[why]);
-    inconn_close(c);
+    inconn_reject_why(c, why, NULL);
+}
+
+static void handshake_timeout_cb(uv_timer_t *tm)
+{
+    struct inconn *c = tm->data;
+    if (!c->closing && !c->from)
+        inconn_reject(c, TRANSPORT_DROP_HANDSHAKE_TIMEOUT);
 }
 
 static struct peer *find_peer(struct transport *t, const char *id, size_t len)
@@ -463,7 +800,22 @@ static int handle_hello(struct inconn *c, const unsigned char *pl, uint32_t len)
     struct peer *p = find_peer(t, (const char *)pl + 4 + cl, il);
     if (!p)
         return TRANSPORT_DROP_UNKNOWN_PEER;
+    /* With TLS the certificate says who this is; the HELLO must agree. */
+    if (t->ssl_ctx && p->id != c->cert_id)
+        return TRANSPORT_DROP_HELLO_MISMATCH;
     c->from = p->id;
+    uv_timer_stop(&c->timer);
+    if (c->pending) {
+        c->pending = 0;
+        t->npending--;
+    }
+    /* One authenticated inbound connection per peer: the newest (a peer
+     * that restarted or reconnected) replaces any older one. */
+    for (struct inconn *o = t->conns; o; o = o->next)
+        if (o != c && o->from == c->from && !o->closing) {
+            log_debug("transport: %s reconnected; closing its older connection", c->from);
+            inconn_close(o);
+        }
     return -1;
 }
 
@@ -516,7 +868,8 @@ static int inconn_parse(struct inconn *c)
             break;
         }
         uint32_t plen = le_get32(h + 8);
-        if (plen > TRANSPORT_MAX_PAYLOAD) {
+        /* Until the HELLO is accepted only a HELLO-sized frame is read. */
+        if (plen > TRANSPORT_MAX_PAYLOAD || (!c->from && plen > TRANSPORT_MAX_HELLO)) {
             inconn_reject(c, TRANSPORT_DROP_TOO_LONG);
             break;
         }
@@ -550,12 +903,32 @@ static int inconn_parse(struct inconn *c)
     return 0;
 }
 
+/* Room for READ_CHUNK more bytes at c->buf + c->len; -1 when out of memory. */
+static int inconn_reserve(struct inconn *c)
+{
+    /* The buffer only grows past one frame plus READ_CHUNK: a header is
+     * checked (length limit included) as soon as it is complete. */
+    if (c->cap - c->len < READ_CHUNK) {
+        size_t ncap = c->cap ? c->cap * 2 : 2 * READ_CHUNK;
+        while (ncap - c->len < READ_CHUNK)
+            ncap *= 2;
+        unsigned char *nb = realloc(c->buf, ncap);
+        if (!nb)
+            return -1;
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    return 0;
+}
+
 static void in_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct inconn *c = h->data;
     (void)hint;
-    /* The buffer only grows past one frame plus READ_CHUNK: a header is
-     * checked (length limit included) as soon as it is complete. */
+    if (c->tls.ssl) {
+        *b = uv_buf_init((char *)c->rx, sizeof c->rx);
+        return;
+    }
     if (c->cap - c->len < READ_CHUNK) {
         size_t ncap = c->cap ? c->cap * 2 : 2 * READ_CHUNK;
         while (ncap - c->len < READ_CHUNK)
@@ -571,10 +944,77 @@ static void in_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
+/* Ciphertext from an inbound TLS connection: the handshake and the identity
+ * check first, then plaintext into c->buf and the frame parser. */
+static void in_tls_input(struct inconn *c, const char *data, size_t n)
+{
+    struct transport *t = c->t;
+    char why[256];
+    if (BIO_write(c->tls.rb, data, (int)n) != (int)n) {
+        inconn_close(c);
+        return;
+    }
+    if (!c->tls.up) {
+        int r = SSL_do_handshake(c->tls.ssl);
+        int rc = tls_flush_ctl(&c->tls, (uv_stream_t *)&c->tcp);
+        if (r <= 0) {
+            if (SSL_get_error(c->tls.ssl, r) == SSL_ERROR_WANT_READ && rc == 0)
+                return;
+            inconn_reject_why(c, TRANSPORT_DROP_TLS, ssl_reason(c->tls.ssl, why, sizeof why));
+            return;
+        }
+        struct peer *p = NULL;
+        char who[TRANSPORT_MAX_NAME * 2 + 16];
+        int drop = tls_peer_check(t, c->tls.ssl, &p, who, sizeof who);
+        if (drop >= 0) {
+            inconn_reject_why(c, (enum transport_drop)drop, who);
+            return;
+        }
+        c->cert_id = p->id;
+        c->tls.up = 1;
+    }
+    for (;;) {
+        if (inconn_reserve(c) < 0) {
+            inconn_close(c);
+            return;
+        }
+        size_t room = c->cap - c->len;
+        int r = SSL_read(c->tls.ssl, c->buf + c->len, room > INT32_MAX ? INT32_MAX : (int)room);
+        if (r <= 0) {
+            int e = SSL_get_error(c->tls.ssl, r);
+            if (tls_flush_ctl(&c->tls, (uv_stream_t *)&c->tcp) < 0) {
+                inconn_close(c);
+                return;
+            }
+            if (e == SSL_ERROR_WANT_READ)
+                return;
+            if (e == SSL_ERROR_ZERO_RETURN && c->len == 0) {
+                inconn_close(c);
+                return;
+            }
+            inconn_reject_why(
+                c, e == SSL_ERROR_ZERO_RETURN ? TRANSPORT_DROP_TRUNCATED : TRANSPORT_DROP_TLS,
+                ssl_reason(c->tls.ssl, why, sizeof why));
+            return;
+        }
+        c->len += (size_t)r;
+        if (inconn_parse(c) < 0)
+            return;
+    }
+}
+
 static void in_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct inconn *c = s->data;
-    (void)b;
+    if (nread > 0 && c->tls.ssl) {
+        in_tls_input(c, b->base, (size_t)nread);
+        if (!c->closing && c->len == 0 && c->cap > 4 * READ_CHUNK) {
+            free(c->buf);
+            c->buf = NULL;
+            c->cap = 0;
+        }
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF && c->len > 0) {
             inconn_reject(c, TRANSPORT_DROP_TRUNCATED);
@@ -608,16 +1048,52 @@ static void accept_cb(uv_stream_t *server, int status)
         free(c);
         return;
     }
+    uv_timer_init(&t->loop, &c->timer);
     c->tcp.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->pending = 1;
+    t->npending++;
+    snprintf(c->addr, sizeof c->addr, "?");
     c->next = t->conns;
     if (t->conns)
         t->conns->prev = c;
     t->conns = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        inconn_close(c);
+        return;
+    }
+    struct sockaddr_storage ra;
+    int ralen = sizeof ra;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ra, &ralen) == 0) {
+        char h[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (ra.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ra, h, sizeof h);
+            port = ntohs(((struct sockaddr_in6 *)&ra)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ra, h, sizeof h);
+            port = ntohs(((struct sockaddr_in *)&ra)->sin_port);
+        }
+        snprintf(c->addr, sizeof c->addr, "%s:%d", h, port);
+    }
+    /* Over the bound of connections still in their handshake: close at
+     * once, before reading anything (a flood of idle connections must not
+     * keep the real peers out for longer than a handshake deadline). */
+    if (t->npending > t->max_pending) {
+        stat_add(&t->st.refused_conns, 1);
+        log_warn("transport: refused connection from %s: %u connections already in their "
+                 "handshake",
+                 c->addr, t->max_pending);
+        inconn_close(c);
+        return;
+    }
+    if ((t->ssl_ctx && tls_open(t, &c->tls, 1) < 0) ||
         uv_read_start((uv_stream_t *)&c->tcp, in_alloc_cb, in_read_cb) < 0) {
         inconn_close(c);
         return;
     }
+    uv_timer_start(&c->timer, handshake_timeout_cb, t->handshake_timeout_ms, 0);
     stat_add(&t->st.accepted, 1);
 }
 
@@ -671,6 +1147,47 @@ static int resolve(const char *host, int port, struct sockaddr_storage *out, str
     return 0;
 }
 
+/* One context for both roles: a node accepts and dials with the same
+ * certificate. TLS 1.3 only; the peer's certificate is required and
+ * verified against the CA; no session tickets (nothing would resume them,
+ * and the server would write them on a receive-only link). */
+static int make_ssl_ctx(struct transport *t, const struct transport_tls *tls, struct nerr *err)
+{
+    char why[256];
+    char cl[TRANSPORT_MAX_NAME + 1], id[TRANSPORT_MAX_NAME + 1];
+    if (!tls->ca_file || !tls->cert_file || !tls->key_file)
+        return nerr_set(err, NERR_INVALID, "transport: tls needs a CA, a certificate and a key");
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+    if (!ctx)
+        return nerr_set(err, NERR_NOMEM, "transport: SSL_CTX_new: %s",
+                        ssl_reason(NULL, why, sizeof why));
+    t->ssl_ctx = ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 2);
+    if (SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1)
+        return nerr_set(err, NERR_INVALID, "transport: CA %s: %s", tls->ca_file,
+                        ssl_reason(NULL, why, sizeof why));
+    if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
+        return nerr_set(err, NERR_INVALID, "transport: certificate %s: %s", tls->cert_file,
+                        ssl_reason(NULL, why, sizeof why));
+    if (SSL_CTX_use_PrivateKey_file(ctx, tls->key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+        return nerr_set(err, NERR_INVALID, "transport: key %s (for %s): %s", tls->key_file,
+                        tls->cert_file, ssl_reason(NULL, why, sizeof why));
+    /* Our own certificate must say who we are, or every peer refuses us. */
+    X509 *self = SSL_CTX_get0_certificate(ctx);
+    if (!self || cert_identity(self, cl, sizeof cl, id, sizeof id) < 0 || strcmp(cl, t->cluster) ||
+        strcmp(id, t->self_id))
+        return nerr_set(err, NERR_INVALID,
+                        "transport: certificate %s does not name this node: its "
+                        "subjectAltName must hold the one URI nines://%s/%s",
+                        tls->cert_file, t->cluster, t->self_id);
+    return 0;
+}
+
 static int name_ok(const char *s)
 {
     return s && s[0] && strlen(s) <= TRANSPORT_MAX_NAME;
@@ -689,6 +1206,7 @@ static void free_transport(struct transport *t)
         free(p->host);
     }
     free(t->peers);
+    SSL_CTX_free(t->ssl_ctx);
     pthread_rwlock_destroy(&t->stop_lock);
     free(t->cluster);
     free(t->self_id);
@@ -725,6 +1243,10 @@ int transport_start(const struct transport_options *o, struct transport **out, s
     if (t->rc_max_ms < t->rc_min_ms)
         t->rc_max_ms = t->rc_min_ms;
     t->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 3000;
+    t->handshake_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : 5000;
+    t->max_pending = o->max_pending ? o->max_pending : 64;
+    if (o->tls && (rc = make_ssl_ctx(t, o->tls, err)) < 0)
+        goto fail;
 
     for (size_t i = 0; i < o->npeers; i++) {
         const struct transport_peer *src = &o->peers[i];
@@ -778,6 +1300,16 @@ int transport_start(const struct transport_options *o, struct transport **out, s
     const char *lh = o->listen_host ? o->listen_host : "0.0.0.0";
     if ((rc = resolve(lh, o->listen_port, &la, err)) < 0)
         goto fail;
+    if (!t->ssl_ctx) {
+        int open_net = !is_loopback(&la);
+        for (size_t i = 0; i < t->npeers; i++)
+            open_net |= !is_loopback(&t->peers[i].addr);
+        if (open_net)
+            log_warn("transport: peers are not all on loopback and the cluster file has no "
+                     "tls: anyone who reaches port %d and knows a node id can write; "
+                     "add tls (docs/cluster-file.md)",
+                     o->listen_port);
+    }
     if ((rc = uv_tcp_bind(&t->listener, (const struct sockaddr *)&la, 0)) < 0 ||
         (rc = uv_listen((uv_stream_t *)&t->listener, 128, accept_cb)) < 0) {
         rc = nerr_set(err, NERR_IO, "transport: listen on %s:%d: %s", lh, o->listen_port,

@@ -10,6 +10,30 @@
  * the cluster name and the sender's node id; after that it carries BATCH
  * frames, each holding any number of (group id, message) records.
  *
+ * Identity (with o->tls). Every connection is mutual TLS (OpenSSL over
+ * memory BIOs on the libuv streams; TLS 1.3 only). Both ends present a
+ * certificate signed by the cluster's CA whose subjectAltName holds the URI
+ * nines://CLUSTER/NODE; a peer IS the node its certificate names. An
+ * accepting transport refuses, before it decodes a single frame: a peer
+ * without a certificate or with one the CA did not sign (DROP_TLS), a
+ * certificate of another cluster (DROP_CERT_CLUSTER), of a node that is not
+ * a peer or without a nines URI (DROP_CERT_PEER), and then a HELLO naming
+ * any node but the certificate's (DROP_HELLO_MISMATCH). A connecting
+ * transport likewise checks that the node it reached is the one it dialled,
+ * and closes the link otherwise (counted in connect_failures). Without
+ * o->tls the HELLO is believed: anyone who reaches the port and knows the
+ * cluster name and a node id can inject messages (a warning is logged at
+ * start when a peer or the listener is not on loopback).
+ *
+ * Handshake bounds (with or without TLS). An accepted connection must
+ * complete its handshake (TLS, then a HELLO of at most
+ * TRANSPORT_MAX_HELLO payload bytes) within handshake_timeout_ms, or it is
+ * closed (DROP_HANDSHAKE_TIMEOUT); a bigger first frame is DROP_TOO_LONG
+ * before its payload is read. At most max_pending accepted connections may
+ * be in their handshake at once: one more is closed at once and counted in
+ * refused_conns. Each peer keeps at most one authenticated inbound
+ * connection: a newer one (a peer that restarted) replaces the older.
+ *
  * Threads. transport_start runs a libuv loop on a thread of its own (the
  * "transport thread"). transport_send and transport_get_stats may be called
  * from any thread at any time between transport_start and transport_stop;
@@ -54,10 +78,9 @@
  * under its reason (enum transport_drop); the connection is then closed.
  * Nothing from a rejected frame reaches the receive callback.
  *
- * Not provided: authentication or encryption of peers (anyone who can reach
- * the port and knows the cluster name and a node id can inject messages; run
- * on a trusted network), DNS re-resolution (peer hosts resolve once, at
- * start), a limit on the number of accepted connections.
+ * Not provided: DNS re-resolution (peer hosts resolve once, at start),
+ * certificate revocation (a node's key that leaks is retired by a new CA),
+ * authentication without o->tls.
  */
 #ifndef NINES_TRANSPORT_H
 #define NINES_TRANSPORT_H
@@ -73,21 +96,28 @@
 #define TRANSPORT_MAX_MSG (TRANSPORT_MAX_PAYLOAD - 4 - 12)
 /* Longest cluster name and node id, in bytes. */
 #define TRANSPORT_MAX_NAME 255
+/* The largest HELLO payload (two names at most TRANSPORT_MAX_NAME each). */
+#define TRANSPORT_MAX_HELLO (2 + TRANSPORT_MAX_NAME + 2 + TRANSPORT_MAX_NAME)
 /* Bytes charged to the peer's queue per message on top of its length. */
 #define TRANSPORT_MSG_OVERHEAD 32
 
 /* Why a received frame was dropped (index into transport_stats.dropped). */
 enum transport_drop {
-    TRANSPORT_DROP_BAD_MAGIC = 0, /* header magic is not "N9TP" */
-    TRANSPORT_DROP_BAD_VERSION,   /* unknown protocol version */
-    TRANSPORT_DROP_TOO_LONG,      /* payload length over TRANSPORT_MAX_PAYLOAD */
-    TRANSPORT_DROP_BAD_CRC,       /* CRC32C over header and payload mismatch */
-    TRANSPORT_DROP_TRUNCATED,     /* the stream ended inside a frame */
-    TRANSPORT_DROP_BAD_TYPE,      /* unknown frame type, or a second HELLO */
-    TRANSPORT_DROP_BAD_PAYLOAD,   /* payload layout inconsistent with its lengths */
-    TRANSPORT_DROP_NO_HELLO,      /* a BATCH before the HELLO */
-    TRANSPORT_DROP_WRONG_CLUSTER, /* HELLO names another cluster */
-    TRANSPORT_DROP_UNKNOWN_PEER,  /* HELLO claims an id that is not a peer */
+    TRANSPORT_DROP_BAD_MAGIC = 0,  /* header magic is not "N9TP" */
+    TRANSPORT_DROP_BAD_VERSION,    /* unknown protocol version */
+    TRANSPORT_DROP_TOO_LONG,       /* payload length over TRANSPORT_MAX_PAYLOAD */
+    TRANSPORT_DROP_BAD_CRC,        /* CRC32C over header and payload mismatch */
+    TRANSPORT_DROP_TRUNCATED,      /* the stream ended inside a frame */
+    TRANSPORT_DROP_BAD_TYPE,       /* unknown frame type, or a second HELLO */
+    TRANSPORT_DROP_BAD_PAYLOAD,    /* payload layout inconsistent with its lengths */
+    TRANSPORT_DROP_NO_HELLO,       /* a BATCH before the HELLO */
+    TRANSPORT_DROP_WRONG_CLUSTER,  /* HELLO names another cluster */
+    TRANSPORT_DROP_UNKNOWN_PEER,   /* HELLO claims an id that is not a peer */
+    TRANSPORT_DROP_TLS,            /* TLS handshake failed: no certificate, not the CA's, bad TLS */
+    TRANSPORT_DROP_CERT_CLUSTER,   /* the certificate is another cluster's */
+    TRANSPORT_DROP_CERT_PEER,      /* the certificate names no peer of this cluster */
+    TRANSPORT_DROP_HELLO_MISMATCH, /* HELLO names another node than the certificate */
+    TRANSPORT_DROP_HANDSHAKE_TIMEOUT, /* no complete handshake within the deadline */
     TRANSPORT_DROP__COUNT
 };
 
@@ -107,6 +137,14 @@ struct transport_peer {
 typedef void (*transport_recv_fn)(void *arg, const char *from, uint64_t group, const void *msg,
                                   size_t len);
 
+/* Mutual TLS between the nodes (docs/transport.md, "TLS"). PEM files, read
+ * by transport_start. */
+struct transport_tls {
+    const char *ca_file;   /* the cluster's CA certificate */
+    const char *cert_file; /* this node's certificate: nines://CLUSTER/SELF_ID */
+    const char *key_file;  /* its private key */
+};
+
 struct transport_options {
     const char *cluster;     /* cluster name, required, 1..TRANSPORT_MAX_NAME bytes */
     const char *self_id;     /* this node's id, required, 1..TRANSPORT_MAX_NAME bytes */
@@ -116,12 +154,15 @@ struct transport_options {
      * skipped, so the whole cluster file may be passed. Ids must be unique. */
     const struct transport_peer *peers;
     size_t npeers;
-    transport_recv_fn on_recv;   /* required */
-    void *arg;                   /* passed to on_recv */
-    size_t max_queue_bytes;      /* per peer; 0 = 16 MiB */
-    unsigned reconnect_min_ms;   /* 0 = 50 */
-    unsigned reconnect_max_ms;   /* 0 = 2000 */
-    unsigned connect_timeout_ms; /* 0 = 3000 */
+    transport_recv_fn on_recv;       /* required */
+    void *arg;                       /* passed to on_recv */
+    size_t max_queue_bytes;          /* per peer; 0 = 16 MiB */
+    unsigned reconnect_min_ms;       /* 0 = 50 */
+    unsigned reconnect_max_ms;       /* 0 = 2000 */
+    unsigned connect_timeout_ms;     /* 0 = 3000; with TLS, again for the handshake */
+    const struct transport_tls *tls; /* NULL: plain TCP, peers trusted by their HELLO */
+    unsigned handshake_timeout_ms;   /* inbound TLS + HELLO deadline; 0 = 5000 */
+    unsigned max_pending;            /* inbound connections in their handshake; 0 = 64 */
 };
 
 /* Counters since transport_start. Frames count BATCH frames only (HELLOs are
@@ -134,6 +175,7 @@ struct transport_stats {
     uint64_t connects;                       /* outgoing connections established */
     uint64_t connect_failures;               /* outgoing attempts refused, failed or timed out */
     uint64_t accepted;                       /* incoming connections accepted */
+    uint64_t refused_conns;                  /* closed at accept: max_pending reached */
     uint64_t connected;                      /* outgoing links up right now (a gauge) */
     uint64_t dropped[TRANSPORT_DROP__COUNT]; /* received frames rejected, per reason */
 };
@@ -144,8 +186,9 @@ struct transport;
  * transport thread, which connects to every peer. o and everything it points
  * to are copied. On success *out owns the transport until transport_stop.
  * Errors: NERR_INVALID (missing or over-long fields, duplicate peer ids,
- * unresolvable host), NERR_IO (bind/listen/thread failure; e.g. port in use),
- * NERR_NOMEM. On error nothing is left running and on_recv never fires. */
+ * unresolvable host; with tls: unreadable or mismatched certificate or key,
+ * or a certificate that is not nines://CLUSTER/SELF_ID), NERR_IO (bind/listen/thread failure; e.g.
+ * port in use), NERR_NOMEM. On error nothing is left running and on_recv never fires. */
 int transport_start(const struct transport_options *o, struct transport **out, struct nerr *err);
 
 /* Queues a copy of msg[0..len) for node `to`, group `group`. Any thread.

@@ -460,6 +460,16 @@ static size_t b_version(unsigned char *buf)
     return frame(buf, MAGIC, 99, HELLO, scratch, (uint32_t)n);
 }
 
+/* A first frame announcing 1 MiB before any HELLO: a handshake is small,
+ * so it is refused on its header, without waiting for the payload. */
+static size_t b_big_first(unsigned char *buf)
+{
+    frame(buf, MAGIC, 1, HELLO, "", 0);
+    uint32_t big = 1u << 20;
+    memcpy(buf + 8, &big, 4);
+    return 16;
+}
+
 static size_t b_too_long(unsigned char *buf)
 {
     size_t off = with_hello(buf);
@@ -559,6 +569,7 @@ static void test_bad_frames(struct cluster *c)
         {"BATCH before HELLO", TRANSPORT_DROP_NO_HELLO, b_no_hello, 0},
         {"HELLO from another cluster", TRANSPORT_DROP_WRONG_CLUSTER, b_cluster, 0},
         {"HELLO with an id not in the cluster", TRANSPORT_DROP_UNKNOWN_PEER, b_unknown, 0},
+        {"a 1 MiB frame before the HELLO", TRANSPORT_DROP_TOO_LONG, b_big_first, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct bad_case *k = &cases[i];

@@ -1,0 +1,99 @@
+#!/bin/sh
+# Benchmark: the cost of mutual TLS between the nodes on replicated PutItem
+# (not a test: it prints figures; docs/benchmarks.md, "TLS").
+#
+#   t/bench/tls.sh [BUILD_DIR] [SECONDS] [ROUNDS]
+#
+# Two 3-node local clusters run side by side on loopback ports: "plain"
+# (no tls) and "tls" (the cluster.yaml of `nines cluster certs`, peers over
+# mutual TLS). ROUNDS (default 5) alternating rounds of one PutItem run on
+# each, SECONDS each (default 10), `nines load` at 64 connections, 100-byte
+# values over 10,000 keys, connections spread over the three nodes.
+# Alternating keeps the ratio honest on a machine whose speed drifts: each
+# round compares runs seconds apart. The idle cluster costs the other a
+# little CPU, the same for both.
+#
+# The API side runs over plain HTTP in both clusters (tls: {api: false} in
+# the tls one): `nines load` has no option yet to trust a private CA, so
+# HTTPS on the API is measured only by peer_tls.t's functional runs.
+#
+# Bounded: 2 x ROUNDS runs of SECONDS; every process is stopped by pid
+# (nines cluster down).
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-${NINES_BUILD:-$top/build}}
+secs=${2:-10}
+rounds=${3:-5}
+nines="$build/bin/nines"
+[ -x "$nines" ] || { echo "build first: $build/bin" >&2; exit 1; }
+command -v jq >/dev/null || { echo "jq missing" >&2; exit 1; }
+tmp=$(mktemp -d /tmp/nines-bench-tls.XXXXXX)
+cleanup() {
+  "$nines" cluster down --config "$tmp/plain.yaml" --timeout 10 >/dev/null 2>&1
+  "$nines" cluster down --config "$tmp/certs/cluster.yaml" --timeout 10 >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ports() {
+  python3 -c 'import socket,sys
+ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+# cluster_file NAME DIR PORTS...: a 3-node cluster file.
+cluster_file() {
+  name=$1; d=$2; shift 2
+  cat <<YAML
+cluster: $name
+auth: none
+partitions: 8
+nodes:
+  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:$1, peer: 127.0.0.1:$2, data: $d/n1}
+  - {id: n2, az: az2, rack: r1, api: 127.0.0.1:$3, peer: 127.0.0.1:$4, data: $d/n2}
+  - {id: n3, az: az3, rack: r1, api: 127.0.0.1:$5, peer: 127.0.0.1:$6, data: $d/n3}
+YAML
+}
+set -- $(ports 12)
+cluster_file plain "$tmp/p" $1 $2 $3 $4 $5 $6 > "$tmp/plain.yaml"
+plain="http://127.0.0.1:$1,http://127.0.0.1:$3,http://127.0.0.1:$5"
+shift 6
+cluster_file tls "$tmp/t" $1 $2 $3 $4 $5 $6 > "$tmp/tls-src.yaml"
+tlsn="http://127.0.0.1:$1,http://127.0.0.1:$3,http://127.0.0.1:$5"
+"$nines" cluster certs --config "$tmp/tls-src.yaml" --out "$tmp/certs" >/dev/null || exit 1
+sed -i 's/peers: true, api: true/peers: true, api: false/' "$tmp/certs/cluster.yaml"
+for f in "$tmp/plain.yaml" "$tmp/certs/cluster.yaml"; do
+  "$nines" cluster up --config "$f" --timeout 60 >/dev/null || { echo "cluster up $f failed"; exit 1; }
+done
+echo "nines $(git -C "$top" rev-parse --short HEAD 2>/dev/null); $(nproc) cores, load on the" \
+     "same machine; PutItem, 64 connections, ${secs} s per run, $rounds alternating rounds"
+for ep in "$plain" "$tlsn"; do
+  "$nines" load --concurrency 8 --duration 1 --keys 10000 --value-size 100 --endpoint "$ep" \
+      --create --table bench --op put >/dev/null 2>"$tmp/create.err" ||
+      { echo "creating the table failed: $(cat "$tmp/create.err")"; exit 1; }
+done
+run() {
+  name=$1; shift
+  "$nines" load --json --concurrency 64 --duration "$secs" --keys 10000 --value-size 100 \
+      --table bench --op put "$@" > "$tmp/$name.json" 2>"$tmp/$name.err" ||
+      { echo "$name: nines load failed: $(cat "$tmp/$name.err")"; return; }
+  jq -r --arg n "$name" '.ops | to_entries[0] | "\($n): \(.value.ok) ok, \(.value.errors) errors, "
+      + "\(.value.ops_per_s | floor) ops/s, p50 \(.value.latency_ms.p50) ms, p99 \(.value.latency_ms.p99) ms"' \
+      "$tmp/$name.json"
+}
+r=1
+while [ $r -le $rounds ]; do
+  run plain-$r --endpoint "$plain"
+  run tls-$r --endpoint "$tlsn"
+  r=$((r + 1))
+done
+# Per round: tls ops/s over plain ops/s; medians.
+for r in $(seq $rounds); do
+  a=$(jq '.ops | to_entries[0].value.ops_per_s' "$tmp/plain-$r.json" 2>/dev/null)
+  b=$(jq '.ops | to_entries[0].value.ops_per_s' "$tmp/tls-$r.json" 2>/dev/null)
+  [ -n "$a" ] && [ -n "$b" ] && echo "$b $a" | awk '{printf "%.3f\n", $1/$2}'
+done | sort -n > "$tmp/ratios"
+n=$(wc -l < "$tmp/ratios")
+[ "$n" -gt 0 ] && echo "tls/plain PutItem throughput per round: median $(sed -n "$(( (n + 1) / 2 ))p" "$tmp/ratios")," \
+  "range $(head -1 "$tmp/ratios")..$(tail -1 "$tmp/ratios") ($n rounds)"
