@@ -57,6 +57,11 @@ struct admin_group {
     const char *leader; /* node id; NULL when none is known */
     int64_t term, commit, applied, last_index, first_index;
     int lease, failed; /* 0, 1, or ADMIN_ABSENT */
+    /* A snapshot stream in flight (docs/replication.md, "Snapshots"); the
+     * key "snapshot" is present only then: {"sending": bool, "peer_member",
+     * "index", "bytes", "total", "rate_bps", "eta_ms"}. */
+    int snap_active, snap_sending;
+    int64_t snap_peer, snap_index, snap_bytes, snap_total, snap_rate, snap_eta_ms;
 };
 
 struct admin_messages {

@@ -56,6 +56,7 @@ struct cluster_conf {
     uint64_t wal_segment_size, map_size;
     int max_tables;
     int64_t compact_entries; /* log entries kept per replica before a snapshot */
+    uint64_t snapshot_rate;  /* bytes a second a node streams snapshots at */
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -67,6 +68,7 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_MAP_SIZE (16ull << 30)
 #define CLUSTER_DEFAULT_MAX_TABLES 256
 #define CLUSTER_DEFAULT_COMPACT_ENTRIES 50000
+#define CLUSTER_DEFAULT_SNAPSHOT_RATE (100ull << 20)
 
 /* Reads, parses and checks the cluster file at path. *out is set only on
  * success. */
