@@ -457,6 +457,12 @@ static void on_ack(struct snapstream *ss, struct inmsg *im, uint64_t now)
     uint64_t upto = m->commit, acked = atomic_load(&o->acked);
     if (upto > o->produced)
         return; /* acknowledges what was never sent: ignore */
+    if (upto < acked) {
+        /* The receiver lost what it had acknowledged (it restarted): the
+         * window no longer reaches back there. */
+        end_out(ss, o, 0, "the receiver lost the stream (restarted?)");
+        return;
+    }
     if (upto > acked) {
         uint32_t k = 0;
         while (k < o->n_win && o->win[k].off + o->win[k].len <= upto)
@@ -621,10 +627,12 @@ static void on_chunk(struct snapstream *ss, struct inmsg *im, uint64_t now)
     }
     if (!same) {
         if (m->commit != 0) {
-            /* A stream this member does not know (it restarted, or dropped
-             * the stream): the sender starts over. */
+            /* A chunk of a stream this member has not begun: its first
+             * chunk was lost or comes later, or this member restarted. The
+             * ack says "nothing yet": the sender resends from offset 0 if
+             * it still holds it, and gives the stream up otherwise. */
             count(ss, &ss->st.chunks_ignored);
-            send_ack(ss, r, im->from, m, 0, 1, 0);
+            send_ack(ss, r, im->from, m, 0, 0, 0);
             return;
         }
         if (in->active && m->term < in->lterm) {

@@ -37,8 +37,9 @@
  * consensus core learns S, its term and the leader, and the host installs
  * the ready file (group_driver.c). A truncated or damaged stream is never
  * delivered. A chunk of a new stream (offset 0) replaces a stream in
- * progress; a later chunk of an unknown stream is answered with a restart
- * request (the sender gives that stream up; the core asks again).
+ * progress; a later chunk of a stream not begun is answered with offset 0
+ * (the sender resends from there, or gives the stream up when its window
+ * no longer holds it, and the core asks again).
  *
  * Threads. One thread per module does all sending, receiving and file I/O.
  * Every function here is thread-safe. deliver and send are called on the
