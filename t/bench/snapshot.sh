@@ -30,19 +30,19 @@ my ($n1, $n2, $n3) = @nodes;
 start_member($_) for @nodes;
 END { kill_node($_) for grep { $_->{pid} } @nodes }
 my $st;
-wait_until(10, sub { ($st) = ddb($n1, 'CreateTable', { TableName => 'b', BillingMode => 'PAY_PER_REQUEST',
+wait_until(10, sub { ($st) = ddb($n1, 'CreateTable', { TableName => 'bench', BillingMode => 'PAY_PER_REQUEST',
     NinesPartitions => 1, AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }],
-    KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] }); $st == 200 }) or die "CreateTable";
+    KeySchema => [{ AttributeName => "pk", KeyType => "HASH" }] }); $st == 200 }) or die "CreateTable: $st";
 my $pad = 'z' x 16000;
 my $items = int($mb * 1024 * 1024 / 16050) + 1;
 sub batch {
     my ($from, $to, $p) = @_;
-    my %todo = (b => [map { { PutRequest => { Item => { pk => { S => "k$_" }, pad => { S => $p } } } } } ($from .. $to)]);
+    my %todo = (bench => [map { { PutRequest => { Item => { pk => { S => "k$_" }, pad => { S => $p } } } } } ($from .. $to)]);
     for (1 .. 200) {
         my ($s, $r) = ddb($n1, 'BatchWriteItem', { RequestItems => \%todo });
         if ($s == 200) {
             my $u = $r->{UnprocessedItems} // {};
-            return unless $u->{b} && @{ $u->{b} };
+            return unless $u->{bench} && @{ $u->{bench} };
             %todo = %$u;
         }
         sleep 0.05;
@@ -54,9 +54,13 @@ for (my $i = 1; $i <= $items; $i += 25) { batch($i, $i + 24 > $items ? $items : 
 printf "filled %d items of 16 KB (%.0f MB) in %.0f s\n", $items, $items * 16050 / 1048576, time - $t0;
 kill_node($n3);
 for (my $i = 1; $i <= 400; $i += 25) { batch($items + $i, $items + $i + 24, 'x') }
-sub grp { my $s = cluster_status($_[0]) or return; (grep { ($_->{table} // '') eq 'b' } @{ $s->{groups} })[0] }
+sub grp { my $s = cluster_status($_[0]) or return; (grep { ($_->{table} // '') eq 'bench' } @{ $s->{groups} })[0] }
 wait_until(60, sub { my ($a, $b) = (grp($n1), grp($n2)); $a && $b && $a->{first_index} > 300 && $b->{first_index} > 300 })
     or die "no compaction";
+# Restart n1 and n2 so their transports' queued appends for n3 are gone:
+# n3 can then only catch up by the snapshot stream.
+for my $m ($n1, $n2) { stop_node($m); start_member($m) }
+wait_until(30, sub { grep { my $g = grp($_); $g && $g->{role} eq 'leader' } $n1, $n2 }) or die "no leader";
 $t0 = time;
 start_member($n3);
 my $caught = wait_until(3600, sub {
@@ -70,7 +74,8 @@ my ($bytes, $ssecs, $smbps) = $log =~ /received from member \d+ and verified: (\
 printf "catch-up of n3: %.1f s from its start to applied == leader's commit\n", $secs;
 printf "snapshot stream: %d bytes (%.0f MB) in %s s = %s MB/s (receiver's log; rate limit %s)\n",
     $bytes, $bytes / 1048576, $ssecs, $smbps, $rate;
-my $leader = grep({ my $g = grp($_); $g && $g->{role} eq 'leader' } $n1, $n2) ? $n1 : $n1;
+my ($leader) = grep({ my $g = grp($_); $g && $g->{role} eq 'leader' } $n1, $n2);
+$leader //= $n1;
 my $src = "$leader->{dir}/$leader->{id}/state/data.mdb";
 my $dst = "$cl->{dir}/copy.mdb";
 system('sync');
