@@ -9,7 +9,9 @@
  *   {"node","az","rack","cluster","time_ms",
  *    "groups":[{"group","table","table_id","partition","members":[ids],
  *               "role","leader","term","commit","applied","last_index",
- *               "first_index","lease","failed"}],
+ *               "first_index","lease","failed",
+ *               "snapshot":{"sending","peer_member","index","bytes","total",
+ *                           "rate_bps","eta_ms"}   (only while a stream is in flight)}],
  *    "messages":{"in","out","dropped_malformed","dropped_forged",
  *                "dropped_unknown_group","dropped_by_raft","send_failures"},
  *    "node_log":{"records","syncs","bytes","segments","streams"}}
