@@ -33,20 +33,20 @@ static json_t *group_to_json(const struct admin_group *g)
         }
     if (!members)
         return NULL;
-    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                     "group", g->group ? g->group : "", "table", str_or_null(g->table), "table_id",
-                     str_or_null(g->table_id), "partition", int_or_null(g->partition), "members",
-                     members, "role", g->role ? g->role : "", "leader", str_or_null(g->leader),
-                     "term", int_or_null(g->term), "commit", int_or_null(g->commit), "applied",
-                     int_or_null(g->applied), "last_index", int_or_null(g->last_index),
-                     "first_index", int_or_null(g->first_index), "lease", bool_or_null(g->lease),
-                     "failed", bool_or_null(g->failed));
+    json_t *o = json_pack(
+        "{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "group",
+        g->group ? g->group : "", "table", str_or_null(g->table), "table_id",
+        str_or_null(g->table_id), "partition", int_or_null(g->partition), "members", members,
+        "role", g->role ? g->role : "", "leader", str_or_null(g->leader), "term",
+        int_or_null(g->term), "commit", int_or_null(g->commit), "applied", int_or_null(g->applied),
+        "last_index", int_or_null(g->last_index), "first_index", int_or_null(g->first_index),
+        "lease", bool_or_null(g->lease), "failed", bool_or_null(g->failed));
     if (o && g->snap_active) {
-        json_t *sn = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "sending", g->snap_sending,
-                               "peer_member", (json_int_t)g->snap_peer, "index",
-                               (json_int_t)g->snap_index, "bytes", (json_int_t)g->snap_bytes,
-                               "total", (json_int_t)g->snap_total, "rate_bps",
-                               (json_int_t)g->snap_rate, "eta_ms", (json_int_t)g->snap_eta_ms);
+        json_t *sn =
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "sending", g->snap_sending,
+                      "peer_member", (json_int_t)g->snap_peer, "index", (json_int_t)g->snap_index,
+                      "bytes", (json_int_t)g->snap_bytes, "total", (json_int_t)g->snap_total,
+                      "rate_bps", (json_int_t)g->snap_rate, "eta_ms", (json_int_t)g->snap_eta_ms);
         if (!sn || json_object_set_new(o, "snapshot", sn)) {
             json_decref(o);
             return NULL;

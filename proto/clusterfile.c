@@ -24,8 +24,8 @@
 static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions",
                                        "storage", "nodes", NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
-static const char *const storage_keys[] = {"wal_segment_size", "map_size", "max_tables",
-                                           "compact_entries", "snapshot_rate", NULL};
+static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
+                                           "compact_entries",  "snapshot_rate", NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */

@@ -393,8 +393,8 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
             goto fail;
         }
         if ((rc = snapfile_crc(fd, &sf, &crc, err)) ||
-            (crc != sf.crc && (rc = nerr_set(err, NERR_CORRUPT, "%s: damaged snapshot (CRC)",
-                                             g->snap_path)))) {
+            (crc != sf.crc &&
+             (rc = nerr_set(err, NERR_CORRUPT, "%s: damaged snapshot (CRC)", g->snap_path)))) {
             close(fd);
             goto fail;
         }

@@ -455,8 +455,7 @@ static void maybe_compact(struct group *g, uint64_t now)
         goto fail;
     const struct raft_entry *e = raft_entry_at(r, at);
     if (!e) {
-        nerr_set(&err, NERR_INTERNAL, "no entry at the applied index %llu",
-                 (unsigned long long)at);
+        nerr_set(&err, NERR_INTERNAL, "no entry at the applied index %llu", (unsigned long long)at);
         goto fail;
     }
     uint64_t term = e->term;

@@ -135,8 +135,8 @@ int group__snap_restore(struct group *g, MDB_txn *txn, int fd, const struct snap
     if (map == MAP_FAILED)
         return nerr_sys(err, errno, "group %s: mapping its snapshot", g->name);
     madvise(map, maplen, MADV_SEQUENTIAL);
-    int rc = g->sm->restore(g->sm_arg, txn, (const unsigned char *)map + f->off, (size_t)f->len,
-                            err);
+    int rc =
+        g->sm->restore(g->sm_arg, txn, (const unsigned char *)map + f->off, (size_t)f->len, err);
     munmap(map, maplen);
     return rc;
 }

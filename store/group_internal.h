@@ -52,8 +52,8 @@ struct gentry {
     void *arg;
     unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
     size_t len;
-    int snap;        /* a snapshot to restore at lsn: from the file at snap_fd
-                        (its header in snapf), closed by the applier */
+    int snap; /* a snapshot to restore at lsn: from the file at snap_fd
+                 (its header in snapf), closed by the applier */
     int snap_fd;
     struct snapfile snapf;
     uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
