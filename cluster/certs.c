@@ -285,9 +285,9 @@ int certs_write_cluster_file(const struct cluster_conf *c, const char *path, con
     sbf(&b, "region: %s\npartitions: %d\n", c->region, c->default_partitions);
     sbf(&b,
         "storage: {wal_segment_size: %llu, map_size: %llu, max_tables: %d, "
-        "compact_entries: %lld}\n",
+        "compact_entries: %lld, snapshot_rate: %llu}\n",
         (unsigned long long)c->wal_segment_size, (unsigned long long)c->map_size, c->max_tables,
-        (long long)c->compact_entries);
+        (long long)c->compact_entries, (unsigned long long)c->snapshot_rate);
     strbuf_str(&b, "tls: {ca: ");
     yq(&b, ca_path);
     strbuf_str(&b, ", peers: true, api: true}\nnodes:\n");

@@ -33,14 +33,26 @@ static json_t *group_to_json(const struct admin_group *g)
         }
     if (!members)
         return NULL;
-    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                     "group", g->group ? g->group : "", "table", str_or_null(g->table), "table_id",
-                     str_or_null(g->table_id), "partition", int_or_null(g->partition), "members",
-                     members, "role", g->role ? g->role : "", "leader", str_or_null(g->leader),
-                     "term", int_or_null(g->term), "commit", int_or_null(g->commit), "applied",
-                     int_or_null(g->applied), "last_index", int_or_null(g->last_index),
-                     "first_index", int_or_null(g->first_index), "lease", bool_or_null(g->lease),
-                     "failed", bool_or_null(g->failed));
+    json_t *o = json_pack(
+        "{s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "group",
+        g->group ? g->group : "", "table", str_or_null(g->table), "table_id",
+        str_or_null(g->table_id), "partition", int_or_null(g->partition), "members", members,
+        "role", g->role ? g->role : "", "leader", str_or_null(g->leader), "term",
+        int_or_null(g->term), "commit", int_or_null(g->commit), "applied", int_or_null(g->applied),
+        "last_index", int_or_null(g->last_index), "first_index", int_or_null(g->first_index),
+        "lease", bool_or_null(g->lease), "failed", bool_or_null(g->failed));
+    if (o && g->snap_active) {
+        json_t *sn =
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "sending", g->snap_sending,
+                      "peer_member", (json_int_t)g->snap_peer, "index", (json_int_t)g->snap_index,
+                      "bytes", (json_int_t)g->snap_bytes, "total", (json_int_t)g->snap_total,
+                      "rate_bps", (json_int_t)g->snap_rate, "eta_ms", (json_int_t)g->snap_eta_ms);
+        if (!sn || json_object_set_new(o, "snapshot", sn)) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
 }
 
 int admin_status_to_json(const struct admin_status *s, json_t **out, struct nerr *err)
@@ -179,6 +191,20 @@ static int group_from_json(const json_t *j, size_t index, struct admin_group *g,
         get_int(j, "first_index", &g->first_index, &w, err) ||
         get_bool(j, "lease", &g->lease, &w, err) || get_bool(j, "failed", &g->failed, &w, err))
         return NERR_PARSE;
+    const json_t *sn = json_object_get(j, "snapshot");
+    if (sn && !json_is_null(sn)) {
+        int sending = 0;
+        if (!json_is_object(sn) || get_bool(sn, "sending", &sending, &w, err) ||
+            get_int(sn, "peer_member", &g->snap_peer, &w, err) ||
+            get_int(sn, "index", &g->snap_index, &w, err) ||
+            get_int(sn, "bytes", &g->snap_bytes, &w, err) ||
+            get_int(sn, "total", &g->snap_total, &w, err) ||
+            get_int(sn, "rate_bps", &g->snap_rate, &w, err) ||
+            get_int(sn, "eta_ms", &g->snap_eta_ms, &w, err))
+            return bad(err, &w, "snapshot", "an object of a snapshot stream's progress");
+        g->snap_active = 1;
+        g->snap_sending = sending == 1;
+    }
     return 0;
 }
 

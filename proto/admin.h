@@ -9,7 +9,9 @@
  *   {"node","az","rack","cluster","time_ms",
  *    "groups":[{"group","table","table_id","partition","members":[ids],
  *               "role","leader","term","commit","applied","last_index",
- *               "first_index","lease","failed"}],
+ *               "first_index","lease","failed",
+ *               "snapshot":{"sending","peer_member","index","bytes","total",
+ *                           "rate_bps","eta_ms"}   (only while a stream is in flight)}],
  *    "messages":{"in","out","dropped_malformed","dropped_forged",
  *                "dropped_unknown_group","dropped_by_raft","send_failures"},
  *    "node_log":{"records","syncs","bytes","segments","streams"}}
@@ -57,6 +59,11 @@ struct admin_group {
     const char *leader; /* node id; NULL when none is known */
     int64_t term, commit, applied, last_index, first_index;
     int lease, failed; /* 0, 1, or ADMIN_ABSENT */
+    /* A snapshot stream in flight (docs/replication.md, "Snapshots"); the
+     * key "snapshot" is present only then: {"sending": bool, "peer_member",
+     * "index", "bytes", "total", "rate_bps", "eta_ms"}. */
+    int snap_active, snap_sending;
+    int64_t snap_peer, snap_index, snap_bytes, snap_total, snap_rate, snap_eta_ms;
 };
 
 struct admin_messages {

@@ -24,8 +24,8 @@
 static const char *const top_keys[] = {"cluster", "auth", "region", "partitions",
                                        "storage", "tls",  "nodes",  NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
-static const char *const storage_keys[] = {"wal_segment_size", "map_size", "max_tables",
-                                           "compact_entries", NULL};
+static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
+                                           "compact_entries",  "snapshot_rate", NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */
@@ -116,6 +116,9 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
     c->max_tables = (int)v;
     if ((rc = yt_get_int(s, "compact_entries", YT_OPTIONAL, 100, 100000000, &c->compact_entries,
                          err)))
+        return rc;
+    if ((rc = yt_get_size(s, "snapshot_rate", YT_OPTIONAL, 1ull << 20, 64ull << 30,
+                          &c->snapshot_rate, err)))
         return rc;
     return 0;
 }
@@ -341,6 +344,7 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
     c->map_size = CLUSTER_DEFAULT_MAP_SIZE;
     c->max_tables = CLUSTER_DEFAULT_MAX_TABLES;
     c->compact_entries = CLUSTER_DEFAULT_COMPACT_ENTRIES;
+    c->snapshot_rate = CLUSTER_DEFAULT_SNAPSHOT_RATE;
     if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
         (rc = load(yt_root(doc), c, err)))
         goto fail;

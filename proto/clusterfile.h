@@ -67,6 +67,7 @@ struct cluster_conf {
      * (absolute), and which of the two edges use them (at least one). */
     char *tls_ca, *tls_certs;
     int tls_peers, tls_api;
+    uint64_t snapshot_rate;  /* bytes a second a node streams snapshots at */
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -78,6 +79,7 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_MAP_SIZE (16ull << 30)
 #define CLUSTER_DEFAULT_MAX_TABLES 256
 #define CLUSTER_DEFAULT_COMPACT_ENTRIES 50000
+#define CLUSTER_DEFAULT_SNAPSHOT_RATE (100ull << 20)
 
 /* Reads, parses and checks the cluster file at path. *out is set only on
  * success. */

@@ -98,6 +98,14 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
         .first_index = (int64_t)st.first_index,
         .lease = st.lease != 0,
         .failed = st.failed != 0,
+        .snap_active = st.snap_active,
+        .snap_sending = st.snap_sending,
+        .snap_peer = st.snap_peer,
+        .snap_index = (int64_t)st.snap_index,
+        .snap_bytes = (int64_t)st.snap_bytes,
+        .snap_total = (int64_t)st.snap_total,
+        .snap_rate = (int64_t)st.snap_rate,
+        .snap_eta_ms = (int64_t)st.snap_eta_ms,
     };
     if (own_strings(o)) {
         acc->n--;

@@ -7,6 +7,7 @@
 
 #include "lib/invariant.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "store/nodelog.h"
 #include "store/overlay.h"
 #include "store/raftwire.h"
+
+static void snap_deliver(void *arg, uint64_t gid, const char *from, const struct raft_msg *m);
 
 int group_host_start(struct state *st, const char *log_dir, const struct wal_options *wopt,
                      const struct group_timing *timing, group_send_fn send, void *send_arg,
@@ -65,8 +68,21 @@ int group_host_start(struct state *st, const char *log_dir, const struct wal_opt
     rc = nodelog_open(log_dir, wopt, &h->nl, err);
     if (rc)
         goto fail;
+    if (send) {
+        struct snapstream_config sc = {.rate = h->timing.snapshot_rate,
+                                       .st = st,
+                                       .send = send,
+                                       .send_arg = send_arg,
+                                       .deliver = snap_deliver,
+                                       .arg = h};
+        if ((rc = snapstream_start(&sc, &h->ss, err))) {
+            nodelog_close(h->nl);
+            goto fail;
+        }
+    }
     if (pthread_create(&h->applier, NULL, group__applier_main, h) != 0) {
         nodelog_close(h->nl);
+        snapstream_stop(h->ss);
         rc = nerr_set(err, NERR_IO, "cannot start the applier thread");
         goto fail;
     }
@@ -77,6 +93,7 @@ int group_host_start(struct state *st, const char *log_dir, const struct wal_opt
         pthread_mutex_unlock(&h->mu);
         pthread_join(h->applier, NULL);
         nodelog_close(h->nl);
+        snapstream_stop(h->ss);
         rc = nerr_set(err, NERR_IO, "cannot start the driver thread");
         goto fail;
     }
@@ -98,6 +115,9 @@ void group_host_stop(struct group_host *h)
 {
     if (!h)
         return;
+    /* First: its thread hands verified snapshots to the driver. */
+    snapstream_stop(h->ss);
+    h->ss = NULL;
     pthread_mutex_lock(&h->dmu);
     h->dstop = 1;
     pthread_cond_signal(&h->dcv);
@@ -161,6 +181,14 @@ void group_host_stats(struct group_host *h, struct group_host_stats *o)
     o->send_failures = atomic_load(&h->st_sendfail);
     o->poisoned_entries = atomic_load(&h->st_poisoned);
     o->refused_proposals = atomic_load(&h->st_refused);
+    if (h->ss) {
+        struct snapstream_stats s;
+        snapstream_stats(h->ss, &s);
+        o->snap_streams_done = s.streams_done;
+        o->snap_streams_failed = s.streams_failed;
+        o->snap_chunks_resent = s.chunks_resent;
+        o->snap_send_refused = s.send_refused;
+    }
 }
 
 void group_host_set_validator(struct group_host *h, group_validate_fn fn, void *arg)
@@ -242,6 +270,22 @@ void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const
         free(d);
         return;
     }
+    if (d->msg.type == RAFTWIRE_SNAP_CHUNK || d->msg.type == RAFTWIRE_SNAP_ACK) {
+        if (h->ss)
+            snapstream_recv(h->ss, from, gid, &d->msg);
+        raft_msg_release(&d->msg);
+        free(d);
+        return;
+    }
+    if (d->msg.type == RAFT_MSG_SNAPSHOT) {
+        /* A snapshot reaches the core only from this node's snapshot
+         * thread, once its stream is verified (snap_deliver): one from the
+         * wire names state this node does not have. */
+        atomic_fetch_add(&h->st_malformed, 1);
+        raft_msg_release(&d->msg);
+        free(d);
+        return;
+    }
     if (d->msg.type == RAFTWIRE_FWD_PROPOSE && refuse_forwarded(h, from, gid, &d->msg)) {
         raft_msg_release(&d->msg);
         free(d);
@@ -249,6 +293,26 @@ void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const
     }
     d->kind = DEV_MSG;
     d->gid = gid;
+    snprintf(d->from, sizeof d->from, "%s", from);
+    group__dev_post(h, d);
+}
+
+/* The snapshot thread verified a stream: the core learns the snapshot
+ * (metadata only) as if the leader had sent it. */
+static void snap_deliver(void *arg, uint64_t gid, const char *from, const struct raft_msg *m)
+{
+    struct group_host *h = arg;
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d)
+        return; /* the leader asks again */
+    d->kind = DEV_MSG;
+    d->gid = gid;
+    d->local = 1;
+    d->msg = *m;
+    d->msg.data = NULL;
+    d->msg.data_len = 0;
+    d->msg.entries = NULL;
+    d->msg.n_entries = 0;
     snprintf(d->from, sizeof d->from, "%s", from);
     group__dev_post(h, d);
 }
@@ -318,11 +382,14 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
     uint64_t applied = 0;
     int rc;
     struct raft_snapshot snap = {0};
+    struct snapfile sf;
+    int registered = 0;
     if (!g || !(g->name = strdup(name)) || asprintf(&g->hs_path, "%s/HARDSTATE", group_dir) < 0 ||
-        asprintf(&g->snap_path, "%s/SNAPSHOT", group_dir) < 0) {
+        asprintf(&g->snap_path, "%s/SNAPSHOT", group_dir) < 0 || !(g->dir = strdup(group_dir))) {
         if (g) {
             free(g->name);
             free(g->hs_path);
+            free(g->snap_path);
         }
         free(g);
         return nerr_set(err, NERR_NOMEM, "out of memory");
@@ -354,19 +421,48 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
     state_read_end(h->st, rtxn);
     if (rc)
         goto fail;
-    if ((rc = group__snap_load(g, &snap, err)))
+    group__snap_cleanup(g);
+    if ((rc = group__snap_meta(g, &sf, err)))
         goto fail;
+    snap.index = sf.index;
+    snap.term = sf.term;
     if (applied < snap.index) {
-        /* LMDB lost commits after the snapshot was taken (its meta page is
-         * synced lazily): start from the snapshot. */
-        MDB_txn *wtxn;
-        if ((rc = state_write_begin(h->st, &wtxn, err)))
-            goto fail;
-        if ((rc = sm->restore(sm_arg, wtxn, snap.data, snap.len, err)) ||
-            (rc = state_applied_put(h->st, wtxn, name, snap.index, err))) {
-            mdb_txn_abort(wtxn);
+        /* A snapshot installed from a leader's stream whose restored state
+         * LMDB had not made durable (its meta page is synced lazily):
+         * restore it again. A metadata-only one was written after LMDB was
+         * synced past it, so LMDB cannot be behind it. */
+        if (sf.flags & SNAPFILE_META) {
+            rc = nerr_set(err, NERR_CORRUPT,
+                          "group %s: LMDB is at %llu but %s says it was synced at %llu; rebuild "
+                          "this replica from its peers",
+                          name, (unsigned long long)applied, g->snap_path,
+                          (unsigned long long)sf.index);
             goto fail;
         }
+        int fd = open(g->snap_path, O_RDONLY | O_CLOEXEC);
+        uint32_t crc = 0;
+        if (fd < 0) {
+            rc = nerr_sys(err, errno, "%s", g->snap_path);
+            goto fail;
+        }
+        if ((rc = snapfile_crc(fd, &sf, &crc, err)) ||
+            (crc != sf.crc &&
+             (rc = nerr_set(err, NERR_CORRUPT, "%s: damaged snapshot (CRC)", g->snap_path)))) {
+            close(fd);
+            goto fail;
+        }
+        MDB_txn *wtxn;
+        if ((rc = state_write_begin(h->st, &wtxn, err))) {
+            close(fd);
+            goto fail;
+        }
+        if ((rc = group__snap_restore(g, wtxn, fd, &sf, err)) ||
+            (rc = state_applied_put(h->st, wtxn, name, snap.index, err))) {
+            mdb_txn_abort(wtxn);
+            close(fd);
+            goto fail;
+        }
+        close(fd);
         if ((rc = state_write_commit(h->st, wtxn, err)))
             goto fail;
         log_info("group %s: state restored from the snapshot at %llu (it was at %llu)", name,
@@ -452,6 +548,12 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
             raft_tick(g->r);
     }
     group__publish(g);
+    if (h->ss && g->mem.n > 1) {
+        if ((rc = snapstream_register(h->ss, g->mem.gid, name, group_dir, g->mem.nodes, g->mem.n,
+                                      g->mem.self, &g->s_role, &g->s_term, err)))
+            goto fail;
+        registered = 1;
+    }
     /* Hand it to the driver. */
     struct dev *d = calloc(1, sizeof *d);
     if (!d) {
@@ -468,12 +570,15 @@ fail:
         free(lc.v[i].data);
     free(lc.v);
     free(snap.data);
+    if (registered)
+        snapstream_unregister(h->ss, g->mem.gid);
     raft_free(g->r);
     nls_close(g->log);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
     free(g->snap_path);
+    free(g->dir);
     free(g->name);
     free(g);
     return rc;
@@ -506,12 +611,15 @@ void group_close(struct group *g)
         group_host_barrier(g->h);
     else
         NINES_ASSERT(!g->touched);
+    if (g->h->ss && g->mem.n > 1)
+        snapstream_unregister(g->h->ss, g->mem.gid);
     nls_close(g->log);
     raft_free(g->r);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
     free(g->snap_path);
+    free(g->dir);
     free(g->name);
     free(g);
 }
@@ -551,6 +659,17 @@ void group_status(struct group *g, struct group_status *st)
      * within the last tick period is still good. */
     st->lease = atomic_load(&g->s_lease) && at && clock_mono_ns() - at < RAFT_TICK_MS * 1000000ull;
     st->failed = atomic_load(&g->s_failed);
+    struct snapstream_progress p;
+    st->snap_active = g->h->ss && snapstream_progress(g->h->ss, g->mem.gid, &p);
+    if (st->snap_active) {
+        st->snap_sending = p.sending;
+        st->snap_peer = p.peer;
+        st->snap_index = p.index;
+        st->snap_bytes = p.bytes;
+        st->snap_total = p.total;
+        st->snap_rate = p.rate;
+        st->snap_eta_ms = p.eta_ms;
+    }
 }
 
 int group_read_index(struct group *g, int timeout_ms)

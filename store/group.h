@@ -21,17 +21,27 @@
  * new entries are written.
  *
  * Compaction. Once a member's log holds compact_entries entries, the driver
- * takes a snapshot of the state machine as LMDB last committed it (at applied
- * index S, read in the same read transaction), writes it durably to
- * <group_dir>/SNAPSHOT (index, term, CRC-32C, payload; temp + fsync + rename),
- * hands it to the core (raft_compact: the log before S goes, lagging
- * followers get the snapshot) and releases its stream up to S (node log
- * segments nobody needs go). A group that pins the oldest segment of a
- * grown node log compacts early (nodelog.h, invariant 3). A follower
- * that receives a snapshot persists the same file, resets its stream to S and
- * the applier replaces the state machine's state with it. On restart the
- * SNAPSHOT is the log's base; if LMDB lost its last commits (the meta page
- * is synced lazily) and is behind S, the snapshot is restored first.
+ * reads LMDB's applied index S of the group (a read transaction), makes
+ * LMDB durable at or past S (mdb_env_sync: the meta page is otherwise
+ * synced lazily), writes a metadata-only <group_dir>/SNAPSHOT (index S, its
+ * term; temp + fsync + rename), hands S to the core (raft_compact, no
+ * payload: the log before S goes) and releases its stream up to S (node
+ * log segments nobody needs go). The state at S is LMDB itself: nothing is
+ * copied. A group that pins the oldest segment of a grown node log
+ * compacts early (nodelog.h, invariant 3).
+ *
+ * Catch-up by snapshot (docs/replication.md, "Snapshots"). When the core
+ * asks for a snapshot for a follower, the driver hands the snapshot thread
+ * (snapstream.h) a read transaction at the applied index and the state
+ * machine's database (or, without snapshot_dbi, its serialised state);
+ * that thread streams it in bounded chunks. The follower's snapshot thread
+ * writes, syncs and verifies the stream into SNAPSHOT.ready.<S>; only then
+ * is the core told (a metadata-only snapshot message); the driver renames
+ * the file to SNAPSHOT, resets the stream to S and the applier replaces the
+ * state machine's state with the file's payload (mapped, not copied). On
+ * restart the SNAPSHOT is the log's base; if LMDB is behind S (a crash
+ * before the restored state was committed), a SNAPSHOT with a payload is
+ * restored first, a metadata-only one is damage (NERR_CORRUPT).
  *
  * Invariants (1 and 2's counting are checked with NINES_ASSERT in every build;
  * the consensus core checks its own, raft.h)
@@ -124,6 +134,10 @@ struct group_sm {
      * within txn. Both required. */
     int (*snapshot)(void *sm, MDB_txn *txn, unsigned char **out, size_t *len, struct nerr *err);
     int (*restore)(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err);
+    /* Optional: the state is one named database whose state_dbi_snapshot
+     * payload is what snapshot would return; streams to followers then read
+     * it piecewise (state_dbi_stream) instead of copying it into memory. */
+    int (*snapshot_dbi)(void *sm, MDB_dbi *dbi);
     /* Commit LMDB before done() of this group's entries (see invariant 2). */
     int commit_before_done;
 };
@@ -149,6 +163,7 @@ struct group_timing {
     uint32_t heartbeat_ticks; /* 0 = 2 */
     uint32_t drift_ppm;       /* clock-rate bound between nodes; 0 = 50000 (5%) */
     uint64_t compact_entries; /* snapshot once the log holds this many; 0 = 50000 */
+    uint64_t snapshot_rate;   /* bytes a second of snapshot streams; 0 = 100 MiB */
 };
 
 /* Starts the node-wide machinery: the node log in log_dir (nodelog.h; wopt
@@ -171,6 +186,7 @@ void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const
 
 struct group_host_stats {
     uint64_t msgs_in, msgs_out;
+    uint64_t snap_streams_done, snap_streams_failed, snap_chunks_resent, snap_send_refused;
     uint64_t dropped_malformed; /* undecodable (raftwire_decode refused) */
     uint64_t dropped_forged;    /* sender is not the member it claims, or not a member */
     uint64_t dropped_unknown;   /* no such group open on this node */
@@ -261,6 +277,11 @@ struct group_status {
     uint64_t first_index; /* the log starts here (snapshot index + 1) */
     int lease;            /* leader with a valid lease, checked within the last 5 ms */
     int failed;           /* the WAL failed: this member is silent */
+    /* A snapshot stream in flight (snapstream.h): to (snap_sending) or from
+     * member snap_peer; snap_total 0 while the sender measures it. */
+    int snap_active, snap_sending;
+    uint32_t snap_peer;
+    uint64_t snap_index, snap_bytes, snap_total, snap_rate, snap_eta_ms;
 };
 void group_status(struct group *g, struct group_status *st);
 const struct group_members *group_members_of(const struct group *g);

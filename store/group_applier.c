@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/clock.h"
 #include "lib/invariant.h"
@@ -142,7 +143,9 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
          * snapshot jumps ahead. */
         NINES_ASSERT(e->snap ? e->lsn > e->g->applied_lsn : e->lsn == e->g->applied_lsn + 1);
         if (e->snap) {
-            rc = e->g->sm->restore(e->g->sm_arg, h->txn, e->data, e->len, &err);
+            rc = group__snap_restore(e->g, h->txn, e->snap_fd, &e->snapf, &err);
+            close(e->snap_fd);
+            e->snap_fd = -1;
             if (!rc) {
                 e->g->applied_lsn = e->lsn;
                 commit_first = 1; /* no reads of the emptied state from the overlay */

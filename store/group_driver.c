@@ -154,6 +154,80 @@ static int leader_msg(const struct raft_msg *m)
            m->type == RAFT_MSG_SNAPSHOT;
 }
 
+/* Hands one encoded message to the transport. No message may come near
+ * the transport's queue bound (raftwire.h, RAFTWIRE_MAX_MSG): a queue then
+ * refuses only when full, and that is logged (once a second per group),
+ * never silent. */
+static void send_encoded(struct group *g, uint32_t to, uint32_t type, const unsigned char *buf,
+                         size_t len)
+{
+    struct group_host *h = g->h;
+    NINES_ASSERT(len <= RAFTWIRE_MAX_MSG);
+    int rc = h->send(h->send_arg, g->mem.nodes[to - 1], g->mem.gid, buf, len);
+    if (!rc) {
+        atomic_fetch_add(&h->st_out, 1);
+        return;
+    }
+    atomic_fetch_add(&h->st_sendfail, 1);
+    g->sendfail_n++;
+    uint64_t now = clock_mono_ns();
+    if (now - g->sendfail_log_ns >= 1000000000ull) {
+        log_warn("group %s: the transport refused %llu message(s) in the last second, the last a "
+                 "%s of %zu bytes to %s (%s)",
+                 g->name, (unsigned long long)g->sendfail_n, raft_msg_type_name(type), len,
+                 g->mem.nodes[to - 1], nerr_name(rc));
+        g->sendfail_log_ns = now;
+        g->sendfail_n = 0;
+    }
+}
+
+/* The core asks for a snapshot for member p (a metadata-only SNAPSHOT in
+ * a leader's ready): unless a stream to p is in flight, hand the snapshot
+ * thread the state at LMDB's applied index (group.h, "Catch-up by
+ * snapshot"). Opening a read transaction is cheap; the reading and sending
+ * happen on that thread. */
+static void start_snapshot_stream(struct group *g, uint32_t p)
+{
+    struct group_host *h = g->h;
+    if (!h->ss || raft_role(g->r) != RAFT_LEADER || !snapstream_wanted(h->ss, g->mem.gid, p))
+        return;
+    struct nerr err = {0};
+    struct snap_source src = {0};
+    uint64_t at = 0, term = 0;
+    MDB_txn *txn = NULL;
+    if (state_read_begin(h->st, &txn, &err))
+        goto fail;
+    if (state_applied_get(h->st, txn, g->name, &at, &err))
+        goto fail;
+    /* The follower's log must continue after the snapshot: S at or after
+     * the core's compaction point, and its term known. */
+    if (at + 1 < raft_first_index(g->r) || raft_term_at(g->r, at, &term)) {
+        nerr_set(&err, NERR_BUSY, "applied index %llu is not in the log (it starts at %llu)",
+                 (unsigned long long)at, (unsigned long long)raft_first_index(g->r));
+        goto fail;
+    }
+    if (g->sm->snapshot_dbi) {
+        src.txn = txn;
+        if (g->sm->snapshot_dbi(g->sm_arg, &src.dbi))
+            goto fail;
+    } else {
+        if (g->sm->snapshot(g->sm_arg, txn, &src.buf, &src.len, &err))
+            goto fail;
+        state_read_end(h->st, txn);
+        txn = NULL;
+    }
+    if (snapstream_offer(h->ss, g->mem.gid, p, raft_term(g->r), at, term, &src, &err))
+        goto fail;
+    return;
+fail:
+    free(src.buf);
+    if (txn)
+        state_read_end(h->st, txn);
+    if (err.code != NERR_EXISTS)
+        log_warn("group %s: no snapshot stream to member %u this time: %s", g->name, p,
+                 err.msg[0] ? err.msg : "the state machine has no snapshot");
+}
+
 /* which: 0 every message, 1 a leader's replication messages only, 2 the
  * others only. */
 static void send_msgs(struct group *g, const struct raft_ready *rd, int which)
@@ -167,12 +241,15 @@ static void send_msgs(struct group *g, const struct raft_ready *rd, int which)
             continue;
         if ((which == 1 && !leader_msg(m)) || (which == 2 && leader_msg(m)))
             continue;
+        if (m->type == RAFT_MSG_SNAPSHOT) {
+            /* The state travels as a stream of chunks, never inside one
+             * message (snapstream.h). */
+            start_snapshot_stream(g, m->to);
+            continue;
+        }
         if (raftwire_encode(m, &buf, &len))
             continue;
-        if (h->send(h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, len))
-            atomic_fetch_add(&h->st_sendfail, 1);
-        else
-            atomic_fetch_add(&h->st_out, 1);
+        send_encoded(g, m->to, m->type, buf, len);
         free(buf);
     }
 }
@@ -295,22 +372,26 @@ static void finish_ready(struct group *g)
     group__publish(g);
 }
 
-/* A snapshot from the leader: persist it, restart the WAL after it, and have
- * the applier replace the state with it (before any later entry). */
+/* A snapshot from the leader, its stream verified on disk (a
+ * metadata-only snapshot in the ready: snapstream.h): make its file the
+ * group's SNAPSHOT, restart the WAL after it, and have the applier replace
+ * the state with it (before any later entry). */
 static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
 {
     struct nerr err = {0};
     struct gentry *e = calloc(1, sizeof *e);
-    if (!e || !(e->data = malloc(sn->len ? sn->len : 1))) {
-        free(e);
+    if (!e) {
         group_fail(g, NERR_NOMEM);
         return -1;
     }
-    if (group__snap_save(g, sn->index, sn->term, sn->data, sn->len, &err) ||
+    e->snap_fd = -1;
+    if (sn->len || group__snap_adopt(g, sn->index, sn->term, &e->snap_fd, &e->snapf, &err) ||
         nls_reset(g->log, sn->index, &err)) {
         log_error("group %s: installing the snapshot at %llu: %s", g->name,
-                  (unsigned long long)sn->index, err.msg);
-        free(e->data);
+                  (unsigned long long)sn->index,
+                  sn->len ? "a snapshot payload arrived in a message" : err.msg);
+        if (e->snap_fd >= 0)
+            close(e->snap_fd);
         free(e);
         group_fail(g, NERR_IO);
         return -1;
@@ -336,8 +417,6 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
     g->fwd_tail = NULL;
     for (struct gentry *x = g->fwd_pending; x; x = x->next)
         g->fwd_tail = x;
-    memcpy(e->data, sn->data, sn->len);
-    e->len = sn->len;
     e->snap = 1;
     e->lsn = sn->index;
     e->g = g;
@@ -349,8 +428,8 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
     q_append(&h->head, &h->tail, e, e);
     pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
-    log_info("group %s: installed the leader's snapshot at %llu (%u bytes)", g->name,
-             (unsigned long long)sn->index, sn->len);
+    log_info("group %s: installed the leader's snapshot at %llu (%llu bytes)", g->name,
+             (unsigned long long)sn->index, (unsigned long long)e->snapf.len);
     return 0;
 }
 
@@ -368,39 +447,39 @@ static void maybe_compact(struct group *g, uint64_t now)
     struct nerr err = {0};
     MDB_txn *txn;
     uint64_t at = 0;
-    unsigned char *buf = NULL;
-    size_t len = 0;
     if (state_read_begin(h->st, &txn, &err))
         goto fail;
-    if (state_applied_get(h->st, txn, g->name, &at, &err) || at < first ||
-        g->sm->snapshot(g->sm_arg, txn, &buf, &len, &err)) {
-        state_read_end(h->st, txn);
-        goto fail;
-    }
+    int rc = state_applied_get(h->st, txn, g->name, &at, &err);
     state_read_end(h->st, txn);
+    if (rc || at < first)
+        goto fail;
     const struct raft_entry *e = raft_entry_at(r, at);
-    if (!e || len > RAFT_MAX_SNAPSHOT) {
-        nerr_set(&err, NERR_LIMIT, "snapshot at %llu not possible (%zu bytes)",
-                 (unsigned long long)at, len);
+    if (!e) {
+        nerr_set(&err, NERR_INTERNAL, "no entry at the applied index %llu", (unsigned long long)at);
         goto fail;
     }
     uint64_t term = e->term;
-    if (group__snap_save(g, at, term, buf, len, &err))
+    /* The state at `at` is LMDB itself: make it durable (the meta page of
+     * the last commit is otherwise synced by the next commit only), then
+     * record the compaction point. Nothing is copied. */
+    int mrc = mdb_env_sync(state_env(h->st), 1);
+    if (mrc) {
+        state_mdb_err(&err, mrc, "sync before compaction");
         goto fail;
-    if (raft_compact(r, at, buf, (uint32_t)len)) {
+    }
+    if (group__snap_save_meta(g, at, term, &err))
+        goto fail;
+    if (raft_compact(r, at, NULL, 0)) {
         nerr_set(&err, NERR_INTERNAL, "the core refused the snapshot at %llu",
                  (unsigned long long)at);
         goto fail;
     }
-    free(buf);
-    buf = NULL;
     if (nls_release(g->log, at, &err))
         log_warn("group %s: releasing node log segments: %s", g->name, err.msg);
-    log_info("group %s: snapshot at %llu (%zu bytes); log now starts at %llu", g->name,
-             (unsigned long long)at, len, (unsigned long long)raft_first_index(r));
+    log_info("group %s: compacted at %llu (LMDB synced); log now starts at %llu", g->name,
+             (unsigned long long)at, (unsigned long long)raft_first_index(r));
     return;
 fail:
-    free(buf);
     if (err.msg[0])
         log_warn("group %s: no snapshot this time: %s", g->name, err.msg);
 }
@@ -490,10 +569,7 @@ static void send_raw(struct group *g, const struct raft_msg *m)
     if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !g->h->send ||
         raftwire_encode(m, &buf, &blen))
         return;
-    if (g->h->send(g->h->send_arg, g->mem.nodes[m->to - 1], g->mem.gid, buf, blen))
-        atomic_fetch_add(&g->h->st_sendfail, 1);
-    else
-        atomic_fetch_add(&g->h->st_out, 1);
+    send_encoded(g, m->to, m->type, buf, blen);
     free(buf);
 }
 
@@ -685,6 +761,10 @@ static void message(struct group *g, struct dev *d)
             }
         return;
     }
+    if (d->local)
+        log_info("group %s: the snapshot at %llu from member %u is ready (commit %llu, term %llu)",
+                 g->name, (unsigned long long)d->msg.index, from,
+                 (unsigned long long)raft_commit(g->r), (unsigned long long)raft_term(g->r));
     if (raft_step(g->r, &d->msg))
         atomic_fetch_add(&h->st_raft, 1);
 }

@@ -1,11 +1,16 @@
 /*
  * group_files.c — the files of one group in its directory: HARDSTATE (term
- * and vote, written atomically) and SNAPSHOT (the state machine at an index,
- * with a CRC), and loading the group's log from its node log stream
+ * and vote, written atomically) and SNAPSHOT (the index and term of the
+ * state the log continues from, with the state itself when a leader's
+ * stream brought it; snapstream.h), and loading the group's log from its
+ * node log stream
  * (group.h, "Compaction"; docs/replication.md, "In the node").
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,60 +82,79 @@ int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct ner
     return fs_write_file_atomic(g->hs_path, buf, (size_t)n, err);
 }
 
-#define SNAP_HEADER 32
-
-/* <group_dir>/SNAPSHOT: "N9SS" u32 version, u64 index, u64 term, u32 crc32c,
- * u32 length, payload. Written atomically (fs_write_file_atomic). */
-int group__snap_save(struct group *g, uint64_t index, uint64_t term, const void *data, size_t len,
-                     struct nerr *err)
+/* <group_dir>/SNAPSHOT: snapstream.h's header (version 2), then the
+ * payload or, for a metadata-only snapshot, nothing. */
+int group__snap_meta(struct group *g, struct snapfile *f, struct nerr *err)
 {
-    unsigned char *b = malloc(SNAP_HEADER + len);
-    if (!b)
-        return nerr_set(err, NERR_NOMEM, "out of memory");
-    memcpy(b, "N9SS", 4);
-    le_put32(b + 4, 1);
-    le_put64(b + 8, index);
-    le_put64(b + 16, term);
-    le_put32(b + 24, crc32c(0, data, len));
-    le_put32(b + 28, (uint32_t)len);
-    if (len)
-        memcpy(b + SNAP_HEADER, data, len);
-    int rc = fs_write_file_atomic(g->snap_path, b, SNAP_HEADER + len, err);
-    free(b);
+    memset(f, 0, sizeof *f);
+    int fd = open(g->snap_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : nerr_sys(err, errno, "%s", g->snap_path);
+    int rc = snapfile_read(fd, g->snap_path, f, err);
+    close(fd);
     return rc;
 }
 
-/* 0 with snap->index 0 when there is none. */
-int group__snap_load(struct group *g, struct raft_snapshot *snap, struct nerr *err)
+int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term, struct nerr *err)
 {
-    char *buf = NULL;
-    size_t len;
-    struct nerr rerr = {0};
-    memset(snap, 0, sizeof *snap);
-    if (fs_read_file(g->snap_path, RAFT_MAX_SNAPSHOT + SNAP_HEADER, &buf, &len, &rerr)) {
-        if (errno == ENOENT)
-            return 0;
-        return nerr_set(err, rerr.code ? rerr.code : NERR_IO, "%s", rerr.msg);
+    unsigned char b[SNAPFILE_HEADER];
+    struct snapfile f = {.index = index, .term = term, .flags = SNAPFILE_META};
+    snapfile_header(b, &f);
+    return fs_write_file_atomic(g->snap_path, b, sizeof b, err);
+}
+
+int group__snap_adopt(struct group *g, uint64_t index, uint64_t term, int *fd, struct snapfile *f,
+                      struct nerr *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/SNAPSHOT.ready.%llu", g->dir, (unsigned long long)index);
+    int d = open(path, O_RDONLY | O_CLOEXEC);
+    if (d < 0)
+        return nerr_sys(err, errno, "%s", path);
+    int rc = snapfile_read(d, path, f, err);
+    if (!rc && (f->index != index || f->term != term || (f->flags & SNAPFILE_META)))
+        rc = nerr_set(err, NERR_CORRUPT, "%s holds the snapshot at %llu (term %llu)", path,
+                      (unsigned long long)f->index, (unsigned long long)f->term);
+    if (!rc && rename(path, g->snap_path))
+        rc = nerr_sys(err, errno, "rename %s", path);
+    if (!rc)
+        rc = fs_fsync_dir(g->dir, err);
+    if (rc) {
+        close(d);
+        return rc;
     }
-    const unsigned char *b = (const unsigned char *)buf;
-    if (len < SNAP_HEADER || memcmp(b, "N9SS", 4) || le_get32(b + 4) != 1 ||
-        le_get32(b + 28) != len - SNAP_HEADER ||
-        crc32c(0, b + SNAP_HEADER, len - SNAP_HEADER) != le_get32(b + 24)) {
-        free(buf);
-        return nerr_set(err, NERR_CORRUPT, "%s: damaged snapshot (bad header, length or CRC)",
-                        g->snap_path);
-    }
-    snap->index = le_get64(b + 8);
-    snap->term = le_get64(b + 16);
-    snap->len = (uint32_t)(len - SNAP_HEADER);
-    snap->data = malloc(snap->len ? snap->len : 1);
-    if (!snap->data) {
-        free(buf);
-        return nerr_set(err, NERR_NOMEM, "out of memory");
-    }
-    memcpy(snap->data, b + SNAP_HEADER, snap->len);
-    free(buf);
+    *fd = d;
     return 0;
+}
+
+int group__snap_restore(struct group *g, MDB_txn *txn, int fd, const struct snapfile *f,
+                        struct nerr *err)
+{
+    size_t maplen = (size_t)(f->off + f->len);
+    void *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return nerr_sys(err, errno, "group %s: mapping its snapshot", g->name);
+    madvise(map, maplen, MADV_SEQUENTIAL);
+    int rc =
+        g->sm->restore(g->sm_arg, txn, (const unsigned char *)map + f->off, (size_t)f->len, err);
+    munmap(map, maplen);
+    return rc;
+}
+
+void group__snap_cleanup(struct group *g)
+{
+    DIR *d = opendir(g->dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (!strcmp(de->d_name, "SNAPSHOT.recv") || !strncmp(de->d_name, "SNAPSHOT.ready.", 15) ||
+            !strncmp(de->d_name, "SNAPSHOT.tmp", 12)) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", g->dir, de->d_name);
+            unlink(path);
+        }
+    closedir(d);
 }
 
 /* A group directory with WAL segments of its own is from before the node

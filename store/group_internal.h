@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "store/group.h"
+#include "store/snapstream.h"
 
 #define GID_BUCKETS 1024
 /* A forwarded proposal's entry: magic byte, u64 request id, then the entry
@@ -51,7 +52,10 @@ struct gentry {
     void *arg;
     unsigned char *data; /* proposal bytes until proposed; committed bytes when op is NULL */
     size_t len;
-    int snap;        /* a snapshot to restore at lsn (data/len: its payload) */
+    int snap; /* a snapshot to restore at lsn: from the file at snap_fd
+                 (its header in snapf), closed by the applier */
+    int snap_fd;
+    struct snapfile snapf;
     uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
     int fwd;         /* this node's proposal, to be forwarded if it does not lead */
     uint32_t origin; /* proposals a member forwarded here: its member number */
@@ -68,6 +72,7 @@ struct dev {
     char from[64];
     struct gentry *prop;
     int status; /* DURABLE */
+    int local;  /* MSG: made on this node (a verified snapshot stream), not received */
     struct dev *next;
 };
 
@@ -78,6 +83,7 @@ struct group_host {
     struct group_timing timing;
     group_send_fn send;
     void *send_arg;
+    struct snapstream *ss; /* snapshot streams; NULL in a one-node host */
     /* Driver thread: owns every struct raft. */
     pthread_t driver;
     pthread_mutex_t dmu;
@@ -142,7 +148,9 @@ struct group {
     struct group *dnext;
     struct raft_hard_state hs_saved;
     char *snap_path;
+    char *dir; /* the group's directory */
     uint64_t last_compact_ns;
+    uint64_t sendfail_log_ns, sendfail_n; /* driver: refused sends, logged once a second */
     struct group *hnext, *anext; /* bucket chain, list of all */
     /* Published by the driver for other threads. */
     _Atomic int s_role, s_lease, s_failed;
@@ -165,9 +173,20 @@ struct group__load_ctx {
 int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len);
 int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err);
 int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err);
-int group__snap_save(struct group *g, uint64_t index, uint64_t term, const void *data, size_t len,
-                     struct nerr *err);
-int group__snap_load(struct group *g, struct raft_snapshot *snap, struct nerr *err);
+/* SNAPSHOT (snapstream.h's format). snap_meta reads its header (index 0
+ * when there is none); snap_save_meta writes a metadata-only one (LMDB was
+ * synced at or past index); snap_adopt takes a verified received file
+ * SNAPSHOT.ready.<index> as the group's SNAPSHOT and returns it open;
+ * snap_restore replaces the state machine's state with the payload of an
+ * open file (mapped, never read into memory); snap_cleanup removes
+ * partial and unused received files (group_open). */
+int group__snap_meta(struct group *g, struct snapfile *f, struct nerr *err);
+int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term, struct nerr *err);
+int group__snap_adopt(struct group *g, uint64_t index, uint64_t term, int *fd, struct snapfile *f,
+                      struct nerr *err);
+int group__snap_restore(struct group *g, MDB_txn *txn, int fd, const struct snapfile *f,
+                        struct nerr *err);
+void group__snap_cleanup(struct group *g);
 int group__refuse_old_wal(const char *dir, struct nerr *err);
 
 /* group_driver.c: the driver thread and its queue. */

@@ -241,6 +241,12 @@ static int items_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *l
     return state_dbi_snapshot(txn, p->dbi, out, len, err);
 }
 
+static int items_snapshot_dbi(void *sm, MDB_dbi *dbi)
+{
+    *dbi = ((struct partition *)sm)->dbi;
+    return 0;
+}
+
 static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct partition *p = sm;
@@ -250,6 +256,7 @@ static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, s
 const struct group_sm items_sm = {.apply = items_apply,
                                   .snapshot = items_snapshot,
                                   .restore = items_restore,
+                                  .snapshot_dbi = items_snapshot_dbi,
                                   .committed = NULL,
                                   .free_result = (void (*)(void *))op_result_free,
                                   .commit_before_done = 0};

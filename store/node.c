@@ -112,7 +112,8 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                .unsafe_no_sync = opt->unsafe_ack_before_sync};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
-    struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries};
+    struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries,
+                              .snapshot_rate = conf->snapshot_rate};
     struct wal_options wo = {.segment_bytes = conf->wal_segment_size,
                              .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
     snprintf(path, sizeof path, "%s/log", self->data);

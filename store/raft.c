@@ -225,6 +225,16 @@ static void send_append(struct raft *r, uint32_t p)
     uint64_t n = last_index(r) - prev;
     if (n > RAFT_MAX_BATCH)
         n = RAFT_MAX_BATCH;
+    /* Bounded by bytes too: at most RAFT_MAX_APPEND_BYTES of entries, or
+     * one entry when that one alone is larger (raftwire.h, the message bound). */
+    size_t bytes = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        bytes += r->log[prev + 1 + i - first_index(r)].len;
+        if (bytes > RAFT_MAX_APPEND_BYTES && i > 0) {
+            n = i;
+            break;
+        }
+    }
     struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND, p);
     if (!m)
         return;
@@ -1130,6 +1140,11 @@ const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 void raft_get_stats(const struct raft *r, struct raft_stats *st)
 {
     *st = r->stats;
+}
+
+int raft_term_at(const struct raft *r, uint64_t index, uint64_t *term)
+{
+    return term_at(r, index, term) ? NERR_NOTFOUND : 0;
 }
 
 const char *raft_msg_type_name(uint32_t type)

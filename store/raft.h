@@ -84,7 +84,8 @@
 #define RAFT_MAX_MEMBERS 9
 #define RAFT_MAX_BATCH 64              /* entries per append message */
 #define RAFT_MAX_ENTRY (4u << 20)      /* bytes per entry */
-#define RAFT_MAX_SNAPSHOT (256u << 20) /* bytes per snapshot payload */
+#define RAFT_MAX_SNAPSHOT (256u << 20) /* bytes per in-memory snapshot payload */
+#define RAFT_MAX_APPEND_BYTES (1u << 20) /* entry bytes per append (one larger entry alone) */
 
 enum raft_role { RAFT_FOLLOWER, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
 
@@ -97,7 +98,9 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE_RESP,
     RAFT_MSG_VOTE,
     RAFT_MSG_VOTE_RESP,
-    RAFT_MSG_SNAPSHOT,    /* snapshot at (index, log_term), payload data */
+    RAFT_MSG_SNAPSHOT,    /* snapshot at (index, log_term); payload data, or none
+                             (metadata only: the host moves the bytes, see
+                             raft_compact) */
     RAFT_MSG_PROBE,       /* gray-failure check: "do you hear the leader?" */
     RAFT_MSG_PROBE_RESP,  /* reject=0: yes, within election_ticks */
     RAFT_MSG_TIMEOUT_NOW, /* leader hand-over: campaign at once (raft_hand_over) */
@@ -210,7 +213,16 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
 /* The host took a snapshot of its state at applied index `index` (<= the
  * applied index): the module keeps a copy of the payload to send to lagging
  * followers and drops its log up to index. The host may then drop its
- * persisted entries <= index after persisting the snapshot. */
+ * persisted entries <= index after persisting the snapshot.
+ * Metadata-only snapshots: with len 0 (data NULL) the module keeps only
+ * (index, term); a SNAPSHOT message it queues for a lagging follower then
+ * carries no payload and asks the host to bring the follower its state by
+ * other means (ninesd streams it in chunks, store/snapstream.h). A
+ * follower's core takes a metadata-only SNAPSHOT like any other: its ready
+ * holds the snapshot with len 0 and the host installs the state it received
+ * itself. The module repeats such a request at most every E/2 ticks while
+ * the follower stays behind; the host ignores repeats while a transfer is
+ * in progress. */
 int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
 
 /* Hands leadership over at once: for a leader whose host can no longer
@@ -249,6 +261,9 @@ uint32_t raft_leader(const struct raft *r); /* 0 = unknown */
 uint64_t raft_commit(const struct raft *r);
 uint64_t raft_last_index(const struct raft *r);
 uint64_t raft_first_index(const struct raft *r); /* snapshot index + 1 */
+/* The term of the entry at index, including the snapshot's last entry;
+ * NERR_NOTFOUND when compacted away or beyond the log. */
+int raft_term_at(const struct raft *r, uint64_t index, uint64_t *term);
 /* The in-memory entry at index, or NULL (compacted or beyond the log).
  * Borrowed until the next call on r. */
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index);

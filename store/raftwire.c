@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lib/le.h"
+#include "store/snapstream.h"
 
 int raftwire_encode(const struct raft_msg *m, unsigned char **out, size_t *len)
 {
@@ -50,12 +51,15 @@ int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg
 {
     const unsigned char *p = buf, *end = p + len;
     memset(m, 0, sizeof *m);
+    if (len > RAFTWIRE_MAX_MSG)
+        return nerr_set(err, NERR_INVALID, "raft message of %zu bytes is over the limit", len);
     if (len < RAFTWIRE_HEADER + 4)
         return nerr_set(err, NERR_INVALID, "raft message of %zu bytes is too short", len);
     if (p[0] != RAFTWIRE_VERSION)
         return nerr_set(err, NERR_INVALID, "raft message version %u unknown", p[0]);
     uint32_t type = p[1], n_entries = le_get32(p + 16);
-    int host_msg = type == RAFTWIRE_FWD_PROPOSE || type == RAFTWIRE_FWD_NACK;
+    int host_msg = type == RAFTWIRE_FWD_PROPOSE || type == RAFTWIRE_FWD_NACK ||
+                   type == RAFTWIRE_SNAP_CHUNK || type == RAFTWIRE_SNAP_ACK;
     if ((type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END) && !host_msg)
         return nerr_set(err, NERR_INVALID, "raft message type %u unknown", type);
     if (le_get16(p + 2) || le_get32(p + 68))
@@ -94,8 +98,11 @@ int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg
     if ((size_t)(end - q) < 4)
         return nerr_set(err, NERR_INVALID, "raft message cut before its data length");
     uint32_t dlen = le_get32(q);
-    if (dlen > RAFT_MAX_SNAPSHOT || (dlen && type != RAFT_MSG_SNAPSHOT && type != RAFTWIRE_FWD_PROPOSE) ||
-        (type == RAFTWIRE_FWD_PROPOSE && (dlen == 0 || dlen > RAFT_MAX_ENTRY)))
+    if (dlen > SNAP_MAX_CHUNK ||
+        (dlen && type != RAFT_MSG_SNAPSHOT && type != RAFTWIRE_FWD_PROPOSE &&
+         type != RAFTWIRE_SNAP_CHUNK) ||
+        (type == RAFTWIRE_FWD_PROPOSE && (dlen == 0 || dlen > RAFT_MAX_ENTRY)) ||
+        (type == RAFTWIRE_SNAP_CHUNK && dlen == 0))
         return nerr_set(err, NERR_INVALID, "raft %s message with %u data bytes",
                         raft_msg_type_name(type), dlen);
     if ((size_t)(end - q - 4) != dlen)

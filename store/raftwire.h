@@ -13,8 +13,10 @@
  * raftwire_decode checks everything it can without the group's state: the
  * version, a known type, exact lengths (no trailing bytes, nothing cut
  * short), n_entries <= RAFT_MAX_BATCH and entries only in APPEND, entry
- * lengths <= RAFT_MAX_ENTRY, data only in SNAPSHOT and <= RAFT_MAX_SNAPSHOT,
- * consecutive entry indexes starting at index + 1. Anything else is
+ * lengths <= RAFT_MAX_ENTRY, data only in SNAPSHOT, FWD_PROPOSE and
+ * SNAP_CHUNK (at most SNAP_MAX_CHUNK, RAFT_MAX_ENTRY and SNAP_MAX_CHUNK
+ * bytes), consecutive entry indexes starting at index + 1, and no message
+ * longer than RAFTWIRE_MAX_MSG. Anything else is
  * NERR_INVALID with the reason in err, and nothing is allocated. The
  * consensus core then checks membership, terms and indexes (raft_step).
  *
@@ -40,6 +42,25 @@
  *   proposed, the sender may try again. */
 #define RAFTWIRE_FWD_PROPOSE 200
 #define RAFTWIRE_FWD_NACK 201
+/* Snapshot streams (store/snapstream.h), handled by the snapshot thread:
+ * SNAP_CHUNK: term = leader's term, index = snapshot index, log_term = its
+ *   term, commit = offset of the chunk in the stream, hint = the stream's
+ *   length, ctx = CRC-32C of the whole stream, reject = CRC-32C of the
+ *   chunk, data = the chunk (1..SNAP_MAX_CHUNK bytes);
+ * SNAP_ACK: the same term, index and log_term; commit = the offset the
+ *   receiver has written up to; ctx = 1 once the whole stream is verified
+ *   and kept; reject = 1: unknown or failed stream, start over. */
+#define RAFTWIRE_SNAP_CHUNK 202
+#define RAFTWIRE_SNAP_ACK 203
+
+/* The longest message the store sends between nodes: an append carries at
+ * most RAFT_MAX_APPEND_BYTES of entries, or one entry of up to
+ * RAFT_MAX_ENTRY; a snapshot chunk at most SNAP_MAX_CHUNK (= RAFT_MAX_ENTRY).
+ * A quarter of the transport's default per-peer queue (16 MiB), so a queue
+ * never refuses a message for being large, only for being full
+ * (docs/transport.md, "Message bounds"). Senders assert it; the decoder
+ * refuses anything longer. */
+#define RAFTWIRE_MAX_MSG (RAFT_MAX_ENTRY + 4096u)
 
 int raftwire_encode(const struct raft_msg *m, unsigned char **out, size_t *len);
 int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg *m,

@@ -272,3 +272,92 @@ int state_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, s
     }
     return 0;
 }
+
+/* A record being copied out: its 8 length bytes and the key and value it
+ * frames, laid end to end as [klen][key][vlen][value]; off counts what of
+ * it went out already. */
+struct state_dbi_stream {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    unsigned char klen[4], vlen[4];
+    size_t off, rec_len; /* rec_len 0: no record loaded */
+    int started, done;
+    size_t head_off; /* bytes of the 8-byte "N9SN" header sent */
+};
+
+int state_dbi_stream_open(MDB_txn *txn, MDB_dbi dbi, struct state_dbi_stream **out,
+                          struct nerr *err)
+{
+    struct state_dbi_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    int r = mdb_cursor_open(txn, dbi, &s->cur);
+    if (r) {
+        free(s);
+        return state_mdb_err(err, r, "snapshot cursor");
+    }
+    *out = s;
+    return 0;
+}
+
+int state_dbi_stream_rewind(struct state_dbi_stream *s, struct nerr *err)
+{
+    (void)err;
+    s->off = s->rec_len = s->head_off = 0;
+    s->started = s->done = 0;
+    return 0;
+}
+
+/* Copies from the piece [p, p + plen) that starts at byte `at` of the
+ * current record. */
+static size_t rec_copy(struct state_dbi_stream *s, size_t at, const void *p, size_t plen,
+                       unsigned char *buf, size_t room)
+{
+    if (s->off >= at + plen || s->off < at || !room)
+        return 0;
+    size_t from = s->off - at, n = plen - from < room ? plen - from : room;
+    memcpy(buf, (const unsigned char *)p + from, n);
+    s->off += n;
+    return n;
+}
+
+int state_dbi_stream_read(struct state_dbi_stream *s, unsigned char *buf, size_t cap, size_t *n,
+                          struct nerr *err)
+{
+    size_t got = 0;
+    static const unsigned char head[8] = {'N', '9', 'S', 'N', 1, 0, 0, 0};
+    while (got < cap && s->head_off < 8) {
+        buf[got++] = head[s->head_off++];
+    }
+    while (got < cap && !s->done) {
+        if (s->off == s->rec_len) {
+            int r = mdb_cursor_get(s->cur, &s->k, &s->v, s->started ? MDB_NEXT : MDB_FIRST);
+            s->started = 1;
+            if (r == MDB_NOTFOUND) {
+                s->done = 1;
+                break;
+            }
+            if (r)
+                return state_mdb_err(err, r, "snapshot scan");
+            le_put32(s->klen, (uint32_t)s->k.mv_size);
+            le_put32(s->vlen, (uint32_t)s->v.mv_size);
+            s->off = 0;
+            s->rec_len = 8 + s->k.mv_size + s->v.mv_size;
+        }
+        size_t ks = s->k.mv_size;
+        got += rec_copy(s, 0, s->klen, 4, buf + got, cap - got);
+        got += rec_copy(s, 4, s->k.mv_data, ks, buf + got, cap - got);
+        got += rec_copy(s, 4 + ks, s->vlen, 4, buf + got, cap - got);
+        got += rec_copy(s, 8 + ks, s->v.mv_data, s->v.mv_size, buf + got, cap - got);
+    }
+    *n = got;
+    return 0;
+}
+
+void state_dbi_stream_close(struct state_dbi_stream *s)
+{
+    if (!s)
+        return;
+    mdb_cursor_close(s->cur);
+    free(s);
+}

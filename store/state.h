@@ -89,4 +89,21 @@ int state_dbi_snapshot(MDB_txn *txn, MDB_dbi dbi, unsigned char **out, size_t *l
                        struct nerr *err);
 int state_dbi_restore(MDB_txn *txn, MDB_dbi dbi, const void *data, size_t len, struct nerr *err);
 
+/* The same payload as state_dbi_snapshot, produced piecewise so that a
+ * partition of any size is streamed without being copied into memory
+ * (docs/replication.md, "Snapshots"): state_dbi_stream_open positions a
+ * cursor of txn (a read transaction the caller keeps open, and may use from
+ * another thread: MDB_NOTLS) at the start; each state_dbi_stream_read fills
+ * buf with up to cap bytes of the payload and sets *n (0 = the end);
+ * state_dbi_stream_rewind starts again from the first byte. The stream
+ * borrows txn; close it before ending txn. Errors: NERR_NOMEM, LMDB errors
+ * (state_mdb_err). */
+struct state_dbi_stream;
+int state_dbi_stream_open(MDB_txn *txn, MDB_dbi dbi, struct state_dbi_stream **out,
+                          struct nerr *err);
+int state_dbi_stream_read(struct state_dbi_stream *s, unsigned char *buf, size_t cap, size_t *n,
+                          struct nerr *err);
+int state_dbi_stream_rewind(struct state_dbi_stream *s, struct nerr *err);
+void state_dbi_stream_close(struct state_dbi_stream *s);
+
 #endif

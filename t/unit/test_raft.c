@@ -30,7 +30,9 @@ struct net {
     /* Violations seen while draining. */
     int vote_unpersisted, old_term_commit, apply_gap;
     int snapshots_installed;
-    uint64_t rejects; /* APPEND_RESP rejects sent */
+    uint64_t rejects;      /* APPEND_RESP rejects sent */
+    uint64_t appends_over; /* APPENDs of several entries over RAFT_MAX_APPEND_BYTES */
+    uint64_t append_max;   /* the most entry bytes one APPEND carried */
 };
 
 static void ps_truncate(struct pstore *st, uint64_t from)
@@ -79,6 +81,15 @@ static void drain(struct net *nt, int k)
                 nt->vote_unpersisted++;
             if (m->type == RAFT_MSG_APPEND_RESP && m->reject)
                 nt->rejects++;
+            if (m->type == RAFT_MSG_APPEND) {
+                uint64_t b = 0;
+                for (uint32_t j = 0; j < m->n_entries; j++)
+                    b += m->entries[j].len;
+                if (m->n_entries > 1 && b > RAFT_MAX_APPEND_BYTES)
+                    nt->appends_over++;
+                if (b > nt->append_max)
+                    nt->append_max = b;
+            }
             if (nt->cut[m->from][m->to])
                 continue;
             if (nt->nq == nt->capq) {
@@ -763,6 +774,36 @@ static void test_hand_over(void)
     net_free(&nt);
 }
 
+/* Appends are bounded by bytes, not only by count: a follower catching up
+ * on large entries gets several small appends, never one huge message. */
+static void test_append_bytes(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 77);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 3);
+    int f = l % 3 + 1;
+    isolate(&nt, f, 1);
+    size_t big = 300u << 10;
+    unsigned char *data = calloc(1, big);
+    for (int i = 0; i < 12 && l > 0; i++) {
+        uint64_t idx;
+        data[0] = (unsigned char)i;
+        raft_propose(nt.r[l], data, (uint32_t)big, &idx);
+    }
+    free(data);
+    run(&nt, 5);
+    isolate(&nt, f, 0);
+    run(&nt, 60);
+    ok(l > 0 && logs_equal(&nt, l, f), "append bytes: the follower caught up on 12 x 300 KB");
+    is_int(nt.appends_over, 0, "append bytes: no append of several entries over %u bytes",
+           RAFT_MAX_APPEND_BYTES);
+    cmp_ok(nt.append_max, "<=", RAFT_MAX_APPEND_BYTES,
+           "append bytes: the largest append carried %llu bytes of entries",
+           (unsigned long long)nt.append_max);
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -776,5 +817,6 @@ int main(void)
     test_five_and_restart();
     test_lost_log();
     test_hand_over();
+    test_append_bytes();
     return done_testing();
 }
