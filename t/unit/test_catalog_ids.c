@@ -49,8 +49,8 @@ static void test_names(void)
                                 "t4503599627370496",
                                 "t99999999999999999999",
                                 "t1%2f..",
-                                "t\xc3\xa9"
-                                "1"};
+                                ("t\xc3\xa9"
+                                 "1")};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         ok(catalog_table_id_ok(good[i], NULL), "table id '%s' accepted", good[i]);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
