@@ -173,6 +173,8 @@ static int conn_setup(struct runner *r, struct conn *c, unsigned idx, struct ner
     bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
+    if (o->ca_bundle[0])
+        bad |= curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle) != CURLE_OK;
     if (bad)
         return nerr_set(e, NERR_IO, "curl_easy_setopt failed for %s", r->endpoints[c->endpoint]);
     return 0;

@@ -132,6 +132,7 @@ struct load_opts {
     uint64_t seed;
     unsigned timeout_ms;
     char akid[129], secret[129], region[64]; /* signed when akid[0] */
+    char ca_bundle[4096]; /* PEM CAs to trust for https:// endpoints; "" = the system's */
     int json;
     int help; /* --help was given: usage printed, nothing to run */
 };

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/fsutil.h"
 #include "load/load.h"
@@ -456,6 +457,12 @@ static const struct opt OPTS[] = {
      .kind = K_STR,
      FIELD(region),
      .help = "(default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
+    {.name = "ca-bundle",
+     .arg = "FILE",
+     .kind = K_STR,
+     FIELD(ca_bundle),
+     .help = "trust the CAs in FILE (PEM) for https:// endpoints, as the AWS CLI's\n"
+             "--ca-bundle (default $AWS_CA_BUNDLE, else the system's CAs)"},
     {.name = "json", .kind = K_FLAG, FIELD(json), .help = "print the summary as one JSON object"},
     {.name = "help", .kind = K_HELP, .help = "this text"},
 };
@@ -609,6 +616,14 @@ int load_opts_parse(int argc, char **argv, struct load_opts *o, struct nerr *e)
         if ((rc =
                  copy_opt(o->region, sizeof o->region, r && *r ? r : "us-east-1", "AWS_REGION", e)))
             goto fail;
+    }
+    if (!o->ca_bundle[0] && getenv("AWS_CA_BUNDLE") && *getenv("AWS_CA_BUNDLE") &&
+        (rc = copy_opt(o->ca_bundle, sizeof o->ca_bundle, getenv("AWS_CA_BUNDLE"),
+                       "AWS_CA_BUNDLE", e)))
+        goto fail;
+    if (o->ca_bundle[0] && access(o->ca_bundle, R_OK)) {
+        rc = nerr_set(e, NERR_INVALID, "--ca-bundle '%s': %s", o->ca_bundle, strerror(errno));
+        goto fail;
     }
     if (!o->akid[0] != !o->secret[0]) {
         rc = nerr_set(e, NERR_INVALID,

@@ -49,6 +49,17 @@ enum http_fail http_fail_of_curl(int curl_code)
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:
         return HTTP_FAIL_LOST;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED:
+        return HTTP_FAIL_TLS;
     default:
         return HTTP_FAIL_OTHER;
     }
@@ -67,6 +78,8 @@ const char *http_fail_name(enum http_fail f)
         return "connection-lost";
     case HTTP_FAIL_TOO_BIG:
         return "too-large";
+    case HTTP_FAIL_TLS:
+        return "tls";
     default:
         return "transport";
     }

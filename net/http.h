@@ -69,7 +69,8 @@ enum http_fail {
     HTTP_FAIL_CONNECT,  /* no connection: refused, unreachable, unknown host */
     HTTP_FAIL_LOST,     /* connected, then the connection broke or closed early */
     HTTP_FAIL_TOO_BIG,  /* the body was longer than max_body */
-    HTTP_FAIL_OTHER     /* anything else (bad URL, TLS, out of memory) */
+    HTTP_FAIL_TLS,      /* TLS: the handshake failed or the certificate was not trusted */
+    HTTP_FAIL_OTHER     /* anything else (bad URL, out of memory) */
 };
 
 struct http_response {

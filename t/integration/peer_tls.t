@@ -100,6 +100,21 @@ is($st, 0, 'list-tables with the CA') or diag $err;
 isnt($st, 0, 'without --ca-bundle the CLI refuses the certificate');
 like($err, qr/CERTIFICATE_VERIFY_FAILED|certificate verify failed/i, 'and says so');
 
+# ---- nines load over HTTPS ----
+{
+    my $eps = join ',', map { $_->{url} } @nodes;
+    ($rc, $out) = run($nines, 'load', '--endpoint', $eps, '--ca-bundle', "$cd/ca.pem",
+                      '--table', 'tlsload', '--create', '--partitions', '2', '--requests', '200', '--duration', '30',
+                      '--concurrency', '4', '--json');
+    is($rc, 0, 'nines load --ca-bundle over HTTPS exits 0') or diag $out;
+    my ($j) = $out =~ /^(\{.*\})\s*$/m;
+    like($j // '', qr/"put":\{"ok":200\b/, '... and all 200 PutItems succeeded') or diag $out;
+    ($rc, $out) = run($nines, 'load', '--endpoint', $nodes[0]{url}, '--table', 'tlsload',
+                      '--requests', '5', '--duration', '10', '--concurrency', '1', '--json');
+    like($out, qr/"put":\{"ok":0,"errors":5,.*"errors_by_type":\{"tls":5\}/,
+         'nines load without the CA: every request refused on the certificate') or diag $out;
+}
+
 # ---- a forger on the peer port ----
 certs_forge();
 sub certs_forge {
