@@ -11,6 +11,10 @@
 # restarted: the time until it has applied the leader's commit index and the
 # stream's own figures (from both logs) are printed, then `cp` of the
 # leader's data.mdb (+ sync) as the physical reference, and the ratio.
+# Client latency: an open-loop PutItem load (`nines load`, 200/s, 8
+# connections, 1 KB values, a second table of one partition, n1 and n2's
+# endpoints) runs for 10 s just before n3 restarts and again during its
+# catch-up; both p99s are printed.
 # Bounded: every wait has a deadline; the nodes are stopped by pid.
 set -e
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +37,30 @@ my $st;
 wait_until(10, sub { ($st) = ddb($n1, 'CreateTable', { TableName => 'bench', BillingMode => 'PAY_PER_REQUEST',
     NinesPartitions => 1, AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }],
     KeySchema => [{ AttributeName => "pk", KeyType => "HASH" }] }); $st == 200 }) or die "CreateTable: $st";
+wait_until(10, sub { ($st) = ddb($n1, 'CreateTable', { TableName => 'client', BillingMode => 'PAY_PER_REQUEST',
+    NinesPartitions => 1, AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }],
+    KeySchema => [{ AttributeName => "pk", KeyType => "HASH" }] }); $st == 200 }) or die "CreateTable: $st";
+my $eps = join ',', map { "http://127.0.0.1:$_->{port}" } $n1, $n2;
+my $nines = Nines::bin('nines');
+# client_load(FILE): 10 s of open-loop PutItem in the background; returns the pid.
+sub client_load {
+    my ($out) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDOUT, '>', $out or die;
+        open STDERR, '>', '/dev/null';
+        exec $nines, 'load', '--endpoint', $eps, '--table', 'client', '--op', 'put', '--rate', '200',
+            '--concurrency', '8', '--duration', '10', '--keys', '10000', '--value-size', '1000',
+            '--timeout', '10000', '--json';
+        exit 127;
+    }
+    return $pid;
+}
+sub p99_of {
+    my $j = eval { Nines::json()->decode(Nines::slurp($_[0])) } or return 'n/a';
+    my ($o) = values %{ $j->{ops} };
+    return sprintf "%.1f ms (p50 %.1f ms, %d ok, %d errors)", $o->{latency_ms}{p99}, $o->{latency_ms}{p50}, $o->{ok}, $o->{errors};
+}
 my $pad = 'z' x 16000;
 my $items = int($mb * 1024 * 1024 / 16050) + 1;
 sub batch {
@@ -61,16 +89,26 @@ wait_until(60, sub { my ($a, $b) = (grp($n1), grp($n2)); $a && $b && $a->{first_
 # n3 can then only catch up by the snapshot stream.
 for my $m ($n1, $n2) { stop_node($m); start_member($m) }
 wait_until(30, sub { grep { my $g = grp($_); $g && $g->{role} eq 'leader' } $n1, $n2 }) or die "no leader";
+waitpid(client_load("$cl->{dir}/client-before.json"), 0);
 $t0 = time;
 start_member($n3);
+my $during = client_load("$cl->{dir}/client-during.json");
 my $caught = wait_until(3600, sub {
     my ($a, $b) = (grp($n3), grp($n1));
     $a && $b && $a->{applied} >= $b->{commit} - 2 && $a->{first_index} > 300 });
 my $secs = time - $t0;
 die "n3 did not catch up\n" unless $caught;
+waitpid($during, 0);
+printf "client PutItem p99 (200/s open loop, 10 s): before the catch-up %s; during it %s\n",
+    p99_of("$cl->{dir}/client-before.json"), p99_of("$cl->{dir}/client-during.json");
 my $log = Nines::slurp($n3->{log});
-my ($bytes, $ssecs, $smbps) = $log =~ /received from member \d+ and verified: (\d+) bytes in ([\d.]+) s \(([\d.]+) MB\/s\)/
-    or die "no stream in n3's log\n";
+# The largest stream n3 received is the bench partition's (the client
+# table's group may have sent one too).
+my ($bytes, $ssecs, $smbps) = (0);
+while ($log =~ /received from member \d+ and verified: (\d+) bytes in ([\d.]+) s \(([\d.]+) MB\/s\)/g) {
+    ($bytes, $ssecs, $smbps) = ($1, $2, $3) if $1 > $bytes;
+}
+die "no stream in n3's log\n" unless $bytes;
 printf "catch-up of n3: %.1f s from its start to applied == leader's commit\n", $secs;
 printf "snapshot stream: %d bytes (%.0f MB) in %s s = %s MB/s (receiver's log; rate limit %s)\n",
     $bytes, $bytes / 1048576, $ssecs, $smbps, $rate;

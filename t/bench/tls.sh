@@ -2,7 +2,11 @@
 # Benchmark: the cost of mutual TLS between the nodes on replicated PutItem
 # (not a test: it prints figures; docs/benchmarks.md, "TLS").
 #
-#   t/bench/tls.sh [BUILD_DIR] [SECONDS] [ROUNDS]
+#   t/bench/tls.sh [BUILD_DIR] [SECONDS] [ROUNDS] [WHAT]
+#
+# WHAT is `all` (default: TLS on peers and on the API, `nines load` over
+# HTTPS trusting the cluster's ca.pem with --ca-bundle) or `peers` (TLS
+# between the nodes only, the API over plain HTTP in both clusters).
 #
 # Two 3-node local clusters run side by side on loopback ports: "plain"
 # (no tls) and "tls" (the cluster.yaml of `nines cluster certs`, peers over
@@ -13,10 +17,6 @@
 # round compares runs seconds apart. The idle cluster costs the other a
 # little CPU, the same for both.
 #
-# The API side runs over plain HTTP in both clusters (tls: {api: false} in
-# the tls one): `nines load` has no option yet to trust a private CA, so
-# HTTPS on the API is measured only by peer_tls.t's functional runs.
-#
 # Bounded: 2 x ROUNDS runs of SECONDS; every process is stopped by pid
 # (nines cluster down).
 set -u
@@ -24,6 +24,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-${NINES_BUILD:-$top/build}}
 secs=${2:-10}
 rounds=${3:-5}
+what=${4:-all}
+case $what in all|peers) ;; *) echo "WHAT: all or peers" >&2; exit 2;; esac
 nines="$build/bin/nines"
 [ -x "$nines" ] || { echo "build first: $build/bin" >&2; exit 1; }
 command -v jq >/dev/null || { echo "jq missing" >&2; exit 1; }
@@ -60,14 +62,20 @@ cluster_file plain "$tmp/p" $1 $2 $3 $4 $5 $6 > "$tmp/plain.yaml"
 plain="http://127.0.0.1:$1,http://127.0.0.1:$3,http://127.0.0.1:$5"
 shift 6
 cluster_file tls "$tmp/t" $1 $2 $3 $4 $5 $6 > "$tmp/tls-src.yaml"
-tlsn="http://127.0.0.1:$1,http://127.0.0.1:$3,http://127.0.0.1:$5"
 "$nines" cluster certs --config "$tmp/tls-src.yaml" --out "$tmp/certs" >/dev/null || exit 1
-sed -i 's/peers: true, api: true/peers: true, api: false/' "$tmp/certs/cluster.yaml"
+if [ "$what" = peers ]; then
+  sed -i 's/peers: true, api: true/peers: true, api: false/' "$tmp/certs/cluster.yaml"
+  tlsn="http://127.0.0.1:$1,http://127.0.0.1:$3,http://127.0.0.1:$5"
+else
+  tlsn="https://127.0.0.1:$1,https://127.0.0.1:$3,https://127.0.0.1:$5"
+fi
+export AWS_CA_BUNDLE="$tmp/certs/ca.pem" # nines load: trust the cluster's CA
 for f in "$tmp/plain.yaml" "$tmp/certs/cluster.yaml"; do
   "$nines" cluster up --config "$f" --timeout 60 >/dev/null || { echo "cluster up $f failed"; exit 1; }
 done
 echo "nines $(git -C "$top" rev-parse --short HEAD 2>/dev/null); $(nproc) cores, load on the" \
-     "same machine; PutItem, 64 connections, ${secs} s per run, $rounds alternating rounds"
+     "same machine; PutItem, 64 connections, ${secs} s per run, $rounds alternating rounds;" \
+     "TLS on: $what"
 for ep in "$plain" "$tlsn"; do
   "$nines" load --concurrency 8 --duration 1 --keys 10000 --value-size 100 --endpoint "$ep" \
       --create --table bench --op put >/dev/null 2>"$tmp/create.err" ||
