@@ -1,4 +1,5 @@
 #include "store/catalog.h"
+#include "store/digest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,9 +203,22 @@ static int open_dbis(struct catalog *c, MDB_txn *txn, struct table *t, unsigned 
     for (int p = 0; p < t->nparts; p++) {
         if (!self_member(c, &t->parts[p]))
             continue;
-        int rc = mdb_dbi_open(txn, t->parts[p].name, flags, &t->parts[p].dbi);
+        struct partition *pp = &t->parts[p];
+        int rc = mdb_dbi_open(txn, pp->name, flags, &pp->dbi);
         if (rc)
-            return state_mdb_err(err, rc, t->parts[p].name);
+            return state_mdb_err(err, rc, pp->name);
+        /* A replica made before digests existed gets one now, from its
+         * items (once; later writes keep it, digest.h). */
+        pp->ddbi = state_dbi_digest(c->st);
+        struct digest d;
+        struct nerr e = {0};
+        rc = digest_get(txn, pp->ddbi, pp->name, &d, &e);
+        if (rc == NERR_NOTFOUND) {
+            if ((rc = digest_rebuild(txn, pp->ddbi, pp->name, pp->dbi, err)))
+                return rc;
+        } else if (rc) {
+            return nerr_set(err, rc, "%s", e.msg);
+        }
     }
     return 0;
 }
@@ -345,7 +359,8 @@ static void *reap_main(void *arg)
             if ((r = mdb_drop(txn, t->parts[p].dbi, 0)) ||
                 (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
                 state_mdb_err(&derr, r, "drop partition");
-            else if (state_applied_del(c->st, txn, t->parts[p].name, &derr))
+            else if (state_applied_del(c->st, txn, t->parts[p].name, &derr) ||
+                     digest_drop(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
                 r = -1;
         }
         if (r)
@@ -752,6 +767,12 @@ static int remove_dropped(struct catalog *c, struct nerr *err)
         int o = mdb_dbi_open(txn, name, 0, &dbi);
         if (o == 0)
             o = mdb_drop(txn, dbi, 1);
+        int dr = !o || o == MDB_NOTFOUND ? digest_drop(txn, state_dbi_digest(c->st), name, err) : 0;
+        if (dr) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            return dr;
+        }
         if (o && o != MDB_NOTFOUND) {
             r = o;
             break;

@@ -62,6 +62,7 @@ struct partition {
     int nmembers;
     char members[CATALOG_MAX_REPLICAS][64]; /* node ids, preferred leader first */
     MDB_dbi dbi;    /* only when g != NULL */
+    MDB_dbi ddbi;   /* the `_digest` database (digest.h) when g != NULL; 0 = keep no digest */
     struct group *g; /* NULL: this node holds no replica */
     struct overlay *ov; /* where items_sm publishes applied items (items.h) */
 };

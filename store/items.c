@@ -1,4 +1,5 @@
 #include "store/items.h"
+#include "store/digest.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,19 +78,54 @@ static int load_item(MDB_txn *txn, const struct partition *p, const struct op *o
  * proposer's op (other nodes' proposals, entries applied again after a
  * restart) are published like the rest: a read that waited for the applied
  * index must find them. */
+/* The stored bytes of op's key before a write changes them (for the
+ * digest, digest.h): *old = a malloc'd copy, NULL when absent or when the
+ * partition keeps no digest. A copy, because the write may reuse the page
+ * the value lies in. */
+static int old_bytes(MDB_txn *txn, const struct partition *p, const struct op *op, void **old,
+                     size_t *oldlen, struct nerr *err)
+{
+    *old = NULL;
+    *oldlen = 0;
+    if (!p->ddbi)
+        return 0;
+    MDB_val k = {op->klen, op->kbytes}, v;
+    int rc = mdb_get(txn, p->dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return state_mdb_err(err, rc, "get");
+    if (!(*old = malloc(v.mv_size ? v.mv_size : 1)))
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    memcpy(*old, v.mv_data, v.mv_size);
+    *oldlen = v.mv_size;
+    return 0;
+}
+
 static int store_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t *item,
                       int publish, struct nerr *err)
 {
+    void *old;
+    size_t oldlen;
+    int rc = old_bytes(txn, p, op, &old, &oldlen, err);
+    if (rc)
+        return rc;
     char *bytes = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!bytes)
+    if (!bytes) {
+        free(old);
         return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
     MDB_val k = {op->klen, op->kbytes}, v = {strlen(bytes), bytes};
-    int rc = mdb_put(txn, p->dbi, &k, &v, 0);
+    rc = mdb_put(txn, p->dbi, &k, &v, 0);
     if (rc)
         rc = state_mdb_err(err, rc, "put");
+    else if (p->ddbi && (rc = digest_update(txn, p->ddbi, p->name, op->kbytes, op->klen, old,
+                                            oldlen, bytes, v.mv_size, err)))
+        ;
     else if (publish && p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, bytes, v.mv_size))
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
     free(bytes);
+    free(old);
     return rc;
 }
 
@@ -166,10 +202,22 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     case OP_DELETE:
         if (old || !need_old) {
             MDB_val k = {op->klen, op->kbytes};
+            void *ob;
+            size_t oblen;
+            if ((rc = old_bytes(txn, p, op, &ob, &oblen, err)))
+                goto out;
             int d = mdb_del(txn, p->dbi, &k, NULL);
             if (d && d != MDB_NOTFOUND) {
+                free(ob);
                 rc = state_mdb_err(err, d, "delete");
                 goto out;
+            }
+            if (ob) {
+                rc = digest_update(txn, p->ddbi, p->name, op->kbytes, op->klen, ob, oblen, NULL, 0,
+                                   err);
+                free(ob);
+                if (rc)
+                    goto out;
             }
             if (p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, NULL, 0)) {
                 rc = nerr_set(err, NERR_NOMEM, "out of memory");
@@ -250,7 +298,10 @@ static int items_snapshot_dbi(void *sm, MDB_dbi *dbi)
 static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct partition *p = sm;
-    return state_dbi_restore(txn, p->dbi, data, len, err);
+    int rc = state_dbi_restore(txn, p->dbi, data, len, err);
+    if (!rc && p->ddbi)
+        rc = digest_rebuild(txn, p->ddbi, p->name, p->dbi, err);
+    return rc;
 }
 
 const struct group_sm items_sm = {.apply = items_apply,

@@ -8,6 +8,8 @@
  * which the scrubber's digests rely on.
  *
  * Writes arrive only through items_sm (group.h), on the applier thread.
+ * Each write also updates the partition's set digest (digest.h) in the same
+ * transaction; restoring a snapshot rebuilds it from the restored items.
  * Reads run on any thread in a read transaction (state_read_begin).
  *
  * Offline use. items_sm needs no group host: its context is the struct
@@ -15,7 +17,9 @@
  * given and, when p->ov is not NULL, the overlay p->ov (where the running
  * node publishes applied, not yet committed items). To replay archived log
  * entries (a reference replica), give it a partition with t (the table:
- * key names, deleted flag), name and dbi set and ov NULL, and call
+ * key names, deleted flag), name and dbi set, ov NULL, and ddbi the
+ * `_digest` database of that environment to keep the set digest the live
+ * replicas keep (digest.h; 0 = none), and call
  * items_sm.apply(p, txn, lsn, data, len, NULL, &result, &err) for each entry
  * in log order, in a write transaction of any LMDB environment; free result
  * with items_sm.free_result. The same entries in the same order give the

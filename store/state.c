@@ -12,7 +12,7 @@
 
 struct state {
     MDB_env *env;
-    MDB_dbi applied, catalog, dropped;
+    MDB_dbi applied, catalog, dropped, digest;
     pthread_mutex_t pool_mu;
     MDB_txn *pool[STATE_POOL_MAX]; /* reset read transactions ready for renew */
     int npool;
@@ -70,7 +70,8 @@ int state_open(const char *dir, const struct state_options *opt, struct state **
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
         (rc = mdb_dbi_open(txn, "_applied", MDB_CREATE, &s->applied)) ||
         (rc = mdb_dbi_open(txn, "_catalog", MDB_CREATE, &s->catalog)) ||
-        (rc = mdb_dbi_open(txn, "_dropped", MDB_CREATE, &s->dropped))) {
+        (rc = mdb_dbi_open(txn, "_dropped", MDB_CREATE, &s->dropped)) ||
+        (rc = mdb_dbi_open(txn, "_digest", MDB_CREATE, &s->digest))) {
         rc = state_mdb_err(err, rc, "open bookkeeping databases");
         goto fail;
     }
@@ -123,6 +124,11 @@ MDB_dbi state_dbi_catalog(struct state *s)
 MDB_dbi state_dbi_dropped(struct state *s)
 {
     return s->dropped;
+}
+
+MDB_dbi state_dbi_digest(struct state *s)
+{
+    return s->digest;
 }
 
 int state_read_begin(struct state *s, MDB_txn **txn, struct nerr *err)

@@ -17,6 +17,7 @@
  *   _applied   group name -> applied LSN (8 bytes, little-endian)
  *   _catalog   table name -> table description (JSON), see catalog.h
  *   _dropped   partition database name -> "" (dropped tables, deleted at start-up)
+ *   _digest    partition database name (+ bucket) -> its set digest (digest.h)
  *
  * Threads. Any thread may read (state_read_begin/end); write transactions are
  * opened only by the node's applier thread and by start-up code before the
@@ -57,6 +58,7 @@ MDB_env *state_env(struct state *s);
 MDB_dbi state_dbi_applied(struct state *s);
 MDB_dbi state_dbi_catalog(struct state *s);
 MDB_dbi state_dbi_dropped(struct state *s);
+MDB_dbi state_dbi_digest(struct state *s);
 
 /* A read-only transaction from a pool (MDB_NOTLS: pooled handles are reset and
  * renewed, so a read costs no allocation). Any thread; end it on the same or
