@@ -32,8 +32,8 @@ struct catalog {
     int n_meta;
     const char *meta_nodes[CATALOG_MAX_REPLICAS];
     const char *meta_api[CATALOG_MAX_REPLICAS]; /* "host:port" */
-    int replicas; /* per partition: 1 (one-node cluster) or 3 */
-    pthread_mutex_t sync_mu; /* one sync at a time */
+    int replicas;                               /* per partition: 1 (one-node cluster) or 3 */
+    pthread_mutex_t sync_mu;                    /* one sync at a time */
     pthread_t sync_thread;
     int sync_started;
     pthread_mutex_t stop_mu;
@@ -42,7 +42,7 @@ struct catalog {
     json_t *remote_descs; /* non-members: the last list fetched (under lock) */
     json_t *failed;       /* table id -> true: tables that could not be opened (said once) */
     int next_meta;        /* which meta member to ask next */
-    int dbis_used; /* named databases opened since start (dropped ones stay open) */
+    int dbis_used;        /* named databases opened since start (dropped ones stay open) */
     pthread_rwlock_t lock;
     struct table **tables; /* live tables, sorted by name */
     size_t ntables;
@@ -109,7 +109,8 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     const char *name = json_string_value(json_object_get(desc, "TableName"));
     const char *id = json_string_value(json_object_get(desc, "TableId"));
-    json_t *ks = json_object_get(desc, "KeySchema"), *ad = json_object_get(desc, "AttributeDefinitions");
+    json_t *ks = json_object_get(desc, "KeySchema"),
+           *ad = json_object_get(desc, "AttributeDefinitions");
     json_int_t nparts = json_integer_value(json_object_get(desc, "Partitions"));
     if (!name || !id || !json_is_array(ks) || !json_is_array(ad) || nparts < 1 || nparts > 4096)
         goto corrupt;
@@ -360,7 +361,7 @@ static void *reap_main(void *arg)
                 (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
                 state_mdb_err(&derr, r, "drop partition");
             else if (state_applied_del(c->st, txn, t->parts[p].name, &derr) ||
-                     digest_drop(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
+                     digest_drop_all(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
                 r = -1;
         }
         if (r)
@@ -453,8 +454,8 @@ int table_key(const struct table *t, const json_t *obj, int exact, json_t **key,
 /* ---- the metadata group's state machine ---- */
 
 /* Applies {"k":"create","name":N,"def":{...}} or {"k":"delete","name":N}. */
-static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len,
-                      void *op, void **result, struct nerr *err)
+static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
+                      void **result, struct nerr *err)
 {
     struct catalog *c = sm;
     json_t *entry = op, *owned = NULL;
@@ -604,8 +605,7 @@ static void meta_committed(void *sm, uint64_t lsn, void *op, const void *data, s
 
 /* The catalog's entries must be committed before the sync reads them (and
  * before other transactions open the new tables' databases). */
-static int meta_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *len,
-                         struct nerr *err)
+static int meta_snapshot(void *sm, MDB_txn *txn, unsigned char **out, size_t *len, struct nerr *err)
 {
     struct catalog *c = sm;
     return state_dbi_snapshot(txn, state_dbi_catalog(c->st), out, len, err);
@@ -684,8 +684,8 @@ int catalog_propose_create(struct catalog *c, const char *name, json_t *def, gro
     struct nerr err = {0};
     int rc = nodes && members && pl ? 0 : NERR_NOMEM;
     for (size_t i = 0; !rc && i < conf->nnodes; i++)
-        nodes[i] = (struct placement_node){conf->nodes[i].id, conf->nodes[i].az,
-                                           conf->nodes[i].rack};
+        nodes[i] =
+            (struct placement_node){conf->nodes[i].id, conf->nodes[i].az, conf->nodes[i].rack};
     /* Tables of the same name get different tie-breaks after a re-create. */
     uint64_t salt = 1469598103934665603ull ^ (uint64_t)time(NULL);
     for (const char *q = name; *q; q++)
@@ -707,8 +707,8 @@ int catalog_propose_create(struct catalog *c, const char *name, json_t *def, gro
             log_error("CreateTable %s: %s", name, err.msg);
         return rc;
     }
-    json_t *e = json_pack("{s:s, s:s, s:O, s:o}", "k", "create", "name", name, "def", def,
-                          "placement", pl);
+    json_t *e =
+        json_pack("{s:s, s:s, s:O, s:o}", "k", "create", "name", name, "def", def, "placement", pl);
     return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
 }
 
@@ -731,8 +731,8 @@ int table_stats(struct table *t, uint64_t *items, uint64_t *bytes)
         MDB_stat s;
         if (t->parts[p].g && mdb_stat(txn, t->parts[p].dbi, &s) == 0) {
             *items += s.ms_entries;
-            *bytes += (uint64_t)s.ms_psize *
-                      (s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages);
+            *bytes +=
+                (uint64_t)s.ms_psize * (s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages);
         }
     }
     state_read_end(st, txn);
@@ -767,7 +767,8 @@ static int remove_dropped(struct catalog *c, struct nerr *err)
         int o = mdb_dbi_open(txn, name, 0, &dbi);
         if (o == 0)
             o = mdb_drop(txn, dbi, 1);
-        int dr = !o || o == MDB_NOTFOUND ? digest_drop(txn, state_dbi_digest(c->st), name, err) : 0;
+        int dr =
+            !o || o == MDB_NOTFOUND ? digest_drop_all(txn, state_dbi_digest(c->st), name, err) : 0;
         if (dr) {
             mdb_cursor_close(cur);
             mdb_txn_abort(txn);
@@ -805,8 +806,7 @@ static json_t *local_descs(struct catalog *c)
         if (desc)
             json_array_append_new(arr, desc);
         else
-            log_error("catalog entry %.*s is not JSON; ignored", (int)k.mv_size,
-                      (char *)k.mv_data);
+            log_error("catalog entry %.*s is not JSON; ignored", (int)k.mv_size, (char *)k.mv_data);
     }
     if (!r || r == MDB_NOTFOUND)
         mdb_cursor_close(cur);
@@ -888,8 +888,8 @@ static int reconcile(struct catalog *c, json_t *descs, struct nerr *ferr)
             }
             continue;
         }
-        log_info("table %s (%s): %d partitions, %d with a replica here", t->name, t->id,
-                 t->nparts, ({
+        log_info("table %s (%s): %d partitions, %d with a replica here", t->name, t->id, t->nparts,
+                 ({
                      int n = 0;
                      for (int p = 0; p < t->nparts; p++)
                          n += t->parts[p].g != NULL;
@@ -995,8 +995,8 @@ static void catalog_headers(const struct catalog *c, const char *api, struct cat
                                      {"X-Amz-Target", "NinesAdmin.Catalog"}};
         struct sigv4_request sr = {"POST", "/", "", hs, 3, "{}", 2};
         char date[17], auth[512];
-        if (!sigv4_signer_init(&signer, conf->access_key_id, conf->secret_access_key,
-                               conf->region, "dynamodb") &&
+        if (!sigv4_signer_init(&signer, conf->access_key_id, conf->secret_access_key, conf->region,
+                               "dynamodb") &&
             !sigv4_signer_sign(&signer, &sr, time(NULL), date, auth, sizeof auth)) {
             snprintf(h->host, sizeof h->host, "Host: %s", api);
             snprintf(h->date, sizeof h->date, "X-Amz-Date: %s", date);
@@ -1210,8 +1210,8 @@ int catalog_open(struct group_host *h, const struct catalog_options *opt, struct
         goto fail;
     }
     for (size_t i = 0; i < conf->nnodes; i++)
-        nodes[i] = (struct placement_node){conf->nodes[i].id, conf->nodes[i].az,
-                                           conf->nodes[i].rack};
+        nodes[i] =
+            (struct placement_node){conf->nodes[i].id, conf->nodes[i].az, conf->nodes[i].rack};
     struct nerr perr = {0};
     rc = placement_compute(nodes, conf->nnodes, 1, c->replicas, 0, members, &perr);
     free(nodes);

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <openssl/sha.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,149 @@ int digest_update(MDB_txn *txn, MDB_dbi ddbi, const char *name, const void *key,
     return rec_put(txn, ddbi, name, &d, err);
 }
 
+/* ---- scrub markers ---- */
+
+#define MARK_MAGIC "N9SM"
+#define MARK_HEAD (4 + 4 + 8 + 8 + 8 + 1 + 1 + 64)
+#define MARK_BYTES (MARK_HEAD + DIGEST_RECORD_BYTES + DIGEST_BUCKETS * 2 * DIGEST_BUCKET_LANES)
+
+/* name \1 u64be(lsn); lsn 0 = the prefix of every marker of name. */
+static size_t mark_key(const char *name, uint64_t lsn, unsigned char *buf, size_t cap)
+{
+    size_t n = strlen(name);
+    if (n + 9 > cap)
+        return 0;
+    memcpy(buf, name, n);
+    buf[n] = 1;
+    for (int i = 0; i < 8; i++)
+        buf[n + 1 + i] = (unsigned char)(lsn >> (56 - 8 * i));
+    return n + 9;
+}
+
+static int mark_decode(const char *name, const MDB_val *v, struct digest_mark *m, struct nerr *err)
+{
+    const unsigned char *b = v->mv_data;
+    if (v->mv_size != MARK_BYTES || memcmp(b, MARK_MAGIC, 4) || le_get32(b + 4) != 1 || b[33] > 64)
+        return nerr_set(err, NERR_CORRUPT, "partition %s: a scrub marker record is damaged", name);
+    m->lsn = le_get64(b + 8);
+    m->proposed_ms = (long long)le_get64(b + 16);
+    m->applied_ms = (long long)le_get64(b + 24);
+    m->has_digest = b[32];
+    memcpy(m->id, b + 34, b[33]);
+    m->id[b[33]] = 0;
+    MDB_val dv = {DIGEST_RECORD_BYTES, (void *)(b + MARK_HEAD)};
+    int rc = rec_decode(name, &dv, &m->d, err);
+    if (rc)
+        return rc;
+    const unsigned char *bb = b + MARK_HEAD + DIGEST_RECORD_BYTES;
+    for (size_t i = 0; i < DIGEST_BUCKETS; i++)
+        for (size_t j = 0; j < DIGEST_BUCKET_LANES; j++)
+            m->bucket[i][j] = le_get16(bb + 2 * (i * DIGEST_BUCKET_LANES + j));
+    return 0;
+}
+
+int digest_mark_put(MDB_txn *txn, MDB_dbi ddbi, const char *name, uint64_t lsn, const char *id,
+                    long long proposed_ms, long long applied_ms, struct nerr *err)
+{
+    size_t idlen = strlen(id);
+    if (idlen > 64)
+        return nerr_set(err, NERR_INVALID, "scrub id too long");
+    struct digest d;
+    struct nerr e = {0};
+    int rc = digest_get(txn, ddbi, name, &d, &e), has = rc == 0;
+    if (rc && rc != NERR_NOTFOUND)
+        return nerr_set(err, rc, "%s", e.msg);
+    if (!has)
+        memset(&d, 0, sizeof d);
+    unsigned char *b = calloc(1, MARK_BYTES);
+    if (!b)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    memcpy(b, MARK_MAGIC, 4);
+    le_put32(b + 4, 1);
+    le_put64(b + 8, lsn);
+    le_put64(b + 16, (uint64_t)proposed_ms);
+    le_put64(b + 24, (uint64_t)applied_ms);
+    b[32] = (unsigned char)has;
+    b[33] = (unsigned char)idlen;
+    memcpy(b + 34, id, idlen);
+    rec_encode(&d, b + MARK_HEAD);
+    unsigned char *bb = b + MARK_HEAD + DIGEST_RECORD_BYTES;
+    for (unsigned i = 0; has && i < DIGEST_BUCKETS; i++) {
+        uint16_t l[DIGEST_BUCKET_LANES];
+        rc = digest_get_bucket(txn, ddbi, name, i, l, &e);
+        if (rc == NERR_NOTFOUND)
+            continue;
+        if (rc) {
+            free(b);
+            return nerr_set(err, rc, "%s", e.msg);
+        }
+        for (size_t j = 0; j < DIGEST_BUCKET_LANES; j++)
+            le_put16(bb + 2 * (i * DIGEST_BUCKET_LANES + j), l[j]);
+    }
+    unsigned char kb[256];
+    MDB_val k = {mark_key(name, lsn, kb, sizeof kb), kb}, v = {MARK_BYTES, b};
+    rc = k.mv_size ? mdb_put(txn, ddbi, &k, &v, 0) : EINVAL;
+    free(b);
+    if (rc)
+        return state_mdb_err(err, rc, "scrub marker put");
+    /* Keep the newest DIGEST_MARKS_KEPT: count this partition's markers,
+     * then delete from the oldest. */
+    unsigned char pk[256];
+    size_t pn = mark_key(name, 0, pk, sizeof pk) - 8;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, ddbi, &cur)))
+        return state_mdb_err(err, rc, "scrub marker cursor");
+    size_t count = 0;
+    MDB_val ck = {pn + 8, pk}, cv;
+    for (rc = mdb_cursor_get(cur, &ck, &cv, MDB_SET_RANGE);
+         !rc && ck.mv_size == pn + 8 && !memcmp(ck.mv_data, pk, pn);
+         rc = mdb_cursor_get(cur, &ck, &cv, MDB_NEXT))
+        count++;
+    /* Delete from the oldest, seeking again after each delete. */
+    for (rc = 0; !rc && count > DIGEST_MARKS_KEPT; count--) {
+        ck = (MDB_val){pn + 8, pk};
+        rc = mdb_cursor_get(cur, &ck, &cv, MDB_SET_RANGE);
+        if (!rc && ck.mv_size == pn + 8 && !memcmp(ck.mv_data, pk, pn))
+            rc = mdb_cursor_del(cur, 0);
+        else
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return state_mdb_err(err, rc, "scrub marker trim");
+    return 0;
+}
+
+int digest_mark_get(MDB_txn *txn, MDB_dbi ddbi, const char *name, const char *id,
+                    struct digest_mark *out, struct nerr *err)
+{
+    unsigned char pk[256];
+    size_t kn = mark_key(name, 0, pk, sizeof pk);
+    if (!kn)
+        return nerr_set(err, NERR_INVALID, "partition name too long");
+    size_t pn = kn - 8;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, ddbi, &cur);
+    if (rc)
+        return state_mdb_err(err, rc, "scrub marker cursor");
+    MDB_val ck = {kn, pk}, cv;
+    for (rc = mdb_cursor_get(cur, &ck, &cv, MDB_SET_RANGE);
+         !rc && ck.mv_size == kn && !memcmp(ck.mv_data, pk, pn);
+         rc = mdb_cursor_get(cur, &ck, &cv, MDB_NEXT)) {
+        const unsigned char *b = cv.mv_data;
+        size_t idlen = strlen(id);
+        if (cv.mv_size == MARK_BYTES && b[33] == idlen && !memcmp(b + 34, id, idlen)) {
+            rc = mark_decode(name, &cv, out, err);
+            mdb_cursor_close(cur);
+            return rc;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return state_mdb_err(err, rc, "scrub marker scan");
+    return nerr_set(err, NERR_NOTFOUND, "partition %s: no scrub marker %s here", name, id);
+}
+
 int digest_drop(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct nerr *err)
 {
     MDB_val k = {strlen(name), (void *)name};
@@ -241,6 +385,31 @@ int digest_drop(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct nerr *err)
             return state_mdb_err(err, rc, "digest bucket delete");
     }
     return 0;
+}
+
+/* digest_drop and the markers too (digest_rebuild keeps the markers: they
+ * record what the replica held at their index). */
+int digest_drop_all(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct nerr *err)
+{
+    int rc = digest_drop(txn, ddbi, name, err);
+    if (rc)
+        return rc;
+    unsigned char pk[256];
+    size_t kn = mark_key(name, 0, pk, sizeof pk);
+    if (!kn)
+        return nerr_set(err, NERR_INVALID, "partition name too long");
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, ddbi, &cur)))
+        return state_mdb_err(err, rc, "scrub marker cursor");
+    for (;;) {
+        MDB_val ck = {kn, pk}, cv;
+        rc = mdb_cursor_get(cur, &ck, &cv, MDB_SET_RANGE);
+        if (rc || ck.mv_size != kn || memcmp(ck.mv_data, pk, kn - 8) ||
+            (rc = mdb_cursor_del(cur, 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc && rc != MDB_NOTFOUND ? state_mdb_err(err, rc, "scrub marker delete") : 0;
 }
 
 int digest_rebuild(MDB_txn *txn, MDB_dbi ddbi, const char *name, MDB_dbi dbi, struct nerr *err)

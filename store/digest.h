@@ -105,7 +105,42 @@ int digest_get(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct digest *d, s
  * in it since the last rebuild: its lanes are all zero). */
 int digest_get_bucket(MDB_txn *txn, MDB_dbi ddbi, const char *name, unsigned b,
                       uint16_t lanes[DIGEST_BUCKET_LANES], struct nerr *err);
-/* Forgets partition `name`'s digest (its table was dropped). */
+/* ---- scrub markers ----
+ *
+ * A scrub marker is an entry of the partition's log (op.h, OP_SCRUB) that
+ * changes no item. Every replica that applies it records, in the same
+ * transaction, a copy of its digest and buckets at exactly that log index:
+ *   N \1 u64be(lsn)   "N9SM" u32le 1, u64le lsn, i64le proposed_ms,
+ *                     i64le applied_ms, u8 has_digest, u8 idlen, id[64],
+ *                     the digest record, DIGEST_BUCKETS x bucket lanes
+ * Comparing replicas is comparing these small records at the same index:
+ * no snapshot, no pause of writes. A replica that was behind applies the
+ * marker later and records it at the same index. The newest
+ * DIGEST_MARKS_KEPT markers of a partition are kept. */
+#define DIGEST_MARKS_KEPT 16
+
+struct digest_mark {
+    uint64_t lsn;
+    long long proposed_ms, applied_ms; /* proposer's clock; this replica's */
+    int has_digest;                    /* 0: the replica kept no digest then */
+    char id[65];
+    struct digest d;
+    uint16_t bucket[DIGEST_BUCKETS][DIGEST_BUCKET_LANES];
+};
+
+/* Records marker `id` applied at lsn (write txn; the applier). */
+int digest_mark_put(MDB_txn *txn, MDB_dbi ddbi, const char *name, uint64_t lsn, const char *id,
+                    long long proposed_ms, long long applied_ms, struct nerr *err);
+/* The marker `id` of partition `name` as this replica recorded it:
+ * NERR_NOTFOUND when it has not applied it (yet, or it was dropped as
+ * older than the newest DIGEST_MARKS_KEPT). */
+int digest_mark_get(MDB_txn *txn, MDB_dbi ddbi, const char *name, const char *id,
+                    struct digest_mark *out, struct nerr *err);
+
+/* Forgets partition `name`'s digest and buckets (digest_rebuild starts with
+ * it; the markers stay: they record what the replica held at their index). */
 int digest_drop(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct nerr *err);
+/* digest_drop and every marker too (the partition's table was dropped). */
+int digest_drop_all(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct nerr *err);
 
 #endif

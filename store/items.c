@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "proto/av.h"
@@ -177,6 +178,16 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
         r->status = NERR_NOTFOUND;
         goto out;
     }
+    if (op->kind == OP_SCRUB) {
+        /* A scrub marker: this replica's digest at this index (digest.h). */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (p->ddbi &&
+            (rc = digest_mark_put(txn, p->ddbi, p->name, lsn, op->scrub_id, op->scrub_ms,
+                                  (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, err)))
+            goto out;
+        goto out; /* no item changes: the result is a plain success */
+    }
     int need_old = op->cond_ast || op->rv != RV_NONE || op->kind == OP_UPDATE;
     if (need_old && (rc = load_item(txn, p, op, &old, err)))
         goto out;
@@ -224,6 +235,8 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
                 goto out;
             }
         }
+        break;
+    case OP_SCRUB: /* handled above */
         break;
     case OP_UPDATE: {
         const char *keys[2] = {p->t->hash_name, p->t->range_name};

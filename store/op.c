@@ -6,7 +6,7 @@
 #include "store/catalog.h"
 #include "store/expr.h"
 
-static const char *kind_names[] = {NULL, "put", "delete", "update"};
+static const char *kind_names[] = {NULL, "put", "delete", "update", "scrub"};
 static const char *rv_names[] = {"NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"};
 
 int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
@@ -15,7 +15,10 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
     if (!o)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     json_object_set_new(o, "k", json_string(kind_names[op->kind]));
-    if (op->kind == OP_PUT)
+    if (op->kind == OP_SCRUB) {
+        json_object_set_new(o, "id", json_string(op->scrub_id ? op->scrub_id : ""));
+        json_object_set_new(o, "t", json_integer(op->scrub_ms));
+    } else if (op->kind == OP_PUT)
         json_object_set(o, "i", op->item);
     else
         json_object_set(o, "key", op->key);
@@ -38,6 +41,18 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
     return 0;
 }
 
+int op_scrub_id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+              (id[i] >= '0' && id[i] <= '9') || id[i] == '.' || id[i] == '_' || id[i] == '-'))
+            return 0;
+    return 1;
+}
+
 int op_parse_exprs(struct op *op, struct nerr *err)
 {
     int rc = 0;
@@ -55,8 +70,7 @@ static char *dup_str(json_t *s)
     return v ? strdup(v) : NULL;
 }
 
-int op_decode(const void *data, size_t len, const struct table *t, struct op *op,
-              struct nerr *err)
+int op_decode(const void *data, size_t len, const struct table *t, struct op *op, struct nerr *err)
 {
     json_error_t je;
     memset(op, 0, sizeof *op);
@@ -65,7 +79,7 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
         return nerr_set(err, NERR_CORRUPT, "log entry is not JSON: %s", je.text);
     const char *k = json_string_value(json_object_get(o, "k"));
     int rc = NERR_CORRUPT;
-    for (int i = 1; i <= 3; i++)
+    for (int i = 1; i <= 4; i++)
         if (k && !strcmp(k, kind_names[i]))
             op->kind = (enum op_kind)i;
     const char *rv = json_string_value(json_object_get(o, "r"));
@@ -74,6 +88,15 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
             op->rv = (enum op_rv)i;
     if (!op->kind)
         goto corrupt;
+    if (op->kind == OP_SCRUB) {
+        const char *id = json_string_value(json_object_get(o, "id"));
+        json_t *tm = json_object_get(o, "t");
+        if (!op_scrub_id_ok(id) || !json_is_integer(tm) || !(op->scrub_id = strdup(id)))
+            goto corrupt;
+        op->scrub_ms = json_integer_value(tm);
+        json_decref(o);
+        return 0;
+    }
     op->item = json_incref(json_object_get(o, "i"));
     op->cond = dup_str(json_object_get(o, "c"));
     op->update = dup_str(json_object_get(o, "u"));
@@ -103,6 +126,7 @@ void op_clear(struct op *op)
     free(op->kbytes);
     free(op->cond);
     free(op->update);
+    free(op->scrub_id);
     json_decref(op->names);
     json_decref(op->values);
     expr_free(op->cond_ast);

@@ -19,7 +19,9 @@
 struct expr;
 struct table;
 
-enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3 };
+/* OP_SCRUB: a scrub marker (digest.h, "Scrub markers"): changes no item;
+ * every replica that applies it records its digest at that log index. */
+enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3, OP_SCRUB = 4 };
 enum op_rv { RV_NONE = 0, RV_ALL_OLD, RV_ALL_NEW, RV_UPDATED_OLD, RV_UPDATED_NEW };
 
 struct op {
@@ -33,6 +35,10 @@ struct op {
     json_t *names, *values;
     enum op_rv rv;
     struct expr *cond_ast, *update_ast; /* parsed forms; not persisted */
+    /* OP_SCRUB only (no key, no item): the scrub run's id (1..64 bytes of
+     * [A-Za-z0-9._-]) and the proposer's wall clock in ms. */
+    char *scrub_id;
+    long long scrub_ms;
 };
 
 /* The outcome of applying an op (group_sm result). status: 0, NERR_CONDITION,
@@ -50,8 +56,10 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err);
 /* Parses the persistent form for table t and rebuilds the parsed expressions
  * and key bytes. On failure op is left cleared. NERR_CORRUPT when the bytes
  * are not an op this version wrote. */
-int op_decode(const void *data, size_t len, const struct table *t, struct op *op,
-              struct nerr *err);
+int op_decode(const void *data, size_t len, const struct table *t, struct op *op, struct nerr *err);
+
+/* A valid scrub run id (see struct op). */
+int op_scrub_id_ok(const char *id);
 
 /* Parses op->cond / op->update into the *_ast fields. */
 int op_parse_exprs(struct op *op, struct nerr *err);

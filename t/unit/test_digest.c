@@ -312,6 +312,120 @@ static void in_lmdb(const char *dir)
     mdb_env_close(b.env);
 }
 
+/* One entry through the item state machine, as the applier does it. */
+static int sm_apply(struct partition *p, MDB_env *env, uint64_t lsn, const char *entry)
+{
+    MDB_txn *t;
+    void *res = NULL;
+    struct nerr er = {0};
+    mdb_txn_begin(env, NULL, 0, &t);
+    int rc = items_sm.apply(p, t, lsn, entry, strlen(entry), NULL, &res, &er);
+    if (rc) {
+        diag("apply %llu: %s", (unsigned long long)lsn, er.msg);
+        mdb_txn_abort(t);
+        return rc;
+    }
+    items_sm.free_result(res);
+    return mdb_txn_commit(t);
+}
+
+static void through_items_sm(const char *dir)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s/sm", dir);
+    mkdir(d, 0700);
+    struct env e;
+    env_open(&e, d);
+    struct table t = {.name = "t", .id = "t1", .hash_name = "k", .hash_type = 'S', .nparts = 1};
+    struct partition p = {.t = &t, .dbi = e.dbi, .ddbi = e.ddbi};
+    snprintf(p.name, sizeof p.name, "p.t1.0");
+    MDB_txn *tx;
+    struct nerr er = {0};
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    digest_rebuild(tx, e.ddbi, p.name, e.dbi, &er);
+    mdb_txn_commit(tx);
+    int bad = 0;
+    uint64_t lsn = 0;
+    for (int i = 0; i < 50; i++) {
+        char entry[128];
+        snprintf(entry, sizeof entry,
+                 "{\"k\":\"put\",\"i\":{\"k\":{\"S\":\"a%d\"},\"v\":{\"N\":\"%d\"}}}", i % 20, i);
+        bad |= sm_apply(&p, e.env, ++lsn, entry);
+    }
+    bad |= sm_apply(&p, e.env, ++lsn, "{\"k\":\"delete\",\"key\":{\"k\":{\"S\":\"a3\"}}}");
+    bad |= sm_apply(&p, e.env, ++lsn,
+                    "{\"k\":\"update\",\"key\":{\"k\":{\"S\":\"a4\"}},"
+                    "\"u\":\"SET w = :w\",\"v\":{\":w\":{\"S\":\"x\"}}}");
+    ok(!bad, "puts, overwrites, a delete and an update applied through items_sm");
+    struct digest inc, reb;
+    int found;
+    get(&e, &inc, &found);
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    digest_rebuild(tx, e.ddbi, p.name, e.dbi, &er);
+    mdb_txn_commit(tx);
+    get(&e, &reb, &found);
+    ok(digest_equal(&inc, &reb) && inc.items == 19 && reb.items == 19,
+       "the digest items_sm kept equals a rebuild from the stored items (19 items)");
+    /* Markers: recorded at their index, the item set unchanged. */
+    uint64_t mark_lsn = ++lsn;
+    bad = sm_apply(&p, e.env, mark_lsn, "{\"k\":\"scrub\",\"id\":\"run-1\",\"t\":1700000000000}");
+    struct digest after;
+    get(&e, &after, &found);
+    struct digest_mark *m = calloc(1, sizeof *m);
+    mdb_txn_begin(e.env, NULL, MDB_RDONLY, &tx);
+    int rc = digest_mark_get(tx, e.ddbi, p.name, "run-1", m, &er);
+    mdb_txn_abort(tx);
+    ok(!bad && !rc && m->lsn == mark_lsn && m->has_digest && digest_equal(&m->d, &inc) &&
+           m->d.items == 19 && m->proposed_ms == 1700000000000LL && m->applied_ms > 0,
+       "a scrub marker records the digest at its index (lsn %llu, %llu items)",
+       (unsigned long long)m->lsn, (unsigned long long)m->d.items);
+    ok(digest_equal(&after, &inc) && after.items == inc.items, "and changes no item");
+    uint16_t sum[DIGEST_BUCKET_LANES] = {0};
+    for (int b = 0; b < DIGEST_BUCKETS; b++)
+        for (int i = 0; i < DIGEST_BUCKET_LANES; i++)
+            sum[i] = (uint16_t)(sum[i] + m->bucket[b][i]);
+    ok(!memcmp(sum, m->d.lane, sizeof sum), "the marker's buckets add up to its digest");
+    bad = sm_apply(&p, e.env, ++lsn, "{\"k\":\"put\",\"i\":{\"k\":{\"S\":\"z\"}}}");
+    mdb_txn_begin(e.env, NULL, MDB_RDONLY, &tx);
+    rc = digest_mark_get(tx, e.ddbi, p.name, "run-1", m, &er);
+    mdb_txn_abort(tx);
+    ok(!bad && !rc && m->d.items == 19, "later writes leave the marker as it was");
+    /* Bad markers are poisoned entries, not node failures. */
+    rc = sm_apply(&p, e.env, ++lsn, "{\"k\":\"scrub\",\"id\":\"../x\",\"t\":1}");
+    ok(rc == GROUP_APPLY_POISONED, "a marker with a bad id is a poisoned entry");
+    rc = sm_apply(&p, e.env, ++lsn, "{\"k\":\"scrub\",\"id\":\"ok\"}");
+    ok(rc == GROUP_APPLY_POISONED, "a marker without a time is a poisoned entry");
+    /* The newest DIGEST_MARKS_KEPT stay. */
+    for (int i = 2; i <= DIGEST_MARKS_KEPT + 5; i++) {
+        char entry[128];
+        snprintf(entry, sizeof entry, "{\"k\":\"scrub\",\"id\":\"run-%d\",\"t\":%d}", i, i);
+        sm_apply(&p, e.env, ++lsn, entry);
+    }
+    int kept = 0;
+    char newest[32];
+    snprintf(newest, sizeof newest, "run-%d", DIGEST_MARKS_KEPT + 5);
+    mdb_txn_begin(e.env, NULL, MDB_RDONLY, &tx);
+    for (int i = 1; i <= DIGEST_MARKS_KEPT + 5; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "run-%d", i);
+        kept += !digest_mark_get(tx, e.ddbi, p.name, id, m, &er);
+    }
+    int newest_there = !digest_mark_get(tx, e.ddbi, p.name, newest, m, &er);
+    int oldest_gone = digest_mark_get(tx, e.ddbi, p.name, "run-1", m, &er) == NERR_NOTFOUND;
+    mdb_txn_abort(tx);
+    ok(kept == DIGEST_MARKS_KEPT && newest_there && oldest_gone,
+       "the newest %d markers are kept (%d), the oldest went", DIGEST_MARKS_KEPT, kept);
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    rc = digest_drop_all(tx, e.ddbi, p.name, &er);
+    MDB_stat ms;
+    mdb_stat(tx, e.ddbi, &ms);
+    mdb_txn_commit(tx);
+    ok(!rc && ms.ms_entries == 0, "digest_drop_all forgets digest, buckets and markers (%zu left)",
+       (size_t)ms.ms_entries);
+    free(m);
+    mdb_env_close(e.env);
+}
+
 /* Cost: items per second through digest_elem at 1 KB items. */
 static void cost(void)
 {
@@ -345,6 +459,7 @@ int main(void)
     }
     algebra();
     in_lmdb(dir);
+    through_items_sm(dir);
     cost();
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return done_testing();
