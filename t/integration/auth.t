@@ -137,20 +137,25 @@ my ($y) = grep { $_ != $x } @m;
 ok(wait_until(20, sub {
     ($rc) = aws($y, ['dynamodb', 'create-table', '--table-name', 'spread',
         '--attribute-definitions', 'AttributeName=pk,AttributeType=S', '--key-schema',
-        'AttributeName=pk,KeyType=HASH', '--billing-mode', 'PAY_PER_REQUEST'], @cred);
+        'AttributeName=pk,KeyType=HASH', '--billing-mode', 'PAY_PER_REQUEST',
+        '--tags', 'Key=nines:partitions,Value=4'], @cred);
     $rc == 0 }), "create-table through $y->{id} on a cluster with credentials");
 ok(wait_until(20, sub {
     my ($r, $d) = aws($x, ['dynamodb', 'describe-table', '--table-name', 'spread'], @cred);
     $r == 0 && $d->{Table}{TableStatus} eq 'ACTIVE' }),
    "$x->{id} learns of the table through the signed catalog sync");
+# Four partitions of three replicas on four nodes: some do not include x,
+# whose writes then go to their leader's API (store/forward.c).
+my $items = { spread => [map { { PutRequest => { Item => { pk => { S => "k$_" },
+                                                            v => { S => "through x" } } } } } 1 .. 16] };
 my $put = wait_until(20, sub {
-    my ($r) = aws($x, ['dynamodb', 'put-item', '--table-name', 'spread', '--item',
-                       '{"pk":{"S":"k"},"v":{"S":"through x"}}'], @cred);
-    $r == 0 });
-ok($put, "a write through $x->{id} reaches the partition leader");
-($rc, $out) = aws($y, ['dynamodb', 'get-item', '--table-name', 'spread', '--consistent-read',
-                       '--key', '{"pk":{"S":"k"}}'], @cred);
-is($out->{Item}{v}{S} // '', 'through x', "... and is read back through $y->{id}");
+    my ($r, $res) = aws($x, ['dynamodb', 'batch-write-item', '--request-items',
+                             json()->encode($items)], @cred);
+    $r == 0 && !%{ $res->{UnprocessedItems} // {} } });
+ok($put, "16 writes through $x->{id} reach their partitions' leaders");
+($rc, $out) = aws($y, ['dynamodb', 'scan', '--table-name', 'spread', '--consistent-read'], @cred);
+is(scalar(grep { ($_->{v}{S} // '') eq 'through x' } @{ $out->{Items} // [] }), 16,
+   "... and are read back through $y->{id}");
 $cli = `'${\bin('nines')}' cluster status --config '$cl->{path}' 2>&1`;
 is($? >> 8, 0, 'nines cluster status: every partition has a leader') or diag $cli;
 unlike($cli, qr/MissingAuthentication|InvalidSignature/, '... and no call was refused') or diag $cli;
