@@ -168,7 +168,7 @@ struct target {
     pthread_t thread;
     int started;
     char *url;
-    char *host; /* host[:port] of url, for the signed Host header */
+    char *host;       /* host[:port] of url, for the signed Host header */
     const char *path; /* url's path ("/metrics"), inside url */
     int signing;
     struct sigv4_signer signer; /* used by this target's thread only */
