@@ -278,6 +278,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->too_big = 1;
         else if (!strcmp(method, "POST"))
             precheck(s, conn, r, want);
+        else
+            r->no_buffer = 1; /* only a POST has a body that counts: a GET is signed
+                               * with the empty one, other methods are refused */
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
