@@ -14,7 +14,8 @@
  *   sink: {postgres: ${NINES_PG}, buffer: 100000, flush_every: 1s}
  *   metrics: {listen: 127.0.0.1:9464}
  *   server_metrics: true               # scrape each endpoint's GET /metrics into
- *                                      #   server_samples (scrape.h; needs the sink)
+ *                                      #   server_samples (scrape.h; needs the sink),
+ *                                      #   signed with `credentials` when given
  *
  * Every string value goes through envsub_expand. Only `endpoints` is
  * required; the sink and metrics are optional (a canary without either only

@@ -10,6 +10,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "net/http.h"
+#include "proto/sigv4.h"
 
 #define METRIC "nines_api_requests_total{"
 #define MAX_BODY (16u << 20) /* a /metrics page larger than this fails the scrape */
@@ -167,6 +168,10 @@ struct target {
     pthread_t thread;
     int started;
     char *url;
+    char *host;       /* host[:port] of url, for the signed Host header */
+    const char *path; /* url's path ("/metrics"), inside url */
+    int signing;
+    struct sigv4_signer signer; /* used by this target's thread only */
     struct scrape_snapshot prev;
     int64_t prev_ms; /* boundary of prev; 0: no baseline */
     int warned;
@@ -216,15 +221,56 @@ static int fetch(struct target *t, struct http_client *http, struct scrape_snaps
     long tmo = (long)(t->s->cfg->timeout_ns / 1000000);
     if (tmo > t->s->interval_ms / 2)
         tmo = (long)(t->s->interval_ms / 2);
-    struct http_request rq = {
-        .method = "GET", .url = t->url, .timeout_ms = tmo > 0 ? tmo : 1L, .max_body = MAX_BODY};
+    /* A node whose cluster has credentials answers /metrics only to a
+     * signed GET (docs/security.md): signed like the canary's DynamoDB
+     * calls, over Host and X-Amz-Date, with the empty body. */
+    char host_h[300], date_h[64], auth_h[1000];
+    const char *headers[4] = {NULL};
+    if (t->signing) {
+        struct sigv4_header hs[1] = {{"host", t->host}};
+        struct sigv4_request sr = {.method = "GET",
+                                   .path = t->path,
+                                   .query = "",
+                                   .headers = hs,
+                                   .nheaders = 1,
+                                   .body = "",
+                                   .body_len = 0};
+        char amz_date[17], auth[900];
+        if (sigv4_signer_sign(&t->signer, &sr, time(NULL), amz_date, auth, sizeof auth)) {
+            if (!t->warned++)
+                log_warn("canary: server metrics of endpoint %s (%s): cannot sign the request",
+                         ep->name, t->url);
+            return 1;
+        }
+        snprintf(host_h, sizeof host_h, "Host: %s", t->host);
+        snprintf(date_h, sizeof date_h, "X-Amz-Date: %s", amz_date);
+        snprintf(auth_h, sizeof auth_h, "Authorization: %s", auth);
+        headers[0] = host_h;
+        headers[1] = date_h;
+        headers[2] = auth_h;
+    }
+    struct http_request rq = {.method = "GET",
+                              .url = t->url,
+                              .headers = headers,
+                              .timeout_ms = tmo > 0 ? tmo : 1L,
+                              .max_body = MAX_BODY};
     int rc = http_call(http, &rq, &t->rs, NULL);
     if (rc || t->rs.status != 200 || !t->rs.len) {
+        char why[300];
+        if (rc)
+            snprintf(why, sizeof why, "%s", t->rs.error);
+        else if (t->rs.status == 404)
+            snprintf(why, sizeof why, "not served (404); server-side counts unavailable");
+        else if (t->rs.status == 400 || t->rs.status == 403)
+            /* The DynamoDB error's type says what the node refused:
+             * MissingAuthenticationToken (no credentials in the canary's
+             * config), InvalidSignature or UnrecognizedClient (others). */
+            snprintf(why, sizeof why, "refused (HTTP %ld: %.120s)", t->rs.status,
+                     t->rs.body ? t->rs.body : "");
+        else
+            snprintf(why, sizeof why, "bad answer (HTTP %ld)", t->rs.status);
         if (!t->warned++)
-            log_warn("canary: server metrics of endpoint %s (%s): %s", ep->name, t->url,
-                     rc                    ? t->rs.error
-                     : t->rs.status == 404 ? "not served (404); server-side counts unavailable"
-                                           : "bad answer");
+            log_warn("canary: server metrics of endpoint %s (%s): %s", ep->name, t->url, why);
         return 1;
     }
     if (scrape_parse(t->rs.body, cur, &err)) {
@@ -337,6 +383,7 @@ void scraper_stop(struct scraper *s)
             pthread_join(t->thread, NULL);
         scrape_snapshot_free(&t->prev);
         free(t->url);
+        free(t->host);
         http_response_free(&t->rs);
     }
     free(s->t);
@@ -380,6 +427,21 @@ int scraper_start(const struct canary_config *cfg, struct pgsink *sink, struct s
             t->url = NULL;
             rc = nerr_set(err, NERR_NOMEM, "out of memory");
             break;
+        }
+        const char *h = strstr(t->url, "://");
+        h = h ? h + 3 : t->url;
+        t->path = h + strcspn(h, "/");
+        if (!(t->host = strndup(h, (size_t)(t->path - h)))) {
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+            break;
+        }
+        if (cfg->access_key_id) {
+            if (sigv4_signer_init(&t->signer, cfg->access_key_id, cfg->secret_access_key,
+                                  cfg->region ? cfg->region : "local", "dynamodb")) {
+                rc = nerr_set(err, NERR_INVALID, "canary credentials too long to sign with");
+                break;
+            }
+            t->signing = 1;
         }
         int e = pthread_create(&t->thread, NULL, target_main, t);
         if (e)

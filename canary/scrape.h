@@ -26,6 +26,12 @@
  * endpoint that does not serve /metrics (404) is logged once and retried
  * quietly.
  *
+ * Signing: with credentials in the config (cconfig.h), every scrape is a
+ * SigV4-signed GET (Host and X-Amz-Date signed, empty body), as a node
+ * whose cluster has credentials answers /metrics only to that
+ * (docs/security.md). A refused scrape (400 with the DynamoDB error: no or
+ * wrong credentials) is logged once, with the error, like any failure.
+ *
  * Ownership: a snapshot owns its array (scrape_snapshot_free). The scraper
  * borrows cfg and sink until scraper_stop, which joins every thread.
  * Errors: scrape_parse: NERR_NOMEM only (bad lines are skipped).

@@ -312,8 +312,8 @@ static int status_headers(const struct cluster_node *n, struct sigv4_signer *sig
     h->lines[k++] = "Expect:";
     h->lines[k++] = "Accept:";
     if (signer) {
-        /* The spec accepts this call unsigned, but a node that checks
-         * signatures before looking at the target would refuse it. */
+        /* A node whose cluster has credentials refuses an unsigned
+         * status call (docs/security.md). */
         struct sigv4_header hs[3] = {{"Host", n->api},
                                      {"Content-Type", "application/x-amz-json-1.0"},
                                      {"X-Amz-Target", CLUSTER_STATUS_TARGET}};

@@ -61,8 +61,9 @@ void api_call_hops(struct api *a, const char *op, const char *body, size_t len, 
                    api_reply_fn reply, void *arg);
 /* NinesAdmin.<op>: "Status" (this node's groups and their consensus state,
  * docs/replication.md; the wire form is proto/admin.h's) and "Catalog"
- * (every table description this node knows). Answered at once; unsigned
- * requests are accepted. */
+ * (every table description this node knows). Answered at once; the HTTP
+ * server has checked the signature first when the cluster has credentials
+ * (http.h). */
 void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg);
 /* Prometheus text: nines_api_requests_total{table,op,outcome} for requests
  * answered to clients here (forwarded hops are counted where the client

@@ -16,6 +16,7 @@
 
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/strbuf.h"
 #include "proto/sigv4.h"
 
 struct http_server {
@@ -133,23 +134,63 @@ static const char *lookup_secret(void *arg, const char *akid)
     return strcmp(akid, s->opt.access_key_id) ? NULL : s->opt.secret_access_key;
 }
 
-/* SigV4. Returns 0 when the request may proceed, else queues the error. */
-static int check_auth(struct http_server *s, struct MHD_Connection *conn, const char *url,
-                      struct req *r, enum MHD_Result *ret)
+/* RFC 3986 encoding of s into b: unreserved characters kept, the rest %XX. */
+static void query_encode(struct strbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            strbuf_ch(b, (char)*p);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            strbuf_add(b, e, 3);
+        }
+    }
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct strbuf *b = cls;
+    (void)kind;
+    if (b->len)
+        strbuf_ch(b, '&');
+    query_encode(b, key);
+    strbuf_ch(b, '=');
+    query_encode(b, value ? value : "");
+    return MHD_YES;
+}
+
+/* SigV4 over method, path and query, the headers and the body (empty for a
+ * GET). Returns 0 when the request may proceed, else queues the error.
+ * MHD hands over the path without its query and the query's arguments
+ * decoded: the query is rebuilt from them, each name and value encoded
+ * again, which is the same canonical query once sigv4 sorts it. */
+static int check_auth(struct http_server *s, struct MHD_Connection *conn, const char *method,
+                      const char *url, struct req *r, enum MHD_Result *ret)
 {
     if (!s->opt.access_key_id)
         return 0;
     struct hdrs hs = {.n = 0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &hs);
-    struct sigv4_request sr = {.method = "POST",
+    struct strbuf qb = {0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qb);
+    char *query = NULL;
+    if (strbuf_finish(&qb, &query)) {
+        *ret = send_error(s, conn, 500, API_TYPE_DDB "InternalServerError", "out of memory");
+        return -1;
+    }
+    struct sigv4_request sr = {.method = method,
                                .path = url,
-                               .query = "",
+                               .query = query ? query : "",
                                .headers = hs.h,
                                .nheaders = hs.n,
                                .body = r->body ? r->body : "",
                                .body_len = r->len};
     char why[512] = "";
     enum sigv4_verdict v = sigv4_verify(&sr, lookup_secret, s, time(NULL), why, sizeof why);
+    free(query);
     const char *type = NULL, *msg = why;
     switch (v) {
     case SIGV4_OK:
@@ -198,9 +239,7 @@ static int charge(struct http_server *s, struct req *r, size_t n)
 static void precheck(struct http_server *s, struct MHD_Connection *conn, struct req *r,
                      unsigned long long want)
 {
-    const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amz-Target");
-    int is_admin = target && !strncmp(target, "NinesAdmin.", 11);
-    if (s->opt.access_key_id && !is_admin) {
+    if (s->opt.access_key_id) {
         const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
         const char *cred = auth ? strstr(auth, "Credential=") : NULL;
         size_t kl = strlen(s->opt.access_key_id);
@@ -239,6 +278,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->too_big = 1;
         else if (!strcmp(method, "POST"))
             precheck(s, conn, r, want);
+        else
+            r->no_buffer = 1; /* only a POST has a body that counts: a GET is signed
+                               * with the empty one, other methods are refused */
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -277,7 +319,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_body(s, conn, st, body, "application/x-amz-json-1.0");
     }
     pthread_mutex_unlock(&r->mu);
+    /* GET / is the liveness line and needs no signature (docs/security.md:
+     * it names the node and nothing else). /metrics names every table and
+     * its rates: signed like any other call when the cluster has
+     * credentials (a GET with an empty body). */
     if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        enum MHD_Result ret;
+        if (check_auth(s, conn, method, url, r, &ret))
+            return ret;
         char *text = api_metrics_text(s->opt.api);
         if (!text)
             return send_error(s, conn, 500, API_TYPE_DDB "InternalServerError", "out of memory");
@@ -313,8 +362,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *target = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Amz-Target");
     static const char admin[] = "NinesAdmin.";
     int is_admin = target && !strncmp(target, admin, sizeof admin - 1);
-    /* Admin reads (status, catalog) are unsigned: tools and peers ask them. */
-    if (!is_admin && check_auth(s, conn, url, r, &ret))
+    /* Admin calls too: the status names every group, member and leader,
+     * the catalog every table. Peers sign theirs with the cluster's
+     * credentials (store/catalog.c, store/forward.c). */
+    if (check_auth(s, conn, method, url, r, &ret))
         return ret;
     /* Authenticated (or no credentials): the body no longer counts against
      * the budget of unverified bytes. */

@@ -2,10 +2,19 @@
  * http.h — ninesd's HTTP/1.1 front end (libmicrohttpd) for the DynamoDB API.
  *
  * Every request is POST / with Content-Type application/x-amz-json-1.0 and
- * X-Amz-Target DynamoDB_20120810.<Operation>; GET / answers a health line.
- * The server checks the transport (method, size ≤ 16 MiB, content type,
- * target), verifies SigV4 when the cluster has credentials, and hands the body
- * to api_call. Writes complete on the applier thread: the connection is
+ * X-Amz-Target DynamoDB_20120810.<Operation> or NinesAdmin.<Operation>;
+ * GET /metrics answers the Prometheus text, GET / a health line. The server
+ * checks the transport (method, size ≤ 16 MiB, content type, target),
+ * verifies SigV4 when the cluster has credentials, and hands the body to
+ * api_call (api_admin for NinesAdmin).
+ *
+ * Authentication (docs/security.md). With access_key_id set, every POST
+ * (DynamoDB and NinesAdmin alike) and GET /metrics must carry a valid SigV4
+ * signature over method, path, query, signed headers and body (a GET's
+ * body is empty); else HTTP 400 with DynamoDB's error
+ * (MissingAuthenticationToken, UnrecognizedClient, InvalidSignature,
+ * IncompleteSignature). GET / stays open: it names the node and nothing
+ * else, and is what liveness probes ask. Writes complete on the applier thread: the connection is
  * suspended meanwhile, so a handful of server threads serve many clients.
  * Every response carries x-amzn-RequestId.
  *

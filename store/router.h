@@ -79,7 +79,7 @@ enum api_op_flag {
     API_OP_MULTI = 1u << 4,      /* several partitions or tables: split when not all here */
     API_OP_CONSISTENT = 1u << 5, /* honours ConsistentRead */
     API_OP_META = 1u << 6,       /* goes through the metadata group */
-    API_OP_ADMIN = 1u << 7,      /* NinesAdmin.*: unsigned, answered here */
+    API_OP_ADMIN = 1u << 7,      /* NinesAdmin.*: answered here (signed as any call) */
     API_OP_TABLE = 1u << 8,      /* names one table in TableName: resolved once */
 };
 

@@ -16,7 +16,7 @@ use Exporter 'import';
 
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
                     write_cluster http raw_client raw_call
-                    new_cluster start_member cluster_status wait_until);
+                    new_cluster start_member cluster_status wait_until signed_http);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -65,7 +65,7 @@ sub start_node {
         die "exec: $!";
     }
     my $n = { pid => $pid, port => $port, url => "http://127.0.0.1:$port", dir => $dir,
-              log => $log, cluster => $cluster };
+              log => $log, cluster => $cluster, auth => $opt{auth} };
     my $http = HTTP::Tiny->new(timeout => 1);
     for (1 .. 500) {
         my $r = $http->get("$n->{url}/");
@@ -123,23 +123,26 @@ sub raw_call {
     return ($status, $rest);
 }
 
-# new_cluster(nodes => N, azs => A, extra => YAML) -> a cluster of N nodes
-# spread round-robin over A AZs, every listener on a free loopback port, data
-# in one temp dir. Nothing is started: see start_member.
+# new_cluster(nodes => N, azs => A, extra => YAML, auth => [akid, secret])
+# -> a cluster of N nodes spread round-robin over A AZs, every listener on a
+# free loopback port, data in one temp dir; auth: none unless auth is given.
+# Nothing is started: see start_member.
 sub new_cluster {
     my (%opt) = @_;
     my $n = $opt{nodes} // 6;
     my $azs = $opt{azs} // 3;
     my $dir = tempdir('nines-c-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{NINES_KEEP});
     my @nodes;
-    my $yaml = "cluster: ctest\nauth: none\n" . ($opt{extra} // '') . "nodes:\n";
+    my $auth = $opt{auth} ? "{access_key_id: $opt{auth}[0], secret_access_key: $opt{auth}[1]}"
+                          : 'none';
+    my $yaml = "cluster: ctest\nauth: $auth\n" . ($opt{extra} // '') . "nodes:\n";
     for my $i (1 .. $n) {
         my ($api, $peer) = (free_port(), free_port());
         my $az = 'az' . (($i - 1) % $azs + 1);
         my $rack = 'r' . int(($i - 1) / $azs + 1);
         push @nodes, { id => "n$i", az => $az, rack => $rack, port => $api, peer => $peer,
                        url => "http://127.0.0.1:$api", dir => $dir, log => "$dir/n$i.log",
-                       pid => 0 };
+                       pid => 0, auth => $opt{auth} };
         $yaml .= "  - {id: n$i, az: $az, rack: $rack, api: 127.0.0.1:$api, "
                . "peer: 127.0.0.1:$peer, data: $dir/n$i}\n";
     }
@@ -180,12 +183,60 @@ sub start_member {
     die "ninesd $m->{id} did not come up:\n" . slurp($m->{log});
 }
 
-# cluster_status(node) -> the node's NinesAdmin.Status report (hashref) or undef.
+# sigv4_headers(method, url, body, akid, secret, %headers) -> the headers
+# to send (the given ones plus X-Amz-Date and Authorization), signed by
+# botocore, the AWS SDK's own SigV4 code (awscli depends on it): the tests
+# check ninesd's verifier against AWS's signer, not against nines' own.
+sub sigv4_headers {
+    my ($method, $url, $body, $akid, $secret, %h) = @_;
+    my $py = <<'PY';
+import json, sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+a = json.load(sys.stdin)
+r = AWSRequest(method=a["method"], url=a["url"], data=a["body"].encode(), headers=a["headers"])
+SigV4Auth(Credentials(a["akid"], a["secret"]), "dynamodb", "local").add_auth(r)
+print(json.dumps(dict(r.headers.items())))
+PY
+    my $in = File::Temp->new;
+    print $in json()->encode({ method => $method, url => $url, body => $body // '', akid => $akid,
+                               secret => $secret, headers => \%h });
+    close $in;
+    my $out = `python3 -c '$py' < '${\$in->filename}'`;
+    die "sigv4_headers: python3/botocore failed\n" if $? || !length $out;
+    return %{ JSON::PP->new->utf8->decode($out) };
+}
+
+# signed_http(method, url, target, body, auth => [akid, secret]) -> (status,
+# decoded-or-raw body). target undef: no X-Amz-Target (GET /metrics); a
+# target without a '.' is a DynamoDB operation. Without auth: unsigned.
+sub signed_http {
+    my ($method, $url, $target, $body, %opt) = @_;
+    my %h;
+    if (defined $target) {
+        $h{'Content-Type'} = 'application/x-amz-json-1.0';
+        $h{'X-Amz-Target'} = $target =~ /\./ ? $target : "DynamoDB_20120810.$target";
+    }
+    %h = sigv4_headers($method, $url, $body, @{ $opt{auth} }, %h) if $opt{auth};
+    my $r = HTTP::Tiny->new(timeout => 5, keep_alive => 0)->request($method, $url, {
+        headers => \%h, defined $body && length $body ? (content => $body) : () });
+    my $decoded = eval { JSON::PP->new->utf8->decode($r->{content}) };
+    return ($r->{status}, $decoded // $r->{content});
+}
+
+# cluster_status(node [, auth => [akid, secret]]) -> the node's
+# NinesAdmin.Status report (hashref) or undef. A node whose cluster has
+# credentials answers only a signed call (docs/security.md): it is signed
+# with auth, by default the node's own (start_node, new_cluster).
 sub cluster_status {
-    my ($m) = @_;
+    my ($m, %opt) = @_;
+    my $auth = exists $opt{auth} ? $opt{auth} : $m->{auth};
+    my %h = ('Content-Type' => 'application/x-amz-json-1.0',
+             'X-Amz-Target' => 'NinesAdmin.Status');
+    %h = sigv4_headers('POST', "$m->{url}/", '{}', @$auth, %h) if $auth;
     my $r = HTTP::Tiny->new(timeout => 2)->request('POST', "$m->{url}/", {
-        headers => { 'Content-Type' => 'application/x-amz-json-1.0',
-                     'X-Amz-Target' => 'NinesAdmin.Status' }, content => '{}' });
+        headers => \%h, content => '{}' });
     return undef unless $r->{status} == 200;
     return eval { JSON::PP->new->utf8->decode($r->{content}) };
 }
