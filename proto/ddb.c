@@ -17,7 +17,7 @@
 struct ddb_client {
     struct http_client *http;
     struct http_response rs;
-    char *endpoint, *host;
+    char *endpoint, *host, *ca_file;
     int signing;
     struct sigv4_signer signer;
     long timeout_ms;
@@ -34,7 +34,9 @@ int ddb_client_new(const struct ddb_client_options *opt, struct ddb_client **out
     h = h ? h + 3 : opt->endpoint;
     c->host = strndup(h, strcspn(h, "/"));
     c->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 10000;
-    if (http_client_new(&c->http, NULL) || !c->endpoint || !c->host) {
+    c->ca_file = opt->ca_file ? strdup(opt->ca_file) : NULL;
+    if (http_client_new(&c->http, NULL) || !c->endpoint || !c->host ||
+        (opt->ca_file && !c->ca_file)) {
         ddb_client_free(c);
         return nerr_set(err, NERR_NOMEM, "out of memory");
     }
@@ -58,6 +60,7 @@ void ddb_client_free(struct ddb_client *c)
     http_response_free(&c->rs);
     free(c->endpoint);
     free(c->host);
+    free(c->ca_file);
     free(c);
 }
 
@@ -119,7 +122,7 @@ int ddb_call(struct ddb_client *c, const char *op, json_t *req, int *status, jso
     snprintf(c->etype, sizeof c->etype, "transport");
     if (!body)
         return nerr_set(err, NERR_NOMEM, "out of memory");
-    snprintf(target, sizeof target, "DynamoDB_20120810.%s", op);
+    snprintf(target, sizeof target, strchr(op, '.') ? "%s" : "DynamoDB_20120810.%s", op);
     snprintf(hdr_target, sizeof hdr_target, "X-Amz-Target: %s", target);
     headers[nh++] = "Content-Type: application/x-amz-json-1.0";
     headers[nh++] = hdr_target;
@@ -150,7 +153,8 @@ int ddb_call(struct ddb_client *c, const char *op, json_t *req, int *status, jso
                               .headers = headers,
                               .body = body,
                               .body_len = strlen(body),
-                              .timeout_ms = c->timeout_ms};
+                              .timeout_ms = c->timeout_ms,
+                              .ca_file = c->ca_file};
     int hrc = http_call(c->http, &rq, &c->rs, NULL);
     if (hrc) {
         snprintf(c->etype, sizeof c->etype, "%s", http_fail_name(c->rs.fail));

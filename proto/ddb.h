@@ -49,12 +49,15 @@ struct ddb_client_options {
     const char *access_key_id, *secret_access_key; /* NULL: unsigned */
     const char *region;                            /* default "local" */
     long timeout_ms;                               /* per request; default 10000 */
+    const char *ca_file; /* https://: PEM CAs to trust (NULL: the system's) */
 };
 
 int ddb_client_new(const struct ddb_client_options *opt, struct ddb_client **out, struct nerr *err);
 void ddb_client_free(struct ddb_client *c);
 
-/* req is borrowed. *resp is a new reference (an object; {} for an empty body). */
+/* req is borrowed. *resp is a new reference (an object; {} for an empty body).
+ * op is a DynamoDB operation ("PutItem": the target DynamoDB_20120810.op),
+ * or a whole target with its prefix ("NinesAdmin.Status"). */
 int ddb_call(struct ddb_client *c, const char *op, json_t *req, int *status, json_t **resp,
              struct nerr *err);
 

@@ -160,7 +160,8 @@ void admin_status(struct call *c, json_t *req)
     free(acc.g);
 }
 
-void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg)
+void api_admin(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
+               void *arg)
 {
     struct call c = {a, reply, arg, NULL, 0};
     const struct api_opdef *d = router_op(op, 1);
@@ -168,5 +169,15 @@ void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg)
         api_reply_err(&c, "UnknownOperationException", "%s", "");
         return;
     }
-    d->handler(&c, NULL);
+    /* The request: a JSON object, or nothing (Status and Catalog take no
+     * arguments). Handlers borrow it. */
+    json_error_t je;
+    json_t *req = len ? json_loadb(body, len, 0, &je) : json_object();
+    if (!req || !json_is_object(req)) {
+        json_decref(req);
+        api_reply_err(&c, "SerializationException", "the request body is not a JSON object");
+        return;
+    }
+    d->handler(&c, req);
+    json_decref(req);
 }

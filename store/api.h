@@ -59,12 +59,15 @@ void api_call(struct api *a, const char *op, const char *body, size_t len, api_r
  * it is forwarded again only while hops < FWD_MAX_HOPS. */
 void api_call_hops(struct api *a, const char *op, const char *body, size_t len, int hops,
                    api_reply_fn reply, void *arg);
-/* NinesAdmin.<op>: "Status" (this node's groups and their consensus state,
- * docs/replication.md; the wire form is proto/admin.h's) and "Catalog"
- * (every table description this node knows). Answered at once; the HTTP
+/* NinesAdmin.<op> with its JSON body (len 0: none): "Status" (this node's
+ * groups and their consensus state, docs/replication.md; the wire form is
+ * proto/admin.h's) and "Catalog" (every table description this node knows),
+ * answered at once; "ScrubMark" and "ScrubDigest" (store/admin_scrub.c,
+ * docs/scrub.md), ScrubMark once the marker is applied here. The HTTP
  * server has checked the signature first when the cluster has credentials
  * (http.h). */
-void api_admin(struct api *a, const char *op, api_reply_fn reply, void *arg);
+void api_admin(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,
+               void *arg);
 /* Prometheus text: nines_api_requests_total{table,op,outcome} for requests
  * answered to clients here (forwarded hops are counted where the client
  * sent them). malloc'd; NULL when out of memory. */

@@ -155,6 +155,8 @@ void ops_query(struct call *c, json_t *req);
 void ops_scan(struct call *c, json_t *req);
 void admin_status(struct call *c, json_t *req);
 void admin_catalog(struct call *c, json_t *req);
+void admin_scrub_mark(struct call *c, json_t *req);   /* admin_scrub.c */
+void admin_scrub_digest(struct call *c, json_t *req);
 
 /* ---- router.c, for handlers ---- */
 /* Routes rc again after ROUTE_RETRY_MS (a write the group refused with

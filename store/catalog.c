@@ -1167,8 +1167,10 @@ static int validate_forwarded(void *arg, uint64_t gid, const void *data, size_t 
         return 0; /* no such group here: the driver drops it as unknown */
     struct op op;
     if (!(rc = op_decode(data, len, t, &op, err))) {
+        /* A scrub marker has no key: it belongs to the group it came for. */
         if (part < 0 || part >= t->nparts ||
-            table_partition_for(t, json_object_get(op.key, t->hash_name)) != &t->parts[part])
+            (op.kind != OP_SCRUB &&
+             table_partition_for(t, json_object_get(op.key, t->hash_name)) != &t->parts[part]))
             rc = nerr_set(err, NERR_CORRUPT, "the key belongs to another partition");
         op_clear(&op);
     }

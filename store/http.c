@@ -378,7 +378,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->dispatched = 1;
     atomic_fetch_add(&s->inflight, 1);
     if (is_admin)
-        api_admin(s->opt.api, target + sizeof admin - 1, on_reply, r);
+        api_admin(s->opt.api, target + sizeof admin - 1, r->body ? r->body : "", r->len,
+                  on_reply, r);
     else
         api_call_hops(s->opt.api, target + sizeof prefix - 1, r->body ? r->body : "", r->len,
                       hops < 0 ? 0 : hops, on_reply, r);

@@ -51,6 +51,8 @@ static const struct op_row op_table[] = {
     {{"DescribeLimits", ops_describe_limits, R_, NULL, NULL}, NULL},
     {{"Status", admin_status, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"Catalog", admin_catalog, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubMark", admin_scrub_mark, W_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubDigest", admin_scrub_digest, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
 };
 #undef R_
 #undef W_
