@@ -1,8 +1,8 @@
 /*
  * group_driver.c — the driver thread of a group host (group.h). It owns
  * every struct raft of the node: it feeds peer messages, proposals and
- * ticks, persists each ready in the order raft.h demands (node log,
- * HARDSTATE, SNAPSHOT), sends messages once what they acknowledge is
+ * ticks, persists each ready in the order raft.h demands (SNAPSHOT, then
+ * entries and a HARDSTATE record to the node log), sends messages once what they acknowledge is
  * durable, matches this node's proposals with committed entries and hands
  * those to the applier (group_applier.c).
  */

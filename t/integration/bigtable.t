@@ -78,6 +78,8 @@ note(sprintf 'CreateTable answered in %.2f s', time - $t0);
 my $secs = all_led('after CreateTable', $t0);
 ok(defined $secs, "every one of $PARTS partitions and the metadata group has a leader within $BOUND s");
 note(sprintf 'measured: %d partitions led %.2f s after CreateTable was sent', $PARTS, $secs // -1);
+# Leaderless groups would make every request below wait out its timeout.
+if (!defined $secs) { done_testing(); exit 1 }
 
 # Writes through every node, then reads through another.
 my %want;
@@ -114,6 +116,7 @@ start_member($_) for @nodes;
 my $secs2 = all_led('after kill -9 of every node', $t1);
 ok(defined $secs2, "after kill -9 of every node and a restart, every group has a leader within $BOUND s");
 note(sprintf 'measured: %d partitions led %.2f s after the restart began', $PARTS, $secs2 // -1);
+if (!defined $secs2) { done_testing(); exit 1 }
 check_items('after the restart');
 
 for my $m (@nodes) {
