@@ -327,8 +327,8 @@ static int drive_sync(struct group *g, struct nerr *err)
     while (raft_ready_get(g->r, &rd)) {
         if (++rounds > 1000)
             return nerr_set(err, NERR_INTERNAL, "group %s: start-up did not settle", g->name);
-        int hs_new = rd.has_hard_state &&
-                     (rd.hs.term != g->hs_saved.term || rd.hs.vote != g->hs_saved.vote);
+        int hs_new =
+            rd.has_hard_state && (rd.hs.term != g->hs_saved.term || rd.hs.vote != g->hs_saved.vote);
         if (rd.n_entries || hs_new) {
             /* Entries, then the hard state, in the node log; the done of the
              * last record covers them all (nodelog.h, invariant 1). */

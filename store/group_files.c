@@ -118,8 +118,8 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
             return nerr_sys(err, errno, "unlink %s", g->hs_path);
         if ((rc = fs_fsync_dir(g->dir, err)))
             return rc;
-        log_info("group %s: hard state (term %llu, vote %u) moved from %s to the node log",
-                 g->name, (unsigned long long)term, vote, g->hs_path);
+        log_info("group %s: hard state (term %llu, vote %u) moved from %s to the node log", g->name,
+                 (unsigned long long)term, vote, g->hs_path);
     }
     hs->term = term;
     hs->vote = vote;

@@ -121,7 +121,7 @@ struct group_host {
 struct group {
     struct group_host *h;
     char *name;
-    char *hs_path; /* an older data dir's HARDSTATE file (group__hs_load) */
+    char *hs_path;   /* an older data dir's HARDSTATE file (group__hs_load) */
     struct nls *log; /* its stream in the node log */
     const struct group_sm *sm;
     void *sm_arg;

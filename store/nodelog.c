@@ -729,8 +729,7 @@ void nodelog_tick(struct nodelog *nl)
                 le_put32(v, s->hs_vote);
                 uint64_t g = 0;
                 hs_pin(nl, s);
-                if (!submit(nl, s, K_HARDSTATE, s->hs_term, NULL, 0, v, sizeof v, NULL, NULL,
-                            &g)) {
+                if (!submit(nl, s, K_HARDSTATE, s->hs_term, NULL, 0, v, sizeof v, NULL, NULL, &g)) {
                     s->hs_g = g;
                     nl->hs_refreshes++;
                 }

@@ -150,9 +150,9 @@ static void model_run(const char *name)
             int has = nls_hard_state(h[i], &term, &vote);
             if (has != m->has_hs || term != m->term || vote != m->vote) {
                 check_ok = 0;
-                diag("round %d %s: hard state %d (%llu, %u), model %d (%llu, %u)", round,
-                     m->name, has, (unsigned long long)term, vote, m->has_hs,
-                     (unsigned long long)m->term, m->vote);
+                diag("round %d %s: hard state %d (%llu, %u), model %d (%llu, %u)", round, m->name,
+                     has, (unsigned long long)term, vote, m->has_hs, (unsigned long long)m->term,
+                     m->vote);
             }
             if (m->exists && m->released)
                 nls_release(h[i], m->released, &err);
@@ -517,8 +517,7 @@ static void hs_crash(void)
     ok(has == 1 && term == 5 && vote == 3,
        "after a crash the latest durable hard state wins (term %llu, vote %u)",
        (unsigned long long)term, vote);
-    ok(nls_hard_state(bb, &term, &vote) == 1 && term == 1 && vote == 1,
-       "... of every stream");
+    ok(nls_hard_state(bb, &term, &vote) == 1 && term == 1 && vote == 1, "... of every stream");
     is_int(nls_last_lsn(a2), 2, "... and the entries around the hard states are there");
     nls_close(a2);
     nls_close(bb);
@@ -572,8 +571,10 @@ static void hs_refresh(void)
     }
     struct nodelog_stats st;
     nodelog_get_stats(nl, &st);
-    cmp_ok(after, "<=", 2, "nodelog_tick refreshed it at the tail (%llu refresh(es)) and the "
-           "segments went (%d left)", (unsigned long long)st.hs_refreshes, after);
+    cmp_ok(after, "<=", 2,
+           "nodelog_tick refreshed it at the tail (%llu refresh(es)) and the "
+           "segments went (%d left)",
+           (unsigned long long)st.hs_refreshes, after);
     nls_append(idle, b, 8, b + 8, 50, NULL, NULL, &lsn);
     nls_close(idle);
     nls_close(busy);
