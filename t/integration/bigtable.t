@@ -113,6 +113,7 @@ kill 'KILL', map { $_->{pid} } @nodes;
 for my $m (@nodes) { waitpid $m->{pid}, 0; $m->{pid} = 0 }
 my $t1 = time;
 start_member($_) for @nodes;
+note(sprintf 'the three nodes answered %.2f s after the restart began', time - $t1);
 my $secs2 = all_led('after kill -9 of every node', $t1);
 ok(defined $secs2, "after kill -9 of every node and a restart, every group has a leader within $BOUND s");
 note(sprintf 'measured: %d partitions led %.2f s after the restart began', $PARTS, $secs2 // -1);
