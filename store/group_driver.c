@@ -2,9 +2,10 @@
  * group_driver.c — the driver thread of a group host (group.h). It owns
  * every struct raft of the node: it feeds peer messages, proposals and
  * ticks, persists each ready in the order raft.h demands (SNAPSHOT, then
- * entries and a HARDSTATE record to the node log), sends messages once what they acknowledge is
- * durable, matches this node's proposals with committed entries and hands
- * those to the applier (group_applier.c).
+ * entries and a changed term and vote, a HARDSTATE record, to the node
+ * log), sends messages once what they acknowledge is durable, matches this
+ * node's proposals with committed entries and hands those to the applier
+ * (group_applier.c).
  */
 #include <errno.h>
 #include <pthread.h>

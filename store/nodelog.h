@@ -27,6 +27,9 @@
  * thread cost one fsync per group and vote, and 257 groups electing at once
  * never converged (issue 21). The latest HARDSTATE record of a stream wins;
  * it is independent of the stream's entries (CUT and RESET leave it).
+ * (The HARDSTATE file of an older data dir is carried over by its group
+ * when it opens: the later of file and log is written here, made durable,
+ * then the file deleted; group_internal.h, group__hs_load.)
  *
  * Recovery (nodelog_open) replays the WAL once, in order, applying these to
  * per-stream logs held in memory until the group opens its stream and
