@@ -12,8 +12,8 @@
  *     av_partition_of(hash key, nparts) (proto/av.h)
  * (a range split of the 32-bit hash space, so a later split is a range split).
  * Each partition is a replication group ("p.<id>.<n>") with its own stream in
- * the node log (nodelog.h), its own group directory (groups/p.<id>.<n>/:
- * HARDSTATE, SNAPSHOT) and its own LMDB named database of the same name.
+ * the node log (nodelog.h: entries, term and vote), its own group directory
+ * (groups/p.<id>.<n>/: SNAPSHOT) and its own LMDB named database of the same name.
  *
  * Replication. The metadata group ("meta", group id 1) has up to three
  * members (placement_compute of one partition over the cluster's nodes);

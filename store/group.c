@@ -327,28 +327,31 @@ static int drive_sync(struct group *g, struct nerr *err)
     while (raft_ready_get(g->r, &rd)) {
         if (++rounds > 1000)
             return nerr_set(err, NERR_INTERNAL, "group %s: start-up did not settle", g->name);
-        if (rd.has_hard_state &&
-            (rd.hs.term != g->hs_saved.term || rd.hs.vote != g->hs_saved.vote)) {
-            int rc = group__hs_save(g, &rd.hs, err);
-            if (rc)
-                return rc;
-            g->hs_saved = rd.hs;
-        }
-        if (rd.n_entries) {
+        int hs_new =
+            rd.has_hard_state && (rd.hs.term != g->hs_saved.term || rd.hs.vote != g->hs_saved.vote);
+        if (rd.n_entries || hs_new) {
+            /* Entries, then the hard state, in the node log; the done of the
+             * last record covers them all (nodelog.h, invariant 1). */
             struct nls_waiter w;
             nls_waiter_init(&w);
             int rc = 0;
-            if (rd.entries[0].index <= nls_last_lsn(g->log))
+            if (rd.n_entries && rd.entries[0].index <= nls_last_lsn(g->log))
                 rc = nls_cut(g->log, rd.entries[0].index - 1, err);
             for (size_t i = 0; !rc && i < rd.n_entries; i++) {
                 const struct raft_entry *e = &rd.entries[i];
                 unsigned char term[8];
                 le_put64(term, e->term);
-                int last = i + 1 == rd.n_entries;
+                int last = i + 1 == rd.n_entries && !hs_new;
                 rc = nls_append(g->log, term, 8, e->data, e->len, last ? nls_waiter_done : NULL,
                                 last ? &w : NULL, NULL);
                 if (rc)
                     nerr_set(err, rc, "group %s: node log append failed", g->name);
+            }
+            if (!rc && hs_new) {
+                if ((rc = nls_set_hard_state(g->log, rd.hs.term, rd.hs.vote, nls_waiter_done, &w)))
+                    nerr_set(err, rc, "group %s: node log append failed", g->name);
+                else
+                    g->hs_saved = rd.hs;
             }
             if (rc) {
                 nls_waiter_destroy(&w);

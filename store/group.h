@@ -11,11 +11,13 @@
  * a group of one member (a one-node cluster) commits on its own fsync. The
  * host's driver thread owns every struct raft: it feeds peer messages,
  * proposals and ticks (every RAFT_TICK_MS), and processes each ready in the
- * order raft.h demands: entries to the group's stream of the node log
- * (store/nodelog.h: one WAL for every group of the node, so one fdatasync
- * makes a round of all groups durable), term and vote to a HARDSTATE file
- * (write, fsync, rename, fsync dir), and only once they are durable does it
- * send messages and queue committed entries for the applier. Stream LSN =
+ * order raft.h demands: entries, then a changed term or vote (a HARDSTATE
+ * record), to the group's stream of the node log (store/nodelog.h: one WAL
+ * for every group of the node, so one fdatasync makes a round of all groups
+ * durable, votes included), and only once they are durable does it send
+ * messages (a vote or vote request included) and queue committed entries
+ * for the applier. The driver keeps its groups in gid order: the metadata
+ * group (gid 1) is ticked and driven first in every round. Stream LSN =
  * raft log index; an entry is stored as its term (u64 LE) followed by the
  * entry. A conflicting uncommitted suffix is cut (nls_cut, durable) before
  * new entries are written.
@@ -235,8 +237,10 @@ struct group_members {
     const char *nodes[RAFT_MAX_MEMBERS];
 };
 
-/* Opens a group: opens its stream of the node log (named `name`) and its
- * HARDSTATE and SNAPSHOT files in group_dir (created if missing; a directory
+/* Opens a group: opens its stream of the node log (named `name`), takes
+ * its term and vote from it (carrying over and deleting the HARDSTATE file
+ * of an older data dir, group_internal.h: group__hs_load) and its SNAPSHOT
+ * file from group_dir (created if missing; a directory
  * with WAL segments of an older layout is refused with NERR_CORRUPT), loads
  * the log into the consensus core and registers it with the driver.
  * Committed entries after the applied LSN recorded in LMDB are applied again

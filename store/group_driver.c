@@ -1,10 +1,11 @@
 /*
  * group_driver.c — the driver thread of a group host (group.h). It owns
  * every struct raft of the node: it feeds peer messages, proposals and
- * ticks, persists each ready in the order raft.h demands (node log,
- * HARDSTATE, SNAPSHOT), sends messages once what they acknowledge is
- * durable, matches this node's proposals with committed entries and hands
- * those to the applier (group_applier.c).
+ * ticks, persists each ready in the order raft.h demands (SNAPSHOT, then
+ * entries and a changed term and vote, a HARDSTATE record, to the node
+ * log), sends messages once what they acknowledge is durable, matches this
+ * node's proposals with committed entries and hands those to the applier
+ * (group_applier.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -364,8 +365,20 @@ static void finish_ready(struct group *g)
     g->rd_applied = 0;
     raft_ready_advance(g->r);
     g->in_flight = 0;
-    /* Ticks that passed while the disk was busy count before anything is
-     * published: the lease must not outlive real time. */
+    /* Ticks that passed while the disk was busy (missed_ticks) count
+     * before anything more is published: the lease must not outlive real
+     * time. They are counted at the end of the round (catch_up_ticks),
+     * after the messages that waited for this ready: a heartbeat that
+     * arrived meanwhile must reset the election timer before the ticks
+     * are counted, or every slow disk round would start elections. */
+    if (!g->missed_ticks)
+        group__publish(g);
+}
+
+/* Counts the ticks that passed while the group's ready was in flight (at
+ * the end of the round, after its deferred messages), then publishes. */
+static void catch_up_ticks(struct group *g)
+{
     for (uint32_t i = 0; i < g->missed_ticks && i < 1000; i++)
         raft_tick(g->r);
     g->missed_ticks = 0;
@@ -493,15 +506,12 @@ static void drive(struct group *g)
         struct raft_ready *rd = &g->rd;
         if (rd->snapshot && install_snapshot(g, rd->snapshot))
             return;
-        if (rd->has_hard_state &&
-            (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote)) {
-            if (group__hs_save(g, &rd->hs, &err)) {
-                log_error("group %s: %s", g->name, err.msg);
-                group_fail(g, NERR_IO);
-                return;
-            }
-            g->hs_saved = rd->hs;
-        }
+        /* A new term or vote goes to the node log after the entries (one
+         * fdatasync for the round of every group, not one per group and
+         * vote); its messages (a vote, a vote request) wait for it like
+         * acks wait for entries (raft.h, step 4). */
+        int hs_new = rd->has_hard_state &&
+                     (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote);
         if (rd->n_entries) {
             /* Committed entries are durable on a quorum already: apply them
              * now rather than after this ready's fsync (raft.h allows the
@@ -535,7 +545,7 @@ static void drive(struct group *g)
                 unsigned char term[8];
                 le_put64(term, e->term);
                 uint64_t lsn = 0;
-                int last = i + 1 == rd->n_entries;
+                int last = i + 1 == rd->n_entries && !hs_new;
                 int rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_durable : NULL,
                                     last ? g : NULL, &lsn);
                 if (rc || lsn != e->index) {
@@ -545,11 +555,20 @@ static void drive(struct group *g)
                     return;
                 }
             }
+        }
+        if (hs_new) {
+            if (nls_set_hard_state(g->log, rd->hs.term, rd->hs.vote, on_durable, g)) {
+                log_error("group %s: node log append of term %llu failed", g->name,
+                          (unsigned long long)rd->hs.term);
+                group_fail(g, NERR_IO);
+                return;
+            }
+            g->hs_saved = rd->hs;
+        }
+        if (rd->n_entries || hs_new) {
             /* The leader's appends go out while its own write runs. Not when
              * this ready changes term or vote: those must be durable first. */
-            if (raft_role(g->r) == RAFT_LEADER && !rd->snapshot &&
-                !(rd->has_hard_state &&
-                  (rd->hs.term != g->hs_saved.term || rd->hs.vote != g->hs_saved.vote))) {
+            if (raft_role(g->r) == RAFT_LEADER && !rd->snapshot && !hs_new) {
                 atomic_store(&g->s_commit, raft_commit(g->r));
                 send_msgs(g, rd, 1);
                 g->rd_sent = 1;
@@ -893,8 +912,14 @@ void *group__driver_main(void *arg)
                     g->hnext = *bucket_of(h, g->mem.gid);
                     *bucket_of(h, g->mem.gid) = g;
                 }
-                g->anext = h->all;
-                h->all = g;
+                /* h->all is kept in gid order, so the metadata group (gid 1,
+                 * catalog.h) is ticked and driven first in every round:
+                 * nothing else works while it has no leader. */
+                struct group **pp = &h->all;
+                while (*pp && (*pp)->mem.gid < g->mem.gid)
+                    pp = &(*pp)->anext;
+                g->anext = *pp;
+                *pp = g;
                 free(d);
                 drive(g);
                 continue;
@@ -950,6 +975,8 @@ void *group__driver_main(void *arg)
             g->dirty = 0;
             if (g->closed)
                 continue;
+            if (!g->in_flight && g->missed_ticks && !g->wal_failed)
+                catch_up_ticks(g);
             if (!g->in_flight)
                 flush_props(g);
             drive(g);

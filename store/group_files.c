@@ -1,9 +1,10 @@
 /*
- * group_files.c — the files of one group in its directory: HARDSTATE (term
- * and vote, written atomically) and SNAPSHOT (the index and term of the
- * state the log continues from, with the state itself when a leader's
- * stream brought it; snapstream.h), and loading the group's log from its
- * node log stream
+ * group_files.c — the files of one group in its directory: SNAPSHOT (the
+ * index and term of the state the log continues from, with the state
+ * itself when a leader's stream brought it; snapstream.h), the HARDSTATE
+ * file of older data directories (term and vote now live in the node log,
+ * nodelog.h: it is read once, carried over and deleted), and loading the
+ * group's log from its node log stream
  * (group.h, "Compaction"; docs/replication.md, "In the node").
  */
 #include <dirent.h>
@@ -18,7 +19,9 @@
 #include "lib/crc32c.h"
 #include "lib/fsutil.h"
 #include "lib/le.h"
+#include "lib/log.h"
 #include "store/group_internal.h"
+#include "store/nodelog.h"
 
 #define HS_MAGIC "N9HS1\n"
 
@@ -50,7 +53,8 @@ int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len)
     return 0;
 }
 
-int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err)
+/* Reads an old HARDSTATE file: 1 when there is one, 0 when there is none. */
+static int hs_file_load(struct group *g, struct raft_hard_state *hs, struct nerr *err)
 {
     char *buf = NULL;
     size_t len;
@@ -59,7 +63,8 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
     if (fs_read_file(g->hs_path, 4096, &buf, &len, &rerr)) {
         if (errno == ENOENT)
             return 0;
-        return nerr_set(err, rerr.code, "%s", rerr.msg);
+        nerr_set(err, rerr.code ? rerr.code : NERR_IO, "%s", rerr.msg);
+        return -1;
     }
     unsigned long long term = 0;
     unsigned vote = 0;
@@ -67,19 +72,58 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
              sscanf(buf + strlen(HS_MAGIC), "term %llu\nvote %u\n", &term, &vote) == 2 &&
              vote <= g->mem.n;
     free(buf);
-    if (!ok)
-        return nerr_set(err, NERR_CORRUPT, "%s: not a hard-state file of this group", g->hs_path);
+    if (!ok) {
+        nerr_set(err, NERR_CORRUPT, "%s: not a hard-state file of this group", g->hs_path);
+        return -1;
+    }
+    hs->term = term;
+    hs->vote = vote;
+    return 1;
+}
+
+int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err)
+{
+    memset(hs, 0, sizeof *hs);
+    uint64_t term = 0;
+    uint32_t vote = 0;
+    nls_hard_state(g->log, &term, &vote);
+    if (vote > g->mem.n)
+        return nerr_set(err, NERR_CORRUPT,
+                        "group %s: the node log holds a vote for member %u of %u members", g->name,
+                        vote, g->mem.n);
+    struct raft_hard_state f;
+    int has_file = hs_file_load(g, &f, err);
+    if (has_file < 0)
+        return err->code;
+    if (has_file) {
+        /* Both may be there after a crash during the migration below: the
+         * later term wins, and within one term the one that voted (a vote
+         * is cast at most once per term, so they cannot disagree). */
+        if (f.term > term || (f.term == term && !vote)) {
+            term = f.term;
+            vote = f.vote;
+        }
+        struct nls_waiter w;
+        nls_waiter_init(&w);
+        int rc = nls_set_hard_state(g->log, term, vote, nls_waiter_done, &w);
+        if (rc) {
+            nls_waiter_destroy(&w);
+            return nerr_set(err, rc, "group %s: cannot carry its hard state over to the node log",
+                            g->name);
+        }
+        if ((rc = nls_waiter_wait(&w)))
+            return nerr_set(err, rc, "group %s: node log sync failed", g->name);
+        /* Durable in the log first, then the file goes. */
+        if (unlink(g->hs_path) && errno != ENOENT)
+            return nerr_sys(err, errno, "unlink %s", g->hs_path);
+        if ((rc = fs_fsync_dir(g->dir, err)))
+            return rc;
+        log_info("group %s: hard state (term %llu, vote %u) moved from %s to the node log", g->name,
+                 (unsigned long long)term, vote, g->hs_path);
+    }
     hs->term = term;
     hs->vote = vote;
     return 0;
-}
-
-int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err)
-{
-    char buf[128];
-    int n = snprintf(buf, sizeof buf, HS_MAGIC "term %llu\nvote %u\n", (unsigned long long)hs->term,
-                     hs->vote);
-    return fs_write_file_atomic(g->hs_path, buf, (size_t)n, err);
 }
 
 /* <group_dir>/SNAPSHOT: snapstream.h's header (version 2), then the

@@ -8,8 +8,9 @@
  *   group.c          lifecycle (host start/stop, group open/close) and the
  *                    public calls of group.h (propose, status, read index,
  *                    barrier, receive path)
- *   group_files.c    the per-group files: HARDSTATE (term, vote) and
- *                    SNAPSHOT, and loading the log from the node log
+ *   group_files.c    the per-group files: SNAPSHOT, an old HARDSTATE
+ *                    file (carried over to the node log), and loading the
+ *                    log from the node log
  *   group_driver.c   the driver thread: owns every struct raft, persists
  *                    readies, sends, matches proposals with committed entries
  *   group_applier.c  the applier thread: applies committed entries to LMDB in
@@ -120,7 +121,7 @@ struct group_host {
 struct group {
     struct group_host *h;
     char *name;
-    char *hs_path;
+    char *hs_path;   /* an older data dir's HARDSTATE file (group__hs_load) */
     struct nls *log; /* its stream in the node log */
     const struct group_sm *sm;
     void *sm_arg;
@@ -146,7 +147,7 @@ struct group {
     struct gentry *fwd_pending, *fwd_tail; /* forwarded to the leader, by time */
     int dirty;
     struct group *dnext;
-    struct raft_hard_state hs_saved;
+    struct raft_hard_state hs_saved; /* the last term and vote handed to the node log */
     char *snap_path;
     char *dir; /* the group's directory */
     uint64_t last_compact_ns;
@@ -171,8 +172,13 @@ struct group__load_ctx {
 
 /* group_files.c: the per-group files (group.h, "Compaction"). */
 int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len);
+/* The group's term and vote (g->log open): the node log's latest HARDSTATE
+ * record (nodelog.h). A HARDSTATE file of an older data dir is carried
+ * over: the later of file and log (by term; within a term, the one with a
+ * vote) is written to the node log and made durable, then the file is
+ * deleted (and the directory fsync'd). Zeros when neither has one. Written
+ * by the driver with nls_set_hard_state (group_driver.c, drive). */
 int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err);
-int group__hs_save(struct group *g, const struct raft_hard_state *hs, struct nerr *err);
 /* SNAPSHOT (snapstream.h's format). snap_meta reads its header (index 0
  * when there is none); snap_save_meta writes a metadata-only one (LMDB was
  * synced at or past index); snap_adopt takes a verified received file

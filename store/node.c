@@ -17,7 +17,7 @@
 #include "store/forward.h"
 #include "store/transport.h"
 
-#define MAX_PARTITIONS 256
+#define MAX_PARTITIONS 1024
 
 struct node {
     const struct cluster_node *self;

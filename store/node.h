@@ -9,7 +9,8 @@
  *                items, the catalog, each group's applied LSN
  *   log/         the node log (nodelog.h): one WAL holding the Raft log of
  *                every group on the node, one stream per group
- *   groups/meta/ the metadata group's HARDSTATE (term, vote) and SNAPSHOT
+ *   groups/meta/ the metadata group's SNAPSHOT (its term and vote are in the
+ *                node log; a HARDSTATE file of an older dir is carried over)
  *   groups/p.<table id>.<n>/   the same for each partition replica
  * A data directory from before December 2026 has wal/ where groups/ is now
  * (a name left from one WAL per group); node_start renames it once.

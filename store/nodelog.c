@@ -11,8 +11,10 @@
 #include "lib/log.h"
 
 /* Record payload in the node WAL (docs/wal.md): kind[1] name_len[1]
- * name[name_len] lsn[8] then, for APPEND, the entry's bytes. */
-enum { K_APPEND = 1, K_CUT = 2, K_RESET = 3, K_DROP = 4 };
+ * name[name_len] lsn[8] then, for APPEND, the entry's bytes. HARDSTATE
+ * carries the term in the lsn field and the vote as vote[4] after it. */
+enum { K_APPEND = 1, K_CUT = 2, K_RESET = 3, K_DROP = 4, K_HARDSTATE = 5 };
+#define HS_DATA 4
 #define PREFIX_MAX (2 + NODELOG_MAX_NAME + 8)
 #define NBUCKETS 1024
 /* Records of a stream are tracked per run of this many node LSNs (for
@@ -43,6 +45,14 @@ struct stream {
     struct run *runs;
     size_t r0, nruns, cap_runs; /* live runs are runs[r0 .. nruns) */
     _Atomic int compact_wanted;
+    int started; /* a log record (not only a hard state) was met or written */
+    /* The latest hard state (has_hs: one was met or written). hs_g is the
+     * node LSN of its record; hs_pin the node LSN of the latest one known
+     * durable, which pins its segment (invariant 5). */
+    int has_hs;
+    uint64_t hs_term;
+    uint32_t hs_vote;
+    uint64_t hs_g, hs_pin;
 };
 
 struct nls {
@@ -58,6 +68,10 @@ struct nodelog {
     struct stream *tab[NBUCKETS];
     uint64_t nstreams;
     int pin_all; /* bookkeeping failed: never delete a segment again */
+    /* The highest node LSN whose done callback ran with status 0: it and
+     * everything before it are durable (wal.h). Written by the sync thread. */
+    _Atomic uint64_t durable;
+    uint64_t hs_refreshes; /* hard-state records re-appended by nodelog_tick */
 };
 
 static uint32_t hash_name(const char *s, size_t n)
@@ -154,6 +168,7 @@ static void release_runs(struct stream *s)
 /* The effects of CUT and RESET on a stream's bookkeeping. */
 static void do_cut(struct stream *s, uint64_t lsn)
 {
+    s->started = 1;
     if (lsn >= s->last)
         return;
     free_ents(s, lsn);
@@ -168,6 +183,7 @@ static void do_cut(struct stream *s, uint64_t lsn)
 
 static void do_reset(struct stream *s, uint64_t lsn)
 {
+    s->started = 1;
     free_ents(s, 0);
     s->first = lsn + 1;
     s->last = lsn;
@@ -183,7 +199,7 @@ static int parse(const unsigned char *p, size_t len, int *kind, const char **nam
         return -1;
     *kind = p[0];
     *nlen = p[1];
-    if (*kind < K_APPEND || *kind > K_DROP || *nlen == 0 || len < 2 + *nlen + 8)
+    if (*kind < K_APPEND || *kind > K_HARDSTATE || *nlen == 0 || len < 2 + *nlen + 8)
         return -1;
     *name = (const char *)p + 2;
     if (memchr(*name, 0, *nlen))
@@ -191,6 +207,8 @@ static int parse(const unsigned char *p, size_t len, int *kind, const char **nam
     *lsn = le_get64(p + 2 + *nlen);
     *data = p + 2 + *nlen + 8;
     *dlen = len - (2 + *nlen + 8);
+    if (*kind == K_HARDSTATE)
+        return *dlen == HS_DATA ? 0 : -1;
     if ((*kind == K_APPEND) != (*dlen > 0) || (*kind == K_APPEND && *lsn == 0))
         return -1;
     return 0;
@@ -221,9 +239,18 @@ static int recover_one(void *arg, uint64_t g, const void *data, size_t len)
             destroy(nl, s);
         return 0;
     }
-    if (!s) {
-        if (!(s = create(nl, name, nlen)))
-            return nerr_set(c->err, NERR_NOMEM, "out of memory");
+    if (!s && !(s = create(nl, name, nlen)))
+        return nerr_set(c->err, NERR_NOMEM, "out of memory");
+    if (kind == K_HARDSTATE) {
+        /* The latest wins: records of a stream come in the order written. */
+        s->has_hs = 1;
+        s->hs_term = lsn;
+        s->hs_vote = le_get32(d);
+        s->hs_g = s->hs_pin = g;
+        return 0;
+    }
+    if (!s->started) {
+        s->started = 1;
         /* The first record met starts the stream: earlier ones were released. */
         s->first = kind == K_APPEND ? lsn : lsn + 1;
         s->last = kind == K_APPEND ? lsn - 1 : lsn;
@@ -298,6 +325,7 @@ int nodelog_open(const char *dir, const struct wal_options *opt, struct nodelog 
     if (wal_last_lsn(nl->w) &&
         (rc = wal_replay(nl->w, first ? first - 1 : 0, recover_one, &c, err)))
         goto fail;
+    atomic_store(&nl->durable, wal_last_lsn(nl->w)); /* what recovery read is on disk */
     *out = nl;
     return 0;
 fail:
@@ -412,6 +440,7 @@ int nls_replay(struct nls *h, uint64_t from_lsn,
 }
 
 struct done_ctx {
+    struct nodelog *nl;
     wal_done_fn done;
     void *arg;
     uint64_t lsn;
@@ -419,13 +448,17 @@ struct done_ctx {
 
 static void on_done(void *arg, uint64_t glsn, int status)
 {
-    (void)glsn;
     struct done_ctx *d = arg;
-    d->done(d->arg, d->lsn, status);
+    /* Callbacks run in node LSN order: no lock needed to move it forward. */
+    if (!status && glsn > atomic_load(&d->nl->durable))
+        atomic_store(&d->nl->durable, glsn);
+    if (d->done)
+        d->done(d->arg, d->lsn, status);
     free(d);
 }
 
-/* Appends one record of stream s (nl->mu held). */
+/* Appends one record of stream s (nl->mu held). Hard-state records always
+ * report their durability to nl->durable (release_point needs it). */
 static int submit(struct nodelog *nl, struct stream *s, int kind, uint64_t lsn, const void *hdr,
                   size_t hlen, const void *data, size_t len, wal_done_fn done, void *arg,
                   uint64_t *glsn)
@@ -438,10 +471,10 @@ static int submit(struct nodelog *nl, struct stream *s, int kind, uint64_t lsn, 
     le_put64(pre + 2 + nlen, lsn);
     struct iovec iov[3] = {{pre, 2 + nlen + 8}, {(void *)hdr, hlen}, {(void *)data, len}};
     struct done_ctx *d = NULL;
-    if (done) {
+    if (done || kind == K_HARDSTATE) {
         if (!(d = malloc(sizeof *d)))
             return NERR_NOMEM;
-        *d = (struct done_ctx){done, arg, lsn};
+        *d = (struct done_ctx){nl, done, arg, lsn};
     }
     int rc = wal_submitv(nl->w, iov, 3, d ? on_done : NULL, d, glsn);
     if (rc)
@@ -464,6 +497,7 @@ int nls_append(struct nls *h, const void *hdr, size_t hlen, const void *data, si
     uint64_t lsn = s->last + 1, g = 0;
     int rc = submit(nl, s, K_APPEND, lsn, hdr, hlen, data, len, done, arg, &g);
     if (!rc) {
+        s->started = 1;
         s->last = lsn;
         if (s->first > lsn)
             s->first = lsn;
@@ -574,15 +608,65 @@ int nls_reset(struct nls *h, uint64_t last_lsn, struct nerr *err)
     return rc;
 }
 
+/* The node LSN of the hard-state record of s that must survive: the
+ * latest once it is durable, until then the one before it (which a crash
+ * would fall back to); 0 when s has none (nl->mu held). */
+static uint64_t hs_pin(struct nodelog *nl, struct stream *s)
+{
+    if (!s->has_hs)
+        return 0;
+    if (s->hs_g <= atomic_load(&nl->durable))
+        s->hs_pin = s->hs_g;
+    return s->hs_pin ? s->hs_pin : s->hs_g;
+}
+
 /* The node LSN up to which no stream needs a record (nl->mu held). */
 static uint64_t release_point(struct nodelog *nl)
 {
     uint64_t upto = nl->pin_all ? 0 : wal_last_lsn(nl->w);
     for (size_t b = 0; b < NBUCKETS; b++)
-        for (struct stream *s = nl->tab[b]; s; s = s->next)
+        for (struct stream *s = nl->tab[b]; s; s = s->next) {
             if (s->r0 < s->nruns && s->runs[s->r0].gstart - 1 < upto)
                 upto = s->runs[s->r0].gstart - 1;
+            uint64_t pin = hs_pin(nl, s);
+            if (pin && pin - 1 < upto)
+                upto = pin - 1;
+        }
     return upto;
+}
+
+int nls_set_hard_state(struct nls *h, uint64_t term, uint32_t vote, wal_done_fn done, void *arg)
+{
+    struct nodelog *nl = h->nl;
+    struct stream *s = h->st;
+    unsigned char v[HS_DATA];
+    le_put32(v, vote);
+    pthread_mutex_lock(&nl->mu);
+    /* Raft's term never goes back, nor does a vote change within a term. */
+    NINES_ASSERT(!s->has_hs || term > s->hs_term ||
+                 (term == s->hs_term && (!s->hs_vote || vote == s->hs_vote)));
+    uint64_t g = 0;
+    int rc = submit(nl, s, K_HARDSTATE, term, NULL, 0, v, sizeof v, done, arg, &g);
+    if (!rc) {
+        if (s->has_hs)
+            hs_pin(nl, s); /* keeps the previous one's pin if it is durable */
+        s->has_hs = 1;
+        s->hs_term = term;
+        s->hs_vote = vote;
+        s->hs_g = g;
+    }
+    pthread_mutex_unlock(&nl->mu);
+    return rc;
+}
+
+int nls_hard_state(struct nls *h, uint64_t *term, uint32_t *vote)
+{
+    pthread_mutex_lock(&h->nl->mu);
+    int has = h->st->has_hs;
+    *term = has ? h->st->hs_term : 0;
+    *vote = has ? h->st->hs_vote : 0;
+    pthread_mutex_unlock(&h->nl->mu);
+    return has;
 }
 
 int nls_release(struct nls *h, uint64_t upto, struct nerr *err)
@@ -635,10 +719,28 @@ void nodelog_tick(struct nodelog *nl)
     uint64_t end = ws.segments > NODELOG_SOFT_SEGMENTS ? wal_oldest_segment_end(nl->w) : 0;
     pthread_mutex_lock(&nl->mu);
     for (size_t b = 0; b < NBUCKETS; b++)
-        for (struct stream *s = nl->tab[b]; s; s = s->next)
+        for (struct stream *s = nl->tab[b]; s; s = s->next) {
             atomic_store(&s->compact_wanted,
                          end && s->r0 < s->nruns && s->runs[s->r0].gstart <= end);
+            /* Invariant 5: a hard state in the oldest segment is written
+             * again at the tail; the segment goes once that is durable. */
+            if (end && s->has_hs && s->hs_g <= end) {
+                unsigned char v[HS_DATA];
+                le_put32(v, s->hs_vote);
+                uint64_t g = 0;
+                hs_pin(nl, s);
+                if (!submit(nl, s, K_HARDSTATE, s->hs_term, NULL, 0, v, sizeof v, NULL, NULL, &g)) {
+                    s->hs_g = g;
+                    nl->hs_refreshes++;
+                }
+            }
+        }
+    /* Segments whose hard states an earlier tick refreshed can go now. */
+    uint64_t point = end ? release_point(nl) : 0;
     pthread_mutex_unlock(&nl->mu);
+    struct nerr err = {0};
+    if (point && wal_release(nl->w, point, &err))
+        log_warn("node log %s: releasing segments: %s", nl->dir, err.msg);
 }
 
 void nodelog_get_stats(struct nodelog *nl, struct nodelog_stats *out)
@@ -646,5 +748,6 @@ void nodelog_get_stats(struct nodelog *nl, struct nodelog_stats *out)
     wal_get_stats(nl->w, &out->wal);
     pthread_mutex_lock(&nl->mu);
     out->streams = nl->nstreams;
+    out->hs_refreshes = nl->hs_refreshes;
     pthread_mutex_unlock(&nl->mu);
 }

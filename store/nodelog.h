@@ -13,18 +13,30 @@
  * the node). A stream is a Raft-style log: contiguous LSNs (= raft index),
  * appended at the end, cut back at a conflict, reset after a snapshot,
  * released at the front. The node log stores, in one WAL whose own LSNs are
- * node-global, records of four kinds (payload layout in docs/wal.md):
+ * node-global, records of five kinds (payload layout in docs/wal.md):
  *
  *   APPEND(stream, lsn, bytes)   lsn = the stream's last + 1
  *   CUT(stream, lsn)             the stream's entries after lsn are gone
  *   RESET(stream, lsn)           every entry is gone; the next one is lsn + 1
  *   DROP(stream)                 the stream is gone (its group was deleted)
+ *   HARDSTATE(stream, term, vote) the group's Raft term and vote from now on
+ *
+ * Hard state. A group's term and vote go through the node log like its
+ * entries (nls_set_hard_state), so that one fdatasync makes a whole round
+ * of votes of every group durable; a per-group file fsync'd on the driver
+ * thread cost one fsync per group and vote, and 257 groups electing at once
+ * never converged (issue 21). The latest HARDSTATE record of a stream wins;
+ * it is independent of the stream's entries (CUT and RESET leave it).
+ * (The HARDSTATE file of an older data dir is carried over by its group
+ * when it opens: the later of file and log is written here, made durable,
+ * then the file deleted; group_internal.h, group__hs_load.)
  *
  * Recovery (nodelog_open) replays the WAL once, in order, applying these to
  * per-stream logs held in memory until the group opens its stream and
  * loads them (nls_replay), after which they are freed: the consensus core
  * keeps its log in memory anyway. The first record of a stream met in the
- * WAL starts it (earlier ones were released), later APPENDs must continue it
+ * WAL starts it (earlier ones were released; a HARDSTATE record does not
+ * start it), later APPENDs must continue it
  * (lsn = last + 1, or the log is corrupt: NERR_CORRUPT naming the record's
  * node-global LSN and stream).
  *
@@ -46,6 +58,13 @@
  *     a quorum for a long time keeps its records (and the log after them).
  *  4. After a write or fsync failure the node log is failed: every stream's
  *     pending and later records complete with NERR_IO (wal.h: no retry).
+ *  5. A stream's latest durable HARDSTATE record pins its segment (while a
+ *     newer one is not yet durable, the older one stays pinned: a crash
+ *     falls back to it), open or not, until the stream is dropped. When it
+ *     lies in the oldest segment of a log past NODELOG_SOFT_SEGMENTS
+ *     segments, nodelog_tick writes it again at the tail (a refresh), and a
+ *     later nodelog_tick deletes the segment once the copy is durable: a
+ *     group idle forever cannot hold the log.
  *
  * Threads. All functions are thread-safe; the caller keeps one stream's
  * appends in order (the group's driver thread is the only writer of its
@@ -124,8 +143,23 @@ int nls_release(struct nls *s, uint64_t upto, struct nerr *err);
  * past NODELOG_SOFT_SEGMENTS segments: its group should snapshot and
  * release. Cheap (recomputed by nodelog_tick). */
 int nls_compact_wanted(struct nls *s);
-/* Recomputes which streams should compact; call about once a second. */
+/* Recomputes which streams should compact, refreshes hard states held in
+ * the oldest segment (invariant 5) and deletes the segments nobody needs
+ * any more; call about once a second. */
 void nodelog_tick(struct nodelog *nl);
+
+/* Appends HARDSTATE(term, vote) for the stream: from now on nls_hard_state
+ * returns it, and after a crash recovery does once it was durable. term
+ * never goes below the last one set, and a vote set in a term never
+ * changes (NINES_ASSERT). done (may be NULL) runs once it is durable
+ * (status 0, lsn = term) or the log failed (NERR_IO); like any record, it
+ * is durable together with every record appended before it (invariant 1),
+ * so the done of a stream's last record of a round covers the round.
+ * Synchronous errors as wal_submit (done never called). */
+int nls_set_hard_state(struct nls *s, uint64_t term, uint32_t vote, wal_done_fn done, void *arg);
+/* The stream's latest hard state (set, or recovered from the log): 1 and
+ * *term, *vote when there is one, 0 (and zeros) when there is none. */
+int nls_hard_state(struct nls *s, uint64_t *term, uint32_t *vote);
 
 /* A one-shot wait for a durable callback: pass nls_waiter_done as the done
  * of an append (arg: the waiter), then nls_waiter_wait returns its status
@@ -144,6 +178,7 @@ void nls_waiter_destroy(struct nls_waiter *w);
 struct nodelog_stats {
     struct wal_stats wal; /* records, syncs, bytes, segments of the node WAL */
     uint64_t streams;     /* streams the log holds (open or not) */
+    uint64_t hs_refreshes; /* hard states re-appended by nodelog_tick (invariant 5) */
 };
 void nodelog_get_stats(struct nodelog *nl, struct nodelog_stats *out);
 

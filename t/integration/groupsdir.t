@@ -1,8 +1,8 @@
 #!/usr/bin/perl
-# The group directories (HARDSTATE, SNAPSHOT) are <data>/groups/<group>/;
-# until December 2026 they were <data>/wal/<group>/. A data directory of the
-# old layout still opens: ninesd renames wal/ to groups/ once, and every
-# item is there. Both names at once are refused, with both paths named.
+# The group directories (SNAPSHOT; HARDSTATE before term and vote moved to
+# the node log) are <data>/groups/<group>/; until December 2026 they were
+# <data>/wal/<group>/. A data directory of the old layout still opens:
+# ninesd renames wal/ to groups/ once, and every item is there. Both names at once are refused, with both paths named.
 use strict;
 use warnings;
 use FindBin;
@@ -26,7 +26,8 @@ for my $i (1 .. 20) {
     $ok++ if $s == 200;
 }
 is($ok, 20, 'items written');
-ok(-f "$data/groups/meta/HARDSTATE", 'the metadata group lives in groups/meta/');
+ok(-d "$data/groups/meta" && !-e "$data/groups/meta/HARDSTATE",
+   'the metadata group lives in groups/meta/ (its term and vote in the node log, no HARDSTATE file)');
 ok(!-e "$data/wal", 'there is no wal/ directory');
 is(stop_node($n1), 0, 'node stops');
 

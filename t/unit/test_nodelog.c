@@ -1,6 +1,8 @@
 /* The node log (store/nodelog.h) on real files: many streams in one WAL
  * against an in-memory model across reopenings (appends, cuts, resets,
- * releases, drops, tiny segments so that segments rotate and go), one
+ * releases, drops, hard states, tiny segments so that segments rotate and
+ * go), the latest hard state surviving a crash and the deletion of its
+ * segment (refreshed at the tail), one
  * fdatasync serving several streams, torn tails, damaged and malformed
  * records refused, the oldest segment's pinners asked to compact, and a
  * failed fdatasync failing every stream. NINES_SEED replays a run. */
@@ -63,6 +65,9 @@ struct mstream {
     char name[32];
     int exists;
     uint64_t first, last, released;
+    int has_hs;
+    uint64_t term;
+    uint32_t vote;
     uint32_t val[MAXE + 2]; /* entry lsn's value (payload = name + value) */
 };
 static struct mstream M[NS];
@@ -140,6 +145,15 @@ static void model_run(const char *name)
                          (unsigned long long)m->last, err.msg);
                 }
             }
+            uint64_t term = 1;
+            uint32_t vote = 1;
+            int has = nls_hard_state(h[i], &term, &vote);
+            if (has != m->has_hs || term != m->term || vote != m->vote) {
+                check_ok = 0;
+                diag("round %d %s: hard state %d (%llu, %u), model %d (%llu, %u)", round, m->name,
+                     has, (unsigned long long)term, vote, m->has_hs, (unsigned long long)m->term,
+                     m->vote);
+            }
             if (m->exists && m->released)
                 nls_release(h[i], m->released, &err);
             if (!m->exists) { /* an opened stream exists, empty */
@@ -173,6 +187,16 @@ static void model_run(const char *name)
                 if (nls_release(h[i], to, &err))
                     append_ok = 0;
                 m->released = to;
+            } else if (r < 92 && rnd() % 2) { /* a hard state (shares the cut's share) */
+                uint64_t term = m->term + rnd() % 3;
+                uint32_t vote = term > m->term ? (uint32_t)(rnd() % 4) : m->vote;
+                if (!vote && rnd() % 2)
+                    vote = 1 + (uint32_t)(rnd() % 3);
+                if (nls_set_hard_state(h[i], term, vote, NULL, NULL))
+                    append_ok = 0;
+                m->has_hs = 1;
+                m->term = term;
+                m->vote = vote;
             } else if (r < 98) {
                 uint64_t to = m->last + rnd() % 50;
                 if (nls_reset(h[i], to, &err))
@@ -184,7 +208,11 @@ static void model_run(const char *name)
                     nodelog_stream_open(nl, m->name, &h[i], &err))
                     append_ok = 0;
                 m->last = m->released = 0;
+                m->has_hs = 0;
+                m->term = m->vote = 0;
             }
+            if (op % 50 == 49) /* refreshes hard states, deletes segments */
+                nodelog_tick(nl);
             int s = count_segments(dir);
             if (s > max_segs)
                 max_segs = s;
@@ -195,20 +223,44 @@ static void model_run(const char *name)
     }
     ok(reopen_ok, "the node log reopens %d times", rounds);
     ok(append_ok, "appends get the next lsn; cuts, resets, releases and drops succeed");
-    ok(check_ok, "after every reopening each of %d streams holds exactly the model's entries", NS);
+    ok(check_ok,
+       "after every reopening each of %d streams holds exactly the model's entries and latest "
+       "hard state",
+       NS);
     int segs = count_segments(dir);
     ok(max_segs > 3, "segments rotated (up to %d at once)", max_segs);
-    /* Release everything: only the current segment may stay. */
+    /* Release everything: only the current segment may stay, and the
+     * segments of the hard states, which nodelog_tick refreshes once the
+     * log is past NODELOG_SOFT_SEGMENTS. */
+    int hs_ok = 1;
     if (!nodelog_open(dir, &wo, &nl, &err)) {
         for (int i = 0; i < NS; i++)
             if (!nodelog_stream_open(nl, M[i].name, &h[i], &err)) {
                 nls_release(h[i], M[i].last, &err);
                 nls_close(h[i]);
             }
+        for (int k = 0; k < 20 && count_segments(dir) > NODELOG_SOFT_SEGMENTS; k++) {
+            nodelog_tick(nl);
+            usleep(20000);
+        }
         nodelog_close(nl);
     }
-    cmp_ok(count_segments(dir), "<=", 1,
+    cmp_ok(count_segments(dir), "<=", NODELOG_SOFT_SEGMENTS,
            "once every stream released everything, the segments went (%d before)", segs);
+    if (!nodelog_open(dir, &wo, &nl, &err)) {
+        for (int i = 0; i < NS; i++) {
+            uint64_t term = 0;
+            uint32_t vote = 0;
+            if (nodelog_stream_open(nl, M[i].name, &h[i], &err) ||
+                nls_hard_state(h[i], &term, &vote) != M[i].has_hs || term != M[i].term ||
+                vote != M[i].vote)
+                hs_ok = 0;
+            nls_close(h[i]);
+        }
+        nodelog_close(nl);
+    } else
+        hs_ok = 0;
+    ok(hs_ok, "... and every stream's latest hard state is still there");
 }
 
 /* ---- one fdatasync for several streams ---------------------------------- */
@@ -423,6 +475,123 @@ static void pinning(void)
     nodelog_close(nl);
 }
 
+/* ---- hard states: a crash keeps the latest durable one ------------------ */
+
+static void hs_crash(void)
+{
+    char dir[300], copy[300], cmd[700];
+    subdir(dir, sizeof dir, "hs");
+    subdir(copy, sizeof copy, "hs-crashed");
+    struct nodelog *nl;
+    struct nerr err = {0};
+    struct nls *a, *b2;
+    if (nodelog_open(dir, NULL, &nl, &err) || nodelog_stream_open(nl, "a", &a, &err) ||
+        nodelog_stream_open(nl, "b", &b2, &err))
+        bail_out(err.msg);
+    uint64_t term = 9;
+    uint32_t vote = 9;
+    ok(nls_hard_state(a, &term, &vote) == 0 && term == 0 && vote == 0,
+       "a new stream has no hard state");
+    unsigned char b[20] = {1};
+    nls_append(a, b, 8, b + 8, 12, NULL, NULL, NULL);
+    nls_set_hard_state(a, 3, 0, NULL, NULL);
+    nls_set_hard_state(a, 4, 2, NULL, NULL);
+    nls_set_hard_state(b2, 1, 1, NULL, NULL);
+    nls_append(a, b, 8, b + 8, 12, NULL, NULL, NULL);
+    struct nls_waiter w;
+    nls_waiter_init(&w);
+    nls_set_hard_state(a, 5, 3, nls_waiter_done, &w);
+    is_int(nls_waiter_wait(&w), 0, "a hard state's done runs once it is durable");
+    ok(nls_hard_state(a, &term, &vote) == 1 && term == 5 && vote == 3,
+       "nls_hard_state returns the last one set");
+    /* A crash: the files as they are now, the node log still open. */
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", dir, copy);
+    if (system(cmd))
+        bail_out("cp");
+    struct nodelog *nl2;
+    struct nls *a2, *bb;
+    if (nodelog_open(copy, NULL, &nl2, &err) || nodelog_stream_open(nl2, "a", &a2, &err) ||
+        nodelog_stream_open(nl2, "b", &bb, &err))
+        bail_out(err.msg);
+    int has = nls_hard_state(a2, &term, &vote);
+    ok(has == 1 && term == 5 && vote == 3,
+       "after a crash the latest durable hard state wins (term %llu, vote %u)",
+       (unsigned long long)term, vote);
+    ok(nls_hard_state(bb, &term, &vote) == 1 && term == 1 && vote == 1, "... of every stream");
+    is_int(nls_last_lsn(a2), 2, "... and the entries around the hard states are there");
+    nls_close(a2);
+    nls_close(bb);
+    nodelog_close(nl2);
+    nls_close(a);
+    nls_close(b2);
+    ok(nodelog_drop(nl, "a", &err) == 0, "a dropped stream ...");
+    nodelog_close(nl);
+    if (nodelog_open(dir, NULL, &nl, &err) || nodelog_stream_open(nl, "a", &a, &err))
+        bail_out(err.msg);
+    ok(nls_hard_state(a, &term, &vote) == 0 && nls_last_lsn(a) == 0,
+       "... comes back without its hard state");
+    nls_close(a);
+    nodelog_close(nl);
+}
+
+/* ---- a hard state in the oldest segment is refreshed -------------------- */
+
+static void hs_refresh(void)
+{
+    char dir[300];
+    subdir(dir, sizeof dir, "hs-refresh");
+    struct wal_options wo = {.segment_bytes = 4096};
+    struct nodelog *nl;
+    struct nerr err = {0};
+    struct nls *idle, *busy;
+    if (nodelog_open(dir, &wo, &nl, &err) || nodelog_stream_open(nl, "idle", &idle, &err) ||
+        nodelog_stream_open(nl, "busy", &busy, &err))
+        bail_out(err.msg);
+    unsigned char b[200] = {3};
+    uint64_t lsn = 0;
+    nls_append(idle, b, 8, b + 8, 100, NULL, NULL, &lsn);
+    nls_set_hard_state(idle, 7, 2, NULL, NULL);
+    _Atomic int done = 0, bad = 0;
+    struct gc_arg ga = {busy, &done, &bad};
+    for (int i = 0; i < 200; i++)
+        nls_append(busy, b, 8, b + 8, 190, i == 199 ? count_done : NULL, &ga, &lsn);
+    for (int w = 0; w < 5000 && !atomic_load(&done); w++)
+        usleep(1000);
+    nls_release(busy, lsn, &err);
+    nls_release(idle, 1, &err); /* only its hard state holds the first segment now */
+    int before = count_segments(dir);
+    cmp_ok(before, ">", NODELOG_SOFT_SEGMENTS, "an idle stream's hard state kept %d segments",
+           before);
+    ok(!nls_compact_wanted(idle), "... which compacting would not help (not asked to)");
+    int after = before;
+    for (int k = 0; k < 100 && after > 2; k++) {
+        nodelog_tick(nl);
+        usleep(10000);
+        after = count_segments(dir);
+    }
+    struct nodelog_stats st;
+    nodelog_get_stats(nl, &st);
+    cmp_ok(after, "<=", 2,
+           "nodelog_tick refreshed it at the tail (%llu refresh(es)) and the "
+           "segments went (%d left)",
+           (unsigned long long)st.hs_refreshes, after);
+    nls_append(idle, b, 8, b + 8, 50, NULL, NULL, &lsn);
+    nls_close(idle);
+    nls_close(busy);
+    nodelog_close(nl);
+    if (nodelog_open(dir, &wo, &nl, &err) || nodelog_stream_open(nl, "idle", &idle, &err))
+        bail_out(err.msg);
+    uint64_t term = 0;
+    uint32_t vote = 0;
+    int has = nls_hard_state(idle, &term, &vote);
+    ok(has == 1 && term == 7 && vote == 2,
+       "reopened, the idle stream's hard state is there (term %llu, vote %u)",
+       (unsigned long long)term, vote);
+    is_int(nls_last_lsn(idle), 2, "... and its log continues after what it released");
+    nls_close(idle);
+    nodelog_close(nl);
+}
+
 /* ---- a failed fdatasync ------------------------------------------------- */
 
 static _Atomic int fail_syncs;
@@ -483,6 +652,8 @@ int main(void)
     group_commit();
     damage();
     pinning();
+    hs_crash();
+    hs_refresh();
     failure();
     nftw(g_top, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     if (tap_failed)
