@@ -366,8 +366,7 @@ static void finish_ready(struct group *g)
     g->in_flight = 0;
     /* Ticks that passed while the disk was busy count before anything is
      * published: the lease must not outlive real time. */
-    for (uint32_t i = 0; i < g->missed_ticks && i < 1000; i++)
-        raft_tick(g->r);
+    raft_elapse(g->r, g->missed_ticks);
     g->missed_ticks = 0;
     group__publish(g);
 }
@@ -836,6 +835,24 @@ static void defer_event(struct group *g, struct dev *d)
     g->deferred_tail = d;
 }
 
+/* An election this member's timers started (a timeout, a check-quorum
+ * step-down): what it saw, for the logs (docs/benchmarks.md, "Leader churn
+ * under load"). k ticks were advanced at once, late_ns after they were due. */
+static void log_tick_election(struct group *g, enum raft_role was, uint64_t k, uint64_t late_ns)
+{
+    static const char *const role[] = {"follower", "pre-candidate", "candidate", "leader"};
+    struct raft_stats st;
+    raft_get_stats(g->r, &st);
+    enum raft_role now = raft_role(g->r);
+    log_warn("group %s: %s on the tick: %s -> %s in term %llu (%llu tick(s) at once, the driver "
+             "%llu ms late; pre-votes %llu, elections %llu, check-quorum step-downs %llu)",
+             g->name, was == RAFT_LEADER ? "stepped down (check-quorum)" : "election timeout",
+             role[was], role[now], (unsigned long long)raft_term(g->r), (unsigned long long)k,
+             (unsigned long long)(late_ns / 1000000), (unsigned long long)st.prevotes_started,
+             (unsigned long long)st.elections_started,
+             (unsigned long long)st.checkquorum_stepdowns);
+}
+
 void *group__driver_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "nines-driver");
@@ -989,9 +1006,13 @@ void *group__driver_main(void *arg)
                 uint64_t k = ticks + g->missed_ticks;
                 g->missed_ticks = 0;
                 /* A stalled loop must not make the lease look longer: each
-                 * elapsed tick period counts. */
-                for (uint64_t i = 0; i < k && i < 1000; i++)
-                    raft_tick(g->r);
+                 * elapsed tick period counts, in one advance (raft.h,
+                 * raft_elapse: no timer fires on the stall alone). */
+                enum raft_role was = raft_role(g->r);
+                uint64_t was_term = raft_term(g->r);
+                raft_elapse(g->r, k);
+                if (raft_role(g->r) != was && was_term > 0) /* not a group's first election */
+                    log_tick_election(g, was, k, now + ticks * RAFT_TICK_MS * 1000000ull - next_tick);
                 drive(g);
                 group__publish(g);
             }

@@ -787,14 +787,37 @@ out:
     return r->nomem ? NERR_NOMEM : 0;
 }
 
-void raft_tick(struct raft *r)
+/* A timer that runs out during an advance of n > 1 ticks (the host was
+ * stalled) fires at the next advance instead: the messages that arrived
+ * during the stall are stepped first. Returns 1 when the timer fires now.
+ * *elapsed stops one tick short; a timer already there fires whatever n is,
+ * so a host that only ever advances in bulk still times out. */
+static int timer_run(uint32_t *elapsed, uint32_t limit, uint64_t n)
 {
-    r->now++;
+    if (*elapsed + n < limit) {
+        *elapsed += (uint32_t)n;
+        return 0;
+    }
+    if (n > 1 && *elapsed + 1 < limit) {
+        *elapsed = limit - 1;
+        return 0;
+    }
+    return 1;
+}
+
+void raft_elapse(struct raft *r, uint64_t n)
+{
+    if (n == 0)
+        return;
+    if (n > RAFT_ABSURD - r->now)
+        n = RAFT_ABSURD - r->now;
+    uint64_t before = r->now;
+    r->now += n;
     check_state(r);
     if (r->role == RAFT_LEADER) {
         r->last_contact = r->now;
-        if (++r->hb_elapsed >= r->H) {
-            r->hb_elapsed = 0;
+        if (r->hb_elapsed + n >= r->H) {
+            r->hb_elapsed = 0; /* one round, however many were due */
             for (uint32_t p = 1; p <= r->n; p++) {
                 if (p == r->id)
                     continue;
@@ -804,8 +827,10 @@ void raft_tick(struct raft *r)
                     m->ctx = r->now;
                 }
             }
+        } else {
+            r->hb_elapsed += (uint32_t)n;
         }
-        if (++r->cq_elapsed >= r->E) {
+        if (timer_run(&r->cq_elapsed, r->E, n)) {
             r->cq_elapsed = 0;
             uint32_t act = 1;
             for (uint32_t p = 1; p <= r->n; p++) {
@@ -820,13 +845,24 @@ void raft_tick(struct raft *r)
         }
         return;
     }
+    /* Sticky resume: what this member stepped since the last advance was
+     * stepped at the old tick, but may have arrived at any time since (the
+     * host was stalled). A leader heard then was heard "now": its followers
+     * stay sticky for E ticks from here (the lease argument counts from the
+     * receipt), and the election timer restarts. */
+    if (n > 1 && r->last_contact == before && r->leader != 0 && r->role == RAFT_FOLLOWER) {
+        r->last_contact = r->now - 1;
+        r->elapsed = 0;
+        n = 1;
+    }
     if (r->probing) {
-        if (++r->probe_elapsed >= RAFT_PROBE_TICKS)
+        if (timer_run(&r->probe_elapsed, RAFT_PROBE_TICKS, n))
             pre_campaign(r);
         return;
     }
-    if (++r->elapsed < r->timeout)
+    if (!timer_run(&r->elapsed, r->timeout, n))
         return;
+    r->elapsed = r->timeout;
     if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->n > 1) {
         /* Gray-failure check: maybe only our link to the leader is bad. */
         r->probing = 1;
@@ -841,6 +877,11 @@ void raft_tick(struct raft *r)
         return;
     }
     pre_campaign(r);
+}
+
+void raft_tick(struct raft *r)
+{
+    raft_elapse(r, 1);
 }
 
 int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index)

@@ -196,8 +196,27 @@ void raft_free(struct raft *r);
  * and counted. */
 int raft_step(struct raft *r, const struct raft_msg *m);
 
-/* Advances the logical clock by one tick. */
+/* Advances the logical clock by one tick: raft_elapse(r, 1). */
 void raft_tick(struct raft *r);
+
+/* Advances the logical clock by n ticks at once, for a host that was
+ * stalled (its thread unscheduled, a long disk wait) and owes n tick
+ * periods. The clock moves by all n, so a leader's lease ends in real time;
+ * but nothing runs n times, and no timer fires on a stall alone:
+ *  - a leader sends one round of heartbeats when any was due;
+ *  - a timer (election timeout, gray-failure probe, a leader's
+ *    check-quorum) that would run out inside an advance of n > 1 stops one
+ *    tick short and fires at the next advance, so the host steps the
+ *    messages that arrived during the stall (the leader's heartbeats, the
+ *    followers' answers) first. A timer already one tick short fires
+ *    whatever n is: a host that only ever advances in bulk still times out;
+ *  - sticky resume: a follower that heard its leader since the previous
+ *    advance (stepped at the old tick, received at some time since) counts
+ *    it as heard at the new tick: it stays sticky for E ticks from there
+ *    (raft_lease_valid's argument counts from the receipt) and its election
+ *    timer restarts.
+ * raft_elapse(r, 0) does nothing. */
+void raft_elapse(struct raft *r, uint64_t n);
 
 /* Appends a command to the leader's log; *index receives its log index.
  * The command is committed once committed[] of a later ready contains it
