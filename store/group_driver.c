@@ -998,7 +998,17 @@ void *group__driver_main(void *arg)
                 if (g->wal_failed || g->closed)
                     continue;
                 if (g->in_flight) {
+                    uint32_t hb = h->timing.heartbeat_ticks, was = g->missed_ticks;
                     g->missed_ticks += (uint32_t)ticks;
+                    /* A leader waiting for its own write (a slow disk) still
+                     * heartbeats, or its followers time out: the ticks wait
+                     * for the ready, the heartbeats do not (raft_heartbeat). */
+                    if (h->send && raft_role(g->r) == RAFT_LEADER && was / hb != g->missed_ticks / hb)
+                        for (uint32_t p = 1; p <= g->mem.n; p++) {
+                            struct raft_msg m;
+                            if (p != g->mem.self && !raft_heartbeat(g->r, p, &m))
+                                send_raw(g, &m);
+                        }
                     continue;
                 }
                 expire_pending(g, now);

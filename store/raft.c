@@ -50,8 +50,9 @@ struct raft {
     uint64_t next[RAFT_MAX_MEMBERS + 1], match[RAFT_MAX_MEMBERS + 1];
     /* Pipelining: entries up to sent[p] went out and are presumed in flight;
      * the next append starts after them. A reject, or a heartbeat round with
-     * no progress (a lost message), sends again from next[p]. */
+     * no progress for E/2 ticks (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
+    uint64_t resent[RAFT_MAX_MEMBERS + 1]; /* tick of the last such resend */
     uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
     uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
     uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */
@@ -298,6 +299,7 @@ static void become_leader(struct raft *r)
         r->snap_sent[p] = 0;
         r->sent[p] = 0;
         r->hb_match[p] = 0;
+        r->resent[p] = r->now;
         r->match_tick[p] = r->now;
     }
     r->lead_start = r->now;
@@ -734,10 +736,18 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                 r->stats.lost_logs++;
             }
             if (r->match[m->from] < last_index(r)) {
-                /* No progress since the last heartbeat answer: what is in
-                 * flight was lost; send it again. */
-                if (r->match[m->from] == r->hb_match[m->from])
-                    r->sent[m->from] = 0;
+                /* No progress since the last heartbeat answer, nor for E/2
+                 * ticks: what is in flight was lost; send it again. Not
+                 * sooner: a follower whose disk is slow answers several
+                 * heartbeats at once after one write, and sending it what
+                 * it is writing again (up to 1 MiB an append) only slows
+                 * it more. */
+                uint32_t p = m->from;
+                if (r->match[p] == r->hb_match[p] && r->now - r->match_tick[p] >= r->E / 2 &&
+                    r->now - r->resent[p] >= r->E / 2) {
+                    r->sent[p] = 0;
+                    r->resent[p] = r->now;
+                }
                 r->hb_match[m->from] = r->match[m->from];
                 send_append(r, m->from);
             }
@@ -974,6 +984,20 @@ int raft_hand_over(struct raft *r, struct raft_msg *out)
     out->commit = r->commit;
     r->stats.hand_overs++;
     become_follower(r, r->term, 0);
+    return 0;
+}
+
+int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out)
+{
+    if (r->role != RAFT_LEADER || to == 0 || to > r->n || to == r->id)
+        return NERR_BUSY;
+    memset(out, 0, sizeof(*out));
+    out->group = r->group;
+    out->type = RAFT_MSG_HEARTBEAT;
+    out->from = r->id;
+    out->to = to;
+    out->term = r->term;
+    out->ctx = r->now; /* commit 0: the follower's commit index stays */
     return 0;
 }
 

@@ -256,6 +256,17 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
  * raft_ready_advance. NERR_BUSY when r is not the leader or has no peer. */
 int raft_hand_over(struct raft *r, struct raft_msg *out);
 
+/* A heartbeat from this leader to member `to`, for a host whose ready is in
+ * flight (its own write waits for a slow disk) and whose followers would
+ * otherwise hear nothing until it completes, ticks being owed meanwhile:
+ * fills *out (owned by the caller, no entries or data) with a HEARTBEAT of
+ * the current term and tick and no commit index. Sent later than its tick,
+ * its acknowledgement only makes the lease more conservative. Like
+ * raft_hand_over it touches neither the outbox nor the log, so the host may
+ * call it between raft_ready_get and raft_ready_advance. NERR_BUSY when r
+ * is not the leader or `to` is not another member. */
+int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out);
+
 /* 1 and fills rd when there is something to persist, send or apply. */
 int raft_ready_get(struct raft *r, struct raft_ready *rd);
 /* The host processed the last ready (see the order above). */

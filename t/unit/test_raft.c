@@ -917,6 +917,38 @@ static void test_elapse(void)
     is_int(raft_term(nt.r[l]), term, "elapse: nor the term");
     raft_elapse(nt.r[l], 0);
     is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: 0 ticks changes nothing");
+
+    /* raft_heartbeat: a leader whose ready is in flight keeps its followers
+     * from timing out. */
+    struct raft_msg h;
+    is_int(raft_heartbeat(nt.r[f], l, &h), NERR_BUSY, "heartbeat: a follower sends none");
+    is_int(raft_heartbeat(nt.r[l], (uint32_t)l, &h), NERR_BUSY, "heartbeat: not to itself");
+    uint64_t before = raft_last_index(nt.r[l]);
+    raft_propose(nt.r[l], "x", 1, NULL);
+    struct raft_ready rd;
+    ok(raft_ready_get(nt.r[l], &rd), "heartbeat: a ready is in flight");
+    is_int(raft_heartbeat(nt.r[l], (uint32_t)f, &h), 0, "heartbeat: made while it is");
+    ok(h.type == RAFT_MSG_HEARTBEAT && h.term == raft_term(nt.r[l]) && h.from == (uint32_t)l &&
+           h.to == (uint32_t)f && h.commit == 0 && h.n_entries == 0,
+       "heartbeat: of the leader's term, no commit index, no entries");
+    drain(&nt, l); /* the ready completes */
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0; /* its appends are lost: only the heartbeats reach f */
+    int probes = 0;
+    for (int i = 0; i < 100; i++) {
+        raft_tick(nt.r[f]);
+        if (i % 3 == 0) {
+            raft_heartbeat(nt.r[l], (uint32_t)f, &h);
+            raft_step(nt.r[f], &h);
+        }
+        probes += count_out(&nt, f, RAFT_MSG_PROBE);
+        for (size_t k = 0; k < nt.nq; k++)
+            raft_msg_release(&nt.q[k]);
+        nt.nq = 0;
+    }
+    is_int(probes, 0, "heartbeat: 100 ticks of them, the follower never times out");
+    is_int(raft_commit(nt.r[f]) <= before, 1, "heartbeat: and its commit index did not move");
     net_free(&nt);
 }
 
