@@ -6,9 +6,10 @@
 # thread unscheduled for 100-300 ms): every 2 s one node, in turn, is
 # stopped for 150 ms (SIGSTOP/SIGCONT). Before the fix (E = 100 ms, timers
 # firing on the ticks a stall owed before the messages that arrived during
-# it) such runs had elections and errors; docs/replication.md, "Elections
-# under load". Bounded: the load stops itself after LOAD_SECS, every wait
-# has a deadline.
+# it, a leader silent while its write waited for the disk) every group
+# changed term several times in such a run; docs/replication.md,
+# "Elections under load". Bounded: the load stops itself after LOAD_SECS,
+# every wait has a deadline.
 use strict;
 use warnings;
 use FindBin;
