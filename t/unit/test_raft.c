@@ -952,6 +952,64 @@ static void test_elapse(void)
     net_free(&nt);
 }
 
+/* Appends to f with entries in l's next ready (the net then processes it). */
+static int appends_to(struct net *nt, int l, int f)
+{
+    struct raft_ready rd;
+    int c = 0;
+    if (raft_ready_get(nt->r[l], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            c += rd.msgs[i].type == RAFT_MSG_APPEND && rd.msgs[i].to == (uint32_t)f &&
+                 rd.msgs[i].n_entries > 0;
+    drain(nt, l);
+    return c;
+}
+
+/* A heartbeat answer without progress resends what is in flight only once
+ * the follower made no progress for E/2 ticks: a slow disk answers several
+ * heartbeats at once; a lost append is still sent again. */
+static void test_resend_gate(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 31);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "resend: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1;
+    uint64_t a = propose(&nt, l, 1); /* f acknowledges a: its match rose now */
+    nt.cut[l][f] = 1;
+    uint64_t b = propose(&nt, l, 2); /* the append of b to f is lost */
+    cmp_ok(b, ">", a, "resend: b proposed after a");
+    nt.cut[l][f] = 0;
+    struct raft_msg hr = {.group = GROUP, .type = RAFT_MSG_HEARTBEAT_RESP, .from = (uint32_t)f,
+                          .to = (uint32_t)l, .term = raft_term(nt.r[l]), .index = a};
+    raft_step(nt.r[l], &hr);
+    int first = appends_to(&nt, l, f);
+    raft_step(nt.r[l], &hr);
+    int second = appends_to(&nt, l, f);
+    is_int(first + second, 0, "resend: two answers without progress right after some: no resend");
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    for (int i = 0; i < 5; i++) {
+        raft_tick(nt.r[l]);
+        drain(&nt, l);
+    }
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    raft_step(nt.r[l], &hr);
+    is_int(appends_to(&nt, l, f), 1, "resend: after E/2 ticks without progress, b is sent again");
+    deliver_all(&nt);
+    run(&nt, 3);
+    ok(logs_equal(&nt, l, f), "resend: and the follower has it");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -967,5 +1025,6 @@ int main(void)
     test_hand_over();
     test_append_bytes();
     test_elapse();
+    test_resend_gate();
     return done_testing();
 }
