@@ -1003,7 +1003,8 @@ void *group__driver_main(void *arg)
                     /* A leader waiting for its own write (a slow disk) still
                      * heartbeats, or its followers time out: the ticks wait
                      * for the ready, the heartbeats do not (raft_heartbeat). */
-                    if (h->send && raft_role(g->r) == RAFT_LEADER && was / hb != g->missed_ticks / hb)
+                    if (h->send && raft_role(g->r) == RAFT_LEADER &&
+                        was / hb != g->missed_ticks / hb)
                         for (uint32_t p = 1; p <= g->mem.n; p++) {
                             struct raft_msg m;
                             if (p != g->mem.self && !raft_heartbeat(g->r, p, &m))
@@ -1022,7 +1023,8 @@ void *group__driver_main(void *arg)
                 uint64_t was_term = raft_term(g->r);
                 raft_elapse(g->r, k);
                 if (raft_role(g->r) != was && was_term > 0) /* not a group's first election */
-                    log_tick_election(g, was, k, now + ticks * RAFT_TICK_MS * 1000000ull - next_tick);
+                    log_tick_election(g, was, k,
+                                      now + ticks * RAFT_TICK_MS * 1000000ull - next_tick);
                 drive(g);
                 group__publish(g);
             }

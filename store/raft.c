@@ -52,7 +52,7 @@ struct raft {
      * the next append starts after them. A reject, or a heartbeat round with
      * no progress for E/2 ticks (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
-    uint64_t resent[RAFT_MAX_MEMBERS + 1]; /* tick of the last such resend */
+    uint64_t resent[RAFT_MAX_MEMBERS + 1];     /* tick of the last such resend */
     uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
     uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
     uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */

@@ -8,7 +8,8 @@
  * global state. The host drives it with three inputs:
  *   raft_step(r, m)    a message from a peer;
  *   raft_tick(r)       one logical tick (the host calls it every RAFT_TICK_MS
- *                      of its own clock);
+ *                      of its own clock; raft_elapse(r, n) for n owed at
+ *                      once after a stall);
  *   raft_propose(...)  a new command (leader only);
  * and drains its outputs through raft_ready_get / raft_ready_advance
  * (etcd-raft style). Randomness (election timeouts) comes from the seed in

@@ -841,11 +841,12 @@ static void test_elapse(void)
     is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: a stalled leader does not step down at once");
     ok(!raft_lease_valid(nt.r[l]), "elapse: but its clock moved: the lease ran out");
     is_int(count_out(&nt, l, RAFT_MSG_HEARTBEAT), 2, "elapse: one round of heartbeats, not 15");
-    deliver_all(&nt); /* the answers arrive */
+    deliver_all(&nt);   /* the answers arrive */
     raft_tick(nt.r[l]); /* check-quorum fires now, with the answers counted */
     drain(&nt, l);
     deliver_all(&nt);
-    is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: it keeps leading once the answers are stepped");
+    is_int(raft_role(nt.r[l]), RAFT_LEADER,
+           "elapse: it keeps leading once the answers are stepped");
     run(&nt, 3);
     ok(raft_lease_valid(nt.r[l]), "elapse: and regains its lease");
 
@@ -879,16 +880,25 @@ static void test_elapse(void)
      * follower's pre-vote for E ticks from the resume. */
     struct raft_stats st0, st1;
     raft_get_stats(nt.r[f], &st0);
-    struct raft_msg hb = {.group = GROUP, .type = RAFT_MSG_HEARTBEAT, .from = (uint32_t)l,
-                          .to = (uint32_t)f, .term = term, .commit = 0, .ctx = 1};
+    struct raft_msg hb = {.group = GROUP,
+                          .type = RAFT_MSG_HEARTBEAT,
+                          .from = (uint32_t)l,
+                          .to = (uint32_t)f,
+                          .term = term,
+                          .commit = 0,
+                          .ctx = 1};
     raft_step(nt.r[f], &hb);
     drain(&nt, f);
     raft_elapse(nt.r[f], 50); /* beyond any timeout, 2E - 1 */
     is_int(count_out(&nt, f, RAFT_MSG_PROBE), 0, "elapse: a resumed follower sends no probe");
     is_int(raft_role(nt.r[f]), RAFT_FOLLOWER, "elapse: and stays a follower");
-    struct raft_msg pv = {.group = GROUP, .type = RAFT_MSG_PREVOTE, .from = (uint32_t)o,
-                          .to = (uint32_t)f, .term = term + 1,
-                          .index = raft_last_index(nt.r[f]), .log_term = term};
+    struct raft_msg pv = {.group = GROUP,
+                          .type = RAFT_MSG_PREVOTE,
+                          .from = (uint32_t)o,
+                          .to = (uint32_t)f,
+                          .term = term + 1,
+                          .index = raft_last_index(nt.r[f]),
+                          .log_term = term};
     raft_step(nt.r[f], &pv);
     raft_get_stats(nt.r[f], &st1);
     is_int(st1.votes_ignored - st0.votes_ignored, 1,
@@ -985,8 +995,12 @@ static void test_resend_gate(void)
     uint64_t b = propose(&nt, l, 2); /* the append of b to f is lost */
     cmp_ok(b, ">", a, "resend: b proposed after a");
     nt.cut[l][f] = 0;
-    struct raft_msg hr = {.group = GROUP, .type = RAFT_MSG_HEARTBEAT_RESP, .from = (uint32_t)f,
-                          .to = (uint32_t)l, .term = raft_term(nt.r[l]), .index = a};
+    struct raft_msg hr = {.group = GROUP,
+                          .type = RAFT_MSG_HEARTBEAT_RESP,
+                          .from = (uint32_t)f,
+                          .to = (uint32_t)l,
+                          .term = raft_term(nt.r[l]),
+                          .index = a};
     raft_step(nt.r[l], &hr);
     int first = appends_to(&nt, l, f);
     raft_step(nt.r[l], &hr);
