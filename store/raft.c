@@ -593,7 +593,11 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 
 static void handle_vote(struct raft *r, const struct raft_msg *m)
 {
+    /* Stickiness holds in the current term too: a member that took a
+     * higher term from a message that names no leader (a refused pre-vote)
+     * still protects the lease of the leader it heard within E ticks. */
     int grant = (r->vote == 0 || r->vote == m->from) && r->role == RAFT_FOLLOWER &&
+                (r->vote == m->from || m->ctx == 1 || !in_lease(r)) &&
                 log_up_to_date(r, m->index, m->log_term);
     if (grant) {
         /* Persisted through the ready's hard state before the reply goes. */
@@ -860,10 +864,15 @@ void raft_elapse(struct raft *r, uint64_t n)
      * host was stalled). A leader heard then was heard "now": its followers
      * stay sticky for E ticks from here (the lease argument counts from the
      * receipt), and the election timer restarts. */
-    if (n > 1 && r->last_contact == before && r->leader != 0 && r->role == RAFT_FOLLOWER) {
+    if (n > 1 && r->last_contact == before) {
+        /* Also when a higher term made it forget that leader since, or it
+         * stepped down itself: the votes it refuses protect a lease that
+         * may rest on what it acknowledged at the old tick. */
         r->last_contact = r->now - 1;
-        r->elapsed = 0;
-        n = 1;
+        if (r->role == RAFT_FOLLOWER && r->leader != 0) {
+            r->elapsed = 0;
+            n = 1;
+        }
     }
     if (r->probing) {
         if (timer_run(&r->probe_elapsed, RAFT_PROBE_TICKS, n))

@@ -1024,6 +1024,59 @@ static void test_resend_gate(void)
     net_free(&nt);
 }
 
+/* Stickiness holds in a term a member took from a message that names no
+ * leader: found by the simulation with stalled hosts (seed 880). */
+static void test_sticky_same_term(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 41);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "sticky: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1, o = 6 - l - f;
+    uint64_t t = raft_term(nt.r[f]);
+    /* o refuses a pre-vote of f's in a higher term it holds (it restarted
+     * after a campaign): f takes that term, with no leader. */
+    struct raft_msg m = {.group = GROUP, .type = RAFT_MSG_PREVOTE_RESP, .from = (uint32_t)o,
+                         .to = (uint32_t)f, .term = t + 1, .reject = 1};
+    raft_step(nt.r[f], &m);
+    drain(&nt, f);
+    is_int(raft_term(nt.r[f]), t + 1, "sticky: the follower took the higher term");
+    struct raft_msg v = {.group = GROUP, .type = RAFT_MSG_VOTE, .from = (uint32_t)o,
+                         .to = (uint32_t)f, .term = t + 1, .index = raft_last_index(nt.r[f]),
+                         .log_term = t};
+    raft_step(nt.r[f], &v);
+    struct raft_ready rd;
+    int granted = 0;
+    if (raft_ready_get(nt.r[f], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            granted += rd.msgs[i].type == RAFT_MSG_VOTE_RESP && !rd.msgs[i].reject;
+    drain(&nt, f);
+    is_int(granted, 0, "sticky: it refuses a vote in that term within E ticks of its leader");
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    for (int i = 0; i < 10; i++) {
+        raft_tick(nt.r[f]);
+        drain(&nt, f);
+    }
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    granted = 0;
+    raft_step(nt.r[f], &v);
+    if (raft_ready_get(nt.r[f], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            granted += rd.msgs[i].type == RAFT_MSG_VOTE_RESP && !rd.msgs[i].reject;
+    drain(&nt, f);
+    is_int(granted, 1, "sticky: and grants it E ticks later");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -1040,5 +1093,6 @@ int main(void)
     test_append_bytes();
     test_elapse();
     test_resend_gate();
+    test_sticky_same_term();
     return done_testing();
 }
