@@ -1041,13 +1041,21 @@ static void test_sticky_same_term(void)
     uint64_t t = raft_term(nt.r[f]);
     /* o refuses a pre-vote of f's in a higher term it holds (it restarted
      * after a campaign): f takes that term, with no leader. */
-    struct raft_msg m = {.group = GROUP, .type = RAFT_MSG_PREVOTE_RESP, .from = (uint32_t)o,
-                         .to = (uint32_t)f, .term = t + 1, .reject = 1};
+    struct raft_msg m = {.group = GROUP,
+                         .type = RAFT_MSG_PREVOTE_RESP,
+                         .from = (uint32_t)o,
+                         .to = (uint32_t)f,
+                         .term = t + 1,
+                         .reject = 1};
     raft_step(nt.r[f], &m);
     drain(&nt, f);
     is_int(raft_term(nt.r[f]), t + 1, "sticky: the follower took the higher term");
-    struct raft_msg v = {.group = GROUP, .type = RAFT_MSG_VOTE, .from = (uint32_t)o,
-                         .to = (uint32_t)f, .term = t + 1, .index = raft_last_index(nt.r[f]),
+    struct raft_msg v = {.group = GROUP,
+                         .type = RAFT_MSG_VOTE,
+                         .from = (uint32_t)o,
+                         .to = (uint32_t)f,
+                         .term = t + 1,
+                         .index = raft_last_index(nt.r[f]),
                          .log_term = t};
     raft_step(nt.r[f], &v);
     struct raft_ready rd;

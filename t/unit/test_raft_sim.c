@@ -713,9 +713,9 @@ int main(void)
          secs, (unsigned long long)tot.events, (unsigned long long)tot.commits,
          (unsigned long long)tot.elections, (unsigned long long)tot.crashes,
          (unsigned long long)tot.partitions, (unsigned long long)tot.stalls,
-         (unsigned long long)tot.snapshots_installed,
-         (unsigned long long)tot.lease_reads, (unsigned long long)tot.proposals,
-         (unsigned long long)tot.drops_loss, (unsigned long long)tot.dups);
+         (unsigned long long)tot.snapshots_installed, (unsigned long long)tot.lease_reads,
+         (unsigned long long)tot.proposals, (unsigned long long)tot.drops_loss,
+         (unsigned long long)tot.dups);
     /* The run must actually have exercised what it claims to check. */
     cmp_ok(tot.crashes, ">", 0, "crashes and restarts happened");
     cmp_ok(tot.partitions, ">", 0, "partitions happened");
