@@ -161,8 +161,12 @@ typedef int (*group_send_fn)(void *arg, const char *to, uint64_t gid, const void
 
 /* Consensus timing of every group of a host. */
 struct group_timing {
-    uint32_t election_ticks;  /* E; 0 = 10 (100 ms) */
-    uint32_t heartbeat_ticks; /* 0 = 2 */
+    uint32_t election_ticks;  /* E; 0 = 10 (100 ms). ninesd (node.c) sets 30
+                                 (300 ms): its driver can stall 100-300 ms on a
+                                 saturated machine (docs/replication.md,
+                                 "Elections under load"); failover takes
+                                 about E to 2E */
+    uint32_t heartbeat_ticks; /* 0 = 2; ninesd sets 3 (30 ms) */
     uint32_t drift_ppm;       /* clock-rate bound between nodes; 0 = 50000 (5%) */
     uint64_t compact_entries; /* snapshot once the log holds this many; 0 = 50000 */
     uint64_t snapshot_rate;   /* bytes a second of snapshot streams; 0 = 100 MiB */

@@ -379,8 +379,10 @@ static void finish_ready(struct group *g)
  * the end of the round, after its deferred messages), then publishes. */
 static void catch_up_ticks(struct group *g)
 {
-    for (uint32_t i = 0; i < g->missed_ticks && i < 1000; i++)
-        raft_tick(g->r);
+    /* All at once (raft.h, raft_elapse): the lease ends in real time,
+     * and a timer that runs out during the advance waits for the next
+     * one, after the messages of this round. */
+    raft_elapse(g->r, g->missed_ticks);
     g->missed_ticks = 0;
     group__publish(g);
 }
@@ -855,6 +857,24 @@ static void defer_event(struct group *g, struct dev *d)
     g->deferred_tail = d;
 }
 
+/* An election this member's timers started (a timeout, a check-quorum
+ * step-down): what it saw, for the logs (docs/benchmarks.md, "Leader churn
+ * under load"). k ticks were advanced at once, late_ns after they were due. */
+static void log_tick_election(struct group *g, enum raft_role was, uint64_t k, uint64_t late_ns)
+{
+    static const char *const role[] = {"follower", "pre-candidate", "candidate", "leader"};
+    struct raft_stats st;
+    raft_get_stats(g->r, &st);
+    enum raft_role now = raft_role(g->r);
+    log_warn("group %s: %s on the tick: %s -> %s in term %llu (%llu tick(s) at once, the driver "
+             "%llu ms late; pre-votes %llu, elections %llu, check-quorum step-downs %llu)",
+             g->name, was == RAFT_LEADER ? "stepped down (check-quorum)" : "election timeout",
+             role[was], role[now], (unsigned long long)raft_term(g->r), (unsigned long long)k,
+             (unsigned long long)(late_ns / 1000000), (unsigned long long)st.prevotes_started,
+             (unsigned long long)st.elections_started,
+             (unsigned long long)st.checkquorum_stepdowns);
+}
+
 void *group__driver_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "nines-driver");
@@ -1008,7 +1028,18 @@ void *group__driver_main(void *arg)
                 if (g->wal_failed || g->closed)
                     continue;
                 if (g->in_flight) {
+                    uint32_t hb = h->timing.heartbeat_ticks, was = g->missed_ticks;
                     g->missed_ticks += (uint32_t)ticks;
+                    /* A leader waiting for its own write (a slow disk) still
+                     * heartbeats, or its followers time out: the ticks wait
+                     * for the ready, the heartbeats do not (raft_heartbeat). */
+                    if (h->send && raft_role(g->r) == RAFT_LEADER &&
+                        was / hb != g->missed_ticks / hb)
+                        for (uint32_t p = 1; p <= g->mem.n; p++) {
+                            struct raft_msg m;
+                            if (p != g->mem.self && !raft_heartbeat(g->r, p, &m))
+                                send_raw(g, &m);
+                        }
                     continue;
                 }
                 expire_pending(g, now);
@@ -1016,9 +1047,14 @@ void *group__driver_main(void *arg)
                 uint64_t k = ticks + g->missed_ticks;
                 g->missed_ticks = 0;
                 /* A stalled loop must not make the lease look longer: each
-                 * elapsed tick period counts. */
-                for (uint64_t i = 0; i < k && i < 1000; i++)
-                    raft_tick(g->r);
+                 * elapsed tick period counts, in one advance (raft.h,
+                 * raft_elapse: no timer fires on the stall alone). */
+                enum raft_role was = raft_role(g->r);
+                uint64_t was_term = raft_term(g->r);
+                raft_elapse(g->r, k);
+                if (raft_role(g->r) != was && was_term > 0) /* not a group's first election */
+                    log_tick_election(g, was, k,
+                                      now + ticks * RAFT_TICK_MS * 1000000ull - next_tick);
                 drive(g);
                 group__publish(g);
             }

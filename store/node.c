@@ -112,7 +112,12 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                .unsafe_no_sync = opt->unsafe_ack_before_sync};
     if ((rc = state_open(path, &so, &n->st, err)))
         goto fail;
-    struct group_timing gt = {.compact_entries = (uint64_t)conf->compact_entries,
+    /* E = 300 ms, heartbeats every 30 ms: a saturated 2-core machine stalls
+     * a node's driver for 100-300 ms (docs/replication.md, "Elections under
+     * load"); E = 100 ms made elections without any fault. */
+    struct group_timing gt = {.election_ticks = 30,
+                              .heartbeat_ticks = 3,
+                              .compact_entries = (uint64_t)conf->compact_entries,
                               .snapshot_rate = conf->snapshot_rate};
     struct wal_options wo = {.segment_bytes = conf->wal_segment_size,
                              .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};

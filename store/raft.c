@@ -50,8 +50,9 @@ struct raft {
     uint64_t next[RAFT_MAX_MEMBERS + 1], match[RAFT_MAX_MEMBERS + 1];
     /* Pipelining: entries up to sent[p] went out and are presumed in flight;
      * the next append starts after them. A reject, or a heartbeat round with
-     * no progress (a lost message), sends again from next[p]. */
+     * no progress for E/2 ticks (a lost message), sends again from next[p]. */
     uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
+    uint64_t resent[RAFT_MAX_MEMBERS + 1];     /* tick of the last such resend */
     uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
     uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
     uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */
@@ -298,6 +299,7 @@ static void become_leader(struct raft *r)
         r->snap_sent[p] = 0;
         r->sent[p] = 0;
         r->hb_match[p] = 0;
+        r->resent[p] = r->now;
         r->match_tick[p] = r->now;
     }
     r->lead_start = r->now;
@@ -591,7 +593,11 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 
 static void handle_vote(struct raft *r, const struct raft_msg *m)
 {
+    /* Stickiness holds in the current term too: a member that took a
+     * higher term from a message that names no leader (a refused pre-vote)
+     * still protects the lease of the leader it heard within E ticks. */
     int grant = (r->vote == 0 || r->vote == m->from) && r->role == RAFT_FOLLOWER &&
+                (r->vote == m->from || m->ctx == 1 || !in_lease(r)) &&
                 log_up_to_date(r, m->index, m->log_term);
     if (grant) {
         /* Persisted through the ready's hard state before the reply goes. */
@@ -734,10 +740,18 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                 r->stats.lost_logs++;
             }
             if (r->match[m->from] < last_index(r)) {
-                /* No progress since the last heartbeat answer: what is in
-                 * flight was lost; send it again. */
-                if (r->match[m->from] == r->hb_match[m->from])
-                    r->sent[m->from] = 0;
+                /* No progress since the last heartbeat answer, nor for E/2
+                 * ticks: what is in flight was lost; send it again. Not
+                 * sooner: a follower whose disk is slow answers several
+                 * heartbeats at once after one write, and sending it what
+                 * it is writing again (up to 1 MiB an append) only slows
+                 * it more. */
+                uint32_t p = m->from;
+                if (r->match[p] == r->hb_match[p] && r->now - r->match_tick[p] >= r->E / 2 &&
+                    r->now - r->resent[p] >= r->E / 2) {
+                    r->sent[p] = 0;
+                    r->resent[p] = r->now;
+                }
                 r->hb_match[m->from] = r->match[m->from];
                 send_append(r, m->from);
             }
@@ -787,14 +801,37 @@ out:
     return r->nomem ? NERR_NOMEM : 0;
 }
 
-void raft_tick(struct raft *r)
+/* A timer that runs out during an advance of n > 1 ticks (the host was
+ * stalled) fires at the next advance instead: the messages that arrived
+ * during the stall are stepped first. Returns 1 when the timer fires now.
+ * *elapsed stops one tick short; a timer already there fires whatever n is,
+ * so a host that only ever advances in bulk still times out. */
+static int timer_run(uint32_t *elapsed, uint32_t limit, uint64_t n)
 {
-    r->now++;
+    if (*elapsed + n < limit) {
+        *elapsed += (uint32_t)n;
+        return 0;
+    }
+    if (n > 1 && *elapsed + 1 < limit) {
+        *elapsed = limit - 1;
+        return 0;
+    }
+    return 1;
+}
+
+void raft_elapse(struct raft *r, uint64_t n)
+{
+    if (n == 0)
+        return;
+    if (n > RAFT_ABSURD - r->now)
+        n = RAFT_ABSURD - r->now;
+    uint64_t before = r->now;
+    r->now += n;
     check_state(r);
     if (r->role == RAFT_LEADER) {
         r->last_contact = r->now;
-        if (++r->hb_elapsed >= r->H) {
-            r->hb_elapsed = 0;
+        if (r->hb_elapsed + n >= r->H) {
+            r->hb_elapsed = 0; /* one round, however many were due */
             for (uint32_t p = 1; p <= r->n; p++) {
                 if (p == r->id)
                     continue;
@@ -804,8 +841,10 @@ void raft_tick(struct raft *r)
                     m->ctx = r->now;
                 }
             }
+        } else {
+            r->hb_elapsed += (uint32_t)n;
         }
-        if (++r->cq_elapsed >= r->E) {
+        if (timer_run(&r->cq_elapsed, r->E, n)) {
             r->cq_elapsed = 0;
             uint32_t act = 1;
             for (uint32_t p = 1; p <= r->n; p++) {
@@ -820,13 +859,29 @@ void raft_tick(struct raft *r)
         }
         return;
     }
+    /* Sticky resume: what this member stepped since the last advance was
+     * stepped at the old tick, but may have arrived at any time since (the
+     * host was stalled). A leader heard then was heard "now": its followers
+     * stay sticky for E ticks from here (the lease argument counts from the
+     * receipt), and the election timer restarts. */
+    if (n > 1 && r->last_contact == before) {
+        /* Also when a higher term made it forget that leader since, or it
+         * stepped down itself: the votes it refuses protect a lease that
+         * may rest on what it acknowledged at the old tick. */
+        r->last_contact = r->now - 1;
+        if (r->role == RAFT_FOLLOWER && r->leader != 0) {
+            r->elapsed = 0;
+            n = 1;
+        }
+    }
     if (r->probing) {
-        if (++r->probe_elapsed >= RAFT_PROBE_TICKS)
+        if (timer_run(&r->probe_elapsed, RAFT_PROBE_TICKS, n))
             pre_campaign(r);
         return;
     }
-    if (++r->elapsed < r->timeout)
+    if (!timer_run(&r->elapsed, r->timeout, n))
         return;
+    r->elapsed = r->timeout;
     if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->n > 1) {
         /* Gray-failure check: maybe only our link to the leader is bad. */
         r->probing = 1;
@@ -841,6 +896,11 @@ void raft_tick(struct raft *r)
         return;
     }
     pre_campaign(r);
+}
+
+void raft_tick(struct raft *r)
+{
+    raft_elapse(r, 1);
 }
 
 int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index)
@@ -933,6 +993,20 @@ int raft_hand_over(struct raft *r, struct raft_msg *out)
     out->commit = r->commit;
     r->stats.hand_overs++;
     become_follower(r, r->term, 0);
+    return 0;
+}
+
+int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out)
+{
+    if (r->role != RAFT_LEADER || to == 0 || to > r->n || to == r->id)
+        return NERR_BUSY;
+    memset(out, 0, sizeof(*out));
+    out->group = r->group;
+    out->type = RAFT_MSG_HEARTBEAT;
+    out->from = r->id;
+    out->to = to;
+    out->term = r->term;
+    out->ctx = r->now; /* commit 0: the follower's commit index stays */
     return 0;
 }
 

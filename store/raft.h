@@ -8,7 +8,8 @@
  * global state. The host drives it with three inputs:
  *   raft_step(r, m)    a message from a peer;
  *   raft_tick(r)       one logical tick (the host calls it every RAFT_TICK_MS
- *                      of its own clock);
+ *                      of its own clock; raft_elapse(r, n) for n owed at
+ *                      once after a stall);
  *   raft_propose(...)  a new command (leader only);
  * and drains its outputs through raft_ready_get / raft_ready_advance
  * (etcd-raft style). Randomness (election timeouts) comes from the seed in
@@ -196,8 +197,27 @@ void raft_free(struct raft *r);
  * and counted. */
 int raft_step(struct raft *r, const struct raft_msg *m);
 
-/* Advances the logical clock by one tick. */
+/* Advances the logical clock by one tick: raft_elapse(r, 1). */
 void raft_tick(struct raft *r);
+
+/* Advances the logical clock by n ticks at once, for a host that was
+ * stalled (its thread unscheduled, a long disk wait) and owes n tick
+ * periods. The clock moves by all n, so a leader's lease ends in real time;
+ * but nothing runs n times, and no timer fires on a stall alone:
+ *  - a leader sends one round of heartbeats when any was due;
+ *  - a timer (election timeout, gray-failure probe, a leader's
+ *    check-quorum) that would run out inside an advance of n > 1 stops one
+ *    tick short and fires at the next advance, so the host steps the
+ *    messages that arrived during the stall (the leader's heartbeats, the
+ *    followers' answers) first. A timer already one tick short fires
+ *    whatever n is: a host that only ever advances in bulk still times out;
+ *  - sticky resume: a follower that heard its leader since the previous
+ *    advance (stepped at the old tick, received at some time since) counts
+ *    it as heard at the new tick: it stays sticky for E ticks from there
+ *    (raft_lease_valid's argument counts from the receipt) and its election
+ *    timer restarts.
+ * raft_elapse(r, 0) does nothing. */
+void raft_elapse(struct raft *r, uint64_t n);
 
 /* Appends a command to the leader's log; *index receives its log index.
  * The command is committed once committed[] of a later ready contains it
@@ -236,6 +256,17 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
  * host that stops driving r may make it between raft_ready_get and
  * raft_ready_advance. NERR_BUSY when r is not the leader or has no peer. */
 int raft_hand_over(struct raft *r, struct raft_msg *out);
+
+/* A heartbeat from this leader to member `to`, for a host whose ready is in
+ * flight (its own write waits for a slow disk) and whose followers would
+ * otherwise hear nothing until it completes, ticks being owed meanwhile:
+ * fills *out (owned by the caller, no entries or data) with a HEARTBEAT of
+ * the current term and tick and no commit index. Sent later than its tick,
+ * its acknowledgement only makes the lease more conservative. Like
+ * raft_hand_over it touches neither the outbox nor the log, so the host may
+ * call it between raft_ready_get and raft_ready_advance. NERR_BUSY when r
+ * is not the leader or `to` is not another member. */
+int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out);
 
 /* 1 and fills rd when there is something to persist, send or apply. */
 int raft_ready_get(struct raft *r, struct raft_ready *rd);

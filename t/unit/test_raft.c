@@ -804,6 +804,287 @@ static void test_append_bytes(void)
     net_free(&nt);
 }
 
+/* Counts the messages of one type in a member's next ready, then lets the
+ * net process that ready (drain). */
+static int count_out(struct net *nt, int k, uint32_t type)
+{
+    struct raft_ready rd;
+    int c = 0;
+    if (raft_ready_get(nt->r[k], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            c += rd.msgs[i].type == type;
+    drain(nt, k);
+    return c;
+}
+
+/* raft_elapse: a stalled host advances its clock in one call; nothing runs
+ * n times and no timer fires on the stall alone (E = 10, H = 2 here). */
+static void test_elapse(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 21);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "elapse: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1, o = 6 - l - f;
+    uint64_t term = raft_term(nt.r[l]);
+    ok(raft_lease_valid(nt.r[l]), "elapse: the leader holds a lease before the stall");
+
+    /* The leader's host stalls 3E ticks; its followers' answers wait. A loop
+     * of raft_tick would have run check-quorum with nothing heard and
+     * stepped down, and sent 15 rounds of heartbeats. */
+    raft_elapse(nt.r[l], 30);
+    is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: a stalled leader does not step down at once");
+    ok(!raft_lease_valid(nt.r[l]), "elapse: but its clock moved: the lease ran out");
+    is_int(count_out(&nt, l, RAFT_MSG_HEARTBEAT), 2, "elapse: one round of heartbeats, not 15");
+    deliver_all(&nt);   /* the answers arrive */
+    raft_tick(nt.r[l]); /* check-quorum fires now, with the answers counted */
+    drain(&nt, l);
+    deliver_all(&nt);
+    is_int(raft_role(nt.r[l]), RAFT_LEADER,
+           "elapse: it keeps leading once the answers are stepped");
+    run(&nt, 3);
+    ok(raft_lease_valid(nt.r[l]), "elapse: and regains its lease");
+
+    /* A leader whose followers are really gone still steps down: the
+     * timer fires at the next advance, whatever its size. */
+    isolate(&nt, l, 1);
+    raft_elapse(nt.r[l], 30);
+    drain(&nt, l);
+    is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: cut off, still leader after one bulk advance");
+    int adv = 1;
+    for (; adv < 5 && raft_role(nt.r[l]) == RAFT_LEADER; adv++) {
+        raft_elapse(nt.r[l], 30);
+        drain(&nt, l);
+    }
+    is_int(raft_role(nt.r[l]), RAFT_FOLLOWER, "elapse: check-quorum fires at a later advance");
+    cmp_ok(adv, "<=", 4, "elapse: within two check-quorum windows (%d advances)", adv);
+    isolate(&nt, l, 0);
+    l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "elapse: no leader after the step-down");
+        net_free(&nt);
+        return;
+    }
+    f = l % 3 + 1;
+    o = 6 - l - f;
+    term = raft_term(nt.r[l]);
+
+    /* A stalled follower whose leader's heartbeat was stepped at the old
+     * tick (sticky resume): no probe, no pre-vote, and it refuses the other
+     * follower's pre-vote for E ticks from the resume. */
+    struct raft_stats st0, st1;
+    raft_get_stats(nt.r[f], &st0);
+    struct raft_msg hb = {.group = GROUP,
+                          .type = RAFT_MSG_HEARTBEAT,
+                          .from = (uint32_t)l,
+                          .to = (uint32_t)f,
+                          .term = term,
+                          .commit = 0,
+                          .ctx = 1};
+    raft_step(nt.r[f], &hb);
+    drain(&nt, f);
+    raft_elapse(nt.r[f], 50); /* beyond any timeout, 2E - 1 */
+    is_int(count_out(&nt, f, RAFT_MSG_PROBE), 0, "elapse: a resumed follower sends no probe");
+    is_int(raft_role(nt.r[f]), RAFT_FOLLOWER, "elapse: and stays a follower");
+    struct raft_msg pv = {.group = GROUP,
+                          .type = RAFT_MSG_PREVOTE,
+                          .from = (uint32_t)o,
+                          .to = (uint32_t)f,
+                          .term = term + 1,
+                          .index = raft_last_index(nt.r[f]),
+                          .log_term = term};
+    raft_step(nt.r[f], &pv);
+    raft_get_stats(nt.r[f], &st1);
+    is_int(st1.votes_ignored - st0.votes_ignored, 1,
+           "elapse: it refuses a pre-vote right after resuming (sticky for E ticks)");
+    drain(&nt, f);
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+
+    /* Without a heartbeat during the stall the timeout is postponed by one
+     * advance only: a host that only advances in bulk still probes, and
+     * then pre-votes when nobody answers. */
+    isolate(&nt, f, 1);
+    int probed = 0, pre = 0;
+    for (int i = 0; i < 20 && !pre; i++) {
+        raft_elapse(nt.r[f], 5);
+        probed += count_out(&nt, f, RAFT_MSG_PROBE);
+        pre = raft_role(nt.r[f]) == RAFT_PRE_CANDIDATE;
+    }
+    is_int(probed, 2, "elapse: a cut-off follower advancing 5 ticks at a time probes its peers");
+    ok(pre, "elapse: then starts a pre-election (nobody answered)");
+    is_int(raft_term(nt.r[f]), term, "elapse: a pre-election does not change the term");
+    isolate(&nt, f, 0);
+    run(&nt, 30);
+    is_int(leader_of(&nt), l, "elapse: the leader never changed");
+    is_int(raft_term(nt.r[l]), term, "elapse: nor the term");
+    raft_elapse(nt.r[l], 0);
+    is_int(raft_role(nt.r[l]), RAFT_LEADER, "elapse: 0 ticks changes nothing");
+
+    /* raft_heartbeat: a leader whose ready is in flight keeps its followers
+     * from timing out. */
+    struct raft_msg h;
+    is_int(raft_heartbeat(nt.r[f], l, &h), NERR_BUSY, "heartbeat: a follower sends none");
+    is_int(raft_heartbeat(nt.r[l], (uint32_t)l, &h), NERR_BUSY, "heartbeat: not to itself");
+    uint64_t before = raft_last_index(nt.r[l]);
+    raft_propose(nt.r[l], "x", 1, NULL);
+    struct raft_ready rd;
+    ok(raft_ready_get(nt.r[l], &rd), "heartbeat: a ready is in flight");
+    is_int(raft_heartbeat(nt.r[l], (uint32_t)f, &h), 0, "heartbeat: made while it is");
+    ok(h.type == RAFT_MSG_HEARTBEAT && h.term == raft_term(nt.r[l]) && h.from == (uint32_t)l &&
+           h.to == (uint32_t)f && h.commit == 0 && h.n_entries == 0,
+       "heartbeat: of the leader's term, no commit index, no entries");
+    drain(&nt, l); /* the ready completes */
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0; /* its appends are lost: only the heartbeats reach f */
+    int probes = 0;
+    for (int i = 0; i < 100; i++) {
+        raft_tick(nt.r[f]);
+        if (i % 3 == 0) {
+            raft_heartbeat(nt.r[l], (uint32_t)f, &h);
+            raft_step(nt.r[f], &h);
+        }
+        probes += count_out(&nt, f, RAFT_MSG_PROBE);
+        for (size_t k = 0; k < nt.nq; k++)
+            raft_msg_release(&nt.q[k]);
+        nt.nq = 0;
+    }
+    is_int(probes, 0, "heartbeat: 100 ticks of them, the follower never times out");
+    is_int(raft_commit(nt.r[f]) <= before, 1, "heartbeat: and its commit index did not move");
+    net_free(&nt);
+}
+
+/* Appends to f with entries in l's next ready (the net then processes it). */
+static int appends_to(struct net *nt, int l, int f)
+{
+    struct raft_ready rd;
+    int c = 0;
+    if (raft_ready_get(nt->r[l], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            c += rd.msgs[i].type == RAFT_MSG_APPEND && rd.msgs[i].to == (uint32_t)f &&
+                 rd.msgs[i].n_entries > 0;
+    drain(nt, l);
+    return c;
+}
+
+/* A heartbeat answer without progress resends what is in flight only once
+ * the follower made no progress for E/2 ticks: a slow disk answers several
+ * heartbeats at once; a lost append is still sent again. */
+static void test_resend_gate(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 31);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "resend: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1;
+    uint64_t a = propose(&nt, l, 1); /* f acknowledges a: its match rose now */
+    nt.cut[l][f] = 1;
+    uint64_t b = propose(&nt, l, 2); /* the append of b to f is lost */
+    cmp_ok(b, ">", a, "resend: b proposed after a");
+    nt.cut[l][f] = 0;
+    struct raft_msg hr = {.group = GROUP,
+                          .type = RAFT_MSG_HEARTBEAT_RESP,
+                          .from = (uint32_t)f,
+                          .to = (uint32_t)l,
+                          .term = raft_term(nt.r[l]),
+                          .index = a};
+    raft_step(nt.r[l], &hr);
+    int first = appends_to(&nt, l, f);
+    raft_step(nt.r[l], &hr);
+    int second = appends_to(&nt, l, f);
+    is_int(first + second, 0, "resend: two answers without progress right after some: no resend");
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    for (int i = 0; i < 5; i++) {
+        raft_tick(nt.r[l]);
+        drain(&nt, l);
+    }
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    raft_step(nt.r[l], &hr);
+    is_int(appends_to(&nt, l, f), 1, "resend: after E/2 ticks without progress, b is sent again");
+    deliver_all(&nt);
+    run(&nt, 3);
+    ok(logs_equal(&nt, l, f), "resend: and the follower has it");
+    net_free(&nt);
+}
+
+/* Stickiness holds in a term a member took from a message that names no
+ * leader: found by the simulation with stalled hosts (seed 880). */
+static void test_sticky_same_term(void)
+{
+    struct net nt;
+    net_init(&nt, 3, 41);
+    int l = run_until_leader(&nt, 100);
+    run(&nt, 15);
+    if (l <= 0) {
+        ok(0, "sticky: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1, o = 6 - l - f;
+    uint64_t t = raft_term(nt.r[f]);
+    /* o refuses a pre-vote of f's in a higher term it holds (it restarted
+     * after a campaign): f takes that term, with no leader. */
+    struct raft_msg m = {.group = GROUP,
+                         .type = RAFT_MSG_PREVOTE_RESP,
+                         .from = (uint32_t)o,
+                         .to = (uint32_t)f,
+                         .term = t + 1,
+                         .reject = 1};
+    raft_step(nt.r[f], &m);
+    drain(&nt, f);
+    is_int(raft_term(nt.r[f]), t + 1, "sticky: the follower took the higher term");
+    struct raft_msg v = {.group = GROUP,
+                         .type = RAFT_MSG_VOTE,
+                         .from = (uint32_t)o,
+                         .to = (uint32_t)f,
+                         .term = t + 1,
+                         .index = raft_last_index(nt.r[f]),
+                         .log_term = t};
+    raft_step(nt.r[f], &v);
+    struct raft_ready rd;
+    int granted = 0;
+    if (raft_ready_get(nt.r[f], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            granted += rd.msgs[i].type == RAFT_MSG_VOTE_RESP && !rd.msgs[i].reject;
+    drain(&nt, f);
+    is_int(granted, 0, "sticky: it refuses a vote in that term within E ticks of its leader");
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    for (int i = 0; i < 10; i++) {
+        raft_tick(nt.r[f]);
+        drain(&nt, f);
+    }
+    for (size_t i = 0; i < nt.nq; i++)
+        raft_msg_release(&nt.q[i]);
+    nt.nq = 0;
+    granted = 0;
+    raft_step(nt.r[f], &v);
+    if (raft_ready_get(nt.r[f], &rd))
+        for (size_t i = 0; i < rd.n_msgs; i++)
+            granted += rd.msgs[i].type == RAFT_MSG_VOTE_RESP && !rd.msgs[i].reject;
+    drain(&nt, f);
+    is_int(granted, 1, "sticky: and grants it E ticks later");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -818,5 +1099,8 @@ int main(void)
     test_lost_log();
     test_hand_over();
     test_append_bytes();
+    test_elapse();
+    test_resend_gate();
+    test_sticky_same_term();
     return done_testing();
 }
