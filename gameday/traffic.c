@@ -173,6 +173,31 @@ int gd_start_traffic(struct gd_run *g, struct nerr *err)
     pthread_mutex_unlock(&g->mu);
     free(holds);
     json_decref(m);
+    /* The table is led everywhere, but the load may still be setting up
+     * (waiting until every endpoint says ACTIVE): the first fault must not
+     * meet its set-up, or the traffic fails before it began. The steps
+     * start once a first request has completed (bounded). */
+    uint64_t until = clock_mono_ns() + 60 * NS_PER_S;
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        uint64_t seen = g->total_ok + g->total_err;
+        pthread_mutex_unlock(&g->mu);
+        if (seen)
+            break;
+        if (atomic_load(&g->traffic_done))
+            return nerr_set(err, g->load_rc ? g->load_rc : NERR_IO,
+                            "traffic ended before it began: %s",
+                            g->load_err.msg[0] ? g->load_err.msg : "no request was made");
+        if (clock_mono_ns() > until)
+            return nerr_set(err, NERR_TIMEOUT,
+                            "traffic: no request completed within 60 s of the "
+                            "table being ready");
+        if (gd_cancelled(g))
+            return nerr_set(err, NERR_CLOSED, "cancelled");
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+        gd_progress(g, 0);
+    }
     gd_note(g, "traffic running: table %s with %u partitions, %.0f requests/s",
             g->pb->traffic.table, g->nparts, g->pb->traffic.rate);
     return 0;
