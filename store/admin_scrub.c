@@ -71,15 +71,25 @@ static struct partition *scrub_partition(struct call *c, json_t *req, struct tab
     return p;
 }
 
-static int scrub_id(struct call *c, json_t *req, const char **id)
+/* The partition and the scrub id of a request ({TableName, Partition,
+ * Id}); replies and returns NULL when either is wrong. *t as above. */
+static struct partition *scrub_request(struct call *c, json_t *req, struct table **t,
+                                       const char **id)
 {
+    struct partition *p = scrub_partition(c, req, t);
+    if (!p)
+        return NULL;
     if (api_get_str(c, req, "Id", id))
-        return -1;
-    if (!op_scrub_id_ok(*id)) {
+        p = NULL;
+    else if (!op_scrub_id_ok(*id)) {
         api_reply_err(c, "ValidationException", "Id: 1 to 64 characters of [A-Za-z0-9._-]");
-        return -1;
+        p = NULL;
     }
-    return 0;
+    if (!p) {
+        table_put(*t);
+        *t = NULL;
+    }
+    return p;
 }
 
 struct mark_call {
@@ -130,13 +140,9 @@ void admin_scrub_mark(struct call *c, json_t *req)
 {
     struct table *t;
     const char *id;
-    struct partition *p = scrub_partition(c, req, &t);
+    struct partition *p = scrub_request(c, req, &t, &id);
     if (!p)
         return;
-    if (scrub_id(c, req, &id)) {
-        table_put(t);
-        return;
-    }
     char *bytes = NULL;
     size_t len = 0;
     struct nerr e = {0};
@@ -182,13 +188,9 @@ void admin_scrub_digest(struct call *c, json_t *req)
 {
     struct table *t;
     const char *id;
-    struct partition *p = scrub_partition(c, req, &t);
+    struct partition *p = scrub_request(c, req, &t, &id);
     if (!p)
         return;
-    if (scrub_id(c, req, &id)) {
-        table_put(t);
-        return;
-    }
     int want_buckets = json_is_true(json_object_get(req, "Buckets"));
     struct digest_mark *m = calloc(1, sizeof *m);
     struct nerr e = {0};

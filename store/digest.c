@@ -120,16 +120,25 @@ static int rec_decode(const char *name, const MDB_val *v, struct digest *d, stru
     return 0;
 }
 
+/* A key under partition `name` in `_digest`: name, a kind byte (0 a
+ * bucket, 1 a marker), then suffix. 0 when it does not fit cap. */
+static size_t sub_key(const char *name, unsigned char kind, const unsigned char *suffix,
+                      size_t slen, unsigned char *buf, size_t cap)
+{
+    size_t n = strlen(name);
+    if (n + 1 + slen > cap)
+        return 0;
+    memcpy(buf, name, n);
+    buf[n] = kind;
+    memcpy(buf + n + 1, suffix, slen);
+    return n + 1 + slen;
+}
+
 /* The key of bucket b of name: name, NUL, b. */
 static size_t bucket_key(const char *name, unsigned b, unsigned char *buf, size_t cap)
 {
-    size_t n = strlen(name);
-    if (n + 2 > cap)
-        return 0;
-    memcpy(buf, name, n);
-    buf[n] = 0;
-    buf[n + 1] = (unsigned char)b;
-    return n + 2;
+    unsigned char one = (unsigned char)b;
+    return sub_key(name, 0, &one, 1, buf, cap);
 }
 
 int digest_get(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct digest *d, struct nerr *err)
@@ -235,14 +244,10 @@ int digest_update(MDB_txn *txn, MDB_dbi ddbi, const char *name, const void *key,
 /* name \1 u64be(lsn); lsn 0 = the prefix of every marker of name. */
 static size_t mark_key(const char *name, uint64_t lsn, unsigned char *buf, size_t cap)
 {
-    size_t n = strlen(name);
-    if (n + 9 > cap)
-        return 0;
-    memcpy(buf, name, n);
-    buf[n] = 1;
+    unsigned char be[8];
     for (int i = 0; i < 8; i++)
-        buf[n + 1 + i] = (unsigned char)(lsn >> (56 - 8 * i));
-    return n + 9;
+        be[i] = (unsigned char)(lsn >> (56 - 8 * i));
+    return sub_key(name, 1, be, 8, buf, cap);
 }
 
 static int mark_decode(const char *name, const MDB_val *v, struct digest_mark *m, struct nerr *err)
