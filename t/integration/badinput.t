@@ -80,7 +80,7 @@ my %cases = (
     'BatchWriteItem with duplicates' => [BatchWriteItem => { RequestItems => { keep => [ map { { PutRequest => { Item => { pk => { S => 'd' }, sk => { N => '1' } } } } } 1 .. 2 ] } }, 'ValidationException'],
     'legacy Expected parameter' => [PutItem => { TableName => 'keep', Item => { pk => { S => 'a' }, sk => { N => '1' } }, Expected => {} }, 'ValidationException'],
     'CreateTable with a bad key type' => [CreateTable => { TableName => 'bad', BillingMode => 'PAY_PER_REQUEST', AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'X' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] }, 'ValidationException'],
-    'CreateTable with 1000 partitions' => [CreateTable => { TableName => 'bad', BillingMode => 'PAY_PER_REQUEST', AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }], NinesPartitions => 1000 }, 'ValidationException'],
+    'CreateTable with 1025 partitions (the most is 1024)' => [CreateTable => { TableName => 'bad', BillingMode => 'PAY_PER_REQUEST', AttributeDefinitions => [{ AttributeName => 'pk', AttributeType => 'S' }], KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }], NinesPartitions => 1025 }, 'ValidationException'],
 );
 for my $name (sort keys %cases) {
     my ($op, $req, $type) = @{ $cases{$name} };
