@@ -159,6 +159,9 @@ void load_opts_init(struct load_opts *o)
         strcpy(o->akid, akid);
         strcpy(o->secret, secret);
     }
+    const char *ca = env_fit("AWS_CA_BUNDLE", sizeof o->ca_bundle);
+    if (ca)
+        strcpy(o->ca_bundle, ca);
     const char *region = getenv("AWS_REGION");
     if (!region || !*region)
         region = getenv("AWS_DEFAULT_REGION");
