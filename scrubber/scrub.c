@@ -277,22 +277,33 @@ static void scrub_part(struct run *run, struct part *p, struct ddb_client **cls)
         snprintf(p->why, sizeof p->why, "out of memory");
         return;
     }
-    /* 1. The marker, through the first member that takes it. */
+    /* 1. The marker, through the first member that takes it; a partition
+     * between leaders (a node just restarted) is tried again, every
+     * member in turn, until the deadline. */
     char whys[512] = "";
-    for (int m = 0; m < p->nmembers && !p->lsn; m++) {
-        int n = p->r[m].node;
-        if (n < 0 || run->node_down[n] || !cls[n])
-            continue;
-        json_t *resp = NULL;
-        int st = 0;
-        struct nerr e = {0};
-        if (!ddb_call(cls[n], "NinesAdmin.ScrubMark", req, &st, &resp, &e) && st == 200)
-            p->lsn = json_integer_value(json_object_get(resp, "Lsn"));
-        else
-            snprintf(whys + strlen(whys), sizeof whys - strlen(whys), "%s%s: %.120s",
-                     whys[0] ? "; " : "", c->nodes[n].id,
-                     e.msg[0] ? e.msg : ddb_client_error_type(cls[n]) ?: "?");
-        json_decref(resp);
+    for (int round = 0; !p->lsn; round++) {
+        whys[0] = 0;
+        for (int m = 0; m < p->nmembers && !p->lsn; m++) {
+            int n = p->r[m].node;
+            if (n < 0 || run->node_down[n] || !cls[n])
+                continue;
+            json_t *resp = NULL;
+            int st = 0;
+            struct nerr e = {0};
+            if (!ddb_call(cls[n], "NinesAdmin.ScrubMark", req, &st, &resp, &e) && st == 200) {
+                p->lsn = json_integer_value(json_object_get(resp, "Lsn"));
+            } else {
+                const char *msg = json_string_value(json_object_get(resp, "message"));
+                snprintf(whys + strlen(whys), sizeof whys - strlen(whys), "%s%s: %.60s%s%.80s",
+                         whys[0] ? "; " : "", c->nodes[n].id,
+                         e.msg[0] ? e.msg : ddb_client_error_type(cls[n]) ?: "?", msg ? ": " : "",
+                         msg ? msg : "");
+            }
+            json_decref(resp);
+        }
+        if (p->lsn || clock_mono_ms() > run->deadline_ms)
+            break;
+        usleep(round < 10 ? 100000 : 500000);
     }
     if (!p->lsn) {
         snprintf(p->why, sizeof p->why, "no member placed the scrub marker (%s)",

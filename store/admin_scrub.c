@@ -114,23 +114,22 @@ static int read_mark(struct api *a, struct partition *p, const char *id, struct 
     return rc;
 }
 
+/* On the applier thread, right after the marker was applied here (its
+ * LMDB transaction commits a few ms later: the answer carries the index
+ * from the apply's result, not from a read of LMDB). */
 static void mark_done(void *arg, int status, void *result)
 {
     struct mark_call *mc = arg;
-    op_result_free(result);
-    if (status) {
+    struct op_result *r = result;
+    if (status)
         api_reply_err(&mc->c, status == NERR_BUSY ? "ServiceUnavailable" : "InternalServerError",
                       "the scrub marker was not applied (%s); retry", nerr_name(status));
-    } else {
-        struct digest_mark *m = calloc(1, sizeof *m);
-        struct nerr e = {0};
-        int rc = m ? read_mark(mc->c.a, mc->p, mc->id, m, NULL, &e) : NERR_NOMEM;
-        if (rc)
-            api_reply_err(&mc->c, "InternalServerError", "marker applied but not found: %s", e.msg);
-        else
-            api_reply_json(&mc->c, json_pack("{s:I,s:s}", "Lsn", (json_int_t)m->lsn, "Id", mc->id));
-        free(m);
-    }
+    else if (!r || !r->lsn)
+        api_reply_err(&mc->c, "InternalServerError",
+                      "the scrub marker was applied without an index");
+    else
+        api_reply_json(&mc->c, json_pack("{s:I,s:s}", "Lsn", (json_int_t)r->lsn, "Id", mc->id));
+    op_result_free(r);
     op_clear(&mc->op);
     table_put(mc->t);
     free(mc);

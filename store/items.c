@@ -186,6 +186,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
             (rc = digest_mark_put(txn, p->ddbi, p->name, lsn, op->scrub_id, op->scrub_ms,
                                   (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, err)))
             goto out;
+        r->lsn = lsn;
         goto out; /* no item changes: the result is a plain success */
     }
     int need_old = op->cond_ast || op->rv != RV_NONE || op->kind == OP_UPDATE;

@@ -46,8 +46,9 @@ struct op {
 struct op_result {
     int status;
     char msg[NERR_MSG_MAX];
-    json_t *old_item; /* the item before, when it existed (owned) */
-    json_t *new_item; /* the item after, when it exists (owned) */
+    json_t *old_item;       /* the item before, when it existed (owned) */
+    json_t *new_item;       /* the item after, when it exists (owned) */
+    unsigned long long lsn; /* OP_SCRUB: the index the marker was applied at */
 };
 
 /* Serialises op (kind, item or key, texts, names, values, rv). *out is malloc'd. */
