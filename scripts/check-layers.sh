@@ -7,6 +7,7 @@
 #   lib <- net <- proto <- checkers <- load
 #   {net, labfs} <- fault <- lab
 #   proto <- {cluster, canary, scrubber}
+#   lib <- archive <- {store, scrubber}               (the WAL archive)
 #   {load, fault, cluster, checkers} <- gameday <- cli
 #
 # A folder may include itself and the folders listed after it in RULES
@@ -23,17 +24,18 @@ RULES='
 lib
 net       lib
 labfs     lib
+archive   lib
 proto     net lib
-store     proto net lib
+store     archive proto net lib
 checkers  proto net lib
 load      checkers proto net lib
 fault     labfs net lib
 lab       fault labfs net lib
 cluster   proto net lib
 canary    checkers proto net lib
-scrubber  checkers proto net lib
+scrubber  archive checkers proto net lib
 gameday   load fault cluster checkers proto labfs net lib
-cli       gameday lab canary scrubber cluster load fault checkers labfs proto net lib
+cli       gameday lab canary scrubber archive cluster load fault checkers labfs proto net lib
 fuzz      *
 t         *
 '
