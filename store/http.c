@@ -26,6 +26,7 @@ struct http_server {
     char id_prefix[17];
     _Atomic unsigned long long next_id;
     _Atomic long inflight;     /* requests handed to the API and not yet answered */
+    _Atomic int stopping;      /* http_stop began: no request is handed to the API any more */
     _Atomic size_t unverified; /* body bytes reserved by requests not yet authenticated */
     size_t max_unverified;
     char *tls_cert, *tls_key; /* PEM text, alive as long as the daemon */
@@ -375,8 +376,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_error(s, conn, 400, API_TYPE_CORAL "UnknownOperationException", "");
     const char *hops_h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Nines-Hops");
     int hops = hops_h ? atoi(hops_h) : 0;
-    r->dispatched = 1;
+    /* Counted before the check, and http_stop sets stopping before it
+     * waits for the count (both sequentially consistent): either it waits
+     * for this request, or this request sees it stopping and is not
+     * suspended. A connection suspended after the wait would make
+     * MHD_stop_daemon abort the process ("called while we have suspended
+     * connections": a canary's request arriving during a stop did). */
     atomic_fetch_add(&s->inflight, 1);
+    if (atomic_load(&s->stopping)) {
+        atomic_fetch_sub(&s->inflight, 1);
+        return send_error(s, conn, 503, API_TYPE_CORAL "ServiceUnavailableException",
+                          "the node is stopping; retry on another node");
+    }
+    r->dispatched = 1;
     if (is_admin)
         api_admin(s->opt.api, target + sizeof admin - 1, r->body ? r->body : "", r->len,
                   on_reply, r);
@@ -517,7 +529,9 @@ void http_stop(struct http_server *s, int drain_ms)
      * listen FD from epoll set", seen in tests). Requests that arrive while
      * the ones in flight drain are served or cut by MHD_stop_daemon. */
     /* Requests in flight are writes waiting for the applier; they finish by
-     * themselves. Closing their connections earlier would drop answers. */
+     * themselves. Closing their connections earlier would drop answers.
+     * Requests that come in from now on get 503 (see the dispatch). */
+    atomic_store(&s->stopping, 1);
     for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < drain_ms; waited += 10)
         usleep(10000);
     if (atomic_load(&s->inflight) > 0)

@@ -119,6 +119,11 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                               .heartbeat_ticks = 3,
                               .compact_entries = (uint64_t)conf->compact_entries,
                               .snapshot_rate = conf->snapshot_rate};
+    /* Idle groups sleep after 2E (raft.h, "Quiescence"); NINES_NO_QUIESCE=1
+     * keeps every group ticking (for comparisons: t/bench/scale.sh). */
+    const char *nq = getenv("NINES_NO_QUIESCE");
+    if (nq && *nq && strcmp(nq, "0"))
+        gt.quiesce_ticks = GROUP_QUIESCE_NEVER;
     struct wal_options wo = {.segment_bytes = conf->wal_segment_size,
                              .unsafe_ack_before_sync = opt->unsafe_ack_before_sync};
     snprintf(path, sizeof path, "%s/log", self->data);
@@ -226,10 +231,12 @@ void node_stop(struct node *n)
     fwd_stop(n->fwd);
     api_free(n->api);
     catalog_close(n->cat);
-    /* Groups are closed: nothing sends any more; stop receiving before the
-     * host goes away. */
-    transport_stop(n->tp);
+    /* Stop receiving before the host goes away, but free the transport only
+     * after: the host's driver still sends (liveness) until it stops, and
+     * a send to a freed transport was a use-after-free (ASan, at stop). */
+    transport_halt(n->tp);
     group_host_stop(n->host);
+    transport_stop(n->tp);
     state_close(n->st);
     free(n);
 }

@@ -130,6 +130,7 @@ struct transport {
      * they touch `wake`, so no uv_async_send can reach a closed handle. */
     pthread_rwlock_t stop_lock;
     int stopping;
+    int halted; /* transport_halt returned: the thread is joined, t is still allocated */
     struct transport_stats st; /* each field updated with __atomic */
 };
 
@@ -1404,9 +1405,9 @@ int transport_port(const struct transport *t)
     return t->port;
 }
 
-void transport_stop(struct transport *t)
+void transport_halt(struct transport *t)
 {
-    if (!t)
+    if (!t || t->halted)
         return;
     pthread_rwlock_wrlock(&t->stop_lock);
     __atomic_store_n(&t->stopping, 1, __ATOMIC_RELEASE);
@@ -1414,5 +1415,13 @@ void transport_stop(struct transport *t)
     pthread_rwlock_unlock(&t->stop_lock);
     uv_thread_join(&t->thread);
     uv_loop_close(&t->loop);
+    t->halted = 1;
+}
+
+void transport_stop(struct transport *t)
+{
+    if (!t)
+        return;
+    transport_halt(t);
     free_transport(t);
 }

@@ -211,5 +211,10 @@ int transport_port(const struct transport *t);
  * returns. Must not be called from the transport thread (the receive
  * callback); call once. NULL is a no-op. */
 void transport_stop(struct transport *t);
+/* transport_stop without the free: on_recv does not fire after it returns,
+ * and transport_send from any thread returns NERR_CLOSED until
+ * transport_stop frees t. For an owner whose other threads may still send
+ * while it stops them (node.c: the group host's driver). Idempotent. */
+void transport_halt(struct transport *t);
 
 #endif
