@@ -48,6 +48,14 @@ int group_host_start(struct state *st, const char *log_dir, const struct wal_opt
         h->timing.drift_ppm = 50000;
     if (!h->timing.compact_entries)
         h->timing.compact_entries = 50000;
+    if (!h->timing.quiesce_ticks)
+        h->timing.quiesce_ticks = 2 * h->timing.election_ticks;
+    /* Differs at every start: the wall clock, the pid and the monotonic clock. */
+    h->incarnation =
+        ((uint64_t)clock_wall_ms() * 1000003u ^ ((uint64_t)getpid() << 40) ^ clock_mono_ns()) &
+        ((UINT64_C(1) << 62) - 1);
+    if (!h->incarnation)
+        h->incarnation = 1;
     h->seed = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
     /* Request ids: a random base per process, then a counter. */
     atomic_store(&h->rid_next, (h->seed * 0x9E3779B97F4A7C15ull) & ~0xFFFFFFFFFull);
@@ -134,6 +142,7 @@ void group_host_stop(struct group_host *h)
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->applier, NULL);
     nodelog_close(h->nl);
+    free(h->peers);
     pthread_cond_destroy(&h->cv);
     pthread_cond_destroy(&h->dcv);
     pthread_cond_destroy(&h->committed);
@@ -181,6 +190,11 @@ void group_host_stats(struct group_host *h, struct group_host_stats *o)
     o->send_failures = atomic_load(&h->st_sendfail);
     o->poisoned_entries = atomic_load(&h->st_poisoned);
     o->refused_proposals = atomic_load(&h->st_refused);
+    o->quiescent_groups = atomic_load(&h->st_quiet);
+    o->active_groups = atomic_load(&h->st_active);
+    o->node_beats_in = atomic_load(&h->st_beats_in);
+    o->peer_down_reports = atomic_load(&h->st_peer_downs);
+    o->peer_restarts = atomic_load(&h->st_peer_restarts);
     if (h->ss) {
         struct snapstream_stats s;
         snapstream_stats(h->ss, &s);
@@ -220,8 +234,8 @@ static int refuse_forwarded(struct group_host *h, const char *from, uint64_t gid
     if (n < 10 || (n & (n - 1)) == 0)
         log_warn("refused a proposal forwarded by %s for group %llu: %s (%llu so far)", from,
                  (unsigned long long)gid, err.msg, (unsigned long long)n + 1);
-    struct raft_msg nack = {.type = RAFTWIRE_FWD_NACK, .from = m->to, .to = m->from,
-                            .index = m->index};
+    struct raft_msg nack = {
+        .type = RAFTWIRE_FWD_NACK, .from = m->to, .to = m->from, .index = m->index};
     unsigned char *buf = NULL;
     size_t len = 0;
     if (h->send && !raftwire_encode(&nack, &buf, &len)) {
@@ -268,6 +282,12 @@ void group_host_recv(struct group_host *h, const char *from, uint64_t gid, const
                      "(%llu so far)",
                      from, (unsigned long long)gid, err.msg, (unsigned long long)n + 1);
         free(d);
+        return;
+    }
+    if (d->msg.type == RAFTWIRE_NODE_BEAT) {
+        d->kind = DEV_BEAT;
+        snprintf(d->from, sizeof d->from, "%s", from);
+        group__dev_post(h, d);
         return;
     }
     if (d->msg.type == RAFTWIRE_SNAP_CHUNK || d->msg.type == RAFTWIRE_SNAP_ACK) {
@@ -511,6 +531,9 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
                               .heartbeat_ticks = h->timing.heartbeat_ticks,
                               .drift_ppm = h->timing.drift_ppm,
                               .seed = h->seed ^ (g->mem.gid * 0x9E3779B97F4A7C15ull) ^ g->mem.self,
+                              .quiesce_ticks = h->timing.quiesce_ticks == GROUP_QUIESCE_NEVER
+                                                   ? 0
+                                                   : h->timing.quiesce_ticks,
                               .hs = hs,
                               .snapshot = snap,
                               .entries = lc.v,
@@ -662,6 +685,7 @@ void group_status(struct group *g, struct group_status *st)
      * within the last tick period is still good. */
     st->lease = atomic_load(&g->s_lease) && at && clock_mono_ns() - at < RAFT_TICK_MS * 1000000ull;
     st->failed = atomic_load(&g->s_failed);
+    st->quiescent = atomic_load(&g->s_quiet);
     struct snapstream_progress p;
     st->snap_active = g->h->ss && snapstream_progress(g->h->ss, g->mem.gid, &p);
     if (st->snap_active) {
@@ -690,6 +714,32 @@ int group_read_index(struct group *g, int timeout_ms)
         /* A lone member needs no lease: no other member can commit anything. */
         if (st.lease || g->mem.n == 1)
             break;
+        /* A sleeping leader has no lease (raft.h, "Quiescence"): wake it
+         * and wait for its heartbeat round to be acknowledged — a round
+         * trip, given a generous 300 ms on a loaded machine. */
+        if (st.quiescent) {
+            if (!atomic_exchange(&g->wake_posted, 1)) {
+                struct dev *d = calloc(1, sizeof *d);
+                if (!d) {
+                    atomic_store(&g->wake_posted, 0);
+                    return NERR_NOMEM;
+                }
+                d->kind = DEV_WAKE;
+                d->g = g;
+                /* Queued before group_close's DEV_CLOSE, or not at all: the
+                 * driver never sees it for a group it let go. */
+                pthread_mutex_lock(&g->mu);
+                int closing = g->closing;
+                if (!closing)
+                    group__dev_post(g->h, d);
+                pthread_mutex_unlock(&g->mu);
+                if (closing) {
+                    free(d);
+                    return NERR_BUSY;
+                }
+            }
+            lease_wait = start + 300000000ull;
+        }
         if (clock_mono_ns() > lease_wait || clock_mono_ns() > deadline)
             return NERR_BUSY;
         struct timespec ts = {0, 200000};

@@ -124,6 +124,11 @@ struct group_sm {
      * configuration, so that every replica reaches the same verdict. */
     int (*apply)(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                  void **result, struct nerr *err);
+    /* Optional: called in the applier's write transaction, for every group
+     * that applied an entry in it, just before it commits: state that apply
+     * keeps in memory across the entries of one transaction is written here.
+     * An error fails the transaction (as one from apply does). */
+    int (*before_commit)(void *sm, MDB_txn *txn, struct nerr *err);
     /* Optional: called after the entry was applied (and committed, with
      * commit_before_done), before done(). op is NULL for an entry another
      * node proposed; data/len are then its bytes. */
@@ -170,7 +175,13 @@ struct group_timing {
     uint32_t drift_ppm;       /* clock-rate bound between nodes; 0 = 50000 (5%) */
     uint64_t compact_entries; /* snapshot once the log holds this many; 0 = 50000 */
     uint64_t snapshot_rate;   /* bytes a second of snapshot streams; 0 = 100 MiB */
+    /* Idle ticks before a group sleeps (raft.h, "Quiescence"); 0 = 2E,
+     * GROUP_QUIESCE_NEVER = never. Asleep, a group costs nothing per tick;
+     * the host's node heartbeats (one per peer node per heartbeat interval)
+     * wake it when the leader's node is silent for E ticks or restarts. */
+    uint32_t quiesce_ticks;
 };
+#define GROUP_QUIESCE_NEVER UINT32_MAX
 
 /* Starts the node-wide machinery: the node log in log_dir (nodelog.h; wopt
  * may be NULL), the driver thread and the applier thread. send may be NULL
@@ -200,6 +211,11 @@ struct group_host_stats {
     uint64_t send_failures;     /* transport refused (queue full, unknown peer) */
     uint64_t poisoned_entries;  /* committed entries applied as no-ops (GROUP_APPLY_POISONED) */
     uint64_t refused_proposals; /* forwarded proposals the validator refused (FWD_NACK) */
+    uint64_t quiescent_groups;  /* members asleep right now (a gauge) */
+    uint64_t active_groups;     /* members the driver ticks (a gauge, at the last tick) */
+    uint64_t node_beats_in;     /* node heartbeats received */
+    uint64_t peer_down_reports; /* peer nodes found silent for E ticks */
+    uint64_t peer_restarts;     /* peer nodes seen with a new incarnation */
 };
 void group_host_stats(struct group_host *h, struct group_host_stats *out);
 
@@ -285,6 +301,7 @@ struct group_status {
     uint64_t first_index; /* the log starts here (snapshot index + 1) */
     int lease;            /* leader with a valid lease, checked within the last 5 ms */
     int failed;           /* the WAL failed: this member is silent */
+    int quiescent;        /* asleep (raft.h, "Quiescence"): no lease until woken */
     /* A snapshot stream in flight (snapstream.h): to (snap_sending) or from
      * member snap_peer; snap_total 0 while the sender measures it. */
     int snap_active, snap_sending;

@@ -55,7 +55,7 @@ void group__dev_post(struct group_host *h, struct dev *d)
 
 static struct group **bucket_of(struct group_host *h, uint64_t gid)
 {
-    return &h->buckets[(gid * 0x9E3779B97F4A7C15ull) >> 54 & (GID_BUCKETS - 1)];
+    return &h->buckets[(gid * 0x9E3779B97F4A7C15ull) >> 48 & (GID_BUCKETS - 1)];
 }
 
 static struct group *find_gid(struct group_host *h, uint64_t gid)
@@ -80,6 +80,172 @@ void group__publish(struct group *g)
     atomic_store(&g->s_lease_ns, lease ? clock_mono_ns() : 0);
     atomic_store(&g->s_lease, lease);
     atomic_store(&g->s_failed, g->wal_failed);
+    int q = raft_quiescent(r);
+    if (atomic_exchange(&g->s_quiet, q) != q) {
+        if (q)
+            atomic_fetch_add(&g->h->st_quiet, 1);
+        else
+            atomic_fetch_sub(&g->h->st_quiet, 1);
+    }
+}
+
+/* Quiescence (raft.h): h->active holds the groups the driver ticks. A
+ * group leaves it at a tick once asleep with nothing in flight or pending
+ * (its clock then stands at tick_at); any input for it puts it back first,
+ * after advancing its clock by the ticks it slept (O(1) for a sleeper). */
+static void activate(struct group_host *h, struct group *g)
+{
+    if (g->act)
+        return;
+    if (h->ticks > g->tick_at && !g->closed)
+        raft_elapse(g->r, h->ticks - g->tick_at);
+    g->act = 1;
+    g->actnext = h->active;
+    h->active = g;
+}
+
+static int can_sleep(const struct group *g)
+{
+    return raft_quiescent(g->r) && !g->in_flight && !g->missed_ticks && !g->pending &&
+           !g->fwd_pending && !g->pbatch && !g->deferred && !g->pend_down && !g->pend_up &&
+           !g->pend_wake && !g->dirty;
+}
+
+static void mark_dirty(struct group_host *h, struct group *g)
+{
+    if (!g->closed && !g->dirty) {
+        g->dirty = 1;
+        g->dnext = h->dirty;
+        h->dirty = g;
+    }
+}
+
+/* The peer node named id (added when new: it has until E ticks from now to
+ * be heard). */
+static struct gpeer *peer_find(struct group_host *h, const char *id, int add)
+{
+    for (size_t i = 0; i < h->npeers; i++)
+        if (!strcmp(h->peers[i].id, id))
+            return &h->peers[i];
+    if (!add || strlen(id) >= sizeof h->peers[0].id)
+        return NULL;
+    if (h->npeers == h->cap_peers) {
+        size_t cap = h->cap_peers ? h->cap_peers * 2 : 8;
+        struct gpeer *np = realloc(h->peers, cap * sizeof *np);
+        if (!np)
+            return NULL;
+        h->peers = np;
+        h->cap_peers = cap;
+    }
+    struct gpeer *p = &h->peers[h->npeers++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->id, sizeof p->id, "%s", id);
+    p->heard_tick = h->ticks;
+    return p;
+}
+
+/* The member number of node id in g, 0 when not a member or g's self. */
+static uint32_t member_of(const struct group *g, const char *id)
+{
+    for (uint32_t k = 0; k < g->mem.n; k++)
+        if (k + 1 != g->mem.self && !strcmp(g->mem.nodes[k], id))
+            return k + 1;
+    return 0;
+}
+
+/* A peer node went down (up = 0) or came back (up = 1): tell every group
+ * it is a member of, at the end of the round (a group whose ready is in
+ * flight takes it once the ready is done). O(groups), on a change only. */
+static void peer_event(struct group_host *h, const struct gpeer *p, int up)
+{
+    for (struct group *g = h->all; g; g = g->anext) {
+        uint32_t m = member_of(g, p->id);
+        if (!m || g->closed || g->wal_failed)
+            continue;
+        if (up)
+            g->pend_up |= 1u << m;
+        else
+            g->pend_down |= 1u << m;
+        activate(h, g);
+        mark_dirty(h, g);
+    }
+}
+
+/* Feeds the waiting peer reports and wake-up to the core (no ready in
+ * flight): every down before any up (a restart is both). */
+static void host_inputs(struct group *g)
+{
+    for (uint32_t m = 1; m <= g->mem.n; m++)
+        if (g->pend_down & (1u << m))
+            raft_peer_down(g->r, m);
+    for (uint32_t m = 1; m <= g->mem.n; m++)
+        if (g->pend_up & (1u << m))
+            raft_peer_up(g->r, m);
+    g->pend_down = g->pend_up = 0;
+    if (g->pend_wake)
+        raft_wake(g->r);
+    g->pend_wake = 0;
+}
+
+/* A peer's node heartbeat. */
+static void beat(struct group_host *h, const struct dev *d)
+{
+    atomic_fetch_add(&h->st_beats_in, 1);
+    struct gpeer *p = peer_find(h, d->from, 1);
+    if (!p)
+        return;
+    p->heard = 1;
+    if (p->inc && p->inc != d->msg.ctx) {
+        log_info("node %s restarted (a new incarnation): waking the groups it is a member of",
+                 p->id);
+        atomic_fetch_add(&h->st_peer_restarts, 1);
+        if (!p->down)
+            peer_event(h, p, 0);
+        p->down = 0;
+        peer_event(h, p, 1);
+    } else if (p->down) {
+        log_info("node %s is reachable again", p->id);
+        p->down = 0;
+        peer_event(h, p, 1);
+    }
+    p->inc = d->msg.ctx;
+}
+
+/* At a tick: node heartbeats out every heartbeat interval, and peers
+ * silent for E ticks (no node heartbeat, no message) reported down. A peer heard since the last
+ * tick counts as heard now, however many ticks this one advanced (a stalled driver hears the beats
+ * that waited for it first). */
+static void liveness_tick(struct group_host *h)
+{
+    if (!h->send)
+        return;
+    if (h->ticks >= h->next_beat) {
+        h->next_beat = h->ticks + h->timing.heartbeat_ticks;
+        struct raft_msg m = {.type = RAFTWIRE_NODE_BEAT, .ctx = h->incarnation};
+        unsigned char *buf;
+        size_t len;
+        if (!raftwire_encode(&m, &buf, &len)) {
+            for (size_t i = 0; i < h->npeers; i++)
+                if (h->send(h->send_arg, h->peers[i].id, 0, buf, len))
+                    atomic_fetch_add(&h->st_sendfail, 1);
+            free(buf);
+        }
+    }
+    for (size_t i = 0; i < h->npeers; i++) {
+        struct gpeer *p = &h->peers[i];
+        if (p->heard) {
+            p->heard = 0;
+            p->heard_tick = h->ticks;
+            continue;
+        }
+        if (p->down || h->ticks - p->heard_tick < h->timing.election_ticks)
+            continue;
+        p->down = 1;
+        atomic_fetch_add(&h->st_peer_downs, 1);
+        log_warn("node %s: no node heartbeat for %u ticks; its groups here elect without it", p->id,
+                 h->timing.election_ticks);
+        peer_event(h, p, 0);
+    }
 }
 
 /* done() for a proposal that will not be applied (any thread but the applier's
@@ -797,6 +963,11 @@ static void run_event(struct group *g, struct dev *d)
         message(g, d);
     else if (d->kind == DEV_PROPOSE && d->prop)
         proposal(g, d->prop);
+    else if (d->kind == DEV_WAKE) {
+        atomic_store(&g->wake_posted, 0);
+        if (!g->wal_failed && !g->closed)
+            raft_wake(g->r);
+    }
 }
 
 static void unregister(struct group_host *h, struct group *g)
@@ -841,6 +1012,14 @@ static void close_now(struct group *g)
     }
     g->pending = g->pending_tail = NULL;
     unregister(g->h, g);
+    for (struct group **pp = &g->h->active; *pp; pp = &(*pp)->actnext)
+        if (*pp == g) {
+            *pp = g->actnext;
+            break;
+        }
+    g->act = 0;
+    if (atomic_exchange(&g->s_quiet, 0))
+        atomic_fetch_sub(&g->h->st_quiet, 1);
     pthread_mutex_lock(&g->mu);
     g->closed = 1;
     pthread_cond_broadcast(&g->idle);
@@ -873,6 +1052,27 @@ static void log_tick_election(struct group *g, enum raft_role was, uint64_t k, u
              (unsigned long long)(late_ns / 1000000), (unsigned long long)st.prevotes_started,
              (unsigned long long)st.elections_started,
              (unsigned long long)st.checkquorum_stepdowns);
+}
+
+/* Drives the groups the round touched. */
+static void drive_dirty(struct group_host *h)
+{
+    while (h->dirty) {
+        struct group *g = h->dirty;
+        h->dirty = g->dnext;
+        g->dirty = 0;
+        if (g->closed)
+            continue;
+        if (!g->in_flight && g->missed_ticks && !g->wal_failed)
+            catch_up_ticks(g);
+        if (!g->in_flight && !g->wal_failed)
+            host_inputs(g);
+        if (!g->in_flight)
+            flush_props(g);
+        drive(g);
+        if (!g->in_flight && !g->missed_ticks && atomic_load(&g->s_quiet) != raft_quiescent(g->r))
+            group__publish(g);
+    }
 }
 
 void *group__driver_main(void *arg)
@@ -914,7 +1114,19 @@ void *group__driver_main(void *arg)
             n = d->next;
             struct group *g = d->g;
             last_round++;
+            if (d->kind == DEV_BEAT) {
+                beat(h, d);
+                raft_msg_release(&d->msg);
+                free(d);
+                continue;
+            }
             if (d->kind == DEV_MSG) {
+                /* Any message from a peer node shows it alive, not only its
+                 * node heartbeats: under load (a driver running late) those
+                 * alone would report busy peers down (liveness_tick). */
+                struct gpeer *pn = h->npeers && !d->local ? peer_find(h, d->from, 0) : NULL;
+                if (pn)
+                    pn->heard = 1;
                 g = find_gid(h, d->gid);
                 if (!g) {
                     atomic_fetch_add(&h->st_unknown, 1);
@@ -941,9 +1153,20 @@ void *group__driver_main(void *arg)
                 g->anext = *pp;
                 *pp = g;
                 free(d);
+                g->tick_at = h->ticks;
+                activate(h, g);
+                /* Peers this host holds down: the new member learns it. */
+                for (uint32_t m = 1; m <= g->mem.n; m++) {
+                    struct gpeer *p =
+                        m != g->mem.self && h->send ? peer_find(h, g->mem.nodes[m - 1], 1) : NULL;
+                    if (p && p->down)
+                        raft_peer_down(g->r, m);
+                }
                 drive(g);
                 continue;
             }
+            if (d->kind != DEV_CLOSE)
+                activate(h, g);
             if (d->kind == DEV_DURABLE) {
                 if (d->status)
                     group_fail(g, d->status);
@@ -989,18 +1212,7 @@ void *group__driver_main(void *arg)
                 h->dirty = g;
             }
         }
-        while (h->dirty) {
-            struct group *g = h->dirty;
-            h->dirty = g->dnext;
-            g->dirty = 0;
-            if (g->closed)
-                continue;
-            if (!g->in_flight && g->missed_ticks && !g->wal_failed)
-                catch_up_ticks(g);
-            if (!g->in_flight)
-                flush_props(g);
-            drive(g);
-        }
+        drive_dirty(h);
         uint64_t now = clock_mono_ns();
         if (now >= next_tick) {
             uint64_t ticks = (now - next_tick) / (RAFT_TICK_MS * 1000000ull) + 1;
@@ -1022,11 +1234,25 @@ void *group__driver_main(void *arg)
             if (now >= next_log_tick) {
                 nodelog_tick(h->nl); /* which groups pin the oldest log segment */
                 next_log_tick = now + 1000000000ull;
+                /* A sleeping group is not ticked, but the node log may still
+                 * need it to compact (nodelog.h, invariant 3). */
+                for (struct group *g = h->all; g; g = g->anext)
+                    if (!g->act && !g->closed && !g->wal_failed && nls_compact_wanted(g->log))
+                        maybe_compact(g, now);
             }
-            for (struct group *g = h->all, *n; g; g = n) {
-                n = g->anext;
-                if (g->wal_failed || g->closed)
+            h->ticks += ticks;
+            size_t nactive = 0;
+            for (struct group **pp = &h->active, *g; (g = *pp);) {
+                if (g->wal_failed || g->closed || can_sleep(g)) {
+                    /* Asleep and idle (or silent for good): off the list;
+                     * its clock stands here until an input wakes it. */
+                    *pp = g->actnext;
+                    g->act = 0;
+                    g->tick_at = h->ticks - ticks; /* it skips this tick */
                     continue;
+                }
+                pp = &g->actnext;
+                nactive++;
                 if (g->in_flight) {
                     uint32_t hb = h->timing.heartbeat_ticks, was = g->missed_ticks;
                     g->missed_ticks += (uint32_t)ticks;
@@ -1058,6 +1284,9 @@ void *group__driver_main(void *arg)
                 drive(g);
                 group__publish(g);
             }
+            atomic_store(&h->st_active, nactive);
+            liveness_tick(h);
+            drive_dirty(h);
         }
     }
     return NULL;

@@ -32,7 +32,7 @@
 #include "store/group.h"
 #include "store/snapstream.h"
 
-#define GID_BUCKETS 1024
+#define GID_BUCKETS 65536 /* a power of two; 10,000+ groups keep chains short */
 /* A forwarded proposal's entry: magic byte, u64 request id, then the entry
  * the state machine sees. (A state machine's own entries never start with
  * this byte: op.h and the catalog write JSON.) */
@@ -63,8 +63,22 @@ struct gentry {
     struct gentry *next;
 };
 
-/* Work for the driver thread. */
-enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE };
+/* Work for the driver thread. WAKE: a reader wants a sleeping leader's
+ * lease (group_read_index); BEAT: a peer node's heartbeat (node-level
+ * liveness, from names the node, msg.ctx its incarnation). */
+enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE, DEV_WAKE, DEV_BEAT };
+
+/* Node-level liveness of one peer node (driver thread only): a node
+ * heartbeat (RAFTWIRE_NODE_BEAT) every heartbeat interval; silent for E
+ * ticks = down (raft_peer_down to every group it is a member of); a beat
+ * with another incarnation = restarted (down, then up). */
+struct gpeer {
+    char id[64];
+    uint64_t heard_tick; /* h->ticks when last heard */
+    uint64_t inc;        /* its incarnation; 0 = not heard yet */
+    int heard;           /* a beat was taken since the last tick */
+    int down;
+};
 struct dev {
     enum dev_kind kind;
     uint64_t gid;
@@ -94,6 +108,15 @@ struct group_host {
     struct group *buckets[GID_BUCKETS]; /* by gid; driver thread only */
     struct group *all;                  /* every open group; driver thread only */
     struct group *dirty;                /* groups to drive at the end of the round */
+    /* Quiescence (raft.h): only active groups are ticked; a group leaves
+     * the list once asleep and idle, and any input puts it back. */
+    struct group *active; /* driver thread only */
+    uint64_t ticks;       /* ticks counted since start (driver) */
+    uint64_t next_beat;   /* h->ticks of the next node heartbeat */
+    uint64_t incarnation; /* this host's, in its node heartbeats */
+    struct gpeer *peers;  /* driver thread only */
+    size_t npeers, cap_peers;
+    _Atomic uint64_t st_quiet, st_active, st_beats_in, st_peer_downs, st_peer_restarts;
     uint64_t seed;
     _Atomic uint64_t rid_next; /* request ids of forwarded proposals */
     _Atomic uint64_t st_in, st_out, st_malformed, st_forged, st_unknown, st_raft, st_sendfail;
@@ -147,14 +170,20 @@ struct group {
     struct gentry *fwd_pending, *fwd_tail; /* forwarded to the leader, by time */
     int dirty;
     struct group *dnext;
+    int act;                     /* in h->active */
+    struct group *actnext;       /* h->active chain */
+    uint64_t tick_at;            /* asleep: h->ticks its clock is at */
+    uint32_t pend_down, pend_up; /* peer reports waiting for a ready in flight */
+    int pend_wake;
     struct raft_hard_state hs_saved; /* the last term and vote handed to the node log */
     char *snap_path;
     char *dir; /* the group's directory */
     uint64_t last_compact_ns;
     uint64_t sendfail_log_ns, sendfail_n; /* driver: refused sends, logged once a second */
-    struct group *hnext, *anext; /* bucket chain, list of all */
+    struct group *hnext, *anext;          /* bucket chain, list of all */
     /* Published by the driver for other threads. */
-    _Atomic int s_role, s_lease, s_failed;
+    _Atomic int s_role, s_lease, s_failed, s_quiet;
+    _Atomic int wake_posted; /* a DEV_WAKE is on its way (group_read_index) */
     _Atomic uint32_t s_leader;
     _Atomic uint64_t s_term, s_commit, s_last, s_first, s_lease_ns;
     /* Release bookkeeping, touched only by the applier thread. */

@@ -60,6 +60,14 @@ struct raft {
     uint64_t lead_start, term_start;
     uint32_t hb_elapsed, cq_elapsed;
 
+    /* Quiescence (raft.h). */
+    uint32_t Q;           /* cfg.quiesce_ticks; 0 = never */
+    int quiet;            /* asleep: ticks only advance the clock */
+    uint64_t idle_since;  /* leader: tick of its last proposal, wake-up or election */
+    uint64_t vouch_until; /* follower woken by a message: sticky until then */
+    uint32_t down;        /* members whose node the host reports down (bitmask) */
+    uint64_t quiet_ctx;   /* follower: the leader's tick in its RAFT_HB_QUIESCE */
+
     /* Outbox for the current ready. */
     struct raft_msg *msgs;
     size_t n_msgs, cap_msgs;
@@ -276,6 +284,8 @@ static void broadcast_append(struct raft *r)
 
 static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
 {
+    r->quiet = 0;
+    r->vouch_until = 0;
     if (term > r->term) {
         r->term = term;
         r->vote = 0;
@@ -291,6 +301,8 @@ static void become_leader(struct raft *r)
     NINES_ASSERT(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
     r->leader = r->id;
+    r->quiet = 0;
+    r->idle_since = r->now;
     for (uint32_t p = 1; p <= r->n; p++) {
         r->next[p] = last_index(r) + 1;
         r->match[p] = 0;
@@ -345,6 +357,8 @@ static void campaign(struct raft *r, uint64_t hand_over)
     r->vote = r->id;
     r->role = RAFT_CANDIDATE;
     r->leader = 0;
+    r->quiet = 0;
+    r->vouch_until = 0;
     r->granted = 1u << r->id;
     r->refused = 0;
     r->stats.elections_started++;
@@ -361,6 +375,8 @@ static void pre_campaign(struct raft *r)
     r->role = RAFT_PRE_CANDIDATE;
     r->leader = 0;
     r->probing = 0;
+    r->quiet = 0;
+    r->vouch_until = 0;
     r->granted = 1u << r->id;
     r->refused = 0;
     r->stats.prevotes_started++;
@@ -378,7 +394,111 @@ static void pre_campaign(struct raft *r)
  * lease before it crashed. */
 static int in_lease(const struct raft *r)
 {
-    return r->role == RAFT_LEADER || r->now - r->last_contact < r->E;
+    if (r->role == RAFT_LEADER || r->now - r->last_contact < r->E)
+        return 1;
+    /* Quiescence (raft.h): asleep, or woken by a message less than E ticks
+     * ago, a follower is sticky while its host does not report the
+     * leader's node down. Only ever more refusals than the E ticks above. */
+    return r->role == RAFT_FOLLOWER && r->leader != 0 && !(r->down & (1u << r->leader)) &&
+           (r->quiet || r->now < r->vouch_until);
+}
+
+static void heartbeat_round(struct raft *r)
+{
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
+        if (m) {
+            m->commit = r->commit < r->match[p] ? r->commit : r->match[p];
+            m->ctx = r->now;
+        }
+    }
+}
+
+/* Wakes a sleeping member. vouch: a follower stays sticky for E ticks (its
+ * host has not reported the leader's node down). */
+static void wake(struct raft *r, int vouch)
+{
+    if (!r->quiet)
+        return;
+    r->quiet = 0;
+    r->stats.wakes++;
+    if (r->role == RAFT_LEADER) {
+        r->idle_since = r->now;
+        r->hb_elapsed = r->cq_elapsed = 0;
+        for (uint32_t p = 1; p <= r->n; p++) {
+            r->active[p] = 0;
+            r->ack[p] = 0; /* the lease restarts from this round */
+        }
+        heartbeat_round(r);
+        return;
+    }
+    r->elapsed = 0;
+    r->probing = 0;
+    if (vouch && r->leader && !(r->down & (1u << r->leader)))
+        r->vouch_until = r->now + r->E;
+}
+
+/* The leader's quiescence test, at a tick (raft.h, "Quiescence"). */
+static void maybe_quiesce(struct raft *r)
+{
+    uint64_t last = last_index(r), lt = 0;
+    if (!r->Q || r->quiet || r->role != RAFT_LEADER || r->now - r->idle_since < r->Q ||
+        r->commit < r->term_start || r->commit != last || r->stable != last || r->down ||
+        term_at(r, last, &lt))
+        return;
+    for (uint32_t p = 1; p <= r->n; p++)
+        if (p != r->id &&
+            (r->match[p] != last || !r->ack[p] || r->now - (r->ack[p] - 1) > r->E / 2 + r->H))
+            return;
+    r->quiet = 1;
+    r->stats.quiesces++;
+    for (uint32_t p = 1; p <= r->n; p++) {
+        if (p == r->id)
+            continue;
+        struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
+        if (m) {
+            m->commit = r->commit;
+            m->ctx = r->now;
+            m->index = last;
+            m->log_term = lt;
+            m->hint = RAFT_HB_QUIESCE;
+        }
+    }
+}
+
+/* Whether a message wakes a sleeping member: anything but what is stale or
+ * redundant (raft.h, "Quiescence"). */
+static int wakes(const struct raft *r, const struct raft_msg *m)
+{
+    switch (m->type) {
+    case RAFT_MSG_PREVOTE_RESP:
+    case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_PROBE_RESP:
+        return 0; /* answers to a campaign or probe this sleeper no longer runs */
+    case RAFT_MSG_APPEND_RESP:
+    case RAFT_MSG_HEARTBEAT_RESP:
+        if (m->term < r->term)
+            return 0;
+        if (r->role != RAFT_LEADER || m->term != r->term)
+            return 1;
+        if (m->type == RAFT_MSG_APPEND_RESP)
+            return m->reject || m->index > last_index(r);
+        return m->index != last_index(r);
+    case RAFT_MSG_HEARTBEAT:
+        /* A repeated RAFT_HB_QUIESCE, or a heartbeat the leader sent before
+         * it (overtaken on the way). */
+        return !(r->role == RAFT_FOLLOWER && m->term == r->term && m->from == r->leader &&
+                 (m->hint == RAFT_HB_QUIESCE || m->ctx <= r->quiet_ctx));
+    case RAFT_MSG_APPEND:
+        /* A late duplicate: nothing we lack (the leader's entries of one
+         * term never change, and our log ends at its last entry). */
+        return !(r->role == RAFT_FOLLOWER && m->term == r->term && m->from == r->leader &&
+                 m->index + m->n_entries <= last_index(r));
+    default:
+        return 1;
+    }
 }
 
 static int log_up_to_date(const struct raft *r, uint64_t index, uint64_t term)
@@ -648,6 +768,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         return drop(r); /* nobody accepts anything in a term we never reached */
 
     r->nomem = 0;
+    if (r->quiet && wakes(r, m))
+        wake(r, 1);
     switch (m->type) {
     case RAFT_MSG_PROBE:
         handle_probe(r, m);
@@ -710,6 +832,17 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (o) {
             o->ctx = m->ctx;
             o->index = last_index(r); /* lets a leader see a log that lost entries */
+        }
+        /* The leader goes to sleep: so do we, when our log ends at its last
+         * entry and we know its commit index (raft.h, "Quiescence"). */
+        uint64_t lt;
+        if (m->hint == RAFT_HB_QUIESCE && r->Q && !r->quiet && r->role == RAFT_FOLLOWER &&
+            !(r->down & (1u << m->from)) && !r->snap_pending && last_index(r) == m->index &&
+            !term_at(r, m->index, &lt) && lt == m->log_term && r->commit == m->commit) {
+            r->quiet = 1;
+            r->quiet_ctx = m->ctx;
+            r->vouch_until = 0;
+            r->stats.quiesces++;
         }
         break;
     }
@@ -828,19 +961,18 @@ void raft_elapse(struct raft *r, uint64_t n)
     uint64_t before = r->now;
     r->now += n;
     check_state(r);
+    if (r->quiet) {
+        /* Asleep: the clock moves (a leader's last lease runs out in real
+         * time, last_contact ages), no timer runs. */
+        if (r->role == RAFT_LEADER)
+            r->last_contact = r->now;
+        return;
+    }
     if (r->role == RAFT_LEADER) {
         r->last_contact = r->now;
         if (r->hb_elapsed + n >= r->H) {
             r->hb_elapsed = 0; /* one round, however many were due */
-            for (uint32_t p = 1; p <= r->n; p++) {
-                if (p == r->id)
-                    continue;
-                struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
-                if (m) {
-                    m->commit = r->commit < r->match[p] ? r->commit : r->match[p];
-                    m->ctx = r->now;
-                }
-            }
+            heartbeat_round(r);
         } else {
             r->hb_elapsed += (uint32_t)n;
         }
@@ -855,8 +987,10 @@ void raft_elapse(struct raft *r, uint64_t n)
             if (act < r->quorum) {
                 r->stats.checkquorum_stepdowns++;
                 become_follower(r, r->term, 0);
+                return;
             }
         }
+        maybe_quiesce(r);
         return;
     }
     /* Sticky resume: what this member stepped since the last advance was
@@ -907,6 +1041,8 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
 {
     if (r->role != RAFT_LEADER)
         return NERR_BUSY;
+    wake(r, 0);
+    r->idle_since = r->now;
     if (len > RAFT_MAX_ENTRY)
         return NERR_LIMIT;
     if (len && !data)
@@ -925,6 +1061,8 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
 {
     if (r->role != RAFT_LEADER)
         return NERR_BUSY;
+    wake(r, 0);
+    r->idle_since = r->now;
     for (size_t i = 0; i < n; i++)
         if (len[i] > RAFT_MAX_ENTRY || (len[i] && !data[i]))
             return len[i] > RAFT_MAX_ENTRY ? NERR_LIMIT : NERR_INVALID;
@@ -1102,6 +1240,7 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     r->quorum = r->n / 2 + 1;
     r->E = cfg->election_ticks;
     r->H = cfg->heartbeat_ticks;
+    r->Q = cfg->quiesce_ticks;
     r->lease_ticks = (uint32_t)lease;
     rng_seed(&r->rng, cfg->seed ^ (UINT64_C(0x5851f42d4c957f2d) * cfg->id));
     r->term = cfg->hs.term;
@@ -1153,7 +1292,8 @@ void raft_free(struct raft *r)
 
 int raft_lease_valid(const struct raft *r)
 {
-    if (r->role != RAFT_LEADER || r->commit < r->term_start || r->now < r->lead_start + r->E)
+    if (r->quiet || r->role != RAFT_LEADER || r->commit < r->term_start ||
+        r->now < r->lead_start + r->E)
         return 0;
     if (r->quorum == 1)
         return 1;
@@ -1173,6 +1313,51 @@ int raft_lease_valid(const struct raft *r)
     if (q == 0 || q - 1 < r->lead_start)
         return 0;
     return r->now < q - 1 + r->lease_ticks;
+}
+
+void raft_wake(struct raft *r)
+{
+    wake(r, 1);
+    check_state(r);
+}
+
+void raft_peer_down(struct raft *r, uint32_t id)
+{
+    if (id == 0 || id > r->n || id == r->id)
+        return;
+    r->down |= 1u << id;
+    /* A follower sleeping (or sticky after a wake-up) under that leader:
+     * the host waited E ticks already; forget the leader and let the
+     * election timer run out within [0, E) ticks (its timeout is random in
+     * [E, 2E)). The E-tick stickiness after hearing it is left alone. */
+    if (r->role == RAFT_FOLLOWER && r->leader == id && (r->quiet || r->now < r->vouch_until)) {
+        if (r->quiet) {
+            r->quiet = 0;
+            r->stats.wakes++;
+            r->stats.wakes_peer_down++;
+        }
+        r->vouch_until = 0;
+        r->probing = 0;
+        r->leader = 0;
+        if (r->elapsed < r->E)
+            r->elapsed = r->E;
+    }
+    check_state(r);
+}
+
+void raft_peer_up(struct raft *r, uint32_t id)
+{
+    if (id == 0 || id > r->n || id == r->id)
+        return;
+    r->down &= ~(1u << id);
+    if (r->role == RAFT_LEADER)
+        wake(r, 0);
+    check_state(r);
+}
+
+int raft_quiescent(const struct raft *r)
+{
+    return r->quiet;
 }
 
 uint32_t raft_lease_ticks(const struct raft *r)

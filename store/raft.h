@@ -83,9 +83,9 @@
 
 #define RAFT_TICK_MS 10
 #define RAFT_MAX_MEMBERS 9
-#define RAFT_MAX_BATCH 64              /* entries per append message */
-#define RAFT_MAX_ENTRY (4u << 20)      /* bytes per entry */
-#define RAFT_MAX_SNAPSHOT (256u << 20) /* bytes per in-memory snapshot payload */
+#define RAFT_MAX_BATCH 64                /* entries per append message */
+#define RAFT_MAX_ENTRY (4u << 20)        /* bytes per entry */
+#define RAFT_MAX_SNAPSHOT (256u << 20)   /* bytes per in-memory snapshot payload */
 #define RAFT_MAX_APPEND_BYTES (1u << 20) /* entry bytes per append (one larger entry alone) */
 
 enum raft_role { RAFT_FOLLOWER, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
@@ -93,7 +93,9 @@ enum raft_role { RAFT_FOLLOWER, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER 
 enum raft_msg_type {
     RAFT_MSG_APPEND = 1,     /* entries after (index, log_term); commit */
     RAFT_MSG_APPEND_RESP,    /* reject=0: has up to index; reject=1: hint */
-    RAFT_MSG_HEARTBEAT,      /* commit; ctx = leader's tick when sent */
+    RAFT_MSG_HEARTBEAT,      /* commit; ctx = leader's tick when sent; hint =
+                                RAFT_HB_QUIESCE: the leader goes to sleep, its
+                                (index, log_term) = last entry (raft_quiescent) */
     RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed: the lease acknowledgement */
     RAFT_MSG_PREVOTE,        /* term = proposed term; (index, log_term) = last */
     RAFT_MSG_PREVOTE_RESP,
@@ -107,6 +109,9 @@ enum raft_msg_type {
     RAFT_MSG_TIMEOUT_NOW, /* leader hand-over: campaign at once (raft_hand_over) */
     RAFT_MSG_TYPE_END
 };
+
+/* hint of a HEARTBEAT that puts the group to sleep (see "Quiescence"). */
+#define RAFT_HB_QUIESCE 1
 
 struct raft_entry {
     uint64_t term;
@@ -154,6 +159,11 @@ struct raft_config {
     uint32_t heartbeat_ticks; /* < E/2 */
     uint32_t drift_ppm;       /* ρ: every member ticks within ±ρ of nominal */
     uint64_t seed;
+    /* Quiescence: 0 = never (the default). Otherwise a leader that has been
+     * idle this many ticks with every follower caught up puts its group to
+     * sleep. Only for a host that reports node liveness with
+     * raft_peer_down / raft_peer_up (see "Quiescence"). */
+    uint32_t quiesce_ticks;
     /* Persisted state (all zero for a brand-new member). */
     struct raft_hard_state hs;
     struct raft_snapshot snapshot;    /* copied */
@@ -182,8 +192,11 @@ struct raft_stats {
     uint64_t prevotes_started;
     uint64_t elections_started;
     uint64_t checkquorum_stepdowns;
-    uint64_t lost_logs;  /* a follower's log turned out shorter than it had acknowledged */
-    uint64_t hand_overs; /* raft_hand_over calls that stepped down */
+    uint64_t lost_logs;       /* a follower's log turned out shorter than it had acknowledged */
+    uint64_t hand_overs;      /* raft_hand_over calls that stepped down */
+    uint64_t quiesces;        /* times this member went to sleep */
+    uint64_t wakes;           /* times it woke (any cause) */
+    uint64_t wakes_peer_down; /* of which: its leader's node reported down */
 };
 
 struct raft;
@@ -268,6 +281,90 @@ int raft_hand_over(struct raft *r, struct raft_msg *out);
  * is not the leader or `to` is not another member. */
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out);
 
+/* Quiescence (idle groups cost nothing).
+ *
+ * A leader with cfg.quiesce_ticks > 0 puts its group to sleep when, at a
+ * tick: it has committed an entry of its term; its whole log is committed
+ * and persisted (nothing proposed is pending); every follower's match index
+ * is the last index and it acknowledged a heartbeat sent within the last
+ * E/2 + H ticks; no follower's node is reported down; and no
+ * proposal or wake-up came for quiesce_ticks ticks. It then sends every
+ * follower a last HEARTBEAT with hint RAFT_HB_QUIESCE carrying its commit
+ * index and (index, log_term) of its last entry, and sleeps. A follower
+ * (with quiesce_ticks > 0) whose log ends at that same entry and whose
+ * commit index equals it, and whose host does not report the leader's node
+ * down, sleeps too. A sleeping member (raft_quiescent) does nothing on a
+ * tick but advance its clock: raft_tick/raft_elapse are O(1) and fire no
+ * timer; the host may skip its ticks and advance the clock by the ticks it
+ * owes in one raft_elapse before its next input (it need not: a sleeping
+ * member's clock only matters once it wakes, see the lease below).
+ *
+ * Waking. A member wakes on: raft_propose (leader), raft_wake, any message
+ * of its group except stale or redundant ones (an answer of an older term,
+ * a vote or probe answer, an acknowledgement of the leader's last entry, a
+ * repeated RAFT_HB_QUIESCE), raft_peer_up of a member (a leader), and
+ * raft_peer_down of its leader (a follower). A woken leader sends a
+ * heartbeat round at once and restarts its heartbeat and check-quorum
+ * timers; it forgets every heartbeat acknowledgement (the lease restarts
+ * from the wake-up round). A woken follower restarts its election timer
+ * from zero — except on raft_peer_down of its leader, see below.
+ *
+ * Liveness duty of the host. A sleeping follower cannot notice that its
+ * leader died: its host must call raft_peer_down(r, leader) once its
+ * node-level liveness (ninesd: a node heartbeat every heartbeat interval)
+ * has heard nothing from the leader's node for E ticks, and when that node
+ * restarted (a new incarnation, then raft_peer_up too). The follower then
+ * forgets the leader and lets its election timer run out within [0, E)
+ * ticks (its random timeout minus the E ticks the host already waited), so
+ * a sleeping group fails over in E + [0, E) ticks, the same bound as a busy
+ * one (E + [0, E) after the last heartbeat). raft_peer_up(r, p) when p's
+ * node is reachable again or restarted wakes a sleeping leader, whose
+ * heartbeat then reaches the returning member. Members whose node is
+ * reported down block a leader from quiescing, and a follower never goes
+ * to sleep under a leader reported down (a late RAFT_HB_QUIESCE).
+ *
+ * Leader stickiness while asleep. In addition to the E ticks after hearing
+ * a leader (in_lease, which quiescence leaves untouched), a sleeping
+ * follower refuses (pre-)votes while its host does not report the leader's
+ * node down, and a follower woken by a message (say, the pre-vote of a
+ * restarted member) keeps refusing for E ticks after the wake-up unless
+ * the leader's node is reported down meanwhile: a leader whose node is
+ * alive is woken by that restarted member's pre-vote (or raft_peer_up) and
+ * is not deposed. A restarted follower therefore always gets a leader: its
+ * pre-vote or its probe wakes the sleeping leader, which heartbeats; or the
+ * leader's node is down and raft_peer_down lets the others elect.
+ *
+ * Safety. Quiescence changes only timers (which fire and when) and makes
+ * vote refusals more frequent, never less: I1-I4 hold because every
+ * message is handled by the same rules, and an election is the same
+ * election whenever its timer fires. I5: a sleeping leader's lease is not
+ * valid (raft_lease_valid returns 0 while asleep, and after a wake-up only
+ * acknowledgements of heartbeats sent since count), and the E-tick
+ * stickiness after a follower hears a leader is unchanged — raft_peer_down
+ * only cancels the extra stickiness of sleep, never those E ticks. A host
+ * that wants a lease read on a sleeping group calls raft_wake and waits for
+ * the heartbeat round (ninesd: group_read_index).
+ *
+ * Edge cases. A leader dies while its group sleeps: its followers' hosts
+ * report its node down after E ticks and they elect as above. A network
+ * partition while asleep: the side without the leader reports it down and
+ * elects if it has a quorum; the old leader sleeps without a lease and, on
+ * a proposal, wakes, cannot commit, and steps down by check-quorum; when
+ * the partition heals, raft_peer_up wakes it and the higher term deposes
+ * it. A wake-up racing an election: both run the ordinary protocol — a
+ * woken leader's heartbeats make followers refuse or defer pre-votes as
+ * usual, and a candidate that wins deposes it by its higher term. */
+/* Wakes a sleeping member (no effect otherwise). */
+void raft_wake(struct raft *r);
+/* The host's node-level liveness: member id's node is unreachable (no node
+ * heartbeat for E ticks) or restarted. Remembered until raft_peer_up. */
+void raft_peer_down(struct raft *r, uint32_t id);
+/* Member id's node is reachable (again); after a restart, call
+ * raft_peer_down first. Wakes a sleeping leader. */
+void raft_peer_up(struct raft *r, uint32_t id);
+/* 1 while this member sleeps (see "Quiescence"). */
+int raft_quiescent(const struct raft *r);
+
 /* 1 and fills rd when there is something to persist, send or apply. */
 int raft_ready_get(struct raft *r, struct raft_ready *rd);
 /* The host processed the last ready (see the order above). */
@@ -280,9 +377,10 @@ void raft_ready_advance(struct raft *r);
  * lease_ticks = floor((E - 1)(1 - ρ)/(1 + ρ)) - 1; (b) the leader has
  * committed an entry of its term (so its commit index covers every earlier
  * commit); (c) at least E ticks passed since it became leader (it waits out
- * any older lease). Voters refuse (pre-)votes for E ticks after hearing from
- * a leader, so no other leader can be elected — and commit — before the
- * lease ends. */
+ * any older lease); (d) it is not asleep (raft_quiescent), and the
+ * acknowledgement is of a heartbeat sent since it last woke. Voters refuse
+ * (pre-)votes for E ticks after hearing from a leader, so no other leader
+ * can be elected — and commit — before the lease ends. */
 int raft_lease_valid(const struct raft *r);
 uint32_t raft_lease_ticks(const struct raft *r);
 

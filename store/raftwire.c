@@ -59,7 +59,8 @@ int raftwire_decode(const void *buf, size_t len, uint64_t group, struct raft_msg
         return nerr_set(err, NERR_INVALID, "raft message version %u unknown", p[0]);
     uint32_t type = p[1], n_entries = le_get32(p + 16);
     int host_msg = type == RAFTWIRE_FWD_PROPOSE || type == RAFTWIRE_FWD_NACK ||
-                   type == RAFTWIRE_SNAP_CHUNK || type == RAFTWIRE_SNAP_ACK;
+                   type == RAFTWIRE_SNAP_CHUNK || type == RAFTWIRE_SNAP_ACK ||
+                   type == RAFTWIRE_NODE_BEAT;
     if ((type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END) && !host_msg)
         return nerr_set(err, NERR_INVALID, "raft message type %u unknown", type);
     if (le_get16(p + 2) || le_get32(p + 68))

@@ -52,6 +52,10 @@
  *   and kept; reject = 1: unknown or failed stream, start over. */
 #define RAFTWIRE_SNAP_CHUNK 202
 #define RAFTWIRE_SNAP_ACK 203
+/* Node-level liveness (group_driver.c): NODE_BEAT, sent with group 0 to every
+ * peer node each heartbeat interval; ctx = the sender's incarnation (changes
+ * when it restarts). Nothing else. */
+#define RAFTWIRE_NODE_BEAT 204
 
 /* The longest message the store sends between nodes: an append carries at
  * most RAFT_MAX_APPEND_BYTES of entries, or one entry of up to

@@ -29,7 +29,7 @@ use warnings;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
-use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin);
+use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status group_terms wait_until bin);
 
 my ($secs, $conns, $parts) = map { 0 + $_ } @ENV{qw(CHURN_SECS CHURN_CONNS CHURN_PARTS)};
 my $phase_secs = int($secs / 2) || 1;
@@ -44,18 +44,7 @@ wait_until(20, sub { ($st) = ddb($nodes[0], 'CreateTable', { TableName => 'churn
     KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] }); $st == 200 })
     or die "CreateTable: $st\n";
 # Every group has a leader and a quorum before anything is measured.
-sub terms {
-    my %t; # group -> [max term seen, leader]
-    for my $m (@nodes) {
-        my $s = cluster_status($m) or next;
-        for my $g (@{ $s->{groups} }) {
-            my $e = $t{ $g->{group} } //= [0, undef];
-            $e->[0] = $g->{term} if $g->{term} > $e->[0];
-            $e->[1] = $s->{node} if $g->{role} eq 'leader';
-        }
-    }
-    return \%t;
-}
+sub terms { group_terms(@nodes) } # group -> [highest term, its leader]
 wait_until(30, sub { my $t = terms();
     scalar(keys %$t) == $parts + 1 && !grep({ !defined $_->[1] } values %$t) })
     or die "not every group has a leader\n";

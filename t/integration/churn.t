@@ -18,7 +18,7 @@ use Test::More;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
-use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin);
+use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status group_terms wait_until bin);
 
 my $LOAD_SECS = 40;   # 15 s saturated only, then stalls every 2 s
 my $STALL_S = 0.15;
@@ -37,19 +37,7 @@ wait_until(20, sub { ($st) = ddb($nodes[0], 'CreateTable', { TableName => 'churn
     KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] }); $st == 200 });
 is($st, 200, "table of $PARTS partitions created");
 
-# group -> [highest term any node reports, the node that leads it]
-sub terms {
-    my %t;
-    for my $m (@nodes) {
-        my $s = cluster_status($m) or next;
-        for my $g (@{ $s->{groups} }) {
-            my $e = $t{ $g->{group} } //= [0, undef];
-            $e->[0] = $g->{term} if $g->{term} > $e->[0];
-            $e->[1] = $s->{node} if $g->{role} eq 'leader';
-        }
-    }
-    return \%t;
-}
+sub terms { group_terms(@nodes) } # group -> [highest term, its leader]
 my $t0 = wait_until(30, sub { my $t = terms();
     (scalar(keys %$t) == $PARTS + 1 && !grep({ !defined $_->[1] } values %$t)) ? $t : undef });
 ok($t0, 'every group (' . ($PARTS + 1) . ') has a leader') or BAIL_OUT('no leaders');

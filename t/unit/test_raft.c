@@ -33,6 +33,8 @@ struct net {
     uint64_t rejects;      /* APPEND_RESP rejects sent */
     uint64_t appends_over; /* APPENDs of several entries over RAFT_MAX_APPEND_BYTES */
     uint64_t append_max;   /* the most entry bytes one APPEND carried */
+    uint64_t sent;         /* messages sent (past the cuts or not) */
+    uint32_t quiesce;      /* cfg.quiesce_ticks of the members mk builds */
 };
 
 static void ps_truncate(struct pstore *st, uint64_t from)
@@ -73,6 +75,7 @@ static void drain(struct net *nt, int k)
         }
         if (rd.has_hard_state)
             st->hs = rd.hs;
+        nt->sent += rd.n_msgs;
         for (size_t i = 0; i < rd.n_msgs; i++) {
             const struct raft_msg *m = &rd.msgs[i];
             /* A granted vote must be durable before the grant leaves. */
@@ -124,6 +127,7 @@ static struct raft *mk(struct net *nt, int k)
                               .heartbeat_ticks = 2,
                               .drift_ppm = 50000,
                               .seed = nt->seed,
+                              .quiesce_ticks = nt->quiesce,
                               .hs = st->hs,
                               .snapshot = st->snap,
                               .entries = st->ents,
@@ -137,13 +141,19 @@ static struct raft *mk(struct net *nt, int k)
     return r;
 }
 
-static void net_init(struct net *nt, int n, uint64_t seed)
+static void net_init_q(struct net *nt, int n, uint64_t seed, uint32_t quiesce)
 {
     memset(nt, 0, sizeof(*nt));
     nt->n = n;
     nt->seed = seed;
+    nt->quiesce = quiesce;
     for (int k = 1; k <= n; k++)
         nt->r[k] = mk(nt, k);
+}
+
+static void net_init(struct net *nt, int n, uint64_t seed)
+{
+    net_init_q(nt, n, seed, 0);
 }
 
 static void net_free(struct net *nt)
@@ -1085,6 +1095,209 @@ static void test_sticky_same_term(void)
     net_free(&nt);
 }
 
+static int all_quiet(struct net *nt)
+{
+    for (int k = 1; k <= nt->n; k++)
+        if (nt->r[k] && !raft_quiescent(nt->r[k]))
+            return 0;
+    return 1;
+}
+
+/* Runs up to max ticks until every live member sleeps; the tick it did. */
+static int run_until_quiet(struct net *nt, int max)
+{
+    for (int t = 1; t <= max; t++) {
+        run(nt, 1);
+        if (all_quiet(nt))
+            return t;
+    }
+    return 0;
+}
+
+/* Quiescence (raft.h): sleeps only when caught up, idle ticks cost nothing,
+ * proposals and messages wake, the lease needs a fresh round. E=10, H=2,
+ * quiesce_ticks 20. */
+static void test_quiesce(void)
+{
+    struct net nt;
+    net_init_q(&nt, 3, 31, 20);
+    int l = run_until_leader(&nt, 100);
+    if (l <= 0) {
+        ok(0, "quiesce: no leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1, o = 6 - l - f;
+    run(&nt, 5);
+    ok(!raft_quiescent(nt.r[l]), "quiesce: not before quiesce_ticks idle");
+
+    /* A follower that misses the leader's messages keeps the group awake. */
+    nt.cut[l][f] = 1;
+    uint64_t idx = propose(&nt, l, 1);
+    cmp_ok(idx, ">", 0, "quiesce: proposed");
+    int slept = 0;
+    for (int t = 0; t < 80; t++) {
+        run(&nt, 1);
+        if (raft_quiescent(nt.r[l]))
+            slept = 1;
+    }
+    ok(!slept, "quiesce: the leader never sleeps while a follower lags");
+    is_int(raft_commit(nt.r[l]), idx, "quiesce: the entry committed on the other quorum");
+    nt.cut[l][f] = 0;
+    int t = run_until_quiet(&nt, 100);
+    ok(t > 0, "quiesce: once it caught up, the whole group sleeps (after %d ticks)", t);
+    is_int(raft_last_index(nt.r[f]), idx, "quiesce: the lagging follower has every entry");
+    is_int(raft_commit(nt.r[f]), idx, "quiesce: and knows the commit index");
+    struct raft_stats st;
+    raft_get_stats(nt.r[l], &st);
+    cmp_ok(st.quiesces, ">=", 1, "quiesce: counted");
+
+    /* Asleep: ticks send nothing and change nothing. */
+    uint64_t sent = nt.sent, term = raft_term(nt.r[l]);
+    run(&nt, 300);
+    is_int(nt.sent - sent, 0, "quiesce: 300 idle ticks send no message");
+    ok(all_quiet(&nt) && raft_role(nt.r[l]) == RAFT_LEADER && raft_term(nt.r[l]) == term,
+       "quiesce: still asleep, same leader and term");
+    ok(!raft_lease_valid(nt.r[l]), "quiesce: no lease while asleep");
+
+    /* A lease read wakes it: valid again after one heartbeat round. */
+    raft_wake(nt.r[l]);
+    ok(!raft_quiescent(nt.r[l]), "quiesce: raft_wake wakes the leader");
+    ok(!raft_lease_valid(nt.r[l]), "quiesce: no lease before the wake-up round is acked");
+    drain(&nt, l);
+    deliver_all(&nt);
+    ok(raft_lease_valid(nt.r[l]), "quiesce: lease valid once the wake-up heartbeats are acked");
+    t = run_until_quiet(&nt, 100);
+    ok(t >= 20, "quiesce: asleep again after quiesce_ticks more (%d ticks)", t);
+
+    /* A proposal wakes the leader; its append wakes the followers. */
+    idx = propose(&nt, l, 2);
+    ok(!raft_quiescent(nt.r[l]) && !raft_quiescent(nt.r[f]) && !raft_quiescent(nt.r[o]),
+       "quiesce: a proposal wakes the leader and its append the followers");
+    run(&nt, 2);
+    ok(raft_commit(nt.r[f]) == idx && raft_commit(nt.r[o]) == idx,
+       "quiesce: the proposal commits everywhere");
+    ok(run_until_quiet(&nt, 100) > 0, "quiesce: and the group sleeps again");
+
+    /* A message wakes a sleeper: a follower restarts with no leader known;
+     * its pre-vote wakes the sleeping leader, which heartbeats; nobody is
+     * deposed. */
+    raft_free(nt.r[f]);
+    nt.r[f] = NULL;
+    run(&nt, 50);
+    ok(all_quiet(&nt), "quiesce: the others sleep on while a follower is down (no liveness here)");
+    nt.r[f] = mk(&nt, f);
+    raft_get_stats(nt.r[l], &st);
+    uint64_t wakes = st.wakes;
+    int got = 0;
+    for (t = 1; t <= 40 && !got; t++) {
+        run(&nt, 1);
+        got = raft_leader(nt.r[f]) == (uint32_t)l ? t : 0;
+    }
+    ok(got > 0, "quiesce: the restarted follower hears the sleeping leader (tick %d)", got);
+    raft_get_stats(nt.r[l], &st);
+    cmp_ok(st.wakes, ">", wakes, "quiesce: a message woke the leader");
+    is_int(raft_term(nt.r[l]), term, "quiesce: and it was not deposed");
+    is_int(leader_of(&nt), l, "quiesce: it still leads");
+    ok(run_until_quiet(&nt, 100) > 0, "quiesce: the group sleeps again with the new member");
+    is_int(nt.vote_unpersisted + nt.old_term_commit + nt.apply_gap, 0,
+           "quiesce: no vote unpersisted, no old-term commit, no apply gap");
+    net_free(&nt);
+}
+
+/* The leader dies while its group sleeps: followers sleep on until their
+ * host reports its node down, then elect within E ticks; a follower whose
+ * host still vouches for the leader refuses. */
+static void test_quiesce_failover(void)
+{
+    struct net nt;
+    net_init_q(&nt, 3, 37, 20);
+    int l = run_until_leader(&nt, 100);
+    if (l <= 0 || !run_until_quiet(&nt, 100)) {
+        ok(0, "quiesce failover: no quiet leader");
+        net_free(&nt);
+        return;
+    }
+    int f = l % 3 + 1, o = 6 - l - f;
+    uint64_t term = raft_term(nt.r[l]);
+    raft_free(nt.r[l]);
+    nt.r[l] = NULL;
+    run(&nt, 100);
+    ok(all_quiet(&nt) && leader_of(&nt) == 0,
+       "quiesce failover: without a liveness report the followers sleep on");
+
+    /* Only f's host reports the leader down: o refuses, nobody leads. */
+    raft_peer_down(nt.r[f], (uint32_t)l);
+    ok(!raft_quiescent(nt.r[f]) && raft_leader(nt.r[f]) == 0,
+       "quiesce failover: raft_peer_down wakes the follower and forgets the leader");
+    struct raft_stats st = {0};
+    for (int i = 0; i < 12 && !st.prevotes_started; i++) {
+        run(&nt, 1);
+        raft_get_stats(nt.r[f], &st);
+    }
+    cmp_ok(st.prevotes_started, ">", 0, "quiesce failover: f asks for pre-votes within E ticks");
+    is_int(leader_of(&nt), 0, "quiesce failover: the other follower, vouched for, refuses");
+    raft_get_stats(nt.r[o], &st);
+    cmp_ok(st.votes_ignored, ">", 0, "quiesce failover: its refusal is counted");
+    is_int(raft_term(nt.r[o]), term, "quiesce failover: and its term did not move");
+
+    /* Now o's host reports it too: f's next attempt wins. */
+    raft_peer_down(nt.r[o], (uint32_t)l);
+    int t = run_until_leader(&nt, 23);
+    ok(t > 0 && t != l, "quiesce failover: a follower is elected");
+    cmp_ok(raft_term(nt.r[t > 0 ? t : f]), ">", term, "quiesce failover: in a later term");
+    net_free(&nt);
+
+    /* Both hosts report at once, E ticks after the crash: the group elects
+     * within E + 3 ticks (timeouts run out within [0, E) of the report). */
+    int worst = 0, fast = 0, slow = 0;
+    for (uint64_t seed = 41; seed < 61; seed++) {
+        net_init_q(&nt, 3, seed, 20);
+        l = run_until_leader(&nt, 100);
+        if (l <= 0 || !run_until_quiet(&nt, 100)) {
+            ok(0, "quiesce failover: no quiet leader (seed %llu)", (unsigned long long)seed);
+            net_free(&nt);
+            return;
+        }
+        raft_free(nt.r[l]);
+        nt.r[l] = NULL;
+        run(&nt, 10); /* the host's E ticks without a node heartbeat */
+        for (int k = 1; k <= 3; k++)
+            if (k != l)
+                raft_peer_down(nt.r[k], (uint32_t)l);
+        int got = 0;
+        for (t = 1; t <= 40 && !got; t++) {
+            run(&nt, 1);
+            got = leader_of(&nt) > 0 ? t : 0;
+        }
+        if (got > worst)
+            worst = got;
+        fast += got > 0 && got <= 13;
+        slow += !got;
+        net_free(&nt);
+    }
+    ok(!slow && worst <= 23,
+       "quiesce failover: 20 seeds: a leader within 2E + 3 ticks of the report (worst %d)", worst);
+    cmp_ok(fast, ">=", 15, "quiesce failover: within E + 3 ticks unless the votes split");
+
+    /* The old leader restarts: peer_down + peer_up (a new incarnation) wake
+     * the sleeping new leader, and the restarted member follows it. */
+    net_init_q(&nt, 3, 43, 20);
+    l = run_until_leader(&nt, 100);
+    run_until_quiet(&nt, 100);
+    f = l % 3 + 1;
+    raft_free(nt.r[f]);
+    nt.r[f] = NULL;
+    nt.r[f] = mk(&nt, f);
+    raft_peer_down(nt.r[l], (uint32_t)f);
+    raft_peer_up(nt.r[l], (uint32_t)f);
+    ok(!raft_quiescent(nt.r[l]), "quiesce: raft_peer_up wakes the sleeping leader");
+    drain(&nt, l);
+    deliver_all(&nt);
+    is_int(raft_leader(nt.r[f]), l, "quiesce: its heartbeat reaches the restarted member at once");
+    net_free(&nt);
+}
+
 int main(void)
 {
     test_election();
@@ -1102,5 +1315,7 @@ int main(void)
     test_elapse();
     test_resend_gate();
     test_sticky_same_term();
+    test_quiesce();
+    test_quiesce_failover();
     return done_testing();
 }

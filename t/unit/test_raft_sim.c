@@ -14,7 +14,18 @@
  * whose lease is valid has committed everything committed anywhere). At the
  * end of each seed the network heals and a leader must commit a proposal.
  *
- * NINES_SEEDS=n sets the seed count; NINES_SEED=s replays one seed.
+ * Quiescence (raft.h): in every other seed the groups may sleep
+ * (quiesce_ticks 2E) and proposals come in bursts with idle gaps, so groups
+ * fall asleep and wake under all of the above. Each node's host models
+ * node-level liveness as ninesd does: a peer it cannot reach (down, across
+ * a partition, or stalled: no node heartbeats) for E ticks is reported with
+ * raft_peer_down to all its members, and raft_peer_up once reachable again;
+ * a restart (new incarnation) is reported as down then up. Checked besides
+ * the invariants: a sleeping member sends nothing on a tick, and at the end
+ * (healed, idle) every group falls asleep, then wakes and commits again.
+ *
+ * NINES_SEEDS=n sets the seed count (default 10000); NINES_SEED=s replays
+ * one seed.
  */
 #include "lib/clock.h"
 #include "lib/rng.h"
@@ -61,8 +72,17 @@ struct member {
     uint64_t checked_term; /* leader completeness checked for this term */
 };
 
+/* A host's view of a peer node (node-level liveness). */
+struct peerview {
+    uint64_t last_ok;
+    uint32_t inc_seen;
+    int reported;
+};
+
 struct node {
     int up;
+    uint32_t inc; /* incarnation: bumped at every restart */
+    struct peerview pv[MAXN];
     int side; /* partition side */
     uint64_t period, next_tick, down_until;
     /* A stalled host (its thread unscheduled): messages are still stepped,
@@ -93,6 +113,7 @@ struct gstate {
 struct totals {
     uint64_t seeds, events, commits, elections, crashes, partitions, stalls, snapshots_installed,
         lease_reads, drops_loss, proposals, dups;
+    uint64_t quiesces, wakes, wakes_peer_down, peer_downs, quiet_seeds, quiet_ticks;
 };
 
 struct sim {
@@ -106,7 +127,8 @@ struct sim {
     size_t nq, capq;
     uint32_t loss_ppm, dup_ppm, long_delay_ppm;
     uint64_t heal_at;
-    int partitioned, calm;
+    int partitioned, calm, idle;
+    uint32_t quiesce; /* cfg.quiesce_ticks of this seed's members */
     uint64_t next_value;
     char why[512];
     int failed;
@@ -353,6 +375,7 @@ static void start_member(struct sim *s, int g, int k)
         .heartbeat_ticks = H_TICKS,
         .drift_ppm = DRIFT_PPM,
         .seed = s->seed * 131 + (uint64_t)g * 17 + s->now,
+        .quiesce_ticks = s->quiesce,
         .hs = st->hs,
         .snapshot = {st->snap_index, st->snap_term, st->snap_len,
                      st->snap_len ? st->snap_data : NULL},
@@ -371,12 +394,67 @@ static void start_member(struct sim *s, int g, int k)
     if (st->snap_len)
         memcpy(&mb->rep, st->snap_data, sizeof(mb->rep));
     mb->checked_term = 0;
+    /* The host tells a new member which peers it holds down. */
+    for (int p = 0; p < s->n; p++)
+        if (p != k && s->nodes[k].pv[p].reported)
+            raft_peer_down(mb->r, (uint32_t)p + 1);
     drain(s, g, k);
+}
+
+static void fold_stats(struct sim *s, struct raft *r)
+{
+    struct raft_stats st;
+    raft_get_stats(r, &st);
+    s->tot->quiesces += st.quiesces;
+    s->tot->wakes += st.wakes;
+    s->tot->wakes_peer_down += st.wakes_peer_down;
+}
+
+/* Node-level liveness of node k's host (see the top): a peer is reachable
+ * when up, on the same side and not stalled (a stalled host sends no node
+ * heartbeat). */
+static void liveness(struct sim *s, int k, int resumed)
+{
+    struct node *nd = &s->nodes[k];
+    for (int p = 0; p < s->n; p++) {
+        if (p == k)
+            continue;
+        struct peerview *v = &nd->pv[p];
+        struct node *pn = &s->nodes[p];
+        int reach = pn->up && pn->side == nd->side && !pn->stall_left;
+        if (reach) {
+            int restarted = v->inc_seen != pn->inc, was_down = v->reported;
+            v->last_ok = s->now;
+            v->inc_seen = pn->inc;
+            v->reported = 0;
+            if (!restarted && !was_down)
+                continue;
+            for (int g = 0; g < s->ng && !s->failed; g++) {
+                if (restarted && !was_down)
+                    raft_peer_down(s->mem[g][k].r, (uint32_t)p + 1);
+                raft_peer_up(s->mem[g][k].r, (uint32_t)p + 1);
+                drain(s, g, k);
+            }
+            continue;
+        }
+        /* Its own stall is no news about the peer: count from the resume. */
+        if (resumed)
+            v->last_ok = s->now > v->last_ok + UNIT ? s->now - UNIT : v->last_ok;
+        if (v->reported || s->now - v->last_ok < (uint64_t)E_TICKS * UNIT)
+            continue;
+        v->reported = 1;
+        s->tot->peer_downs++;
+        for (int g = 0; g < s->ng && !s->failed; g++) {
+            raft_peer_down(s->mem[g][k].r, (uint32_t)p + 1);
+            drain(s, g, k);
+        }
+    }
 }
 
 static void crash(struct sim *s, int k)
 {
     for (int g = 0; g < s->ng; g++) {
+        fold_stats(s, s->mem[g][k].r);
         raft_free(s->mem[g][k].r);
         s->mem[g][k].r = NULL;
     }
@@ -389,6 +467,11 @@ static void crash(struct sim *s, int k)
 static void restart(struct sim *s, int k)
 {
     s->nodes[k].up = 1;
+    s->nodes[k].inc++;
+    /* A new host: it has heard nothing yet and counts from now. */
+    for (int p = 0; p < s->n; p++)
+        s->nodes[k].pv[p] =
+            (struct peerview){.last_ok = s->now, .inc_seen = s->nodes[p].inc, .reported = 0};
     s->nodes[k].next_tick = s->now + below(s, s->nodes[k].period);
     for (int g = 0; g < s->ng; g++)
         start_member(s, g, k);
@@ -486,14 +569,25 @@ static void node_tick(struct sim *s, int k)
         nd->stall_left = 1 + below(s, 4 * E_TICKS);
         s->tot->stalls++;
     }
+    if (s->quiesce)
+        liveness(s, k, adv > 1);
+    /* Proposals come in bursts: 80 busy ticks, 80 idle (quiescence seeds). */
+    int busy = !s->idle && (!s->quiesce || (s->now / (80 * UNIT)) % 2 == 0);
     for (int g = 0; g < s->ng && !s->failed; g++) {
         struct member *mb = &s->mem[g][k];
+        int was_quiet = raft_quiescent(mb->r);
+        if (was_quiet)
+            s->tot->quiet_ticks++;
         if (adv == 1)
             raft_tick(mb->r);
         else
             raft_elapse(mb->r, adv);
+        struct raft_ready rd;
+        if (was_quiet && raft_ready_get(mb->r, &rd) && rd.n_msgs)
+            fail(s, "group %d node %d: a sleeping member sent %zu message(s) on a tick", g, k + 1,
+                 rd.n_msgs);
         drain(s, g, k);
-        if (chance(s, 150000)) {
+        if (busy && chance(s, 150000)) {
             uint64_t v = s->next_value++;
             uint64_t idx;
             int rc = raft_propose(mb->r, &v, sizeof(v), &idx);
@@ -587,6 +681,8 @@ static void sim_free(struct sim *s)
     for (int g = 0; g < MAXG; g++) {
         for (int k = 0; k < MAXN; k++) {
             struct member *mb = &s->mem[g][k];
+            if (mb->r)
+                fold_stats(s, mb->r);
             raft_free(mb->r);
             store_truncate(&mb->st, 0);
             free(mb->st.ents);
@@ -599,6 +695,73 @@ static void sim_free(struct sim *s)
     for (size_t i = 0; i < s->nq; i++)
         raft_msg_release(&s->q[i].m);
     free(s->q);
+}
+
+static int group_asleep(struct sim *s, int g)
+{
+    for (int k = 0; k < s->n; k++)
+        if (!s->mem[g][k].r || !raft_quiescent(s->mem[g][k].r))
+            return 0;
+    return 1;
+}
+
+/* Quiescence seeds, healed and calm: with no proposal every group falls
+ * asleep within LIVE_TICKS ticks; then a proposal at each leader
+ * wakes its group and commits on every member. */
+static void quiet_end(struct sim *s)
+{
+    s->idle = 1;
+    uint64_t until = s->now + (uint64_t)LIVE_TICKS * UNIT;
+    int asleep = 0;
+    for (uint32_t i = 0; i < 400000 && !s->failed && s->now < until && asleep < s->ng; i++) {
+        step_sim(s);
+        asleep = 0;
+        for (int g = 0; g < s->ng; g++)
+            asleep += group_asleep(s, g);
+    }
+    if (s->failed)
+        return;
+    if (asleep < s->ng) {
+        if (getenv("NINES_SIM_DEBUG"))
+            for (int g = 0; g < s->ng; g++)
+                for (int k = 0; k < s->n; k++) {
+                    struct raft *r = s->mem[g][k].r;
+                    diag("g%d n%d role %d term %llu leader %u last %llu commit %llu quiet %d", g,
+                         k + 1, raft_role(r), (unsigned long long)raft_term(r), raft_leader(r),
+                         (unsigned long long)raft_last_index(r), (unsigned long long)raft_commit(r),
+                         raft_quiescent(r));
+                }
+        fail(s, "quiescence: only %d of %d idle groups fell asleep", asleep, s->ng);
+        return;
+    }
+    s->tot->quiet_seeds++;
+    uint64_t want[MAXG] = {0};
+    for (int g = 0; g < s->ng; g++)
+        for (int k = 0; k < s->n; k++) {
+            struct member *mb = &s->mem[g][k];
+            if (raft_role(mb->r) != RAFT_LEADER)
+                continue;
+            uint64_t v = s->next_value++;
+            if (raft_propose(mb->r, &v, sizeof(v), &want[g]))
+                fail(s, "quiescence: the sleeping leader refused a proposal");
+            drain(s, g, k);
+        }
+    until = s->now + (uint64_t)LIVE_TICKS * UNIT;
+    int done = 0;
+    for (uint32_t i = 0; i < 400000 && !s->failed && s->now < until && done < s->ng; i++) {
+        step_sim(s);
+        done = 0;
+        for (int g = 0; g < s->ng; g++) {
+            int all = want[g] > 0;
+            for (int k = 0; k < s->n; k++)
+                if (s->mem[g][k].rep.applied < want[g])
+                    all = 0;
+            done += all;
+        }
+    }
+    if (!s->failed && done < s->ng)
+        fail(s, "quiescence: only %d of %d woken groups applied a proposal on every member", done,
+             s->ng);
 }
 
 /* Runs one seed; returns 0 when every check held. */
@@ -614,6 +777,7 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
     s->dup_ppm = (uint32_t)below(s, 50000);
     s->long_delay_ppm = (uint32_t)below(s, 50000);
     s->next_value = seed << 24;
+    s->quiesce = seed % 2 ? 0 : 2 * E_TICKS;
     for (int k = 0; k < s->n; k++) {
         /* Each clock runs at nominal rate × (1 + v), |v| <= ρ (DRIFT_PPM). */
         double v = ((double)below(s, 2 * DRIFT_PPM + 1) - DRIFT_PPM) / 1e6;
@@ -666,6 +830,8 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
     if (!s->failed && done < s->ng)
         fail(s, "liveness: only %d of %d groups committed a proposal within %d healed ticks", done,
              s->ng, LIVE_TICKS);
+    if (s->quiesce && !s->failed)
+        quiet_end(s);
     int rc = s->failed;
     if (rc)
         snprintf(why, whylen, "%s (at t=%.2f ticks, %d nodes, %d groups)", s->why,
@@ -691,7 +857,7 @@ int main(void)
         return done_testing();
     }
     const char *cnt = getenv("NINES_SEEDS");
-    uint64_t nseeds = cnt ? strtoull(cnt, NULL, 0) : 5000;
+    uint64_t nseeds = cnt ? strtoull(cnt, NULL, 0) : 10000;
     uint64_t t0 = clock_mono_ns();
     uint64_t failed = 0;
     for (uint64_t seed = 1; seed <= nseeds; seed++) {
@@ -716,6 +882,11 @@ int main(void)
          (unsigned long long)tot.snapshots_installed, (unsigned long long)tot.lease_reads,
          (unsigned long long)tot.proposals, (unsigned long long)tot.drops_loss,
          (unsigned long long)tot.dups);
+    note("quiescence: %llu sleeps, %llu wake-ups (%llu on a peer-down report), %llu peer-down "
+         "reports, %llu sleeping member-ticks, %llu seeds ended asleep",
+         (unsigned long long)tot.quiesces, (unsigned long long)tot.wakes,
+         (unsigned long long)tot.wakes_peer_down, (unsigned long long)tot.peer_downs,
+         (unsigned long long)tot.quiet_ticks, (unsigned long long)tot.quiet_seeds);
     /* The run must actually have exercised what it claims to check. */
     cmp_ok(tot.crashes, ">", 0, "crashes and restarts happened");
     cmp_ok(tot.partitions, ">", 0, "partitions happened");
@@ -724,5 +895,10 @@ int main(void)
     cmp_ok(tot.lease_reads, ">", 0, "lease reads were checked");
     cmp_ok(tot.elections, ">", tot.seeds, "leaders changed within seeds");
     cmp_ok(tot.commits, ">", tot.seeds * 10, "entries committed");
+    if (nseeds >= 100) {
+        cmp_ok(tot.quiesces, ">", tot.seeds, "groups fell asleep");
+        cmp_ok(tot.wakes_peer_down, ">", 0, "sleeping followers woke on a peer-down report");
+        cmp_ok(tot.quiet_seeds, ">=", tot.seeds / 2, "every quiescence seed ended asleep");
+    }
     return done_testing();
 }
