@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,21 +32,59 @@ int localnode_ninesd_path(char *buf, size_t cap, struct nerr *err)
     return 0;
 }
 
-int localnode_free_port(int *port, struct nerr *err)
+/* The kernel's ephemeral range (the ports connect() takes as local ports). */
+static void ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768;
+    *hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    if (f) {
+        int a, b;
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a > 0 && b >= a && b <= 65535) {
+            *lo = a;
+            *hi = b;
+        }
+        fclose(f);
+    }
+}
+
+/* 0 when 127.0.0.1:port can be bound now (no SO_REUSEADDR, so a port in
+ * TIME_WAIT does not count as free). */
+static int try_bind(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return nerr_sys(err, e, "finding a free port");
-    }
-    *port = ntohs(a.sin_port);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0)
+        return -1;
+    int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
     close(fd);
-    return 0;
+    return rc;
+}
+
+int localnode_free_port(int *port, struct nerr *err)
+{
+    int lo, hi, from, to;
+    ephemeral_range(&lo, &hi);
+    if (lo - 1 >= 12000) {
+        from = 10000;
+        to = lo - 1;
+    } else {
+        from = hi + 1;
+        to = 65535;
+    }
+    if (to - from < 1000)
+        return nerr_set(err, NERR_LIMIT, "no port range outside the ephemeral range %d-%d", lo, hi);
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int i = 0; i < 1000; i++) {
+        int p = from + (int)(rand_r(&seed) % (unsigned)(to - from + 1));
+        if (try_bind(p) == 0) {
+            *port = p;
+            return 0;
+        }
+    }
+    return nerr_set(err, NERR_BUSY, "no free port in %d-%d", from, to);
 }
 
 /* 1 when url answers 200 within a second. */

@@ -24,7 +24,9 @@ struct localnode {
 /* The ninesd binary next to the running executable (…/bin/ninesd). */
 int localnode_ninesd_path(char *buf, size_t cap, struct nerr *err);
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
+/* A TCP port on 127.0.0.1 that was free a moment ago, chosen outside the
+ * kernel's ephemeral range so that no outgoing connection (ours or a
+ * node's) can take it as its local port before the node binds it. */
 int localnode_free_port(int *port, struct nerr *err);
 
 /* Starts `ninesd --cluster FILE --node ID [extra args]` and waits (up to

@@ -490,13 +490,15 @@ static void parse_cluster(struct pctx *c, const struct yt_node *m, struct playbo
 
 static void parse_verify(struct pctx *c, const struct yt_node *m, struct pb_verify *v)
 {
-    static const char *const keys[] = {"checkers", "replicas", "caught_up", "timeout", NULL};
+    static const char *const keys[] = {"checkers", "replicas", "caught_up", "scrub",
+                                              "timeout",  NULL};
     if (CHK(c, yt_expect_map(m, E)))
         return;
     CHK(c, yt_check_keys(m, keys, E));
     CHK(c, yt_get_bool(m, "checkers", YT_OPTIONAL, &v->checkers, E));
     CHK(c, yt_get_bool(m, "replicas", YT_OPTIONAL, &v->replicas, E));
     CHK(c, yt_get_bool(m, "caught_up", YT_OPTIONAL, &v->caught_up, E));
+    CHK(c, yt_get_bool(m, "scrub", YT_OPTIONAL, &v->scrub, E));
     CHK(c,
         yt_get_duration(m, "timeout", YT_OPTIONAL, NS_PER_S, MAX_DURATION_NS, &v->timeout_ns, E));
 }
@@ -547,7 +549,7 @@ int playbook_load(const char *path, const char *text, size_t len, const struct i
     else
         strcpy(dir, ".");
     c.dir = dir;
-    pb->verify = (struct pb_verify){1, 1, 1, 120 * NS_PER_S};
+    pb->verify = (struct pb_verify){1, 1, 1, 1, 120 * NS_PER_S};
 
     const struct yt_node *root = yt_root(doc), *v;
     if (CHK(&c, yt_expect_map(root, E)))

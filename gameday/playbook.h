@@ -88,7 +88,7 @@ struct pb_traffic {
 };
 
 struct pb_verify {
-    int checkers, replicas, caught_up;
+    int checkers, replicas, caught_up, scrub;
     uint64_t timeout_ns;
 };
 

@@ -136,6 +136,11 @@ void gd_stop_traffic(struct gd_run *g);
 /* verify.c */
 json_t *gd_verify_checkers(struct gd_run *g, int *ok);
 json_t *gd_verify_status(struct gd_run *g, gd_pred pred, const char *what, int *ok);
+/* `nines scrub` (a live compare of every partition's replicas at a scrub
+ * marker, docs/scrub.md) against the run's cluster, bounded by
+ * verify.timeout; its JSON report is kept as DIR/scrub.json. *ok only when
+ * it compared every partition and found nothing (exit 0). */
+json_t *gd_verify_scrub(struct gd_run *g, int *ok);
 
 /* report.c */
 json_t *gd_report_json(struct gd_run *g, int passed, double elapsed);

@@ -296,7 +296,7 @@ cleanup:
     if (g->thr_started && g->load_rc && !g->failure[0])
         gd_fmt(g->failure, sizeof g->failure, "traffic: %s", g->load_err.msg);
     if (g->conf && !gd_cancelled(g)) {
-        int ok1 = 1, ok2 = 1, ok3 = 1;
+        int ok1 = 1, ok2 = 1, ok3 = 1, ok4 = 1;
         g->verify = json_object();
         if (g->pb->verify.checkers && g->thr_started)
             json_object_set_new(g->verify, "checkers", gd_verify_checkers(g, &ok1));
@@ -310,7 +310,11 @@ cleanup:
                                 gd_verify_status(g, gd_caught_up,
                                                  "every replica applied its leader's commit",
                                                  &ok3));
-        g->verified = ok1 && ok2 && ok3;
+        /* Last: the markers wait for every replica, so a scrub after the
+         * replicas caught up compares them all. */
+        if (g->pb->verify.scrub)
+            json_object_set_new(g->verify, "scrub", gd_verify_scrub(g, &ok4));
+        g->verified = ok1 && ok2 && ok3 && ok4;
     }
     if (g->pb->deploy && g->conf)
         gd_collect_logs(g);

@@ -5,10 +5,14 @@
  */
 #include "gameday/run.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkers/check.h"
 #include "checkers/history.h"
+#include "lib/proc.h"
 
 json_t *gd_verify_checkers(struct gd_run *g, int *ok)
 {
@@ -61,4 +65,84 @@ json_t *gd_verify_status(struct gd_run *g, gd_pred pred, const char *what, int *
     return json_pack("{s:b,s:s,s:i,s:i,s:i,s:i,s:s}", "passed", *ok, "check", what, "groups",
                      h.parts, "groups_with_leader", h.parts_led, "groups_with_3_live", h.parts_full,
                      "members_behind", h.members_behind, "detail", *ok ? "" : e.msg);
+}
+
+/* The nines program next to the running one (build/bin/nines; a test
+ * binary in build/t finds it in ../bin), else "nines" through PATH. */
+static void nines_program(char *buf, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    snprintf(buf, cap, "nines");
+    if (n <= 0)
+        return;
+    self[n] = 0;
+    char *sl = strrchr(self, '/');
+    if (!sl)
+        return;
+    *sl = 0;
+    gd_fmt(buf, cap, "%s/nines", self);
+    if (access(buf, X_OK))
+        gd_fmt(buf, cap, "%s/../bin/nines", self);
+    if (access(buf, X_OK))
+        snprintf(buf, cap, "nines");
+}
+
+json_t *gd_verify_scrub(struct gd_run *g, int *ok)
+{
+    char prog[PATH_MAX], conf[PATH_MAX + 16], out[PATH_MAX + 16], tmo[32];
+    struct proc_output o = {0};
+    struct nerr e = {0};
+    json_t *j = json_object();
+    *ok = 0;
+    nines_program(prog, sizeof prog);
+    if (g->pb->deploy)
+        gd_fmt(conf, sizeof conf, "%s/cluster.yaml", g->dir);
+    else
+        gd_fmt(conf, sizeof conf, "%s", g->pb->cluster_file);
+    gd_fmt(out, sizeof out, "%s/scrub.json", g->dir);
+    unsigned long secs = (unsigned long)(g->pb->verify.timeout_ns / NS_PER_S);
+    gd_fmt(tmo, sizeof tmo, "%lu", secs ? secs : 1);
+    char *argv[] = {prog, "scrub", "--cluster", conf, "--json", out, "--timeout", tmo, NULL};
+    struct proc_spec sp = {.argv = argv, .in = {PROC_IO_NULL, -1}, .flags = PROC_NEW_PGROUP};
+    /* The scrub's own deadline is --timeout per wait; the process gets that
+     * twice over plus a minute before it is killed. */
+    if (proc_run(&sp, (long)(2 * secs + 60) * 1000, 1 << 16, &o, &e)) {
+        json_object_set_new(j, "error", json_string(e.msg));
+        goto out;
+    }
+    int code = proc_status_code(o.status);
+    json_error_t je;
+    json_t *rep = json_load_file(out, 0, &je);
+    json_object_set_new(j, "exit", json_integer(code));
+    if (rep) {
+        json_object_set(j, "partitions", json_object_get(rep, "partitions"));
+        json_object_set(j, "compared", json_object_get(rep, "compared"));
+        json_object_set(j, "findings", json_object_get(rep, "findings"));
+        json_object_set(j, "undecided", json_object_get(rep, "undecided"));
+        json_decref(rep);
+    }
+    *ok = code == 0 && rep;
+    char why[300];
+    if (code == 1)
+        gd_fmt(why, sizeof why, "replicas differ: %zu finding(s), see scrub.json",
+               json_array_size(json_object_get(j, "findings")));
+    else if (code != 0 || !rep) {
+        /* The last line of what it said names the cause. */
+        const char *msg = o.err && *o.err ? o.err : (o.out ? o.out : "");
+        size_t L = strlen(msg);
+        while (L && msg[L - 1] == '\n')
+            L--;
+        const char *nl = L ? memrchr(msg, '\n', L) : NULL;
+        const char *last = nl ? nl + 1 : msg;
+        gd_fmt(why, sizeof why, "could not decide (exit %d): %.*s", code,
+               (int)(L - (size_t)(last - msg)), last);
+    } else
+        gd_fmt(why, sizeof why, "%lld partition(s) compared, every replica agrees",
+               (long long)json_integer_value(json_object_get(j, "compared")));
+    json_object_set_new(j, "detail", json_string(why));
+out:
+    json_object_set_new(j, "passed", json_boolean(*ok));
+    proc_output_free(&o);
+    return j;
 }

@@ -6,7 +6,9 @@
 #ifndef NINES_LE_H
 #define NINES_LE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline void le_put16(unsigned char *p, uint16_t v)
 {
@@ -39,6 +41,29 @@ static inline uint32_t le_get32(const unsigned char *p)
 static inline uint64_t le_get64(const unsigned char *p)
 {
     return (uint64_t)le_get32(p) | (uint64_t)le_get32(p + 4) << 32;
+}
+
+/* n 16-bit values to and from their little-endian bytes: one copy on a
+ * little-endian host (the digest records, store/digest.c, are 1,024 lanes
+ * each and are read and written on the write path). */
+static inline void le_get16_array(uint16_t *dst, const unsigned char *src, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(dst, src, 2 * n);
+#else
+    for (size_t i = 0; i < n; i++)
+        dst[i] = le_get16(src + 2 * i);
+#endif
+}
+
+static inline void le_put16_array(unsigned char *dst, const uint16_t *src, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(dst, src, 2 * n);
+#else
+    for (size_t i = 0; i < n; i++)
+        le_put16(dst + 2 * i, src[i]);
+#endif
 }
 
 #endif

@@ -41,6 +41,10 @@ static json_t *group_to_json(const struct admin_group *g)
         int_or_null(g->term), "commit", int_or_null(g->commit), "applied", int_or_null(g->applied),
         "last_index", int_or_null(g->last_index), "first_index", int_or_null(g->first_index),
         "lease", bool_or_null(g->lease), "failed", bool_or_null(g->failed));
+    if (o && g->quiescent == 1 && json_object_set_new(o, "quiescent", json_true())) {
+        json_decref(o);
+        return NULL;
+    }
     if (o && g->snap_active) {
         json_t *sn =
             json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "sending", g->snap_sending,
@@ -83,6 +87,16 @@ int admin_status_to_json(const struct admin_status *s, json_t **out, struct nerr
         "segments", int_or_null(l->segments), "streams", int_or_null(l->streams));
     if (!o)
         return nerr_set(err, NERR_NOMEM, "out of memory encoding the status");
+    if (s->has_quiescence) {
+        json_t *q =
+            json_pack("{s:I, s:I, s:I, s:I}", "asleep", (json_int_t)s->q_asleep, "ticked",
+                      (json_int_t)s->q_ticked, "peer_down_reports", (json_int_t)s->q_peer_downs,
+                      "peer_restarts", (json_int_t)s->q_peer_restarts);
+        if (!q || json_object_set_new(o, "quiescence", q)) {
+            json_decref(o);
+            return nerr_set(err, NERR_NOMEM, "out of memory encoding the status");
+        }
+    }
     *out = o;
     return 0;
 }
@@ -189,7 +203,8 @@ static int group_from_json(const json_t *j, size_t index, struct admin_group *g,
         get_int(j, "applied", &g->applied, &w, err) ||
         get_int(j, "last_index", &g->last_index, &w, err) ||
         get_int(j, "first_index", &g->first_index, &w, err) ||
-        get_bool(j, "lease", &g->lease, &w, err) || get_bool(j, "failed", &g->failed, &w, err))
+        get_bool(j, "lease", &g->lease, &w, err) || get_bool(j, "failed", &g->failed, &w, err) ||
+        get_bool(j, "quiescent", &g->quiescent, &w, err))
         return NERR_PARSE;
     const json_t *sn = json_object_get(j, "snapshot");
     if (sn && !json_is_null(sn)) {

@@ -59,6 +59,8 @@ struct admin_group {
     const char *leader; /* node id; NULL when none is known */
     int64_t term, commit, applied, last_index, first_index;
     int lease, failed; /* 0, 1, or ADMIN_ABSENT */
+    int quiescent;     /* asleep (store/raft.h, "Quiescence"); the key "quiescent": true is
+                          present only then */
     /* A snapshot stream in flight (docs/replication.md, "Snapshots"); the
      * key "snapshot" is present only then: {"sending": bool, "peer_member",
      * "index", "bytes", "total", "rate_bps", "eta_ms"}. */
@@ -82,6 +84,11 @@ struct admin_status {
     size_t ngroups;
     struct admin_messages messages;
     struct admin_node_log node_log;
+    /* Quiescence counts of the node: the key "quiescence" {"asleep",
+     * "ticked", "peer_down_reports", "peer_restarts"} is present only when
+     * has_quiescence. */
+    int has_quiescence;
+    int64_t q_asleep, q_ticked, q_peer_downs, q_peer_restarts;
     json_t *src; /* decoded: the value the strings are borrowed from */
 };
 

@@ -19,15 +19,24 @@
 #include "proto/admin.h"
 #include "proto/clusterfile.h"
 #include "proto/ddb.h"
+#include "scrubber/common.h"
+#include "scrubber/history.h"
+#include "scrubber/deep.h"
 
 #define MAX_TABLES 64
 #define MAX_MEMBERS 8
+#define DIGEST_BUCKETS 256 /* store/digest.h: buckets, and sub-buckets of a bucket */
+#define DIGEST_SUBS 256
 
 struct opts {
     const char *cluster, *json;
     const char *tables[MAX_TABLES];
     int ntables;
     double timeout_s;
+    int repair;      /* --repair */
+    int max_repairs; /* --max-repairs N (default 10) */
+    const char *lock; /* --lock FILE (default scrub_lock_default) */
+    const char *pg;   /* --pg CONNINFO or $NINES_SCRUB_PG: the run's history */
 };
 
 struct replica {
@@ -50,6 +59,12 @@ struct part {
     char why[700];   /* the marker could not be placed: why */
     int majority;    /* index of a replica of the agreeing majority; -1 none */
     json_t *buckets; /* findings' differing buckets per replica (array of arrays) */
+    /* The drill-down (drill_part): confirmed key findings, keys for which
+     * the replicas have no majority, and what it cost. */
+    json_t *keys;        /* [{key, key_bytes, replica (member index), kind, holds[], majority}] */
+    json_t *nomajority;  /* [{key, key_bytes, holds[]}] */
+    char drill_why[300]; /* the drill-down could not finish: why */
+    long long keys_read, keys_scanned;
 };
 
 struct run {
@@ -62,11 +77,13 @@ struct run {
     size_t next; /* the next partition a worker takes */
     pthread_mutex_t mu;
     int64_t deadline_ms; /* clock_mono_ms */
+    int barriers;        /* drill-down markers placed (their ids: run id + "-b" + n) */
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nines scrub --cluster FILE [--table T ...] [--json FILE] [--timeout S]\n"
+               "                   [--repair [--max-repairs N]]\n"
                "\n"
                "Places a scrub marker in every partition's log and compares the digest each\n"
                "replica recorded at that index (docs/scrub.md).\n"
@@ -75,9 +92,21 @@ static void usage(FILE *f)
                "  --table T        only this table (repeatable; default: every table)\n"
                "  --json FILE      write the report as JSON to FILE\n"
                "  --timeout S      how long a replica may take to apply the marker (default 30)\n"
+               "  --repair         rewrite each differing key on the differing replica with the\n"
+               "                   majority's stored item, through the partition's log; then\n"
+               "                   scrub again. Refused (exit 2, nothing changed) when a key\n"
+               "                   has no majority or there are more than --max-repairs keys\n"
+               "  --max-repairs N  at most N key repairs in one run (default 10)\n"
+               "  --lock FILE      the lock that keeps two scrubs from overlapping (default\n"
+               "                   /run/lock/nines-scrub-CLUSTER-HASH.lock); held: exit 2 at once\n"
+               "  --pg CONNINFO    record the run and its findings in PostgreSQL (scrub_runs,\n"
+               "                   scrub_findings; default $NINES_SCRUB_PG)\n"
                "\n"
-               "Exit status: 0 every replica of every partition agrees, 1 a finding,\n"
-               "2 something could not be decided (named in the report) or bad usage.\n");
+               "Exit status: 0 every replica of every partition agrees (with --repair: after\n"
+               "repairing), 1 a finding (remaining), 2 something could not be decided or a\n"
+               "repair was refused (named in the report), or bad usage.\n"
+               "\n"
+               "nines scrub --deep --help: re-read every replica's items at rest instead.\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -85,9 +114,15 @@ static int parse(int argc, char **argv, struct opts *o)
     static const struct option lo[] = {
         {"cluster", required_argument, NULL, 'c'}, {"table", required_argument, NULL, 't'},
         {"json", required_argument, NULL, 'j'},    {"timeout", required_argument, NULL, 'T'},
+        {"repair", no_argument, NULL, 'r'},        {"max-repairs", required_argument, NULL, 'M'},
+        {"lock", required_argument, NULL, 'L'},    {"pg", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     o->timeout_s = 30;
+    o->max_repairs = 10;
+    o->pg = getenv("NINES_SCRUB_PG");
+    if (o->pg && !*o->pg)
+        o->pg = NULL;
     optind = 1;
     opterr = 0;
     int ch;
@@ -117,6 +152,27 @@ static int parse(int argc, char **argv, struct opts *o)
             o->timeout_s = v;
             break;
         }
+        case 'r':
+            o->repair = 1;
+            break;
+        case 'L':
+            o->lock = optarg;
+            break;
+        case 'P':
+            o->pg = optarg;
+            break;
+        case 'M': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0 || v > 100000) {
+                fprintf(stderr, "nines scrub: --max-repairs '%s': a count from 0 to 100000\n",
+                        optarg);
+                return 2;
+            }
+            o->max_repairs = (int)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 1;
@@ -139,44 +195,6 @@ static int parse(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-static struct ddb_client *client_of(const struct run *run, int node, struct nerr *err)
-{
-    char url[512];
-    const struct cluster_conf *c = run->conf;
-    if (cluster_conf_api_url(c, c->nodes[node].api, url, sizeof url) < 0) {
-        nerr_set(err, NERR_INVALID, "node %s: api address too long", c->nodes[node].id);
-        return NULL;
-    }
-    struct ddb_client_options co = {
-        .endpoint = url,
-        .access_key_id = c->auth ? c->access_key_id : NULL,
-        .secret_access_key = c->auth ? c->secret_access_key : NULL,
-        .region = c->region,
-        .timeout_ms = 10000,
-        .ca_file = c->tls_api ? c->tls_ca : NULL,
-    };
-    struct ddb_client *cl = NULL;
-    return ddb_client_new(&co, &cl, err) ? NULL : cl;
-}
-
-static int node_index(const struct cluster_conf *c, const char *id)
-{
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (!strcmp(c->nodes[i].id, id))
-            return (int)i;
-    return -1;
-}
-
-static int wanted(const struct opts *o, const char *table)
-{
-    if (!o->ntables)
-        return 1;
-    for (int i = 0; i < o->ntables; i++)
-        if (!strcmp(o->tables[i], table))
-            return 1;
-    return 0;
-}
-
 /* Every node's status; the partitions (of the wanted tables) and their
  * members from the first node that reports each. */
 static int discover(struct run *run, struct nerr *err)
@@ -185,7 +203,7 @@ static int discover(struct run *run, struct nerr *err)
     size_t cap = 0;
     for (size_t i = 0; i < c->nnodes; i++) {
         struct nerr e = {0};
-        struct ddb_client *cl = client_of(run, (int)i, &e);
+        struct ddb_client *cl = scrub_client(run->conf, i, &e);
         json_t *resp = NULL, *req = json_object();
         int st = 0;
         struct admin_status s = {0};
@@ -199,7 +217,8 @@ static int discover(struct run *run, struct nerr *err)
         }
         for (size_t g = 0; !run->node_down[i] && g < s.ngroups; g++) {
             const struct admin_group *ag = &s.groups[g];
-            if (!ag->table || ag->partition < 0 || !wanted(run->o, ag->table))
+            if (!ag->table || ag->partition < 0 ||
+                !scrub_wanted(run->o->tables, run->o->ntables, ag->table))
                 continue;
             int seen = 0;
             for (size_t k = 0; k < run->nparts && !seen; k++)
@@ -227,7 +246,7 @@ static int discover(struct run *run, struct nerr *err)
             snprintf(p->group, sizeof p->group, "%s", ag->group);
             for (size_t m = 0; m < ag->nmembers && p->nmembers < MAX_MEMBERS; m++) {
                 snprintf(p->members[p->nmembers], sizeof p->members[0], "%s", ag->members[m]);
-                p->r[p->nmembers].node = node_index(c, ag->members[m]);
+                p->r[p->nmembers].node = scrub_node_index(c, ag->members[m]);
                 p->nmembers++;
             }
         }
@@ -379,6 +398,282 @@ static void scrub_part(struct run *run, struct part *p, struct ddb_client **cls)
     json_decref(req);
 }
 
+/* ---- the drill-down: from a differing bucket to the key ---- */
+
+/* One admin call; 0 when it answered 200 (*resp owned by the caller). */
+static int call_ok(struct ddb_client *cl, const char *op, json_t *req, json_t **resp)
+{
+    int st = 0;
+    struct nerr e = {0};
+    *resp = NULL;
+    if (!ddb_call(cl, op, req, &st, resp, &e) && st == 200)
+        return 0;
+    json_decref(*resp);
+    *resp = NULL;
+    return -1;
+}
+
+/* A fresh marker of p, applied (and committed: ScrubDigest reads LMDB) on
+ * every replica that answered the compare: after it, each of them has
+ * committed every write that preceded it in the log. 0, or -1 with why. */
+static int barrier(struct run *run, struct part *p, struct ddb_client **cls, char *why, size_t cap)
+{
+    char id[80];
+    pthread_mutex_lock(&run->mu);
+    int n = ++run->barriers;
+    pthread_mutex_unlock(&run->mu);
+    snprintf(id, sizeof id, "%.50s-b%d", run->id, n);
+    json_t *req =
+        json_pack("{s:s,s:i,s:s}", "TableName", p->table, "Partition", p->partition, "Id", id);
+    int64_t deadline = clock_mono_ms() + (int64_t)(run->o->timeout_s * 1000);
+    int placed = 0;
+    for (int round = 0; req && !placed && clock_mono_ms() <= deadline; round++) {
+        for (int m = 0; m < p->nmembers && !placed; m++) {
+            json_t *resp;
+            if (p->r[m].answered && !call_ok(cls[p->r[m].node], "NinesAdmin.ScrubMark", req, &resp))
+                placed = 1, json_decref(resp);
+        }
+        if (!placed)
+            usleep(round < 10 ? 100000 : 500000);
+    }
+    for (int m = 0; placed && m < p->nmembers; m++) {
+        if (!p->r[m].answered)
+            continue;
+        json_t *resp;
+        while (call_ok(cls[p->r[m].node], "NinesAdmin.ScrubDigest", req, &resp)) {
+            if (clock_mono_ms() > deadline) {
+                snprintf(why, cap, "replica %s did not apply drill-down marker %s in time",
+                         p->members[m], id);
+                json_decref(req);
+                return -1;
+            }
+            usleep(20000);
+        }
+        json_decref(resp);
+    }
+    json_decref(req);
+    if (!placed)
+        snprintf(why, cap, "no member placed drill-down marker %s", id);
+    return placed ? 0 : -1;
+}
+
+/* The sub-buckets of bucket b where some answered replica differs from
+ * the majority replica (ScrubKeys SubDigests): a JSON array of numbers,
+ * NULL when a replica did not answer. */
+static json_t *differing_subs(struct part *p, struct ddb_client **cls, int b, long long *scanned)
+{
+    json_t *subs[MAX_MEMBERS] = {0}, *out = NULL;
+    int ok = 1;
+    for (int m = 0; m < p->nmembers && ok; m++) {
+        if (!p->r[m].answered)
+            continue;
+        json_t *req = json_pack("{s:s,s:i,s:i,s:b}", "TableName", p->table, "Partition",
+                                p->partition, "Bucket", b, "SubDigests", 1);
+        ok = req && !call_ok(cls[p->r[m].node], "NinesAdmin.ScrubKeys", req, &subs[m]);
+        json_decref(req);
+        if (ok)
+            *scanned += json_integer_value(json_object_get(subs[m], "Scanned"));
+    }
+    if (ok) {
+        out = json_array();
+        json_t *ref = json_object_get(subs[p->majority], "SubDigests");
+        for (size_t s = 0; s < DIGEST_SUBS; s++) {
+            int differs = 0;
+            for (int m = 0; m < p->nmembers; m++) {
+                const char *x = json_string_value(json_array_get(ref, s)),
+                           *y = json_string_value(
+                               json_array_get(json_object_get(subs[m], "SubDigests"), s));
+                if (p->r[m].answered && (!x || !y || strcmp(x, y)))
+                    differs = 1;
+            }
+            if (differs)
+                json_array_append_new(out, json_integer((json_int_t)s));
+        }
+    }
+    for (int m = 0; m < p->nmembers; m++)
+        json_decref(subs[m]);
+    return out;
+}
+
+/* Lists sub-bucket (b, sub) on every answered replica into keys: KeyBytes
+ * -> {"key": Key, "h": [per member: hash, or null = absent]}. -1 when a
+ * replica did not answer. */
+static int list_sub(struct part *p, struct ddb_client **cls, int b, int sub, json_t *keys,
+                    long long *read, long long *scanned)
+{
+    for (int m = 0; m < p->nmembers; m++) {
+        if (!p->r[m].answered)
+            continue;
+        char *after = NULL;
+        for (int page = 0; page < 10000; page++) {
+            json_t *req = json_pack("{s:s,s:i,s:i,s:i,s:i}", "TableName", p->table, "Partition",
+                                    p->partition, "Bucket", b, "Sub", sub, "Limit", 10000);
+            json_t *resp = NULL;
+            if (req && after)
+                json_object_set_new(req, "After", json_string(after));
+            free(after);
+            after = NULL;
+            int bad = !req || call_ok(cls[p->r[m].node], "NinesAdmin.ScrubKeys", req, &resp);
+            json_decref(req);
+            if (bad)
+                return -1;
+            *scanned += json_integer_value(json_object_get(resp, "Scanned"));
+            json_t *items = json_object_get(resp, "Items"), *it;
+            size_t i;
+            json_array_foreach(items, i, it)
+            {
+                const char *kb = json_string_value(json_object_get(it, "KeyBytes"));
+                if (!kb)
+                    continue;
+                json_t *e = json_object_get(keys, kb);
+                if (!e) {
+                    json_t *h = json_array();
+                    for (int k = 0; k < p->nmembers; k++)
+                        json_array_append_new(h, json_null());
+                    e = json_pack("{s:O,s:o}", "key", json_object_get(it, "Key"), "h", h);
+                    json_object_set_new(keys, kb, e);
+                }
+                json_array_set(json_object_get(e, "h"), (size_t)m, json_object_get(it, "Hash"));
+                (*read)++;
+            }
+            const char *next = json_string_value(json_object_get(resp, "Next"));
+            after = next ? strdup(next) : NULL;
+            json_decref(resp);
+            if (!after)
+                break;
+        }
+        free(after);
+    }
+    return 0;
+}
+
+static const char *state_of(json_t *h)
+{
+    return json_is_string(h) ? json_string_value(h) : "absent";
+}
+
+/* The differences of one listing: for each key, the majority state
+ * (a hash or "absent", held by more than half the members) and every
+ * answered replica that holds another: {"<kb>/<m>": {key, key_bytes,
+ * replica, kind, holds, majority}}; keys without a majority go to nomaj. */
+static json_t *diff_listing(struct part *p, json_t *keys, json_t *nomaj)
+{
+    json_t *out = json_object(), *e;
+    const char *kb;
+    json_object_foreach(keys, kb, e)
+    {
+        json_t *h = json_object_get(e, "h");
+        const char *maj = NULL;
+        for (int m = 0; m < p->nmembers && !maj; m++) {
+            int n = 0;
+            for (int k = 0; k < p->nmembers; k++)
+                n += p->r[k].answered && p->r[m].answered &&
+                     !strcmp(state_of(json_array_get(h, (size_t)k)),
+                             state_of(json_array_get(h, (size_t)m)));
+            if (n * 2 > p->nmembers)
+                maj = state_of(json_array_get(h, (size_t)m));
+        }
+        if (!maj) {
+            if (nomaj)
+                json_array_append_new(nomaj,
+                                      json_pack("{s:O,s:s,s:O}", "key", json_object_get(e, "key"),
+                                                "key_bytes", kb, "holds", h));
+            continue;
+        }
+        for (int m = 0; m < p->nmembers; m++) {
+            const char *mine = state_of(json_array_get(h, (size_t)m));
+            if (!p->r[m].answered || !strcmp(mine, maj))
+                continue;
+            const char *kind = !strcmp(mine, "absent")  ? "missing"
+                               : !strcmp(maj, "absent") ? "extra"
+                                                        : "different";
+            char id[1100];
+            snprintf(id, sizeof id, "%s/%d", kb, m);
+            json_object_set_new(out, id,
+                                json_pack("{s:O,s:s,s:i,s:s,s:O,s:s}", "key",
+                                          json_object_get(e, "key"), "key_bytes", kb, "replica", m,
+                                          "kind", kind, "holds", h, "majority", maj));
+        }
+    }
+    return out;
+}
+
+/* For every replica that differs from the majority at the marker: the
+ * differing sub-buckets of its differing buckets, listed on every replica
+ * and compared key by key; a key difference is kept only when a second
+ * listing, taken after a fresh marker every replica applied, shows the
+ * same difference with the same hashes (docs/scrub.md, "Drill-down"). */
+static void drill_part(struct run *run, struct part *p, struct ddb_client **cls)
+{
+    p->keys = json_array();
+    p->nomajority = json_array();
+    if (p->majority < 0 || !p->keys || !p->nomajority)
+        return;
+    json_t *todo = json_array(); /* [[bucket, sub], ...] */
+    unsigned char seen[DIGEST_BUCKETS] = {0};
+    for (int m = 0; m < p->nmembers; m++) {
+        json_t *bs = json_array_get(p->buckets, (size_t)m), *bj;
+        size_t i;
+        json_array_foreach(bs, i, bj)
+        {
+            int b = (int)json_integer_value(bj);
+            if (b < 0 || b >= DIGEST_BUCKETS || seen[b]++)
+                continue;
+            json_t *subs = differing_subs(p, cls, b, &p->keys_scanned), *sj;
+            if (!subs) {
+                snprintf(p->drill_why, sizeof p->drill_why,
+                         "a replica did not answer ScrubKeys for bucket %d", b);
+                json_decref(todo);
+                return;
+            }
+            size_t k;
+            json_array_foreach(subs, k, sj)
+                json_array_append_new(todo, json_pack("[i,I]", b, json_integer_value(sj)));
+            json_decref(subs);
+        }
+    }
+    json_t *first = NULL, *second = NULL;
+    for (int round = 0; round < 2; round++) {
+        json_t *keys = json_object(), *t;
+        size_t i;
+        json_array_foreach(todo, i, t)
+        {
+            if (list_sub(p, cls, (int)json_integer_value(json_array_get(t, 0)),
+                         (int)json_integer_value(json_array_get(t, 1)), keys, &p->keys_read,
+                         &p->keys_scanned)) {
+                snprintf(p->drill_why, sizeof p->drill_why,
+                         "a replica did not answer ScrubKeys (listing a sub-bucket)");
+                json_decref(keys);
+                goto out;
+            }
+        }
+        json_t *d = diff_listing(p, keys, round ? p->nomajority : NULL);
+        json_decref(keys);
+        if (!round) {
+            first = d;
+            if (!json_object_size(first))
+                goto out; /* nothing to confirm */
+            if (barrier(run, p, cls, p->drill_why, sizeof p->drill_why))
+                goto out;
+        } else {
+            second = d;
+        }
+    }
+    /* Kept: the same replica, kind and hashes in both listings. */
+    const char *id;
+    json_t *a;
+    json_object_foreach(first, id, a)
+    {
+        json_t *b = json_object_get(second, id);
+        if (b && json_equal(json_object_get(a, "holds"), json_object_get(b, "holds")))
+            json_array_append(p->keys, b);
+    }
+out:
+    json_decref(first);
+    json_decref(second);
+    json_decref(todo);
+}
+
 static void *worker(void *arg)
 {
     struct run *run = arg;
@@ -387,7 +682,7 @@ static void *worker(void *arg)
     for (size_t i = 0; cls && i < nn; i++) {
         struct nerr e = {0};
         if (!run->node_down[i])
-            cls[i] = client_of(run, (int)i, &e);
+            cls[i] = scrub_client(run->conf, i, &e);
     }
     for (;;) {
         pthread_mutex_lock(&run->mu);
@@ -395,9 +690,10 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&run->mu);
         if (k >= run->nparts)
             break;
-        if (cls)
+        if (cls) {
             scrub_part(run, &run->parts[k], cls);
-        else
+            drill_part(run, &run->parts[k], cls);
+        } else
             snprintf(run->parts[k].why, sizeof run->parts[k].why, "out of memory");
     }
     for (size_t i = 0; cls && i < nn; i++)
@@ -406,8 +702,289 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* The member names of a holds array: {node: {"present": bool, "hash"?}}. */
+static json_t *holds_json(const struct part *p, json_t *h)
+{
+    json_t *o = json_object();
+    for (int m = 0; m < p->nmembers; m++) {
+        if (!p->r[m].answered)
+            continue;
+        json_t *x = json_array_get(h, (size_t)m);
+        json_object_set_new(o, p->members[m],
+                            json_is_string(x) ? json_pack("{s:b,s:O}", "present", 1, "hash", x)
+                                              : json_pack("{s:b}", "present", 0));
+    }
+    return o;
+}
+
+struct tally {
+    json_t *findings, *undecided, *differing;
+    size_t compared;
+    long long keys_read, keys_scanned;
+    int nomajority; /* keys or partitions whose replicas have no majority */
+};
+
+/* The outcome of every partition of run into t (fresh arrays). */
+static void tally(const struct run *run, struct tally *t)
+{
+    memset(t, 0, sizeof *t);
+    t->findings = json_array();
+    t->undecided = json_array();
+    t->differing = json_array();
+    for (size_t k = 0; k < run->nparts; k++) {
+        struct part *p = &run->parts[k];
+        t->keys_read += p->keys_read;
+        t->keys_scanned += p->keys_scanned;
+        if (p->why[0]) {
+            json_array_append_new(t->undecided,
+                                  json_pack("{s:s,s:i,s:n,s:s}", "table", p->table, "partition",
+                                            p->partition, "replica", "why", p->why));
+            continue;
+        }
+        int all = 1;
+        for (int m = 0; m < p->nmembers; m++) {
+            struct replica *r = &p->r[m];
+            if (!r->answered) {
+                all = 0;
+                json_array_append_new(
+                    t->undecided, json_pack("{s:s,s:i,s:s,s:s}", "table", p->table, "partition",
+                                            p->partition, "replica", p->members[m], "why", r->why));
+            } else if (p->majority < 0) {
+                all = 0;
+                t->nomajority++;
+                json_array_append_new(t->undecided,
+                                      json_pack("{s:s,s:i,s:s,s:s}", "table", p->table, "partition",
+                                                p->partition, "replica", p->members[m], "why",
+                                                "the replicas disagree and no majority agrees"));
+            } else if (strcmp(r->fp, p->r[p->majority].fp)) {
+                json_t *b = json_array_get(p->buckets, (size_t)m);
+                json_array_append_new(
+                    t->differing,
+                    json_pack("{s:s,s:i,s:s,s:I,s:I,s:I,s:O}", "table", p->table, "partition",
+                              p->partition, "replica", p->members[m], "lsn", (json_int_t)p->lsn,
+                              "items", (json_int_t)r->items, "majority_items",
+                              (json_int_t)p->r[p->majority].items, "buckets", b ? b : json_null()));
+                /* The replica's located keys; none located: the finding
+                 * stays at the partition, with the reason. */
+                int located = 0;
+                json_t *kf;
+                size_t i;
+                json_array_foreach(p->keys, i, kf)
+                {
+                    if (json_integer_value(json_object_get(kf, "replica")) != m)
+                        continue;
+                    located++;
+                    json_array_append_new(
+                        t->findings,
+                        json_pack("{s:s,s:i,s:O,s:s,s:s,s:O,s:o,s:I,s:O}", "table", p->table,
+                                  "partition", p->partition, "key", json_object_get(kf, "key"),
+                                  "replica", p->members[m], "kind",
+                                  json_string_value(json_object_get(kf, "kind")), "key_bytes",
+                                  json_object_get(kf, "key_bytes"), "holds",
+                                  holds_json(p, json_object_get(kf, "holds")), "lsn",
+                                  (json_int_t)p->lsn, "majority", json_object_get(kf, "majority")));
+                }
+                if (!located)
+                    json_array_append_new(
+                        t->findings,
+                        json_pack("{s:s,s:i,s:n,s:s,s:s,s:I,s:O,s:s}", "table", p->table,
+                                  "partition", p->partition, "key", "replica", p->members[m],
+                                  "kind", "different", "lsn", (json_int_t)p->lsn, "buckets",
+                                  b ? b : json_null(), "why",
+                                  p->drill_why[0] ? p->drill_why
+                                                  : "the digests differ at the marker but no key "
+                                                    "difference persisted in two listings"));
+            }
+        }
+        json_t *nm;
+        size_t i;
+        json_array_foreach(p->nomajority, i, nm)
+        {
+            t->nomajority++;
+            all = 0;
+            json_array_append_new(t->undecided,
+                                  json_pack("{s:s,s:i,s:O,s:n,s:s,s:o}", "table", p->table,
+                                            "partition", p->partition, "key",
+                                            json_object_get(nm, "key"), "replica", "why",
+                                            "the replicas hold three different values of the key",
+                                            "holds", holds_json(p, json_object_get(nm, "holds"))));
+        }
+        if (all)
+            t->compared++;
+    }
+}
+
+static void tally_clear(struct tally *t)
+{
+    json_decref(t->findings);
+    json_decref(t->undecided);
+    json_decref(t->differing);
+}
+
+static void print_tally(const struct run *run, const struct tally *t, const char *when)
+{
+    size_t nf = json_array_size(t->findings), nu = json_array_size(t->undecided);
+    printf("scrub %s of %s%s: %zu partition(s), %zu compared at a marker, %zu finding(s), %zu "
+           "undecided; %lld keys read in the drill-down (%lld looked at by the replicas)\n",
+           run->id, run->conf->name, when, run->nparts, t->compared, nf, nu, t->keys_read,
+           t->keys_scanned);
+    for (size_t i = 0; i < nf; i++) {
+        json_t *f = json_array_get(t->findings, i);
+        char *key =
+            json_dumps(json_object_get(f, "key"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        char *b = json_dumps(json_object_get(f, "buckets"), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("FINDING %s partition %lld: replica %s %s key %s (at index %lld)%s%s%s%s\n",
+               json_string_value(json_object_get(f, "table")),
+               (long long)json_integer_value(json_object_get(f, "partition")),
+               json_string_value(json_object_get(f, "replica")),
+               json_string_value(json_object_get(f, "kind")), key ? key : "?",
+               (long long)json_integer_value(json_object_get(f, "lsn")),
+               json_object_get(f, "why") ? ": " : "",
+               json_string_value(json_object_get(f, "why")) ?: "",
+               json_object_get(f, "buckets") ? "; buckets " : "",
+               json_object_get(f, "buckets") && b ? b : "");
+        free(key);
+        free(b);
+    }
+    for (size_t i = 0; i < nu; i++) {
+        json_t *u = json_array_get(t->undecided, i);
+        const char *rep = json_string_value(json_object_get(u, "replica"));
+        char *key = json_object_get(u, "key")
+                        ? json_dumps(json_object_get(u, "key"), JSON_COMPACT | JSON_SORT_KEYS)
+                        : NULL;
+        printf("UNDECIDED %s partition %lld%s%s%s%s: %s\n",
+               json_string_value(json_object_get(u, "table")),
+               (long long)json_integer_value(json_object_get(u, "partition")),
+               rep ? " replica " : "", rep ? rep : "", key ? " key " : "", key ? key : "",
+               json_string_value(json_object_get(u, "why")));
+        free(key);
+    }
+}
+
+static void run_workers(struct run *run)
+{
+    pthread_t th[SCRUB_WORKERS];
+    int nth = 0;
+    run->next = 0;
+    run->deadline_ms = clock_mono_ms() + (int64_t)(run->o->timeout_s * 1000);
+    for (int i = 0; i < SCRUB_WORKERS && (size_t)i < run->nparts; i++)
+        if (!pthread_create(&th[nth], NULL, worker, run))
+            nth++;
+    if (!nth && run->nparts)
+        worker(run);
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+}
+
+static void part_reset(struct part *p)
+{
+    json_decref(p->buckets);
+    json_decref(p->keys);
+    json_decref(p->nomajority);
+    p->buckets = p->keys = p->nomajority = NULL;
+    p->lsn = 0;
+    p->why[0] = p->drill_why[0] = 0;
+    p->majority = -1;
+    p->keys_read = p->keys_scanned = 0;
+    for (int m = 0; m < p->nmembers; m++) {
+        int node = p->r[m].node;
+        memset(&p->r[m], 0, sizeof p->r[m]);
+        p->r[m].node = node;
+    }
+}
+
+/* The repair of one key finding f (docs/scrub.md, "Repair"): the
+ * majority's stored item read from a majority replica (ScrubItem; it must
+ * still hash to the majority state), then ScrubRepair through the target
+ * replica. Appends {table, partition, key, replica, result, why} to out;
+ * 0 when repaired. */
+static int repair_one(const struct run *run, json_t *f, json_t *out)
+{
+    const struct cluster_conf *c = run->conf;
+    const char *table = json_string_value(json_object_get(f, "table"));
+    int part = (int)json_integer_value(json_object_get(f, "partition"));
+    const char *target = json_string_value(json_object_get(f, "replica"));
+    const char *maj = json_string_value(json_object_get(f, "majority"));
+    json_t *holds = json_object_get(f, "holds"), *key = json_object_get(f, "key");
+    json_t *mine = json_object_get(holds, target);
+    const char *expect = json_is_true(json_object_get(mine, "present"))
+                             ? json_string_value(json_object_get(mine, "hash"))
+                             : "absent";
+    char why[400] = "";
+    int ok = -1;
+    /* A majority replica other than the target. */
+    const char *src = NULL, *node;
+    json_t *h;
+    json_object_foreach(holds, node, h)
+    {
+        const char *st = json_is_true(json_object_get(h, "present"))
+                             ? json_string_value(json_object_get(h, "hash"))
+                             : "absent";
+        if (!src && strcmp(node, target) && st && maj && !strcmp(st, maj))
+            src = node;
+    }
+    int sn = src ? scrub_node_index(c, src) : -1, tn = target ? scrub_node_index(c, target) : -1;
+    struct nerr e = {0};
+    struct ddb_client *cs = sn >= 0 ? scrub_client(run->conf, (size_t)sn, &e) : NULL,
+                      *ct = tn >= 0 ? scrub_client(run->conf, (size_t)tn, &e) : NULL;
+    json_t *req = json_pack("{s:s,s:i,s:O}", "TableName", table, "Partition", part, "Key", key);
+    json_t *item = NULL, *resp = NULL;
+    if (!cs || !ct || !req || !expect) {
+        snprintf(why, sizeof why, "no client for the majority replica or the target");
+        goto done;
+    }
+    if (call_ok(cs, "NinesAdmin.ScrubItem", req, &item)) {
+        snprintf(why, sizeof why, "%s did not answer ScrubItem", src);
+        goto done;
+    }
+    int present = json_is_true(json_object_get(item, "Present"));
+    const char *hash = present ? json_string_value(json_object_get(item, "Hash")) : "absent";
+    if (!hash || strcmp(hash, maj)) {
+        snprintf(why, sizeof why,
+                 "the majority replica %s now holds %s, not %s: written since; not repaired", src,
+                 hash ? hash : "?", maj);
+        goto done;
+    }
+    json_object_set_new(req, "Replica", json_string(target));
+    json_object_set_new(req, "Expect", json_string(expect));
+    if (present)
+        json_object_set(req, "Item", json_object_get(item, "Stored"));
+    else
+        json_object_set_new(req, "Absent", json_true());
+    int64_t deadline = clock_mono_ms() + (int64_t)(run->o->timeout_s * 1000);
+    for (int round = 0; clock_mono_ms() <= deadline; round++) {
+        if (!call_ok(ct, "NinesAdmin.ScrubRepair", req, &resp))
+            break;
+        usleep(round < 10 ? 100000 : 500000); /* between leaders: again */
+    }
+    if (!resp)
+        snprintf(why, sizeof why, "%s did not take the repair (%s)", target,
+                 ddb_client_error_type(ct) ?: "no answer");
+    else if (!json_is_true(json_object_get(resp, "Repaired")))
+        snprintf(why, sizeof why, "%s",
+                 json_string_value(json_object_get(resp, "Why")) ?: "not repaired");
+    else
+        ok = 0;
+done:
+    json_array_append_new(out,
+                          json_pack("{s:s,s:i,s:O,s:s,s:s,s:s,s:s?,s:I}", "table", table,
+                                    "partition", part, "key", key, "replica", target, "result",
+                                    ok ? "refused" : "repaired", "why", why, "from", src, "lsn",
+                                    (json_int_t)json_integer_value(json_object_get(resp, "Lsn"))));
+    json_decref(req);
+    json_decref(item);
+    json_decref(resp);
+    ddb_client_free(cs);
+    ddb_client_free(ct);
+    return ok;
+}
+
 int scrub_main(int argc, char **argv)
 {
+    /* --deep: the deep scrub, its own options and report (deep.h). */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--deep"))
+            return scrub_deep_main(argc, argv);
     struct opts o;
     int rc = parse(argc, argv, &o);
     if (rc)
@@ -418,7 +995,20 @@ int scrub_main(int argc, char **argv)
         fprintf(stderr, "nines scrub: %s\n", err.msg);
         return 2;
     }
+    /* One scrub of a cluster at a time (cron, a timer and a person alike). */
+    char lockbuf[4096];
+    if (!o.lock) {
+        scrub_lock_default(run.conf->name, o.cluster, lockbuf, sizeof lockbuf);
+        o.lock = lockbuf;
+    }
+    int lockfd = -1;
+    if (scrub_lock(o.lock, &lockfd, &err)) {
+        fprintf(stderr, "nines scrub: %s\n", err.msg);
+        cluster_conf_free(run.conf);
+        return 2;
+    }
     int64_t t0 = clock_mono_ms();
+    long long started_ms = (long long)clock_wall_ms();
     snprintf(run.id, sizeof run.id, "scrub-%lld-%d", (long long)clock_wall_ms(), (int)getpid());
     pthread_mutex_init(&run.mu, NULL);
     run.node_down = calloc(run.conf->nnodes, sizeof *run.node_down);
@@ -426,108 +1016,121 @@ int scrub_main(int argc, char **argv)
         fprintf(stderr, "nines scrub: %s\n", err.msg[0] ? err.msg : "out of memory");
         cluster_conf_free(run.conf);
         free(run.node_down);
+        scrub_unlock(lockfd);
         return 2;
     }
-    run.deadline_ms = clock_mono_ms() + (int64_t)(o.timeout_s * 1000);
-    pthread_t th[SCRUB_WORKERS];
-    int nth = 0;
-    for (int i = 0; i < SCRUB_WORKERS && (size_t)i < run.nparts; i++)
-        if (!pthread_create(&th[nth], NULL, worker, &run))
-            nth++;
-    if (!nth && run.nparts)
-        worker(&run);
-    for (int i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
-    /* The report. */
+    run_workers(&run);
     int nodes_down = 0;
     for (size_t i = 0; i < run.conf->nnodes; i++)
         nodes_down += run.node_down[i];
-    json_t *findings = json_array(), *undecided = json_array();
-    size_t compared = 0;
-    for (size_t k = 0; k < run.nparts; k++) {
-        struct part *p = &run.parts[k];
-        if (p->why[0]) {
-            json_array_append_new(undecided,
-                                  json_pack("{s:s,s:i,s:n,s:s}", "table", p->table, "partition",
-                                            p->partition, "replica", "why", p->why));
-            continue;
-        }
-        int all = 1;
-        for (int m = 0; m < p->nmembers; m++) {
-            struct replica *r = &p->r[m];
-            if (!r->answered) {
-                all = 0;
-                json_array_append_new(undecided, json_pack("{s:s,s:i,s:s,s:s}", "table", p->table,
-                                                           "partition", p->partition, "replica",
-                                                           p->members[m], "why", r->why));
-            } else if (p->majority < 0) {
-                all = 0;
-                json_array_append_new(undecided,
-                                      json_pack("{s:s,s:i,s:s,s:s}", "table", p->table, "partition",
-                                                p->partition, "replica", p->members[m], "why",
-                                                "the replicas disagree and no majority agrees"));
-            } else if (strcmp(r->fp, p->r[p->majority].fp)) {
-                json_t *b = json_array_get(p->buckets, (size_t)m);
-                json_array_append_new(
-                    findings,
-                    json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I,s:O}", "table", p->table, "partition",
-                              p->partition, "replica", p->members[m], "kind", "different", "lsn",
-                              (json_int_t)p->lsn, "items", (json_int_t)r->items, "majority_items",
-                              (json_int_t)p->r[p->majority].items, "buckets", b ? b : json_null()));
-            }
-        }
-        if (all)
-            compared++;
-    }
-    double secs = (double)(clock_mono_ms() - t0) / 1000.0;
-    size_t nf = json_array_size(findings), nu = json_array_size(undecided);
-    printf("scrub %s of %s: %zu partition(s), %zu compared at a marker, %zu finding(s), %zu "
-           "undecided, %.2f s\n",
-           run.id, run.conf->name, run.nparts, compared, nf, nu, secs);
-    for (size_t i = 0; i < nf; i++) {
-        json_t *f = json_array_get(findings, i);
-        char *b = json_dumps(json_object_get(f, "buckets"), JSON_COMPACT);
-        printf("FINDING %s partition %lld: replica %s differs from the majority at index %lld "
-               "(%lld items against %lld; buckets %s)\n",
-               json_string_value(json_object_get(f, "table")),
-               (long long)json_integer_value(json_object_get(f, "partition")),
-               json_string_value(json_object_get(f, "replica")),
-               (long long)json_integer_value(json_object_get(f, "lsn")),
-               (long long)json_integer_value(json_object_get(f, "items")),
-               (long long)json_integer_value(json_object_get(f, "majority_items")), b ? b : "?");
-        free(b);
-    }
-    for (size_t i = 0; i < nu; i++) {
-        json_t *u = json_array_get(undecided, i);
-        const char *rep = json_string_value(json_object_get(u, "replica"));
-        printf(
-            "UNDECIDED %s partition %lld%s%s: %s\n", json_string_value(json_object_get(u, "table")),
-            (long long)json_integer_value(json_object_get(u, "partition")), rep ? " replica " : "",
-            rep ? rep : "", json_string_value(json_object_get(u, "why")));
-    }
+    struct tally t;
+    tally(&run, &t);
+    print_tally(&run, &t, "");
     if (nodes_down)
         printf("UNDECIDED: %d node(s) did not report their status (see above)\n", nodes_down);
+    size_t nf = json_array_size(t.findings), nu = json_array_size(t.undecided);
     int exit_code = nf ? 1 : (nu || nodes_down) ? 2 : 0;
-    if (o.json) {
-        json_t *rep = json_pack("{s:s,s:s,s:I,s:I,s:O,s:O,s:f,s:i}", "run", run.id, "cluster",
-                                run.conf->name, "partitions", (json_int_t)run.nparts, "compared",
-                                (json_int_t)compared, "findings", findings, "undecided", undecided,
-                                "seconds", secs, "nodes_unreachable", nodes_down);
-        if (!rep || json_dump_file(rep, o.json, JSON_INDENT(1) | JSON_SORT_KEYS)) {
+    json_t *repair = NULL;
+    if (o.repair && (nf || t.nomajority)) {
+        /* Refused as a whole, before any change, when a key has no
+         * majority, a finding is not located to a key, or there are more
+         * keys than --max-repairs (docs/scrub.md, "Repair"). */
+        char refused[300] = "";
+        size_t unlocated = 0;
+        json_t *f;
+        size_t i;
+        json_array_foreach(t.findings, i, f) unlocated += json_is_null(json_object_get(f, "key"));
+        if (t.nomajority)
+            snprintf(refused, sizeof refused,
+                     "%d key(s) or partition(s) have no majority of replicas that agree: nothing "
+                     "to repair from",
+                     t.nomajority);
+        else if (unlocated)
+            snprintf(refused, sizeof refused,
+                     "%zu finding(s) not located to a key: scrub again, or repair by hand",
+                     unlocated);
+        else if (nf > (size_t)o.max_repairs)
+            snprintf(refused, sizeof refused,
+                     "%zu key findings exceed --max-repairs %d: too many to trust the majority "
+                     "blindly; look first",
+                     nf, o.max_repairs);
+        repair = json_pack("{s:o,s:s?}", "repairs", json_array(), "refused",
+                           refused[0] ? refused : NULL);
+        if (refused[0]) {
+            printf("REPAIR REFUSED: %s; nothing changed\n", refused);
+            exit_code = 2;
+        } else {
+            json_t *done = json_object_get(repair, "repairs");
+            size_t failed = 0;
+            json_array_foreach(t.findings, i, f) failed += repair_one(&run, f, done) != 0;
+            json_t *r;
+            json_array_foreach(done, i, r)
+            {
+                char *key = json_dumps(json_object_get(r, "key"), JSON_COMPACT | JSON_SORT_KEYS);
+                printf("REPAIR %s partition %lld key %s on %s: %s%s%s\n",
+                       json_string_value(json_object_get(r, "table")),
+                       (long long)json_integer_value(json_object_get(r, "partition")),
+                       key ? key : "?", json_string_value(json_object_get(r, "replica")),
+                       json_string_value(json_object_get(r, "result")),
+                       *json_string_value(json_object_get(r, "why")) ? ": " : "",
+                       json_string_value(json_object_get(r, "why")));
+                free(key);
+            }
+            /* Scrub again: the repaired partitions must now agree. */
+            for (size_t k = 0; k < run.nparts; k++)
+                part_reset(&run.parts[k]);
+            snprintf(run.id, sizeof run.id, "scrub-%lld-%d-after", (long long)clock_wall_ms(),
+                     (int)getpid());
+            run_workers(&run);
+            struct tally after;
+            tally(&run, &after);
+            print_tally(&run, &after, " after repair");
+            size_t af = json_array_size(after.findings), au = json_array_size(after.undecided);
+            json_object_set(repair, "findings_after", after.findings);
+            json_object_set(repair, "undecided_after", after.undecided);
+            json_object_set_new(repair, "failed", json_integer((json_int_t)failed));
+            exit_code = af ? 1 : (au || nodes_down || failed) ? 2 : 0;
+            tally_clear(&after);
+        }
+    }
+    double secs = (double)(clock_mono_ms() - t0) / 1000.0;
+    printf("%.2f s\n", secs);
+    if (o.json || o.pg) {
+        json_t *rep = json_pack(
+            "{s:s,s:s,s:s,s:I,s:I,s:O,s:O,s:O,s:f,s:i,s:I,s:I}", "run", run.id, "mode", "live",
+            "cluster",
+            run.conf->name, "partitions", (json_int_t)run.nparts, "compared",
+            (json_int_t)t.compared, "findings", t.findings, "undecided", t.undecided,
+            "partitions_differing", t.differing, "seconds", secs, "nodes_unreachable", nodes_down,
+            "keys_read", (json_int_t)t.keys_read, "keys_scanned", (json_int_t)t.keys_scanned);
+        if (rep && repair)
+            json_object_set(rep, "repair", repair);
+        if (o.json && (!rep || json_dump_file(rep, o.json, JSON_INDENT(1) | JSON_SORT_KEYS))) {
             fprintf(stderr, "nines scrub: cannot write %s: %s\n", o.json, strerror(errno));
             exit_code = 2;
         }
+        /* A nightly job whose history is missing is not a success. */
+        struct nerr he = {0};
+        if (o.pg && (!rep || scrub_history_record(o.pg, rep, started_ms, exit_code, &he))) {
+            fprintf(stderr, "nines scrub: the run's history was not written: %s\n",
+                    rep ? he.msg : "out of memory");
+            exit_code = 2;
+        } else if (o.pg) {
+            printf("history: run %s recorded in PostgreSQL (scrub_runs, scrub_findings)\n",
+                   run.id);
+        }
         json_decref(rep);
     }
-    json_decref(findings);
-    json_decref(undecided);
+    json_decref(repair);
+    tally_clear(&t);
     for (size_t k = 0; k < run.nparts; k++) {
+        part_reset(&run.parts[k]);
         free(run.parts[k].table);
-        json_decref(run.parts[k].buckets);
     }
     free(run.parts);
     free(run.node_down);
     pthread_mutex_destroy(&run.mu);
     cluster_conf_free(run.conf);
+    scrub_unlock(lockfd);
     return exit_code;
 }

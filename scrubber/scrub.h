@@ -10,20 +10,38 @@
  *   2. ScrubDigest of every member, polled until each has applied the
  *      marker (or the timeout): each replica's digest at exactly that index;
  *   3. the fingerprints are compared. A replica that disagrees with a
- *      majority that agrees is a finding ("different"); the differing
- *      buckets (of 256, by key) are named from the markers' bucket digests.
+ *      majority that agrees differs at the marker; the differing buckets
+ *      (of 256, by key) are named from the markers' bucket digests;
+ *   4. the drill-down: per differing bucket, every replica's sub-bucket
+ *      digests (ScrubKeys SubDigests), then the differing sub-buckets
+ *      listed on every replica (ScrubKeys Sub), compared key by key
+ *      against the majority state of each key: missing, extra, different.
+ *      A key difference is kept only when it persists: a second listing
+ *      after a fresh marker every replica applied shows the same replica,
+ *      kind and hashes (docs/scrub.md, "Drill-down").
  * A replica that does not answer, has not applied the marker in time, or
  * keeps no digest leaves its partition undecided: never reported clean.
  *
- * Exit codes: 0 every partition compared and all replicas agree; 1 at
- * least one finding; 2 something could not be decided (a node unreachable,
- * a marker not applied in time; each named), or bad usage.
+ * Repair (--repair, never by default): each key finding is rewritten on
+ * its replica with a majority replica's stored bytes (ScrubItem), through
+ * the partition's log (ScrubRepair, op.h OP_REPAIR: applied by the target
+ * only while it still holds what the scrubber saw); then every partition
+ * is scrubbed again. Refused as a whole before any change when a key or
+ * partition has no majority, a finding is not located to a key, or there
+ * are more key findings than --max-repairs (default 10).
  *
- * Report: a summary on stdout and, with --json FILE,
+ * Exit codes: 0 every partition compared and all replicas agree (with
+ * --repair: after the repair); 1 at least one finding (remaining); 2
+ * something could not be decided (a node unreachable, a marker not applied
+ * in time; each named), a repair refused, or bad usage.
+ *
+ * Report: a summary on stdout and, with --json FILE (docs/scrub.md),
  *   {"run": ID, "cluster": NAME, "partitions": N, "compared": N,
- *    "findings": [{"table","partition","replica","kind","lsn","buckets":[b..]}],
+ *    "findings": [{"table","partition","key","replica","kind","holds",...}],
+ *    "partitions_differing": [{"table","partition","replica","lsn","items",
+ *                              "majority_items","buckets"}],
  *    "undecided": [{"table","partition","replica","why"}],
- *    "seconds": S}
+ *    "keys_read": N, "keys_scanned": N, "repair"?: {...}, "seconds": S}
  *
  * Threads: scrub_main runs its workers and joins them; nothing outlives it.
  */

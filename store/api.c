@@ -9,6 +9,7 @@
 
 #include "lib/clock.h"
 #include "store/api_internal.h"
+#include "store/deepscrub.h"
 #include "proto/av.h"
 #include "store/op.h"
 
@@ -21,6 +22,11 @@ int api_new(const struct api_options *opt, struct api **out, struct nerr *err)
     }
     a->opt = *opt;
     a->st = catalog_state(opt->cat);
+    if (deepscrub_new(a->st, &a->deep, err)) {
+        metrics_free(a->metrics);
+        free(a);
+        return err->code;
+    }
     *out = a;
     return 0;
 }
@@ -29,6 +35,7 @@ void api_free(struct api *a)
 {
     if (!a)
         return;
+    deepscrub_free(a->deep); /* joins its thread: before the catalog closes */
     metrics_free(a->metrics);
     free(a);
 }

@@ -63,7 +63,9 @@ void api_call_hops(struct api *a, const char *op, const char *body, size_t len, 
  * groups and their consensus state, docs/replication.md; the wire form is
  * proto/admin.h's) and "Catalog" (every table description this node knows),
  * answered at once; "ScrubMark" and "ScrubDigest" (store/admin_scrub.c,
- * docs/scrub.md), ScrubMark once the marker is applied here. The HTTP
+ * docs/scrub.md), ScrubMark once the marker is applied here;
+ * "ScrubDeep", "ScrubDeepStatus", "ScrubDeepCancel" (store/deepscrub.c,
+ * docs/scrub.md "Deep scrub"), answered at once. The HTTP
  * server has checked the signature first when the cluster has credentials
  * (http.h). */
 void api_admin(struct api *a, const char *op, const char *body, size_t len, api_reply_fn reply,

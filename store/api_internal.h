@@ -50,6 +50,7 @@ struct api {
     /* Where the next forward to a partition's members starts: requests that
      * must leave this node spread over the replicas that can take them. */
     _Atomic unsigned rotate;
+    struct deepscrub *deep; /* deep scrub jobs (deepscrub.h) */
 };
 
 /* A routed request. Owned by the router (see the header comment). */
@@ -155,8 +156,19 @@ void ops_query(struct call *c, json_t *req);
 void ops_scan(struct call *c, json_t *req);
 void admin_status(struct call *c, json_t *req);
 void admin_catalog(struct call *c, json_t *req);
+/* admin_scrub.c: the partition of a request ({TableName, Partition}) with
+ * a replica on this node; replies (ValidationException naming the nodes
+ * that have one, or the table's range) and returns NULL otherwise. *t
+ * holds a reference the caller puts. */
+struct partition *admin_scrub_partition(struct call *c, json_t *req, struct table **t);
 void admin_scrub_mark(struct call *c, json_t *req);   /* admin_scrub.c */
 void admin_scrub_digest(struct call *c, json_t *req);
+void admin_scrub_keys(struct call *c, json_t *req);
+void admin_scrub_item(struct call *c, json_t *req);
+void admin_scrub_repair(struct call *c, json_t *req);
+void admin_scrub_deep(struct call *c, json_t *req); /* deepscrub.c */
+void admin_scrub_deep_status(struct call *c, json_t *req);
+void admin_scrub_deep_cancel(struct call *c, json_t *req);
 
 /* ---- router.c, for handlers ---- */
 /* Routes rc again after ROUTE_RETRY_MS (a write the group refused with

@@ -60,6 +60,8 @@ static void table_free(struct table *t)
     free(t->hash_name);
     free(t->range_name);
     json_decref(t->desc);
+    for (int p = 0; t->parts && p < t->nparts; p++)
+        digest_pending_discard(&t->parts[p].dpend);
     free(t->parts);
     free(t);
 }
@@ -188,6 +190,11 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
 corrupt:
     table_free(t);
     return nerr_set(err, NERR_CORRUPT, "catalog entry is not a table description");
+}
+
+const char *catalog_self(const struct catalog *c)
+{
+    return c->self_id;
 }
 
 static int self_member(const struct catalog *c, const struct partition *p)
@@ -1282,9 +1289,11 @@ void catalog_close(struct catalog *c)
     c->ntables = 0;
     pthread_rwlock_unlock(&c->lock);
     for (size_t i = 0; i < n; i++) {
-        for (int p = 0; p < ts[i]->nparts; p++)
+        for (int p = 0; p < ts[i]->nparts; p++) {
             if (ts[i]->parts[p].g)
                 group_close(ts[i]->parts[p].g);
+            digest_pending_discard(&ts[i]->parts[p].dpend); /* none after the close's commit */
+        }
         ts[i]->nparts = 0;
         table_free(ts[i]);
     }

@@ -65,6 +65,9 @@ struct partition {
     MDB_dbi ddbi;   /* the `_digest` database (digest.h) when g != NULL; 0 = keep no digest */
     struct group *g; /* NULL: this node holds no replica */
     struct overlay *ov; /* where items_sm publishes applied items (items.h) */
+    /* Digest changes of the applier's open transaction, written by
+     * items_sm.before_commit (digest.h; NULL: none). Applier thread only. */
+    struct digest_pending *dpend;
 };
 
 struct table {
@@ -117,6 +120,9 @@ void table_put(struct table *t);
 
 /* A snapshot of the table names in order (malloc'd array of strdup'd names). */
 int catalog_names(struct catalog *c, char ***names, size_t *n);
+
+/* This node's id (catalog_options.self_id; valid while c is open). */
+const char *catalog_self(const struct catalog *c);
 
 /* Which partition holds items with this hash key value. */
 struct partition *table_partition_for(struct table *t, const json_t *hash_av);

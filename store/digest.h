@@ -31,21 +31,39 @@
  * Buckets. A mismatch is narrowed without reading every item: each item
  * also counts in one of DIGEST_BUCKETS buckets chosen by its key
  * (digest_bucket: CRC-32C of the key bytes, top 8 bits), each holding the
- * first DIGEST_BUCKET_LANES lanes of the same h(x) (an LtHash of 32 lanes:
- * 2^-512 for an accidental difference). The whole digest decides; buckets
- * only say where to look.
+ * first DIGEST_BUCKET_LANES lanes of the same h(x) (an LtHash of 8 lanes:
+ * 2^-128 for an accidental difference). The whole digest decides; buckets
+ * say where to look, and the deep scrub compares them (deepscrub.h).
  *
  * Cost (docs/benchmarks.md, "Scrubber"): one SHA-256 of the item, 2 KB of
  * ChaCha20, 1,024 16-bit additions per item written or deleted (twice for
- * an overwrite); on disk 2,080 + 256 x 64 bytes per partition replica.
+ * an overwrite): about 0.55 us for a 64-byte item, 1.1 us for 1 KB, on this
+ * project's 2-core VM, with each thread's libcrypto contexts kept across
+ * calls (a context per call cost 0.3-0.4 us more). The deep scrub needs
+ * the bucket lanes only (digest_elem_lanes: 16 bytes of keystream). On the
+ * write path the LMDB pages the digest dirties cost more than the hashing:
+ * hence the layout below (every record small enough to stay inside a leaf
+ * page, 4 KB of buckets in all) and one write of it per transaction
+ * (digest_pending). On disk 2,080 + 4,096 bytes per partition replica.
  *
- * Storage. The node's bookkeeping database `_digest` (state.h) holds, per
- * partition database name N:
- *   N           the record: "N9DG" u32le version 1, u64le items,
- *               u64le bytes (keys + values), DIGEST_LANES u16le lanes
- *   N \0 b      bucket b (one byte): DIGEST_BUCKET_LANES u16le lanes
- * A partition whose record is missing (created before digests existed, or
- * after a failed rebuild) has no digest until digest_rebuild makes one.
+ * Storage (format 2). The node's bookkeeping database `_digest` (state.h)
+ * holds, per partition database name N:
+ *   N \2 \0    the first half of the record: "N9DG" u32le 2, u64le items,
+ *               u64le bytes (keys + values), lanes 0-511 (u16le)
+ *   N \2 \1    the second half: "N9DG" u32le 2, lanes 512-1023
+ *   N \3 g      bucket group g (0-15): buckets 16g..16g+15, each
+ *               DIGEST_BUCKET_LANES u16le lanes (256 bytes; absent = zero)
+ *   N \1 ...    scrub markers (below)
+ * Every value but a marker fits inside an LMDB leaf page (no overflow page
+ * to copy and free per transaction), and the keys of one partition sort
+ * together, so a transaction's digest writes dirty two or three pages.
+ * Format 1 (before 2026-12-06: N = one 2,080-byte record on an overflow
+ * page, N \0 b = bucket b of 32 lanes, 16 KB in all) is not read:
+ * digest_get reports such a partition as having no digest, the catalog
+ * rebuilds it when it opens the replica, and digest_drop removes the old
+ * keys. A partition whose record is missing (created before digests
+ * existed, or after a failed rebuild) has no digest until digest_rebuild
+ * makes one.
  *
  * Threads. The pure functions are thread-safe. The LMDB functions take the
  * transaction they are given (digest_update and digest_rebuild a write
@@ -62,7 +80,8 @@
 
 #define DIGEST_LANES 1024
 #define DIGEST_BUCKETS 256
-#define DIGEST_BUCKET_LANES 32
+#define DIGEST_BUCKET_LANES 8
+#define DIGEST_GROUPS 16 /* stored bucket groups of DIGEST_BUCKETS / DIGEST_GROUPS */
 #define DIGEST_RECORD_BYTES (4 + 4 + 8 + 8 + 2 * DIGEST_LANES)
 
 struct digest {
@@ -76,6 +95,11 @@ struct digest {
  * when libcrypto fails. */
 int digest_elem(const void *key, size_t klen, const void *item, size_t ilen,
                 uint16_t lanes[DIGEST_LANES], struct nerr *err);
+/* The first nlanes lanes of h(key, item) (1..DIGEST_LANES): the same
+ * values digest_elem gives, for a fraction of the keystream.
+ * DIGEST_BUCKET_LANES of them are an element's bucket lanes. */
+int digest_elem_lanes(const void *key, size_t klen, const void *item, size_t ilen, uint16_t *lanes,
+                      size_t nlanes, struct nerr *err);
 /* d += h (sign 1) or d -= h (sign -1), counting the element's bytes. */
 void digest_add(struct digest *d, const uint16_t lanes[DIGEST_LANES], size_t elem_bytes, int sign);
 /* The bucket of a key. */
@@ -87,32 +111,125 @@ int digest_equal(const struct digest *a, const struct digest *b);
  * and reports. */
 void digest_short_hex(const struct digest *d, char out[33]);
 
+/* The element hash: SHA-256("N9DG1" || u32le(klen) || key || item), the
+ * ChaCha20 key h(x) is expanded from. Equal hashes = equal (key, stored
+ * bytes); the scrubber's drill-down compares items by it. 0, or
+ * NERR_NOMEM / NERR_INTERNAL when libcrypto fails. */
+#define DIGEST_HASH_BYTES 32
+int digest_item_hash(const void *key, size_t klen, const void *item, size_t ilen,
+                     unsigned char out[DIGEST_HASH_BYTES], struct nerr *err);
+/* A key's sub-bucket inside its bucket: the next 8 bits of the same
+ * CRC-32C (bits 16..23). bucket x sub = 65,536 slices of a partition. */
+unsigned digest_sub_bucket(const void *key, size_t klen);
+/* A hash in lower-case hex (64 characters + NUL). */
+void digest_hash_hex(const unsigned char h[DIGEST_HASH_BYTES], char out[2 * DIGEST_HASH_BYTES + 1]);
+
+/* ---- listing a bucket (the drill-down, docs/scrub.md; the deep scrub) ----
+ *
+ * digest_bucket_scan visits, in key order, the items of partition database
+ * dbi whose key falls in s->bucket (and, when s->sub >= 0, in that
+ * sub-bucket), starting strictly after s->after (NULL: from the first
+ * key), and calls fn with the key, the stored bytes and their element hash
+ * computed from the bytes read now (bit rot shows as a different hash).
+ * The partition is walked and filtered: a bucket is not contiguous in key
+ * order. It stops after s->limit items, or after s->max_examined keys
+ * looked at (0: no bound), with end->more = 1 and end->last = the last key
+ * looked at (the resume point: pass it as the next call's after). Every
+ * pointer fn receives is valid only during the call (the transaction's
+ * pages). fn returns 0 to go on, or an error that stops the scan and is
+ * returned. Any read transaction works; the caller owns it. */
+struct digest_scan {
+    unsigned bucket; /* 0..DIGEST_BUCKETS-1 */
+    int sub;         /* -1: the whole bucket; else 0..255 */
+    const void *after;
+    size_t after_len;
+    size_t limit;        /* >= 1 */
+    size_t max_examined; /* 0: no bound */
+};
+struct digest_scan_end {
+    size_t items;    /* fn calls */
+    size_t examined; /* keys looked at */
+    int more;        /* stopped by a bound with keys left */
+    unsigned char last[512];
+    size_t last_len; /* 0: nothing looked at */
+};
+typedef int (*digest_scan_fn)(void *arg, const void *key, size_t klen, const void *item,
+                              size_t ilen, const unsigned char hash[DIGEST_HASH_BYTES],
+                              struct nerr *err);
+int digest_bucket_scan(MDB_txn *txn, MDB_dbi dbi, const struct digest_scan *s, digest_scan_fn fn,
+                       void *arg, struct digest_scan_end *end, struct nerr *err);
+/* The sub-bucket digests of bucket b, from the bytes read now: out[s] is
+ * the XOR of the element hashes of sub-bucket s's items (keys are unique,
+ * so XOR is a set hash; an accidental difference cancels with probability
+ * 2^-256), count[s] their number. One walk of the partition. */
+int digest_sub_digests(MDB_txn *txn, MDB_dbi dbi, unsigned bucket,
+                       unsigned char out[DIGEST_BUCKETS][DIGEST_HASH_BYTES],
+                       uint32_t count[DIGEST_BUCKETS], size_t *examined, struct nerr *err);
+
 /* ---- in LMDB (the `_digest` database, handle ddbi) ---- */
 
 /* Changes partition `name`'s digest for one item write in txn: old (NULL =
- * the key was absent) replaced by new (NULL = deleted). A partition with no
- * record keeps none (digest_rebuild makes it: the catalog does when it opens
- * a replica). Errors: LMDB's (state_mdb_err), NERR_CORRUPT for a damaged
- * record. */
+ * the key was absent) replaced by new (NULL = deleted), written at once (a
+ * digest_pending of its own; the applier batches instead, below). A
+ * partition with no record keeps none (digest_rebuild makes it: the catalog
+ * does when it opens a replica). Errors: LMDB's (state_mdb_err),
+ * NERR_CORRUPT for a damaged record. */
 int digest_update(MDB_txn *txn, MDB_dbi ddbi, const char *name, const void *key, size_t klen,
                   const void *old, size_t oldlen, const void *new, size_t newlen, struct nerr *err);
+/* ---- changes pending in one write transaction ----
+ *
+ * The applier applies many entries in one write transaction (group.h).
+ * Reading, decoding, re-encoding and writing the 2 KB record and a bucket
+ * for every item cost more than the element hashes themselves
+ * (t/bench/deepscan.sh upkeep; docs/benchmarks.md). So the item writes of
+ * one transaction add into a digest_pending, kept by the caller (NULL:
+ * nothing pending), and digest_flush writes the record and each changed
+ * bucket once, in the same transaction, before it commits.
+ *
+ * Contract. Everything added to a pending belongs to the one write
+ * transaction it was first loaded in: flush it (or discard it) before that
+ * transaction commits or aborts. Anything that reads or writes the
+ * partition's digest in that transaction (digest_get, digest_mark_put,
+ * digest_update) must flush first; digest_rebuild and digest_drop replace
+ * it, so discard first. digest_pending_add hashes the item bytes before it
+ * touches LMDB, so item may point into a page of the same transaction (an
+ * old value from mdb_get, before the put that replaces it). */
+struct digest_pending;
+/* Counts item (key, bytes) in (sign 1) or out (sign -1) of partition
+ * `name`'s digest. The first call of a transaction allocates *pd and reads
+ * the record; a partition without one keeps none (digest_rebuild makes it).
+ * Errors: NERR_NOMEM, libcrypto's, LMDB's, NERR_CORRUPT for a damaged
+ * record; *pd is then discarded (the transaction is failing anyway). */
+int digest_pending_add(struct digest_pending **pd, MDB_txn *txn, MDB_dbi ddbi, const char *name,
+                       const void *key, size_t klen, const void *item, size_t ilen, int sign,
+                       struct nerr *err);
+/* Writes what is pending and frees it (*pd = NULL). No-op for NULL. */
+int digest_flush(struct digest_pending **pd, MDB_txn *txn, MDB_dbi ddbi, const char *name,
+                 struct nerr *err);
+/* Drops what is pending without writing it (*pd = NULL). */
+void digest_pending_discard(struct digest_pending **pd);
+
 /* Recomputes partition `name`'s digest and buckets from every item of dbi
  * (a snapshot installed, a partition created before digests existed). */
 int digest_rebuild(MDB_txn *txn, MDB_dbi ddbi, const char *name, MDB_dbi dbi, struct nerr *err);
 /* Reads the digest: NERR_NOTFOUND when the partition has none. */
 int digest_get(MDB_txn *txn, MDB_dbi ddbi, const char *name, struct digest *d, struct nerr *err);
-/* Reads bucket b's lanes: NERR_NOTFOUND when absent (no item ever counted
- * in it since the last rebuild: its lanes are all zero). */
-int digest_get_bucket(MDB_txn *txn, MDB_dbi ddbi, const char *name, unsigned b,
-                      uint16_t lanes[DIGEST_BUCKET_LANES], struct nerr *err);
+/* Reads every bucket's lanes (16 reads; a group no item was ever counted
+ * in since the last rebuild is all zero). */
+int digest_get_buckets(MDB_txn *txn, MDB_dbi ddbi, const char *name,
+                       uint16_t out[DIGEST_BUCKETS][DIGEST_BUCKET_LANES], struct nerr *err);
 /* ---- scrub markers ----
  *
  * A scrub marker is an entry of the partition's log (op.h, OP_SCRUB) that
  * changes no item. Every replica that applies it records, in the same
  * transaction, a copy of its digest and buckets at exactly that log index:
- *   N \1 u64be(lsn)   "N9SM" u32le 1, u64le lsn, i64le proposed_ms,
+ *   N \1 u64be(lsn)   "N9SM" u32le 2, u64le lsn, i64le proposed_ms,
  *                     i64le applied_ms, u8 has_digest, u8 idlen, id[64],
- *                     the digest record, DIGEST_BUCKETS x bucket lanes
+ *                     the whole digest ("N9DG" u32le 1, u64le items,
+ *                     u64le bytes, DIGEST_LANES u16le lanes),
+ *                     DIGEST_BUCKETS x DIGEST_BUCKET_LANES u16le lanes
+ * (version 1, written before 2026-12-06, has 32 lanes per bucket; it is
+ * read, keeping the first DIGEST_BUCKET_LANES: the same values).
  * Comparing replicas is comparing these small records at the same index:
  * no snapshot, no pause of writes. A replica that was behind applies the
  * marker later and records it at the same index. The newest

@@ -55,9 +55,13 @@ static void commit_txn(struct group_host *h)
     int rc = 0;
     if (!h->txn)
         return;
-    for (size_t i = 0; !rc && i < h->ntouched; i++)
-        rc =
-            state_applied_put(h->st, h->txn, h->touched[i]->name, h->touched[i]->applied_lsn, &err);
+    for (size_t i = 0; !rc && i < h->ntouched; i++) {
+        struct group *g = h->touched[i];
+        if (g->sm->before_commit)
+            rc = g->sm->before_commit(g->sm_arg, h->txn, &err);
+        if (!rc)
+            rc = state_applied_put(h->st, h->txn, g->name, g->applied_lsn, &err);
+    }
     if (!rc)
         rc = state_write_commit(h->st, h->txn, &err);
     else

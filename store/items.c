@@ -1,6 +1,7 @@
 #include "store/items.h"
 #include "store/digest.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -79,16 +80,23 @@ static int load_item(MDB_txn *txn, const struct partition *p, const struct op *o
  * proposer's op (other nodes' proposals, entries applied again after a
  * restart) are published like the rest: a read that waited for the applied
  * index must find them. */
-/* The stored bytes of op's key before a write changes them (for the
- * digest, digest.h): *old = a malloc'd copy, NULL when absent or when the
- * partition keeps no digest. A copy, because the write may reuse the page
- * the value lies in. */
-static int old_bytes(MDB_txn *txn, const struct partition *p, const struct op *op, void **old,
-                     size_t *oldlen, struct nerr *err)
+/* NINES_NO_DIGEST (cmake -DNINES_DIGEST=OFF): writes keep no digest, to
+ * measure its cost (t/bench/scrub.sh); never a production build. */
+#ifdef NINES_NO_DIGEST
+#define DIGEST_KEPT(p) 0
+#else
+#define DIGEST_KEPT(p) ((p)->ddbi != 0)
+#endif
+/* Counts out of the digest what op's key holds before a write replaces it
+ * (digest.h: hashed before the write, so no copy of the old bytes), unless
+ * it is exactly `bytes` (then the write changes nothing the digest sees:
+ * *same = 1). The changes wait in p->dpend until items_sm's
+ * before_commit. */
+static int digest_out_old(MDB_txn *txn, struct partition *p, const struct op *op,
+                          const char *bytes, size_t blen, int *same, struct nerr *err)
 {
-    *old = NULL;
-    *oldlen = 0;
-    if (!p->ddbi)
+    *same = 0;
+    if (!DIGEST_KEPT(p))
         return 0;
     MDB_val k = {op->klen, op->kbytes}, v;
     int rc = mdb_get(txn, p->dbi, &k, &v);
@@ -96,38 +104,87 @@ static int old_bytes(MDB_txn *txn, const struct partition *p, const struct op *o
         return 0;
     if (rc)
         return state_mdb_err(err, rc, "get");
-    if (!(*old = malloc(v.mv_size ? v.mv_size : 1)))
-        return nerr_set(err, NERR_NOMEM, "out of memory");
-    memcpy(*old, v.mv_data, v.mv_size);
-    *oldlen = v.mv_size;
-    return 0;
+    if (bytes && v.mv_size == blen && !memcmp(v.mv_data, bytes, blen)) {
+        *same = 1;
+        return 0;
+    }
+    return digest_pending_add(&p->dpend, txn, p->ddbi, p->name, op->kbytes, op->klen, v.mv_data,
+                              v.mv_size, -1, err);
 }
 
-static int store_item(MDB_txn *txn, const struct partition *p, const struct op *op, json_t *item,
+static int store_item(MDB_txn *txn, struct partition *p, const struct op *op, json_t *item,
                       int publish, struct nerr *err)
 {
-    void *old;
-    size_t oldlen;
-    int rc = old_bytes(txn, p, op, &old, &oldlen, err);
-    if (rc)
-        return rc;
     char *bytes = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!bytes) {
-        free(old);
+    if (!bytes)
         return nerr_set(err, NERR_NOMEM, "out of memory");
-    }
     MDB_val k = {op->klen, op->kbytes}, v = {strlen(bytes), bytes};
-    rc = mdb_put(txn, p->dbi, &k, &v, 0);
-    if (rc)
+    int same, rc = digest_out_old(txn, p, op, bytes, v.mv_size, &same, err);
+    if (!rc && (rc = mdb_put(txn, p->dbi, &k, &v, 0)))
         rc = state_mdb_err(err, rc, "put");
-    else if (p->ddbi && (rc = digest_update(txn, p->ddbi, p->name, op->kbytes, op->klen, old,
-                                            oldlen, bytes, v.mv_size, err)))
+    else if (!rc && DIGEST_KEPT(p) && !same &&
+             (rc = digest_pending_add(&p->dpend, txn, p->ddbi, p->name, op->kbytes, op->klen,
+                                      bytes, v.mv_size, 1, err)))
         ;
-    else if (publish && p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, bytes, v.mv_size))
+    else if (!rc && publish && p->ov &&
+             overlay_put(p->ov, p->dbi, op->kbytes, op->klen, bytes, v.mv_size))
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
     free(bytes);
-    free(old);
     return rc;
+}
+
+/* A repair (op.h, OP_REPAIR). Only the target replica acts, and only when
+ * what it holds still hashes to what the scrubber saw there: a client
+ * write to the key applied since then (on every replica, through the log)
+ * changed those bytes, and the repair then changes nothing (docs/scrub.md,
+ * "The race with client writes"). The digest is recomputed from the data,
+ * not updated: the bytes being replaced may be bit rot the digest never
+ * counted. A refusal is the op's outcome (r->status NERR_CONDITION), the
+ * same on every replica given the same state, never an error. */
+static int apply_repair(MDB_txn *txn, struct partition *p, const struct op *op, struct op_result *r,
+                        struct nerr *err)
+{
+    const char *self = p->t->cat ? catalog_self(p->t->cat) : NULL;
+    if (!self || strcmp(self, op->repair_node))
+        return 0;
+    MDB_val k = {op->klen, op->kbytes}, v;
+    int rc = mdb_get(txn, p->dbi, &k, &v);
+    if (rc && rc != MDB_NOTFOUND)
+        return state_mdb_err(err, rc, "get");
+    char now[2 * DIGEST_HASH_BYTES + 1] = "absent";
+    if (!rc) {
+        unsigned char h[DIGEST_HASH_BYTES];
+        if ((rc = digest_item_hash(op->kbytes, op->klen, v.mv_data, v.mv_size, h, err)))
+            return rc;
+        digest_hash_hex(h, now);
+    }
+    if (strcmp(now, op->repair_expect)) {
+        r->status = NERR_CONDITION;
+        snprintf(r->msg, sizeof r->msg,
+                 "replica %s holds %s for the key, not %s as the scrubber saw: written since; "
+                 "nothing repaired",
+                 self, now, op->repair_expect);
+        return 0;
+    }
+    if (op->repair_stored) {
+        MDB_val nv = {strlen(op->repair_stored), op->repair_stored};
+        rc = mdb_put(txn, p->dbi, &k, &nv, 0);
+    } else {
+        rc = mdb_del(txn, p->dbi, &k, NULL);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc)
+        return state_mdb_err(err, rc, "repair");
+    digest_pending_discard(&p->dpend); /* the rebuild counts everything again */
+    if (p->ddbi && (rc = digest_rebuild(txn, p->ddbi, p->name, p->dbi, err)))
+        return rc;
+    if (p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, op->repair_stored,
+                             op->repair_stored ? strlen(op->repair_stored) : 0))
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    log_info("partition %s: scrub repair of a key (%s -> %s)", p->name, now,
+             op->repair_stored ? "the majority's item" : "absent");
+    r->repaired = 1;
+    return 0;
 }
 
 /* Top-level attributes whose values differ between a and b, taken from src. */
@@ -183,11 +240,18 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         if (p->ddbi &&
-            (rc = digest_mark_put(txn, p->ddbi, p->name, lsn, op->scrub_id, op->scrub_ms,
-                                  (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, err)))
+            ((rc = digest_flush(&p->dpend, txn, p->ddbi, p->name, err)) ||
+             (rc = digest_mark_put(txn, p->ddbi, p->name, lsn, op->scrub_id, op->scrub_ms,
+                                   (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, err))))
             goto out;
         r->lsn = lsn;
         goto out; /* no item changes: the result is a plain success */
+    }
+    if (op->kind == OP_REPAIR) {
+        if ((rc = apply_repair(txn, p, op, r, err)))
+            goto out;
+        r->lsn = lsn;
+        goto out;
     }
     int need_old = op->cond_ast || op->rv != RV_NONE || op->kind == OP_UPDATE;
     if (need_old && (rc = load_item(txn, p, op, &old, err)))
@@ -214,22 +278,13 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     case OP_DELETE:
         if (old || !need_old) {
             MDB_val k = {op->klen, op->kbytes};
-            void *ob;
-            size_t oblen;
-            if ((rc = old_bytes(txn, p, op, &ob, &oblen, err)))
+            int same;
+            if ((rc = digest_out_old(txn, p, op, NULL, 0, &same, err)))
                 goto out;
             int d = mdb_del(txn, p->dbi, &k, NULL);
             if (d && d != MDB_NOTFOUND) {
-                free(ob);
                 rc = state_mdb_err(err, d, "delete");
                 goto out;
-            }
-            if (ob) {
-                rc = digest_update(txn, p->ddbi, p->name, op->kbytes, op->klen, ob, oblen, NULL, 0,
-                                   err);
-                free(ob);
-                if (rc)
-                    goto out;
             }
             if (p->ov && overlay_put(p->ov, p->dbi, op->kbytes, op->klen, NULL, 0)) {
                 rc = nerr_set(err, NERR_NOMEM, "out of memory");
@@ -238,6 +293,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
         }
         break;
     case OP_SCRUB: /* handled above */
+    case OP_REPAIR:
         break;
     case OP_UPDATE: {
         const char *keys[2] = {p->t->hash_name, p->t->range_name};
@@ -312,13 +368,22 @@ static int items_snapshot_dbi(void *sm, MDB_dbi *dbi)
 static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, struct nerr *err)
 {
     struct partition *p = sm;
+    digest_pending_discard(&p->dpend); /* the rebuild counts everything again */
     int rc = state_dbi_restore(txn, p->dbi, data, len, err);
     if (!rc && p->ddbi)
         rc = digest_rebuild(txn, p->ddbi, p->name, p->dbi, err);
     return rc;
 }
 
+/* The digest changes the transaction's writes left pending (digest.h). */
+static int items_before_commit(void *sm, MDB_txn *txn, struct nerr *err)
+{
+    struct partition *p = sm;
+    return digest_flush(&p->dpend, txn, p->ddbi, p->name, err);
+}
+
 const struct group_sm items_sm = {.apply = items_apply,
+                                  .before_commit = items_before_commit,
                                   .snapshot = items_snapshot,
                                   .restore = items_restore,
                                   .snapshot_dbi = items_snapshot_dbi,

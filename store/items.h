@@ -9,7 +9,9 @@
  *
  * Writes arrive only through items_sm (group.h), on the applier thread.
  * Each write also updates the partition's set digest (digest.h) in the same
- * transaction; restoring a snapshot rebuilds it from the restored items.
+ * transaction (the changes of all the writes of one transaction are written
+ * once, by items_sm.before_commit); restoring a snapshot rebuilds it from
+ * the restored items.
  * Reads run on any thread in a read transaction (state_read_begin).
  *
  * Offline use. items_sm needs no group host: its context is the struct
@@ -22,7 +24,10 @@
  * replicas keep (digest.h; 0 = none), and call
  * items_sm.apply(p, txn, lsn, data, len, NULL, &result, &err) for each entry
  * in log order, in a write transaction of any LMDB environment; free result
- * with items_sm.free_result. The same entries in the same order give the
+ * with items_sm.free_result; and items_sm.before_commit(p, txn, &err) before
+ * committing that transaction (the digest changes of its writes wait in
+ * p->dpend until then; after an abort, digest_pending_discard(&p->dpend)).
+ * The same entries in the same order give the
  * same bytes (Storage, above). An entry that is not an item operation of
  * the table (it does not decode, or its key does not fit the key schema)
  * returns GROUP_APPLY_POISONED (group.h) and changes nothing: skip it, as

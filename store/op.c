@@ -1,12 +1,13 @@
 #include "store/op.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/catalog.h"
 #include "store/expr.h"
 
-static const char *kind_names[] = {NULL, "put", "delete", "update", "scrub"};
+static const char *kind_names[] = {NULL, "put", "delete", "update", "scrub", "repair"};
 static const char *rv_names[] = {"NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"};
 
 int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
@@ -18,6 +19,12 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
     if (op->kind == OP_SCRUB) {
         json_object_set_new(o, "id", json_string(op->scrub_id ? op->scrub_id : ""));
         json_object_set_new(o, "t", json_integer(op->scrub_ms));
+    } else if (op->kind == OP_REPAIR) {
+        json_object_set(o, "key", op->key);
+        json_object_set_new(o, "node", json_string(op->repair_node ? op->repair_node : ""));
+        json_object_set_new(o, "x", json_string(op->repair_expect));
+        if (op->repair_stored)
+            json_object_set_new(o, "s", json_string(op->repair_stored));
     } else if (op->kind == OP_PUT)
         json_object_set(o, "i", op->item);
     else
@@ -53,6 +60,53 @@ int op_scrub_id_ok(const char *id)
     return 1;
 }
 
+int op_repair_expect_ok(const char *x)
+{
+    if (!x)
+        return 0;
+    if (!strcmp(x, "absent"))
+        return 1;
+    if (strlen(x) != 64)
+        return 0;
+    for (size_t i = 0; i < 64; i++)
+        if (!((x[i] >= '0' && x[i] <= '9') || (x[i] >= 'a' && x[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* The repair fields of o into op (key, kbytes, node, expectation, stored
+ * bytes); the stored bytes must be a JSON object whose key is op's key. */
+static int decode_repair(json_t *o, const struct table *t, struct op *op, struct nerr *err)
+{
+    const char *node = json_string_value(json_object_get(o, "node"));
+    const char *x = json_string_value(json_object_get(o, "x"));
+    json_t *s = json_object_get(o, "s");
+    json_t *key = json_object_get(o, "key");
+    if (!node || !*node || strlen(node) > 63 || !op_repair_expect_ok(x) || !key ||
+        (s && !json_is_string(s)))
+        return nerr_set(err, NERR_CORRUPT, "log entry is not a valid repair");
+    int rc = table_key(t, key, 1, &op->key, &op->kbytes, &op->klen, err);
+    if (rc)
+        return rc;
+    snprintf(op->repair_expect, sizeof op->repair_expect, "%s", x);
+    if (!(op->repair_node = strdup(node)))
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    if (!s)
+        return 0;
+    if (!(op->repair_stored = strdup(json_string_value(s))))
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    json_t *item = json_loads(op->repair_stored, 0, NULL), *ikey = NULL;
+    unsigned char *kb = NULL;
+    size_t kl = 0;
+    struct nerr e = {0};
+    int same = json_is_object(item) && !table_key(t, item, 0, &ikey, &kb, &kl, &e) &&
+               kl == op->klen && !memcmp(kb, op->kbytes, kl);
+    json_decref(item);
+    json_decref(ikey);
+    free(kb);
+    return same ? 0 : nerr_set(err, NERR_CORRUPT, "a repair's item is not an item of its key");
+}
+
 int op_parse_exprs(struct op *op, struct nerr *err)
 {
     int rc = 0;
@@ -79,7 +133,7 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
         return nerr_set(err, NERR_CORRUPT, "log entry is not JSON: %s", je.text);
     const char *k = json_string_value(json_object_get(o, "k"));
     int rc = NERR_CORRUPT;
-    for (int i = 1; i <= 4; i++)
+    for (int i = 1; i <= 5; i++)
         if (k && !strcmp(k, kind_names[i]))
             op->kind = (enum op_kind)i;
     const char *rv = json_string_value(json_object_get(o, "r"));
@@ -94,6 +148,12 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
         if (!op_scrub_id_ok(id) || !json_is_integer(tm) || !(op->scrub_id = strdup(id)))
             goto corrupt;
         op->scrub_ms = json_integer_value(tm);
+        json_decref(o);
+        return 0;
+    }
+    if (op->kind == OP_REPAIR) {
+        if ((rc = decode_repair(o, t, op, err)))
+            goto fail;
         json_decref(o);
         return 0;
     }
@@ -127,6 +187,8 @@ void op_clear(struct op *op)
     free(op->cond);
     free(op->update);
     free(op->scrub_id);
+    free(op->repair_node);
+    free(op->repair_stored);
     json_decref(op->names);
     json_decref(op->values);
     expr_free(op->cond_ast);

@@ -20,8 +20,15 @@ struct expr;
 struct table;
 
 /* OP_SCRUB: a scrub marker (digest.h, "Scrub markers"): changes no item;
- * every replica that applies it records its digest at that log index. */
-enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3, OP_SCRUB = 4 };
+ * every replica that applies it records its digest at that log index.
+ * OP_REPAIR: the scrubber's repair of one key on one replica
+ * (docs/scrub.md, "Repair"): only the replica named repair_node acts, and
+ * only when the bytes it holds for the key still hash to repair_expect
+ * (what the scrubber saw there twice; "absent" when it held none): it
+ * stores repair_stored (the majority's stored bytes, verbatim; NULL =
+ * delete the key) and recomputes the partition's digest from its data in
+ * the same transaction. Every other replica changes nothing. */
+enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3, OP_SCRUB = 4, OP_REPAIR = 5 };
 enum op_rv { RV_NONE = 0, RV_ALL_OLD, RV_ALL_NEW, RV_UPDATED_OLD, RV_UPDATED_NEW };
 
 struct op {
@@ -39,6 +46,10 @@ struct op {
      * [A-Za-z0-9._-]) and the proposer's wall clock in ms. */
     char *scrub_id;
     long long scrub_ms;
+    /* OP_REPAIR only (with key and kbytes): see enum op_kind. */
+    char *repair_node;
+    char *repair_stored; /* NUL-terminated stored JSON text, or NULL */
+    char repair_expect[65];
 };
 
 /* The outcome of applying an op (group_sm result). status: 0, NERR_CONDITION,
@@ -48,7 +59,8 @@ struct op_result {
     char msg[NERR_MSG_MAX];
     json_t *old_item;       /* the item before, when it existed (owned) */
     json_t *new_item;       /* the item after, when it exists (owned) */
-    unsigned long long lsn; /* OP_SCRUB: the index the marker was applied at */
+    unsigned long long lsn; /* OP_SCRUB, OP_REPAIR: the index it was applied at */
+    int repaired;           /* OP_REPAIR: this replica is the target and changed the key */
 };
 
 /* Serialises op (kind, item or key, texts, names, values, rv). *out is malloc'd. */
@@ -58,6 +70,9 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err);
  * and key bytes. On failure op is left cleared. NERR_CORRUPT when the bytes
  * are not an op this version wrote. */
 int op_decode(const void *data, size_t len, const struct table *t, struct op *op, struct nerr *err);
+
+/* A valid repair expectation: 64 lower-case hex characters or "absent". */
+int op_repair_expect_ok(const char *x);
 
 /* A valid scrub run id (see struct op). */
 int op_scrub_id_ok(const char *id);

@@ -53,6 +53,12 @@ static const struct op_row op_table[] = {
     {{"Catalog", admin_catalog, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"ScrubMark", admin_scrub_mark, W_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"ScrubDigest", admin_scrub_digest, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubKeys", admin_scrub_keys, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubItem", admin_scrub_item, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubRepair", admin_scrub_repair, W_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubDeep", admin_scrub_deep, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubDeepStatus", admin_scrub_deep_status, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ScrubDeepCancel", admin_scrub_deep_cancel, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
 };
 #undef R_
 #undef W_

@@ -90,6 +90,14 @@ ok($report->{verify}{replicas}{passed}, 'every partition has three healthy repli
 is($report->{verify}{replicas}{groups_with_3_live}, $report->{verify}{replicas}{groups},
    'three live members in every group');
 ok($report->{verify}{caught_up}{passed}, 'every replica caught up with its leader');
+ok($report->{verify}{scrub}{passed}, 'scrub: every replica of every partition holds the same items')
+    or diag(explain($report->{verify}{scrub}));
+cmp_ok($report->{verify}{scrub}{compared} // 0, '>=', 3,
+       'scrub: compared every partition of the table (3)');
+is($report->{verify}{scrub}{compared}, $report->{verify}{scrub}{partitions},
+   'scrub: nothing left undecided');
+ok(-s "$rep/scrub.json", "the scrub's JSON report is in the report dir");
+like($r->{out}, qr/^verify scrub\s+PASS/m, 'the summary shows the scrub');
 cmp_ok(-s "$rep/history.jsonl" // 0, '>', 1000, 'the history is in the report dir');
 is(scalar(my @logs = glob("$rep/logs/h*.ninesd.log")), 6, 'ninesd logs of the 6 hosts collected');
 

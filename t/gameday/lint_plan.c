@@ -147,8 +147,8 @@ static void test_good(const struct inventory *inv)
     ok(off->kind == PB_INJECT && off->fault == &fault_power && off->dur_min == 5000000000ull && off->dur_max == 20000000000ull &&
            off->targets.quorum_safe == 1 && off->targets.count == 1,
        "power_off: range 5s..20s, quorum_safe by default");
-    ok(pb->verify.checkers && pb->verify.replicas && pb->verify.caught_up,
-       "every verification on by default");
+    ok(pb->verify.checkers && pb->verify.replicas && pb->verify.caught_up && pb->verify.scrub,
+       "every verification on by default (the scrub too)");
 
     struct pb_plan *p = NULL;
     char *a = plan_text(pb, inv, 42, &p), *b = plan_text(pb, inv, 42, NULL),
@@ -195,7 +195,9 @@ static const char *broken =
     "  - sleep: 5s..x\n"                                         /* 14 */
     "  - repeat: {times: 0, steps: [wait_healthy: ~]}\n"         /* 15 */
     "  - power_on: {target: az, names: [az7]}\n"                 /* 16 */
-    "verify: {checkers: yes}\n";                                 /* 17 */
+    "verify: {checkers: yes, scrubb: true}\n";                   /* 17 */
+
+static struct playbook *must(const char *text, const struct inventory *inv);
 
 static void test_broken(const struct inventory *inv)
 {
@@ -219,6 +221,7 @@ static void test_broken(const struct inventory *inv)
         "pb.yaml:15:21: 0 is out of range (1..1000)",
         "pb.yaml:16:36: az 'az7' is not in the inventory inv.yaml",
         "pb.yaml:17:20: expected a boolean (true or false), got 'yes'",
+        "pb.yaml:17:25: unknown key 'scrubb', did you mean 'scrub'?",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!ok(has_err(&errs, want[i]), "error reported: %s", want[i]))
@@ -249,6 +252,12 @@ static void test_broken(const struct inventory *inv)
        "pb.yaml:2:21: a step has exactly one of power_off, power_on, wait_healthy, sleep, repeat",
        "two kinds in one step");
     pb_errors_free(&errs);
+    pb = load("cluster: {deploy: ~}\nsteps: [sleep: 1s]\nverify: {scrub: 1}\n", inv, &errs, &e);
+    is(e.msg, "pb.yaml:3:17: expected a boolean (true or false), got '1'", "verify.scrub is a boolean");
+    pb_errors_free(&errs);
+    pb = must("cluster: {deploy: ~}\nsteps: [sleep: 1s]\nverify: {scrub: false}\n", inv);
+    ok(pb && !pb->verify.scrub && pb->verify.checkers, "verify.scrub: false turns only the scrub off");
+    playbook_free(pb);
     pb = load("cluster: {deploy: ~}\nsteps: [\n", inv, &errs, &e);
     is_int(e.code, NERR_PARSE, "YAML syntax errors are parse errors");
     ok(errs.n == 1 && !strncmp(errs.msg[0], "pb.yaml:", 8), "with a position (%s)",

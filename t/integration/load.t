@@ -12,6 +12,9 @@ use JSON::PP;
 use POSIX ":sys_wait_h";
 use Test::More;
 use Time::HiRes qw(sleep time);
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Nines ();
 
 my $top = $ENV{NINES_TOP} || do { my $d = $0; $d =~ s{/[^/]*$}{}; "$d/../.." };
 my $build = $ENV{NINES_BUILD} || "$top/build";
@@ -22,13 +25,7 @@ my $tmp = tempdir("nines-load-XXXXXX", TMPDIR => 1, CLEANUP => 1);
 my @pids;
 END { kill 'KILL', $_ for @pids; waitpid($_, 0) for @pids; }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
-        or die "no free port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
+sub free_port { Nines::free_port() }
 
 # Starts ninesd on a fresh port with the given auth line; returns (pid, port).
 sub start_node {

@@ -4,15 +4,17 @@
 # positive at any load); a replica that lost an item at rest (deleted from
 # its LMDB file while the node was stopped, its digest rebuilt from what is
 # left) is found: exit 1, the table, the partition, the replica and the one
-# bucket named; a stopped node makes the scrub undecided (exit 2), never
-# clean; bad usage exits 2.
+# bucket named, and the drill-down names the key (kind missing); a
+# stopped node makes the scrub undecided (exit 2), never clean; bad usage
+# exits 2.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More;
 use JSON::PP;
-use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin);
+use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin
+             lmdb_edit_items);
 
 -x '/usr/bin/mdb_dump' && -x '/usr/bin/mdb_load' or plan skip_all => 'lmdb-utils missing';
 my $cl = new_cluster(nodes => 3, azs => 3);
@@ -75,44 +77,14 @@ my $s3 = cluster_status($n3);
 my ($g) = grep { ($_->{table} // '') eq 'scrubbed' && $_->{partition} == 0 } @{ $s3->{groups} };
 ok($g, "n3 holds partition 0 ($g->{group})");
 is(stop_node($n3), 0, 'n3 stopped');
-my $env = "$n3->{dir}/n3/state";
-# The whole environment through mdb_dump -a / mdb_load (lmdb-utils has no
-# delete; hex dumps): one record of partition 0 left out, and the partition's digest
-# record (key = the group name alone) too, so that the node rebuilds digest
-# and buckets from what is left when it opens (markers stay).
-my $dump = `mdb_dump -a '$env'`; # hex: mdb_load misreads some -p (printable) dumps
-is($?, 0, 'mdb_dump -a of n3\'s environment');
-my @sec = split /(?<=DATA=END\n)/, $dump;
-my ($victim, $pairs, $dropped_digest) = (undef, 0, 0);
-for my $sec (@sec) {
-    my ($name) = $sec =~ /^database=(.*)$/m;
-    next unless defined $name;
-    my ($head, $body) = $sec =~ /\A(.*?HEADER=END\n)(.*)DATA=END\n\z/s or die 'mdb_dump format';
-    my @l = split /\n/, $body;
-    if ($name eq $g->{group}) {
-        $pairs = @l / 2;
-        $victim = $l[20];
-        splice @l, 20, 2;
-    } elsif ($name eq '_digest') {
-        my @keep;
-        for (my $i = 0; $i < @l; $i += 2) {
-            if ($l[$i] eq ' ' . unpack('H*', $g->{group})) { $dropped_digest++; next }
-            push @keep, $l[$i], $l[$i + 1];
-        }
-        @l = @keep;
-    }
-    $sec = $head . join('', map { "$_\n" } @l) . "DATA=END\n";
-}
+# One record of partition 0 left out (the 11th), and the partition's digest
+# record with it, so that the node rebuilds digest and buckets from what is
+# left when it opens (markers stay).
+my ($pairs, $nth, $lost) = (0, 0);
+my $dropped = lmdb_edit_items($n3, $g->{group},
+    sub { $pairs++; ++$nth == 11 ? do { $lost = $_[0]; undef } : $_[0] });
 ok($pairs >= 50, "partition 0 holds $pairs items on n3; one is left out");
-is($dropped_digest, 1, 'the partition\'s digest record is left out');
-open my $f, '>', "$cl->{dir}/n3.dump" or die;
-print $f @sec;
-close $f;
-mkdir "$cl->{dir}/n3-new";
-my $lo = `mdb_load -f '$cl->{dir}/n3.dump' '$cl->{dir}/n3-new' 2>&1`;
-is($?, 0, 'mdb_load into a new environment') or diag $lo;
-unlink "$env/lock.mdb";
-rename("$cl->{dir}/n3-new/data.mdb", "$env/data.mdb") or die "rename: $!";
+is($dropped, 1, 'one item dropped at rest (mdb_dump -a / mdb_load)');
 
 # Stopped: the scrub cannot decide, and says so.
 ($rc, $out, $j) = scrub();
@@ -128,9 +100,13 @@ is(scalar @f, 1, 'exactly one finding') or diag $out;
 is($f[0]{replica}, 'n3', '... on replica n3');
 is($f[0]{partition}, 0, '... in partition 0');
 is($f[0]{table}, 'scrubbed', '... of table scrubbed');
-is($f[0]{items} + 1, $f[0]{majority_items}, '... one item fewer than the majority');
-is(ref $f[0]{buckets} && scalar @{ $f[0]{buckets} }, 1, '... in exactly one bucket') or diag $out;
-like($out, qr/FINDING scrubbed partition 0: replica n3 differs/, 'the summary names it');
+is($f[0]{kind}, 'missing', '... kind missing');
+is_deeply($f[0]{key}, { pk => $lost->{pk} }, "... the lost item's key ($lost->{pk}{S})");
+my @d = $j ? @{ $j->{partitions_differing} } : ();
+is($d[0]{items} + 1, $d[0]{majority_items}, 'the partition on n3: one item fewer than the majority');
+is(ref $d[0]{buckets} && scalar @{ $d[0]{buckets} }, 1, '... in exactly one bucket') or diag $out;
+like($out, qr/FINDING scrubbed partition 0: replica n3 missing key \{"pk":\{"S":"$lost->{pk}{S}"\}\}/,
+     'the summary names it');
 
 # Bad usage.
 ($rc, $out) = (system("$nines scrub --table x >/dev/null 2>&1") >> 8, '');

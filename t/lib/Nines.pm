@@ -16,7 +16,8 @@ use Exporter 'import';
 
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
                     write_cluster http raw_client raw_call
-                    new_cluster start_member cluster_status wait_until signed_http);
+                    new_cluster start_member cluster_status group_terms wait_until signed_http
+                    lmdb_edit_items);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -26,12 +27,33 @@ sub build_dir { $ENV{NINES_BUILD} || "$top/build" }
 sub bin { my ($name) = @_; return build_dir() . "/bin/$name" }
 sub json { JSON::PP->new->utf8->canonical(1) }
 
+# free_port() -> a TCP port on 127.0.0.1 that was free a moment ago, taken
+# outside the kernel's ephemeral range (ip_local_port_range). A port from
+# inside it (bind to port 0) can be handed, between this call and the
+# node's bind, to an outgoing connection of another node or of this test
+# as its local port; the node's listen then fails with EADDRINUSE. That
+# happened on a fresh CI machine (auth.t, a 4-node cluster). The bind
+# check runs without SO_REUSEADDR, so a port still in TIME_WAIT is passed
+# over too; a port is never handed out twice by one test.
+my %handed_out;
 sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp') or die "no free port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
+    my ($lo, $hi) = (32768, 60999);
+    if (open my $f, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        my @r = split ' ', (scalar <$f> // '');
+        ($lo, $hi) = @r if @r == 2;
+    }
+    my ($from, $to) = $lo - 1 >= 12000 ? (10000, $lo - 1) : ($hi + 1, 65535);
+    die "no port range outside the ephemeral range $lo-$hi" if $to - $from < 1000;
+    for (1 .. 1000) {
+        my $p = $from + int rand($to - $from + 1);
+        next if $handed_out{$p};
+        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => $p,
+                                      Proto => 'tcp', ReuseAddr => 0) or next;
+        close $s;
+        $handed_out{$p} = 1;
+        return $p;
+    }
+    die "no free port in $from-$to";
 }
 
 # write_cluster(dir, port, %opt) -> path of a one-node cluster file.
@@ -241,6 +263,74 @@ sub cluster_status {
     return eval { JSON::PP->new->utf8->decode($r->{content}) };
 }
 
+# group_terms(@members) -> { group => [highest term any member reports, the
+# member (node id) that reports itself its leader, or undef] }, over every
+# member that answers NinesAdmin.Status.
+sub group_terms {
+    my (@members) = @_;
+    my %t;
+    for my $m (@members) {
+        my $s = cluster_status($m) or next;
+        for my $g (@{ $s->{groups} }) {
+            my $e = $t{ $g->{group} } //= [0, undef];
+            $e->[0] = $g->{term} if $g->{term} > $e->[0];
+            $e->[1] = $s->{node} if $g->{role} eq 'leader';
+        }
+    }
+    return \%t;
+}
+
+# lmdb_edit_items($node, $group, $edit) -> how many items changed, or 0
+# when lmdb-utils failed. Rewrites a STOPPED node's LMDB environment at
+# rest (mdb_dump -a / mdb_load, hex dumps: lmdb-utils has no delete):
+# $edit->(item hashref) for each item of partition group $group returns the
+# new item, the same one, or undef to delete it. The partition's digest
+# record is left out, so the node rebuilds it from the data when it opens
+# (its markers stay): the digest is then honest about the damaged data.
+sub lmdb_edit_items {
+    my ($n, $group, $edit) = @_;
+    my $env = "$n->{dir}/$n->{id}/state";
+    my $dump = `mdb_dump -a '$env'`;
+    return 0 if $?;
+    my @sec = split /(?<=DATA=END\n)/, $dump;
+    my $changed = 0;
+    for my $sec (@sec) {
+        my ($name) = $sec =~ /^database=(.*)$/m;
+        next unless defined $name;
+        my ($head, $body) = $sec =~ /\A(.*?HEADER=END\n)(.*)DATA=END\n\z/s or die 'mdb_dump format';
+        my @l = split /\n/, $body;
+        my @keep;
+        for (my $i = 0; $i < @l; $i += 2) {
+            my ($k, $v) = @l[$i, $i + 1];
+            if ($name eq $group) {
+                my $item = JSON::PP->new->utf8->decode(pack('H*', substr($v, 1)));
+                my $new = $edit->($item);
+                if (!defined $new) { $changed++; next }
+                my $nv = ' ' . unpack('H*', JSON::PP->new->utf8->canonical->encode($new));
+                $changed++ if $nv ne $v;
+                $v = $nv;
+            } elsif ($name eq '_digest' && $k =~ /^ \Q@{[unpack('H*', $group)]}\E020[01]$/) {
+                next;    # the digest record's two halves (store/digest.h, Storage)
+            }
+            push @keep, $k, $v;
+        }
+        $sec = $head . join('', map { "$_\n" } @keep) . "DATA=END\n";
+    }
+    my $d = "$n->{dir}/$n->{id}.edit.dump";
+    my $new = "$n->{dir}/$n->{id}.edit-env";
+    open my $f, '>', $d or die "$d: $!";
+    print $f @sec;
+    close $f;
+    system('rm', '-rf', $new);
+    mkdir $new or die "$new: $!";
+    my $lo = `mdb_load -f '$d' '$new' 2>&1`;
+    if ($?) { print STDERR "# mdb_load: $lo"; return 0 }
+    unlink "$env/lock.mdb";
+    rename("$new/data.mdb", "$env/data.mdb") or die "rename: $!";
+    system('rm', '-rf', $new, $d);
+    return $changed;
+}
+
 # wait_until(seconds, sub) -> the sub's first true value, or undef at the deadline.
 sub wait_until {
     my ($secs, $fn) = @_;
@@ -264,7 +354,18 @@ sub stop_node {
         if (waitpid($n->{pid}, WNOHANG) == $n->{pid}) {
             my $st = $?;
             $n->{pid} = 0;
-            return $st & 127 ? 128 + ($st & 127) : $st >> 8; # a death by signal is not exit 0
+            my $code = $st & 127 ? 128 + ($st & 127) : $st >> 8; # a death by signal is not exit 0
+            # A node that did not stop cleanly says why (a sanitizer's report
+            # lands in its log, which the test's directory takes with it).
+            if ($code && $n->{log} && -f $n->{log}) {
+                my @l = split /\n/, slurp($n->{log});
+                my ($first) = grep { $l[$_] =~ /Sanitizer|runtime error/ } 0 .. $#l;
+                my $from = defined $first ? $first : @l > 30 ? @l - 30 : 0;
+                my $to = $from + 60 < @l ? $from + 60 : $#l;
+                print STDERR "# ninesd exited $code on SIGTERM; its log from line ", $from + 1, ":\n",
+                    map { "#   $_\n" } @l[$from .. $to];
+            }
+            return $code;
         }
         sleep 0.01;
     }

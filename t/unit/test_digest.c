@@ -5,7 +5,17 @@
  * with each other and with a rebuild from the items, buckets add up to the
  * whole, a partition without a record keeps none, drop forgets it; and the
  * item state machine (items_sm) keeps the digest of a partition through
- * puts, overwrites, deletes and a snapshot restore. NINES_SEED replays. */
+ * puts, overwrites, deletes and a snapshot restore, also with many entries
+ * in one transaction (the changes pending until before_commit, a marker
+ * among them). The drill-down
+ * helpers: the element hash is the seed of h (bytes read now: one changed
+ * byte changes it), sub-buckets split a bucket by the next 8 bits of the
+ * CRC, digest_bucket_scan lists exactly a bucket's (or sub-bucket's) keys
+ * in key order, paged by limit and by keys looked at, and the sub-bucket
+ * digests name the one sub-bucket where two replicas differ. A repair
+ * entry (OP_REPAIR) round-trips, is refused when its item is not of its
+ * key, and changes nothing on a replica it does not name. NINES_SEED
+ * replays. */
 #include "lib/rng.h"
 #include "store/catalog.h"
 #include "store/digest.h"
@@ -171,16 +181,37 @@ static void get(struct env *e, struct digest *d, int *found)
     mdb_txn_abort(t);
 }
 
-static void in_lmdb(const char *dir)
+/* Every bucket of a partition as stored (a group never written = zero);
+ * an unreadable group ends the test. */
+static void all_buckets(struct env *e, uint16_t b[DIGEST_BUCKETS][DIGEST_BUCKET_LANES])
+{
+    MDB_txn *t;
+    struct nerr er = {0};
+    mdb_txn_begin(e->env, NULL, MDB_RDONLY, &t);
+    int rc = digest_get_buckets(t, e->ddbi, "p.t1.0", b, &er);
+    mdb_txn_abort(t);
+    if (rc) {
+        diag("digest_get_buckets: %s", er.msg);
+        exit(1);
+    }
+}
+
+/* Two new environments, dir/n1 and dir/n2. */
+static void env_pair(const char *dir, const char *n1, const char *n2, struct env *a, struct env *b)
 {
     char d1[512], d2[512];
-    snprintf(d1, sizeof d1, "%s/a", dir);
-    snprintf(d2, sizeof d2, "%s/b", dir);
+    snprintf(d1, sizeof d1, "%s/%s", dir, n1);
+    snprintf(d2, sizeof d2, "%s/%s", dir, n2);
     mkdir(d1, 0700);
     mkdir(d2, 0700);
+    env_open(a, d1);
+    env_open(b, d2);
+}
+
+static void in_lmdb(const char *dir)
+{
     struct env a, b;
-    env_open(&a, d1);
-    env_open(&b, d2);
+    env_pair(dir, "a", "b", &a, &b);
     MDB_txn *t;
     struct nerr er = {0};
     int found;
@@ -255,13 +286,12 @@ static void in_lmdb(const char *dir)
     get(&a, &dr, &found);
     ok(digest_equal(&da, &dr) && dr.items == da.items, "a rebuild from the items agrees");
     /* The buckets add up to the whole (first DIGEST_BUCKET_LANES lanes). */
-    uint16_t sum[DIGEST_BUCKET_LANES] = {0}, l[DIGEST_BUCKET_LANES];
-    mdb_txn_begin(a.env, NULL, MDB_RDONLY, &t);
+    static uint16_t ba[DIGEST_BUCKETS][DIGEST_BUCKET_LANES], bb[DIGEST_BUCKETS][DIGEST_BUCKET_LANES];
+    uint16_t sum[DIGEST_BUCKET_LANES] = {0};
+    all_buckets(&a, ba);
     for (unsigned bk = 0; bk < DIGEST_BUCKETS; bk++)
-        if (!digest_get_bucket(t, a.ddbi, "p.t1.0", bk, l, &er))
-            for (int i = 0; i < DIGEST_BUCKET_LANES; i++)
-                sum[i] = (uint16_t)(sum[i] + l[i]);
-    mdb_txn_abort(t);
+        for (int i = 0; i < DIGEST_BUCKET_LANES; i++)
+            sum[i] = (uint16_t)(sum[i] + ba[bk][i]);
     ok(!memcmp(sum, da.lane, sizeof sum), "the buckets add up to the whole digest");
     /* One item different in b: the digests and exactly its bucket differ. */
     mdb_txn_begin(b.env, NULL, 0, &t);
@@ -276,31 +306,43 @@ static void in_lmdb(const char *dir)
     get(&b, &db, &found);
     ok(!digest_equal(&da, &db) && da.items == db.items, "one item changed: the digests differ");
     int ndiff = 0, at = -1;
-    MDB_txn *ta, *tb;
-    mdb_txn_begin(a.env, NULL, MDB_RDONLY, &ta);
-    mdb_txn_begin(b.env, NULL, MDB_RDONLY, &tb);
-    for (unsigned bk = 0; bk < DIGEST_BUCKETS; bk++) {
-        uint16_t la[DIGEST_BUCKET_LANES] = {0}, lb[DIGEST_BUCKET_LANES] = {0};
-        digest_get_bucket(ta, a.ddbi, "p.t1.0", bk, la, &er);
-        digest_get_bucket(tb, b.ddbi, "p.t1.0", bk, lb, &er);
-        if (memcmp(la, lb, sizeof la)) {
+    all_buckets(&b, bb);
+    for (unsigned bk = 0; bk < DIGEST_BUCKETS; bk++)
+        if (memcmp(ba[bk], bb[bk], sizeof ba[bk])) {
             ndiff++;
             at = (int)bk;
         }
-    }
-    mdb_txn_abort(ta);
-    mdb_txn_abort(tb);
     ok(ndiff == 1 && at == (int)digest_bucket(vkey, strlen(vkey)),
        "exactly the changed key's bucket differs (%d bucket(s))", ndiff);
     /* A damaged record is refused, not read as zeros. */
     mdb_txn_begin(b.env, NULL, 0, &t);
-    MDB_val rk = {6, "p.t1.0"}, rv = {5, "junk!"};
+    MDB_val rk = {8, "p.t1.0\2\0"}, rv = {5, "junk!"};
     mdb_put(t, b.ddbi, &rk, &rv, 0);
     mdb_txn_commit(t);
     mdb_txn_begin(b.env, NULL, MDB_RDONLY, &t);
     int rc = digest_get(t, b.ddbi, "p.t1.0", &db, &er);
     mdb_txn_abort(t);
     ok(rc == NERR_CORRUPT, "a damaged record: NERR_CORRUPT (%s)", er.msg);
+    /* Format 1 (one 2,080-byte record, buckets of 32 lanes) is not read:
+     * no digest, so the catalog rebuilds it; the rebuild removes its keys. */
+    {
+        static unsigned char v1[2080];
+        memcpy(v1, "N9DG\1\0\0\0", 8);
+        unsigned char bk1[64] = {0};
+        MDB_val k1 = {6, "p.t9.0"}, d1 = {sizeof v1, v1}, kb1 = {8, "p.t9.0\0\7"},
+                db1 = {sizeof bk1, bk1}, probe;
+        mdb_txn_begin(b.env, NULL, 0, &t);
+        mdb_put(t, b.ddbi, &k1, &d1, 0);
+        mdb_put(t, b.ddbi, &kb1, &db1, 0);
+        int nf = digest_get(t, b.ddbi, "p.t9.0", &db, &er) == NERR_NOTFOUND;
+        int rb = digest_rebuild(t, b.ddbi, "p.t9.0", b.dbi, &er);
+        int gone = mdb_get(t, b.ddbi, &k1, &probe) == MDB_NOTFOUND &&
+                   mdb_get(t, b.ddbi, &kb1, &probe) == MDB_NOTFOUND;
+        int now = digest_get(t, b.ddbi, "p.t9.0", &db, &er) == 0;
+        mdb_txn_abort(t);
+        ok(nf && !rb && gone && now,
+           "a format 1 digest reads as none; the rebuild replaces it and removes its keys");
+    }
     mdb_txn_begin(b.env, NULL, 0, &t);
     ok(!digest_drop(t, b.ddbi, "p.t1.0", &er), "drop");
     MDB_stat ms;
@@ -326,7 +368,124 @@ static int sm_apply(struct partition *p, MDB_env *env, uint64_t lsn, const char 
         return rc;
     }
     items_sm.free_result(res);
+    if ((rc = items_sm.before_commit(p, t, &er))) {
+        diag("before_commit %llu: %s", (unsigned long long)lsn, er.msg);
+        mdb_txn_abort(t);
+        return rc;
+    }
     return mdb_txn_commit(t);
+}
+
+/* The applier applies many entries in one transaction and the digest
+ * changes wait in memory until before_commit (digest.h, "changes pending
+ * in one write transaction"). 400 puts, overwrites and deletes over 300
+ * keys (every one of the 16 bucket groups changed), the
+ * same key written several times, a scrub marker in the middle: the digest
+ * and every bucket equal a rebuild from the items, and the marker equals
+ * the digest of the entries before it (applied one transaction each in a
+ * second environment). */
+static void one_transaction(const char *dir)
+{
+    struct env e, r;
+    env_pair(dir, "batch", "batch-ref", &e, &r);
+    struct table t = {.name = "t", .id = "t1", .hash_name = "k", .hash_type = 'S', .nparts = 1};
+    struct partition p = {.t = &t, .dbi = e.dbi, .ddbi = e.ddbi};
+    struct partition pr = {.t = &t, .dbi = r.dbi, .ddbi = r.ddbi};
+    snprintf(p.name, sizeof p.name, "p.t1.0");
+    snprintf(pr.name, sizeof pr.name, "p.t1.0");
+    MDB_txn *tx;
+    struct nerr er = {0};
+    struct env *envs[2] = {&e, &r};
+    for (int i = 0; i < 2; i++) {
+        mdb_txn_begin(envs[i]->env, NULL, 0, &tx);
+        digest_rebuild(tx, envs[i]->ddbi, p.name, envs[i]->dbi, &er);
+        mdb_txn_commit(tx);
+    }
+    int bad = 0;
+    uint64_t lsn = 0;
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    for (int i = 0; i < 400 && !bad; i++) {
+        char entry[160];
+        unsigned k = (unsigned)rng_below(&g_rng, 300);
+        if (i == 200)
+            snprintf(entry, sizeof entry, "{\"k\":\"scrub\",\"id\":\"mid\",\"t\":1}");
+        else if (rng_below(&g_rng, 5) == 0)
+            snprintf(entry, sizeof entry, "{\"k\":\"delete\",\"key\":{\"k\":{\"S\":\"k%u\"}}}", k);
+        else
+            snprintf(entry, sizeof entry,
+                     "{\"k\":\"put\",\"i\":{\"k\":{\"S\":\"k%u\"},\"v\":{\"N\":\"%u\"}}}", k,
+                     (unsigned)rng_below(&g_rng, 3));
+        void *res = NULL;
+        ++lsn;
+        if (items_sm.apply(&p, tx, lsn, entry, strlen(entry), NULL, &res, &er)) {
+            diag("apply %d: %s", i, er.msg);
+            bad = 1;
+        }
+        items_sm.free_result(res);
+        if (i < 200) /* the reference: one transaction per entry */
+            bad |= sm_apply(&pr, r.env, lsn, entry);
+    }
+    ok(!bad && p.dpend, "400 entries applied in one transaction, digest changes pending");
+    bad |= items_sm.before_commit(&p, tx, &er) != 0;
+    bad |= mdb_txn_commit(tx) != 0;
+    ok(!bad && !p.dpend, "before_commit wrote them (%s)", bad ? er.msg : "ok");
+    struct digest inc, reb, ref;
+    int found;
+    static uint16_t bi[DIGEST_BUCKETS][DIGEST_BUCKET_LANES], br[DIGEST_BUCKETS][DIGEST_BUCKET_LANES];
+    get(&e, &inc, &found);
+    all_buckets(&e, bi);
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    digest_rebuild(tx, e.ddbi, p.name, e.dbi, &er);
+    mdb_txn_commit(tx);
+    get(&e, &reb, &found);
+    all_buckets(&e, br);
+    ok(digest_equal(&inc, &reb) && inc.items == reb.items && inc.bytes == reb.bytes,
+       "the digest kept in one transaction equals a rebuild (%llu items)",
+       (unsigned long long)reb.items);
+    ok(!memcmp(bi, br, sizeof bi), "and so does every one of the %d buckets", DIGEST_BUCKETS);
+    struct digest_mark *m = calloc(1, sizeof *m);
+    mdb_txn_begin(e.env, NULL, MDB_RDONLY, &tx);
+    int rc = digest_mark_get(tx, e.ddbi, p.name, "mid", m, &er);
+    mdb_txn_abort(tx);
+    get(&r, &ref, &found);
+    ok(!rc && digest_equal(&m->d, &ref) && m->d.items == ref.items,
+       "a marker in the middle of the transaction records the digest of the entries before it "
+       "(%llu items)",
+       (unsigned long long)ref.items);
+    /* A version 1 marker (32 lanes per bucket, written before 2026-12-06)
+     * still reads: its first DIGEST_BUCKET_LANES lanes per bucket. */
+    {
+        size_t head = 4 + 4 + 8 + 8 + 8 + 1 + 1 + 64, n = head + DIGEST_RECORD_BYTES + 256 * 64;
+        unsigned char *v1 = calloc(1, n), key[16];
+        memcpy(v1, "N9SM\1\0\0\0", 8);
+        v1[8] = 77;                                   /* lsn 77 */
+        v1[32] = 1;                                   /* has_digest */
+        v1[33] = 3;                                   /* idlen */
+        memcpy(v1 + 34, "old", 3);
+        memcpy(v1 + head, "N9DG\1\0\0\0", 8);       /* the whole digest, 0 items */
+        unsigned char *bb = v1 + head + DIGEST_RECORD_BYTES;
+        for (int b = 0; b < 256; b++)
+            for (int l = 0; l < 32; l++)
+                bb[2 * (b * 32 + l)] = (unsigned char)(b + l); /* lane l of bucket b = b + l */
+        memcpy(key, "p.t1.0\1\0\0\0\0\0\0\0\x4d", 15);
+        MDB_val k = {15, key}, v = {n, v1};
+        mdb_txn_begin(e.env, NULL, 0, &tx);
+        mdb_put(tx, e.ddbi, &k, &v, 0);
+        memset(m, 0, sizeof *m);
+        rc = digest_mark_get(tx, e.ddbi, p.name, "old", m, &er);
+        mdb_txn_abort(tx);
+        int lanes_ok = 1;
+        for (int b = 0; b < 256; b++)
+            for (int l = 0; l < DIGEST_BUCKET_LANES; l++)
+                lanes_ok &= m->bucket[b][l] == (uint16_t)((b + l) & 0xff);
+        ok(!rc && m->lsn == 77 && m->has_digest && lanes_ok,
+           "a version 1 marker reads, its buckets cut to %d lanes (%s)", DIGEST_BUCKET_LANES,
+           rc ? er.msg : "ok");
+        free(v1);
+    }
+    free(m);
+    mdb_env_close(e.env);
+    mdb_env_close(r.env);
 }
 
 static void through_items_sm(const char *dir)
@@ -426,6 +585,239 @@ static void through_items_sm(const char *dir)
     mdb_env_close(e.env);
 }
 
+struct listing {
+    int n;
+    char keys[4096][16];
+    unsigned char hash[4096][DIGEST_HASH_BYTES];
+};
+
+static int list_fn(void *arg, const void *key, size_t klen, const void *item, size_t ilen,
+                   const unsigned char hash[DIGEST_HASH_BYTES], struct nerr *err)
+{
+    (void)item, (void)ilen, (void)err;
+    struct listing *l = arg;
+    if (l->n == 4096 || klen >= sizeof l->keys[0])
+        return NERR_INVALID;
+    memcpy(l->keys[l->n], key, klen);
+    l->keys[l->n][klen] = 0;
+    memcpy(l->hash[l->n], hash, DIGEST_HASH_BYTES);
+    l->n++;
+    return 0;
+}
+
+/* Lists bucket b (sub s) of e in pages of `limit`, looking at most `max`
+ * keys per call; returns the number of calls. */
+static int list_all(struct env *e, unsigned b, int s, size_t limit, size_t max, struct listing *l)
+{
+    MDB_txn *t;
+    struct nerr er = {0};
+    struct digest_scan_end end;
+    unsigned char after[512];
+    size_t alen = 0;
+    int calls = 0;
+    l->n = 0;
+    do {
+        struct digest_scan sc = {.bucket = b,
+                                 .sub = s,
+                                 .after = alen ? after : NULL,
+                                 .after_len = alen,
+                                 .limit = limit,
+                                 .max_examined = max};
+        mdb_txn_begin(e->env, NULL, MDB_RDONLY, &t);
+        int rc = digest_bucket_scan(t, e->dbi, &sc, list_fn, l, &end, &er);
+        mdb_txn_abort(t);
+        if (rc) {
+            diag("scan: %s", er.msg);
+            return -1;
+        }
+        memcpy(after, end.last, end.last_len);
+        alen = end.last_len;
+        calls++;
+    } while (end.more && calls < 100000);
+    return calls;
+}
+
+static void drill_helpers(const char *dir)
+{
+    /* The element hash is the seed of h: one byte of the item changes it. */
+    unsigned char h1[DIGEST_HASH_BYTES], h2[DIGEST_HASH_BYTES], h3[DIGEST_HASH_BYTES];
+    struct nerr er = {0};
+    digest_item_hash("k", 1, "{\"v\":1}", 7, h1, &er);
+    digest_item_hash("k", 1, "{\"v\":1}", 7, h2, &er);
+    digest_item_hash("k", 1, "{\"v\":2}", 7, h3, &er);
+    ok(!memcmp(h1, h2, sizeof h1) && memcmp(h1, h3, sizeof h1),
+       "the element hash is deterministic and one changed byte changes it");
+    char hx[65];
+    digest_hash_hex(h1, hx);
+    ok(strlen(hx) == 64 && strspn(hx, "0123456789abcdef") == 64, "hex: 64 lower-case digits");
+    /* Sub-buckets: the next 8 bits of the bucket's CRC. */
+    int used[256] = {0}, nused = 0;
+    unsigned b0 = 0;
+    for (int i = 0; i < 2000000 && nused < 256; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "key-%d", i);
+        if (digest_bucket(k, strlen(k)) != b0)
+            continue;
+        unsigned s = digest_sub_bucket(k, strlen(k));
+        nused += !used[s];
+        used[s] = 1;
+    }
+    ok(nused == 256, "the keys of one bucket fall in all 256 sub-buckets (%d)", nused);
+
+    char d1[512], d2[512];
+    snprintf(d1, sizeof d1, "%s/scan-a", dir);
+    snprintf(d2, sizeof d2, "%s/scan-b", dir);
+    mkdir(d1, 0700);
+    mkdir(d2, 0700);
+    struct env a, b;
+    env_open(&a, d1);
+    env_open(&b, d2);
+    /* 20,000 items on both; on b one of bucket B's items has one byte
+     * changed (bit rot: no digest update). */
+    MDB_txn *t;
+    int n = 20000, inb = 0;
+    unsigned B = digest_bucket("item-77", 7);
+    for (struct env *e = &a; e; e = e == &a ? &b : NULL) {
+        mdb_txn_begin(e->env, NULL, 0, &t);
+        for (int i = 0; i < n; i++) {
+            char k[16], v[64];
+            snprintf(k, sizeof k, "item-%d", i);
+            snprintf(v, sizeof v, "{\"v\":\"%d\"}", i * 7);
+            MDB_val kv = {strlen(k), k}, vv = {strlen(v), v};
+            mdb_put(t, e->dbi, &kv, &vv, 0);
+            inb += e == &a && digest_bucket(k, strlen(k)) == B;
+        }
+        if (e == &b) {
+            MDB_val kv = {7, "item-77"}, vv = {11, "{\"v\":\"540\"}"}; /* was 539 */
+            mdb_put(t, e->dbi, &kv, &vv, 0);
+        }
+        mdb_txn_commit(t);
+    }
+    static struct listing la, lb, lp;
+    int calls = list_all(&a, B, -1, 100000, 0, &la);
+    int exact = la.n == inb;
+    for (int i = 0; i < la.n; i++)
+        exact &= digest_bucket(la.keys[i], strlen(la.keys[i])) == B &&
+                 (i == 0 || strcmp(la.keys[i - 1], la.keys[i]) < 0);
+    ok(calls == 1 && exact, "a bucket scan lists exactly the bucket's %d keys, in key order", inb);
+    calls = list_all(&a, B, -1, 7, 0, &lp);
+    int same = lp.n == la.n && !memcmp(lp.keys, la.keys, sizeof la.keys[0] * (size_t)la.n) &&
+               !memcmp(lp.hash, la.hash, sizeof la.hash[0] * (size_t)la.n);
+    ok(same && calls == (la.n + 6) / 7 + (la.n % 7 == 0),
+       "paged by 7 (%d calls): the same keys and hashes", calls);
+    calls = list_all(&a, B, -1, 100000, 1000, &lp);
+    same = lp.n == la.n && !memcmp(lp.keys, la.keys, sizeof la.keys[0] * (size_t)la.n);
+    ok(same && calls >= n / 1000, "bounded to 1,000 keys looked at per call (%d calls): the same",
+       calls);
+    unsigned S = digest_sub_bucket("item-77", 7);
+    list_all(&a, B, (int)S, 100000, 0, &lp);
+    int in_sub = 0, has77 = 0;
+    for (int i = 0; i < lp.n; i++) {
+        in_sub += digest_sub_bucket(lp.keys[i], strlen(lp.keys[i])) == S;
+        has77 |= !strcmp(lp.keys[i], "item-77");
+    }
+    ok(lp.n == in_sub && has77 && lp.n < la.n,
+       "a sub-bucket scan lists only that sub-bucket (%d of the bucket's %d keys)", lp.n, la.n);
+    list_all(&b, B, -1, 100000, 0, &lb);
+    int differ = 0, which = -1;
+    for (int i = 0; i < la.n && i < lb.n; i++)
+        if (memcmp(la.hash[i], lb.hash[i], DIGEST_HASH_BYTES))
+            differ++, which = i;
+    ok(la.n == lb.n && differ == 1 && !strcmp(la.keys[which], "item-77"),
+       "the hashes read now differ at exactly the rotten key (%s)",
+       which >= 0 ? la.keys[which] : "-");
+    /* Sub-bucket digests. */
+    unsigned char(*sa)[DIGEST_HASH_BYTES] = malloc(256 * DIGEST_HASH_BYTES),
+             (*sb)[DIGEST_HASH_BYTES] = malloc(256 * DIGEST_HASH_BYTES);
+    uint32_t ca[256], cb[256];
+    size_t ex = 0;
+    mdb_txn_begin(a.env, NULL, MDB_RDONLY, &t);
+    int rc = digest_sub_digests(t, a.dbi, B, sa, ca, &ex, &er);
+    mdb_txn_abort(t);
+    mdb_txn_begin(b.env, NULL, MDB_RDONLY, &t);
+    rc |= digest_sub_digests(t, b.dbi, B, sb, cb, NULL, &er);
+    mdb_txn_abort(t);
+    int ndiff = 0, total = 0;
+    for (int s = 0; s < 256; s++) {
+        ndiff += memcmp(sa[s], sb[s], DIGEST_HASH_BYTES) != 0;
+        total += (int)ca[s];
+    }
+    ok(!rc && ndiff == 1 && memcmp(sa[S], sb[S], DIGEST_HASH_BYTES) && total == inb &&
+           ex == (size_t)n && !memcmp(ca, cb, sizeof ca),
+       "sub-bucket digests differ in one sub-bucket, the rotten key's (%u); counts add up to %d", S,
+       total);
+    struct digest_scan bad = {.bucket = 256, .sub = -1, .limit = 1};
+    struct digest_scan_end end;
+    mdb_txn_begin(a.env, NULL, MDB_RDONLY, &t);
+    rc = digest_bucket_scan(t, a.dbi, &bad, list_fn, &lp, &end, &er);
+    mdb_txn_abort(t);
+    ok(rc == NERR_INVALID, "bucket 256: NERR_INVALID");
+    free(sa);
+    free(sb);
+    mdb_env_close(a.env);
+    mdb_env_close(b.env);
+}
+
+static void repair_entries(const char *dir)
+{
+    struct table t = {.name = "t", .id = "t1", .hash_name = "k", .hash_type = 'S', .nparts = 1};
+    struct op op;
+    struct nerr er = {0};
+    const char *good = "{\"k\":\"repair\",\"key\":{\"k\":{\"S\":\"a\"}},\"node\":\"n3\","
+                       "\"x\":\"absent\",\"s\":\"{\\\"k\\\":{\\\"S\\\":\\\"a\\\"},"
+                       "\\\"v\\\":{\\\"N\\\":\\\"1\\\"}}\"}";
+    int rc = op_decode(good, strlen(good), &t, &op, &er);
+    char *enc = NULL;
+    size_t len = 0;
+    struct op again;
+    int rt = !rc && !op_encode(&op, &enc, &len, &er) && !op_decode(enc, len, &t, &again, &er);
+    ok(rt && op.kind == OP_REPAIR && !strcmp(again.repair_node, "n3") &&
+           !strcmp(again.repair_expect, "absent") &&
+           !strcmp(again.repair_stored, op.repair_stored) && again.klen == op.klen,
+       "a repair entry round-trips (%s)", er.msg);
+    if (rt)
+        op_clear(&again);
+    free(enc);
+    if (!rc)
+        op_clear(&op);
+    const char *other = "{\"k\":\"repair\",\"key\":{\"k\":{\"S\":\"a\"}},\"node\":\"n3\","
+                        "\"x\":\"absent\",\"s\":\"{\\\"k\\\":{\\\"S\\\":\\\"b\\\"}}\"}";
+    ok(op_decode(other, strlen(other), &t, &op, &er) != 0,
+       "a repair whose item is another key's is refused (%s)", er.msg);
+    const char *badx = "{\"k\":\"repair\",\"key\":{\"k\":{\"S\":\"a\"}},\"node\":\"n3\","
+                       "\"x\":\"ABC\"}";
+    ok(op_decode(badx, strlen(badx), &t, &op, &er) == NERR_CORRUPT,
+       "a repair with a bad expectation is refused");
+    /* Through items_sm on a replica the entry does not name (no catalog:
+     * no self): nothing changes, digest included. */
+    char d[512];
+    snprintf(d, sizeof d, "%s/repair", dir);
+    mkdir(d, 0700);
+    struct env e;
+    env_open(&e, d);
+    struct partition p = {.t = &t, .dbi = e.dbi, .ddbi = e.ddbi};
+    snprintf(p.name, sizeof p.name, "p.t1.0");
+    MDB_txn *tx;
+    mdb_txn_begin(e.env, NULL, 0, &tx);
+    digest_rebuild(tx, e.ddbi, p.name, e.dbi, &er);
+    mdb_txn_commit(tx);
+    sm_apply(&p, e.env, 1, "{\"k\":\"put\",\"i\":{\"k\":{\"S\":\"b\"}}}");
+    struct digest before, after;
+    int found;
+    get(&e, &before, &found);
+    const char *del = "{\"k\":\"repair\",\"key\":{\"k\":{\"S\":\"b\"}},\"node\":\"n3\","
+                      "\"x\":\"absent\"}";
+    rc = sm_apply(&p, e.env, 2, del);
+    get(&e, &after, &found);
+    mdb_txn_begin(e.env, NULL, MDB_RDONLY, &tx);
+    MDB_stat ms;
+    mdb_stat(tx, e.dbi, &ms);
+    mdb_txn_abort(tx);
+    ok(!rc && ms.ms_entries == 1 && digest_equal(&before, &after) && after.items == 1,
+       "a repair naming another replica changes nothing here");
+    mdb_env_close(e.env);
+}
+
 /* Cost: items per second through digest_elem at 1 KB items. */
 static void cost(void)
 {
@@ -460,6 +852,9 @@ int main(void)
     algebra();
     in_lmdb(dir);
     through_items_sm(dir);
+    one_transaction(dir);
+    drill_helpers(dir);
+    repair_entries(dir);
     cost();
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return done_testing();

@@ -267,6 +267,15 @@ int main(void)
     is_int(rc, 0, "the node restarts over the poisoned entries (%s)", err.msg);
     if (rc)
         bail_out("restart failed");
+    /* The applier replays the log after node_up returns: wait for it (on a
+     * busy machine it can take a while), then look. */
+    for (int i = 0; i < 1000; i++) {
+        group_host_stats(n.h, &hs);
+        if (hs.poisoned_entries >= 2 && has(&n, "before") && has(&n, "after") && has(&n, "fwd"))
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
     group_host_stats(n.h, &hs);
     ok(hs.poisoned_entries >= 2, "the replay met them again (%llu) and went on",
        (unsigned long long)hs.poisoned_entries);

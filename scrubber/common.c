@@ -1,0 +1,43 @@
+/*
+ * common.c — see common.h.
+ */
+#include "scrubber/common.h"
+
+#include <string.h>
+
+struct ddb_client *scrub_client(const struct cluster_conf *c, size_t node, struct nerr *err)
+{
+    char url[512];
+    if (cluster_conf_api_url(c, c->nodes[node].api, url, sizeof url) < 0) {
+        nerr_set(err, NERR_INVALID, "node %s: api address too long", c->nodes[node].id);
+        return NULL;
+    }
+    struct ddb_client_options co = {
+        .endpoint = url,
+        .access_key_id = c->auth ? c->access_key_id : NULL,
+        .secret_access_key = c->auth ? c->secret_access_key : NULL,
+        .region = c->region,
+        .timeout_ms = 10000,
+        .ca_file = c->tls_api ? c->tls_ca : NULL,
+    };
+    struct ddb_client *cl = NULL;
+    return ddb_client_new(&co, &cl, err) ? NULL : cl;
+}
+
+int scrub_node_index(const struct cluster_conf *c, const char *id)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (!strcmp(c->nodes[i].id, id))
+            return (int)i;
+    return -1;
+}
+
+int scrub_wanted(const char *const *tables, int n, const char *table)
+{
+    if (!n)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(tables[i], table))
+            return 1;
+    return 0;
+}
