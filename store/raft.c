@@ -10,9 +10,6 @@
 #include "lib/invariant.h"
 #include "lib/rng.h"
 
-/* Ticks a follower waits for answers to its gray-failure probe before it
- * starts a pre-election anyway. */
-#define RAFT_PROBE_TICKS 2
 /* Values at or above this are never legitimate terms, indexes or ticks. */
 #define RAFT_ABSURD (UINT64_C(1) << 62)
 
@@ -325,6 +322,20 @@ static void become_leader(struct raft *r)
     }
     r->term_start = last_index(r);
     broadcast_append(r);
+}
+
+/* Ticks a follower waits at most for answers to its gray-failure probe
+ * before it starts a pre-election anyway: E/3, at least 2. It starts at
+ * once when every member but itself and the leader answers that it does
+ * not hear the leader either (a dead leader never answers), so the wait
+ * only lasts when some answer is late. Long enough for a loaded host: with
+ * quiescence a follower that missed its leader's last heartbeat probes a
+ * live, sleeping leader, and the probe wakes it; 20 ms was too short for
+ * the leader's heartbeat or a peer's "yes" on a saturated 2-core machine,
+ * and the follower started pre-elections (churn.t). */
+static uint32_t probe_ticks(const struct raft *r)
+{
+    return r->E / 3 > 2 ? r->E / 3 : 2;
 }
 
 static uint32_t popcount(uint32_t x)
@@ -781,7 +792,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             r->stats.elections_avoided++;
         } else if (r->probing) {
             r->probe_nacks |= 1u << m->from;
-            if (popcount(r->probe_nacks) == r->n - 1)
+            /* Everyone but the leader (if it is a member) said no. */
+            uint32_t need = r->n - 1;
+            if (r->leader && r->leader != r->id && r->leader <= r->n &&
+                !(r->probe_nacks & (1u << r->leader)))
+                need--;
+            if (need && popcount(r->probe_nacks) >= need)
                 pre_campaign(r);
         }
         goto out;
@@ -1009,7 +1025,7 @@ void raft_elapse(struct raft *r, uint64_t n)
         }
     }
     if (r->probing) {
-        if (timer_run(&r->probe_elapsed, RAFT_PROBE_TICKS, n))
+        if (timer_run(&r->probe_elapsed, probe_ticks(r), n))
             pre_campaign(r);
         return;
     }
@@ -1136,7 +1152,7 @@ int raft_hand_over(struct raft *r, struct raft_msg *out)
 
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out)
 {
-    if (r->role != RAFT_LEADER || to == 0 || to > r->n || to == r->id)
+    if (r->role != RAFT_LEADER || r->quiet || to == 0 || to > r->n || to == r->id)
         return NERR_BUSY;
     memset(out, 0, sizeof(*out));
     out->group = r->group;

@@ -278,7 +278,9 @@ int raft_hand_over(struct raft *r, struct raft_msg *out);
  * its acknowledgement only makes the lease more conservative. Like
  * raft_hand_over it touches neither the outbox nor the log, so the host may
  * call it between raft_ready_get and raft_ready_advance. NERR_BUSY when r
- * is not the leader or `to` is not another member. */
+ * is not the leader, is asleep (raft_quiescent: its followers sleep too,
+ * and a heartbeat would wake them but not it, so they would time out), or
+ * `to` is not another member. */
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out);
 
 /* Quiescence (idle groups cost nothing).

@@ -1159,6 +1159,11 @@ static void test_quiesce(void)
     ok(all_quiet(&nt) && raft_role(nt.r[l]) == RAFT_LEADER && raft_term(nt.r[l]) == term,
        "quiesce: still asleep, same leader and term");
     ok(!raft_lease_valid(nt.r[l]), "quiesce: no lease while asleep");
+    /* The host's in-flight heartbeat would wake the followers but not the
+     * leader: they would time out under a live leader (churn.t). */
+    struct raft_msg hb;
+    is_int(raft_heartbeat(nt.r[l], (uint32_t)f, &hb), NERR_BUSY,
+           "quiesce: a sleeping leader makes no host heartbeat");
 
     /* A lease read wakes it: valid again after one heartbeat round. */
     raft_wake(nt.r[l]);

@@ -107,6 +107,12 @@ struct gstate {
     uint64_t *c_term, *c_chain; /* committed record by index */
     size_t c_cap;
     uint64_t max_commit;
+    /* The term of the leader that first committed each index (up to
+     * lead_hi): leader completeness is owed only to leaders of later terms
+     * (a candidate of an older term may still win on a late vote). */
+    uint64_t *cm_term;
+    size_t cm_cap;
+    uint64_t lead_hi;
     struct key *keys; /* (index, term) -> chain, open addressing */
 };
 
@@ -353,6 +359,13 @@ static void drain(struct sim *s, int g, int k)
             apply_one(s, g, k, &rd.committed[i]);
         raft_ready_advance(mb->r);
     }
+    struct gstate *gs = &s->g[g];
+    if (raft_role(mb->r) == RAFT_LEADER && raft_commit(mb->r) > gs->lead_hi) {
+        gs->cm_term = grow(gs->cm_term, &gs->cm_cap, raft_commit(mb->r) + 1, sizeof(uint64_t));
+        for (uint64_t i = gs->lead_hi + 1; i <= raft_commit(mb->r); i++)
+            gs->cm_term[i] = raft_term(mb->r);
+        gs->lead_hi = raft_commit(mb->r);
+    }
     if (raft_commit(mb->r) > s->g[g].max_commit) {
         /* Committed at the leader but not yet applied: count it as committed
          * anywhere already, which only makes the lease check stricter. */
@@ -499,10 +512,14 @@ static void check(struct sim *s)
                 s->tot->elections++;
             gs->leader_of[t] = (uint32_t)k + 1;
             if (mb->checked_term != t) {
-                /* Leader completeness: every committed entry is in its log. */
+                /* Leader completeness: every entry committed in an earlier
+                 * term is in its log (an index whose committing term is
+                 * unknown is checked too). */
                 mb->checked_term = t;
                 for (uint64_t i = raft_first_index(mb->r); i <= gs->max_commit; i++) {
                     if (i >= gs->c_cap || gs->c_term[i] == 0)
+                        continue;
+                    if (i <= gs->lead_hi && gs->cm_term[i] >= t)
                         continue;
                     const struct raft_entry *e = raft_entry_at(mb->r, i);
                     if (!e || e->term != gs->c_term[i]) {
@@ -690,6 +707,7 @@ static void sim_free(struct sim *s)
         free(s->g[g].leader_of);
         free(s->g[g].c_term);
         free(s->g[g].c_chain);
+        free(s->g[g].cm_term);
         free(s->g[g].keys);
     }
     for (size_t i = 0; i < s->nq; i++)
