@@ -11,6 +11,7 @@
 
 #include <time.h>
 
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "net/http.h"
@@ -42,6 +43,10 @@ struct catalog {
     json_t *remote_descs; /* non-members: the last list fetched (under lock) */
     json_t *failed;       /* table id -> true: tables that could not be opened (said once) */
     int next_meta;        /* which meta member to ask next */
+    /* Meta members: the metadata group's applied index the last complete
+     * sync read (sync thread only), and when the last sync ran. */
+    uint64_t synced_lsn;
+    uint64_t synced_ns;
     int dbis_used;        /* named databases opened since start (dropped ones stay open) */
     pthread_rwlock_t lock;
     struct table **tables; /* live tables, sorted by name */
@@ -1082,7 +1087,33 @@ void catalog_sync_now(struct catalog *c)
     }
 }
 
-/* Fixed-rate sync: the same work every CATALOG_SYNC_MS whatever the load. */
+/* A meta member's periodic sync: only when the metadata group applied
+ * something since the last complete one, when that one failed to open a
+ * table (retried every CATALOG_SYNC_MS), and every CATALOG_RESYNC_MS
+ * anyway. Reading every table's description costs O(partitions): at
+ * 10,000 idle partitions it was 2.2 % of a core per node, every 200 ms
+ * (docs/benchmarks.md, "Idle partitions"). The applied index moves only
+ * after the catalog's LMDB transaction committed (meta_sm has
+ * commit_before_done; a snapshot restore commits first too), and it is
+ * read before the descriptions are: a change after the read is seen at the
+ * next round. */
+static void sync_meta_periodic(struct catalog *c)
+{
+    uint64_t lsn = group_applied_lsn(c->meta), now = clock_mono_ns();
+    if (lsn == c->synced_lsn && c->synced_ns &&
+        now - c->synced_ns < (uint64_t)CATALOG_RESYNC_MS * 1000000ull)
+        return;
+    if (!sync_local_err(c, NULL)) {
+        c->synced_lsn = lsn;
+        c->synced_ns = now;
+    } else {
+        c->synced_ns = 0; /* a table that did not open: again next round */
+    }
+}
+
+/* Periodic sync: every CATALOG_SYNC_MS; a meta member reads its catalog
+ * only when it changed (sync_meta_periodic), any other node asks a meta
+ * member. */
 static void *sync_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "nines-catalog");
@@ -1106,7 +1137,7 @@ static void *sync_main(void *arg)
         if (stop)
             break;
         if (c->meta)
-            sync_local(c);
+            sync_meta_periodic(c);
         else if (http)
             sync_remote(c, http);
     }

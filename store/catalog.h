@@ -21,9 +21,10 @@
  * table's placement (every partition's members, preferred leader first) and
  * it is stored in the table's description ("Placement"), so it never moves
  * when the node list changes. Every node keeps the list of tables in sync
- * with a fixed-rate loop (constant work, every CATALOG_SYNC_MS whatever the
- * request rate): a meta member reads its own catalog database, any other
- * node asks the meta members (NinesAdmin.Catalog). Syncing opens the groups
+ * with a loop every CATALOG_SYNC_MS whatever the request rate: a meta
+ * member reads its own catalog database when the metadata group applied
+ * something since it last did (and every CATALOG_RESYNC_MS anyway), any
+ * other node asks the meta members (NinesAdmin.Catalog). Syncing opens the groups
  * of the partitions this node is a member of (group id = table LSN << 12 |
  * partition + 1) and closes and drops those of deleted tables. A meta
  * member also syncs right after it applies a catalog entry, so a table
@@ -51,6 +52,7 @@
 struct catalog;
 
 #define CATALOG_SYNC_MS 200
+#define CATALOG_RESYNC_MS 5000 /* a meta member's full sync, changed or not */
 #define CATALOG_META_GID 1
 #define CATALOG_MAX_REPLICAS 3
 

@@ -186,6 +186,8 @@ struct snapstream {
     int stop;
     struct inmsg *ihead, *itail;
     struct reg *regs;
+    size_t ndead; /* regs marked dead, not reaped yet (under mu): an idle
+                   * round walks no list of every group */
     struct out *outs;
     double tokens;
     uint64_t refill_ns, refused_log_ns, refused_since_log;
@@ -712,6 +714,11 @@ static void on_chunk(struct snapstream *ss, struct inmsg *im, uint64_t now)
 static void reap_dead(struct snapstream *ss)
 {
     pthread_mutex_lock(&ss->mu);
+    if (!ss->ndead) {
+        pthread_mutex_unlock(&ss->mu);
+        return;
+    }
+    ss->ndead = 0;
     for (struct reg **pp = &ss->regs; *pp;) {
         struct reg *r = *pp;
         if (!r->dead) {
@@ -835,8 +842,10 @@ void snapstream_stop(struct snapstream *ss)
         raft_msg_release(&im->m);
         free(im);
     }
-    for (struct reg *r = ss->regs; r; r = r->next)
+    for (struct reg *r = ss->regs; r; r = r->next) {
         r->dead = 1;
+        ss->ndead++;
+    }
     reap_dead(ss);
     pthread_cond_destroy(&ss->cv);
     pthread_mutex_destroy(&ss->mu);
@@ -884,6 +893,7 @@ void snapstream_unregister(struct snapstream *ss, uint64_t gid)
     struct reg *r = find_reg(ss, gid);
     if (r) {
         r->dead = 1;
+        ss->ndead++;
         r->role = NULL;
         r->term = NULL;
     }
