@@ -3,7 +3,34 @@
  */
 #include "scrubber/common.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "scrubber/history.h"
+
+int scrub_begin(const char *cluster_file, const char **lock, char *lockbuf, size_t cap,
+                struct cluster_conf **conf, int *lockfd)
+{
+    struct nerr err = {0};
+    if (cluster_conf_load(cluster_file, conf, &err)) {
+        fprintf(stderr, "nines scrub: %s\n", err.msg);
+        return 2;
+    }
+    /* One scrub of a cluster at a time, deep or not (cron, a timer and a
+     * person alike). */
+    if (!*lock) {
+        scrub_lock_default((*conf)->name, cluster_file, lockbuf, cap);
+        *lock = lockbuf;
+    }
+    *lockfd = -1;
+    if (scrub_lock(*lock, lockfd, &err)) {
+        fprintf(stderr, "nines scrub: %s\n", err.msg);
+        cluster_conf_free(*conf);
+        *conf = NULL;
+        return 2;
+    }
+    return 0;
+}
 
 struct ddb_client *scrub_client(const struct cluster_conf *c, size_t node, struct nerr *err)
 {

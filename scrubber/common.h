@@ -18,6 +18,12 @@
 struct ddb_client *scrub_client(const struct cluster_conf *c, size_t node, struct nerr *err);
 /* The index of node id in the cluster file, or -1. */
 int scrub_node_index(const struct cluster_conf *c, const char *id);
+/* The start of every scrub run: loads the cluster file into *conf and takes
+ * the run's lock (*lock NULL: scrub_lock_default's path, written into
+ * lockbuf, which must outlive the run, and *lock set to it). 0, or 2 (the
+ * exit code) after printing why on stderr, with nothing left to free. */
+int scrub_begin(const char *cluster_file, const char **lock, char *lockbuf, size_t cap,
+                struct cluster_conf **conf, int *lockfd);
 /* 1 when table is wanted: no filter (n == 0), or one of tables[0..n). */
 int scrub_wanted(const char *const *tables, int n, const char *table);
 

@@ -991,22 +991,10 @@ int scrub_main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     struct run run = {.o = &o};
     struct nerr err = {0};
-    if (cluster_conf_load(o.cluster, &run.conf, &err)) {
-        fprintf(stderr, "nines scrub: %s\n", err.msg);
-        return 2;
-    }
-    /* One scrub of a cluster at a time (cron, a timer and a person alike). */
     char lockbuf[4096];
-    if (!o.lock) {
-        scrub_lock_default(run.conf->name, o.cluster, lockbuf, sizeof lockbuf);
-        o.lock = lockbuf;
-    }
-    int lockfd = -1;
-    if (scrub_lock(o.lock, &lockfd, &err)) {
-        fprintf(stderr, "nines scrub: %s\n", err.msg);
-        cluster_conf_free(run.conf);
+    int lockfd;
+    if (scrub_begin(o.cluster, &o.lock, lockbuf, sizeof lockbuf, &run.conf, &lockfd))
         return 2;
-    }
     int64_t t0 = clock_mono_ms();
     long long started_ms = (long long)clock_wall_ms();
     snprintf(run.id, sizeof run.id, "scrub-%lld-%d", (long long)clock_wall_ms(), (int)getpid());
