@@ -119,7 +119,7 @@ static int log_reserve(struct raft *r, size_t n)
 {
     if (r->log_len + n <= r->log_cap)
         return 0;
-    size_t cap = r->log_cap ? r->log_cap : 64;
+    size_t cap = r->log_cap ? r->log_cap : 8;
     while (cap < r->log_len + n)
         cap *= 2;
     struct raft_entry *nl = realloc(r->log, cap * sizeof(*nl));
@@ -174,7 +174,7 @@ static void log_truncate(struct raft *r, uint64_t from)
 static struct raft_msg *outbox_add(struct raft *r, uint32_t type, uint32_t to)
 {
     if (r->n_msgs == r->cap_msgs) {
-        size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
+        size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 4;
         struct raft_msg *nm = realloc(r->msgs, cap * sizeof(*nm));
         if (!nm) {
             r->nomem = 1;
@@ -1196,6 +1196,24 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
     return rd->snapshot || rd->n_entries || rd->has_hard_state || rd->n_msgs || rd->n_committed;
 }
 
+/* Asleep, with nothing to send: gives back the outbox and the log's spare
+ * room (an idle group's memory; raft.h, "Quiescence"). Pointers into the
+ * log were never stable across calls (appends move it too). */
+static void trim_idle(struct raft *r)
+{
+    free(r->msgs);
+    r->msgs = NULL;
+    r->cap_msgs = 0;
+    if (r->log_cap > 8 && r->log_cap > 2 * r->log_len) {
+        size_t cap = r->log_len < 8 ? 8 : r->log_len;
+        struct raft_entry *nl = realloc(r->log, cap * sizeof(*nl));
+        if (nl) {
+            r->log = nl;
+            r->log_cap = cap;
+        }
+    }
+}
+
 void raft_ready_advance(struct raft *r)
 {
     r->prev_hs = (struct raft_hard_state){r->term, r->vote, r->commit};
@@ -1209,6 +1227,8 @@ void raft_ready_advance(struct raft *r)
     r->n_msgs = 0;
     if (r->role == RAFT_LEADER)
         maybe_commit(r);
+    if (r->quiet && !r->n_msgs)
+        trim_idle(r);
     check_state(r);
 }
 

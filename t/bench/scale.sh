@@ -10,6 +10,12 @@
 # NINES_BUILD picks the build (default ./build). NINES_NO_QUIESCE=1 measures
 # the same with every group ticking (before quiescence). NINES_SCALE_SECS
 # sets the measurement window (default 10).
+# NINES_SCALE_LOAD=ROUNDS (N > 0): before the failover, PutItem beside the
+# N idle partitions against a second, bare 3-node cluster started beside it:
+# one 8-partition table in each, closed loop (`nines load`, 64 connections,
+# 200-byte values over 100,000 keys, NINES_SCALE_LOAD_SECS s per run,
+# default 8), ROUNDS rounds alternating which cluster goes first; each run's
+# throughput and p99, medians, and the paired per-round differences.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export NINES_BUILD="${NINES_BUILD:-$top/build}"
@@ -36,9 +42,10 @@ my $max_tables = 256 + int($N / 8) + 16;
 my $cl = new_cluster(nodes => 3, azs => 3,
                      extra => "storage: {max_tables: $max_tables}\n");
 my @nodes = @{ $cl->{nodes} };
+my @bare_nodes; # NINES_SCALE_LOAD's second cluster
 $| = 1;
 start_member($_) for @nodes;
-END { local $?; kill_node($_) for grep { $_->{pid} } @nodes }
+END { local $?; kill_node($_) for grep { $_->{pid} } @nodes, @bare_nodes }
 $SIG{$_} = sub { exit 1 } for qw(INT TERM); # END stops the nodes
 
 sub cpu_secs {
@@ -131,6 +138,51 @@ printf "partitions %6d  tables %3d  led after %6.1f s  asleep %6d of %6d replica
 printf "partitions %6d  per node, by thread (%%core): %s\n", $N,
     join(', ', map { sprintf '%s %.2f', @$_ } grep { $_->[1] >= 0.05 } @th[0 .. ($#th < 5 ? $#th : 5)]);
 exit 0 unless $N;
+
+my $nines = Nines::bin('nines');
+sub eps { join ',', map { $_->{url} } @{ $_[0]{nodes} } }
+sub load_json {
+    my ($lc, @args) = @_;
+    my $out = `$nines load --endpoint @{[eps($lc)]} --json @args 2>/dev/null`;
+    return eval { decode_json($out) };
+}
+sub median { my @s = sort { $a <=> $b } @_; return $s[int(@s / 2)] }
+if (my $rounds = $ENV{NINES_SCALE_LOAD}) {
+    my $secs = $ENV{NINES_SCALE_LOAD_SECS} || 8;
+    my $bare = new_cluster(nodes => 3, azs => 3);
+    @bare_nodes = @{ $bare->{nodes} };
+    start_member($_) for @bare_nodes;
+    my %cls = (crowded => $cl, bare => $bare);
+    for my $c ($cl, $bare) {
+        my $j;
+        wait_until(120, sub { $j = load_json($c, qw(--create --table load --partitions 8 --op put),
+                                             qw(--concurrency 8 --duration 1 --keys 100000));
+                              $j && $j->{ops}{put}{ok} });
+        die "cannot load a cluster\n" unless $j && $j->{ops}{put}{ok};
+    }
+    my (%ops, %p99);
+    for my $r (1 .. $rounds) {
+        for my $which ($r % 2 ? qw(crowded bare) : qw(bare crowded)) {
+            my $j = load_json($cls{$which}, '--table', 'load', '--op', 'put', '--concurrency', 64,
+                              '--duration', $secs, '--warmup', 1, '--keys', 100000,
+                              '--value-size', 200, '--seed', $r);
+            my $o = $j && $j->{ops}{put} or die "load failed\n";
+            push @{ $ops{$which} }, $o->{ops_per_s};
+            push @{ $p99{$which} }, $o->{latency_ms}{p99};
+            printf "partitions %6d  round %2d %-7s: %6.0f PutItem/s  p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
+                $N, $r, $which, $o->{ops_per_s}, $o->{latency_ms}{p50}, $o->{latency_ms}{p99}, $o->{errors};
+        }
+    }
+    my @tr = sort { $a <=> $b } map { 100 * (1 - $ops{crowded}[$_] / $ops{bare}[$_]) } 0 .. $rounds - 1;
+    my @pr = sort { $a <=> $b } map { 100 * ($p99{crowded}[$_] / $p99{bare}[$_] - 1) } 0 .. $rounds - 1;
+    printf "partitions %6d  PutItem beside them: median %.0f/s p99 %.2f ms; bare cluster %.0f/s p99 %.2f ms; " .
+           "paired by round (median, min..max): throughput %.1f %% lower (%.1f..%.1f), p99 %.1f %% higher (%.1f..%.1f)\n",
+        $N, median(@{ $ops{crowded} }), median(@{ $p99{crowded} }), median(@{ $ops{bare} }),
+        median(@{ $p99{bare} }), median(@tr), $tr[0], $tr[-1], median(@pr), $pr[0], $pr[-1];
+    kill_node($_) for @bare_nodes;
+    @bare_nodes = ();
+    wait_until(120, sub { $c = census(); $c->{led} >= $N });
+}
 
 # Failover of a node whose groups sleep.
 my ($victim) = sort { ($c->{by}{ $b->{id} } // 0) <=> ($c->{by}{ $a->{id} } // 0) } @nodes;
