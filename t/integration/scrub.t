@@ -14,7 +14,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use JSON::PP;
 use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin
-             lmdb_edit_items);
+             lmdb_edit_items run_scrub);
 
 -x '/usr/bin/mdb_dump' && -x '/usr/bin/mdb_load' or plan skip_all => 'lmdb-utils missing';
 my $cl = new_cluster(nodes => 3, azs => 3);
@@ -39,15 +39,7 @@ for my $i (1 .. 400) {
 }
 is($ok, 400, '400 items written');
 
-sub scrub {
-    my (@args) = @_;
-    my $json = "$cl->{dir}/scrub.json";
-    unlink $json;
-    my $out = `$nines scrub --cluster $cf --json $json --timeout 30 @args 2>&1`;
-    my $rc = $? >> 8;
-    my $j = -s $json ? eval { decode_json(Nines::slurp($json)) } : undef;
-    return ($rc, $out, $j);
-}
+sub scrub { run_scrub($cl, @_) }
 
 my ($rc, $out, $j) = scrub();
 is($rc, 0, 'a clean cluster scrubs clean: exit 0') or diag $out;

@@ -15,7 +15,7 @@ use JSON::PP;
 use Fcntl qw(:flock);
 use Time::HiRes qw(time sleep);
 use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin
-             lmdb_edit_items);
+             lmdb_edit_items run_scrub);
 use Canary qw(start_pg stop_pg pg_dsn psql);
 
 -x '/usr/bin/mdb_dump' && -x '/usr/bin/mdb_load' or plan skip_all => 'lmdb-utils missing';
@@ -45,15 +45,7 @@ for my $i (1 .. 200) {
 }
 is($ok, 200, '200 items written');
 
-sub scrub {
-    my (@args) = @_;
-    my $json = "$cl->{dir}/scrub.json";
-    unlink $json;
-    my $out = `$nines scrub --cluster $cf --json $json --timeout 20 --lock $lock @args 2>&1`;
-    my $rc = $? >> 8;
-    my $j = -s $json ? eval { decode_json(Nines::slurp($json)) } : undef;
-    return ($rc, $out, $j);
-}
+sub scrub { run_scrub($cl, qw(--timeout 20), '--lock', $lock, @_) }
 
 # A clean run, recorded.
 my ($rc, $out, $j) = scrub('--pg', "'$dsn'");

@@ -21,7 +21,7 @@ use lib "$FindBin::Bin/../lib";
 use Test::More;
 use JSON::PP;
 use HTTP::Tiny;
-use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin lmdb_edit_items);
+use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin lmdb_edit_items run_scrub);
 
 -x '/usr/bin/mdb_dump' && -x '/usr/bin/mdb_load' or plan skip_all => 'lmdb-utils missing';
 my $cl = new_cluster(nodes => 3, azs => 3);
@@ -55,15 +55,7 @@ for my $round (1, 2) {
 }
 is($ok, 700, '700 writes acknowledged (600 items, 100 overwritten)');
 
-sub scrub {
-    my (@args) = @_;
-    my $json = "$cl->{dir}/scrub.json";
-    unlink $json;
-    my $out = `$nines scrub --cluster $cf --json $json --timeout 30 @args 2>&1`;
-    my $rc = $? >> 8;
-    my $j = -s $json ? eval { decode_json(Nines::slurp($json)) } : undef;
-    return ($rc, $out, $j);
-}
+sub scrub { run_scrub($cl, @_) }
 
 sub group_of {
     my ($n, $part) = @_;

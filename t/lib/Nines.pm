@@ -17,7 +17,7 @@ use Exporter 'import';
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
                     write_cluster http raw_client raw_call
                     new_cluster start_member cluster_status group_terms wait_until signed_http
-                    lmdb_edit_items);
+                    lmdb_edit_items run_scrub);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -278,6 +278,20 @@ sub group_terms {
         }
     }
     return \%t;
+}
+
+# `nines scrub --cluster` of cluster $cl (new_cluster) with --json in its
+# directory, --timeout 30 unless @args give one, and @args: (exit code,
+# what it printed, the decoded JSON report or undef).
+sub run_scrub {
+    my ($cl, @args) = @_;
+    my $json = "$cl->{dir}/scrub.json";
+    unlink $json;
+    my $to = grep({ $_ eq '--timeout' } @args) ? '' : '--timeout 30';
+    my $out = `@{[bin('nines')]} scrub --cluster $cl->{path} --json $json $to @args 2>&1`;
+    my $rc = $? >> 8;
+    my $j = -s $json ? eval { JSON::PP::decode_json(slurp($json)) } : undef;
+    return ($rc, $out, $j);
 }
 
 # lmdb_edit_items($node, $group, $edit) -> how many items changed, or 0
