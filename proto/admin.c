@@ -97,6 +97,15 @@ int admin_status_to_json(const struct admin_status *s, json_t **out, struct nerr
             return nerr_set(err, NERR_NOMEM, "out of memory encoding the status");
         }
     }
+    if (s->has_summary) {
+        json_t *q = json_pack("{s:o, s:o, s:o, s:o}", "groups", int_or_null(s->sum_groups),
+                              "leading", int_or_null(s->sum_leading), "asleep",
+                              int_or_null(s->sum_asleep), "failed", int_or_null(s->sum_failed));
+        if (!q || json_object_set_new(o, "summary", q)) {
+            json_decref(o);
+            return nerr_set(err, NERR_NOMEM, "out of memory encoding the status");
+        }
+    }
     *out = o;
     return 0;
 }
@@ -227,7 +236,7 @@ int admin_status_from_json(const json_t *j, struct admin_status *out, struct ner
 {
     struct admin_status s;
     struct where w = {"the report"};
-    const json_t *m = NULL, *l = NULL;
+    const json_t *m = NULL, *l = NULL, *sum = NULL;
     int rc = NERR_PARSE;
     memset(&s, 0, sizeof s);
     memset(out, 0, sizeof *out);
@@ -239,7 +248,7 @@ int admin_status_from_json(const json_t *j, struct admin_status *out, struct ner
     if (get_str(j, "node", 1, &s.node, &w, err) || get_str(j, "az", 0, &s.az, &w, err) ||
         get_str(j, "rack", 0, &s.rack, &w, err) || get_str(j, "cluster", 0, &s.cluster, &w, err) ||
         get_int(j, "time_ms", &s.time_ms, &w, err) || get_obj(j, "messages", &m, &w, err) ||
-        get_obj(j, "node_log", &l, &w, err))
+        get_obj(j, "node_log", &l, &w, err) || get_obj(j, "summary", &sum, &w, err))
         goto fail;
     if (!json_is_array(groups)) {
         nerr_set(err, NERR_PARSE, "NinesAdmin.Status: the report lacks \"groups\" (an array)");
@@ -258,6 +267,13 @@ int admin_status_from_json(const json_t *j, struct admin_status *out, struct ner
         get_int(l, "bytes", &s.node_log.bytes, &wl, err) ||
         get_int(l, "segments", &s.node_log.segments, &wl, err) ||
         get_int(l, "streams", &s.node_log.streams, &wl, err))
+        goto fail;
+    struct where wsum = {"\"summary\""};
+    s.has_summary = sum != NULL;
+    if (get_int(sum, "groups", &s.sum_groups, &wsum, err) ||
+        get_int(sum, "leading", &s.sum_leading, &wsum, err) ||
+        get_int(sum, "asleep", &s.sum_asleep, &wsum, err) ||
+        get_int(sum, "failed", &s.sum_failed, &wsum, err))
         goto fail;
     size_t n = json_array_size(groups);
     if (n && !(s.groups = calloc(n, sizeof *s.groups))) {

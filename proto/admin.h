@@ -89,6 +89,13 @@ struct admin_status {
      * has_quiescence. */
     int has_quiescence;
     int64_t q_asleep, q_ticked, q_peer_downs, q_peer_restarts;
+    /* "summary" {"groups", "leading", "asleep", "failed"}: the replicas on
+     * this node, how many lead, sleep, failed. Present when has_summary
+     * (every ninesd sends it; a request {"Groups": false} gets it with an
+     * empty "groups", for a node with very many partitions). Decoded:
+     * has_summary 0 and the counts ADMIN_ABSENT when absent. */
+    int has_summary;
+    int64_t sum_groups, sum_leading, sum_asleep, sum_failed;
     json_t *src; /* decoded: the value the strings are borrowed from */
 };
 

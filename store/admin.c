@@ -35,6 +35,8 @@ struct groups_acc {
     struct admin_group *g;
     size_t n, cap;
     int nomem;
+    int list;                                 /* 0: the summary only ({"Groups": false}) */
+    int64_t total, leading, asleep, failed;  /* the summary */
 };
 
 /* Copies the strings of g (borrowed from the group and its table) into one
@@ -71,6 +73,12 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
     struct group_status st;
     const struct group_members *m = group_members_of(g);
     group_status(g, &st);
+    acc->total++;
+    acc->leading += st.role == RAFT_LEADER;
+    acc->asleep += st.quiescent != 0;
+    acc->failed += st.failed != 0;
+    if (!acc->list)
+        return;
     if (acc->n == acc->cap) {
         size_t cap = acc->cap ? acc->cap * 2 : 16;
         struct admin_group *ng = realloc(acc->g, cap * sizeof *ng);
@@ -124,11 +132,17 @@ void admin_catalog(struct call *c, json_t *req)
 /* The status is encoded by proto/admin.h, the model every reader decodes. */
 void admin_status(struct call *c, json_t *req)
 {
-    (void)req;
     struct api *a = c->a;
     const struct cluster_conf *conf = a->opt.conf;
     const struct cluster_node *self = conf ? cluster_conf_node(conf, a->opt.self_id) : NULL;
-    struct groups_acc acc = {0};
+    /* {"Groups": false}: the counts without the list of every group (a
+     * node with 100,000 partitions answers megabytes otherwise). */
+    json_t *want = json_object_get(req, "Groups");
+    if (want && !json_is_boolean(want)) {
+        api_reply_err(c, "ValidationException", "Groups: a boolean");
+        return;
+    }
+    struct groups_acc acc = {.list = !want || json_is_true(want)};
     catalog_each_group(a->opt.cat, status_group, &acc);
     struct group_host_stats hs = {0};
     struct nodelog_stats ls = {0};
@@ -152,6 +166,11 @@ void admin_status(struct call *c, json_t *req)
         .q_ticked = (int64_t)hs.active_groups,
         .q_peer_downs = (int64_t)hs.peer_down_reports,
         .q_peer_restarts = (int64_t)hs.peer_restarts,
+        .has_summary = 1,
+        .sum_groups = acc.total,
+        .sum_leading = acc.leading,
+        .sum_asleep = acc.asleep,
+        .sum_failed = acc.failed,
         .node_log = {(int64_t)ls.wal.records, (int64_t)ls.wal.syncs, (int64_t)ls.wal.bytes,
                      (int64_t)ls.wal.segments, (int64_t)ls.streams},
     };

@@ -42,6 +42,26 @@ my $led = wait_until(15, sub {
     keys %seen == 6 && keys %leader == 6 });
 ok($led, 'all six partitions have a leader');
 
+# {"Groups": false}: the same node's counts without the list; the counts
+# agree with the full list asked right after (nothing moves: no load).
+{
+    my $m = $nodes[0];
+    my $full = cluster_status($m);
+    my $sum = cluster_status($m, body => '{"Groups":false}');
+    is_deeply($sum && $sum->{groups}, [], 'Status {"Groups": false}: no group list');
+    my %want = (groups => scalar @{ $full->{groups} },
+                leading => scalar(grep { $_->{role} eq 'leader' } @{ $full->{groups} }),
+                asleep => scalar(grep { $_->{quiescent} } @{ $full->{groups} }),
+                failed => scalar(grep { $_->{failed} } @{ $full->{groups} }));
+    is_deeply($sum && $sum->{summary}, \%want, 'its summary counts what the full status lists')
+        or diag explain [$sum && $sum->{summary}, \%want];
+    is_deeply($full->{summary}, \%want, 'the full status carries the same summary');
+    my ($st, $r) = Nines::signed_http('POST', "$m->{url}/", 'NinesAdmin.Status', '{"Groups":"no"}',
+                                      auth => $m->{auth});
+    is($st, 400, 'Status {"Groups": "no"}: refused');
+    like(ref $r ? ($r->{__type} // '') : '', qr/ValidationException/, '... ValidationException');
+}
+
 # 60 items in batches of 20 (BatchWriteItem splits per item), through three nodes.
 my @items = map { { pk => { S => 'h' . ($_ % 15) }, sk => { N => "$_" }, v => { S => "v$_" } } } 0 .. 59;
 for my $b (0 .. 2) {

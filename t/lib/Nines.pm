@@ -254,11 +254,12 @@ sub signed_http {
 sub cluster_status {
     my ($m, %opt) = @_;
     my $auth = exists $opt{auth} ? $opt{auth} : $m->{auth};
+    my $body = $opt{body} // '{}'; # '{"Groups":false}': the summary only
     my %h = ('Content-Type' => 'application/x-amz-json-1.0',
              'X-Amz-Target' => 'NinesAdmin.Status');
-    %h = sigv4_headers('POST', "$m->{url}/", '{}', @$auth, %h) if $auth;
-    my $r = HTTP::Tiny->new(timeout => 2)->request('POST', "$m->{url}/", {
-        headers => \%h, content => '{}' });
+    %h = sigv4_headers('POST', "$m->{url}/", $body, @$auth, %h) if $auth;
+    my $r = HTTP::Tiny->new(timeout => $opt{timeout} // 2)->request('POST', "$m->{url}/", {
+        headers => \%h, content => $body });
     return undef unless $r->{status} == 200;
     return eval { JSON::PP->new->utf8->decode($r->{content}) };
 }

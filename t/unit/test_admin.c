@@ -152,10 +152,48 @@ static void test_strict(void)
            "\"messages\": \"in\" is not a non-negative integer", "negative counter");
 }
 
+/* The summary ({"Groups": false} answers it with an empty list): encoded
+ * when has_summary, decoded back, absent from an older node. */
+static void test_summary(void)
+{
+    struct admin_status s = {.node = "n1",
+                             .has_summary = 1,
+                             .sum_groups = 100001,
+                             .sum_leading = 33334,
+                             .sum_asleep = 99990,
+                             .sum_failed = 0};
+    json_t *j = NULL;
+    struct nerr e = {0};
+    is_int(admin_status_to_json(&s, &j, &e), 0, "summary: encode");
+    char *text = json_dumps(json_object_get(j, "summary"), JSON_COMPACT | JSON_SORT_KEYS);
+    is(text, "{\"asleep\":99990,\"failed\":0,\"groups\":100001,\"leading\":33334}",
+       "summary: the wire form");
+    free(text);
+    struct admin_status d;
+    is_int(admin_status_from_json(j, &d, &e), 0, "summary: decode: %s", e.msg);
+    ok(d.has_summary && d.sum_groups == 100001 && d.sum_leading == 33334 &&
+           d.sum_asleep == 99990 && d.sum_failed == 0,
+       "summary: decoded counts");
+    is_int((long long)d.ngroups, 0, "summary: no group list");
+    admin_status_clear(&d);
+    json_decref(j);
+    j = json_loads("{\"node\":\"n1\",\"groups\":[]}", 0, NULL);
+    is_int(admin_status_from_json(j, &d, &e), 0, "summary: an older node");
+    ok(!d.has_summary && d.sum_groups == ADMIN_ABSENT, "summary: absent");
+    admin_status_clear(&d);
+    json_decref(j);
+    j = json_loads("{\"node\":\"n1\",\"groups\":[],\"summary\":{\"groups\":-1}}", 0, NULL);
+    is_int(admin_status_from_json(j, &d, &e), NERR_PARSE, "summary: a negative count refused");
+    ok(strstr(e.msg, "summary") != NULL, "summary: says where: %s", e.msg);
+    admin_status_clear(&d);
+    json_decref(j);
+}
+
 int main(void)
 {
     test_encode();
     test_decode();
+    test_summary();
     test_tolerant();
     test_strict();
     return done_testing();
