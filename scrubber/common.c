@@ -3,10 +3,25 @@
  */
 #include "scrubber/common.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "scrubber/history.h"
+
+int scrub_args_end(int argc, char **argv, const char *cluster, void (*usage)(FILE *))
+{
+    if (optind < argc) {
+        fprintf(stderr, "nines scrub: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!cluster) {
+        fprintf(stderr, "nines scrub: --cluster FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
 
 int scrub_begin(const char *cluster_file, const char **lock, char *lockbuf, size_t cap,
                 struct cluster_conf **conf, int *lockfd)

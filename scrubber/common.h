@@ -7,6 +7,7 @@
 #define NINES_SCRUBBER_COMMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lib/err.h"
 #include "proto/clusterfile.h"
@@ -24,6 +25,10 @@ int scrub_node_index(const struct cluster_conf *c, const char *id);
  * exit code) after printing why on stderr, with nothing left to free. */
 int scrub_begin(const char *cluster_file, const char **lock, char *lockbuf, size_t cap,
                 struct cluster_conf **conf, int *lockfd);
+/* The end of an option parse (getopt's optind): 0, or 2 after saying on
+ * stderr that an argument was left over or --cluster was not given (then
+ * with usage(stderr)). */
+int scrub_args_end(int argc, char **argv, const char *cluster, void (*usage)(FILE *));
 /* 1 when table is wanted: no filter (n == 0), or one of tables[0..n). */
 int scrub_wanted(const char *const *tables, int n, const char *table);
 

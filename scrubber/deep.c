@@ -184,16 +184,7 @@ static int parse(int argc, char **argv, struct deep_opts *o)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "nines scrub: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!o->cluster) {
-        fprintf(stderr, "nines scrub: --cluster FILE is required\n");
-        usage(stderr);
-        return 2;
-    }
-    return 0;
+    return scrub_args_end(argc, argv, o->cluster, usage);
 }
 
 static struct unit *add_unit(struct deep_run *run)

@@ -183,16 +183,7 @@ static int parse(int argc, char **argv, struct opts *o)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "nines scrub: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!o->cluster) {
-        fprintf(stderr, "nines scrub: --cluster FILE is required\n");
-        usage(stderr);
-        return 2;
-    }
-    return 0;
+    return scrub_args_end(argc, argv, o->cluster, usage);
 }
 
 /* Every node's status; the partitions (of the wanted tables) and their
