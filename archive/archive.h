@@ -144,6 +144,11 @@ int archive_remove(struct archive *a, const char *name, struct nerr *err);
  * *names is an array of malloc'd strings; archive_names_free frees it. */
 int archive_list(struct archive *a, char ***names, size_t *n, struct nerr *err);
 void archive_names_free(char **names, size_t n);
+/* The objects directly in directory `dir` (relative, as a name), their
+ * last components sorted bytewise, temporaries included; none (0) when
+ * the directory does not exist. */
+int archive_list_dir(struct archive *a, const char *dir, char ***names, size_t *n,
+                     struct nerr *err);
 
 /* ---- writing (the archiver) ---- */
 

@@ -277,3 +277,37 @@ void archive_names_free(char **names, size_t n)
         free(names[i]);
     free(names);
 }
+
+int archive_list_dir(struct archive *a, const char *dir, char ***names, size_t *n,
+                     struct nerr *err)
+{
+    struct names ns = {0};
+    char path[PATH_MAX];
+    *names = NULL;
+    *n = 0;
+    if (!name_ok(dir))
+        return nerr_set(err, NERR_INVALID, "'%s' is not an archive directory name", dir);
+    if (snprintf(path, sizeof path, "%s/%s", a->root, dir) >= (int)sizeof path)
+        return nerr_set(err, NERR_LIMIT, "%s/%s: path too long", a->root, dir);
+    DIR *d = opendir(path);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return nerr_sys(err, errno, "open directory %s", path);
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && add_name(&ns, de->d_name))
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+    closedir(d);
+    if (rc) {
+        archive_names_free(ns.v, ns.n);
+        return rc;
+    }
+    if (ns.n)
+        qsort(ns.v, ns.n, sizeof *ns.v, cmp_names);
+    *names = ns.v;
+    *n = ns.n;
+    return 0;
+}

@@ -288,6 +288,17 @@ int certs_write_cluster_file(const struct cluster_conf *c, const char *path, con
         "compact_entries: %lld, snapshot_rate: %llu}\n",
         (unsigned long long)c->wal_segment_size, (unsigned long long)c->map_size, c->max_tables,
         (long long)c->compact_entries, (unsigned long long)c->snapshot_rate);
+    if (c->archive_url) {
+        strbuf_str(&b, "archive: {url: ");
+        yq(&b, c->archive_url);
+        sbf(&b,
+            ", seal_after: %llums, piece_size: %llu, verify_after: %llums, max_behind: %lld, "
+            "snapshot_every: %lld}\n",
+            (unsigned long long)(c->archive_seal_after_ns / 1000000),
+            (unsigned long long)c->archive_piece_size,
+            (unsigned long long)(c->archive_verify_after_ns / 1000000),
+            (long long)c->archive_max_behind, (long long)c->archive_snapshot_every);
+    }
     strbuf_str(&b, "tls: {ca: ");
     yq(&b, ca_path);
     strbuf_str(&b, ", peers: true, api: true}\nnodes:\n");

@@ -21,11 +21,13 @@
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 #define REGION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
 
-static const char *const top_keys[] = {"cluster", "auth", "region", "partitions",
-                                       "storage", "tls",  "nodes",  NULL};
+static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions", "storage",
+                                       "tls",     "nodes", "archive", NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
                                            "compact_entries",  "snapshot_rate", NULL};
+static const char *const archive_keys[] = {"url",        "seal_after", "piece_size",
+                                           "verify_after", "max_behind", "snapshot_every", NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */
@@ -119,6 +121,41 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
         return rc;
     if ((rc = yt_get_size(s, "snapshot_rate", YT_OPTIONAL, 1ull << 20, 64ull << 30,
                           &c->snapshot_rate, err)))
+        return rc;
+    return 0;
+}
+
+/* archive: {url, seal_after, piece_size, verify_after, max_behind,
+ * snapshot_every} (docs/archive.md). Only file:///absolute/dir is built;
+ * sftp:// is refused here, at its line and column, not at start-up. */
+static int load_archive(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *a, *u;
+    const char *url;
+    char q[256];
+    int rc;
+    if ((rc = yt_get(root, "archive", YT_OPTIONAL, &a, err)) || !a)
+        return rc;
+    if ((rc = yt_expect_map(a, err)) || (rc = yt_check_keys(a, archive_keys, err)) ||
+        (rc = yt_get(a, "url", YT_REQUIRED, &u, err)) || (rc = yt_as_str(u, &url, err)))
+        return rc;
+    if (!strncmp(url, "sftp://", 7))
+        return yt_errf(err, u, "archive url %s: sftp:// archives are not built yet; use file:///DIR",
+                       yt_describe(u, q, sizeof q));
+    if (strncmp(url, "file:///", 8) || strlen(url) > 1024)
+        return yt_errf(err, u, "archive url %s: expected file:///ABSOLUTE/DIR",
+                       yt_describe(u, q, sizeof q));
+    if ((rc = dup_str(url, &c->archive_url, err)) ||
+        (rc = yt_get_duration(a, "seal_after", YT_OPTIONAL, 100000000ull, 86400000000000ull,
+                              &c->archive_seal_after_ns, err)) ||
+        (rc = yt_get_size(a, "piece_size", YT_OPTIONAL, 4096, 256ull << 20, &c->archive_piece_size,
+                          err)) ||
+        (rc = yt_get_duration(a, "verify_after", YT_OPTIONAL, 100000000ull, 86400000000000ull,
+                              &c->archive_verify_after_ns, err)) ||
+        (rc = yt_get_int(a, "max_behind", YT_OPTIONAL, 1000, 1000000000, &c->archive_max_behind,
+                         err)) ||
+        (rc = yt_get_int(a, "snapshot_every", YT_OPTIONAL, 100, 1000000000,
+                         &c->archive_snapshot_every, err)))
         return rc;
     return 0;
 }
@@ -327,7 +364,8 @@ static int load(const struct yt_node *root, struct cluster_conf *c, struct nerr 
         (rc = yt_get_int(root, "partitions", YT_OPTIONAL, 1, 256, &parts, err)))
         return rc;
     c->default_partitions = (int)parts;
-    if ((rc = load_storage(root, c, err)) || (rc = load_tls(root, c, err)) ||
+    if ((rc = load_storage(root, c, err)) || (rc = load_archive(root, c, err)) ||
+        (rc = load_tls(root, c, err)) ||
         (rc = load_nodes(root, c, err)) || (rc = tls_node_files(c, err)))
         return rc;
     return 0;
@@ -345,6 +383,11 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
     c->max_tables = CLUSTER_DEFAULT_MAX_TABLES;
     c->compact_entries = CLUSTER_DEFAULT_COMPACT_ENTRIES;
     c->snapshot_rate = CLUSTER_DEFAULT_SNAPSHOT_RATE;
+    c->archive_seal_after_ns = CLUSTER_DEFAULT_ARCHIVE_SEAL_AFTER_NS;
+    c->archive_piece_size = CLUSTER_DEFAULT_ARCHIVE_PIECE_SIZE;
+    c->archive_verify_after_ns = CLUSTER_DEFAULT_ARCHIVE_VERIFY_AFTER_NS;
+    c->archive_max_behind = CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND;
+    c->archive_snapshot_every = CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY;
     if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
         (rc = load(yt_root(doc), c, err)))
         goto fail;
@@ -379,6 +422,7 @@ void cluster_conf_free(struct cluster_conf *c)
     free(c->name);
     free(c->region);
     free(c->tls_ca);
+    free(c->archive_url);
     free(c->tls_certs);
     free(c->access_key_id);
     if (c->secret_access_key) /* not left behind in freed heap */

@@ -68,6 +68,13 @@ struct cluster_conf {
     char *tls_ca, *tls_certs;
     int tls_peers, tls_api;
     uint64_t snapshot_rate;  /* bytes a second a node streams snapshots at */
+    /* archive (docs/archive.md): NULL archive_url = no archive. */
+    char *archive_url;
+    uint64_t archive_seal_after_ns;   /* seal a piece at least this often */
+    uint64_t archive_piece_size;      /* ... or once it holds this many bytes */
+    uint64_t archive_verify_after_ns; /* followers check the upload after this */
+    int64_t archive_max_behind;       /* entries kept for the archive at most */
+    int64_t archive_snapshot_every;   /* entries between archived snapshots */
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -80,6 +87,11 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_MAX_TABLES 256
 #define CLUSTER_DEFAULT_COMPACT_ENTRIES 50000
 #define CLUSTER_DEFAULT_SNAPSHOT_RATE (100ull << 20)
+#define CLUSTER_DEFAULT_ARCHIVE_SEAL_AFTER_NS 10000000000ull /* 10 s */
+#define CLUSTER_DEFAULT_ARCHIVE_PIECE_SIZE (4ull << 20)
+#define CLUSTER_DEFAULT_ARCHIVE_VERIFY_AFTER_NS 5000000000ull /* 5 s */
+#define CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND 1000000
+#define CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY 200000
 
 /* Reads, parses and checks the cluster file at path. *out is set only on
  * success. */

@@ -9,6 +9,7 @@
 
 #include "lib/clock.h"
 #include "store/api_internal.h"
+#include "store/archiver.h"
 #include "proto/clusterfile.h"
 #include "store/nodelog.h"
 #include "proto/admin.h"
@@ -176,10 +177,14 @@ void admin_status(struct call *c, json_t *req)
     };
     json_t *o = NULL;
     struct nerr e = {0};
-    if (acc.nomem || admin_status_to_json(&s, &o, &e))
+    if (acc.nomem || admin_status_to_json(&s, &o, &e)) {
         api_reply_err(c, "InternalServerError", "out of memory");
-    else
+    } else {
+        struct archiver *ar = catalog_archiver(a->opt.cat);
+        if (ar)
+            json_object_set_new(o, "archive", archiver_status(ar));
         api_reply_json(c, o);
+    }
     for (size_t i = 0; i < acc.n; i++)
         free((void *)acc.g[i].members);
     free(acc.g);

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/strbuf.h"
 #include "store/api_internal.h"
+#include "store/archiver.h"
 #include "store/deepscrub.h"
 #include "proto/av.h"
 #include "store/op.h"
@@ -63,6 +65,17 @@ char *api_metrics_text(struct api *a)
                  (unsigned long long)hs.refused_proposals) < 0)
         out = NULL;
     free(text);
+    struct archiver *ar = catalog_archiver(a->opt.cat);
+    if (out && ar) {
+        struct strbuf b = {0};
+        char *more = NULL;
+        strbuf_str(&b, out);
+        archiver_metrics(ar, &b);
+        if (!strbuf_finish(&b, &more)) {
+            free(out);
+            out = more;
+        }
+    }
     return out;
 }
 

@@ -1,5 +1,6 @@
 #include "store/catalog.h"
 #include "store/digest.h"
+#include "store/archiver.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,6 +55,7 @@ struct catalog {
     pthread_mutex_t reap_mu;
     pthread_cond_t reap_cv;
     int reaping; /* deleted tables whose cleanup thread has not finished */
+    struct archiver *_Atomic arch; /* catalog_set_archiver */
 };
 
 static void table_free(struct table *t)
@@ -373,7 +375,8 @@ static void *reap_main(void *arg)
                 (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
                 state_mdb_err(&derr, r, "drop partition");
             else if (state_applied_del(c->st, txn, t->parts[p].name, &derr) ||
-                     digest_drop_all(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
+                     digest_drop_all(txn, state_dbi_digest(c->st), t->parts[p].name, &derr) ||
+                     archiver_seals_drop(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
                 r = -1;
         }
         if (r)
@@ -749,6 +752,16 @@ int table_stats(struct table *t, uint64_t *items, uint64_t *bytes)
     }
     state_read_end(st, txn);
     return 0;
+}
+
+void catalog_set_archiver(struct catalog *c, struct archiver *a)
+{
+    atomic_store(&c->arch, a);
+}
+
+struct archiver *catalog_archiver(struct catalog *c)
+{
+    return atomic_load(&c->arch);
 }
 
 struct state *catalog_state(struct catalog *c)
@@ -1207,7 +1220,7 @@ static int validate_forwarded(void *arg, uint64_t gid, const void *data, size_t 
     if (!(rc = op_decode(data, len, t, &op, err))) {
         /* A scrub marker has no key: it belongs to the group it came for. */
         if (part < 0 || part >= t->nparts ||
-            (op.kind != OP_SCRUB &&
+            (op.kind != OP_SCRUB && op.kind != OP_SEAL &&
              table_partition_for(t, json_object_get(op.key, t->hash_name)) != &t->parts[part]))
             rc = nerr_set(err, NERR_CORRUPT, "the key belongs to another partition");
         op_clear(&op);

@@ -153,6 +153,12 @@ int table_stats(struct table *t, uint64_t *items, uint64_t *bytes);
 
 struct state *catalog_state(struct catalog *c);
 
+/* The node's archiver (store/archiver.h), or NULL: set once it started,
+ * cleared before it stops. Any thread. */
+struct archiver;
+void catalog_set_archiver(struct catalog *c, struct archiver *a);
+struct archiver *catalog_archiver(struct catalog *c);
+
 /* The metadata group here (NULL when this node is not a member) and its
  * members' node ids. */
 struct group *catalog_meta(struct catalog *c);

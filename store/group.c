@@ -420,6 +420,7 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
     g->h = h;
     g->sm = sm;
     g->sm_arg = sm_arg;
+    atomic_store(&g->hold, sm->archived && h->hold_logs ? 0 : UINT64_MAX);
     if (mem)
         g->mem = *mem;
     else
@@ -648,6 +649,120 @@ void group_close(struct group *g)
     free(g->dir);
     free(g->name);
     free(g);
+}
+
+void group_host_hold_logs(struct group_host *h, int on)
+{
+    h->hold_logs = on;
+}
+
+void group_log_hold(struct group *g, uint64_t upto)
+{
+    atomic_store(&g->hold, upto);
+}
+
+void group__logreq_put(struct glogreq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int last = --q->refs == 0;
+    pthread_mutex_unlock(&q->mu);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q->v);
+    free(q);
+}
+
+/* Hands q to the driver and waits (at most 5 s) for its answer. */
+static int logreq_run(struct group *g, struct glogreq *q, struct nerr *err)
+{
+    struct dev *d = calloc(1, sizeof *d);
+    if (!d)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    q->refs = 2;
+    d->kind = DEV_LOG;
+    d->g = g;
+    d->logreq = q;
+    /* Queued before group_close's DEV_CLOSE, or not at all. */
+    pthread_mutex_lock(&g->mu);
+    int closing = g->closing;
+    if (!closing)
+        group__dev_post(g->h, d);
+    pthread_mutex_unlock(&g->mu);
+    if (closing) {
+        free(d);
+        q->refs = 1;
+        return nerr_set(err, NERR_CLOSED, "group %s is closing", g->name);
+    }
+    uint64_t dl = clock_mono_ns() + 5000000000ull;
+    struct timespec ts = {(time_t)(dl / 1000000000ull), (long)(dl % 1000000000ull)};
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    while (!q->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    int done = q->done;
+    pthread_mutex_unlock(&q->mu);
+    if (!done)
+        return nerr_set(err, NERR_TIMEOUT, "group %s: the driver did not answer in 5 s", g->name);
+    if (q->status)
+        return nerr_set(err, q->status, "group %s: %s", g->name, q->msg);
+    return 0;
+}
+
+int group_log_copy(struct group *g, uint64_t first, uint64_t last, size_t max_bytes,
+                   struct group_log_entry **out, size_t *n, struct nerr *err)
+{
+    struct glogreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    q->first = first;
+    q->last = last;
+    q->max_bytes = max_bytes;
+    int rc = logreq_run(g, q, err);
+    if (!rc) {
+        *out = q->v;
+        *n = q->n;
+        q->v = NULL;
+    }
+    group__logreq_put(q);
+    return rc;
+}
+
+int group_log_term(struct group *g, uint64_t index, uint64_t *term, struct nerr *err)
+{
+    struct glogreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    q->first = q->last = index;
+    q->mode = 1;
+    int rc = logreq_run(g, q, err);
+    if (!rc)
+        *term = q->term;
+    group__logreq_put(q);
+    return rc;
+}
+
+int group_log_bytes(struct group *g, uint64_t first, uint64_t last, uint64_t *bytes,
+                    struct nerr *err)
+{
+    struct glogreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    q->first = first;
+    q->last = last;
+    q->mode = 2;
+    int rc = logreq_run(g, q, err);
+    if (!rc)
+        *bytes = q->term;
+    group__logreq_put(q);
+    return rc;
 }
 
 const char *group_name(const struct group *g)

@@ -147,6 +147,11 @@ struct group_sm {
     int (*snapshot_dbi)(void *sm, MDB_dbi *dbi);
     /* Commit LMDB before done() of this group's entries (see invariant 2). */
     int commit_before_done;
+    /* This state machine's groups are archived (store/archiver.h): on a
+     * host with group_host_hold_logs on, compaction keeps every entry
+     * after the group's hold (group_log_hold), which starts at 0 (keep
+     * everything) until the archiver says what it has archived. */
+    int archived;
 };
 
 #define GROUP_APPLY_POISONED 1
@@ -287,6 +292,42 @@ void group_close(struct group *g);
  * NERR_CLOSED, NERR_IO (this member failed). */
 int group_propose(struct group *g, const void *data, size_t len, void *op, group_done_fn done,
                   void *arg);
+
+/* ---- the log, for the archiver (store/archiver.h) ----
+ *
+ * Holding. On a host where group_host_hold_logs(h, 1) was called before
+ * its groups opened, a group whose state machine is `archived` compacts
+ * only entries up to its hold: max(hold, 0) entries are kept from the
+ * compaction point on. group_log_hold(g, upto) moves it (UINT64_MAX: no
+ * hold). Compaction also waits for it when the node log asks a group to
+ * compact (nodelog.h, invariant 3): the node log then grows, which the
+ * archiver bounds by releasing the hold (archiver.h, max_behind). */
+void group_host_hold_logs(struct group_host *h, int on);
+void group_log_hold(struct group *g, uint64_t upto);
+
+/* One committed entry, as the consensus log holds it (data: exactly the
+ * bytes of the entry, a forwarded proposal's frame included). */
+struct group_log_entry {
+    uint64_t index, term;
+    uint32_t len;
+    const unsigned char *data;
+};
+/* Copies the committed entries first..last (last <= the commit index this
+ * member knows) from the consensus log, on the driver thread, into *out
+ * (one malloc'd block: the array, then the bytes; free(*out)). At most
+ * max_bytes of entry data: *n may then be less than last - first + 1 (at
+ * least one entry). NERR_NOTFOUND when first was compacted away (the log
+ * starts after it), NERR_INVALID when last is past the commit index or
+ * first > last, NERR_CLOSED, NERR_TIMEOUT (the driver did not answer in
+ * 5 s). Any thread but the driver's; the caller keeps g open. */
+int group_log_copy(struct group *g, uint64_t first, uint64_t last, size_t max_bytes,
+                   struct group_log_entry **out, size_t *n, struct nerr *err);
+/* The term of entry `index` (the compaction point's included): errors as
+ * group_log_copy. */
+int group_log_term(struct group *g, uint64_t index, uint64_t *term, struct nerr *err);
+/* The bytes of entries first..last (without copying them): as above. */
+int group_log_bytes(struct group *g, uint64_t first, uint64_t last, uint64_t *bytes,
+                    struct nerr *err);
 
 const char *group_name(const struct group *g);
 uint64_t group_applied_lsn(struct group *g);

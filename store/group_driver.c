@@ -614,6 +614,77 @@ static int install_snapshot(struct group *g, const struct raft_snapshot *sn)
     return 0;
 }
 
+void group__logreq_answer(struct group *g, struct glogreq *q)
+{
+    struct raft *r = g->r;
+    int status = 0;
+    char msg[sizeof q->msg] = "";
+    struct group_log_entry *v = NULL;
+    size_t n = 0;
+    uint64_t term = 0;
+    if (g->closed || !r) {
+        status = NERR_CLOSED;
+        snprintf(msg, sizeof msg, "closed");
+    } else if (q->first > q->last || q->last > raft_commit(r)) {
+        status = NERR_INVALID;
+        snprintf(msg, sizeof msg, "entries %llu..%llu: the commit index is %llu",
+                 (unsigned long long)q->first, (unsigned long long)q->last,
+                 (unsigned long long)raft_commit(r));
+    } else if (q->mode == 2) {
+        if (q->first < raft_first_index(r)) {
+            status = NERR_NOTFOUND;
+            snprintf(msg, sizeof msg, "entry %llu was compacted away (the log starts at %llu)",
+                     (unsigned long long)q->first, (unsigned long long)raft_first_index(r));
+        } else
+            for (uint64_t i = q->first; i <= q->last; i++)
+                term += raft_entry_at(r, i)->len;
+    } else if (q->mode == 1) {
+        if (raft_term_at(r, q->first, &term)) {
+            status = NERR_NOTFOUND;
+            snprintf(msg, sizeof msg, "entry %llu is not in the log (it starts at %llu)",
+                     (unsigned long long)q->first, (unsigned long long)raft_first_index(r));
+        }
+    } else if (q->first < raft_first_index(r)) {
+        status = NERR_NOTFOUND;
+        snprintf(msg, sizeof msg, "entry %llu was compacted away (the log starts at %llu)",
+                 (unsigned long long)q->first, (unsigned long long)raft_first_index(r));
+    } else {
+        size_t bytes = 0;
+        uint64_t i;
+        for (i = q->first; i <= q->last; i++) {
+            const struct raft_entry *e = raft_entry_at(r, i);
+            if (n && bytes + e->len > q->max_bytes)
+                break;
+            bytes += e->len;
+            n++;
+        }
+        if (!(v = malloc(n * sizeof *v + bytes + 1))) {
+            status = NERR_NOMEM;
+            snprintf(msg, sizeof msg, "out of memory");
+            n = 0;
+        } else {
+            unsigned char *p = (unsigned char *)(v + n);
+            for (size_t k = 0; k < n; k++) {
+                const struct raft_entry *e = raft_entry_at(r, q->first + k);
+                v[k] = (struct group_log_entry){q->first + k, e->term, e->len, p};
+                if (e->len)
+                    memcpy(p, e->data, e->len);
+                p += e->len;
+            }
+        }
+    }
+    pthread_mutex_lock(&q->mu);
+    q->status = status;
+    snprintf(q->msg, sizeof q->msg, "%s", msg);
+    q->v = v;
+    q->n = n;
+    q->term = term;
+    q->done = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    group__logreq_put(q);
+}
+
 /* Log compaction (group.h): snapshot what LMDB last committed, keep it
  * durably, let the core drop the log before it, release WAL segments. */
 static void maybe_compact(struct group *g, uint64_t now)
@@ -634,6 +705,13 @@ static void maybe_compact(struct group *g, uint64_t now)
     state_read_end(h->st, txn);
     if (rc || at < first)
         goto fail;
+    /* The archive's hold (group.h): entries it has not seen archived stay. */
+    uint64_t hold = atomic_load(&g->hold);
+    if (at > hold) {
+        if (hold < first)
+            return;
+        at = hold;
+    }
     const struct raft_entry *e = raft_entry_at(r, at);
     if (!e) {
         nerr_set(&err, NERR_INTERNAL, "no entry at the applied index %llu", (unsigned long long)at);
@@ -1104,6 +1182,16 @@ void *group__driver_main(void *arg)
         if (stop) {
             for (struct dev *d = batch, *n; d; d = n) {
                 n = d->next;
+                if (d->kind == DEV_LOG) {
+                    struct glogreq *q = d->logreq;
+                    pthread_mutex_lock(&q->mu);
+                    q->status = NERR_CLOSED;
+                    snprintf(q->msg, sizeof q->msg, "the host is stopping");
+                    q->done = 1;
+                    pthread_cond_broadcast(&q->cv);
+                    pthread_mutex_unlock(&q->mu);
+                    group__logreq_put(q);
+                }
                 raft_msg_release(&d->msg);
                 free(d);
             }
@@ -1114,6 +1202,13 @@ void *group__driver_main(void *arg)
             n = d->next;
             struct group *g = d->g;
             last_round++;
+            if (d->kind == DEV_LOG) {
+                /* A read of the log: served at once, in flight or asleep
+                 * (committed entries never change), without waking it. */
+                group__logreq_answer(g, d->logreq);
+                free(d);
+                continue;
+            }
             if (d->kind == DEV_BEAT) {
                 beat(h, d);
                 raft_msg_release(&d->msg);

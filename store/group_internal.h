@@ -66,7 +66,25 @@ struct gentry {
 /* Work for the driver thread. WAKE: a reader wants a sleeping leader's
  * lease (group_read_index); BEAT: a peer node's heartbeat (node-level
  * liveness, from names the node, msg.ctx its incarnation). */
-enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE, DEV_WAKE, DEV_BEAT };
+enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE, DEV_WAKE, DEV_BEAT, DEV_LOG };
+
+/* A request for entries or a term of the consensus log (group_log_copy,
+ * group_log_term), answered by the driver. Two references: the caller's
+ * and the driver's; the last one frees it. */
+struct glogreq {
+    uint64_t first, last;
+    size_t max_bytes;
+    int mode; /* 0 copy, 1 term, 2 bytes (in term) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs, done, status;
+    char msg[160];
+    struct group_log_entry *v; /* one block: array then bytes */
+    size_t n;
+    uint64_t term;
+};
+void group__logreq_put(struct glogreq *q);
+void group__logreq_answer(struct group *g, struct glogreq *q); /* driver */
 
 /* Node-level liveness of one peer node (driver thread only): a node
  * heartbeat (RAFTWIRE_NODE_BEAT) every heartbeat interval; silent for E
@@ -88,6 +106,7 @@ struct dev {
     struct gentry *prop;
     int status; /* DURABLE */
     int local;  /* MSG: made on this node (a verified snapshot stream), not received */
+    struct glogreq *logreq; /* LOG */
     struct dev *next;
 };
 
@@ -96,6 +115,7 @@ struct group_host {
     struct nodelog *nl; /* every group's log (nodelog.h) */
     struct overlay *ov;
     struct group_timing timing;
+    int hold_logs; /* group_host_hold_logs */
     group_send_fn send;
     void *send_arg;
     struct snapstream *ss; /* snapshot streams; NULL in a one-node host */
@@ -179,6 +199,7 @@ struct group {
     char *snap_path;
     char *dir; /* the group's directory */
     uint64_t last_compact_ns;
+    _Atomic uint64_t hold; /* compaction keeps entries after this (group_log_hold) */
     uint64_t sendfail_log_ns, sendfail_n; /* driver: refused sends, logged once a second */
     struct group *hnext, *anext;          /* bucket chain, list of all */
     /* Published by the driver for other threads. */

@@ -8,6 +8,7 @@
 
 #include "lib/log.h"
 #include "proto/av.h"
+#include "store/archiver.h"
 #include "store/catalog.h"
 #include "store/expr.h"
 #include "store/overlay.h"
@@ -247,6 +248,19 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
         r->lsn = lsn;
         goto out; /* no item changes: the result is a plain success */
     }
+    if (op->kind == OP_SEAL) {
+        /* The archive's seal (archiver.h): closes a piece, or is stale. */
+        int closed = p->ddbi ? archiver_seal_apply(txn, p->ddbi, p->name, op->seal_first, lsn, err)
+                             : 0;
+        if (closed < 0) {
+            rc = closed;
+            goto out;
+        }
+        if (closed)
+            archiver_sealed(catalog_archiver(p->t->cat), p->name, op->seal_first, lsn);
+        r->lsn = closed ? lsn : 0;
+        goto out;
+    }
     if (op->kind == OP_REPAIR) {
         if ((rc = apply_repair(txn, p, op, r, err)))
             goto out;
@@ -293,6 +307,7 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
         }
         break;
     case OP_SCRUB: /* handled above */
+    case OP_SEAL:
     case OP_REPAIR:
         break;
     case OP_UPDATE: {
@@ -372,6 +387,10 @@ static int items_restore(void *sm, MDB_txn *txn, const void *data, size_t len, s
     int rc = state_dbi_restore(txn, p->dbi, data, len, err);
     if (!rc && p->ddbi)
         rc = digest_rebuild(txn, p->ddbi, p->name, p->dbi, err);
+    /* The leader's state came without its seal records: none recorded
+     * here, so the next seal is taken as it comes (archiver.h). */
+    if (!rc && p->ddbi)
+        rc = archiver_seals_drop(txn, p->ddbi, p->name, err);
     return rc;
 }
 
@@ -389,4 +408,5 @@ const struct group_sm items_sm = {.apply = items_apply,
                                   .snapshot_dbi = items_snapshot_dbi,
                                   .committed = NULL,
                                   .free_result = (void (*)(void *))op_result_free,
-                                  .commit_before_done = 0};
+                                  .commit_before_done = 0,
+                                  .archived = 1};

@@ -10,6 +10,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "store/api.h"
+#include "store/archiver.h"
 #include "store/catalog.h"
 #include "store/group.h"
 #include "store/http.h"
@@ -26,6 +27,7 @@ struct node {
     struct transport *tp;
     struct fwd *fwd;
     struct catalog *cat;
+    struct archiver *arch;
     struct api *api;
     struct http_server *http;
 };
@@ -130,6 +132,9 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
     if ((rc = group_host_start(n->st, path, &wo, &gt, conf->nnodes > 1 ? tp_send : NULL, n,
                                &n->host, err)))
         goto fail;
+    /* With an archive, partitions keep their log until it is archived
+     * (archiver.h): set before any partition opens. */
+    group_host_hold_logs(n->host, conf->archive_url != NULL);
     if (conf->nnodes > 1) {
         struct transport_peer *peers = calloc(conf->nnodes, sizeof *peers);
         if (!peers) {
@@ -164,6 +169,18 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                  .max_dbs = so.max_dbs};
     if ((rc = catalog_open(n->host, &co, &n->cat, err)))
         goto fail;
+    if (conf->archive_url) {
+        struct archiver_options ar = {.url = conf->archive_url,
+                                      .self_id = self->id,
+                                      .seal_after_ns = conf->archive_seal_after_ns,
+                                      .piece_size = conf->archive_piece_size,
+                                      .verify_after_ns = conf->archive_verify_after_ns,
+                                      .max_behind = (uint64_t)conf->archive_max_behind,
+                                      .snapshot_every = (uint64_t)conf->archive_snapshot_every};
+        if ((rc = archiver_start(&ar, n->cat, &n->arch, err)))
+            goto fail;
+        catalog_set_archiver(n->cat, n->arch);
+    }
     {
         /* Also in a one-node cluster: its timers retry requests while a
          * group is busy (docs/replication.md, "Routing"). */
@@ -230,7 +247,9 @@ void node_stop(struct node *n)
     http_stop(n->http, 10000);
     fwd_stop(n->fwd);
     api_free(n->api);
+    archiver_stop(n->arch); /* its thread: before the groups close */
     catalog_close(n->cat);
+    archiver_free(n->arch); /* after: an applier may still report a seal until then */
     /* Stop receiving before the host goes away, but free the transport only
      * after: the host's driver still sends (liveness) until it stops, and
      * a send to a freed transport was a use-after-free (ASan, at stop). */

@@ -7,7 +7,7 @@
 #include "store/catalog.h"
 #include "store/expr.h"
 
-static const char *kind_names[] = {NULL, "put", "delete", "update", "scrub", "repair"};
+static const char *kind_names[] = {NULL, "put", "delete", "update", "scrub", "repair", "seal"};
 static const char *rv_names[] = {"NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"};
 
 int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
@@ -19,6 +19,8 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
     if (op->kind == OP_SCRUB) {
         json_object_set_new(o, "id", json_string(op->scrub_id ? op->scrub_id : ""));
         json_object_set_new(o, "t", json_integer(op->scrub_ms));
+    } else if (op->kind == OP_SEAL) {
+        json_object_set_new(o, "f", json_integer((json_int_t)op->seal_first));
     } else if (op->kind == OP_REPAIR) {
         json_object_set(o, "key", op->key);
         json_object_set_new(o, "node", json_string(op->repair_node ? op->repair_node : ""));
@@ -133,7 +135,7 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
         return nerr_set(err, NERR_CORRUPT, "log entry is not JSON: %s", je.text);
     const char *k = json_string_value(json_object_get(o, "k"));
     int rc = NERR_CORRUPT;
-    for (int i = 1; i <= 5; i++)
+    for (int i = 1; i <= 6; i++)
         if (k && !strcmp(k, kind_names[i]))
             op->kind = (enum op_kind)i;
     const char *rv = json_string_value(json_object_get(o, "r"));
@@ -148,6 +150,14 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
         if (!op_scrub_id_ok(id) || !json_is_integer(tm) || !(op->scrub_id = strdup(id)))
             goto corrupt;
         op->scrub_ms = json_integer_value(tm);
+        json_decref(o);
+        return 0;
+    }
+    if (op->kind == OP_SEAL) {
+        json_t *f = json_object_get(o, "f");
+        if (!json_is_integer(f) || json_integer_value(f) < 1)
+            goto corrupt;
+        op->seal_first = (unsigned long long)json_integer_value(f);
         json_decref(o);
         return 0;
     }

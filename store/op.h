@@ -27,8 +27,12 @@ struct table;
  * (what the scrubber saw there twice; "absent" when it held none): it
  * stores repair_stored (the majority's stored bytes, verbatim; NULL =
  * delete the key) and recomputes the partition's digest from its data in
- * the same transaction. Every other replica changes nothing. */
-enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3, OP_SCRUB = 4, OP_REPAIR = 5 };
+ * the same transaction. Every other replica changes nothing.
+ * OP_SEAL: the archive's seal (store/archiver.h): changes no item; it
+ * closes the archive piece seal_first..(its own index) when seal_first is
+ * one past the seal every replica recorded last (or none is recorded), and
+ * is a no-op otherwise. */
+enum op_kind { OP_PUT = 1, OP_DELETE = 2, OP_UPDATE = 3, OP_SCRUB = 4, OP_REPAIR = 5, OP_SEAL = 6 };
 enum op_rv { RV_NONE = 0, RV_ALL_OLD, RV_ALL_NEW, RV_UPDATED_OLD, RV_UPDATED_NEW };
 
 struct op {
@@ -46,6 +50,8 @@ struct op {
      * [A-Za-z0-9._-]) and the proposer's wall clock in ms. */
     char *scrub_id;
     long long scrub_ms;
+    /* OP_SEAL only (no key, no item): the first index of the piece. */
+    unsigned long long seal_first;
     /* OP_REPAIR only (with key and kbytes): see enum op_kind. */
     char *repair_node;
     char *repair_stored; /* NUL-terminated stored JSON text, or NULL */
@@ -59,7 +65,8 @@ struct op_result {
     char msg[NERR_MSG_MAX];
     json_t *old_item;       /* the item before, when it existed (owned) */
     json_t *new_item;       /* the item after, when it exists (owned) */
-    unsigned long long lsn; /* OP_SCRUB, OP_REPAIR: the index it was applied at */
+    unsigned long long lsn; /* OP_SCRUB, OP_REPAIR, OP_SEAL: the index it was applied at
+                               (OP_SEAL: 0 when the seal was stale, a no-op) */
     int repaired;           /* OP_REPAIR: this replica is the target and changed the key */
 };
 
