@@ -17,7 +17,7 @@ use Exporter 'import';
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
                     write_cluster http raw_client raw_call
                     new_cluster start_member cluster_status group_terms wait_until signed_http
-                    lmdb_edit_items run_scrub);
+                    lmdb_edit_items run_scrub slurp);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
