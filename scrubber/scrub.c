@@ -21,6 +21,7 @@
 #include "proto/ddb.h"
 #include "scrubber/common.h"
 #include "scrubber/history.h"
+#include "scrubber/reference.h"
 #include "scrubber/deep.h"
 
 #define MAX_TABLES 64
@@ -37,6 +38,8 @@ struct opts {
     int max_repairs; /* --max-repairs N (default 10) */
     const char *lock; /* --lock FILE (default scrub_lock_default) */
     const char *pg;   /* --pg CONNINFO or $NINES_SCRUB_PG: the run's history */
+    const char *reference; /* --reference URL: the archive's reference replica too */
+    double ref_wait_s;     /* --reference-wait S: for the archive to reach the marker */
 };
 
 struct replica {
@@ -65,6 +68,7 @@ struct part {
     json_t *nomajority;  /* [{key, key_bytes, holds[]}] */
     char drill_why[300]; /* the drill-down could not finish: why */
     long long keys_read, keys_scanned;
+    json_t *ref; /* --reference: the verdict (scrubber/reference.h) */
 };
 
 struct run {
@@ -101,6 +105,11 @@ static void usage(FILE *f)
                "                   /run/lock/nines-scrub-CLUSTER-HASH.lock); held: exit 2 at once\n"
                "  --pg CONNINFO    record the run and its findings in PostgreSQL (scrub_runs,\n"
                "                   scrub_findings; default $NINES_SCRUB_PG)\n"
+               "  --reference URL  also rebuild every partition at the marker from the WAL\n"
+               "                   archive alone and compare it: the fourth source, which names\n"
+               "                   the replica, the archive or the replay at fault\n"
+               "  --reference-wait S  how long to wait for the archive to reach the marker\n"
+               "                   (default 60: a seal after the marker, seal_after later)\n"
                "\n"
                "Exit status: 0 every replica of every partition agrees (with --repair: after\n"
                "repairing), 1 a finding (remaining), 2 something could not be decided or a\n"
@@ -116,9 +125,11 @@ static int parse(int argc, char **argv, struct opts *o)
         {"json", required_argument, NULL, 'j'},    {"timeout", required_argument, NULL, 'T'},
         {"repair", no_argument, NULL, 'r'},        {"max-repairs", required_argument, NULL, 'M'},
         {"lock", required_argument, NULL, 'L'},    {"pg", required_argument, NULL, 'P'},
+        {"reference", required_argument, NULL, 'R'}, {"reference-wait", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     o->timeout_s = 30;
+    o->ref_wait_s = 60;
     o->max_repairs = 10;
     o->pg = getenv("NINES_SCRUB_PG");
     if (o->pg && !*o->pg)
@@ -155,6 +166,21 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'r':
             o->repair = 1;
             break;
+        case 'R':
+            o->reference = optarg;
+            break;
+        case 'W': {
+            char *end;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !isfinite(v) || v <= 0 || v > 86400) {
+                fprintf(stderr, "nines scrub: --reference-wait '%s': seconds, > 0 and <= 86400\n",
+                        optarg);
+                return 2;
+            }
+            o->ref_wait_s = v;
+            break;
+        }
         case 'L':
             o->lock = optarg;
             break;
@@ -379,6 +405,28 @@ static void scrub_part(struct run *run, struct part *p, struct ddb_client **cls)
     }
     if (best >= 0 && best_n * 2 > p->nmembers)
         p->majority = best;
+    /* 3b. The reference replica, the fourth source (reference.h); it may
+     * break a tie between replicas. */
+    if (run->o->reference) {
+        struct scrub_ref_in in = {.url = run->o->reference,
+                                  .table = p->table,
+                                  .group = p->group,
+                                  .run_id = run->id,
+                                  .partition = p->partition,
+                                  .lsn = p->lsn,
+                                  .n = p->nmembers < SCRUB_REF_MAX ? p->nmembers : SCRUB_REF_MAX,
+                                  .deadline_ms =
+                                      clock_mono_ms() + (int64_t)(run->o->ref_wait_s * 1000)};
+        for (int m = 0; m < in.n; m++) {
+            in.members[m] = p->members[m];
+            in.fps[m] = p->r[m].answered ? p->r[m].fp : NULL;
+            in.cl[m] = p->r[m].node >= 0 && !run->node_down[p->r[m].node] ? cls[p->r[m].node]
+                                                                           : NULL;
+        }
+        p->ref = scrub_reference_part(&in, &p->majority);
+        if (p->majority >= 0)
+            best = p->majority;
+    }
     p->buckets = json_array();
     for (int m = 0; m < p->nmembers; m++) {
         json_t *b = NULL;
@@ -709,7 +757,7 @@ static json_t *holds_json(const struct part *p, json_t *h)
 }
 
 struct tally {
-    json_t *findings, *undecided, *differing;
+    json_t *findings, *undecided, *differing, *reference;
     size_t compared;
     long long keys_read, keys_scanned;
     int nomajority; /* keys or partitions whose replicas have no majority */
@@ -722,8 +770,26 @@ static void tally(const struct run *run, struct tally *t)
     t->findings = json_array();
     t->undecided = json_array();
     t->differing = json_array();
+    t->reference = json_array();
     for (size_t k = 0; k < run->nparts; k++) {
         struct part *p = &run->parts[k];
+        if (p->ref) {
+            json_array_append(t->reference, p->ref);
+            const char *v = json_string_value(json_object_get(p->ref, "verdict"));
+            if (v && (!strcmp(v, "replica") || !strcmp(v, "replay") || !strcmp(v, "archive")))
+                json_array_append_new(
+                    t->findings,
+                    json_pack("{s:s,s:i,s:n,s:O,s:s,s:I,s:O,s:O}", "table", p->table,
+                              "partition", p->partition, "key", "replica",
+                              json_object_get(p->ref, "blame"), "kind", "reference", "lsn",
+                              (json_int_t)p->lsn, "buckets", json_object_get(p->ref, "buckets"),
+                              "why", json_object_get(p->ref, "why")));
+            else if (v && !strcmp(v, "undecided"))
+                json_array_append_new(
+                    t->undecided,
+                    json_pack("{s:s,s:i,s:s,s:O}", "table", p->table, "partition", p->partition,
+                              "replica", "reference", "why", json_object_get(p->ref, "why")));
+        }
         t->keys_read += p->keys_read;
         t->keys_scanned += p->keys_scanned;
         if (p->why[0]) {
@@ -807,6 +873,7 @@ static void tally(const struct run *run, struct tally *t)
 
 static void tally_clear(struct tally *t)
 {
+    json_decref(t->reference);
     json_decref(t->findings);
     json_decref(t->undecided);
     json_decref(t->differing);
@@ -824,11 +891,23 @@ static void print_tally(const struct run *run, const struct tally *t, const char
         char *key =
             json_dumps(json_object_get(f, "key"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         char *b = json_dumps(json_object_get(f, "buckets"), JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("FINDING %s partition %lld: replica %s %s key %s (at index %lld)%s%s%s%s\n",
+        /* A reference finding blames a list of replicas, or the archive or
+         * the replay (reference.h). */
+        json_t *rj = json_object_get(f, "replica");
+        char *rdump = json_is_string(rj) ? NULL : json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *rep = json_is_string(rj) ? json_string_value(rj) : rdump ? rdump : "?";
+        if (!strcmp(json_string_value(json_object_get(f, "kind")) ?: "", "reference"))
+            key = (free(key), NULL);
+        printf("FINDING %s partition %lld: %s%s %s %s%s (at index %lld)%s%s%s%s\n",
                json_string_value(json_object_get(f, "table")),
                (long long)json_integer_value(json_object_get(f, "partition")),
-               json_string_value(json_object_get(f, "replica")),
-               json_string_value(json_object_get(f, "kind")), key ? key : "?",
+               json_is_array(rj) ? "replica(s) " : json_is_string(rj) && strcmp(rep, "archive") &&
+                                                           strcmp(rep, "replay")
+                                                       ? "replica "
+                                                       : "",
+               rep,
+               json_string_value(json_object_get(f, "kind")), key ? "key " : "differs from the reference",
+               key ? key : "",
                (long long)json_integer_value(json_object_get(f, "lsn")),
                json_object_get(f, "why") ? ": " : "",
                json_string_value(json_object_get(f, "why")) ?: "",
@@ -836,6 +915,23 @@ static void print_tally(const struct run *run, const struct tally *t, const char
                json_object_get(f, "buckets") && b ? b : "");
         free(key);
         free(b);
+        free(rdump);
+    }
+    json_t *rv;
+    size_t ri;
+    json_array_foreach(t->reference, ri, rv)
+    {
+        printf("REFERENCE %s partition %lld at index %lld: %s; %lld items from %lld archived "
+               "entries (%.1f s)%s%s\n",
+               json_string_value(json_object_get(rv, "table")),
+               (long long)json_integer_value(json_object_get(rv, "partition")),
+               (long long)json_integer_value(json_object_get(rv, "lsn")),
+               json_string_value(json_object_get(rv, "verdict")),
+               (long long)json_integer_value(json_object_get(rv, "items")),
+               (long long)json_integer_value(json_object_get(rv, "entries")),
+               json_real_value(json_object_get(rv, "seconds")),
+               *(json_string_value(json_object_get(rv, "why")) ?: "") ? ": " : "",
+               json_string_value(json_object_get(rv, "why")) ?: "");
     }
     for (size_t i = 0; i < nu; i++) {
         json_t *u = json_array_get(t->undecided, i);
@@ -872,7 +968,8 @@ static void part_reset(struct part *p)
     json_decref(p->buckets);
     json_decref(p->keys);
     json_decref(p->nomajority);
-    p->buckets = p->keys = p->nomajority = NULL;
+    json_decref(p->ref);
+    p->buckets = p->keys = p->nomajority = p->ref = NULL;
     p->lsn = 0;
     p->why[0] = p->drill_why[0] = 0;
     p->majority = -1;
@@ -1084,6 +1181,8 @@ int scrub_main(int argc, char **argv)
             "keys_read", (json_int_t)t.keys_read, "keys_scanned", (json_int_t)t.keys_scanned);
         if (rep && repair)
             json_object_set(rep, "repair", repair);
+        if (rep && o.reference)
+            json_object_set(rep, "reference", t.reference);
         if (o.json && (!rep || json_dump_file(rep, o.json, JSON_INDENT(1) | JSON_SORT_KEYS))) {
             fprintf(stderr, "nines scrub: cannot write %s: %s\n", o.json, strerror(errno));
             exit_code = 2;

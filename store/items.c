@@ -257,7 +257,8 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
             goto out;
         }
         if (closed)
-            archiver_sealed(catalog_archiver(p->t->cat), p->name, op->seal_first, lsn);
+            archiver_sealed(p->t->cat ? catalog_archiver(p->t->cat) : NULL, p->name,
+                            op->seal_first, lsn);
         r->lsn = closed ? lsn : 0;
         goto out;
     }

@@ -1,0 +1,71 @@
+/*
+ * reference.h — the reference replica (docs/archive.md): a partition's
+ * state rebuilt offline from the WAL archive alone, through the same state
+ * machine the store applies (store/items.h), into a scratch LMDB, with the
+ * set digest every replica keeps (store/digest.h) — so it can be compared
+ * with the live replicas' digests at a scrub marker.
+ *
+ * Build (reference_build): the newest archived snapshot of the group at
+ * or before `upto` (its manifest, size and SHA-256 checked, every item's
+ * CRC; its items loaded and the digest recomputed from them must match the
+ * digest fingerprint the manifest recorded), then every archived piece
+ * after it up to `upto`, in index order (manifest, size, SHA-256, every
+ * entry's CRC; consecutive indexes), each entry applied as the store
+ * applies it (a forwarded proposal's frame removed; an entry no replica can
+ * decode applied as a no-op, as the store does). A gap, a corrupt or
+ * truncated piece, a snapshot whose items do not give its digest, or an
+ * archive that does not reach `upto` is a problem named with its object:
+ * the build fails (NERR_CORRUPT / NERR_NOTFOUND) and nothing is reported as
+ * the reference. Never skipped.
+ *
+ * The result carries what NinesAdmin.ScrubDigest answers for a replica at
+ * a marker (Fingerprint: SHA-256 of the lanes, Items, Bytes, Buckets), so
+ * a scrubber compares the four sources alike.
+ *
+ * `nines reference URL --group G --upto N --key NAME:T[,NAME:T]
+ * [--json FILE] [--dir SCRATCH]` runs it (reference_main; exit 0 built,
+ * 1 the archive cannot give the reference, each problem named, 2 usage).
+ *
+ * Threads: one call at a time per scratch directory; nothing is shared.
+ */
+#ifndef NINES_REFERENCE_H
+#define NINES_REFERENCE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+#include "store/digest.h"
+
+struct reference_options {
+    const char *url;   /* the archive */
+    const char *group; /* the partition's group name, "p.t<ID>.<N>" */
+    uint64_t upto;     /* the log index to rebuild to (a scrub marker's) */
+    /* The table's key schema (the entries hold requests, not items). */
+    const char *hash_name, *range_name; /* range_name NULL: no sort key */
+    char hash_type, range_type;         /* 'S', 'N' or 'B' */
+    const char *scratch;                /* an empty or missing directory */
+};
+
+struct reference_result {
+    uint64_t index;      /* = upto */
+    uint64_t snap_index; /* the snapshot it started from (0: the log's start) */
+    uint64_t entries, pieces, poisoned;
+    double seconds;
+    struct digest d;
+    uint16_t bucket[DIGEST_BUCKETS][DIGEST_BUCKET_LANES];
+};
+
+int reference_build(const struct reference_options *o, struct reference_result *r,
+                    struct nerr *err);
+
+/* {"Group", "Lsn", "Items", "Bytes", "Fingerprint", "Buckets": [256 hex],
+ *  "Snapshot", "Entries", "Pieces", "Poisoned", "Seconds"} (new reference). */
+json_t *reference_json(const struct reference_options *o, const struct reference_result *r);
+
+/* The fingerprint ScrubDigest reports: hex SHA-256 of the lanes (u16le). */
+void reference_fingerprint(const struct digest *d, char out[65]);
+
+int reference_main(int argc, char **argv);
+
+#endif
