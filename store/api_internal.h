@@ -146,6 +146,13 @@ void ops_describe_table(struct call *c, json_t *req);
 void ops_list_tables(struct call *c, json_t *req);
 void ops_describe_endpoints(struct call *c, json_t *req);
 void ops_describe_limits(struct call *c, json_t *req);
+/* ops_backup.c: point-in-time recovery (docs/archive.md). */
+void ops_describe_backups(struct call *c, json_t *req);
+void ops_update_backups(struct call *c, json_t *req);
+void ops_restore_pitr(struct call *c, json_t *req);
+/* A restore this node ran into `table`: 1 with its RestoreSummary (new
+ * reference) and whether it is still writing; 0 when none. */
+int ops_restore_summary(const char *table, json_t **summary, int *in_progress);
 void ops_put_item(struct call *c, json_t *req);
 void ops_get_item(struct call *c, json_t *req);
 void ops_update_item(struct call *c, json_t *req);

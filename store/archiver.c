@@ -588,6 +588,7 @@ static void propose_seal(struct archiver *a, struct agroup *g, struct group *grp
         return;
     sc->op.kind = OP_SEAL;
     sc->op.seal_first = g->seal_last + 1;
+    sc->op.wall_ms = clock_wall_ms();
     if (op_encode(&sc->op, &bytes, &len, &e)) {
         free(sc);
         return;

@@ -41,6 +41,8 @@ int op_encode(const struct op *op, char **out, size_t *len, struct nerr *err)
         json_object_set(o, "v", op->values);
     if (op->rv)
         json_object_set_new(o, "r", json_string(rv_names[op->rv]));
+    if (op->wall_ms > 0)
+        json_object_set_new(o, "w", json_integer(op->wall_ms));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)
@@ -144,6 +146,10 @@ int op_decode(const void *data, size_t len, const struct table *t, struct op *op
             op->rv = (enum op_rv)i;
     if (!op->kind)
         goto corrupt;
+    json_t *w = json_object_get(o, "w");
+    if (w && (!json_is_integer(w) || json_integer_value(w) < 0))
+        goto corrupt;
+    op->wall_ms = w ? json_integer_value(w) : 0;
     if (op->kind == OP_SCRUB) {
         const char *id = json_string_value(json_object_get(o, "id"));
         json_t *tm = json_object_get(o, "t");

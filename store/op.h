@@ -50,6 +50,11 @@ struct op {
      * [A-Za-z0-9._-]) and the proposer's wall clock in ms. */
     char *scrub_id;
     long long scrub_ms;
+    /* The proposer's wall clock (ms since the epoch) when it proposed the
+     * entry, or 0 (entries written before 2026-12-07 have none): what a
+     * point-in-time restore reads time from (docs/archive.md). Changes no
+     * item; every replica applies the entry alike whatever it says. */
+    long long wall_ms;
     /* OP_SEAL only (no key, no item): the first index of the piece. */
     unsigned long long seal_first;
     /* OP_REPAIR only (with key and kbytes): see enum op_kind. */

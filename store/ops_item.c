@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "store/api_internal.h"
 #include "proto/av.h"
 #include "store/items.h"
@@ -125,6 +126,7 @@ static void propose_write(struct wcall *w)
     char *bytes = NULL;
     size_t len = 0;
     struct nerr e = {0};
+    w->op.wall_ms = clock_wall_ms(); /* when it was proposed (op.h) */
     int rc = op_encode(&w->op, &bytes, &len, &e);
     if (!rc) {
         struct partition *p =

@@ -313,7 +313,14 @@ void ops_describe_table(struct call *c, json_t *req)
     struct table *t = api_req_table(c, req, NULL);
     if (!t)
         return;
-    json_t *d = describe(c->a, t->desc, "ACTIVE", t);
+    json_t *summary = NULL;
+    int restoring = 0;
+    int restored = ops_restore_summary(t->name, &summary, &restoring);
+    json_t *d = describe(c->a, t->desc, restoring ? "CREATING" : "ACTIVE", t);
+    if (restored && d && summary)
+        json_object_set_new(d, "RestoreSummary", summary);
+    else
+        json_decref(summary);
     table_put(t);
     api_reply_json(c, json_pack("{s:o}", "Table", d));
 }

@@ -334,6 +334,25 @@ int reference_build(const struct reference_options *o, struct reference_result *
     if ((rc = digest_get(rp.txn, p.ddbi, p.name, &r->d, err)) ||
         (rc = digest_get_buckets(rp.txn, p.ddbi, p.name, r->bucket, err)))
         goto out;
+    if (o->on_item) {
+        MDB_cursor *cur;
+        if ((mrc = mdb_cursor_open(rp.txn, p.dbi, &cur))) {
+            rc = state_mdb_err(err, mrc, "reference cursor");
+            goto out;
+        }
+        MDB_val k, v;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (!mrc && !rc) {
+            rc = o->on_item(o->item_arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+            if (!rc)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        if (rc)
+            nerr_set(err, rc, "%s: the item walk stopped (%s)", o->group, nerr_name(rc));
+        else if (mrc != MDB_NOTFOUND)
+            rc = state_mdb_err(err, mrc, "reference cursor");
+    }
 out:
     if (rp.txn)
         mdb_txn_abort(rp.txn);
@@ -345,6 +364,83 @@ out:
     free(logs);
     archive_close(a);
     r->seconds = (double)(clock_mono_ns() - t0) / 1e9;
+    return rc;
+}
+
+struct at_scan {
+    int64_t t_ms, w; /* the target; the running wall clock of the entries */
+    uint64_t index;
+    int64_t last_ms;
+};
+
+static int at_entry(void *arg, const struct archive_entry *e)
+{
+    struct at_scan *sc = arg;
+    const unsigned char *d = e->data;
+    size_t len = e->len;
+    if (len >= 9 && d[0] == 0x01) {
+        d += 9;
+        len -= 9;
+    }
+    if (len && d[0] == '{') {
+        json_t *o = json_loadb((const char *)d, len, 0, NULL);
+        json_t *w = json_object_get(o, "w");
+        if (json_is_integer(w) && json_integer_value(w) > 0)
+            sc->w = json_integer_value(w);
+        json_decref(o);
+    }
+    if (sc->w && sc->w <= sc->t_ms && e->index > sc->index)
+        sc->index = e->index;
+    if (sc->w > sc->last_ms)
+        sc->last_ms = sc->w;
+    return 0;
+}
+
+int reference_index_at(const char *url, const char *group, int64_t t_ms, uint64_t *index,
+                       int64_t *last_ms, uint64_t *end, struct nerr *err)
+{
+    struct archive *a = NULL;
+    struct obj *logs = NULL;
+    size_t nl = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    struct archive_object_info info;
+    struct at_scan sc = {.t_ms = t_ms};
+    *index = 0;
+    *end = 0;
+    int rc = archive_open(url, 0, &a, err);
+    if (!rc)
+        rc = list_objs(a, group, "log", &logs, &nl, err);
+    for (size_t i = 0; !rc && i < nl; i++) {
+        char mname[ARCHIVE_MAX_NAME + 96];
+        unsigned char *mb = NULL;
+        size_t ml = 0;
+        archive_manifest_name(logs[i].name, mname, sizeof mname);
+        if ((rc = archive_get(a, mname, 1u << 20, &mb, &ml, err)))
+            break;
+        json_t *m = json_loadb((const char *)mb, ml, 0, NULL);
+        free(mb);
+        int64_t up = (int64_t)json_integer_value(json_object_get(m, "time_ms"));
+        json_decref(m);
+        *end = logs[i].last;
+        if (up && up < t_ms - REFERENCE_SKEW_MS) {
+            sc.index = logs[i].last; /* every entry in it came before t_ms */
+            if (up > sc.last_ms)
+                sc.last_ms = up;
+            continue;
+        }
+        if ((rc = fetch(a, group, &logs[i], &buf, &len, &info, err)))
+            break;
+        rc = archive_object_parse(buf, len, at_entry, NULL, &sc, &info, err);
+        free(buf);
+        buf = NULL;
+    }
+    free(logs);
+    archive_close(a);
+    if (!rc) {
+        *index = sc.index;
+        *last_ms = sc.last_ms;
+    }
     return rc;
 }
 

@@ -45,6 +45,11 @@ struct reference_options {
     const char *hash_name, *range_name; /* range_name NULL: no sort key */
     char hash_type, range_type;         /* 'S', 'N' or 'B' */
     const char *scratch;                /* an empty or missing directory */
+    /* Optional: called for every item of the rebuilt state, in key order,
+     * once it is built (stored bytes: the item as DynamoDB JSON). A
+     * non-zero return stops the walk and fails the build with it. */
+    int (*on_item)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
+    void *item_arg;
 };
 
 struct reference_result {
@@ -58,6 +63,18 @@ struct reference_result {
 
 int reference_build(const struct reference_options *o, struct reference_result *r,
                     struct nerr *err);
+
+/* Point in time (docs/archive.md, "Point-in-time restore"): the index of
+ * the last archived entry of group proposed at or before t_ms (each write
+ * carries its proposer's wall clock, op.h wall_ms; an entry without one
+ * takes its predecessor's), 0 when none is. Pieces uploaded more than
+ * REFERENCE_SKEW_MS before t_ms are not read (every entry in them was
+ * proposed before they were uploaded): their last index counts. *last_ms
+ * gets the wall clock of the newest archived entry (0: none), *end the
+ * archive's last index of the group. */
+#define REFERENCE_SKEW_MS 10000
+int reference_index_at(const char *url, const char *group, int64_t t_ms, uint64_t *index,
+                       int64_t *last_ms, uint64_t *end, struct nerr *err);
 
 /* {"Group", "Lsn", "Items", "Bytes", "Fingerprint", "Buckets": [256 hex],
  *  "Snapshot", "Entries", "Pieces", "Poisoned", "Seconds"} (new reference). */

@@ -49,6 +49,11 @@ static const struct op_row op_table[] = {
     {{"DeleteTable", ops_delete_table, W_ | API_OP_META | API_OP_TABLE, NULL, NULL}, NULL},
     {{"DescribeEndpoints", ops_describe_endpoints, R_, NULL, NULL}, NULL},
     {{"DescribeLimits", ops_describe_limits, R_, NULL, NULL}, NULL},
+    {{"DescribeContinuousBackups", ops_describe_backups, R_ | API_OP_TABLE, NULL, NULL}, NULL},
+    {{"UpdateContinuousBackups", ops_update_backups, R_ | API_OP_TABLE, NULL, NULL}, NULL},
+    /* Runs where the client sent it: that node writes the items and
+     * reports the restore's progress (ops_backup.c). */
+    {{"RestoreTableToPointInTime", ops_restore_pitr, W_, NULL, NULL}, NULL},
     {{"Status", admin_status, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"Catalog", admin_catalog, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"ScrubMark", admin_scrub_mark, W_ | API_OP_ADMIN, NULL, NULL}, NULL},
