@@ -26,8 +26,9 @@ static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
                                            "compact_entries",  "snapshot_rate", NULL};
-static const char *const archive_keys[] = {"url",        "seal_after", "piece_size",
-                                           "verify_after", "max_behind", "snapshot_every", NULL};
+static const char *const archive_keys[] = {"url",        "seal_after",     "piece_size",
+                                           "verify_after", "max_behind", "snapshot_every",
+                                           "retention",    NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */
@@ -126,7 +127,7 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
 }
 
 /* archive: {url, seal_after, piece_size, verify_after, max_behind,
- * snapshot_every} (docs/archive.md). Only file:///absolute/dir is built;
+ * snapshot_every, retention} (docs/archive.md). Only file:///absolute/dir is built;
  * sftp:// is refused here, at its line and column, not at start-up. */
 static int load_archive(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
 {
@@ -155,7 +156,9 @@ static int load_archive(const struct yt_node *root, struct cluster_conf *c, stru
         (rc = yt_get_int(a, "max_behind", YT_OPTIONAL, 1000, 1000000000, &c->archive_max_behind,
                          err)) ||
         (rc = yt_get_int(a, "snapshot_every", YT_OPTIONAL, 100, 1000000000,
-                         &c->archive_snapshot_every, err)))
+                         &c->archive_snapshot_every, err)) ||
+        (rc = yt_get_duration(a, "retention", YT_OPTIONAL, 1000000000ull,
+                              3650ull * 86400 * 1000000000ull, &c->archive_retention_ns, err)))
         return rc;
     return 0;
 }
@@ -388,6 +391,7 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
     c->archive_verify_after_ns = CLUSTER_DEFAULT_ARCHIVE_VERIFY_AFTER_NS;
     c->archive_max_behind = CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND;
     c->archive_snapshot_every = CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY;
+    c->archive_retention_ns = CLUSTER_DEFAULT_ARCHIVE_RETENTION_NS;
     if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
         (rc = load(yt_root(doc), c, err)))
         goto fail;

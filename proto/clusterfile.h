@@ -75,6 +75,7 @@ struct cluster_conf {
     uint64_t archive_verify_after_ns; /* followers check the upload after this */
     int64_t archive_max_behind;       /* entries kept for the archive at most */
     int64_t archive_snapshot_every;   /* entries between archived snapshots */
+    uint64_t archive_retention_ns;    /* how long archived log is kept */
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -92,6 +93,7 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_ARCHIVE_VERIFY_AFTER_NS 5000000000ull /* 5 s */
 #define CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND 1000000
 #define CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY 200000
+#define CLUSTER_DEFAULT_ARCHIVE_RETENTION_NS (35ull * 86400 * 1000000000ull) /* DynamoDB's 35 days */
 
 /* Reads, parses and checks the cluster file at path. *out is set only on
  * success. */

@@ -195,6 +195,7 @@ struct agroup {
     uint64_t snap_index;          /* the newest archived snapshot (has_snap) */
     int has_snap;
     int released; /* the hold was released (max_behind) */
+    uint64_t retain_ns; /* the last retention pass (leader) */
     uint64_t epoch;
     struct agroup *hnext;
 };
@@ -222,6 +223,7 @@ struct archiver {
     /* Status (under mu). */
     uint64_t behind, pending;
     uint64_t uploaded, verified, taken_over, mismatches, errors, released, snapshots, skipped;
+    uint64_t expired;
     char last_error[NERR_MSG_MAX + 16];
 };
 
@@ -418,6 +420,25 @@ static void hex(const unsigned char *b, size_t n, char *out)
 
 enum piece_outcome { P_WAIT = 0, P_DONE, P_FAIL };
 
+/* 1 when an archived snapshot of group is at or past index. */
+static int covered(struct archiver *a, const char *group, uint64_t index)
+{
+    char dir[CATALOG_MAX_PATH_NAME + 16];
+    char **names = NULL;
+    size_t n = 0;
+    struct nerr e = {0};
+    int yes = 0;
+    snprintf(dir, sizeof dir, "%s/snap", group);
+    if (archive_list_dir(a->ar, dir, &names, &n, &e))
+        return 0;
+    for (size_t i = 0; i < n && !yes; i++) {
+        uint64_t ix, unused;
+        yes = parse_range(names[i], 0, &ix, &unused) && ix >= index;
+    }
+    archive_names_free(names, n);
+    return yes;
+}
+
 /* Builds this replica's encoding of piece pc from its log. NERR_NOTFOUND
  * when the log no longer holds it. */
 static int encode_own(struct group *grp, const struct agroup *g, const struct apiece *pc,
@@ -476,6 +497,11 @@ static enum piece_outcome do_piece(struct archiver *a, struct agroup *g, struct 
     int present = !rc;
     if (!present && !leader && now < pc->sealed_ns + 2 * a->opt.verify_after_ns)
         return P_WAIT; /* the leader's upload may still come */
+    if (!present && covered(a, g->name, pc->last)) {
+        /* Retention deleted it already: an archived snapshot holds it. */
+        free(man);
+        return P_DONE;
+    }
     nerr_clear(&e);
     rc = encode_own(grp, g, pc, &ents, &n, &own, &ownlen, &e);
     if (rc == NERR_NOTFOUND) {
@@ -679,6 +705,122 @@ out:
     return rc;
 }
 
+/* The manifests of G/<sub> with their upload times. */
+struct mobj {
+    uint64_t first, last;
+    int64_t time_ms;
+    char name[ARCHIVE_MAX_NAME + 96]; /* the object */
+};
+
+static int list_manifests(struct archiver *a, const char *group, const char *sub, struct mobj **out,
+                          size_t *n, struct nerr *err)
+{
+    char dir[CATALOG_MAX_PATH_NAME + 16];
+    char **names = NULL;
+    size_t nn = 0, k = 0;
+    snprintf(dir, sizeof dir, "%s/%s", group, sub);
+    int rc = archive_list_dir(a->ar, dir, &names, &nn, err);
+    if (rc)
+        return rc;
+    struct mobj *v = calloc(nn ? nn : 1, sizeof *v);
+    for (size_t i = 0; v && !rc && i < nn; i++) {
+        uint64_t f = 0, l = 0;
+        if (!parse_range(names[i], !strcmp(sub, "log"), &f, &l))
+            continue;
+        if (strcmp(sub, "log"))
+            l = f;
+        char mname[ARCHIVE_MAX_NAME + 96];
+        unsigned char *mb = NULL;
+        size_t ml = 0;
+        snprintf(mname, sizeof mname, "%s/%s", dir, names[i]);
+        if ((rc = archive_get(a->ar, mname, 1u << 20, &mb, &ml, err)))
+            break;
+        json_t *m = json_loadb((const char *)mb, ml, 0, NULL);
+        free(mb);
+        const char *obj = json_string_value(json_object_get(m, "object"));
+        v[k] = (struct mobj){f, l, (int64_t)json_integer_value(json_object_get(m, "time_ms")), ""};
+        snprintf(v[k].name, sizeof v[k].name, "%s", obj ? obj : "");
+        json_decref(m);
+        if (v[k].name[0])
+            k++;
+    }
+    archive_names_free(names, nn);
+    if (!v)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* Deletes an object: its manifest first (it then counts for nothing). */
+static int expire(struct archiver *a, const char *object, struct nerr *err)
+{
+    char mname[ARCHIVE_MAX_NAME + 96];
+    archive_manifest_name(object, mname, sizeof mname);
+    int rc = archive_remove(a->ar, mname, err);
+    if (!rc || rc == NERR_NOTFOUND)
+        rc = archive_remove(a->ar, object, err);
+    if (rc == NERR_NOTFOUND)
+        rc = 0;
+    if (!rc)
+        count(a, &a->expired);
+    return rc;
+}
+
+/* Retention (archiver.h): one partition, its leader. */
+static int retain(struct archiver *a, struct agroup *g, struct nerr *err)
+{
+    struct mobj *snaps = NULL, *logs = NULL;
+    size_t ns = 0, nl = 0;
+    int64_t cutoff = clock_wall_ms() - (int64_t)(a->opt.retention_ns / 1000000);
+    int rc = list_manifests(a, g->name, "snap", &snaps, &ns, err);
+    if (!rc)
+        rc = list_manifests(a, g->name, "log", &logs, &nl, err);
+    struct mobj *keep = NULL;
+    for (size_t i = 0; !rc && i < ns; i++)
+        if (snaps[i].time_ms && snaps[i].time_ms < cutoff &&
+            (!keep || snaps[i].first > keep->first))
+            keep = &snaps[i];
+    if (rc || !keep)
+        goto out;
+    /* The snapshot everything older is replaced by must prove whole. */
+    unsigned char *buf = NULL, *mb = NULL;
+    size_t len = 0, ml = 0;
+    char mname[ARCHIVE_MAX_NAME + 96], sha[65];
+    struct archive_object_info info;
+    archive_manifest_name(keep->name, mname, sizeof mname);
+    if ((rc = archive_get(a->ar, mname, 1u << 20, &mb, &ml, err)) ||
+        (rc = archive_get(a->ar, keep->name, ARCHIVE_MAX_OBJECT, &buf, &len, err)) ||
+        (rc = archive_object_parse(buf, len, NULL, NULL, NULL, &info, err))) {
+        free(mb);
+        free(buf);
+        goto out;
+    }
+    hex(info.sha256, 32, sha);
+    json_t *m = json_loadb((const char *)mb, ml, 0, NULL);
+    const char *msha = json_string_value(json_object_get(m, "sha256"));
+    if (!msha || strcmp(msha, sha) || info.first != keep->first)
+        rc = nerr_set(err, NERR_CORRUPT, "%s does not prove whole: retention deletes nothing",
+                      keep->name);
+    json_decref(m);
+    free(mb);
+    free(buf);
+    for (size_t i = 0; !rc && i < nl; i++)
+        if (logs[i].last <= keep->first)
+            rc = expire(a, logs[i].name, err);
+    for (size_t i = 0; !rc && i < ns; i++)
+        if (snaps[i].first < keep->first)
+            rc = expire(a, snaps[i].name, err);
+out:
+    free(snaps);
+    free(logs);
+    return rc;
+}
+
 struct walk_item {
     struct table *t;
     int part;
@@ -781,6 +923,14 @@ static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_
     if (want && st.applied && put_snapshot(a, g, wi->t, wi->part, wi->g, &e) &&
         e.code != NERR_NOTFOUND)
         arch_error(a, p->name, &e);
+    /* Retention: about once a minute (once a retention, when shorter). */
+    uint64_t every = a->opt.retention_ns < 60000000000ull ? a->opt.retention_ns : 60000000000ull;
+    if (a->opt.retention_ns && g->has_snap && now - g->retain_ns >= every) {
+        g->retain_ns = now;
+        nerr_clear(&e);
+        if (retain(a, g, &e))
+            arch_error(a, p->name, &e);
+    }
 }
 
 static void *archiver_main(void *arg)
@@ -924,13 +1074,13 @@ json_t *archiver_status(struct archiver *a)
 {
     pthread_mutex_lock(&a->mu);
     json_t *o =
-        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url", a->url,
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url", a->url,
                   "behind_entries", (json_int_t)a->behind, "pending_pieces", (json_int_t)a->pending,
                   "uploaded", (json_int_t)a->uploaded, "verified", (json_int_t)a->verified,
                   "taken_over", (json_int_t)a->taken_over, "mismatches", (json_int_t)a->mismatches,
                   "errors", (json_int_t)a->errors, "released_unarchived", (json_int_t)a->released,
                   "snapshots", (json_int_t)a->snapshots, "skipped", (json_int_t)a->skipped,
-                  "last_error", a->last_error[0] ? a->last_error : NULL);
+                  "expired", (json_int_t)a->expired, "last_error", a->last_error[0] ? a->last_error : NULL);
     pthread_mutex_unlock(&a->mu);
     return o;
 }
@@ -950,10 +1100,11 @@ void archiver_metrics(struct archiver *a, struct strbuf *b)
         {"errors_total", "counter", "Archive operations that failed (unreachable, full)."},
         {"released_total", "counter", "Times a log was compacted before it was archived."},
         {"snapshots_total", "counter", "Partition snapshots this node archived."},
+        {"expired_total", "counter", "Archive objects deleted by retention."},
     };
     pthread_mutex_lock(&a->mu);
     uint64_t v[] = {a->behind,     a->pending, a->uploaded, a->verified, a->taken_over,
-                    a->mismatches, a->errors,  a->released, a->snapshots};
+                    a->mismatches, a->errors,  a->released, a->snapshots, a->expired};
     pthread_mutex_unlock(&a->mu);
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         char line[512];

@@ -51,6 +51,14 @@
  * item in key order and the set digest at I (store/digest.h), so a
  * reference rebuild never replays from the beginning of time.
  *
+ * Retention. About once a minute the leader of each partition keeps what
+ * rebuilding any point of the last `retention` needs and deletes the rest:
+ * the newest snapshot uploaded before the window began (S) is fetched and
+ * proved (its manifest's size and SHA-256, every CRC) first; then every
+ * piece that ends at or before S's index and every older snapshot go,
+ * manifest first (an object without a manifest counts for nothing), then
+ * the object. Without such a snapshot nothing is deleted.
+ *
  * Restart. The archiver learns each partition's archived end from the
  * archive's manifests and the seals after it from LMDB (the newest
  * ARCHIVER_SEALS_KEPT are kept), so pieces sealed before a crash are
@@ -83,6 +91,7 @@ struct archiver_options {
     uint64_t verify_after_ns; /* see above */
     uint64_t max_behind;      /* entries */
     uint64_t snapshot_every;  /* entries */
+    uint64_t retention_ns;    /* see "Retention"; 0 = keep everything */
 };
 
 /* ---- seal records (in the node's `_digest` database, digest.h):
@@ -124,7 +133,8 @@ void archiver_sealed(struct archiver *a, const char *name, uint64_t first, uint6
 /* NinesAdmin.Status's "archive": {"url", "behind_entries" (the most any
  * partition here has applied past what this node has seen archived),
  * "pending_pieces", "uploaded", "verified", "taken_over", "mismatches",
- * "errors", "released_unarchived", "snapshots", "last_error"}. */
+ * "errors", "released_unarchived", "snapshots", "skipped", "expired" (objects
+ * deleted by retention), "last_error"}. */
 json_t *archiver_status(struct archiver *a);
 /* Prometheus lines (nines_archive_*). */
 void archiver_metrics(struct archiver *a, struct strbuf *b);

@@ -176,7 +176,8 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
                                       .piece_size = conf->archive_piece_size,
                                       .verify_after_ns = conf->archive_verify_after_ns,
                                       .max_behind = (uint64_t)conf->archive_max_behind,
-                                      .snapshot_every = (uint64_t)conf->archive_snapshot_every};
+                                      .snapshot_every = (uint64_t)conf->archive_snapshot_every,
+                                      .retention_ns = conf->archive_retention_ns};
         if ((rc = archiver_start(&ar, n->cat, &n->arch, err)))
             goto fail;
         catalog_set_archiver(n->cat, n->arch);

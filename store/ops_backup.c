@@ -99,12 +99,16 @@ static json_t *backups_desc(const struct api *a, const struct table *t)
                          "ContinuousBackupsStatus", "DISABLED", "PointInTimeRecoveryDescription",
                          "PointInTimeRecoveryStatus", "DISABLED");
     double latest = (double)latest_ms(conf) / 1000.0, earliest = creation_s(t);
+    double kept = (double)(clock_wall_ms() - (int64_t)(conf->archive_retention_ns / 1000000)) / 1000.0;
+    if (kept > earliest)
+        earliest = kept; /* retention deleted what is older (archiver.h) */
     if (latest < earliest)
         latest = earliest;
     return json_pack("{s:{s:s,s:{s:s,s:f,s:f,s:i}}}", "ContinuousBackupsDescription",
                      "ContinuousBackupsStatus", "ENABLED", "PointInTimeRecoveryDescription",
                      "PointInTimeRecoveryStatus", "ENABLED", "EarliestRestorableDateTime", earliest,
-                     "LatestRestorableDateTime", latest, "RecoveryPeriodInDays", 35);
+                     "LatestRestorableDateTime", latest, "RecoveryPeriodInDays",
+                     (int)(conf->archive_retention_ns / (86400ull * 1000000000ull)));
 }
 
 void ops_describe_backups(struct call *c, json_t *req)
@@ -520,7 +524,10 @@ void ops_restore_pitr(struct call *c, json_t *req)
     }
     int64_t lat = latest_ms(conf);
     int64_t t_ms = latest ? lat : (int64_t)llround(json_number_value(when) * 1000.0);
-    double earliest = creation_s(t);
+    double earliest = creation_s(t),
+           kept = (double)(clock_wall_ms() - (int64_t)(conf->archive_retention_ns / 1000000)) / 1000.0;
+    if (kept > earliest)
+        earliest = kept;
     if (!latest && (t_ms > lat || (double)t_ms / 1000.0 < earliest - 0.001)) {
         api_reply_err(c, "InvalidRestoreTimeException",
                       "RestoreDateTime %.3f is outside the restorable window %.3f..%.3f of table "
