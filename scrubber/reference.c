@@ -85,7 +85,7 @@ static uint64_t archived_end(struct archive *a, const char *group)
 /* Runs bin/nines-reference (next to this program) into json_path; its
  * stderr into why. The exit code, or -1. */
 static int run_builder(const struct scrub_ref_in *in, const char *key, const char *dir,
-                       const char *json_path, char *why, size_t cap)
+                       const char *json_path, const char *list, char *why, size_t cap)
 {
     char self[PATH_MAX], prog[PATH_MAX + 32], upto[32], errp[PATH_MAX + 16];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -113,8 +113,12 @@ static int run_builder(const struct scrub_ref_in *in, const char *key, const cha
             dup2(nul, 1);
         char scratch[PATH_MAX + 16];
         snprintf(scratch, sizeof scratch, "%s/lmdb", dir);
-        execl(prog, "reference", in->url, "--group", in->group, "--upto", upto, "--key", key,
-              "--json", json_path, "--dir", scratch, (char *)NULL);
+        if (list)
+            execl(prog, "reference", in->url, "--group", in->group, "--upto", upto, "--key", key,
+                  "--json", json_path, "--dir", scratch, "--list-buckets", list, (char *)NULL);
+        else
+            execl(prog, "reference", in->url, "--group", in->group, "--upto", upto, "--key", key,
+                  "--json", json_path, "--dir", scratch, (char *)NULL);
         _exit(127);
     }
     int st = 0;
@@ -173,6 +177,133 @@ static json_t *bucket_diff(const struct scrub_ref_in *in, int m, json_t *ref_buc
     return out ? out : json_null();
 }
 
+/* Member m's keys of bucket b, read now: KeyBytes -> {"Key", "Hash"}. */
+static json_t *replica_keys(const struct scrub_ref_in *in, int m, int b)
+{
+    json_t *out = json_object();
+    char *after = NULL;
+    for (int page = 0; out && page < 1000; page++) {
+        json_t *req = json_pack("{s:s,s:i,s:i,s:i}", "TableName", in->table, "Partition",
+                                in->partition, "Bucket", b, "Limit", 10000),
+               *resp = NULL;
+        if (req && after)
+            json_object_set_new(req, "After", json_string(after));
+        free(after);
+        after = NULL;
+        int st = 0;
+        struct nerr e = {0};
+        if (!req || !in->cl[m] ||
+            ddb_call(in->cl[m], "NinesAdmin.ScrubKeys", req, &st, &resp, &e) || st != 200) {
+            json_decref(req);
+            json_decref(resp);
+            json_decref(out);
+            return NULL;
+        }
+        json_decref(req);
+        json_t *it;
+        size_t i;
+        json_array_foreach(json_object_get(resp, "Items"), i, it)
+        {
+            const char *kb = json_string_value(json_object_get(it, "KeyBytes"));
+            if (kb)
+                json_object_set_new(out, kb,
+                                    json_pack("{s:O,s:O}", "Key", json_object_get(it, "Key"),
+                                              "Hash", json_object_get(it, "Hash")));
+        }
+        const char *next = json_string_value(json_object_get(resp, "Next"));
+        if (next)
+            after = strdup(next);
+        json_decref(resp);
+        if (!after)
+            break;
+    }
+    free(after);
+    return out;
+}
+
+static const char *hash_of(json_t *keys, const char *kb)
+{
+    return json_string_value(json_object_get(json_object_get(keys, kb), "Hash"));
+}
+
+/* The drill-down to the key (verdicts replica and replay): the reference
+ * lists the differing buckets (a second build), the blamed member (for a
+ * replay, the majority member) and a member that agrees with the
+ * reference list theirs; a key is reported where the blamed side differs
+ * from the reference and the agreeing member, when there is one, holds
+ * what the reference holds (a key written after the marker changes every
+ * replica, so it is not taken for a difference). */
+static json_t *drill(const struct scrub_ref_in *in, const char *key, json_t *buckets, int blamed,
+                     int agree, const char *who, char *why, size_t cap)
+{
+    char list[1100] = "", dir[] = "/tmp/nines-scrub-ref-XXXXXX";
+    size_t nb = 0, i;
+    json_t *bv;
+    json_array_foreach(buckets, i, bv)
+    {
+        if (nb == 64)
+            break;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%lld", nb ? "," : "",
+                 (long long)json_integer_value(bv));
+        nb++;
+    }
+    if (!nb || blamed < 0 || !mkdtemp(dir))
+        return NULL;
+    char jpath[sizeof dir + 16];
+    snprintf(jpath, sizeof jpath, "%s/ref.json", dir);
+    json_error_t je;
+    int rc = run_builder(in, key, dir, jpath, list, why, cap);
+    json_t *ref = rc == 0 ? json_load_file(jpath, 0, &je) : NULL;
+    rm_tree(dir);
+    if (!ref)
+        return NULL;
+    json_t *out = json_array();
+    const char *b;
+    json_t *items;
+    json_object_foreach(json_object_get(ref, "Lists"), b, items)
+    {
+        json_t *rk = json_object();
+        json_array_foreach(items, i, bv)
+        {
+            const char *kb = json_string_value(json_object_get(bv, "KeyBytes"));
+            if (kb)
+                json_object_set(rk, kb, bv);
+        }
+        json_t *bl = replica_keys(in, blamed, atoi(b));
+        json_t *ag = agree >= 0 ? replica_keys(in, agree, atoi(b)) : NULL;
+        json_t *all = json_object();
+        json_object_update(all, rk);
+        if (bl)
+            json_object_update_missing(all, bl);
+        const char *kb;
+        json_t *kv;
+        json_object_foreach(all, kb, kv)
+        {
+            const char *hr = hash_of(rk, kb), *hb = bl ? hash_of(bl, kb) : NULL;
+            if (!bl || (hr && hb && !strcmp(hr, hb)) || (!hr && !hb))
+                continue;
+            if (ag) {
+                const char *ha = hash_of(ag, kb);
+                if ((hr && (!ha || strcmp(hr, ha))) || (!hr && ha))
+                    continue; /* the agreeing replica moved too: written since */
+            }
+            json_t *k = json_object_get(kv, "Key");
+            json_array_append_new(out, json_pack("{s:O,s:s,s:s,s:s?,s:s?}", "key",
+                                                 k ? k : json_null(), "replica", who, "kind",
+                                                 !hb   ? "missing"
+                                                 : !hr ? "extra"
+                                                       : "different",
+                                                 "reference_hash", hr, "replica_hash", hb));
+        }
+        json_decref(all);
+        json_decref(rk);
+        json_decref(bl);
+        json_decref(ag);
+    }
+    json_decref(ref);
+    return out;
+}
+
 json_t *scrub_reference_part(const struct scrub_ref_in *in, int *majority)
 {
     int64_t t0 = clock_mono_ms();
@@ -216,7 +347,7 @@ json_t *scrub_reference_part(const struct scrub_ref_in *in, int *majority)
     }
     char jpath[sizeof dir + 16];
     snprintf(jpath, sizeof jpath, "%s/ref.json", dir);
-    int rc = run_builder(in, key, dir, jpath, why, sizeof why);
+    int rc = run_builder(in, key, dir, jpath, NULL, why, sizeof why);
     json_error_t je;
     if (rc == 0)
         ref = json_load_file(jpath, 0, &je);
@@ -265,6 +396,20 @@ json_t *scrub_reference_part(const struct scrub_ref_in *in, int *majority)
                     bk = bucket_diff(in, m, json_object_get(ref, "Buckets"));
             }
         json_object_set_new(o, "verdict", json_string(json_array_size(bl) ? "replica" : "agrees"));
+        if (bk && json_array_size(bl)) {
+            int blamed = -1, agreeing = -1;
+            for (int m = 0; m < in->n; m++) {
+                if (in->fps[m] && strcmp(in->fps[m], fp) && blamed < 0)
+                    blamed = m;
+                if (in->fps[m] && !strcmp(in->fps[m], fp) && agreeing < 0)
+                    agreeing = m;
+            }
+            char dwhy[512] = "";
+            json_t *keys =
+                drill(in, key, bk, blamed, agreeing, in->members[blamed], dwhy, sizeof dwhy);
+            if (keys)
+                json_object_set_new(o, "keys", keys);
+        }
         json_object_set_new(o, "blame", json_array_size(bl) ? bl : json_null());
         if (!json_array_size(bl))
             json_decref(bl);
@@ -276,8 +421,14 @@ json_t *scrub_reference_part(const struct scrub_ref_in *in, int *majority)
             all &= !in->fps[m] || !strcmp(in->fps[m], in->fps[*majority]);
         json_object_set_new(o, "verdict", json_string(all ? "replay" : "undecided"));
         json_object_set_new(o, "blame", all ? json_string("replay") : json_null());
-        json_object_set_new(o, "buckets",
-                            bucket_diff(in, *majority, json_object_get(ref, "Buckets")));
+        json_t *bk = bucket_diff(in, *majority, json_object_get(ref, "Buckets"));
+        if (all && json_is_array(bk)) {
+            char dwhy[512] = "";
+            json_t *keys = drill(in, key, bk, *majority, -1, "replay", dwhy, sizeof dwhy);
+            if (keys)
+                json_object_set_new(o, "keys", keys);
+        }
+        json_object_set_new(o, "buckets", bk);
         if (all)
             snprintf(why, sizeof why,
                      "every replica that answered agrees, the archive proved whole, and the "

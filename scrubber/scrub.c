@@ -34,10 +34,10 @@ struct opts {
     const char *tables[MAX_TABLES];
     int ntables;
     double timeout_s;
-    int repair;      /* --repair */
-    int max_repairs; /* --max-repairs N (default 10) */
-    const char *lock; /* --lock FILE (default scrub_lock_default) */
-    const char *pg;   /* --pg CONNINFO or $NINES_SCRUB_PG: the run's history */
+    int repair;            /* --repair */
+    int max_repairs;       /* --max-repairs N (default 10) */
+    const char *lock;      /* --lock FILE (default scrub_lock_default) */
+    const char *pg;        /* --pg CONNINFO or $NINES_SCRUB_PG: the run's history */
     const char *reference; /* --reference URL: the archive's reference replica too */
     double ref_wait_s;     /* --reference-wait S: for the archive to reach the marker */
 };
@@ -120,13 +120,18 @@ static void usage(FILE *f)
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {
-        {"cluster", required_argument, NULL, 'c'}, {"table", required_argument, NULL, 't'},
-        {"json", required_argument, NULL, 'j'},    {"timeout", required_argument, NULL, 'T'},
-        {"repair", no_argument, NULL, 'r'},        {"max-repairs", required_argument, NULL, 'M'},
-        {"lock", required_argument, NULL, 'L'},    {"pg", required_argument, NULL, 'P'},
-        {"reference", required_argument, NULL, 'R'}, {"reference-wait", required_argument, NULL, 'W'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"cluster", required_argument, NULL, 'c'},
+                                       {"table", required_argument, NULL, 't'},
+                                       {"json", required_argument, NULL, 'j'},
+                                       {"timeout", required_argument, NULL, 'T'},
+                                       {"repair", no_argument, NULL, 'r'},
+                                       {"max-repairs", required_argument, NULL, 'M'},
+                                       {"lock", required_argument, NULL, 'L'},
+                                       {"pg", required_argument, NULL, 'P'},
+                                       {"reference", required_argument, NULL, 'R'},
+                                       {"reference-wait", required_argument, NULL, 'W'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     o->timeout_s = 30;
     o->ref_wait_s = 60;
@@ -420,8 +425,8 @@ static void scrub_part(struct run *run, struct part *p, struct ddb_client **cls)
         for (int m = 0; m < in.n; m++) {
             in.members[m] = p->members[m];
             in.fps[m] = p->r[m].answered ? p->r[m].fp : NULL;
-            in.cl[m] = p->r[m].node >= 0 && !run->node_down[p->r[m].node] ? cls[p->r[m].node]
-                                                                           : NULL;
+            in.cl[m] =
+                p->r[m].node >= 0 && !run->node_down[p->r[m].node] ? cls[p->r[m].node] : NULL;
         }
         p->ref = scrub_reference_part(&in, &p->majority);
         if (p->majority >= 0)
@@ -776,19 +781,36 @@ static void tally(const struct run *run, struct tally *t)
         if (p->ref) {
             json_array_append(t->reference, p->ref);
             const char *v = json_string_value(json_object_get(p->ref, "verdict"));
-            if (v && (!strcmp(v, "replica") || !strcmp(v, "replay") || !strcmp(v, "archive")))
-                json_array_append_new(
-                    t->findings,
-                    json_pack("{s:s,s:i,s:n,s:O,s:s,s:I,s:O,s:O}", "table", p->table,
-                              "partition", p->partition, "key", "replica",
-                              json_object_get(p->ref, "blame"), "kind", "reference", "lsn",
-                              (json_int_t)p->lsn, "buckets", json_object_get(p->ref, "buckets"),
-                              "why", json_object_get(p->ref, "why")));
+            json_t *rkeys = json_object_get(p->ref, "keys"), *rk;
+            size_t ri;
+            if (v && json_array_size(rkeys))
+                json_array_foreach(rkeys, ri, rk)
+                {
+                    /* Located to the key by the reference's drill-down. */
+                    json_array_append_new(
+                        t->findings,
+                        json_pack("{s:s,s:i,s:O,s:O,s:O,s:I,s:s,s:O?,s:O?,s:s}", "table", p->table,
+                                  "partition", p->partition, "key", json_object_get(rk, "key"),
+                                  "replica", json_object_get(rk, "replica"), "kind",
+                                  json_object_get(rk, "kind"), "lsn", (json_int_t)p->lsn, "source",
+                                  "reference", "reference_hash",
+                                  json_object_get(rk, "reference_hash"), "replica_hash",
+                                  json_object_get(rk, "replica_hash"), "why",
+                                  "found by the reference replica rebuilt from the archive"));
+                }
+            else if (v && (!strcmp(v, "replica") || !strcmp(v, "replay") || !strcmp(v, "archive")))
+                json_array_append_new(t->findings,
+                                      json_pack("{s:s,s:i,s:n,s:O,s:s,s:I,s:O,s:O}", "table",
+                                                p->table, "partition", p->partition, "key",
+                                                "replica", json_object_get(p->ref, "blame"), "kind",
+                                                "reference", "lsn", (json_int_t)p->lsn, "buckets",
+                                                json_object_get(p->ref, "buckets"), "why",
+                                                json_object_get(p->ref, "why")));
             else if (v && !strcmp(v, "undecided"))
-                json_array_append_new(
-                    t->undecided,
-                    json_pack("{s:s,s:i,s:s,s:O}", "table", p->table, "partition", p->partition,
-                              "replica", "reference", "why", json_object_get(p->ref, "why")));
+                json_array_append_new(t->undecided,
+                                      json_pack("{s:s,s:i,s:s,s:O}", "table", p->table, "partition",
+                                                p->partition, "replica", "reference", "why",
+                                                json_object_get(p->ref, "why")));
         }
         t->keys_read += p->keys_read;
         t->keys_scanned += p->keys_scanned;
@@ -901,13 +923,11 @@ static void print_tally(const struct run *run, const struct tally *t, const char
         printf("FINDING %s partition %lld: %s%s %s %s%s (at index %lld)%s%s%s%s\n",
                json_string_value(json_object_get(f, "table")),
                (long long)json_integer_value(json_object_get(f, "partition")),
-               json_is_array(rj) ? "replica(s) " : json_is_string(rj) && strcmp(rep, "archive") &&
-                                                           strcmp(rep, "replay")
-                                                       ? "replica "
-                                                       : "",
-               rep,
-               json_string_value(json_object_get(f, "kind")), key ? "key " : "differs from the reference",
-               key ? key : "",
+               json_is_array(rj) ? "replica(s) "
+               : json_is_string(rj) && strcmp(rep, "archive") && strcmp(rep, "replay") ? "replica "
+                                                                                       : "",
+               rep, json_string_value(json_object_get(f, "kind")),
+               key ? "key " : "differs from the reference", key ? key : "",
                (long long)json_integer_value(json_object_get(f, "lsn")),
                json_object_get(f, "why") ? ": " : "",
                json_string_value(json_object_get(f, "why")) ?: "",
@@ -1174,8 +1194,7 @@ int scrub_main(int argc, char **argv)
     if (o.json || o.pg) {
         json_t *rep = json_pack(
             "{s:s,s:s,s:s,s:I,s:I,s:O,s:O,s:O,s:f,s:i,s:I,s:I}", "run", run.id, "mode", "live",
-            "cluster",
-            run.conf->name, "partitions", (json_int_t)run.nparts, "compared",
+            "cluster", run.conf->name, "partitions", (json_int_t)run.nparts, "compared",
             (json_int_t)t.compared, "findings", t.findings, "undecided", t.undecided,
             "partitions_differing", t.differing, "seconds", secs, "nodes_unreachable", nodes_down,
             "keys_read", (json_int_t)t.keys_read, "keys_scanned", (json_int_t)t.keys_scanned);
@@ -1194,8 +1213,7 @@ int scrub_main(int argc, char **argv)
                     rep ? he.msg : "out of memory");
             exit_code = 2;
         } else if (o.pg) {
-            printf("history: run %s recorded in PostgreSQL (scrub_runs, scrub_findings)\n",
-                   run.id);
+            printf("history: run %s recorded in PostgreSQL (scrub_runs, scrub_findings)\n", run.id);
         }
         json_decref(rep);
     }

@@ -258,29 +258,6 @@ void admin_scrub_digest(struct call *c, json_t *req)
 
 /* ---- the drill-down and the repair (docs/scrub.md) ---- */
 
-/* The key attributes of LMDB key bytes, in DynamoDB JSON (new reference;
- * NULL when the bytes are not a key of t). */
-static json_t *key_json(const struct table *t, const void *k, size_t klen)
-{
-    json_t *h = NULL, *r = NULL;
-    struct nerr e = {0};
-    char rt[2] = {t->range_type, 0};
-    if (av_key_decode(k, klen, t->range_name ? rt : NULL, &h, &r, &e))
-        return NULL;
-    json_t *o = json_object();
-    if (o) {
-        json_object_set_new(o, t->hash_name, h);
-        h = NULL;
-        if (t->range_name && r) {
-            json_object_set_new(o, t->range_name, r);
-            r = NULL;
-        }
-    }
-    json_decref(h);
-    json_decref(r);
-    return o;
-}
-
 /* Hex of bytes into a new JSON string. */
 static json_t *hex_json(const void *b, size_t n)
 {
@@ -345,7 +322,7 @@ static int keys_fn(void *arg, const void *key, size_t klen, const void *item, si
     struct keys_acc *a = arg;
     char hx[2 * DIGEST_HASH_BYTES + 1];
     digest_hash_hex(hash, hx);
-    json_t *kj = key_json(a->t, key, klen);
+    json_t *kj = items_key_json(a->t, key, klen);
     json_t *o = json_pack("{s:o,s:o,s:s}", "Key", kj ? kj : json_null(), "KeyBytes",
                           hex_json(key, klen), "Hash", hx);
     if (!o || json_array_append_new(a->items, o))

@@ -93,8 +93,8 @@ static int load_item(MDB_txn *txn, const struct partition *p, const struct op *o
  * it is exactly `bytes` (then the write changes nothing the digest sees:
  * *same = 1). The changes wait in p->dpend until items_sm's
  * before_commit. */
-static int digest_out_old(MDB_txn *txn, struct partition *p, const struct op *op,
-                          const char *bytes, size_t blen, int *same, struct nerr *err)
+static int digest_out_old(MDB_txn *txn, struct partition *p, const struct op *op, const char *bytes,
+                          size_t blen, int *same, struct nerr *err)
 {
     *same = 0;
     if (!DIGEST_KEPT(p))
@@ -124,8 +124,8 @@ static int store_item(MDB_txn *txn, struct partition *p, const struct op *op, js
     if (!rc && (rc = mdb_put(txn, p->dbi, &k, &v, 0)))
         rc = state_mdb_err(err, rc, "put");
     else if (!rc && DIGEST_KEPT(p) && !same &&
-             (rc = digest_pending_add(&p->dpend, txn, p->ddbi, p->name, op->kbytes, op->klen,
-                                      bytes, v.mv_size, 1, err)))
+             (rc = digest_pending_add(&p->dpend, txn, p->ddbi, p->name, op->kbytes, op->klen, bytes,
+                                      v.mv_size, 1, err)))
         ;
     else if (!rc && publish && p->ov &&
              overlay_put(p->ov, p->dbi, op->kbytes, op->klen, bytes, v.mv_size))
@@ -250,15 +250,15 @@ static int items_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, s
     }
     if (op->kind == OP_SEAL) {
         /* The archive's seal (archiver.h): closes a piece, or is stale. */
-        int closed = p->ddbi ? archiver_seal_apply(txn, p->ddbi, p->name, op->seal_first, lsn, err)
-                             : 0;
+        int closed =
+            p->ddbi ? archiver_seal_apply(txn, p->ddbi, p->name, op->seal_first, lsn, err) : 0;
         if (closed < 0) {
             rc = closed;
             goto out;
         }
         if (closed)
-            archiver_sealed(p->t->cat ? catalog_archiver(p->t->cat) : NULL, p->name,
-                            op->seal_first, lsn);
+            archiver_sealed(p->t->cat ? catalog_archiver(p->t->cat) : NULL, p->name, op->seal_first,
+                            lsn);
         r->lsn = closed ? lsn : 0;
         goto out;
     }
@@ -411,3 +411,24 @@ const struct group_sm items_sm = {.apply = items_apply,
                                   .free_result = (void (*)(void *))op_result_free,
                                   .commit_before_done = 0,
                                   .archived = 1};
+
+json_t *items_key_json(const struct table *t, const void *k, size_t klen)
+{
+    json_t *h = NULL, *r = NULL;
+    struct nerr e = {0};
+    char rt[2] = {t->range_type, 0};
+    if (av_key_decode(k, klen, t->range_name ? rt : NULL, &h, &r, &e))
+        return NULL;
+    json_t *o = json_object();
+    if (o) {
+        json_object_set_new(o, t->hash_name, h);
+        h = NULL;
+        if (t->range_name && r) {
+            json_object_set_new(o, t->range_name, r);
+            r = NULL;
+        }
+    }
+    json_decref(h);
+    json_decref(r);
+    return o;
+}

@@ -53,6 +53,11 @@ struct partition;
  * the group's life; see Offline use). Results are struct op_result * (op.h). */
 extern const struct group_sm items_sm;
 
+/* The key attributes of LMDB key bytes of table t, in DynamoDB JSON (new
+ * reference; NULL when the bytes are not a key of t). Pure. */
+struct table;
+json_t *items_key_json(const struct table *t, const void *k, size_t klen);
+
 /* A point read that sees every acknowledged write: the overlay of applied but
  * uncommitted items (p->ov) first, then LMDB. *value is a malloc'd copy of the stored
  * bytes (NUL-terminated). NERR_NOTFOUND when absent. Any thread. */

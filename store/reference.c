@@ -225,6 +225,30 @@ static int load_item(void *arg, const struct archive_item *it)
     return mrc ? state_mdb_err(rp->err, mrc, "load a snapshot item") : 0;
 }
 
+struct list_acc {
+    const struct table *t;
+    json_t *items;
+};
+
+static int list_fn(void *arg, const void *key, size_t klen, const void *item, size_t ilen,
+                   const unsigned char hash[DIGEST_HASH_BYTES], struct nerr *err)
+{
+    (void)item, (void)ilen;
+    struct list_acc *la = arg;
+    char hx[2 * DIGEST_HASH_BYTES + 1], *kh = malloc(2 * klen + 1);
+    if (!kh)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    digest_hash_hex(hash, hx);
+    hexs(key, klen, kh);
+    json_t *kj = items_key_json(la->t, key, klen);
+    json_t *o =
+        json_pack("{s:o,s:s,s:s}", "Key", kj ? kj : json_null(), "KeyBytes", kh, "Hash", hx);
+    free(kh);
+    if (!o || json_array_append_new(la->items, o))
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    return 0;
+}
+
 int reference_build(const struct reference_options *o, struct reference_result *r, struct nerr *err)
 {
     memset(r, 0, sizeof *r);
@@ -334,6 +358,24 @@ int reference_build(const struct reference_options *o, struct reference_result *
     if ((rc = digest_get(rp.txn, p.ddbi, p.name, &r->d, err)) ||
         (rc = digest_get_buckets(rp.txn, p.ddbi, p.name, r->bucket, err)))
         goto out;
+    if (o->nlist) {
+        r->lists = json_object();
+        for (size_t i = 0; !rc && r->lists && i < o->nlist; i++) {
+            json_t *arr = json_array();
+            struct list_acc la = {&t, arr};
+            struct digest_scan sc = {.bucket = (unsigned)o->list_buckets[i],
+                                     .sub = -1,
+                                     .limit = (size_t)-1,
+                                     .max_examined = 0};
+            struct digest_scan_end end;
+            char b[16];
+            snprintf(b, sizeof b, "%d", o->list_buckets[i]);
+            rc = digest_bucket_scan(rp.txn, p.dbi, &sc, list_fn, &la, &end, err);
+            json_object_set_new(r->lists, b, arr);
+        }
+        if (rc)
+            goto out;
+    }
     if (o->on_item) {
         MDB_cursor *cur;
         if ((mrc = mdb_cursor_open(rp.txn, p.dbi, &cur))) {
@@ -465,6 +507,16 @@ json_t *reference_json(const struct reference_options *o, const struct reference
                      r->seconds);
 }
 
+/* reference_json with the bucket listings, when there are. */
+static json_t *reference_json_all(const struct reference_options *o,
+                                  const struct reference_result *r)
+{
+    json_t *j = reference_json(o, r);
+    if (j && r->lists)
+        json_object_set(j, "Lists", r->lists);
+    return j;
+}
+
 static int key_arg(const char *s, const char **name, char *type, char *buf, size_t cap)
 {
     const char *c = strrchr(s, ':');
@@ -480,7 +532,7 @@ static int key_arg(const char *s, const char **name, char *type, char *buf, size
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nines reference URL --group G --upto INDEX --key NAME:TYPE[,NAME:TYPE]\n"
-               "                        [--json FILE] [--dir SCRATCH]\n"
+               "                        [--json FILE] [--dir SCRATCH] [--list-buckets B,...]\n"
                "Rebuilds partition G's state at log index INDEX from the archive alone (the\n"
                "newest snapshot before it, then every piece), through the store's own state\n"
                "machine, and prints its digest. TYPE: S, N or B (the table's key schema).\n"
@@ -490,10 +542,12 @@ static void usage(FILE *f)
 int reference_main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"group", 1, 0, 'g'}, {"upto", 1, 0, 'u'}, {"key", 1, 0, 'k'}, {"json", 1, 0, 'j'},
-        {"dir", 1, 0, 'd'},   {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"group", 1, 0, 'g'}, {"upto", 1, 0, 'u'},         {"key", 1, 0, 'k'},  {"json", 1, 0, 'j'},
+        {"dir", 1, 0, 'd'},   {"list-buckets", 1, 0, 'l'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     struct reference_options o = {0};
     const char *json_path = NULL, *key = NULL;
+    int lb[DIGEST_BUCKETS];
+    size_t nlist = 0;
     char hb[256], rb[256], scratch[PATH_MAX] = "";
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -520,6 +574,23 @@ int reference_main(int argc, char **argv)
         case 'd':
             snprintf(scratch, sizeof scratch, "%s", optarg);
             break;
+        case 'l': {
+            char *p = optarg, *end;
+            while (*p && nlist < DIGEST_BUCKETS) {
+                errno = 0;
+                long b = strtol(p, &end, 10);
+                if (errno || end == p || b < 0 || b >= DIGEST_BUCKETS || (*end && *end != ',')) {
+                    fprintf(stderr,
+                            "nines reference: --list-buckets %s: bucket numbers 0..%d, "
+                            "comma-separated\n",
+                            optarg, DIGEST_BUCKETS - 1);
+                    return 2;
+                }
+                lb[nlist++] = (int)b;
+                p = *end ? end + 1 : end;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -553,6 +624,8 @@ int reference_main(int argc, char **argv)
         made = 1;
     }
     o.scratch = scratch;
+    o.list_buckets = lb;
+    o.nlist = nlist;
     struct reference_result r;
     struct nerr err = {0};
     int rc = reference_build(&o, &r, &err);
@@ -565,6 +638,7 @@ int reference_main(int argc, char **argv)
         rmdir(scratch);
     }
     if (rc) {
+        json_decref(r.lists);
         fprintf(stderr, "nines reference: %s\n", err.msg);
         return rc == NERR_INVALID ? 2 : 1;
     }
@@ -578,7 +652,7 @@ int reference_main(int argc, char **argv)
            (unsigned long long)r.d.bytes, fp, r.seconds,
            r.seconds > 0 ? (double)r.entries / r.seconds : 0.0);
     if (json_path) {
-        json_t *j = reference_json(&o, &r);
+        json_t *j = reference_json_all(&o, &r);
         if (!j || json_dump_file(j, json_path, JSON_INDENT(1)) != 0) {
             fprintf(stderr, "nines reference: cannot write %s\n", json_path);
             json_decref(j);
@@ -586,5 +660,6 @@ int reference_main(int argc, char **argv)
         }
         json_decref(j);
     }
+    json_decref(r.lists);
     return 0;
 }

@@ -23,7 +23,7 @@
  * a scrubber compares the four sources alike.
  *
  * `nines reference URL --group G --upto N --key NAME:T[,NAME:T]
- * [--json FILE] [--dir SCRATCH]` runs it (reference_main; exit 0 built,
+ * [--json FILE] [--dir SCRATCH] [--list-buckets B,...]` runs it (reference_main; exit 0 built,
  * 1 the archive cannot give the reference, each problem named, 2 usage).
  *
  * Threads: one call at a time per scratch directory; nothing is shared.
@@ -50,6 +50,11 @@ struct reference_options {
      * non-zero return stops the walk and fails the build with it. */
     int (*on_item)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
     void *item_arg;
+    /* Optional: buckets (digest.h) to list once built, into
+     * reference_result.lists: {"B": [{"Key", "KeyBytes", "Hash"}]} in key
+     * order, as NinesAdmin.ScrubKeys lists a replica's (the drill-down). */
+    const int *list_buckets;
+    size_t nlist;
 };
 
 struct reference_result {
@@ -59,6 +64,7 @@ struct reference_result {
     double seconds;
     struct digest d;
     uint16_t bucket[DIGEST_BUCKETS][DIGEST_BUCKET_LANES];
+    json_t *lists; /* with list_buckets: owned by the caller (json_decref) */
 };
 
 int reference_build(const struct reference_options *o, struct reference_result *r,
@@ -77,7 +83,8 @@ int reference_index_at(const char *url, const char *group, int64_t t_ms, uint64_
                        int64_t *last_ms, uint64_t *end, struct nerr *err);
 
 /* {"Group", "Lsn", "Items", "Bytes", "Fingerprint", "Buckets": [256 hex],
- *  "Snapshot", "Entries", "Pieces", "Poisoned", "Seconds"} (new reference). */
+ *  "Snapshot", "Entries", "Pieces", "Poisoned", "Seconds", "Lists"?} (new
+ *  reference). */
 json_t *reference_json(const struct reference_options *o, const struct reference_result *r);
 
 /* The fingerprint ScrubDigest reports: hex SHA-256 of the lanes (u16le). */

@@ -83,8 +83,8 @@ is($? >> 8, 2, 'a key without its type: exit 2');
 # own; the reference breaks the tie.
 my ($g) = grep { ($_->{table} // '') eq 'refd' && $_->{partition} == 1 } @{ cluster_status($n3)->{groups} };
 is(stop_node($n3), 0, 'n3 stopped');
-my ($nth) = (0);
-is(lmdb_edit_items($n3, $g->{group}, sub { ++$nth == 7 ? { %{ $_[0] }, v => { S => 'rot' } } : $_[0] }), 1,
+my ($nth, $rotten) = (0);
+is(lmdb_edit_items($n3, $g->{group}, sub { ++$nth == 7 ? do { $rotten = $_[0]; { %{ $_[0] }, v => { S => 'rot' } } } : $_[0] }), 1,
    'one item of partition 1 changed at rest on n3');
 start_member($n3);
 wait_until(30, sub { my $s = cluster_status($n3); $s && grep { ($_->{table} // '') eq 'refd' && ($_->{role} // '') =~ /leader|follower/ } @{ $s->{groups} } });
@@ -97,8 +97,14 @@ my ($v1) = grep { $_->{partition} == 1 } @{ ($j // {})->{reference} // [] };
 is($v1 && $v1->{verdict}, 'replica', 'partition 1: the reference sides with a replica') or diag explain $v1;
 is_deeply($v1 && $v1->{blame}, ['n3'], '... and blames n3, the damaged one');
 ok($v1 && ref $v1->{buckets} && @{ $v1->{buckets} } == 1, '... in one bucket');
-like($out, qr/FINDING refd partition 1: replica\(s\) \["n3"\] reference differs from the reference/,
-     'the report names n3') or diag $out;
+my @kf = grep { ($_->{source} // '') eq 'reference' } @{ ($j // {})->{findings} // [] };
+is(scalar(@kf), 1, 'the reference\'s drill-down locates one key') or diag explain \@kf;
+is_deeply($kf[0] && $kf[0]{key}, { pk => $rotten->{pk}, sk => $rotten->{sk} },
+          "... the damaged one ($rotten->{pk}{S}, $rotten->{sk}{N})");
+is($kf[0] && $kf[0]{replica}, 'n3', '... on n3');
+is($kf[0] && $kf[0]{kind}, 'different', '... which holds a different item');
+like($out, qr/FINDING refd partition 1: replica n3 different key .*found by the reference replica/,
+     'the report names n3 and the key') or diag $out;
 start_member($gone);
 
 # A corrupted archived piece: the reference refuses it and blames the
