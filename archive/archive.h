@@ -3,9 +3,10 @@
  * snapshots look like once archived, where they go, and the proofs that
  * they are whole (docs/archive.md).
  *
- * Objects. An archive is a tree of objects under a URL (file:///dir today;
- * sftp:// is parsed and refused as not built yet). Per replication group G
- * (the partition's group name, which names its table by id):
+ * Objects. An archive is a tree of objects under a URL: file:///abs/dir (a
+ * local or shared directory) or sftp://user@host[:port]/abs/dir (files on
+ * an SSH server, through net/ssh.h; see "sftp://" below). Per replication
+ * group G (the partition's group name, which names its table by id):
  *
  *   G/log/FFFFFFFFFFFFFFFFFFFF-LLLLLLLLLLLLLLLLLLLL.piece   entries F..L
  *   G/log/FFFFFFFFFFFFFFFFFFFF-LLLLLLLLLLLLLLLLLLLL.json    its manifest
@@ -41,6 +42,24 @@
  * replica's set digest fingerprint at that index, store/digest.h, or
  * null), "entries"|"items", "bytes", "sha256" (hex of the whole object),
  * "uploader" (node id), "time_ms"}.
+ *
+ * sftp://. Public-key authentication only, strict known_hosts: a host key
+ * that is not recorded, or differs from the recorded one, is refused
+ * (NERR_AUTH naming the key's fingerprint), never learnt. The key and the
+ * known_hosts file are archive_open_ssh's arguments; archive_open (and so
+ * `nines archive ls|verify`) takes them from $NINES_ARCHIVE_SSH_KEY and
+ * $NINES_ARCHIVE_KNOWN_HOSTS, by default ~/.ssh/id_ed25519 and
+ * ~/.ssh/known_hosts. The atomic write is the same: a '.' temporary,
+ * written, fsync'd (fsync@openssh.com), renamed over the final name with
+ * rename(2) semantics (posix-rename@openssh.com), the directory fsync'd
+ * (opened read-only, fsync@openssh.com): the server must be OpenSSH's
+ * sftp-server or offer the same extensions. Every call is bounded: connect
+ * (TCP, handshake, host key, authentication) 10 s, each SFTP request 30 s
+ * without progress; a handle whose session died (a timeout, the server
+ * gone) connects again on its next call. Errors name the URL and what
+ * failed: connection refused (NERR_IO), host key unknown or CHANGED or
+ * authentication failed (NERR_AUTH), the key file missing or the path
+ * missing (NERR_NOTFOUND), a timeout (NERR_TIMEOUT).
  *
  * Proofs (archive_verify): every manifest parses (errors with line and
  * column) and names an object that exists, has the stated size and SHA-256,
@@ -122,12 +141,20 @@ void archive_manifest_name(const char *object, char *buf, size_t cap);
 
 struct archive;
 
-/* Opens an archive URL: file:///absolute/dir (with create, made when
- * missing; without, NERR_NOTFOUND when it is not there: a reader never
- * mistakes a wrong path for an empty archive).
- * sftp://user@host/path is recognised and refused (NERR_UNSUPPORTED) until
- * it is built; anything else is NERR_INVALID naming what is accepted. */
+/* Opens an archive URL: file:///absolute/dir or
+ * sftp://user@host[:port]/absolute/dir (no password, no percent-encoding).
+ * With create the directory is made when missing; without, NERR_NOTFOUND
+ * when it is not there: a reader never mistakes a wrong path for an empty
+ * archive. Anything else is NERR_INVALID naming what is accepted.
+ * sftp:// connects at once (an error here names the URL and the cause) and
+ * uses $NINES_ARCHIVE_SSH_KEY / $NINES_ARCHIVE_KNOWN_HOSTS (see "sftp://"
+ * above). */
 int archive_open(const char *url, int create, struct archive **out, struct nerr *err);
+/* archive_open with the private key and the known_hosts file given (copied;
+ * NULL: from the environment or the default, as archive_open). They are not
+ * used by file:// URLs. */
+int archive_open_ssh(const char *url, int create, const char *key_path, const char *known_hosts,
+                     struct archive **out, struct nerr *err);
 void archive_close(struct archive *a);
 const char *archive_url(const struct archive *a);
 

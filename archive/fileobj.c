@@ -1,11 +1,13 @@
 /*
  * fileobj.c — archive objects in a directory (file:// URLs; archive.h,
- * "where objects go").
+ * "where objects go"), and the archive_* entry points, which check names
+ * and hand sftp:// archives to sftpobj.c.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +16,75 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "archive/sftpobj.h"
 #include "lib/fsutil.h"
 
 struct archive {
     char *url;
-    char *root; /* absolute directory */
+    char *root;           /* file://: the absolute directory */
+    struct sftpobj *sftp; /* sftp://: the backend; root is NULL */
 };
 
 int archive_open(const char *url, int create, struct archive **out, struct nerr *err)
+{
+    return archive_open_ssh(url, create, NULL, NULL, out, err);
+}
+
+/* path, else $env, else ~/.ssh/file. */
+static int ssh_file(const char *path, const char *env, const char *file, char *buf, size_t cap,
+                    struct nerr *err)
+{
+    const char *v = path ? path : getenv(env);
+    if (v && *v) {
+        snprintf(buf, cap, "%s", v);
+        return 0;
+    }
+    const char *home = getenv("HOME");
+    struct passwd *pw = NULL;
+    if (!home || !*home)
+        home = (pw = getpwuid(getuid())) ? pw->pw_dir : NULL;
+    if (!home)
+        return nerr_set(err, NERR_INVALID, "no home directory to find ~/.ssh/%s; set %s", file,
+                        env);
+    snprintf(buf, cap, "%s/.ssh/%s", home, file);
+    return 0;
+}
+
+static int open_sftp(const char *url, int create, const char *key_path, const char *known_hosts,
+                     struct archive **out, struct nerr *err)
+{
+    char key[PATH_MAX], kh[PATH_MAX];
+    int rc = ssh_file(key_path, "NINES_ARCHIVE_SSH_KEY", "id_ed25519", key, sizeof key, err);
+    if (!rc)
+        rc = ssh_file(known_hosts, "NINES_ARCHIVE_KNOWN_HOSTS", "known_hosts", kh, sizeof kh, err);
+    if (rc)
+        return rc;
+    struct archive *a = calloc(1, sizeof *a);
+    if (!a || !(a->url = strdup(url))) {
+        free(a);
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
+    rc = sftpobj_open(url, create, key, kh, &a->sftp, err);
+    if (rc) {
+        archive_close(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+int archive_open_ssh(const char *url, int create, const char *key_path, const char *known_hosts,
+                     struct archive **out, struct nerr *err)
 {
     *out = NULL;
     if (!url)
         return nerr_set(err, NERR_INVALID, "no archive URL");
     if (!strncmp(url, "sftp://", 7))
-        return nerr_set(err, NERR_UNSUPPORTED,
-                        "%s: sftp:// archives are not built yet; use file:///absolute/dir", url);
+        return open_sftp(url, create, key_path, known_hosts, out, err);
     if (strncmp(url, "file://", 7) || url[7] != '/')
         return nerr_set(err, NERR_INVALID,
-                        "'%s' is not an archive URL: file:///absolute/dir (sftp://user@host/path "
-                        "later)",
+                        "'%s' is not an archive URL: file:///absolute/dir or "
+                        "sftp://user@host[:port]/absolute/dir",
                         url);
     const char *path = url + 7;
     if (strlen(path) >= PATH_MAX - ARCHIVE_MAX_NAME - 80)
@@ -65,6 +117,7 @@ void archive_close(struct archive *a)
 {
     if (!a)
         return;
+    sftpobj_close(a->sftp);
     free(a->url);
     free(a->root);
     free(a);
@@ -119,6 +172,8 @@ int archive_put(struct archive *a, const char *name, const void *buf, size_t len
 {
     if (!name_ok(name))
         return nerr_set(err, NERR_INVALID, "'%s' is not an archive object name", name);
+    if (a->sftp)
+        return sftpobj_put(a->sftp, name, buf, len, err);
     char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", a->root, name);
     snprintf(dir, sizeof dir, "%s", path);
@@ -160,6 +215,8 @@ int archive_get(struct archive *a, const char *name, size_t max, unsigned char *
     *len = 0;
     if (!name_ok(name))
         return nerr_set(err, NERR_INVALID, "'%s' is not an archive object name", name);
+    if (a->sftp)
+        return sftpobj_get(a->sftp, name, max, buf, len, err);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->root, name);
     struct stat st;
@@ -185,6 +242,8 @@ int archive_remove(struct archive *a, const char *name, struct nerr *err)
 {
     if (!name_ok(name))
         return nerr_set(err, NERR_INVALID, "'%s' is not an archive object name", name);
+    if (a->sftp)
+        return sftpobj_remove(a->sftp, name, err);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", a->root, name);
     if (unlink(path))
@@ -213,6 +272,11 @@ static int add_name(struct names *ns, const char *s)
         return NERR_NOMEM;
     ns->n++;
     return 0;
+}
+
+static int add_name_fn(void *arg, const char *s)
+{
+    return add_name(arg, s);
 }
 
 /* Walks dir (relative rel) depth first; every non-directory is a name. */
@@ -259,7 +323,8 @@ static int cmp_names(const void *a, const void *b)
 int archive_list(struct archive *a, char ***names, size_t *n, struct nerr *err)
 {
     struct names ns = {0};
-    int rc = walk(a->root, "", 0, &ns, err);
+    int rc = a->sftp ? sftpobj_list(a->sftp, NULL, add_name_fn, &ns, err)
+                     : walk(a->root, "", 0, &ns, err);
     if (rc) {
         archive_names_free(ns.v, ns.n);
         return rc;
@@ -278,8 +343,7 @@ void archive_names_free(char **names, size_t n)
     free(names);
 }
 
-int archive_list_dir(struct archive *a, const char *dir, char ***names, size_t *n,
-                     struct nerr *err)
+int archive_list_dir(struct archive *a, const char *dir, char ***names, size_t *n, struct nerr *err)
 {
     struct names ns = {0};
     char path[PATH_MAX];
@@ -287,20 +351,24 @@ int archive_list_dir(struct archive *a, const char *dir, char ***names, size_t *
     *n = 0;
     if (!name_ok(dir))
         return nerr_set(err, NERR_INVALID, "'%s' is not an archive directory name", dir);
-    if (snprintf(path, sizeof path, "%s/%s", a->root, dir) >= (int)sizeof path)
-        return nerr_set(err, NERR_LIMIT, "%s/%s: path too long", a->root, dir);
-    DIR *d = opendir(path);
-    if (!d) {
-        if (errno == ENOENT)
-            return 0;
-        return nerr_sys(err, errno, "open directory %s", path);
-    }
     int rc = 0;
-    struct dirent *de;
-    while (!rc && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && add_name(&ns, de->d_name))
-            rc = nerr_set(err, NERR_NOMEM, "out of memory");
-    closedir(d);
+    if (a->sftp) {
+        rc = sftpobj_list(a->sftp, dir, add_name_fn, &ns, err);
+    } else {
+        if (snprintf(path, sizeof path, "%s/%s", a->root, dir) >= (int)sizeof path)
+            return nerr_set(err, NERR_LIMIT, "%s/%s: path too long", a->root, dir);
+        DIR *d = opendir(path);
+        if (!d) {
+            if (errno == ENOENT)
+                return 0;
+            return nerr_sys(err, errno, "open directory %s", path);
+        }
+        struct dirent *de;
+        while (!rc && (de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && add_name(&ns, de->d_name))
+                rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        closedir(d);
+    }
     if (rc) {
         archive_names_free(ns.v, ns.n);
         return rc;

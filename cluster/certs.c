@@ -293,12 +293,21 @@ int certs_write_cluster_file(const struct cluster_conf *c, const char *path, con
         yq(&b, c->archive_url);
         sbf(&b,
             ", seal_after: %llums, piece_size: %llu, verify_after: %llums, max_behind: %lld, "
-            "snapshot_every: %lld, retention: %llus}\n",
+            "snapshot_every: %lld, retention: %llus",
             (unsigned long long)(c->archive_seal_after_ns / 1000000),
             (unsigned long long)c->archive_piece_size,
             (unsigned long long)(c->archive_verify_after_ns / 1000000),
             (long long)c->archive_max_behind, (long long)c->archive_snapshot_every,
             (unsigned long long)(c->archive_retention_ns / 1000000000ull));
+        if (c->archive_ssh_key) {
+            strbuf_str(&b, ", ssh_key: ");
+            yq(&b, c->archive_ssh_key);
+        }
+        if (c->archive_known_hosts) {
+            strbuf_str(&b, ", known_hosts: ");
+            yq(&b, c->archive_known_hosts);
+        }
+        strbuf_str(&b, "}\n");
     }
     strbuf_str(&b, "tls: {ca: ");
     yq(&b, ca_path);

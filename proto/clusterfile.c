@@ -21,14 +21,16 @@
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 #define REGION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
 
-static const char *const top_keys[] = {"cluster", "auth",  "region", "partitions", "storage",
+static const char *const top_keys[] = {"cluster", "auth",  "region",  "partitions", "storage",
                                        "tls",     "nodes", "archive", NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
                                            "compact_entries",  "snapshot_rate", NULL};
-static const char *const archive_keys[] = {"url",        "seal_after",     "piece_size",
-                                           "verify_after", "max_behind", "snapshot_every",
-                                           "retention",    NULL};
+static const char *const archive_keys[] = {"url",         "seal_after",
+                                           "piece_size",  "verify_after",
+                                           "max_behind",  "snapshot_every",
+                                           "retention",   "ssh_key",
+                                           "known_hosts", NULL};
 static const char *const node_keys[] = {"id", "az", "rack", "api", "peer", "data", NULL};
 
 /* One listener, for the "no two listeners share an address" check. */
@@ -126,9 +128,10 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
     return 0;
 }
 
+static int resolve_data(const char *cluster_path, const char *data, char **out, struct nerr *err);
+
 /* archive: {url, seal_after, piece_size, verify_after, max_behind,
- * snapshot_every, retention} (docs/archive.md). Only file:///absolute/dir is built;
- * sftp:// is refused here, at its line and column, not at start-up. */
+ * snapshot_every, retention, ssh_key, known_hosts} (docs/archive.md). */
 static int load_archive(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
 {
     const struct yt_node *a, *u;
@@ -140,12 +143,28 @@ static int load_archive(const struct yt_node *root, struct cluster_conf *c, stru
     if ((rc = yt_expect_map(a, err)) || (rc = yt_check_keys(a, archive_keys, err)) ||
         (rc = yt_get(a, "url", YT_REQUIRED, &u, err)) || (rc = yt_as_str(u, &url, err)))
         return rc;
-    if (!strncmp(url, "sftp://", 7))
-        return yt_errf(err, u, "archive url %s: sftp:// archives are not built yet; use file:///DIR",
+    int sftp = !strncmp(url, "sftp://", 7);
+    const char *at = sftp ? strchr(url + 7, '@') : NULL, *slash = at ? strchr(at, '/') : NULL;
+    if (sftp && (!at || at == url + 7 || !slash || slash == at + 1 || strlen(url) > 1024))
+        return yt_errf(err, u, "archive url %s: expected sftp://USER@HOST[:PORT]/ABSOLUTE/DIR",
                        yt_describe(u, q, sizeof q));
-    if (strncmp(url, "file:///", 8) || strlen(url) > 1024)
-        return yt_errf(err, u, "archive url %s: expected file:///ABSOLUTE/DIR",
+    if (!sftp && (strncmp(url, "file:///", 8) || strlen(url) > 1024))
+        return yt_errf(err, u,
+                       "archive url %s: expected file:///ABSOLUTE/DIR or "
+                       "sftp://USER@HOST[:PORT]/ABSOLUTE/DIR",
                        yt_describe(u, q, sizeof q));
+    /* sftp://: the private key and known_hosts ninesd uses (relative to
+     * the cluster file); strict host keys, never learnt (archive.h). */
+    const char *kp = NULL, *khp = NULL;
+    if ((rc = yt_get_str(a, "ssh_key", YT_OPTIONAL, &kp, err)) ||
+        (rc = yt_get_str(a, "known_hosts", YT_OPTIONAL, &khp, err)))
+        return rc;
+    if (!sftp && (kp || khp))
+        return yt_errf(err, yt_map_key(a, kp ? "ssh_key" : "known_hosts"),
+                       "%s is for sftp:// archives only", kp ? "ssh_key" : "known_hosts");
+    if ((kp && (rc = resolve_data(c->path, kp, &c->archive_ssh_key, err))) ||
+        (khp && (rc = resolve_data(c->path, khp, &c->archive_known_hosts, err))))
+        return rc;
     if ((rc = dup_str(url, &c->archive_url, err)) ||
         (rc = yt_get_duration(a, "seal_after", YT_OPTIONAL, 100000000ull, 86400000000000ull,
                               &c->archive_seal_after_ns, err)) ||
@@ -368,8 +387,8 @@ static int load(const struct yt_node *root, struct cluster_conf *c, struct nerr 
         return rc;
     c->default_partitions = (int)parts;
     if ((rc = load_storage(root, c, err)) || (rc = load_archive(root, c, err)) ||
-        (rc = load_tls(root, c, err)) ||
-        (rc = load_nodes(root, c, err)) || (rc = tls_node_files(c, err)))
+        (rc = load_tls(root, c, err)) || (rc = load_nodes(root, c, err)) ||
+        (rc = tls_node_files(c, err)))
         return rc;
     return 0;
 }
@@ -427,6 +446,8 @@ void cluster_conf_free(struct cluster_conf *c)
     free(c->region);
     free(c->tls_ca);
     free(c->archive_url);
+    free(c->archive_ssh_key);
+    free(c->archive_known_hosts);
     free(c->tls_certs);
     free(c->access_key_id);
     if (c->secret_access_key) /* not left behind in freed heap */

@@ -76,6 +76,7 @@ struct cluster_conf {
     int64_t archive_max_behind;       /* entries kept for the archive at most */
     int64_t archive_snapshot_every;   /* entries between archived snapshots */
     uint64_t archive_retention_ns;    /* how long archived log is kept */
+    char *archive_ssh_key, *archive_known_hosts; /* sftp://; absolute; NULL: the defaults */
     struct cluster_node *nodes;
     size_t nnodes;
 };

@@ -7,7 +7,7 @@
 #   lib <- net <- proto <- checkers <- load
 #   {net, labfs} <- fault <- lab
 #   proto <- {cluster, canary, scrubber}
-#   lib <- archive <- {store, scrubber}               (the WAL archive)
+#   lib <- net <- archive <- {store, scrubber}        (the WAL archive)
 #   {load, fault, cluster, checkers} <- gameday <- cli
 #
 # A folder may include itself and the folders listed after it in RULES
@@ -24,7 +24,7 @@ RULES='
 lib
 net       lib
 labfs     lib
-archive   lib
+archive   net lib
 proto     net lib
 store     archive proto net lib
 checkers  proto net lib

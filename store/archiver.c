@@ -194,7 +194,7 @@ struct agroup {
     uint64_t arch_first;          /* the archive's first piece (0: none) */
     uint64_t snap_index;          /* the newest archived snapshot (has_snap) */
     int has_snap;
-    int released; /* the hold was released (max_behind) */
+    int released;       /* the hold was released (max_behind) */
     uint64_t retain_ns; /* the last retention pass (leader) */
     uint64_t epoch;
     struct agroup *hnext;
@@ -220,6 +220,7 @@ struct archiver {
     struct agroup *buckets[BUCKETS]; /* archiver thread only */
     uint64_t epoch;
     uint64_t last_err_log_ns;
+    uint64_t open_ns; /* the last attempt to open the archive (a->ar NULL) */
     /* Status (under mu). */
     uint64_t behind, pending;
     uint64_t uploaded, verified, taken_over, mismatches, errors, released, snapshots, skipped;
@@ -858,12 +859,27 @@ static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_
         return;
     g->epoch = a->epoch;
     struct nerr e = {0};
-    if (!g->known && learn(a, g, p, &e)) {
-        arch_error(a, p->name, &e);
-        return;
-    }
     struct group_status st;
     group_status(wi->g, &st);
+    if (!a->ar || (!g->known && learn(a, g, p, &e))) {
+        /* The archive cannot be reached: nothing is known archived; the
+         * log is held (up to max_behind, below) and writes go on. */
+        if (a->ar)
+            arch_error(a, p->name, &e);
+        uint64_t lag = st.applied > g->done_end ? st.applied - g->done_end : 0;
+        if (lag > *behind)
+            *behind = lag;
+        if (!g->released && lag > a->opt.max_behind) {
+            g->released = 1;
+            count(a, &a->released);
+            log_error("archive: partition %s: the archive cannot be reached and this replica is "
+                      "%llu entries past what it knows archived (max_behind %llu): its log is "
+                      "compacted without waiting",
+                      g->name, (unsigned long long)lag, (unsigned long long)a->opt.max_behind);
+        }
+        group_log_hold(wi->g, g->released ? UINT64_MAX : g->done_end);
+        return;
+    }
     int leader = st.role == RAFT_LEADER && !st.failed;
     /* Pieces, in order: the hold moves past each one seen archived. */
     while (g->head) {
@@ -959,6 +975,16 @@ static void *archiver_main(void *arg)
         }
         if (stop)
             break;
+        /* An archive that could not be opened (an SSH server down at
+         * start) is tried again every few seconds. */
+        if (!a->ar && now - a->open_ns >= 5000000000ull) {
+            struct nerr oe = {0};
+            a->open_ns = now;
+            if (archive_open(a->url, 1, &a->ar, &oe))
+                arch_error(a, "open", &oe);
+            else
+                log_info("archive: %s reached", a->url);
+        }
         a->epoch++;
         w.n = 0;
         catalog_each_group(a->c, collect, &w);
@@ -1015,8 +1041,14 @@ int archiver_start(const struct archiver_options *opt, struct catalog *c, struct
     int rc = 0;
     if (!a->url || !a->self)
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
-    else
-        rc = archive_open(opt->url, 1, &a->ar, err);
+    else if (archive_open(opt->url, 1, &a->ar, err)) {
+        /* Not fatal: the node serves and holds its log; the thread tries
+         * again (an unreachable archive never stops writes). */
+        arch_error(a, "open", err);
+        a->ar = NULL;
+        a->open_ns = clock_mono_ns();
+        nerr_clear(err);
+    }
     if (!rc && pthread_create(&a->th, NULL, archiver_main, a))
         rc = nerr_set(err, NERR_IO, "cannot start the archiver thread");
     if (rc) {
@@ -1073,14 +1105,14 @@ void archiver_free(struct archiver *a)
 json_t *archiver_status(struct archiver *a)
 {
     pthread_mutex_lock(&a->mu);
-    json_t *o =
-        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url", a->url,
-                  "behind_entries", (json_int_t)a->behind, "pending_pieces", (json_int_t)a->pending,
-                  "uploaded", (json_int_t)a->uploaded, "verified", (json_int_t)a->verified,
-                  "taken_over", (json_int_t)a->taken_over, "mismatches", (json_int_t)a->mismatches,
-                  "errors", (json_int_t)a->errors, "released_unarchived", (json_int_t)a->released,
-                  "snapshots", (json_int_t)a->snapshots, "skipped", (json_int_t)a->skipped,
-                  "expired", (json_int_t)a->expired, "last_error", a->last_error[0] ? a->last_error : NULL);
+    json_t *o = json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url", a->url, "behind_entries",
+        (json_int_t)a->behind, "pending_pieces", (json_int_t)a->pending, "uploaded",
+        (json_int_t)a->uploaded, "verified", (json_int_t)a->verified, "taken_over",
+        (json_int_t)a->taken_over, "mismatches", (json_int_t)a->mismatches, "errors",
+        (json_int_t)a->errors, "released_unarchived", (json_int_t)a->released, "snapshots",
+        (json_int_t)a->snapshots, "skipped", (json_int_t)a->skipped, "expired",
+        (json_int_t)a->expired, "last_error", a->last_error[0] ? a->last_error : NULL);
     pthread_mutex_unlock(&a->mu);
     return o;
 }
@@ -1103,7 +1135,7 @@ void archiver_metrics(struct archiver *a, struct strbuf *b)
         {"expired_total", "counter", "Archive objects deleted by retention."},
     };
     pthread_mutex_lock(&a->mu);
-    uint64_t v[] = {a->behind,     a->pending, a->uploaded, a->verified, a->taken_over,
+    uint64_t v[] = {a->behind,     a->pending, a->uploaded, a->verified,  a->taken_over,
                     a->mismatches, a->errors,  a->released, a->snapshots, a->expired};
     pthread_mutex_unlock(&a->mu);
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {

@@ -186,6 +186,12 @@ int main(int argc, char **argv)
         return 1;
     }
     harden_process(conf, cluster_conf_node(conf, node_id));
+    /* An sftp:// archive's key and known_hosts, for every archive_open of
+     * this process (archive.h), set before any thread reads them. */
+    if (conf->archive_ssh_key)
+        setenv("NINES_ARCHIVE_SSH_KEY", conf->archive_ssh_key, 1);
+    if (conf->archive_known_hosts)
+        setenv("NINES_ARCHIVE_KNOWN_HOSTS", conf->archive_known_hosts, 1);
     struct node *n = NULL;
     struct node_options no = {.conf = conf, .node_id = node_id, .http_threads = http_threads,
                               .unsafe_ack_before_sync = unsafe};

@@ -376,6 +376,94 @@ static void test_sftp(struct fix *f, struct ssh_session *s)
     unlink(dst);
 }
 
+/* The SFTP file API (ssh_sftp_*): what archive/sftpobj.c builds on. */
+static void test_sftp_api(struct fix *f, struct ssh_session *s)
+{
+    char base[128], d[192], obj[256], other[256], path[300];
+    snprintf(base, sizeof(base), "%s/api", f->dir);
+    snprintf(d, sizeof(d), "%s/a/b", base);
+    snprintf(obj, sizeof(obj), "%s/obj", d);
+    snprintf(other, sizeof(other), "%s/other", d);
+    struct nerr e;
+    struct ssh_sftp_attrs st;
+    is_int(ssh_sftp_mkdirs(s, d, 0755, &e), 0, "mkdirs makes api/a/b (%s)", e.msg);
+    is_int(ssh_sftp_mkdirs(s, d, 0755, &e), 0, "and is fine when it exists");
+    ok(ssh_sftp_stat(s, d, &st, &e) == 0 && st.type == SSH_FT_DIR, "stat: a directory");
+
+    size_t big = 3u << 20;
+    unsigned char *v1 = malloc(big), *v2 = malloc(big);
+    for (size_t i = 0; i < big; i++) {
+        v1[i] = (unsigned char)(i * 7 + (i >> 13));
+        v2[i] = (unsigned char)(i * 13 + 1);
+    }
+    int64_t t0 = now_ms();
+    is_int(ssh_sftp_put(s, obj, v1, big, 0644, &e), 0, "put 3 MiB (%s)", e.msg);
+    int64_t t1 = now_ms();
+    ok(ssh_sftp_stat(s, obj, &st, &e) == 0 && st.type == SSH_FT_REG && st.size == big,
+       "stat: a regular file of 3 MiB");
+    unsigned char *b = NULL;
+    size_t l = 0;
+    is_int(ssh_sftp_get(s, obj, big, &b, &l, &e), 0, "get it (max = its size)");
+    ok(l == big && !memcmp(b, v1, big), "byte-identical");
+    diag("ssh_sftp_put 3 MiB %lld ms, get %lld ms", (long long)(t1 - t0),
+         (long long)(now_ms() - t1));
+    free(b);
+    is_int(ssh_sftp_put(s, obj, v2, big, 0644, &e), 0, "put over it (%s)", e.msg);
+    is_int(ssh_sftp_get(s, obj, big, &b, &l, &e), 0, "get");
+    ok(l == big && !memcmp(b, v2, big), "the new bytes replaced the old");
+    free(b);
+    is_int(ssh_sftp_get(s, obj, big - 1, &b, &l, &e), NERR_LIMIT, "get above max: NERR_LIMIT");
+    ok(b == NULL && l == 0, "and nothing returned");
+    free(v1);
+    free(v2);
+
+    is_int(ssh_sftp_put(s, other, "x", 1, 0644, &e), 0, "put a second file");
+    is_int(ssh_sftp_mkdirs(s, "sub", 0755, &e), 0, "mkdirs of a relative path (login directory)");
+    snprintf(path, sizeof(path), "%s/sub", d);
+    is_int(ssh_sftp_mkdirs(s, path, 0755, &e), 0, "and a subdirectory");
+    struct ssh_dirent *v = NULL;
+    size_t n = 0;
+    is_int(ssh_sftp_list(s, d, &v, &n, &e), 0, "list api/a/b");
+    int files = 0, dirs = 0, other_names = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((!strcmp(v[i].name, "obj") || !strcmp(v[i].name, "other")) && !v[i].is_dir)
+            files++;
+        else if (!strcmp(v[i].name, "sub") && v[i].is_dir)
+            dirs++;
+        else
+            other_names++;
+    }
+    ok(n == 3 && files == 2 && dirs == 1 && !other_names,
+       "obj, other, sub/ and nothing else: no temporary left, no . or ..");
+    ssh_sftp_list_free(v, n);
+
+    is_int(ssh_sftp_rename(s, other, obj, &e), 0, "rename over an existing file (%s)", e.msg);
+    is_int(ssh_sftp_get(s, obj, 100, &b, &l, &e), 0, "get the target");
+    ok(l == 1 && b[0] == 'x', "holds the renamed file");
+    free(b);
+    is_int(ssh_sftp_stat(s, other, &st, &e), NERR_NOTFOUND, "the source is gone");
+    is_int(ssh_sftp_fsync(s, d, &e), 0, "fsync of a directory (%s)", e.msg);
+    is_int(ssh_sftp_fsync(s, obj, &e), 0, "fsync of a file");
+
+    snprintf(path, sizeof(path), "%s/nope/x", base);
+    is_int(ssh_sftp_put(s, path, "x", 1, 0644, &e), NERR_NOTFOUND,
+           "put into a missing directory: NERR_NOTFOUND");
+    ok(strstr(e.msg, "nope") != NULL, "naming it: %s", e.msg);
+    is_int(ssh_sftp_get(s, path, 100, &b, &l, &e), NERR_NOTFOUND, "get of a missing file");
+    is_int(ssh_sftp_stat(s, path, &st, &e), NERR_NOTFOUND, "stat of a missing file");
+    is_int(ssh_sftp_remove(s, path, &e), NERR_NOTFOUND, "remove of a missing file");
+    is_int(ssh_sftp_fsync(s, path, &e), NERR_NOTFOUND, "fsync of a missing file");
+    is_int(ssh_sftp_rename(s, path, obj, &e), NERR_NOTFOUND, "rename of a missing file");
+    snprintf(path, sizeof(path), "%s/nope", base);
+    is_int(ssh_sftp_list(s, path, &v, &n, &e), NERR_NOTFOUND, "list of a missing directory");
+    is_int(ssh_sftp_mkdirs(s, obj, 0755, &e), NERR_IO, "mkdirs over a file: NERR_IO (%s)", e.msg);
+    ok(!ssh_session_dead(s), "SFTP status errors leave the session live");
+
+    is_int(ssh_sftp_remove(s, obj, &e), 0, "remove");
+    is_int(ssh_sftp_stat(s, obj, &st, &e), NERR_NOTFOUND, "gone");
+    run("rm -rf '%s' \"$HOME/sub\"", base);
+}
+
 int main(void)
 {
     if (access(SSHD, X_OK) != 0) {
@@ -431,6 +519,7 @@ int main(void)
         test_exec(s);
         test_quoting(&f, s);
         test_sftp(&f, s);
+        test_sftp_api(&f, s);
     } else {
         bail_out("no session");
     }
