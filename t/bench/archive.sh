@@ -36,7 +36,8 @@
 #    (log manifests), the archive counters summed over the nodes.
 # 4. A table: per round ops/s, p99, CPU per write of each, the ratios
 #    archived/plain, B's lag and counters; the medians and range of the
-#    ratios.
+#    ratios. Rounds during which some other ninesd ran on the machine (a
+#    test someone else started) are flagged: their figures are disturbed.
 #
 # Bounded: 2 x ROUNDS load runs of SECONDS, waits of 15 s (A) and at most
 # 30 s (B) after each, 60 s for cluster up, 60 s for the final catch-up.
@@ -153,20 +154,25 @@ cpu() {
   echo $t
 }
 hz=$(getconf CLK_TCK)
+# others: ninesd processes on the machine that are not this script's (a test
+# run by someone else disturbs the figures; the table flags such rounds).
+others() { ps -eo args= | grep '[n]inesd' | grep -vc "$tmp"; }
 
 # run C R: one load run on cluster C, round R; the JSON to $tmp/C-R.json,
 # one line out; lag samples to $tmp/C-R.lag, CPU ticks to $tmp/C-R.cpu.
 run() {
   c=$1; rr=$2; eval "eps=\$nodes_$c"
   start_poll "$eps" "$tmp/$c-$rr.lag"
-  c0=$(cpu "$c"); s0=$(date +%s)
+  o0=$(others); c0=$(cpu "$c"); s0=$(date +%s)
   "$nines" load --json --concurrency $conc --duration "$secs" --keys $keys \
       --value-size $vsize --endpoint "$eps" --table bench --op put \
       > "$tmp/$c-$rr.json" 2>"$tmp/$c-$rr.err" ||
       { echo "$c round $rr: nines load failed: $(cat "$tmp/$c-$rr.err")"; rm -f "$tmp/$c-$rr.json"; }
-  s1=$(date +%s)
+  s1=$(date +%s); o1=$(others)
   echo $((s1 - s0)) > "$tmp/$c-$rr.runsecs"
   sleep 15
+  o2=$(others)
+  printf '%s\n' "$o0" "$o1" "$o2" | sort -n | tail -1 > "$tmp/$c-$rr.others"
   cpu_after=$(cpu "$c")
   echo $((cpu_after - c0)) > "$tmp/$c-$rr.cpu"
   if [ $c = b ]; then
@@ -228,8 +234,8 @@ metric=$(for u in $(echo "$nodes_b" | tr , ' '); do
 echo
 echo "A plain, B archived (same cluster file + archive:); ratio = B / A of the same round;" \
      "CPU = ninesd user+sys of the 3 nodes per successful PutItem, run start to 15 s after"
-printf '%-5s %9s %9s %9s %9s %7s %7s %8s %8s %7s %7s   %9s %9s %7s\n' round "A ops/s" "B ops/s" \
-    "A p99" "B p99" "ops x" "p99 x" "A us/op" "B us/op" "CPU x" "" "B lag max" "at +15 s" drained
+printf '%-5s %9s %9s %9s %9s %7s %7s %8s %8s %7s %7s   %9s %9s %7s %12s\n' round "A ops/s" "B ops/s" \
+    "A p99" "B p99" "ops x" "p99 x" "A us/op" "B us/op" "CPU x" "" "B lag max" "at +15 s" drained "other ninesd"
 rows="$tmp/rows"
 : > "$rows"
 r=1
@@ -244,14 +250,18 @@ while [ $r -le $rounds ]; do
     lmax=$(awk -v e="$(cat "$tmp/b-$r.runsecs")" '$1 <= e && $2 > m { m = $2 } END { print m + 0 }' \
            "$tmp/b-$r.lag")
     l15=$(cut -d' ' -f1 "$tmp/b-$r.lag15")
-    echo "$r $1 $2 $3 $4 $5 $6 $lmax $l15 $(cat "$tmp/b-$r.drained")" >> "$rows"
+    oth=$(cat "$tmp/a-$r.others" "$tmp/b-$r.others" | sort -n | tail -1)
+    echo "$r $1 $2 $3 $4 $5 $6 $lmax $l15 $(cat "$tmp/b-$r.drained") $oth" >> "$rows"
   else
     echo "$r: missing figures (a load run failed, see above)"
   fi
   r=$((r + 1))
 done
-awk '{ printf "%-5s %9d %9d %9.2f %9.2f %6.3fx %6.3fx %8.1f %8.1f %6.3fx %7s   %9d %9d %6ss\n",
-              $1, $2, $3, $4, $5, $3 / $2, $5 / $4, $6, $7, $7 / $6, "", $8, $9, $10 }' "$rows"
+awk '{ printf "%-5s %9d %9d %9.2f %9.2f %6.3fx %6.3fx %8.1f %8.1f %6.3fx %7s   %9d %9d %6ss %12d\n",
+              $1, $2, $3, $4, $5, $3 / $2, $5 / $4, $6, $7, $7 / $6, "", $8, $9, $10, $11 }' "$rows"
+busy=$(awk '$11 > 0 { printf "%s%s", s, $1; s = " " }' "$rows")
+[ -z "$busy" ] || echo "NOTE: other ninesd processes (not this script's) ran during round(s) $busy:" \
+    "those figures are disturbed"
 # medrange EXPR [FORMAT]: "median (min-max)" of an awk expression over the rows.
 medrange() {
   awk "{ print $1 }" "$rows" | sort -g | awk -v f="${2:-%.3f}" '{ v[NR] = $1 } END {
