@@ -131,6 +131,10 @@ int archive_object_parse(const unsigned char *buf, size_t len, archive_entry_fn 
                          archive_item_fn on_item, void *arg, struct archive_object_info *info,
                          struct nerr *err);
 
+/* n bytes as 2n lower-case hex characters and a NUL into out (manifests'
+ * sha256, fingerprints). */
+void archive_hex(const unsigned char *b, size_t n, char *out);
+
 /* The object name of a piece or a snapshot, and of its manifest. */
 void archive_piece_name(const char *group, uint64_t first, uint64_t last, char *buf, size_t cap);
 void archive_snap_name(const char *group, uint64_t index, char *buf, size_t cap);

@@ -319,3 +319,13 @@ void archive_manifest_name(const char *object, char *buf, size_t cap)
     size_t n = dot ? (size_t)(dot - object) : strlen(object);
     snprintf(buf, cap, "%.*s.json", (int)n, object);
 }
+
+void archive_hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}

@@ -144,16 +144,6 @@ static int parse_name(const char *name, struct parsed *p)
     return 0;
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 static int man_u64(json_t *m, const char *k, uint64_t *v)
 {
     json_t *j = json_object_get(m, k);
@@ -240,7 +230,7 @@ static void check_manifest(struct ctx *c, const char *mname, const struct parsed
         problem(c, p->object, "corrupt object", "every checksum holds", pe.msg);
         goto out;
     }
-    hex(info.sha256, 32, sh);
+    archive_hex(info.sha256, 32, sh);
     if (strcmp(sh, sha)) {
         problem(c, p->object, "SHA-256 mismatch", sha, sh);
         goto out;

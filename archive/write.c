@@ -9,16 +9,6 @@
 
 #include "archive/archive.h"
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 /* Puts the object, reads it back and parses it (a disk or a file system
  * that returns something else than it was given is caught here, before a
  * manifest vouches for it), then puts the manifest. */
@@ -40,7 +30,7 @@ static int put_with_manifest(struct archive *a, const char *name, const unsigned
     if (rc)
         return rc;
     char sha[65];
-    hex(info.sha256, 32, sha);
+    archive_hex(info.sha256, 32, sha);
     json_object_set_new(man, "v", json_integer(1));
     json_object_set_new(man, "object", json_string(name));
     json_object_set_new(man, "bytes", json_integer((json_int_t)len));

@@ -409,16 +409,6 @@ static int learn(struct archiver *a, struct agroup *g, const struct partition *p
     return rc;
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 enum piece_outcome { P_WAIT = 0, P_DONE, P_FAIL };
 
 /* 1 when an archived snapshot of group is at or past index. */
@@ -566,11 +556,11 @@ static enum piece_outcome do_piece(struct archiver *a, struct agroup *g, struct 
     } else {
         int parsed = !archive_object_parse(obj, olen, NULL, NULL, NULL, &info, &e);
         if (parsed)
-            memcpy(osha, info.sha256, 32), hex(osha, 32, oshahex);
+            memcpy(osha, info.sha256, 32), archive_hex(osha, 32, oshahex);
         struct archive_object_info oi;
         struct nerr e2 = {0};
         if (!archive_object_parse(own, ownlen, NULL, NULL, NULL, &oi, &e2))
-            hex(oi.sha256, 32, ownhex);
+            archive_hex(oi.sha256, 32, ownhex);
         if (!parsed || !msha || strcmp(msha, oshahex) || olen != ownlen ||
             memcmp(obj, own, ownlen)) {
             log_error("archive: partition %s: %s differs from this replica's log (manifest "
@@ -801,7 +791,7 @@ static int retain(struct archiver *a, struct agroup *g, struct nerr *err)
         free(buf);
         goto out;
     }
-    hex(info.sha256, 32, sha);
+    archive_hex(info.sha256, 32, sha);
     json_t *m = json_loadb((const char *)mb, ml, 0, NULL);
     const char *msha = json_string_value(json_object_get(m, "sha256"));
     if (!msha || strcmp(msha, sha) || info.first != keep->first)
@@ -849,6 +839,29 @@ static void collect(void *arg, struct table *t, int part, struct group *g)
     w->v[w->n++] = (struct walk_item){t, part, g};
 }
 
+/* The hold (archiver.h, "Holding the log"): the log is kept after what
+ * this replica has seen archived, until it is max_behind entries ahead of
+ * that; released, it is held again once the archive is back within half. */
+static void hold(struct archiver *a, struct agroup *g, struct group *grp,
+                 const struct group_status *st, uint64_t *behind)
+{
+    uint64_t lag = st->applied > g->done_end ? st->applied - g->done_end : 0;
+    if (lag > *behind)
+        *behind = lag;
+    if (!g->released && lag > a->opt.max_behind) {
+        g->released = 1;
+        count(a, &a->released);
+        log_error("archive: partition %s: the archive is %llu entries behind this replica "
+                  "(more than max_behind %llu): its log is compacted without waiting; entries "
+                  "compacted before they are archived leave a gap",
+                  g->name, (unsigned long long)lag, (unsigned long long)a->opt.max_behind);
+    } else if (g->released && lag < a->opt.max_behind / 2) {
+        g->released = 0;
+        log_info("archive: partition %s: the archive caught up; the log is held again", g->name);
+    }
+    group_log_hold(grp, g->released ? UINT64_MAX : g->done_end);
+}
+
 /* One partition replica: its pieces, its hold, its seal, its snapshot. */
 static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_t *behind,
                  uint64_t *pending)
@@ -866,18 +879,7 @@ static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_
          * log is held (up to max_behind, below) and writes go on. */
         if (a->ar)
             arch_error(a, p->name, &e);
-        uint64_t lag = st.applied > g->done_end ? st.applied - g->done_end : 0;
-        if (lag > *behind)
-            *behind = lag;
-        if (!g->released && lag > a->opt.max_behind) {
-            g->released = 1;
-            count(a, &a->released);
-            log_error("archive: partition %s: the archive cannot be reached and this replica is "
-                      "%llu entries past what it knows archived (max_behind %llu): its log is "
-                      "compacted without waiting",
-                      g->name, (unsigned long long)lag, (unsigned long long)a->opt.max_behind);
-        }
-        group_log_hold(wi->g, g->released ? UINT64_MAX : g->done_end);
+        hold(a, g, wi->g, &st, behind);
         return;
     }
     int leader = st.role == RAFT_LEADER && !st.failed;
@@ -897,21 +899,7 @@ static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_
     }
     for (struct apiece *pc = g->head; pc; pc = pc->next)
         (*pending)++;
-    uint64_t lag = st.applied > g->done_end ? st.applied - g->done_end : 0;
-    if (lag > *behind)
-        *behind = lag;
-    if (!g->released && lag > a->opt.max_behind) {
-        g->released = 1;
-        count(a, &a->released);
-        log_error("archive: partition %s: the archive is %llu entries behind this replica "
-                  "(more than max_behind %llu): its log is compacted without waiting; entries "
-                  "compacted before they are archived leave a gap",
-                  g->name, (unsigned long long)lag, (unsigned long long)a->opt.max_behind);
-    } else if (g->released && lag < a->opt.max_behind / 2) {
-        g->released = 0;
-        log_info("archive: partition %s: the archive caught up; the log is held again", g->name);
-    }
-    group_log_hold(wi->g, g->released ? UINT64_MAX : g->done_end);
+    hold(a, g, wi->g, &st, behind);
     if (!leader)
         return;
     /* Seal: entries wait after the last seal; enough bytes or old enough. */

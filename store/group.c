@@ -674,6 +674,19 @@ void group__logreq_put(struct glogreq *q)
     free(q);
 }
 
+/* Posts d to the driver unless the group is closing: queued before
+ * group_close's DEV_CLOSE, or not at all (the driver never sees it for a
+ * group it let go). 1 posted; 0 not (d is the caller's still). */
+static int post_unless_closing(struct group *g, struct dev *d)
+{
+    pthread_mutex_lock(&g->mu);
+    int closing = g->closing;
+    if (!closing)
+        group__dev_post(g->h, d);
+    pthread_mutex_unlock(&g->mu);
+    return !closing;
+}
+
 /* Hands q to the driver and waits (at most 5 s) for its answer. */
 static int logreq_run(struct group *g, struct glogreq *q, struct nerr *err)
 {
@@ -690,13 +703,7 @@ static int logreq_run(struct group *g, struct glogreq *q, struct nerr *err)
     d->kind = DEV_LOG;
     d->g = g;
     d->logreq = q;
-    /* Queued before group_close's DEV_CLOSE, or not at all. */
-    pthread_mutex_lock(&g->mu);
-    int closing = g->closing;
-    if (!closing)
-        group__dev_post(g->h, d);
-    pthread_mutex_unlock(&g->mu);
-    if (closing) {
+    if (!post_unless_closing(g, d)) {
         free(d);
         q->refs = 1;
         return nerr_set(err, NERR_CLOSED, "group %s is closing", g->name);
@@ -841,14 +848,7 @@ int group_read_index(struct group *g, int timeout_ms)
                 }
                 d->kind = DEV_WAKE;
                 d->g = g;
-                /* Queued before group_close's DEV_CLOSE, or not at all: the
-                 * driver never sees it for a group it let go. */
-                pthread_mutex_lock(&g->mu);
-                int closing = g->closing;
-                if (!closing)
-                    group__dev_post(g->h, d);
-                pthread_mutex_unlock(&g->mu);
-                if (closing) {
+                if (!post_unless_closing(g, d)) {
                     free(d);
                     return NERR_BUSY;
                 }

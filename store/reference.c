@@ -28,16 +28,6 @@
 
 #define COMMIT_EVERY 4096 /* entries applied per LMDB transaction */
 
-static void hexs(const unsigned char *b, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 void reference_fingerprint(const struct digest *d, char out[65])
 {
     unsigned char lanes[2 * DIGEST_LANES], fp[32];
@@ -45,7 +35,7 @@ void reference_fingerprint(const struct digest *d, char out[65])
     for (size_t i = 0; i < DIGEST_LANES; i++)
         le_put16(lanes + 2 * i, d->lane[i]);
     EVP_Digest(lanes, sizeof lanes, fp, &fl, EVP_sha256(), NULL);
-    hexs(fp, 32, out);
+    archive_hex(fp, 32, out);
 }
 
 /* One archived object named by a manifest: what the manifest says. */
@@ -133,7 +123,7 @@ static int fetch(struct archive *a, const char *group, struct obj *o, unsigned c
         snprintf(m2, sizeof m2, "%s", err->msg);
         nerr_set(err, rc, "%s: %s", o->name, m2);
     } else {
-        hexs(info->sha256, 32, got);
+        archive_hex(info->sha256, 32, got);
         if (strcmp(got, want))
             rc = nerr_set(err, NERR_CORRUPT, "%s: SHA-256 %s, its manifest vouches for %s", o->name,
                           got, want);
@@ -239,7 +229,7 @@ static int list_fn(void *arg, const void *key, size_t klen, const void *item, si
     if (!kh)
         return nerr_set(err, NERR_NOMEM, "out of memory");
     digest_hash_hex(hash, hx);
-    hexs(key, klen, kh);
+    archive_hex(key, klen, kh);
     json_t *kj = items_key_json(la->t, key, klen);
     json_t *o =
         json_pack("{s:o,s:s,s:s}", "Key", kj ? kj : json_null(), "KeyBytes", kh, "Hash", hx);
@@ -496,7 +486,7 @@ json_t *reference_json(const struct reference_options *o, const struct reference
         char h[4 * DIGEST_BUCKET_LANES + 1];
         for (size_t k = 0; k < DIGEST_BUCKET_LANES; k++)
             le_put16(bl + 2 * k, r->bucket[i][k]);
-        hexs(bl, sizeof bl, h);
+        archive_hex(bl, sizeof bl, h);
         json_array_append_new(b, json_string(h));
     }
     return json_pack("{s:s,s:I,s:I,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:f}", "Group", o->group, "Lsn",

@@ -25,9 +25,8 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "t/sshd_fixture.h"
 #include "t/tap.h"
-
-#define SSHD "/usr/sbin/sshd"
 
 struct fix {
     char dir[64];
@@ -36,142 +35,17 @@ struct fix {
     char key[128], kh[128], kh_empty[128], url[256], furl[256];
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
-    close(fd);
-    return rc == 0;
-}
-
-/* As t/unit/test_ssh.c: a private sshd, -D -e -f config, logging to a file. */
+/* As t/unit/test_ssh.c: a private sshd (t/sshd_fixture.h). */
 static int start_sshd(struct fix *f)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "%s/sshd_config", f->dir);
-    FILE *c = fopen(path, "w");
-    if (!c)
-        return -1;
-    fprintf(c,
-            "Port %d\nListenAddress 127.0.0.1\nHostKey %s/hk_ed\nAuthorizedKeysFile "
-            "%s/authorized_keys\nPermitRootLogin yes\nUsePAM no\nStrictModes no\n"
-            "PidFile %s/sshd.pid\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "Subsystem sftp internal-sftp\nLogLevel ERROR\n",
-            f->port, f->dir, f->dir, f->dir);
-    fclose(c);
-    pid_t pid = fork();
-    if (pid == 0) {
-        char log[256];
-        snprintf(log, sizeof(log), "%s/sshd.log", f->dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(SSHD, SSHD, "-D", "-e", "-f", path, (char *)NULL);
-        _exit(127);
-    }
-    f->sshd = pid;
-    for (int i = 0; i < 100; i++) {
-        if (port_open(f->port))
-            return 0;
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            f->sshd = 0;
-            return -1;
-        }
-        usleep(50000);
-    }
-    return -1;
-}
-
-static pid_t ppid_of(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    int ppid = -1;
-    if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-        return -1;
-    return ppid;
+    return sshd_start(f->dir, f->port, "hk_ed", NULL, &f->sshd);
 }
 
 /* The server dies with every per-connection sshd it forked, so an
  * established session breaks too (as test_ssh.c's power-off). */
 static void stop_sshd(struct fix *f)
 {
-    if (f->sshd <= 0)
-        return;
-    pid_t victims[256];
-    int n = 0;
-    victims[n++] = f->sshd;
-    for (int round = 0; round < 4; round++) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        while (d && (de = readdir(d)) && n < 256) {
-            pid_t pid = (pid_t)atoi(de->d_name);
-            if (pid <= 0)
-                continue;
-            pid_t pp = ppid_of(pid);
-            int parent_is_victim = 0, known = 0;
-            for (int i = 0; i < n; i++) {
-                parent_is_victim |= victims[i] == pp;
-                known |= victims[i] == pid;
-            }
-            if (parent_is_victim && !known)
-                victims[n++] = pid;
-        }
-        if (d)
-            closedir(d);
-    }
-    for (int i = 0; i < n; i++)
-        kill(victims[i], SIGKILL);
-    int st;
-    waitpid(f->sshd, &st, 0);
-    f->sshd = 0;
+    sshd_stop(&f->sshd);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
