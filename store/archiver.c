@@ -191,6 +191,7 @@ struct agroup {
     uint64_t seal_last;           /* the last seal known applied here */
     uint64_t prop_first, prop_ns; /* a seal this node proposed (F, when) */
     uint64_t unsealed_ns;         /* since when entries wait after seal_last */
+    uint64_t timed_seal; /* the seal_last unsealed_ns counts from */
     uint64_t arch_first;          /* the archive's first piece (0: none) */
     uint64_t snap_index;          /* the newest archived snapshot (has_snap) */
     int has_snap;
@@ -902,7 +903,13 @@ static void tend(struct archiver *a, struct walk_item *wi, uint64_t now, uint64_
     hold(a, g, wi->g, &st, behind);
     if (!leader)
         return;
-    /* Seal: entries wait after the last seal; enough bytes or old enough. */
+    /* Seal: entries wait after the last seal; enough bytes or old enough
+     * (the age counts from when the first entry after the last seal was
+     * seen, so a busy partition seals every seal_after, not every pass). */
+    if (g->timed_seal != g->seal_last) {
+        g->timed_seal = g->seal_last;
+        g->unsealed_ns = 0;
+    }
     if (st.commit <= g->seal_last) {
         g->unsealed_ns = 0;
     } else {
