@@ -110,7 +110,8 @@ start_member($gone);
 # A corrupted archived piece: the reference refuses it and blames the
 # archive, naming the piece.
 my @pieces = sort glob("$ad/$g0->{group}/log/*.piece");
-my ($snap_ix) = map { m{/(\d+)\.json$} ? $1 + 0 : () } sort glob("$ad/$g0->{group}/snap/*.json");
+# The replay starts at the newest snapshot: the piece after it is read.
+my ($snap_ix) = reverse sort { $a <=> $b } map { m{/(\d+)\.json$} ? $1 + 0 : () } glob("$ad/$g0->{group}/snap/*.json");
 my ($victim) = grep { m{-(\d+)\.piece$} && $1 > ($snap_ix // 0) } @pieces;
 ok($victim, "a piece the replay needs ($victim)");
 if ($victim && open my $p, '+<', $victim) {
