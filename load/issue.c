@@ -64,8 +64,12 @@ struct runner {
     const struct load_hooks *hooks;
     CURLM *multi;
     struct conn *conns;
-    struct conn **idle; /* stack of free connections */
-    size_t nidle;
+    /* Free connections, a FIFO ring of capacity concurrency: the one idle
+     * longest goes next, so that connections whose endpoint fails fast (a
+     * node that is down refuses at once) do not take every request while
+     * the others wait: each endpoint keeps its share of the traffic. */
+    struct conn **idle;
+    size_t nidle, idle_head, idle_cap;
     struct load_gen gen;
     size_t body_cap;
     struct sigv4_signer signer;
@@ -297,6 +301,20 @@ static int value_number(struct runner *r, uint64_t key, const char *v, size_t le
     return 1;
 }
 
+static struct conn *idle_pop(struct runner *r)
+{
+    struct conn *c = r->idle[r->idle_head];
+    r->idle_head = (r->idle_head + 1) % r->idle_cap;
+    r->nidle--;
+    return c;
+}
+
+static void idle_push(struct runner *r, struct conn *c)
+{
+    r->idle[(r->idle_head + r->nidle) % r->idle_cap] = c;
+    r->nidle++;
+}
+
 /* Prepares and starts one request on an idle connection: the generator's
  * next one, or *forced (the final phase's reads). */
 static int issue(struct runner *r, struct conn *c, uint64_t intended_ns, int measured,
@@ -409,6 +427,7 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
     c->resp[c->resp_len] = '\0';
     res.req = &c->req;
     res.conn = c->idx;
+    res.endpoint = c->endpoint;
     res.final = c->final;
     res.intended_ns = c->intended_ns;
     res.sent_ns = c->sent_ns;
@@ -447,7 +466,7 @@ static void complete(struct runner *r, struct conn *c, CURLcode cc)
         r->final_inflight--;
     if (r->hooks && r->hooks->on_complete)
         r->hooks->on_complete(r->hooks->arg, &res);
-    r->idle[r->nidle++] = c;
+    idle_push(r, c);
 }
 
 /* One blocking JSON 1.0 call for --create on connection ci; the response
@@ -575,7 +594,7 @@ static int final_phase(struct runner *r, struct nerr *e)
                 }
                 if ((r->written[cursor >> 3] >> (cursor & 7)) & 1) {
                     struct load_req rq = {.op = LOAD_CGET, .key = cursor};
-                    int rc = issue(r, r->idle[--r->nidle], now, 0, &rq);
+                    int rc = issue(r, idle_pop(r), now, 0, &rq);
                     if (rc)
                         return nerr_set(e, rc, "could not start a final read");
                 }
@@ -677,6 +696,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
     r.hosts = calloc(r.nendpoints, sizeof *r.hosts);
     r.conns = calloc(o->concurrency, sizeof *r.conns);
     r.idle = calloc(o->concurrency, sizeof *r.idle);
+    r.idle_cap = o->concurrency;
     r.multi = curl_multi_init();
     r.val = malloc(r.body_cap);
     r.val2 = malloc(r.body_cap);
@@ -716,7 +736,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
     for (unsigned i = 0; i < o->concurrency; i++) {
         if ((rc = conn_setup(&r, &r.conns[i], i, e)))
             goto fail;
-        r.idle[r.nidle++] = &r.conns[o->concurrency - 1 - i];
+        idle_push(&r, &r.conns[i]);
     }
     if (o->create && (rc = create_table(&r, e)))
         goto fail;
@@ -756,7 +776,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
                 if (!r.nidle)
                     break;
                 int measured = due >= warm_end;
-                if ((rc = issue(&r, r.idle[--r.nidle], due, measured, NULL))) {
+                if ((rc = issue(&r, idle_pop(&r), due, measured, NULL))) {
                     nerr_set(e, rc, "could not start a request");
                     goto fail;
                 }
@@ -766,7 +786,7 @@ int load_run(const struct load_opts *o, struct load_stats *stats, const struct l
         } else if (!stopped) {
             while (r.nidle && !(o->requests && counted >= o->requests)) {
                 int measured = now >= warm_end;
-                if ((rc = issue(&r, r.idle[--r.nidle], now, measured, NULL))) {
+                if ((rc = issue(&r, idle_pop(&r), now, measured, NULL))) {
                     nerr_set(e, rc, "could not start a request");
                     goto fail;
                 }

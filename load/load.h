@@ -242,6 +242,7 @@ struct load_result {
     const struct load_req *req;
     uint64_t intended_ns, sent_ns, done_ns; /* CLOCK_MONOTONIC */
     unsigned conn;                          /* connection index: the history's process */
+    unsigned endpoint;                      /* index into load_opts.endpoints it was sent to */
     int measured;                           /* after the warm-up, counted in the stats */
     int final;                              /* a read of the final phase */
     int ok;                                 /* HTTP 200 */
