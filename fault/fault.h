@@ -75,6 +75,13 @@ struct fault_kind {
     const char *const *keys;
     /* Default step timeouts: inject's is added to the drawn duration. */
     uint64_t inject_timeout_ns, heal_timeout_ns;
+    /* 1: the inject is over when it returns (bit_rot: the node runs again,
+     * its data changed); the planner does not hold its hosts afterwards. */
+    int instant;
+    /* 1: the fault changes data at rest; a playbook that injects it must end
+     * with a deep scrub (verify: {scrub: deep}), which must find exactly
+     * what it changed (gameday/verify.c). */
+    int at_rest;
 
     /* Reads the kind's keys of the inject step's map m (already checked to be
      * a map with known keys), pushing every error to x; *params may stay

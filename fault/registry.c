@@ -7,9 +7,19 @@
 #include <string.h>
 
 extern const struct fault_kind fault_power;
+extern const struct fault_kind fault_disk_full;
+extern const struct fault_kind fault_bit_rot;
+extern const struct fault_kind fault_partition;
+extern const struct fault_kind fault_pause;
+extern const struct fault_kind fault_degrade;
 
 const struct fault_kind *const fault_kinds[] = {
     &fault_power,
+    &fault_disk_full,
+    &fault_bit_rot,
+    &fault_partition,
+    &fault_pause,
+    &fault_degrade,
     NULL,
 };
 

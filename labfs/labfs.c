@@ -171,8 +171,11 @@ struct labfs {
     int no_sync;
     int crashed;
     int gc_pending;
+    /* `full on`: every request that needs new space fails with ENOSPC
+     * (a disk with no free block; nothing is allocated to make it so). */
+    int full;
     /* counters (under mu) */
-    uint64_t dirty_pages, fsyncs, fsyncdirs, synced_bytes, crashes;
+    uint64_t dirty_pages, fsyncs, fsyncdirs, synced_bytes, crashes, enospc;
     uint64_t dropped_bytes, dropped_names, torn_kept, torn_lost;
 };
 
@@ -1308,12 +1311,13 @@ static char *ctl_exec(struct labfs *fs, const char *cmd)
                      " synced_bytes=%" PRIu64 " crashes=%" PRIu64 " dropped_bytes=%" PRIu64
                      " dropped_names=%" PRIu64 " torn_pages_kept=%" PRIu64
                      " torn_pages_lost=%" PRIu64 " undone_flushes=%" PRIu64 " frozen=%d"
-                     " flushes_in_flight=%" PRIu64 " parked_syncs=%" PRIu64 " seed=%" PRIu64 "\n",
+                     " flushes_in_flight=%" PRIu64 " parked_syncs=%" PRIu64 " seed=%" PRIu64
+                     " full=%d enospc=%" PRIu64 "\n",
                      (long)getpid(), fs->crashed, fs->dirty_pages * LABFS_PAGE, files,
                      fs->crashed ? 0 : pending_names(fs), fs->fsyncs, fs->fsyncdirs,
                      fs->synced_bytes, fs->crashes, fs->dropped_bytes, fs->dropped_names,
                      fs->torn_kept, fs->torn_lost, fs->undone_flushes, fs->frozen, nflights,
-                     nparked, fs->seed) < 0)
+                     nparked, fs->seed, fs->full, fs->enospc) < 0)
             out = NULL;
         pthread_mutex_unlock(&fs->mu);
     } else if (!strcmp(word, "crash") || !strcmp(word, "torn")) {
@@ -1370,9 +1374,33 @@ static char *ctl_exec(struct labfs *fs, const char *cmd)
         pthread_mutex_unlock(&fs->mu);
         if (asprintf(&out, rc ? "error sync: %s\n" : "ok synced\n", strerror(-rc)) < 0)
             out = NULL;
+    } else if (!strcmp(word, "full")) {
+        const char *arg = cmd + l;
+        while (*arg == ' ' || *arg == '\t')
+            arg++;
+        size_t al = strcspn(arg, " \t\n");
+        int on = al == 2 && !strncmp(arg, "on", 2), off = al == 3 && !strncmp(arg, "off", 3);
+        if (fs->crashed) {
+            pthread_mutex_unlock(&fs->mu);
+            return strdup("error crashed: unmount and mount again\n");
+        }
+        if (al && !on && !off) {
+            pthread_mutex_unlock(&fs->mu);
+            return strdup("error full takes on or off\n");
+        }
+        if (on || off)
+            fs->full = on;
+        int now = fs->full;
+        uint64_t n = fs->enospc;
+        pthread_mutex_unlock(&fs->mu);
+        if (on || off)
+            log_warn("labfs: full %s", on ? "on: writes needing space fail with ENOSPC" : "off");
+        if (asprintf(&out, "ok full=%d enospc=%" PRIu64 "\n", now, n) < 0)
+            out = NULL;
     } else {
         pthread_mutex_unlock(&fs->mu);
-        if (asprintf(&out, "error unknown command '%s' (crash, torn, freeze, thaw, stats, sync)\n",
+        if (asprintf(&out,
+                     "error unknown command '%s' (crash, torn, freeze, thaw, stats, sync, full)\n",
                      word) < 0)
             out = NULL;
     }
@@ -1617,7 +1645,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     if (enter(req, fs))
         return;
     struct lnode *n;
-    int rc = make_node(req, fs, parent, name, LK_DIR, S_IFDIR | (mode & 07777), NULL, &n);
+    int rc;
+    if (fs->full) /* a directory needs a block for its entries */
+        fs->enospc++, rc = ENOSPC;
+    else
+        rc = make_node(req, fs, parent, name, LK_DIR, S_IFDIR | (mode & 07777), NULL, &n);
     if (rc)
         fuse_reply_err(req, rc);
     else
@@ -1631,7 +1663,11 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     if (enter(req, fs))
         return;
     struct lnode *n;
-    int rc = make_node(req, fs, parent, name, LK_LNK, S_IFLNK | 0777, link, &n);
+    int rc;
+    if (fs->full) /* the target's bytes need a block */
+        fs->enospc++, rc = ENOSPC;
+    else
+        rc = make_node(req, fs, parent, name, LK_LNK, S_IFLNK | 0777, link, &n);
     if (rc)
         fuse_reply_err(req, rc);
     else
@@ -1881,7 +1917,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     if (enter(req, fs))
         return;
-    int rc = node_write(fs, h->n, buf, size, (uint64_t)off);
+    int rc;
+    /* Full: an overwrite of bytes the file has needs no new block; a write
+     * that grows the file does, and fails whole (no short write). */
+    if (fs->full && (uint64_t)off + size > h->n->size) {
+        fs->enospc++;
+        rc = -ENOSPC;
+    } else {
+        rc = node_write(fs, h->n, buf, size, (uint64_t)off);
+    }
     pthread_mutex_unlock(&fs->mu);
     if (rc)
         fuse_reply_err(req, -rc);
@@ -2041,10 +2085,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     struct labfs *fs = FS(req);
     struct statvfs sv;
-    if (fstatvfs(fs->rootfd, &sv) != 0)
+    if (fstatvfs(fs->rootfd, &sv) != 0) {
         fuse_reply_err(req, errno);
-    else
-        fuse_reply_statfs(req, &sv);
+        return;
+    }
+    pthread_mutex_lock(&fs->mu);
+    if (fs->full) /* df shows what the writes see */
+        sv.f_bfree = sv.f_bavail = 0;
+    pthread_mutex_unlock(&fs->mu);
+    fuse_reply_statfs(req, &sv);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
@@ -2061,6 +2110,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     int rc = 0;
     if (n->kind != LK_REG)
         rc = ENODEV;
+    else if (fs->full) /* fallocate is asking for blocks */
+        fs->enospc++, rc = ENOSPC;
     else if (!(mode & FALLOC_FL_KEEP_SIZE) && (uint64_t)(off + len) > n->size)
         rc = -node_resize(fs, n, (uint64_t)(off + len));
     pthread_mutex_unlock(&fs->mu);

@@ -109,9 +109,18 @@ int labfs_spawn(const struct labfs_opts *o, pid_t *pid, struct nerr *err);
  *          fsyncs=N fsyncdirs=N synced_bytes=N crashes=N dropped_bytes=N
  *          dropped_names=N torn_pages_kept=N torn_pages_lost=N
  *          undone_flushes=N frozen=0|1 flushes_in_flight=N parked_syncs=N
- *          seed=N"
+ *          seed=N full=0|1 enospc=N"
  *   sync   make everything durable (a syncfs); refused after a crash and
  *          while frozen.
+ *   full on|off  a disk with no free block, without allocating anything:
+ *          while on, a write that grows a file, fallocate, mkdir and
+ *          symlink fail with ENOSPC (overwrites inside a file's size,
+ *          creating empty files, truncates, renames, unlinks and fsyncs go
+ *          on), and statfs shows no free block. Nothing already written is
+ *          touched. A property of the running daemon: a fresh mount (power
+ *          on) is not full. `full` alone reports. Reply: "ok full=0|1
+ *          enospc=N" (N: requests refused since the mount). Refused after
+ *          a crash.
  * A reply starting with "error" gives NERR_INVALID; an unreachable or
  * non-labfs mountpoint NERR_IO / NERR_NOTFOUND. */
 int labfs_control(const char *mountpoint, const char *cmd, char *reply, size_t cap,

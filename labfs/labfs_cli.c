@@ -4,7 +4,7 @@
  *
  *   nines labfs mount BACKING MOUNTPOINT [--foreground] [--seed N]
  *                     [--no-backing-sync] [--log FILE]
- *   nines labfs ctl MOUNTPOINT crash|torn|freeze|thaw|stats|sync
+ *   nines labfs ctl MOUNTPOINT crash|torn|freeze|thaw|stats|sync|full [on|off]
  *   nines labfs umount MOUNTPOINT [--lazy] [--timeout S]
  *
  * Exit status: 0 done, 1 failed (the message says why), 2 bad usage.
@@ -26,7 +26,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nines labfs mount BACKING MOUNTPOINT [--foreground] [--seed N]\n"
                "                         [--no-backing-sync] [--log FILE]\n"
-               "       nines labfs ctl MOUNTPOINT crash|torn|freeze|thaw|stats|sync\n"
+               "       nines labfs ctl MOUNTPOINT crash|torn|freeze|thaw|stats|sync|full [on|off]\n"
                "       nines labfs umount MOUNTPOINT [--lazy] [--timeout S]\n"
                "\n"
                "A FUSE file system over BACKING that keeps every write that was not\n"
@@ -35,6 +35,8 @@ static void usage(FILE *f)
                "file system is unmounted and mounted again. `ctl freeze` marks the instant\n"
                "of the cut: no fsync completes after it (crash fails them, thaw lets them\n"
                "finish). A power-off: freeze, SIGSTOP the processes, crash, SIGKILL them.\n"
+               "`ctl full on` makes every write that needs new space fail with ENOSPC (a\n"
+               "full disk, nothing allocated); `ctl full off` ends it.\n"
                "See docs/labfs.md.\n");
 }
 
@@ -165,22 +167,28 @@ static int cmd_umount(int argc, char **argv)
 
 static int cmd_ctl(int argc, char **argv)
 {
-    if (argc != 3) {
+    if (argc != 3 && !(argc == 4 && !strcmp(argv[2], "full"))) {
         fprintf(stderr, "nines labfs ctl: needs MOUNTPOINT and one of crash, torn, freeze, thaw, "
-                        "stats, sync\n");
+                        "stats, sync, full [on|off]\n");
         return 2;
     }
-    const char *cmd = argv[2];
-    static const char *const cmds[] = {"crash", "torn", "freeze", "thaw", "stats", "sync"};
+    static const char *const cmds[] = {"crash", "torn", "freeze", "thaw", "stats", "sync", "full"};
     int known = 0;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        known |= !strcmp(cmd, cmds[i]);
+        known |= !strcmp(argv[2], cmds[i]);
     if (!known) {
         fprintf(stderr,
-                "nines labfs ctl: unknown command '%s' (crash, torn, freeze, thaw, stats, sync)\n",
-                cmd);
+                "nines labfs ctl: unknown command '%s' (crash, torn, freeze, thaw, stats, sync, "
+                "full)\n",
+                argv[2]);
         return 2;
     }
+    if (argc == 4 && strcmp(argv[3], "on") && strcmp(argv[3], "off")) {
+        fprintf(stderr, "nines labfs ctl: full takes on or off, got '%s'\n", argv[3]);
+        return 2;
+    }
+    char cmd[16];
+    snprintf(cmd, sizeof cmd, "%s%s%s", argv[2], argc == 4 ? " " : "", argc == 4 ? argv[3] : "");
     char reply[1024];
     struct nerr e;
     nerr_clear(&e);

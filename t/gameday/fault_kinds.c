@@ -70,12 +70,21 @@ static void test_registry(void)
     ok(fault_kind_id(&fault_power) >= 1 && fault_kind_id(&fault_power) <= fault_kind_count(),
        "the power kind has an id in the registry");
     static const char *const extra[] = {"wait_healthy", "sleep", "repeat", NULL};
-    const char *keys[16];
-    size_t n = fault_step_keys(keys, 16, extra);
-    char all[256] = "";
+    const char *keys[64];
+    size_t n = fault_step_keys(keys, 64, extra);
+    char all[1024] = "", want[1024] = "";
     for (size_t i = 0; i < n; i++)
         snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? "," : "", keys[i]);
-    is(all, "power_off,power_on,wait_healthy,sleep,repeat", "step keys: kinds, then the runner's");
+    /* Every kind's inject step and then its heal step, in registry order
+     * (power first), then the runner's own. */
+    for (size_t i = 0; fault_kinds[i]; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s%s%s", i ? "," : "",
+                 fault_kinds[i]->inject_step, fault_kinds[i]->heal_step ? "," : "",
+                 fault_kinds[i]->heal_step ? fault_kinds[i]->heal_step : "");
+    strcat(want, ",wait_healthy,sleep,repeat");
+    is(all, want, "step keys: kinds, then the runner's");
+    ok(!strncmp(all, "power_off,power_on,", 19), "power first");
+    ok(fault_kind_count() >= 2, "more than one kind registered");
     ok(keys[n] == NULL, "NULL-terminated");
     n = fault_step_keys(keys, 2, extra);
     ok(n == 1 && keys[1] == NULL, "bounded by cap");
