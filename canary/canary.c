@@ -317,7 +317,7 @@ static void on_cell(void *arg, int64_t start_ms, int64_t interval_ms, size_t ep,
     struct canary *c = arg;
     const struct canary_config *cfg = c->cfg;
     c->rows++;
-    if (op == COP_PROBE) {
+    if (op == COP_PROBE && !cfg->on_sample) { /* an observer reports for itself */
         char ts[40], errs[256] = "";
         size_t off = 0;
         pgsink_fmt_ts(start_ms, ts, sizeof ts);
@@ -330,6 +330,20 @@ static void on_cell(void *arg, int64_t start_ms, int64_t interval_ms, size_t ep,
                  cell->attempts, cell->successes, cell->retries,
                  (double)hist_percentile(&cell->lat, 50) / 1e6,
                  (double)hist_percentile(&cell->lat, 99) / 1e6, errs);
+    }
+    if (cfg->on_sample) {
+        struct canary_sample s = {start_ms,
+                                  interval_ms,
+                                  cfg->az,
+                                  cfg->endpoints[ep].name,
+                                  cfg->endpoints[ep].az,
+                                  cfg->tables[tbl],
+                                  canary_op_names[op],
+                                  cell->attempts,
+                                  agg_cell_errors(cell),
+                                  cell->retries,
+                                  cell->lat.count ? (uint64_t)hist_percentile(&cell->lat, 99) : 0};
+        cfg->on_sample(cfg->on_sample_arg, &s);
     }
     if (!c->sink)
         return;

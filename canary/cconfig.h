@@ -37,6 +37,15 @@
 #define CANARY_MAX_TABLES 16
 #define CANARY_MAX_WORKERS 256
 
+/* One closed cell as an in-process observer sees it (borrowed for the
+ * call): what a canary_samples row holds, without the histogram. */
+struct canary_sample {
+    int64_t start_ms, interval_ms;
+    const char *canary_az, *endpoint, *endpoint_az, *table, *op;
+    uint64_t attempts, errors, retries;
+    uint64_t p99_ns; /* 0 when no request succeeded */
+};
+
 struct canary_config {
     char *az;
     struct envsub_endpoint *endpoints;
@@ -58,6 +67,11 @@ struct canary_config {
     char *metrics_host;    /* NULL: no /metrics */
     int metrics_port;
     int server_metrics;
+    /* Not from the file: an in-process observer of every closed cell
+     * (NULL: none), called on the thread that calls canary_tick or
+     * canary_finish. The game-day runner feeds its alarm engine with it. */
+    void (*on_sample)(void *arg, const struct canary_sample *s);
+    void *on_sample_arg;
 };
 
 int canary_config_load(const char *path, struct canary_config *out, struct nerr *err);

@@ -24,9 +24,17 @@
  *      DIR/report.json and prints the summary.
  *
  * Whatever fails (a step overrunning its timeout, an SSH error, a signal
- * through opts->cancel), every fault kind's heal_all runs before gameday_run
- * returns (power: every host the power driver reports as off is powered on
- * again).
+ * through opts->cancel, a stop condition), every fault kind's heal_all runs
+ * before gameday_run returns (power: every host the power driver reports as
+ * off is powered on again) — and also before the deploy, so that a run that
+ * was killed outright is healed by the next one.
+ *
+ * With canaries and alarms (gameday/observe.c): a canary per AZ probes every
+ * node for the whole run, the CFA engine evaluates their samples, the steady
+ * state must hold before the first fault (else nothing is injected) and at
+ * the end, stop conditions are checked every second while the steps run, and
+ * every fault step's expect: (alarms that must fire, alarms that must stay
+ * quiet, availability, p99) is judged; any that fails fails the run.
  *
  * Recovery time of a fault step (an inject step, e.g. power_off): from the
  * moment the fault was injected on its hosts to the first successful write
@@ -70,9 +78,14 @@ struct gd_opts {
 int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err);
 
 /* `nines gameday run|plan|lint PLAYBOOK [--inventory FILE] [--seed N]
- * [--report DIR] [--ninesd PATH]`; argv[0] is "gameday". Exit status: 0
- * passed / valid, 1 failed (a verification, a step, an error during the
- * run), 2 usage or playbook errors. */
+ * [--report DIR] [--ninesd PATH] [--results DSN]`, `nines gameday record DIR`
+ * and `nines gameday history` (gameday/gameday_cli.c, gameday/results.h);
+ * argv[0] is "gameday". `run` holds an exclusive lock per inventory for the
+ * whole run and records the report in PostgreSQL when a results database is
+ * named. Exit status: 0 passed / valid, 1 failed (a step, an expectation, a
+ * verification, an error during the run), 2 usage, playbook or inventory
+ * errors, 3 another game day holds the inventory's lock, 4 interrupted
+ * (SIGINT/SIGTERM: every fault healed, the report written). */
 int gameday_main(int argc, char **argv);
 
 #endif

@@ -67,6 +67,7 @@ static struct pb_action *new_action(struct planner *p, const struct pb_step *st,
     a->col = st->col;
     a->quorum_safe = st->targets.quorum_safe;
     a->params = st->params;
+    a->expect = st->expect;
     snprintf(a->label, sizeof a->label, "%s%s", prefix, pb_step_name(st->kind, st->fault));
     return a;
 }
@@ -90,7 +91,7 @@ static int plan_inject(struct planner *p, const struct pb_step *st, struct pb_ac
     if (st->fault->check && (rc = st->fault->check(p->w.inv, &call, &e)))
         return step_err(p, st, rc, &e);
     a->hold_ns = draw_range(p, st->dur_min, st->dur_max);
-    if (!a->hold_ns) /* held until a heal step */
+    if (!a->hold_ns && !st->fault->instant) /* held until a heal step */
         fault_world_hold(&p->w, a->hosts, a->nhosts, fault_kind_id(st->fault));
     return 0;
 }

@@ -67,6 +67,7 @@ struct pb_step {
     struct fault_targets targets;   /* PB_INJECT; PB_HEAL: unit and names */
     uint64_t dur_min, dur_max;      /* inject: 0,0 = held until healed; sleep: the pause */
     void *params;                   /* PB_INJECT: the kind's, freed by fault->free_params */
+    struct pb_expect *expect;       /* PB_INJECT: its `expect:`, or NULL */
     /* repeat */
     int times;
     struct pb_step *steps;
@@ -89,7 +90,83 @@ struct pb_traffic {
 
 struct pb_verify {
     int checkers, replicas, caught_up, scrub;
+    int scrub_deep; /* scrub: deep (every replica re-reads its items, docs/scrub.md) */
     uint64_t timeout_ns;
+};
+
+/* ---- what the customers see: canaries, alarms, expectations ----
+ *
+ * canaries: one in-process canary (canary/canary.h) per AZ of the inventory,
+ * each probing every node's API, for the whole run. Their per-interval
+ * samples feed the alarm engine directly (and PostgreSQL when `postgres`
+ * names a database). */
+struct pb_canaries {
+    int enabled;
+    double rate;          /* probes/s per endpoint per canary (default 2) */
+    uint64_t interval_ns; /* aggregation interval (default 1 s) */
+    uint64_t timeout_ns;  /* per attempt (default 1 s) */
+    char *table;          /* default nines_canary */
+    char *postgres;       /* a DSN, or NULL: no PostgreSQL sink */
+    char *metrics;        /* "HOST:PORT": AZ i's /metrics on PORT+i; NULL: none */
+};
+
+/* alarms: the CFA rules file (canary/rules.h) the run evaluates every
+ * `evaluate_every` of the rules over the canaries' samples. */
+struct pb_alarms {
+    int enabled;
+    char *rules;        /* absolute path */
+    char *alertmanager; /* overrides the rules' alertmanager; NULL: the rules' */
+    int line, col;
+};
+
+/* Matches an alarm state change (canary/cfa.h's cfa_event): the alarm's
+ * name (NULL: any) and labels in cfa_event order (table, endpoint_az,
+ * canary_az, endpoint; NULL: any). A label value may be a template naming
+ * the step's targets — {{target.az}}, {{target.rack}}, {{target.host}} —
+ * which matches when the value is one of the targets' (several hosts:
+ * any); "!" in front negates ("!{{target.az}}": any AZ but the targets'). */
+#define PB_NLABELS 4
+struct pb_alarm_match {
+    char *alarm;
+    char *label[PB_NLABELS];
+    int neg[PB_NLABELS];
+    uint64_t within_ns; /* fires: from the inject (default 30 s) */
+    int line, col;
+};
+
+enum pb_scope { PB_SCOPE_ALL = 0, PB_SCOPE_UNAFFECTED, PB_SCOPE_AFFECTED };
+/* Where availability is measured: the canaries when the playbook has them,
+ * else the traffic; both by the AZ of the node a request went to. */
+enum pb_source { PB_SRC_DEFAULT = 0, PB_SRC_CANARIES, PB_SRC_TRAFFIC };
+
+/* A fault step's `expect:`. Judged over the step's window: from the inject
+ * to the step's end (the heal), plus `quiet_after` for quiet. */
+struct pb_expect {
+    struct pb_alarm_match *fires, *quiet;
+    size_t nfires, nquiet;
+    uint64_t quiet_after_ns; /* default 30 s: alarms lag their cause */
+    double avail_min;        /* percent; < 0: none */
+    enum pb_scope avail_scope;
+    enum pb_source avail_source;
+    uint64_t p99_max_ns; /* 0: none; from the traffic */
+    enum pb_scope p99_scope;
+    int line, col;
+};
+
+/* A steady-state probe (before the first fault and at the end) or a stop
+ * condition (evaluated every second while the steps run). */
+enum pb_probe_kind { PB_PROBE_AVAIL = 1, PB_PROBE_P99, PB_PROBE_NO_ALARM, PB_PROBE_OUTSIDE_PLAN };
+struct pb_probe {
+    enum pb_probe_kind kind;
+    double min;           /* AVAIL: percent, every AZ */
+    uint64_t max_ns;      /* P99 */
+    uint64_t over_ns;     /* AVAIL, P99: the last `over` (default 10 s) */
+    enum pb_source source; /* AVAIL */
+    enum pb_scope scope;   /* AVAIL: stop conditions default to unaffected (the AZs the
+                              running step does not fault), steady state to all */
+    struct pb_alarm_match match; /* NO_ALARM: which alarms (alarm NULL: any) */
+    uint64_t timeout_ns; /* steady state at the end: how long it may take to hold again (90 s) */
+    int line, col;
 };
 
 struct playbook {
@@ -110,6 +187,10 @@ struct playbook {
     struct pb_step *steps;
     size_t nsteps;
     struct pb_verify verify;
+    struct pb_canaries canaries;
+    struct pb_alarms alarms;
+    struct pb_probe *steady, *stops; /* steady_state, stop_conditions */
+    size_t nsteady, nstops;
 };
 
 struct pb_errors {
@@ -144,6 +225,7 @@ struct pb_action {
     uint64_t timeout_ns;
     int quorum_safe;
     const void *params; /* PB_INJECT: the step's, borrowed from the playbook */
+    const struct pb_expect *expect; /* PB_INJECT: borrowed from the playbook, or NULL */
 };
 
 struct pb_plan {

@@ -89,7 +89,7 @@ json_t *gd_report_json(struct gd_run *g, int passed, double elapsed)
                         rv.rounds ? json_real(gd_secs(rv.median_ns)) : json_null());
     json_object_set_new(recj, "max_s", rv.rounds ? json_real(gd_secs(rv.max_ns)) : json_null());
     json_t *traffic =
-        json_pack("{s:s,s:f,s:I,s:I}", "table", g->pb->traffic.table, "rate", g->pb->traffic.rate,
+        json_pack("{s:s?,s:f,s:I,s:I}", "table", g->pb->traffic.table, "rate", g->pb->traffic.rate,
                   "ok", (json_int_t)g->total_ok, "errors", (json_int_t)g->total_err);
     if (g->thr_started) {
         json_object_set_new(traffic, "final_keys", json_integer((json_int_t)g->ls.final_keys));
@@ -101,6 +101,54 @@ json_t *gd_report_json(struct gd_run *g, int passed, double elapsed)
                           elapsed, "steps", steps, "recovery", recj, "traffic", traffic);
     json_object_set(r, "verify", g->verify ? g->verify : json_null());
     json_object_set_new(r, "failure", g->failure[0] ? json_string(g->failure) : json_null());
+    /* The fault windows, by kind and target (the HTML report shades them). */
+    json_t *faults = json_array();
+    for (size_t i = 0; i < g->plan->n; i++) {
+        const struct pb_action *a = &g->plan->a[i];
+        const struct step_rec *rr = &g->rec[i];
+        if (a->kind != PB_INJECT || !rr->off_ns)
+            continue;
+        json_t *hosts = json_array(), *azs = json_array();
+        for (size_t k = 0; k < a->nhosts; k++) {
+            const struct inv_host *h = &g->inv->hosts[a->hosts[k]];
+            json_array_append_new(hosts, json_string(h->name));
+            int seen = 0;
+            for (size_t j = 0; j < k && !seen; j++)
+                seen = !strcmp(g->inv->hosts[a->hosts[j]].az, h->az);
+            if (!seen)
+                json_array_append_new(azs, json_string(h->az));
+        }
+        /* A fault with a duration ends with its step; one held until a heal
+         * step ends there (or, never healed, at the end: null). */
+        json_t *end = json_null();
+        if (a->hold_ns && rr->end_ns)
+            end = json_real(gd_secs(rr->end_ns - g->t0));
+        for (size_t j = i + 1; !a->hold_ns && j < g->plan->n; j++)
+            if (g->plan->a[j].kind == PB_HEAL && g->plan->a[j].fault == a->fault &&
+                g->rec[j].end_ns) {
+                int covers = 0;
+                for (size_t x = 0; x < g->plan->a[j].nhosts && !covers; x++)
+                    for (size_t y = 0; y < a->nhosts && !covers; y++)
+                        covers = g->plan->a[j].hosts[x] == a->hosts[y];
+                if (covers) {
+                    end = json_real(gd_secs(g->rec[j].end_ns - g->t0));
+                    break;
+                }
+            }
+        json_array_append_new(faults,
+                              json_pack("{s:i, s:s, s:s, s:o, s:o, s:f, s:o}", "step", a->index,
+                                        "kind", a->fault->name, "label", a->label, "hosts", hosts,
+                                        "azs", azs, "start_s", gd_secs(rr->off_ns - g->t0),
+                                        "end_s", end));
+    }
+    json_object_set_new(r, "faults", faults);
+    gd_obs_report(g, r);
+    json_object_set(r, "expectations", g->expectations ? g->expectations : json_array());
+    json_object_set_new(r, "stop",
+                        atomic_load(&g->stopped)
+                            ? json_pack("{s:f, s:s}", "at_s", g->stop_at_s, "reason",
+                                        g->stop_reason)
+                            : json_null());
     return r;
 }
 
@@ -142,6 +190,23 @@ void gd_print_summary(struct gd_run *g, int passed, FILE *f)
                 "median %.2fs, max %.2fs%s\n",
                 rv.rounds, gd_secs(rv.median_ns), gd_secs(rv.max_ns),
                 rv.unrecovered ? " (some never recovered)" : "");
+    size_t k0;
+    json_t *x;
+    json_array_foreach(g->expectations, k0, x)
+    {
+        json_t *st = json_object_get(x, "step");
+        char where[48];
+        if (json_is_integer(st))
+            gd_fmt(where, sizeof where, "step %lld", (long long)json_integer_value(st));
+        else
+            gd_fmt(where, sizeof where, "%s", json_string_value(json_object_get(x, "phase")));
+        fprintf(f, "expect %-22s %s %s: %s\n", where,
+                json_is_true(json_object_get(x, "passed")) ? "PASS" : "FAIL",
+                json_string_value(json_object_get(x, "what")),
+                json_string_value(json_object_get(x, "detail")));
+    }
+    if (atomic_load(&g->stopped))
+        fprintf(f, "stopped at %.1fs: %s\n", g->stop_at_s, g->stop_reason);
     /* The verification objects are the run's own record of it (report.json
      * embeds the same objects). */
     json_t *vj = g->verify;
@@ -181,5 +246,6 @@ void gd_print_summary(struct gd_run *g, int passed, FILE *f)
     }
     if (g->failure[0])
         fprintf(f, "run failed: %s\n", g->failure);
+    fprintf(f, "report %s/report.html (and report.json)\n", g->dir);
     fprintf(f, "%s\n", passed ? "PASSED" : "FAILED");
 }

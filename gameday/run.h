@@ -36,6 +36,55 @@
 #define GD_MAX_PARTS 256
 #define GD_MAX_FAULT_KINDS 16
 
+struct gd_run;
+
+/* ---- observe.c: what customers see ----
+ *
+ * Per-AZ series, one slot per second since the run's start (t0): the
+ * traffic's requests by the AZ of the node each went to (ok, errors, the
+ * latencies of the served ones, in microseconds), and the canaries' samples
+ * by endpoint AZ (attempts, errors). The alarm engine (canary/cfa.h) runs on
+ * the observer's own thread over the canaries' samples; its firing and
+ * resolved changes are kept with their times. The observer also evaluates
+ * the stop conditions every second while the steps run, and the runner asks
+ * it for the steady state and, at the end, judges every step's expect:.
+ * Everything below is under obs_mu unless said otherwise. */
+#define GD_MAX_AZS 16
+#define GD_MAX_LAT_SAMPLES (16u << 20) /* latencies kept in all (64 MiB) */
+
+struct gd_slot {
+    uint64_t ok, err;
+    uint32_t *lat; /* microseconds (traffic only) */
+    uint32_t nlat, caplat;
+};
+struct gd_series {
+    struct gd_slot *s[GD_MAX_AZS];
+    size_t n[GD_MAX_AZS], cap[GD_MAX_AZS];
+};
+struct gd_alarm_ev {
+    double at_s;
+    char *alarm, *severity, *window;
+    char *label[4]; /* cfa_event order; NULL: not grouped */
+    int firing;     /* 1 firing, 0 resolved */
+};
+struct gd_obs;
+
+int gd_obs_start(struct gd_run *g, struct nerr *err);       /* canaries, alarms, the thread */
+void gd_obs_stop(struct gd_run *g);                          /* joins, finishes the canaries */
+void gd_obs_free(struct gd_run *g);
+/* The traffic's hook: a request to endpoint ep done at done_ns. */
+void gd_obs_traffic(struct gd_run *g, unsigned ep, int served, uint64_t done_ns, uint64_t lat_ns);
+/* Steady state: 1 when every probe holds (json: the verdicts appended to
+ * out, phase "steady_state_before"/"steady_state_after"), polling each
+ * second up to the probes' timeout (before: until the sources have `over`
+ * seconds of data after warm-up). */
+int gd_obs_steady(struct gd_run *g, const char *phase, json_t *out);
+/* Every expect: of the steps that ran, appended to out; 1 when all hold.
+ * Waits (bounded) for fires: deadlines that have not passed yet. */
+int gd_obs_expectations(struct gd_run *g, json_t *out);
+/* The report's timeline, canary_timeline, alarms and canaries keys. */
+void gd_obs_report(struct gd_run *g, json_t *rep);
+
 struct step_rec {
     uint64_t start_ns, end_ns;
     uint64_t ok, errors;
@@ -82,6 +131,22 @@ struct gd_run {
     /* progress */
     uint64_t last_prog_ns, last_prog_ops;
     int prog_dirty;
+
+    /* what customers see (observe.c) */
+    int64_t t0_wall_ms;
+    size_t naz;
+    const char *az[GD_MAX_AZS]; /* the inventory's AZs, borrowed */
+    int *ep_az;                 /* traffic endpoint -> az index */
+    pthread_mutex_t obs_mu;
+    struct gd_series traffic_s, canary_s;
+    uint64_t lat_kept, lat_dropped;
+    struct gd_alarm_ev *ev;
+    size_t nev, capev;
+    struct gd_obs *obs;
+    atomic_int stopped; /* a stop condition tripped: the steps end */
+    char stop_reason[NERR_MSG_MAX];
+    double stop_at_s;
+    json_t *expectations; /* the verdicts, in the order judged */
 
     /* results */
     int steps_failed;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gameday/report_html.h"
 #include "lib/clock.h"
 
 void gd_fmt(char *buf, size_t cap, const char *f, ...)
@@ -29,9 +30,16 @@ double gd_secs(uint64_t ns)
     return (double)ns / 1e9;
 }
 
-int gd_cancelled(const struct gd_run *g)
+/* Cancelled by the user (a signal), as opposed to stopped by a stop
+ * condition: only the former skips the verification. */
+static int user_cancelled(const struct gd_run *g)
 {
     return g->o->cancel && *g->o->cancel;
+}
+
+int gd_cancelled(const struct gd_run *g)
+{
+    return user_cancelled(g) || atomic_load(&g->stopped);
 }
 
 /* ---- progress ---- */
@@ -163,8 +171,8 @@ static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
     default:
         break;
     }
-    if (rc == NERR_CLOSED)
-        return nerr_set(err, rc, "cancelled");
+    if (rc == NERR_CLOSED || (rc && atomic_load(&g->stopped)))
+        return nerr_set(err, NERR_CLOSED, "%s", atomic_load(&g->stopped) ? "stopped" : "cancelled");
     if (!rc && clock_mono_ns() > deadline)
         rc = nerr_set(err, NERR_TIMEOUT, "step overran its timeout of %.1fs",
                       gd_secs(a->timeout_ns));
@@ -256,22 +264,38 @@ int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err)
     memset(g, 0, sizeof *g);
     g->o = o;
     g->t0 = clock_mono_ns();
+    g->t0_wall_ms = clock_wall_ms();
     atomic_init(&g->cur, -1);
     atomic_init(&g->traffic_done, 0);
+    atomic_init(&g->stopped, 0);
     pthread_mutex_init(&g->mu, NULL);
+    pthread_mutex_init(&g->obs_mu, NULL);
+    g->expectations = json_array();
     *passed = 0;
-    int rc = setup(g, err), run_rc = 0;
+    int rc = setup(g, err), run_rc = 0, steady_ok = 1, expect_ok = 1;
     if (rc)
         goto out;
+    g->naz = inventory_azs(g->inv, g->az, GD_MAX_AZS);
     gd_note(g, "game day %s: seed %llu, %zu steps, report in %s", g->pb->name,
             (unsigned long long)g->plan->seed, g->plan->n, g->dir);
+    /* A run that was killed (SIGKILL, a power cut of this machine) left its
+     * faults in place: every kind heals from the machines' own state first. */
+    heal_all(g);
     struct nerr e = {0};
     if ((run_rc = gd_deploy(g, &e)) ||
-        (g->pb->traffic.enabled && (run_rc = gd_start_traffic(g, &e)))) {
+        (g->pb->traffic.enabled && (run_rc = gd_start_traffic(g, &e))) ||
+        (run_rc = gd_obs_start(g, &e))) {
         gd_fmt(g->failure, sizeof g->failure, "set-up: %s", e.msg);
         goto cleanup;
     }
+    if (!(steady_ok = gd_obs_steady(g, "steady_state_before", g->expectations))) {
+        gd_fmt(g->failure, sizeof g->failure,
+               "the steady state did not hold before the first fault: nothing was injected");
+        goto cleanup;
+    }
     for (size_t i = 0; i < g->plan->n; i++) {
+        if (atomic_load(&g->stopped) || user_cancelled(g))
+            break;
         struct step_rec *r = &g->rec[i];
         r->start_ns = clock_mono_ns();
         atomic_store(&g->cur, (int)i);
@@ -283,19 +307,37 @@ int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err)
             r->failed = 1;
             gd_fmt(r->error, sizeof r->error, "%s", e.msg);
             g->steps_failed++;
-            gd_fmt(g->failure, sizeof g->failure, "step %d (%s): %s", g->plan->a[i].index,
-                   g->plan->a[i].label, e.msg);
+            if (user_cancelled(g))
+                gd_fmt(g->failure, sizeof g->failure, "cancelled");
+            else
+                gd_fmt(g->failure, sizeof g->failure, "step %d (%s): %s", g->plan->a[i].index,
+                       g->plan->a[i].label, e.msg);
             gd_note(g, "step %d failed: %s", g->plan->a[i].index, e.msg);
             break;
         }
     }
     atomic_store(&g->cur, (int)g->plan->n);
+    if (atomic_load(&g->stopped)) {
+        gd_note(g, "STOPPED: %s", g->stop_reason);
+        gd_fmt(g->failure, sizeof g->failure, "stopped: %s", g->stop_reason);
+    }
 cleanup:
     heal_all(g);
+    if (g->obs && !user_cancelled(g) && steady_ok) {
+        /* The expectations first (their windows close), then the steady
+         * state must hold again: both while the canaries and traffic run. */
+        atomic_store(&g->stopped, 0); /* the judging waits must not be cut short */
+        expect_ok = gd_obs_expectations(g, g->expectations);
+        if (!g->failure[0] && !gd_obs_steady(g, "steady_state_after", g->expectations))
+            steady_ok = 0;
+        if (g->stop_reason[0])
+            atomic_store(&g->stopped, 1);
+    }
+    gd_obs_stop(g);
     gd_stop_traffic(g);
     if (g->thr_started && g->load_rc && !g->failure[0])
         gd_fmt(g->failure, sizeof g->failure, "traffic: %s", g->load_err.msg);
-    if (g->conf && !gd_cancelled(g)) {
+    if (g->conf && !user_cancelled(g)) {
         int ok1 = 1, ok2 = 1, ok3 = 1, ok4 = 1;
         g->verify = json_object();
         if (g->pb->verify.checkers && g->thr_started)
@@ -318,22 +360,32 @@ cleanup:
     }
     if (g->pb->deploy && g->conf)
         gd_collect_logs(g);
-    if (gd_cancelled(g) && !g->failure[0])
+    if (user_cancelled(g) && !g->failure[0])
         gd_fmt(g->failure, sizeof g->failure, "cancelled");
+    if (!g->failure[0] && !steady_ok)
+        gd_fmt(g->failure, sizeof g->failure, "the steady state did not hold again at the end");
     {
-        int ok = g->verified && !g->steps_failed && !g->failure[0];
+        int ok = g->verified && !g->steps_failed && !g->failure[0] && steady_ok && expect_ok;
         json_t *rep = gd_report_json(g, ok, gd_secs(clock_mono_ns() - g->t0));
         char path[PATH_MAX + 16];
         gd_fmt(path, sizeof path, "%s/report.json", g->dir);
         gd_progress_break(g);
-        if (json_dump_file(rep, path, JSON_INDENT(2) | JSON_SORT_KEYS))
+        if (!rep)
+            rc = nerr_set(err, NERR_NOMEM, "cannot build the report (out of memory?)");
+        else if (json_dump_file(rep, path, JSON_INDENT(2) | JSON_SORT_KEYS))
             rc = nerr_set(err, NERR_IO, "cannot write %s", path);
+        else {
+            struct nerr he = {0};
+            gd_fmt(path, sizeof path, "%s/report.html", g->dir);
+            if (gd_report_html(rep, path, &he))
+                gd_note(g, "report.html not written: %s", he.msg);
+        }
         if (o->out)
             gd_print_summary(g, ok, o->out);
         json_decref(rep);
         *passed = ok;
     }
-    if (!rc && gd_cancelled(g))
+    if (!rc && user_cancelled(g))
         rc = nerr_set(err, NERR_CLOSED, "cancelled");
 out:
     if (g->thr_started == 1)
@@ -343,6 +395,9 @@ out:
             free(g->rec[i].lat);
     free(g->rec);
     free(g->node_host);
+    gd_obs_free(g);
+    free(g->ep_az);
+    json_decref(g->expectations);
     json_decref(g->verify);
     if (g->conf)
         cluster_conf_free(g->conf);
@@ -355,5 +410,6 @@ out:
     inventory_free(g->inv);
     playbook_free(g->pb);
     pthread_mutex_destroy(&g->mu);
+    pthread_mutex_destroy(&g->obs_mu);
     return rc;
 }

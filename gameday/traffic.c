@@ -35,6 +35,8 @@ static void on_complete(void *arg, const struct load_result *r)
     /* A cas whose condition was false got a correct answer: for
      * availability it counts as served, not as an error. */
     int served = r->ok || (r->error && !strcmp(r->error, "ConditionalCheckFailedException"));
+    gd_obs_traffic(g, r->endpoint, served, r->done_ns,
+                   r->done_ns > r->intended_ns ? r->done_ns - r->intended_ns : 0);
     pthread_mutex_lock(&g->mu);
     unsigned part = write && r->ok && g->nparts ? key_partition(r->req->key, g->nparts) : 0;
     if (served)
@@ -85,7 +87,8 @@ static int traffic_opts(struct gd_run *g, struct nerr *err)
     size_t nseen = 0;
     int rc = 0;
     load_opts_init(o);
-    if (!seen_az || !(o->endpoints = calloc(g->conf->nnodes + 1, sizeof *o->endpoints))) {
+    if (!seen_az || !(o->endpoints = calloc(g->conf->nnodes + 1, sizeof *o->endpoints)) ||
+        !(g->ep_az = calloc(g->conf->nnodes + 1, sizeof *g->ep_az))) {
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
         goto out;
     }
@@ -103,6 +106,10 @@ static int traffic_opts(struct gd_run *g, struct nerr *err)
             rc = nerr_set(err, NERR_NOMEM, "out of memory");
             goto out;
         }
+        g->ep_az[o->nendpoints] = -1;
+        for (size_t z = 0; z < g->naz; z++)
+            if (!strcmp(g->az[z], n->az))
+                g->ep_az[o->nendpoints] = (int)z;
         o->nendpoints++;
     }
     gd_fmt(o->table, sizeof o->table, "%s", t->table);

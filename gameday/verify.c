@@ -5,6 +5,8 @@
  */
 #include "gameday/run.h"
 
+#include "fault/bit_rot.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,9 +47,12 @@ json_t *gd_verify_checkers(struct gd_run *g, int *ok)
     for (size_t i = 0; i < res->nanomalies && i < 20; i++) {
         char d[600];
         chk_op_describe(h, res->anomalies[i].op, d, sizeof d);
-        json_array_append_new(first, json_pack("{s:s,s:s,s:s}", "kind",
+        size_t kl = 0;
+        const char *key = history_key(h, res->anomalies[i].key, &kl);
+        json_array_append_new(first, json_pack("{s:s,s:s,s:s,s:s%}", "kind",
                                                chk_kind_name(res->anomalies[i].kind), "detail",
-                                               res->anomalies[i].detail, "op", d));
+                                               res->anomalies[i].detail, "op", d, "key",
+                                               key ? key : "", key ? kl : (size_t)0));
     }
     json_object_set_new(j, "first", first);
 out:
@@ -103,7 +108,11 @@ json_t *gd_verify_scrub(struct gd_run *g, int *ok)
     gd_fmt(out, sizeof out, "%s/scrub.json", g->dir);
     unsigned long secs = (unsigned long)(g->pb->verify.timeout_ns / NS_PER_S);
     gd_fmt(tmo, sizeof tmo, "%lu", secs ? secs : 1);
-    char *argv[] = {prog, "scrub", "--cluster", conf, "--json", out, "--timeout", tmo, NULL};
+    char *argv[] = {prog, "scrub", "--cluster", conf, "--json", out, "--timeout", tmo, NULL, NULL};
+    if (g->pb->verify.scrub_deep) { /* every replica re-reads its items at rest */
+        memmove(argv + 3, argv + 2, 7 * sizeof *argv);
+        argv[2] = "--deep";
+    }
     struct proc_spec sp = {.argv = argv, .in = {PROC_IO_NULL, -1}, .flags = PROC_NEW_PGROUP};
     /* The scrub's own deadline is --timeout per wait; the process gets that
      * twice over plus a minute before it is killed. */
@@ -124,6 +133,51 @@ json_t *gd_verify_scrub(struct gd_run *g, int *ok)
     }
     *ok = code == 0 && rep;
     char why[300];
+    /* A fault that changed data at rest (bit_rot): the deep scrub must name
+     * exactly the items it corrupted, on their hosts, and nothing else. */
+    const struct bit_rot_item *rot = NULL;
+    size_t nrot = bit_rot_corrupted(g->fstate[fault_kind_id(&fault_bit_rot) - 1], &rot);
+    if (nrot && rep) {
+        size_t found = 0, other = 0;
+        json_t *f, *k;
+        size_t i, ki;
+        json_array_foreach(json_object_get(j, "findings"), i, f)
+        {
+            const char *replica = json_string_value(json_object_get(f, "replica"));
+            json_t *keys = json_object_get(f, "keys");
+            if (!json_array_size(keys))
+                other++;
+            json_array_foreach(keys, ki, k)
+            {
+                char *key = json_dumps(json_object_get(k, "key"), JSON_COMPACT | JSON_SORT_KEYS);
+                int hit = 0;
+                for (size_t r = 0; key && replica && r < nrot && !hit; r++)
+                    hit = !strcmp(rot[r].key, key) && !strcmp(rot[r].host, replica);
+                if (hit)
+                    found++;
+                else
+                    other++;
+                free(key);
+            }
+        }
+        json_t *exp = json_array();
+        for (size_t r = 0; r < nrot; r++)
+            json_array_append_new(exp, json_pack("{s:s, s:s, s:s}", "host", rot[r].host, "table",
+                                                 rot[r].table, "key", rot[r].key));
+        json_object_set_new(j, "bit_rot", exp);
+        *ok = g->pb->verify.scrub_deep && found == nrot && !other;
+        if (!g->pb->verify.scrub_deep)
+            gd_fmt(why, sizeof why, "%zu item(s) were corrupted at rest, but the scrub was not "
+                                    "deep: it cannot see them", nrot);
+        else if (*ok)
+            gd_fmt(why, sizeof why, "found exactly the %zu item(s) bit_rot corrupted, on their "
+                                    "hosts, and nothing else", nrot);
+        else
+            gd_fmt(why, sizeof why, "bit_rot corrupted %zu item(s): the deep scrub named %zu of "
+                                    "them and %zu other finding(s)", nrot, found, other);
+        json_object_set_new(j, "detail", json_string(why));
+        goto out;
+    }
     if (code == 1)
         gd_fmt(why, sizeof why, "replicas differ: %zu finding(s), see scrub.json",
                json_array_size(json_object_get(j, "findings")));

@@ -8,7 +8,7 @@
 #   {net, labfs} <- fault <- lab
 #   proto <- {cluster, canary, scrubber}
 #   lib <- net <- archive <- {store, scrubber}        (the WAL archive)
-#   {load, fault, cluster, checkers} <- gameday <- cli
+#   {load, fault, cluster, canary, checkers} <- gameday <- demo <- cli
 #
 # A folder may include itself and the folders listed after it in RULES
 # below, nothing else: the store includes no toolkit folder, no toolkit
@@ -34,8 +34,9 @@ lab       fault labfs net lib
 cluster   proto net lib
 canary    checkers proto net lib
 scrubber  archive checkers proto net lib
-gameday   load fault cluster checkers proto labfs net lib
-cli       gameday lab canary scrubber archive cluster load fault checkers labfs proto net lib
+gameday   load fault cluster canary checkers proto labfs net lib
+demo      gameday lab cluster canary load fault checkers labfs proto net lib
+cli       demo gameday lab canary scrubber archive cluster load fault checkers labfs proto net lib
 fuzz      *
 t         *
 '

@@ -8,7 +8,8 @@ pkgs=(
   libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
   liblmdb-dev lmdb-utils libssl-dev libssh2-1-dev libyaml-dev libpq-dev libjemalloc-dev
   libfuse3-dev fuse3 postgresql prometheus-alertmanager etcd-server etcd-client
-  perl awscli curl procps iproute2 openssh-server openssh-client
+  perl awscli curl procps iproute2 nftables openssh-server openssh-client
+  chromium fonts-dejavu-core
 )
 
 missing=()

@@ -248,12 +248,12 @@ static void test_broken(const struct inventory *inv)
     is(e.msg, "pb.yaml:1:22: cluster needs exactly one of deploy, existing", "deploy xor existing");
     pb_errors_free(&errs);
     pb = load("cluster: {deploy: ~}\nsteps: [{sleep: 1s, wait_healthy: ~}]\n", inv, &errs, &e);
-    is(e.msg,
-       "pb.yaml:2:21: a step has exactly one of power_off, power_on, wait_healthy, sleep, repeat",
+    ok(!strncmp(e.msg, "pb.yaml:2:21: a step has exactly one of power_off, power_on, ", 61) &&
+           strstr(e.msg, ", wait_healthy, sleep, repeat"),
        "two kinds in one step");
     pb_errors_free(&errs);
     pb = load("cluster: {deploy: ~}\nsteps: [sleep: 1s]\nverify: {scrub: 1}\n", inv, &errs, &e);
-    is(e.msg, "pb.yaml:3:17: expected a boolean (true or false), got '1'", "verify.scrub is a boolean");
+    is(e.msg, "pb.yaml:3:17: scrub is true, false or deep, got '1'", "verify.scrub is a boolean or deep");
     pb_errors_free(&errs);
     pb = must("cluster: {deploy: ~}\nsteps: [sleep: 1s]\nverify: {scrub: false}\n", inv);
     ok(pb && !pb->verify.scrub && pb->verify.checkers, "verify.scrub: false turns only the scrub off");
@@ -575,6 +575,161 @@ static void test_mode(const struct inventory *inv)
     inventory_free(li);
 }
 
+
+/* canaries, alarms, steady_state, stop_conditions, expect: and verify.scrub
+ * deep: the good shapes load into the structs, each bad one is an error at
+ * its line and column, and the shipped playbooks that use them load. */
+static void test_observe(const struct inventory *inv)
+{
+    const char *top = getenv("NINES_TOP");
+    char rules[1024], text[4096];
+    struct pb_errors errs;
+    struct nerr e;
+    snprintf(rules, sizeof rules, "%s/playbooks/alarms-gameday.yaml", top ? top : ".");
+    snprintf(text, sizeof text,
+             "cluster: {deploy: ~}\n"
+             "traffic: {rate: 10}\n"
+             "canaries: {rate: 3, interval: 2s, metrics: 127.0.0.1:9500}\n"
+             "alarms: {rules: %s}\n"
+             "steady_state:\n"
+             "  - availability: {min: 99.5%%, over: 5s}\n"
+             "  - p99: {max: 250ms}\n"
+             "  - no_alarm: {alarm: availability_by_az, timeout: 40s}\n"
+             "stop_conditions:\n"
+             "  - alarm_outside_plan: true\n"
+             "  - availability: {min: 80, over: 20s}\n"
+             "steps:\n"
+             "  - power_off:\n"
+             "      target: az\n"
+             "      duration: 5s\n"
+             "      expect:\n"
+             "        fires: [{alarm: availability_by_az, labels: {az: '{{target.az}}'}, within: 20s}]\n"
+             "        quiet: [{alarm: availability_by_az, labels: {az: '!{{target.az}}'}}]\n"
+             "        quiet_after: 12s\n"
+             "        availability: {min: 99, scope: unaffected, source: traffic}\n"
+             "        p99: {max: 1s, scope: affected}\n"
+             "verify: {scrub: deep}\n",
+             rules);
+    struct playbook *pb = load(text, inv, &errs, &e);
+    ok(pb != NULL, "every new section loads (%s)", e.msg);
+    if (pb) {
+        ok(pb->canaries.enabled && pb->canaries.rate == 3 &&
+               pb->canaries.interval_ns == 2000000000ull &&
+               !strcmp(pb->canaries.metrics, "127.0.0.1:9500") &&
+               !strcmp(pb->canaries.table, "nines_canary"),
+           "canaries: rate, interval, metrics, default table");
+        ok(pb->alarms.enabled && !strcmp(pb->alarms.rules, rules), "alarms: the rules file");
+        ok(pb->nsteady == 3 && pb->steady[0].kind == PB_PROBE_AVAIL &&
+               pb->steady[0].min == 99.5 && pb->steady[0].over_ns == 5000000000ull &&
+               pb->steady[1].kind == PB_PROBE_P99 && pb->steady[1].max_ns == 250000000ull &&
+               pb->steady[2].kind == PB_PROBE_NO_ALARM &&
+               !strcmp(pb->steady[2].match.alarm, "availability_by_az") &&
+               pb->steady[2].timeout_ns == 40000000000ull,
+           "steady_state: availability 99.5%%, p99 250ms, no_alarm with its timeout");
+        ok(pb->nstops == 2 && pb->stops[0].kind == PB_PROBE_OUTSIDE_PLAN &&
+               pb->stops[1].kind == PB_PROBE_AVAIL && pb->stops[1].min == 80 &&
+               pb->stops[1].scope == PB_SCOPE_UNAFFECTED,
+           "stop_conditions: outside the plan; availability defaults to the unaffected AZs");
+        const struct pb_expect *x = pb->steps[0].expect;
+        ok(x && x->nfires == 1 && x->nquiet == 1 && x->fires[0].within_ns == 20000000000ull &&
+               !strcmp(x->fires[0].label[1], "{{target.az}}") && !x->fires[0].neg[1] &&
+               !strcmp(x->quiet[0].label[1], "{{target.az}}") && x->quiet[0].neg[1] &&
+               x->quiet_after_ns == 12000000000ull && x->avail_min == 99 &&
+               x->avail_scope == PB_SCOPE_UNAFFECTED && x->avail_source == PB_SRC_TRAFFIC &&
+               x->p99_max_ns == 1000000000ull && x->p99_scope == PB_SCOPE_AFFECTED,
+           "expect: fires (az is endpoint_az), quiet negated, availability, p99");
+        ok(pb->verify.scrub && pb->verify.scrub_deep, "verify.scrub: deep");
+        struct pb_plan *p = NULL;
+        ok(!playbook_plan(pb, inv, 3, &p, &e) && p->a[0].expect == pb->steps[0].expect,
+           "the plan's action carries the step's expect");
+        pb_plan_free(p);
+        playbook_free(pb);
+    }
+    pb_errors_free(&errs);
+
+    snprintf(text, sizeof text,
+             "cluster: {deploy: ~}\n"
+             "canaries: {rate: 0, interval: 1500us}\n"
+             "alarms: {rules: %s}\n"
+             "steady_state:\n"
+             "  - availability: {min: 101}\n"
+             "  - no_alarm: {alarm: nosuch}\n"
+             "  - p99: {max: 1s}\n"
+             "  - {availability: {min: 1}, p99: {max: 1s}}\n"
+             "stop_conditions:\n"
+             "  - alarm: {}\n"
+             "  - no_alarm: {}\n"
+             "steps:\n"
+             "  - power_off:\n"
+             "      expect:\n"
+             "        fires: [{alarm: availability_by_az, labels: {zone: x, az: '{{target.dc}}'}}]\n"
+             "        availability: {min: 99, scope: elsewhere}\n"
+             "        p99: {max: 1s}\n"
+             "verify: {scrub: 1}\n",
+             rules);
+    pb = load(text, inv, &errs, &e);
+    ok(pb == NULL, "a broken playbook of the new sections is refused");
+    static const char *const want[] = {
+        "pb.yaml:2:18: 0 is out of range (1..1000)",
+        "pb.yaml:5:25: expected a percentage from 0 to 100 (99.5 or 99.5%), got '101'",
+        "pb.yaml:6:15: no alarm 'nosuch' in the rules (they have: availability_by_az, canary_blind)",
+        "pb.yaml:7:5: this needs a traffic: section",
+        "pb.yaml:8:30: a steady-state probe has exactly one of availability, p99, no_alarm",
+        "pb.yaml:10:12: alarm: name the alarm (alarm_outside_plan: true stops on any alarm no step "
+        "expects)",
+        "pb.yaml:15:67: unknown template in '{{target.dc}}' (known: {{target.az}}, {{target.rack}}, "
+        "{{target.host}})",
+        "pb.yaml:16:40: scope must be all, unaffected or affected, got 'elsewhere'",
+        "pb.yaml:15:9: expect: p99 needs a traffic: section",
+        "pb.yaml:18:17: scrub is true, false or deep, got '1'",
+        NULL};
+    for (int i = 0; want[i]; i++)
+        ok(has_err(&errs, want[i]), "error: %s", want[i]);
+    int unknown_label = 0, no_alarm_stop = 0, interval = 0;
+    for (size_t i = 0; i < errs.n; i++) {
+        unknown_label |= !strncmp(errs.msg[i], "pb.yaml:15:", 11) && strstr(errs.msg[i], "zone");
+        no_alarm_stop |= !strncmp(errs.msg[i], "pb.yaml:11:5:", 13);
+        interval |= !strncmp(errs.msg[i], "pb.yaml:2:", 10) && strstr(errs.msg[i], "1500us");
+    }
+    ok(unknown_label, "an unknown label is named at its line");
+    ok(no_alarm_stop, "no_alarm is not a stop condition (unknown key at 11:5)");
+    ok(interval, "a bad interval is named");
+    pb_errors_free(&errs);
+
+    pb = load("cluster: {deploy: ~}\nalarms: {rules: /nonexistent/rules.yaml}\n"
+              "steps: [sleep: 1s]\n",
+              inv, &errs, &e);
+    ok(has_err(&errs, "pb.yaml:2:9: alarms need a canaries: section (their samples)"),
+       "alarms without canaries are refused");
+    int norules = 0;
+    for (size_t i = 0; i < errs.n; i++)
+        norules |= strstr(errs.msg[i], "/nonexistent/rules.yaml") != NULL;
+    ok(norules, "a rules file that cannot be read is named");
+    pb_errors_free(&errs);
+    playbook_free(pb);
+
+    const char *names[] = {"az-outage-alarms", "demo"};
+    for (int i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/playbooks/%s.yaml", top ? top : ".", names[i]);
+        memset(&errs, 0, sizeof errs);
+        pb = NULL;
+        int rc = playbook_load(path, NULL, 0, inv, &pb, &errs, &e);
+        ok(!rc && pb && pb->canaries.enabled && pb->alarms.enabled && pb->nsteady && pb->nstops,
+           "%s loads with canaries, alarms, steady state and stop conditions (%s)", names[i],
+           rc ? e.msg : "");
+        struct pb_plan *p = NULL;
+        int fires = 0;
+        if (pb && !playbook_plan(pb, inv, 7, &p, &e))
+            for (size_t k = 0; k < p->n; k++)
+                fires += p->a[k].expect ? (int)p->a[k].expect->nfires : 0;
+        ok(fires == 1, "%s: one fires expectation in the plan", names[i]);
+        pb_plan_free(p);
+        playbook_free(pb);
+        pb_errors_free(&errs);
+    }
+}
+
 int main(void)
 {
     struct inventory *inv = inv6();
@@ -583,6 +738,7 @@ int main(void)
     test_quorum(inv);
     test_mode(inv);
     test_shipped(inv);
+    test_observe(inv);
     test_cli();
     inventory_free(inv);
     return done_testing();
