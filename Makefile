@@ -1,5 +1,6 @@
 # The README's two commands. Everything else is CMake.
-#   make demo        install missing Debian packages, build, run `nines demo`
+#   make demo        install missing Debian packages, build, run `nines demo` (a game day
+#                    on a lab of this machine, as root; `nines demo store`: one ninesd)
 #   make test        install, build, run every test with prove (TAP)
 #   make test SAN=1  the same with AddressSanitizer + UBSan (build-san/)
 #   make fuzz        build every libFuzzer target (build-fuzz/), see docs/fuzzing.md
@@ -30,7 +31,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 demo: build
-	@./$(BUILD)/bin/nines demo
+	@./$(BUILD)/bin/nines demo --playbook playbooks/demo.yaml
 
 # sync first: the build's writeback (hundreds of MB of objects on a fresh
 # machine) must not stall the first tests' fsyncs (seen once: a canary

@@ -138,4 +138,8 @@ void cluster_status_print(const json_t *merged, FILE *f);
  * some partition without a leader), 2 usage or cluster-file errors. */
 int cluster_main(int argc, char **argv);
 
+/* `nines demo store` (demo.c): the single-node walkthrough; argv[0] is
+ * "store". Exit 0 when every answer was the expected one. */
+int demo_store_main(int argc, char **argv);
+
 #endif

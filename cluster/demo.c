@@ -1,7 +1,8 @@
 /*
- * nines demo — the main job until the game day exists: start a local ninesd,
- * create a table, write and read items through the DynamoDB API, restart the
- * node and read again, and print what happened. Exit 0 when every answer was
+ * nines demo store — the single-node walkthrough (`nines demo` itself runs
+ * a game day on a lab, demo/demo.c): start a local ninesd, create a table,
+ * write and read items through the DynamoDB API, restart the node and read
+ * again, and print what happened. Exit 0 when every answer was
  * the expected one, 1 otherwise, 2 for a bad command line.
  */
 #include <getopt.h>
@@ -72,7 +73,7 @@ static void check(struct demo *d, int cond, const char *what)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nines demo [--dir DIR] [--partitions N]\n"
+    fprintf(f, "usage: nines demo store [--dir DIR] [--partitions N]\n"
                "\n"
                "Starts a single-node ninesd on a free 127.0.0.1 port (auth: none), creates a\n"
                "table, writes and reads items with the DynamoDB API, restarts the node to show\n"
@@ -96,7 +97,7 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     struct localnode node = {0};
     int port;
     if (localnode_free_port(&port, &err)) {
-        fprintf(stderr, "nines demo: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: %s\n", err.msg);
         return 1;
     }
     snprintf(hostport, sizeof hostport, "127.0.0.1:%d", port);
@@ -112,15 +113,15 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
              "  - {id: n1, az: az1, rack: r1, api: %s, peer: 127.0.0.1:%d, data: %s}\n",
              partitions, hostport, port + 1 > 65535 ? port - 1 : port + 1, data);
     if (fs_write_file_atomic(cluster, yaml, strlen(yaml), &err)) {
-        fprintf(stderr, "nines demo: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: %s\n", err.msg);
         return 1;
     }
-    printf("nines demo: one ninesd node on %s, auth: none (unsigned requests are accepted)\n"
+    printf("nines demo store: one ninesd node on %s, auth: none (unsigned requests are accepted)\n"
            "  cluster file %s\n  data         %s\n  log          %s\n\n",
            hostport, cluster, data, logp);
     double t0 = (double)clock_mono_ns() / 1e6;
     if (localnode_start(ninesd, cluster, "n1", hostport, logp, NULL, 10000, &node, &err)) {
-        fprintf(stderr, "nines demo: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: %s\n", err.msg);
         return 1;
     }
     printf("  ok   started ninesd (pid %d), answering after %.0f ms\n", (int)node.pid,
@@ -129,7 +130,7 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     snprintf(url, sizeof url, "http://%s", hostport);
     struct ddb_client_options co = {.endpoint = url};
     if (ddb_client_new(&co, &d->cli, &err)) {
-        fprintf(stderr, "nines demo: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: %s\n", err.msg);
         localnode_stop(&node, 5000);
         return 1;
     }
@@ -234,7 +235,7 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     check(d, st == 0, "ninesd stopped cleanly (exit 0)");
     t0 = (double)clock_mono_ns() / 1e6;
     if (localnode_start(ninesd, cluster, "n1", hostport, logp, NULL, 10000, &node, &err)) {
-        fprintf(stderr, "nines demo: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: %s\n", err.msg);
         return 1;
     }
     printf("  ok   ninesd is back (pid %d) after %.0f ms\n", (int)node.pid,
@@ -250,16 +251,16 @@ static int run(struct demo *d, const char *ninesd, const char *dir, int partitio
     d->cli = NULL;
     st = localnode_stop(&node, 10000);
     check(d, st == 0, "ninesd stopped cleanly (exit 0)");
-    printf("\nnines demo: %d requests, %s\n", d->calls,
+    printf("\nnines demo store: %d requests, %s\n", d->calls,
            d->failures ? "SOME ANSWERS WERE WRONG (see FAIL above)" : "every answer as expected");
     return d->failures ? 1 : 0;
 }
 
-int demo_main(int argc, char **argv)
+int demo_store_main(int argc, char **argv)
 {
     /* Before any thread exists (libcurl's rule for its global init). */
     if (http_global_init()) {
-        fprintf(stderr, "nines %s: cannot initialise libcurl\n", "demo");
+        fprintf(stderr, "nines %s: cannot initialise libcurl\n", "demo store");
         return 1;
     }
     const char *dir = NULL;
@@ -276,7 +277,7 @@ int demo_main(int argc, char **argv)
         else if (ch == 'p') {
             partitions = atoi(optarg);
             if (partitions < 1 || partitions > 256) {
-                fprintf(stderr, "nines demo: --partitions must be between 1 and 256\n");
+                fprintf(stderr, "nines demo store: --partitions must be between 1 and 256\n");
                 return 2;
             }
         } else if (ch == 'h') {
@@ -290,16 +291,16 @@ int demo_main(int argc, char **argv)
     char ninesd[PATH_MAX], tmp[] = "/tmp/nines-demo-XXXXXX";
     struct nerr err = {0};
     if (localnode_ninesd_path(ninesd, sizeof ninesd, &err)) {
-        fprintf(stderr, "nines demo: cannot find ninesd: %s\n", err.msg);
+        fprintf(stderr, "nines demo store: cannot find ninesd: %s\n", err.msg);
         return 1;
     }
     if (dir) {
         if (fs_mkdir_p(dir, &err)) {
-            fprintf(stderr, "nines demo: %s\n", err.msg);
+            fprintf(stderr, "nines demo store: %s\n", err.msg);
             return 1;
         }
     } else if (!(dir = mkdtemp(tmp))) {
-        perror("nines demo: mkdtemp");
+        perror("nines demo store: mkdtemp");
         return 1;
     }
     struct demo d = {0};
