@@ -39,6 +39,7 @@
 #include "net/shquote.h"
 #include "net/ssh.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -302,6 +303,44 @@ static int local_tool(char *out, size_t cap, struct nerr *err)
 /* ---- the steps on one host ---- */
 
 static int upload_tool(const struct inv_host *h, const char *local, const char *remote,
+                       struct nerr *err);
+
+/* The cluster's catalog next to the tool (DATA/ninesd-bitrot.catalog.json),
+ * for a node outside the metadata group (it keeps no catalog in LMDB). 0
+ * and *remote_out "" when the runner has none to give. */
+static int upload_catalog(const struct fault_env *env, const struct inv_host *h, char *remote_out,
+                          size_t cap, struct nerr *err)
+{
+    remote_out[0] = 0;
+    char *text = env->catalog ? env->catalog(env->arg) : NULL;
+    if (!text)
+        return 0;
+    char local[] = "/tmp/nines-bitrot-catalog-XXXXXX";
+    int fd = mkstemp(local), rc = 0;
+    size_t len = strlen(text);
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len)
+        rc = nerr_sys(err, errno, "bit_rot: writing the catalog to %s", local);
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    char remote[PATH_MAX];
+    if (!rc && !(rc = data_path(h, TOOL_NAME ".catalog.json", remote, sizeof remote, err))) {
+        struct ssh_host_opts o;
+        struct ssh_session *s = NULL;
+        inventory_ssh_opts(h, HOSTCMD_CONNECT_MS, &o);
+        o.io_timeout_ms = UPLOAD_MS;
+        if (!(rc = ssh_connect(&o, &s, err)))
+            rc = ssh_upload(s, local, remote, 0644, err);
+        ssh_close(s);
+        if (!rc)
+            snprintf(remote_out, cap, "%s", remote);
+    }
+    if (fd >= 0)
+        unlink(local);
+    return rc;
+}
+
+static int upload_tool(const struct inv_host *h, const char *local, const char *remote,
                        struct nerr *err)
 {
     struct ssh_host_opts o;
@@ -423,7 +462,8 @@ static int rot_host(struct br_state *s, const struct fault_env *env, size_t hi,
 {
     const struct inv_host *h = &env->inv->hosts[hi];
     char p_tool[PATH_MAX], p_new[PATH_MAX], p_pid[PATH_MAX], p_env[PATH_MAX], boot[PATH_MAX];
-    char *qtool = NULL, *qnew = NULL, *qpid = NULL, *qenv = NULL, *qtable = NULL, *cmd = NULL;
+    char *qtool = NULL, *qnew = NULL, *qpid = NULL, *qenv = NULL, *qtable = NULL, *cmd = NULL,
+         *qcat = NULL;
     struct hostcmd_result r = {0};
     int rc, stopped = 0;
     if ((rc = data_path(h, TOOL_NAME, p_tool, sizeof p_tool, err)) ||
@@ -435,7 +475,11 @@ static int rot_host(struct br_state *s, const struct fault_env *env, size_t hi,
         (rc = shquote_arg(p_env, &qenv, err)) ||
         (p && p->table && (rc = shquote_arg(p->table, &qtable, err))))
         goto out;
-    if ((rc = upload_tool(h, tool, p_new, err)) || (rc = stop_ninesd(h, qnew, qtool, qpid, err)))
+    char p_cat[PATH_MAX];
+    if ((rc = upload_tool(h, tool, p_new, err)) ||
+        (rc = upload_catalog(env, h, p_cat, sizeof p_cat, err)) ||
+        (p_cat[0] && (rc = shquote_arg(p_cat, &qcat, err))) ||
+        (rc = stop_ninesd(h, qnew, qtool, qpid, err)))
         goto out;
     stopped = 1;
     if (hi < s->nhosts) {
@@ -444,8 +488,9 @@ static int rot_host(struct br_state *s, const struct fault_env *env, size_t hi,
     }
     if (env->host_changed)
         env->host_changed(env->arg, h);
-    if (asprintf(&cmd, "%s --env %s --items %d%s%s", qtool, qenv, p ? p->items : 1,
-                 qtable ? " --table " : "", qtable ? qtable : "") < 0) {
+    if (asprintf(&cmd, "%s --env %s --items %d%s%s%s%s", qtool, qenv, p ? p->items : 1,
+                 qtable ? " --table " : "", qtable ? qtable : "", qcat ? " --catalog " : "",
+                 qcat ? qcat : "") < 0) {
         cmd = NULL;
         rc = nerr_set(err, NERR_NOMEM, "out of memory");
         goto out;
@@ -478,7 +523,7 @@ out:
             notef(env, "bit_rot %s: starting ninesd again failed: %s", h->name, e.msg);
     }
     hostcmd_result_free(&r);
-    free(qtool), free(qnew), free(qpid), free(qenv), free(qtable), free(cmd);
+    free(qtool), free(qnew), free(qpid), free(qenv), free(qtable), free(cmd), free(qcat);
     return rc;
 }
 

@@ -236,12 +236,52 @@ static int open_env(const char *dir, MDB_env **env)
 
 /* The partitions of the catalog's tables (only --table when given) that
  * this environment holds, in table-name then index order. */
-static int list_parts(MDB_txn *txn, const char *only, struct part *parts, size_t *np)
+/* One table's description (as the catalog keeps it: TableName, TableId,
+ * Partitions, KeySchema): its partitions this environment holds. */
+static void add_table(MDB_txn *txn, const char *tname, json_t *desc, struct part *parts,
+                      size_t *np);
+
+/* The tables of a catalog file ({"tables": [desc, ...]}, what
+ * NinesAdmin.Catalog answers): a node outside the metadata group keeps no
+ * catalog of its own in LMDB, so the fault hands it the cluster's. */
+static int list_parts_file(MDB_txn *txn, const char *file, const char *only, struct part *parts,
+                           size_t *np)
 {
-    MDB_dbi cat, dbi;
+    json_error_t je;
+    json_t *root = json_load_file(file, 0, &je);
+    if (!root) {
+        die("%s:%d:%d: %s", file, je.line, je.column, je.text);
+        return -1;
+    }
+    int found = 0;
+    size_t i;
+    json_t *d;
+    *np = 0;
+    json_array_foreach(json_object_get(root, "tables"), i, d)
+    {
+        const char *tname = json_string_value(json_object_get(d, "TableName"));
+        if (!tname || (only && strcmp(only, tname)))
+            continue;
+        found = 1;
+        add_table(txn, tname, d, parts, np);
+    }
+    json_decref(root);
+    if (only && !found) {
+        die("no table '%s' in the catalog %s", only, file);
+        return -1;
+    }
+    return 0;
+}
+
+static int list_parts(MDB_txn *txn, const char *only, const char *catalog_file, struct part *parts,
+                      size_t *np)
+{
+    MDB_dbi cat;
     MDB_cursor *cur;
     MDB_val k, v;
     int rc = mdb_dbi_open(txn, "_catalog", 0, &cat);
+    if (rc && catalog_file)
+        return list_parts_file(txn, catalog_file, only, parts, np);
     if (rc) {
         die("no catalog in the environment: %s", mdb_strerror(rc));
         return -1;
@@ -258,43 +298,51 @@ static int list_parts(MDB_txn *txn, const char *only, struct part *parts, size_t
             continue;
         found = 1;
         json_t *desc = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-        const char *id = json_string_value(json_object_get(desc, "TableId"));
-        json_int_t n = json_integer_value(json_object_get(desc, "Partitions"));
-        json_t *ks = json_object_get(desc, "KeySchema");
-        struct part proto = {0};
-        size_t i;
-        json_t *e;
-        json_array_foreach(ks, i, e)
-        {
-            const char *an = json_string_value(json_object_get(e, "AttributeName"));
-            const char *kt = json_string_value(json_object_get(e, "KeyType"));
-            if (an && kt && !strcmp(kt, "HASH"))
-                snprintf(proto.hash_name, sizeof proto.hash_name, "%s", an);
-            else if (an && kt && !strcmp(kt, "RANGE"))
-                snprintf(proto.range_name, sizeof proto.range_name, "%s", an);
-        }
-        snprintf(proto.table, sizeof proto.table, "%s", tname);
-        for (json_int_t p = 0; id && p < n && p < MAX_PARTS && *np < MAX_PARTS; p++) {
-            struct part *pt = &parts[*np];
-            *pt = proto;
-            pt->index = (int)p;
-            snprintf(pt->dbname, sizeof pt->dbname, "p.%s.%d", id, (int)p);
-            if (mdb_dbi_open(txn, pt->dbname, 0, &dbi))
-                continue; /* no replica of it here */
-            MDB_stat st;
-            if (mdb_stat(txn, dbi, &st) || !st.ms_entries)
-                continue;
-            pt->entries = st.ms_entries;
-            (*np)++;
-        }
+        add_table(txn, tname, desc, parts, np);
         json_decref(desc);
     }
     mdb_cursor_close(cur);
+    if ((!found || !*np) && catalog_file) /* not a metadata replica: the cluster's catalog */
+        return list_parts_file(txn, catalog_file, only, parts, np);
     if (only && !found) {
         die("no table '%s' in this node's catalog", only);
         return -1;
     }
     return 0;
+}
+
+static void add_table(MDB_txn *txn, const char *tname, json_t *desc, struct part *parts, size_t *np)
+{
+    MDB_dbi dbi;
+    const char *id = json_string_value(json_object_get(desc, "TableId"));
+    json_int_t n = json_integer_value(json_object_get(desc, "Partitions"));
+    json_t *ks = json_object_get(desc, "KeySchema");
+    struct part proto = {0};
+    size_t i;
+    json_t *e;
+    json_array_foreach(ks, i, e)
+    {
+        const char *an = json_string_value(json_object_get(e, "AttributeName"));
+        const char *kt = json_string_value(json_object_get(e, "KeyType"));
+        if (an && kt && !strcmp(kt, "HASH"))
+            snprintf(proto.hash_name, sizeof proto.hash_name, "%s", an);
+        else if (an && kt && !strcmp(kt, "RANGE"))
+            snprintf(proto.range_name, sizeof proto.range_name, "%s", an);
+    }
+    snprintf(proto.table, sizeof proto.table, "%s", tname);
+    for (json_int_t p = 0; id && p < n && p < MAX_PARTS && *np < MAX_PARTS; p++) {
+        struct part *pt = &parts[*np];
+        *pt = proto;
+        pt->index = (int)p;
+        snprintf(pt->dbname, sizeof pt->dbname, "p.%s.%d", id, (int)p);
+        if (mdb_dbi_open(txn, pt->dbname, 0, &dbi))
+            continue; /* no replica of it here */
+        MDB_stat st;
+        if (mdb_stat(txn, dbi, &st) || !st.ms_entries)
+            continue;
+        pt->entries = st.ms_entries;
+        (*np)++;
+    }
 }
 
 /* Where this process maps data.mdb (the mapping of file offset 0 whose
@@ -394,13 +442,15 @@ static void print_pick(const struct pick *p)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *table = NULL;
+    const char *dir = NULL, *table = NULL, *catalog = NULL;
     long items = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--env") && i + 1 < argc) {
             dir = argv[++i];
         } else if (!strcmp(argv[i], "--table") && i + 1 < argc) {
             table = argv[++i];
+        } else if (!strcmp(argv[i], "--catalog") && i + 1 < argc) {
+            catalog = argv[++i];
         } else if (!strcmp(argv[i], "--items") && i + 1 < argc) {
             char *end;
             items = strtol(argv[++i], &end, 10);
@@ -409,9 +459,10 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: ninesd-bitrot --env DIR [--table T] [--items N]\n"
-                            "Flips one bit in each of N items of a stopped node's LMDB\n"
-                            "environment (DIR = DATA/store/state). See fault/bit_rot_main.c.\n");
+            fprintf(stderr,
+                    "usage: ninesd-bitrot --env DIR [--table T] [--items N] [--catalog FILE]\n"
+                    "Flips one bit in each of N items of a stopped node's LMDB\n"
+                    "environment (DIR = DATA/store/state). See fault/bit_rot_main.c.\n");
             return 2;
         }
     }
@@ -432,7 +483,7 @@ int main(int argc, char **argv)
     int fd = -1, status = 1;
     if (open_env(dir, &env))
         return 1;
-    if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) || list_parts(txn, table, parts, &np))
+    if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) || list_parts(txn, table, catalog, parts, &np))
         goto out;
     for (size_t i = 0; i < np; i++)
         total += parts[i].entries;

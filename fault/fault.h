@@ -54,6 +54,12 @@ struct fault_env {
     void (*note)(void *arg, const char *msg);
     /* h's processes were stopped or restarted (may be NULL). */
     void (*host_changed)(void *arg, const struct inv_host *h);
+    /* The cluster's table catalog as JSON text ({"tables": [description,
+     * ...]}, what NinesAdmin.Catalog answers; malloc'd, the caller frees),
+     * from any node that answers; NULL when there is none or no runner to
+     * ask (the hook itself may be NULL). For kinds that must name data on
+     * a node that keeps no catalog of its own (bit_rot). */
+    char *(*catalog)(void *arg);
     void *arg;
 };
 

@@ -16,6 +16,7 @@
 
 #include "gameday/report_html.h"
 #include "lib/clock.h"
+#include "proto/ddb.h"
 
 void gd_fmt(char *buf, size_t cap, const char *f, ...)
 {
@@ -120,6 +121,35 @@ static void fault_note(void *arg, const char *msg)
 static void fault_host_changed(void *arg, const struct inv_host *h)
 {
     gd_host_changed(arg, h);
+}
+
+/* NinesAdmin.Catalog from the first node that answers. */
+static char *fault_catalog(void *arg)
+{
+    struct gd_run *g = arg;
+    for (size_t i = 0; g->conf && i < g->conf->nnodes; i++) {
+        char url[300];
+        gd_fmt(url, sizeof url, "http://%s", g->conf->nodes[i].api);
+        struct ddb_client_options co = {.endpoint = url,
+                                        .access_key_id = g->conf->access_key_id,
+                                        .secret_access_key = g->conf->secret_access_key,
+                                        .timeout_ms = 5000};
+        struct ddb_client *cl = NULL;
+        struct nerr e = {0};
+        json_t *req = json_object(), *resp = NULL;
+        int status = 0;
+        char *text = NULL;
+        if (!ddb_client_new(&co, &cl, &e) &&
+            !ddb_call(cl, "NinesAdmin.Catalog", req, &status, &resp, &e) && status == 200 &&
+            json_is_array(json_object_get(resp, "tables")))
+            text = json_dumps(resp, JSON_COMPACT);
+        json_decref(req);
+        json_decref(resp);
+        ddb_client_free(cl);
+        if (text)
+            return text;
+    }
+    return NULL;
 }
 
 /* Whatever happened: every fault kind heals what it left, the last
@@ -245,7 +275,11 @@ static int setup(struct gd_run *g, struct nerr *err)
     if ((rc = ssh_pool_new(8, 30000, &g->pool, err)))
         goto out;
     g->fenv = (struct fault_env){
-        .inv = g->inv, .note = fault_note, .host_changed = fault_host_changed, .arg = g};
+        .inv = g->inv,
+        .note = fault_note,
+        .host_changed = fault_host_changed,
+        .catalog = fault_catalog,
+        .arg = g};
     if (fault_kind_count() > GD_MAX_FAULT_KINDS) {
         rc = nerr_set(err, NERR_LIMIT, "more than %d fault kinds", GD_MAX_FAULT_KINDS);
         goto out;

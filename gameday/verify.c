@@ -129,9 +129,18 @@ json_t *gd_verify_scrub(struct gd_run *g, int *ok)
         json_object_set(j, "compared", json_object_get(rep, "compared"));
         json_object_set(j, "findings", json_object_get(rep, "findings"));
         json_object_set(j, "undecided", json_object_get(rep, "undecided"));
+        if (g->pb->verify.scrub_deep) { /* the deep report counts replica units */
+            json_object_set(j, "units", json_object_get(rep, "units"));
+            json_object_set(j, "scrubbed", json_object_get(rep, "scrubbed"));
+        }
         json_decref(rep);
     }
     *ok = code == 0 && rep;
+    /* Every replica unit re-read, or the deep scrub proved nothing. */
+    if (*ok && g->pb->verify.scrub_deep &&
+        json_integer_value(json_object_get(j, "scrubbed")) !=
+            json_integer_value(json_object_get(j, "units")))
+        *ok = 0;
     char why[300];
     /* A fault that changed data at rest (bit_rot): the deep scrub must name
      * exactly the items it corrupted, on their hosts, and nothing else. */
@@ -191,7 +200,12 @@ json_t *gd_verify_scrub(struct gd_run *g, int *ok)
         const char *last = nl ? nl + 1 : msg;
         gd_fmt(why, sizeof why, "could not decide (exit %d): %.*s", code,
                (int)(L - (size_t)(last - msg)), last);
-    } else
+    } else if (g->pb->verify.scrub_deep)
+        gd_fmt(why, sizeof why, "deep: %lld of %lld replica(s) of every partition re-read%s",
+               (long long)json_integer_value(json_object_get(j, "scrubbed")),
+               (long long)json_integer_value(json_object_get(j, "units")),
+               *ok ? ", nothing rotted" : " (not all: nothing is proved of the rest)");
+    else
         gd_fmt(why, sizeof why, "%lld partition(s) compared, every replica agrees",
                (long long)json_integer_value(json_object_get(j, "compared")));
     json_object_set_new(j, "detail", json_string(why));
