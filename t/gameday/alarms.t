@@ -17,7 +17,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
 
-use Lab qw(run can_netns slurp);
+use Lab qw(run can_netns slurp hosts_on gameday_report);
 use Nines qw(bin);
 
 my ($usable, $why) = can_netns();
@@ -40,20 +40,11 @@ my $inv = "$lab/inventory.yaml";
 
 sub gameday {
     my ($playbook, $name, $seed) = @_;
-    my $rep = "$tmp/$name";
-    my $r = run({ timeout => 400 }, $nines, 'gameday', 'run', $playbook, '--inventory', $inv,
-                '--seed', $seed, '--report', $rep, '--ninesd', $ninesd);
-    note("$name: exit $r->{status} in $r->{secs} s");
-    my $report = eval { decode_json(slurp("$rep/report.json") // '') } // {};
-    return ($r, $report);
+    return gameday_report(nines => $nines, ninesd => $ninesd, inventory => $inv, tmp => $tmp,
+                          playbook => $playbook, name => $name, seed => $seed);
 }
 
-sub hosts_on {
-    my $st = run({ timeout => 60 }, $nines, 'lab', 'status', '--dir', $lab, '--json');
-    my $h = eval { decode_json($st->{out}) } // {};
-    my @list = ref $h eq 'HASH' ? @{ $h->{hosts} // [] } : @$h;
-    return scalar grep { ($_->{power} // '') eq 'on' } @list;
-}
+
 
 # ---- 1. the shipped playbook passes ----
 my ($r, $rep) = gameday("$FindBin::Bin/../../playbooks/az-outage-alarms.yaml", 'shipped', 5);
@@ -112,7 +103,7 @@ is_deeply([sort @{ $fault->{hosts} // [] }], [sort @{ $off->{hosts} // [] }], 'a
 ok($rep->{canaries}{probes} > 100, 'the canaries probed') or diag(explain($rep->{canaries}));
 ok($rep->{verify}{checkers}{passed} && $rep->{verify}{scrub}{passed}, 'checkers and scrub passed');
 like($r->{out}, qr/^expect step 2\s+PASS fires availability_by_az/m, 'the summary shows the verdicts');
-is(hosts_on(), 6, 'every host is on');
+is(hosts_on($nines, $lab), 6, 'every host is on');
 
 # ---- 2. a wrong expectation fails and is named ----
 ($r, $rep) = gameday("$FindBin::Bin/wrong-az.yaml", 'wrong', 6);
@@ -127,7 +118,7 @@ my ($bq) = grep { $_->{what} =~ /^quiet/ } @bad;
 like($bq->{detail} // '', qr/fired at .*outside the faulted scope/, 'the quiet one says what fired');
 like($r->{out}, qr/^expect step 2\s+FAIL fires availability_by_az\{endpoint_az!=/m,
      'the summary names the failing expectation');
-is(hosts_on(), 6, 'every host is on');
+is(hosts_on($nines, $lab), 6, 'every host is on');
 
 # ---- 3. a stop condition ends the run early and heals ----
 ($r, $rep) = gameday("$FindBin::Bin/stop-outside-plan.yaml", 'stop', 7);
@@ -139,7 +130,7 @@ like($rep->{failure} // '', qr/^stopped: /, 'the failure says so');
 cmp_ok(($off->{end_s} // 999) - ($off->{start_s} // 0), '<', 60,
        'the 90 s power-off ended early') or diag(explain($off));
 is(scalar(grep { $_->{done} } @{ $rep->{steps} // [] }), 2, 'the steps after it did not run');
-is(hosts_on(), 6, 'every host was powered on again');
+is(hosts_on($nines, $lab), 6, 'every host was powered on again');
 ok($rep->{verify}{checkers}{passed}, 'the data was still verified: checkers pass')
     or diag(explain($rep->{verify}));
 ok($rep->{verify}{caught_up}{passed}, 'every replica caught up after the heal');

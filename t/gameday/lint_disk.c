@@ -9,6 +9,7 @@
 #include "fault/inventory.h"
 #include "gameday/gameday.h"
 #include "gameday/playbook.h"
+#include "t/gameday/pb_test.h"
 #include "t/tap.h"
 
 #include <stdio.h>
@@ -33,30 +34,10 @@ static const char *inv_text =
 
 static struct inventory *load_inv(const char *text)
 {
-    struct inventory *inv = NULL;
-    struct nerr e = {0};
-    if (inventory_load_string("inv.yaml", text, strlen(text), "/", &inv, &e))
-        bail_out(e.msg);
-    return inv;
+    return pbt_inventory(text);
 }
 
-static struct playbook *load(const char *text, const struct inventory *inv, struct pb_errors *errs,
-                             struct nerr *e)
-{
-    struct playbook *pb = NULL;
-    memset(errs, 0, sizeof *errs);
-    nerr_clear(e);
-    playbook_load("pb.yaml", text, strlen(text), inv, &pb, errs, e);
-    return pb;
-}
 
-static int has_err(const struct pb_errors *errs, const char *want)
-{
-    for (size_t i = 0; i < errs->n; i++)
-        if (!strcmp(errs->msg[i], want))
-            return 1;
-    return 0;
-}
 
 static void show_errs(const struct pb_errors *errs)
 {
@@ -67,17 +48,7 @@ static void show_errs(const struct pb_errors *errs)
 static char *plan_text(const struct playbook *pb, const struct inventory *inv, uint64_t seed,
                        struct nerr *e)
 {
-    struct pb_plan *p = NULL;
-    nerr_clear(e);
-    if (playbook_plan(pb, inv, seed, &p, e))
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    pb_plan_print(p, inv, f);
-    fclose(f);
-    pb_plan_free(p);
-    return buf;
+    return plan_string(pb, inv, seed, NULL, e);
 }
 
 static void test_registry(void)

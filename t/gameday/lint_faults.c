@@ -8,6 +8,7 @@
 #include "fault/inventory.h"
 #include "gameday/gameday.h"
 #include "gameday/playbook.h"
+#include "t/gameday/pb_test.h"
 #include "t/tap.h"
 
 #include <stdio.h>
@@ -16,69 +17,19 @@
 
 extern const struct fault_kind fault_partition, fault_pause, fault_degrade;
 
-/* Six hosts, three AZs, two racks per AZ (as `nines lab up --hosts 6 --azs
- * 3 --racks 2`). Nothing is ever run on them here. */
-static const char *inv_text =
-    "inventory: t6\n"
-    "hosts:\n"
-    "  - {name: h1, address: 10.9.0.2, az: az1, rack: r1, data: /d/h1, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h2, address: 10.9.0.3, az: az2, rack: r1, data: /d/h2, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h3, address: 10.9.0.4, az: az3, rack: r1, data: /d/h3, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h4, address: 10.9.0.5, az: az1, rack: r2, data: /d/h4, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h5, address: 10.9.0.6, az: az2, rack: r2, data: /d/h5, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h6, address: 10.9.0.7, az: az3, rack: r2, data: /d/h6, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n";
+static const char *inv_text = PB_TEST_INV6;
 
-static struct playbook *load(const char *text, const struct inventory *inv, struct pb_errors *errs,
-                             struct nerr *e)
-{
-    struct playbook *pb = NULL;
-    memset(errs, 0, sizeof *errs);
-    nerr_clear(e);
-    playbook_load("pb.yaml", text, strlen(text), inv, &pb, errs, e);
-    return pb;
-}
 
-static int has_err(const struct pb_errors *errs, const char *want)
-{
-    for (size_t i = 0; i < errs->n; i++)
-        if (!strcmp(errs->msg[i], want))
-            return 1;
-    return 0;
-}
 
-static struct playbook *must(const char *text, const struct inventory *inv)
-{
-    struct pb_errors errs;
-    struct nerr e;
-    struct playbook *pb = load(text, inv, &errs, &e);
-    if (!pb) {
-        diag("load: %s", e.msg);
-        for (size_t i = 0; i < errs.n; i++)
-            diag("  %s", errs.msg[i]);
-    }
-    pb_errors_free(&errs);
-    return pb;
-}
 
 static char *plan_text(const struct playbook *pb, const struct inventory *inv, uint64_t seed,
                        struct pb_plan **keep)
 {
-    struct pb_plan *p = NULL;
-    struct nerr e = {0};
-    if (playbook_plan(pb, inv, seed, &p, &e)) {
+    struct nerr e;
+    char *t = plan_string(pb, inv, seed, keep, &e);
+    if (!t)
         diag("plan: %s", e.msg);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    pb_plan_print(p, inv, f);
-    fclose(f);
-    if (keep)
-        *keep = p;
-    else
-        pb_plan_free(p);
-    return buf;
+    return t;
 }
 
 static void test_registry(void)
@@ -302,10 +253,7 @@ static void test_quorum(const struct inventory *inv)
 
 int main(void)
 {
-    struct inventory *inv = NULL;
-    struct nerr e = {0};
-    if (inventory_load_string("inv.yaml", inv_text, strlen(inv_text), "/", &inv, &e))
-        bail_out(e.msg);
+    struct inventory *inv = pbt_inventory(inv_text);
     test_registry();
     test_good(inv);
     test_broken(inv);

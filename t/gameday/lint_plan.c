@@ -6,6 +6,7 @@
 #include "fault/inventory.h"
 #include "gameday/playbook.h"
 #include "fault/power.h"
+#include "t/gameday/pb_test.h"
 #include "t/tap.h"
 
 #include <stdio.h>
@@ -14,17 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Six hosts, three AZs, two racks per AZ, as `nines lab up --hosts 6 --azs 3
- * --racks 2` places them. The power commands are never run here. */
-static const char *inv_text =
-    "inventory: t6\n"
-    "hosts:\n"
-    "  - {name: h1, address: 10.9.0.2, az: az1, rack: r1, data: /d/h1, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h2, address: 10.9.0.3, az: az2, rack: r1, data: /d/h2, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h3, address: 10.9.0.4, az: az3, rack: r1, data: /d/h3, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h4, address: 10.9.0.5, az: az1, rack: r2, data: /d/h4, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h5, address: 10.9.0.6, az: az2, rack: r2, data: /d/h5, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n"
-    "  - {name: h6, address: 10.9.0.7, az: az3, rack: r2, data: /d/h6, power: {driver: command, off: 'echo {name}', on: 'echo {name}'}}\n";
+static const char *inv_text = PB_TEST_INV6;
+
+static struct inventory *inv6(void)
+{
+    return pbt_inventory(inv_text);
+}
 
 static const char *good =
     "name: t-good\n"
@@ -45,52 +41,17 @@ static const char *good =
     "        - wait_healthy:\n"
     "  - sleep: 2s\n";
 
-static struct inventory *inv6(void)
-{
-    struct inventory *inv = NULL;
-    struct nerr e = {0};
-    if (inventory_load_string("inv.yaml", inv_text, strlen(inv_text), "/", &inv, &e))
-        bail_out(e.msg);
-    return inv;
-}
 
-static struct playbook *load(const char *text, const struct inventory *inv, struct pb_errors *errs,
-                             struct nerr *e)
-{
-    struct playbook *pb = NULL;
-    memset(errs, 0, sizeof *errs);
-    nerr_clear(e);
-    playbook_load("pb.yaml", text, strlen(text), inv, &pb, errs, e);
-    return pb;
-}
 
-static int has_err(const struct pb_errors *errs, const char *want)
-{
-    for (size_t i = 0; i < errs->n; i++)
-        if (!strcmp(errs->msg[i], want))
-            return 1;
-    return 0;
-}
 
 static char *plan_text(const struct playbook *pb, const struct inventory *inv, uint64_t seed,
                        struct pb_plan **keep)
 {
-    struct pb_plan *p = NULL;
-    struct nerr e = {0};
-    if (playbook_plan(pb, inv, seed, &p, &e)) {
+    struct nerr e;
+    char *t = plan_string(pb, inv, seed, keep, &e);
+    if (!t)
         diag("plan: %s", e.msg);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    pb_plan_print(p, inv, f);
-    fclose(f);
-    if (keep)
-        *keep = p;
-    else
-        pb_plan_free(p);
-    return buf;
+    return t;
 }
 
 /* Replays a plan's power actions and returns the most AZs ever down at
@@ -197,7 +158,6 @@ static const char *broken =
     "  - power_on: {target: az, names: [az7]}\n"                 /* 16 */
     "verify: {checkers: yes, scrubb: true}\n";                   /* 17 */
 
-static struct playbook *must(const char *text, const struct inventory *inv);
 
 static void test_broken(const struct inventory *inv)
 {
@@ -265,16 +225,6 @@ static void test_broken(const struct inventory *inv)
     pb_errors_free(&errs);
 }
 
-static struct playbook *must(const char *text, const struct inventory *inv)
-{
-    struct pb_errors errs;
-    struct nerr e;
-    struct playbook *pb = load(text, inv, &errs, &e);
-    if (!pb)
-        diag("load: %s", e.msg);
-    pb_errors_free(&errs);
-    return pb;
-}
 
 static void test_quorum(const struct inventory *inv)
 {

@@ -14,7 +14,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
 
-use Lab qw(run can_netns slurp);
+use Lab qw(run can_netns slurp hosts_on gameday_report);
 use Nines qw(bin);
 
 my ($usable, $why) = can_netns();
@@ -38,19 +38,11 @@ my $books = "$FindBin::Bin/../../playbooks";
 
 sub gameday {
     my ($name, $seed) = @_;
-    my $rep = "$tmp/$name";
-    my $r = run({ timeout => 400 }, $nines, 'gameday', 'run', "$books/$name.yaml", '--inventory',
-                $inv, '--seed', $seed, '--report', $rep, '--ninesd', $ninesd);
-    note("$name: exit $r->{status} in $r->{secs} s");
-    my $report = eval { decode_json(slurp("$rep/report.json") // '') } // {};
-    return ($r, $report);
+    return gameday_report(nines => $nines, ninesd => $ninesd, inventory => $inv, tmp => $tmp,
+                          playbook => "$books/$name.yaml", name => $name, seed => $seed);
 }
 
-sub hosts_on {
-    my $st = run({ timeout => 60 }, $nines, 'lab', 'status', '--dir', $lab, '--json');
-    my $h = eval { decode_json($st->{out}) } // {};
-    return scalar grep { ($_->{power} // '') eq 'on' } @{ $h->{hosts} // [] };
-}
+
 
 for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition', 'partition']) {
     my ($name, $kind, $label) = @$case;
@@ -66,7 +58,7 @@ for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition'
     ok(grep({ $_->{state} eq 'firing' } @{ $rep->{alarms} // [] }), "$name: an alarm fired");
     ok($rep->{verify}{checkers}{passed} && $rep->{verify}{scrub}{passed},
        "$name: checkers and scrub pass");
-    is(hosts_on(), 6, "$name: every host is on");
+    is(hosts_on($nines, $lab), 6, "$name: every host is on");
 }
 
 my ($r, $rep) = gameday('bit-rot', 4);

@@ -4,13 +4,14 @@ package Lab;
 # whether a pid is still a live process. Nothing here creates, deletes or
 # signals anything but the processes it started itself.
 use strict;
+use JSON::PP ();
 use warnings;
 use File::Temp qw(tempfile);
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use Exporter 'import';
 
-our @EXPORT_OK = qw(run netns_names link_names alive lab_id slurp can_netns);
+our @EXPORT_OK = qw(run netns_names link_names alive lab_id slurp can_netns hosts_on gameday_report);
 
 sub slurp { my ($p) = @_; open my $f, '<', $p or return undef; local $/; my $s = <$f>; $s }
 
@@ -87,6 +88,27 @@ sub can_netns {
         return (0, '/run is not writable, so ip cannot create /run/netns') unless -w '/run';
     }
     return (1, '');
+}
+
+# How many hosts of the lab at DIR `nines lab status` reports on.
+sub hosts_on {
+    my ($nines, $dir) = @_;
+    my $st = run({ timeout => 60 }, $nines, 'lab', 'status', '--dir', $dir, '--json');
+    my $h = eval { JSON::PP::decode_json($st->{out}) } // {};
+    return scalar grep { ($_->{power} // '') eq 'on' } @{ $h->{hosts} // [] };
+}
+
+# `nines gameday run PLAYBOOK` on the inventory, its report in TMP/NAME:
+# (the run's result, report.json decoded or {}).
+sub gameday_report {
+    my (%a) = @_;
+    my $rep = "$a{tmp}/$a{name}";
+    my $r = run({ timeout => $a{timeout} // 400 }, $a{nines}, 'gameday', 'run', $a{playbook},
+                '--inventory', $a{inventory}, '--seed', $a{seed}, '--report', $rep, '--ninesd',
+                $a{ninesd});
+    Test::More::note("$a{name}: exit $r->{status} in $r->{secs} s");
+    my $report = eval { JSON::PP::decode_json(slurp("$rep/report.json") // '') } // {};
+    return ($r, $report);
 }
 
 1;
