@@ -642,6 +642,8 @@ static int setup_canaries(struct gd_run *g, struct nerr *err)
     int trc = canary_table(g, err);
     if (trc)
         return trc;
+    if (!k->postgres && !k->no_postgres && (trc = gd_pg_start(g, err)))
+        return trc;
     char host[256] = "";
     int port = 0;
     if (k->metrics) {
@@ -686,7 +688,8 @@ static int setup_canaries(struct gd_run *g, struct nerr *err)
             c->secret_access_key = strdup(g->conf->secret_access_key);
             c->region = strdup("local");
         }
-        if (k->postgres && !(c->pg_dsn = strdup(k->postgres)))
+        const char *dsn = k->postgres ? k->postgres : g->pg_started ? g->pg_dsn : NULL;
+        if (dsn && !(c->pg_dsn = strdup(dsn)))
             return nerr_set(err, NERR_NOMEM, "out of memory");
         if (port && (!(c->metrics_host = strdup(host))))
             return nerr_set(err, NERR_NOMEM, "out of memory");
@@ -756,6 +759,7 @@ void gd_obs_stop(struct gd_run *g)
         o->can[i] = NULL;
     }
     o->ncan = 0;
+    gd_pg_stop(g); /* after the canaries flushed their samples into it */
     if (o->eng) {
         int64_t wall = clock_wall_ms();
         cfa_engine_eval(o->eng, wall, on_event, g);
@@ -1136,9 +1140,12 @@ void gd_obs_report(struct gd_run *g, json_t *rep)
         json_t *azs = json_array();
         for (size_t a = 0; a < g->naz; a++)
             json_array_append_new(azs, json_string(g->az[a]));
+        const char *dsn = g->pb->canaries.postgres ? g->pb->canaries.postgres
+                          : g->pg_dsn[0]            ? g->pg_dsn
+                                                    : NULL;
         json_object_set_new(rep, "canaries",
-                            json_pack("{s:o, s:I, s:I}", "azs", azs, "probes",
+                            json_pack("{s:o, s:I, s:I, s:s?}", "azs", azs, "probes",
                                       (json_int_t)g->obs->probes, "errors",
-                                      (json_int_t)g->obs->probe_errors));
+                                      (json_int_t)g->obs->probe_errors, "postgres", dsn));
     }
 }

@@ -814,8 +814,12 @@ static void parse_canaries(struct pctx *c, const struct yt_node *m, struct pb_ca
                                &k->timeout_ns, E));
         CHK(c, yt_get_str(m, "table", YT_OPTIONAL, &s, E));
         const char *p = NULL;
-        if (!CHK(c, yt_get_str(m, "postgres", YT_OPTIONAL, &p, E)) && p && *p)
-            k->postgres = strdup(p);
+        if (!CHK(c, yt_get_str(m, "postgres", YT_OPTIONAL, &p, E)) && p && *p) {
+            if (!strcmp(p, "none"))
+                k->no_postgres = 1;
+            else if (strcmp(p, "private"))
+                k->postgres = strdup(p);
+        }
         const struct yt_node *mt;
         if (!CHK(c, yt_get(m, "metrics", YT_OPTIONAL, &mt, E)) && mt) {
             struct yt_hostport hp;

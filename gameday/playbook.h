@@ -106,7 +106,8 @@ struct pb_canaries {
     uint64_t interval_ns; /* aggregation interval (default 1 s) */
     uint64_t timeout_ns;  /* per attempt (default 1 s) */
     char *table;          /* default nines_canary */
-    char *postgres;       /* a DSN, or NULL: no PostgreSQL sink */
+    char *postgres;       /* a DSN; NULL: a private PostgreSQL the run starts (privpg.c) */
+    int no_postgres;      /* postgres: none */
     char *metrics;        /* "HOST:PORT": AZ i's /metrics on PORT+i; NULL: none */
 };
 

@@ -147,6 +147,10 @@ struct gd_run {
     char stop_reason[NERR_MSG_MAX];
     double stop_at_s;
     json_t *expectations; /* the verdicts, in the order judged */
+    unsigned journaled; /* fault kinds (bit = registry index) in the fault journal */
+    int pg_started, pg_tmp; /* pg_tmp: in a /tmp directory of its own, removed at stop */
+    char pg_dir[PATH_MAX + 8];
+    char pg_dsn[PATH_MAX + 64];
 
     /* results */
     int steps_failed;
@@ -165,6 +169,12 @@ void gd_note(struct gd_run *g, const char *fmt, ...) __attribute__((format(print
 /* Sleeps until `until` (monotonic ns), keeping the progress line alive.
  * NERR_CLOSED when cancelled. */
 int gd_sleep_until(struct gd_run *g, uint64_t until);
+
+/* privpg.c: the private PostgreSQL of the canaries' samples when the
+ * playbook names none: DIR/pg (a unix socket only), started before the
+ * canaries and stopped after them; g->pg_dsn names it. */
+int gd_pg_start(struct gd_run *g, struct nerr *err);
+void gd_pg_stop(struct gd_run *g);
 
 /* health.c */
 struct health {

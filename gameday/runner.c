@@ -7,6 +7,7 @@
 #include "gameday/run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,13 +153,112 @@ static char *fault_catalog(void *arg)
     return NULL;
 }
 
-/* Whatever happened: every fault kind heals what it left, the last
- * registered first. */
-static void heal_all(struct gd_run *g)
+/* ---- the fault journal ----
+ *
+ * Which fault kinds may have left something on this inventory's hosts: a
+ * line per kind, appended (and fsync'd) before its first inject, removed
+ * once a run has healed every kind it lists. A run that was killed outright
+ * leaves it behind, and the next run on the same inventory heals those
+ * kinds before it deploys. Only the kinds in the journal or injected by this
+ * run are swept at the end: a kind's heal_all visits every host (SSH), too
+ * slow to do for kinds that were never used. The file is
+ * $NINES_GAMEDAY_STATE_DIR (else /var/lib/nines/gameday, else /tmp)
+ * /faults-HASH, HASH of the inventory's real path: it must outlive this
+ * process and this machine's reboot, unlike the lock. */
+static void journal_path(const struct gd_run *g, char *out, size_t cap)
+{
+    const char *inv = g->o->inventory ? g->o->inventory : g->pb->inventory;
+    char *real = inv ? realpath(inv, NULL) : NULL;
+    const char *key = real ? real : inv ? inv : "";
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = key; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    free(real);
+    const char *dir = getenv("NINES_GAMEDAY_STATE_DIR");
+    if (!dir || !*dir) {
+        dir = "/var/lib/nines/gameday";
+        if (mkdir("/var/lib/nines", 0755) && errno != EEXIST)
+            dir = "/tmp";
+        else if (mkdir(dir, 0755) && errno != EEXIST)
+            dir = "/tmp";
+    }
+    gd_fmt(out, cap, "%s/faults-%016llx", dir, (unsigned long long)h);
+}
+
+static unsigned journal_kinds(const struct gd_run *g)
+{
+    char path[PATH_MAX], line[128];
+    unsigned mask = 0;
+    journal_path(g, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        for (size_t k = 0; fault_kinds[k]; k++)
+            if (!strcmp(fault_kinds[k]->name, line))
+                mask |= 1u << k;
+    }
+    fclose(f);
+    return mask;
+}
+
+static void journal_add(struct gd_run *g, const struct fault_kind *kind)
+{
+    unsigned bit = 1u << (fault_kind_id(kind) - 1);
+    if (g->journaled & bit)
+        return;
+    char path[PATH_MAX];
+    journal_path(g, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        gd_note(g, "fault journal %s: %s (a killed run could not be healed by the next)", path,
+                strerror(errno));
+        return;
+    }
+    char line[128];
+    int n = snprintf(line, sizeof line, "%s\n", kind->name);
+    if (write(fd, line, (size_t)n) != n || fsync(fd))
+        gd_note(g, "fault journal %s: %s", path, strerror(errno));
+    close(fd);
+    g->journaled |= bit;
+}
+
+/* Every fault kind in mask heals what it left, the last registered first. */
+static void heal_kinds(struct gd_run *g, unsigned mask)
 {
     for (size_t k = fault_kind_count(); k-- > 0;)
-        if (fault_kinds[k]->heal_all && g->fenv.inv)
+        if ((mask & (1u << k)) && fault_kinds[k]->heal_all && g->fenv.inv)
             fault_kinds[k]->heal_all(g->fstate[k], &g->fenv);
+}
+
+/* Whatever happened: what this run injected and what the journal lists is
+ * healed, and the journal goes. */
+static void heal_all(struct gd_run *g)
+{
+    heal_kinds(g, g->journaled | journal_kinds(g));
+    char path[PATH_MAX];
+    journal_path(g, path, sizeof path);
+    if (unlink(path) && errno != ENOENT)
+        gd_note(g, "fault journal %s: %s", path, strerror(errno));
+    g->journaled = 0;
+}
+
+/* At the start: what a run that was killed left behind. */
+static void heal_leftovers(struct gd_run *g)
+{
+    unsigned mask = journal_kinds(g);
+    if (!mask)
+        return;
+    char names[256];
+    size_t o = 0;
+    names[0] = 0;
+    for (size_t k = 0; fault_kinds[k] && o < sizeof names; k++)
+        if (mask & (1u << k))
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", o ? ", " : "",
+                                  fault_kinds[k]->name);
+    gd_note(g, "an earlier run on this inventory did not finish: healing %s first", names);
+    heal_all(g);
 }
 
 /* ---- steps ---- */
@@ -176,6 +276,7 @@ static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
     int rc = 0;
     switch (a->kind) {
     case PB_INJECT:
+        journal_add(g, a->fault);
         if ((rc = a->fault->inject(fs, &g->fenv, &call, err)))
             break;
         pthread_mutex_lock(&g->mu);
@@ -313,8 +414,8 @@ int gameday_run(const struct gd_opts *o, int *passed, struct nerr *err)
     gd_note(g, "game day %s: seed %llu, %zu steps, report in %s", g->pb->name,
             (unsigned long long)g->plan->seed, g->plan->n, g->dir);
     /* A run that was killed (SIGKILL, a power cut of this machine) left its
-     * faults in place: every kind heals from the machines' own state first. */
-    heal_all(g);
+     * faults in place: the kinds its journal lists heal first. */
+    heal_leftovers(g);
     struct nerr e = {0};
     if ((run_rc = gd_deploy(g, &e)) ||
         (g->pb->traffic.enabled && (run_rc = gd_start_traffic(g, &e))) ||
