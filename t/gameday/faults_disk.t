@@ -10,10 +10,11 @@
 #  - bit_rot: a game day deploys a 3-node cluster with traffic and passes;
 #    `nines scrub --deep` is clean; a second game day on the running cluster
 #    (cluster: existing) has a bit_rot step on h2 (2 items of the traffic's
-#    table), which names the keys it corrupted; ninesd on h2 really was
-#    stopped and started again (a new pid); the live scrub still passes (the
-#    maintained digests agree) but `nines scrub --deep` now exits 1 with rot
-#    findings on h2 naming exactly those keys.
+#    table), which names the keys it corrupted, and passes only because its
+#    final deep scrub (verify: {scrub: deep}) names exactly those keys on h2;
+#    ninesd on h2 really was stopped and started again (a new pid); and
+#    `nines scrub --deep` run by hand exits 1 with rot findings on h2 naming
+#    exactly those keys.
 # The lab is taken down at the end whatever happens.
 use strict;
 use warnings;
@@ -160,14 +161,18 @@ steps:
   - bit_rot: {names: [h2], items: 2, table: gameday}
   - wait_healthy: {timeout: 60s}
 verify:
+  scrub: deep
   timeout: 60s
 EOF
 close $f;
 my $rep2 = "$tmp/report-rot";
 $r = run({ timeout => 300 }, @gameday, 'run', $pb2, '--inventory', $inv, '--seed', 6,
          '--report', $rep2);
-like($r->{out}, qr/^PASSED$/m, 'game day 2 (bit_rot on h2) passes: the live scrub cannot see rot')
+like($r->{out}, qr/^PASSED$/m,
+     'game day 2 (bit_rot on h2) passes: its deep scrub names exactly the rotted items')
     or diag("$r->{out}\n$r->{err}");
+like($r->{out}, qr/^verify scrub\s+PASS: found exactly the 2 item\(s\) bit_rot corrupted/m,
+     '... and says so');
 like($r->{out}, qr/^\s+2\s+\S+\s+bit_rot\s+h2\s/m, 'its summary shows the bit_rot step on h2');
 unlike($r->{out}, qr/FAILED/, 'no step failed');
 my @noted = $r->{err} =~ /bit_rot h2: corrupted item (\{.*?\}\}) of table gameday/g;
@@ -175,11 +180,7 @@ is(scalar @noted, 2, 'the fault names the 2 items it corrupted on h2') or diag($
 my $json = JSON::PP->new->canonical(1);
 my %rotted = map { $json->encode(decode_json($_)) => 1 } @noted;
 is(scalar keys %rotted, 2, '... two different keys');
-TODO: {
-    # gameday/runner.c: on a cluster: {existing: ...} game day without
-    # traffic, `nines gameday run` prints PASSED but then fails with
-    # "cannot write DIR/report.json" (exit 1); not in the fault kinds.
-    local $TODO = 'runner: report.json of a game day on an existing cluster without traffic';
+{
     is($r->{status}, 0, 'game day 2 exits 0');
     my $rep = eval { decode_json(slurp("$rep2/report.json") // '') } // {};
     my ($rstep) = grep { $_->{kind} eq 'bit_rot' } @{ $rep->{steps} // [] };
