@@ -17,6 +17,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
 
+use Canary qw(start_am stop_am am_alerts);
 use Lab qw(run can_netns slurp hosts_on gameday_report);
 use Nines qw(bin);
 
@@ -121,7 +122,18 @@ like($r->{out}, qr/^expect step 2\s+FAIL fires availability_by_az\{endpoint_az!=
 is(hosts_on($nines, $lab), 6, 'every host is on');
 
 # ---- 3. a stop condition ends the run early and heals ----
-($r, $rep) = gameday("$FindBin::Bin/stop-outside-plan.yaml", 'stop', 7);
+# With a real Alertmanager named in the playbook: the alarm reaches it.
+my $am = start_am();
+my $stop_pb = "$tmp/stop-outside-plan.yaml";
+{
+    my $text = slurp("$FindBin::Bin/stop-outside-plan.yaml") // '';
+    my $rules = "$FindBin::Bin/../../playbooks/alarms-gameday.yaml";
+    $text =~ s{rules: \.\./\.\./playbooks/alarms-gameday\.yaml}{rules: $rules\n  alertmanager: $am->{url}};
+    open my $pf, '>', $stop_pb or die;
+    print $pf $text;
+    close $pf;
+}
+($r, $rep) = gameday($stop_pb, 'stop', 7);
 is($r->{status}, 1, 'the stopped game day fails (exit 1)') or diag($r->{out});
 like($rep->{stop}{reason} // '', qr/alarm availability_by_az\{.*\} fired outside the plan/,
      'report: stopped by the alarm outside the plan') or diag(explain($rep->{stop}));
@@ -134,5 +146,11 @@ is(hosts_on($nines, $lab), 6, 'every host was powered on again');
 ok($rep->{verify}{checkers}{passed}, 'the data was still verified: checkers pass')
     or diag(explain($rep->{verify}));
 ok($rep->{verify}{caught_up}{passed}, 'every replica caught up after the heal');
+my ($fired) = grep { $_->{state} eq 'firing' } @{ $rep->{alarms} // [] };
+my @got = grep { ($_->{labels}{alertname} // '') eq 'availability_by_az' } @{ am_alerts($am) };
+ok(@got, 'Alertmanager holds the availability alarm the game day pushed') or diag(explain(am_alerts($am)));
+is($got[0]{labels}{endpoint_az}, $fired->{labels}{endpoint_az}, '... for the AZ that fired')
+    if @got && $fired;
+stop_am($am);
 
 done_testing();

@@ -185,7 +185,7 @@ for my $n ('pass-1', 'fail-2', 'old-3', 'pass-1', 'fail-2', 'old-3') {
     if (!$pid) {
         open STDOUT, '>', '/dev/null';
         open STDERR, '>>', "$tmp/race.err";
-        exec @gameday, 'record', $dir{$n}, '--results', $race;
+        { exec @gameday, 'record', $dir{$n}, '--results', $race }
         POSIX::_exit(127);
     }
     push @recs, $pid;
@@ -326,7 +326,7 @@ sub start_run {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$log.out" or POSIX::_exit(127);
         open STDERR, '>', "$log.err" or POSIX::_exit(127);
-        exec @gameday, 'run', $pb, '--inventory', $inv, '--seed', 9, '--report', $rep, @extra;
+        { exec @gameday, 'run', $pb, '--inventory', $inv, '--seed', 9, '--report', $rep, @extra }
         POSIX::_exit(127);
     }
     my $p = { pid => $pid, log => $log };
@@ -341,7 +341,7 @@ sub wait_exit {
     return $st->[0] & 127 ? 128 + ($st->[0] & 127) : $st->[0] >> 8;
 }
 my $first = start_run($long, "$tmp/rep-long");
-ok(wait_for(30, sub { slurp("$first->{log}.err") =~ /step 1\/1 sleep/ }), 'a long run is in its sleep step')
+ok(wait_for(30, sub { (slurp("$first->{log}.err") // '') =~ /step 1\/1 sleep/ }), 'a long run is in its sleep step')
     or diag(slurp("$first->{log}.err"));
 like(slurp($lockfile), qr/^pid $first->{pid}\nreport \Q$tmp\E\/rep-long\nstarted /, "the lock file $lockfile names the holder");
 (my $inv_alias = $inv) =~ s{/inventory\.yaml$}{/locks/../inventory.yaml};
@@ -363,7 +363,7 @@ ok(!-e $lockfile, 'and removes the lock file when it ends');
 
 # SIGINT: exit 4, the report says cancelled, and it is recorded.
 my $int = start_run($long, "$tmp/rep-int", '--results', $dsn);
-ok(wait_for(30, sub { slurp("$int->{log}.err") =~ /step 1\/1 sleep/ }), 'another long run is in its sleep step');
+ok(wait_for(30, sub { (slurp("$int->{log}.err") // '') =~ /step 1\/1 sleep/ }), 'another long run is in its sleep step');
 my $t0 = time;
 kill 'INT', $int->{pid};
 is(wait_exit($int, 30), 4, 'SIGINT: exit 4') or diag(slurp("$int->{log}.err"));
