@@ -12,7 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use File::Temp qw(tempdir);
 use Test::More;
-use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin
+use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until group_terms bin
              lmdb_edit_items run_scrub json slurp);
 
 my $ad = tempdir('nines-refarch-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{NINES_KEEP});
@@ -88,8 +88,25 @@ is(lmdb_edit_items($n3, $g->{group}, sub { ++$nth == 7 ? do { $rotten = $_[0]; {
    'one item of partition 1 changed at rest on n3');
 start_member($n3);
 wait_until(30, sub { my $s = cluster_status($n3); $s && grep { ($_->{table} // '') eq 'refd' && ($_->{role} // '') =~ /leader|follower/ } @{ $s->{groups} } });
-# n1 or n2 away: whichever is not needed... keep the two that include n3.
-my ($gone) = grep { $_ != $n3 } @nodes;
+# One healthy replica away: two replicas answer, and they differ. The one
+# kept must lead partition 1: the scrub marker goes through the leader's
+# log, and when the damaged n3 leads, the archiver may take the partition's
+# next snapshot at the marker from n3's rotten state (its digest was rebuilt
+# from it) — a reference built from that snapshot sides with n3. So when n3
+# leads, it is restarted until a healthy replica does.
+my $leader_of_1 = sub { group_terms(@nodes)->{ $g->{group} }[1] // '' };
+for my $try (1 .. 5) {
+    my $l;
+    wait_until(30, sub { $l = $leader_of_1->(); $l ne '' });
+    last if $l ne 'n3';
+    stop_node($n3);
+    wait_until(30, sub { my $x = $leader_of_1->(); $x ne '' && $x ne 'n3' });
+    start_member($n3);
+    wait_until(30, sub { my $s = cluster_status($n3); $s && grep { ($_->{table} // '') eq 'refd' && ($_->{role} // '') =~ /leader|follower/ } @{ $s->{groups} } });
+}
+my $keep = $leader_of_1->();
+isnt($keep, 'n3', "a healthy replica ($keep) leads partition 1");
+my ($gone) = grep { $_ != $n3 && $_->{id} ne $keep } @nodes;
 is(stop_node($gone), 0, "$gone->{id} stopped: two replicas answer, and they differ");
 ($rc, $out, $j) = scrub('--table', 'refd', '--timeout', '20');
 is($rc, 1, 'scrub --reference: exit 1 (a finding)') or diag $out;
