@@ -5,6 +5,8 @@
  */
 #include "fault/targets.h"
 
+#include "fault/fault.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,7 +368,7 @@ int fault_targets_pick(struct fault_world *w, const struct fault_targets *st, si
                 found++;
                 if (!unit_all_up(w, &u[i])) {
                     rc = nerr_set(err, NERR_INVALID,
-                                  "%s %s is already (partly) off at this point (down: %s)", tname,
+                                  "%s %s is already (partly) down at this point (down: %s)", tname,
                                   u[i].name, downs);
                     goto out;
                 }
@@ -442,7 +444,7 @@ int fault_targets_pick(struct fault_world *w, const struct fault_targets *st, si
             if (nc < want) {
                 free(cand);
                 rc = nerr_set(err, NERR_INVALID,
-                              "%zu %s%s to power off, but only %zu are up (down: %s)", want, tname,
+                              "%zu %s%s to take down, but only %zu are up (down: %s)", want, tname,
                               want > 1 ? "s" : "", nc, downs);
                 goto out;
             }
@@ -507,8 +509,14 @@ int fault_targets_heal(struct fault_world *w, const struct fault_targets *st, un
             for (size_t k = 0; k < u[i].nhosts; k++) {
                 size_t h = u[i].hosts[k];
                 if (w->down[h] != id) {
-                    rc = nerr_set(err, NERR_INVALID, "host %s is not off at this point",
-                                  w->inv->hosts[h].name);
+                    /* power's heal is power_on: "off" is its word */
+                    const char *kn = id && id <= fault_kind_count() ? fault_kinds[id - 1]->name : "?";
+                    if (!strcmp(kn, "power"))
+                        rc = nerr_set(err, NERR_INVALID, "host %s is not off at this point",
+                                      w->inv->hosts[h].name);
+                    else
+                        rc = nerr_set(err, NERR_INVALID, "host %s is not held by %s at this point",
+                                      w->inv->hosts[h].name, kn);
                     break;
                 }
                 w->down[h] = 0;

@@ -312,7 +312,7 @@ static void test_quorum(const struct inventory *inv)
               "  - power_off: {names: [h1]}\n",
               inv);
     ok(pb && playbook_plan(pb, inv, 1, &p, &e) == NERR_INVALID &&
-           !strcmp(e.msg, "pb.yaml:4:5: node h1 is already (partly) off at this point (down: h1)"),
+           !strcmp(e.msg, "pb.yaml:4:5: node h1 is already (partly) down at this point (down: h1)"),
        "a host already off cannot be powered off (%s)", e.msg);
     playbook_free(pb);
     pb = must("cluster: {deploy: ~}\nsteps:\n  - power_on: {names: [h2]}\n", inv);
