@@ -84,6 +84,8 @@ is(slurp($j[0] // '') // '', "power\npartition\n", 'naming power and partition')
 my $r = run({ timeout => 300 }, $nines, 'gameday', 'run', "$tmp/next.yaml", '--inventory', $inv,
             '--seed', 2, '--report', "$tmp/next", '--ninesd', $ninesd);
 is($r->{status}, 0, 'the next game day passes') or diag("$r->{out}\n$r->{err}");
+unlike(($r->{err} // '') . (slurp("$tmp/left.err") // ''), qr/Sanitizer|runtime error:/,
+       'no sanitizer report from either run');
 like($r->{err}, qr/an earlier run on this inventory did not finish: healing power, partition first/,
      'it says what it heals');
 is(hosts_on($nines, $lab), 3, 'h1 is on again');
