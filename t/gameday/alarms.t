@@ -149,7 +149,7 @@ ok($rep->{verify}{caught_up}{passed}, 'every replica caught up after the heal');
 my ($fired) = grep { $_->{state} eq 'firing' } @{ $rep->{alarms} // [] };
 my @got = grep { ($_->{labels}{alertname} // '') eq 'availability_by_az' } @{ am_alerts($am) };
 ok(@got, 'Alertmanager holds the availability alarm the game day pushed') or diag(explain(am_alerts($am)));
-is($got[0]{labels}{endpoint_az}, $fired->{labels}{endpoint_az}, '... for the AZ that fired')
+is($got[0]{labels}{az}, $fired->{labels}{endpoint_az}, '... for the AZ that fired (Alertmanager label az)')
     if @got && $fired;
 stop_am($am);
 
