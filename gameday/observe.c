@@ -675,7 +675,11 @@ static int setup_canaries(struct gd_run *g, struct nerr *err)
         c->rate = k->rate;
         c->interval_ns = k->interval_ns;
         c->timeout_ns = k->timeout_ns;
-        c->workers = 8;
+        /* A probe against a node that hangs or elects takes up to its
+         * attempts x timeout: enough workers that the healthy endpoints'
+         * probes never wait for one (a probe that cannot start in time is
+         * counted as failed, canary.h). */
+        c->workers = 16;
         c->max_attempts = 3;
         c->retry_base_ns = NS_PER_S / 4;
         c->retry_max_backoff_ns = 2 * NS_PER_S;
