@@ -43,6 +43,14 @@ struct gd_obs {
     struct am_client *am;
     json_t *outbox; /* Alertmanager alerts not yet sent */
     int64_t last_eval_ms, last_resend_ms;
+    /* The end of the newest interval the canaries closed: the engine
+     * evaluates at this time, not at the wall clock. A canary closes an
+     * interval only when no probe due in it can still be running, so its
+     * samples arrive seconds late while a node hangs (a probe waits out its
+     * attempts); windows that end at the wall clock would then hold no
+     * sample of their last seconds, the condition would be unknown, and a
+     * gray failure would never fire. */
+    int64_t data_end_ms;
     double src_start_s; /* when the canaries began */
     uint64_t probes, probe_errors;
 };
@@ -184,7 +192,7 @@ static void record_event(struct gd_run *g, const struct cfa_event *e, int firing
     }
     struct gd_alarm_ev *v = &g->ev[g->nev++];
     memset(v, 0, sizeof *v);
-    v->at_s = wall_to_s(g, e->at_ms);
+    v->at_s = now_s(g); /* when it would have paged, not the data's time */
     v->alarm = strdup(e->rule->name);
     v->severity = dup_or_null(e->severity);
     v->window = strdup(e->window);
@@ -358,6 +366,8 @@ static void on_sample(void *arg, const struct canary_sample *s)
      * leader of each partition it touches): no alarm is judged on them. */
     if (wall_to_s(g, s->start_ms) < o->src_start_s + WARMUP_S)
         return;
+    if (s->start_ms + s->interval_ms > o->data_end_ms)
+        o->data_end_ms = s->start_ms + s->interval_ms;
     if (o->eng) {
         struct cfa_sample cs = {.ts_ms = s->start_ms,
                                 .interval_ms = s->interval_ms,
@@ -575,16 +585,16 @@ static void *obs_main(void *arg)
         for (size_t i = 0; i < o->ncan; i++)
             canary_tick(o->can[i]);
         int64_t wall = clock_wall_ms();
-        if (o->eng && wall - o->last_eval_ms >= o->rules.eval_every_ms) {
+        if (o->eng && o->data_end_ms && wall - o->last_eval_ms >= o->rules.eval_every_ms) {
             o->last_eval_ms = wall;
-            cfa_engine_eval(o->eng, wall, on_event, g);
+            cfa_engine_eval(o->eng, o->data_end_ms, on_event, g);
             if (o->am && wall - o->last_resend_ms >= o->rules.resend_ms) {
                 o->last_resend_ms = wall;
-                cfa_engine_firing(o->eng, wall, resend, o);
+                cfa_engine_firing(o->eng, o->data_end_ms, resend, o);
             }
             flush_am(o);
             int64_t keep = cfa_rules_max_window(&o->rules);
-            cfa_engine_prune(o->eng, wall - keep - 60000);
+            cfa_engine_prune(o->eng, o->data_end_ms - keep - 60000);
         }
         uint64_t now = clock_mono_ns();
         if (now - last_stop_check >= NS_PER_S) {
@@ -764,9 +774,8 @@ void gd_obs_stop(struct gd_run *g)
     }
     o->ncan = 0;
     gd_pg_stop(g); /* after the canaries flushed their samples into it */
-    if (o->eng) {
-        int64_t wall = clock_wall_ms();
-        cfa_engine_eval(o->eng, wall, on_event, g);
+    if (o->eng && o->data_end_ms) {
+        cfa_engine_eval(o->eng, o->data_end_ms, on_event, g);
         flush_am(o);
     }
 }

@@ -622,7 +622,7 @@ static void test_observe(const struct inventory *inv)
     static const char *const want[] = {
         "pb.yaml:2:18: 0 is out of range (1..1000)",
         "pb.yaml:5:25: expected a percentage from 0 to 100 (99.5 or 99.5%), got '101'",
-        "pb.yaml:6:15: no alarm 'nosuch' in the rules (they have: availability_by_az, canary_blind)",
+        "pb.yaml:6:15: no alarm 'nosuch' in the rules (they have: availability_by_az)",
         "pb.yaml:7:5: this needs a traffic: section",
         "pb.yaml:8:30: a steady-state probe has exactly one of availability, p99, no_alarm",
         "pb.yaml:10:12: alarm: name the alarm (alarm_outside_plan: true stops on any alarm no step "
