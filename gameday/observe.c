@@ -177,7 +177,8 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static void record_event(struct gd_run *g, const struct cfa_event *e, int firing)
+/* 0, or -1 when it could not be kept (out of memory). */
+static int record_event(struct gd_run *g, const struct cfa_event *e, int firing)
 {
     pthread_mutex_lock(&g->obs_mu);
     if (g->nev == g->capev) {
@@ -185,7 +186,8 @@ static void record_event(struct gd_run *g, const struct cfa_event *e, int firing
         struct gd_alarm_ev *n = realloc(g->ev, cap * sizeof *n);
         if (!n) {
             pthread_mutex_unlock(&g->obs_mu);
-            return;
+            log_error("gameday: out of memory keeping an alarm change");
+            return -1;
         }
         g->ev = n;
         g->capev = cap;
@@ -200,6 +202,7 @@ static void record_event(struct gd_run *g, const struct cfa_event *e, int firing
         v->label[i] = dup_or_null(e->labels[i]);
     v->firing = firing;
     pthread_mutex_unlock(&g->obs_mu);
+    return 0;
 }
 
 /* The values a template stands for, from an action's hosts. */
@@ -324,7 +327,8 @@ static void on_event(void *arg, const struct cfa_event *e)
     int resolved = e->to == CFA_OK && (e->from == CFA_FIRING || e->from == CFA_CLEARING);
     if (!firing && !resolved)
         return;
-    record_event(g, e, firing);
+    if (record_event(g, e, firing))
+        return;
     struct gd_obs *o = g->obs;
     if (o->am && o->outbox)
         json_array_append_new(o->outbox, am_alert_json(e, resolved, 4 * o->rules.resend_ms));
