@@ -205,19 +205,23 @@ static int record_event(struct gd_run *g, const struct cfa_event *e, int firing)
     return 0;
 }
 
-/* The values a template stands for, from an action's hosts. */
+/* What a template ({{target.az}}, {{target.rack}}, {{target.host}}) stands
+ * for on host h. */
+static const char *target_value(const struct inv_host *h, const char *tmpl)
+{
+    return !strcmp(tmpl, "{{target.az}}")     ? h->az
+           : !strcmp(tmpl, "{{target.rack}}") ? h->rack
+                                              : h->name;
+}
+
+/* Does v match tmpl: itself, or a template's value on one of a's hosts. */
 static int template_matches(const struct gd_run *g, const struct pb_action *a, const char *tmpl,
                             const char *v)
 {
     if (!strstr(tmpl, "{{"))
         return !strcmp(tmpl, v);
-    if (!a)
-        return 0;
-    for (size_t i = 0; i < a->nhosts; i++) {
-        const struct inv_host *h = &g->inv->hosts[a->hosts[i]];
-        const char *x = !strcmp(tmpl, "{{target.az}}")     ? h->az
-                        : !strcmp(tmpl, "{{target.rack}}") ? h->rack
-                                                           : h->name;
+    for (size_t i = 0; a && i < a->nhosts; i++) {
+        const char *x = target_value(&g->inv->hosts[a->hosts[i]], tmpl);
         if (x && !strcmp(x, v))
             return 1;
     }
@@ -255,10 +259,7 @@ static void match_text(const struct gd_run *g, const struct pb_alarm_match *m,
             val[0] = 0;
             if (a && strstr(m->label[i], "{{"))
                 for (size_t k = 0; k < a->nhosts && vo < sizeof val; k++) {
-                    const struct inv_host *h = &g->inv->hosts[a->hosts[k]];
-                    const char *x = !strcmp(m->label[i], "{{target.az}}")     ? h->az
-                                    : !strcmp(m->label[i], "{{target.rack}}") ? h->rack
-                                                                              : h->name;
+                    const char *x = target_value(&g->inv->hosts[a->hosts[k]], m->label[i]);
                     if (!strstr(val, x))
                         vo += (size_t)snprintf(val + vo, sizeof val - vo, "%s%s", vo ? "|" : "",
                                                x);
@@ -620,15 +621,8 @@ static int canary_table(struct gd_run *g, struct nerr *err)
     int rc = 0;
     if (!cl)
         return nerr_set(err, NERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n && !rc; i++) {
-        char url[300];
-        gd_fmt(url, sizeof url, "http://%s", g->conf->nodes[i].api);
-        struct ddb_client_options co = {.endpoint = url,
-                                        .access_key_id = g->conf->access_key_id,
-                                        .secret_access_key = g->conf->secret_access_key,
-                                        .timeout_ms = 5000};
-        rc = ddb_client_new(&co, &cl[i], err);
-    }
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = gd_node_client(g, i, &cl[i], err);
     json_t *req = rc ? NULL
                      : json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:s}], s:s}", "TableName",
                                  g->pb->canaries.table, "KeySchema", "AttributeName", "pk",

@@ -91,9 +91,6 @@ int gd_pg_start(struct gd_run *g, struct nerr *err)
                         "canaries: no PostgreSQL server (/usr/lib/postgresql/N/bin/initdb) for "
                         "the private sink; install postgresql, name a database with "
                         "postgres: DSN, or say postgres: none");
-    gd_fmt(dir, sizeof dir, "%s/pg", g->dir);
-    gd_fmt(data, sizeof data, "%s/data", dir);
-    gd_fmt(log, sizeof log, "%s/commands.log", dir);
     gd_fmt(initdb, sizeof initdb, "%s/initdb", bin);
     gd_fmt(pgctl, sizeof pgctl, "%s/pg_ctl", bin);
     char *real = realpath(g->dir, NULL);

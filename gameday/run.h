@@ -148,6 +148,7 @@ struct gd_run {
     double stop_at_s;
     json_t *expectations; /* the verdicts, in the order judged */
     unsigned journaled; /* fault kinds (bit = registry index) in the fault journal */
+    char journal[PATH_MAX + 64]; /* its path, "" until first needed */
     int pg_started, pg_tmp; /* pg_tmp: in a /tmp directory of its own, removed at stop */
     char pg_dir[PATH_MAX + 8];
     char pg_dsn[PATH_MAX + 64];
@@ -160,6 +161,10 @@ struct gd_run {
 };
 
 /* runner.c */
+struct ddb_client;
+/* A DynamoDB client of node i of the run's cluster (its credentials, 5 s
+ * per request); the caller frees it with ddb_client_free. */
+int gd_node_client(const struct gd_run *g, size_t i, struct ddb_client **out, struct nerr *err);
 void gd_fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
 double gd_secs(uint64_t ns);
 int gd_cancelled(const struct gd_run *g);

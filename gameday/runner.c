@@ -124,23 +124,28 @@ static void fault_host_changed(void *arg, const struct inv_host *h)
     gd_host_changed(arg, h);
 }
 
+int gd_node_client(const struct gd_run *g, size_t i, struct ddb_client **out, struct nerr *err)
+{
+    char url[300];
+    gd_fmt(url, sizeof url, "http://%s", g->conf->nodes[i].api);
+    struct ddb_client_options co = {.endpoint = url,
+                                    .access_key_id = g->conf->access_key_id,
+                                    .secret_access_key = g->conf->secret_access_key,
+                                    .timeout_ms = 5000};
+    return ddb_client_new(&co, out, err);
+}
+
 /* NinesAdmin.Catalog from the first node that answers. */
 static char *fault_catalog(void *arg)
 {
     struct gd_run *g = arg;
     for (size_t i = 0; g->conf && i < g->conf->nnodes; i++) {
-        char url[300];
-        gd_fmt(url, sizeof url, "http://%s", g->conf->nodes[i].api);
-        struct ddb_client_options co = {.endpoint = url,
-                                        .access_key_id = g->conf->access_key_id,
-                                        .secret_access_key = g->conf->secret_access_key,
-                                        .timeout_ms = 5000};
         struct ddb_client *cl = NULL;
         struct nerr e = {0};
         json_t *req = json_object(), *resp = NULL;
         int status = 0;
         char *text = NULL;
-        if (!ddb_client_new(&co, &cl, &e) &&
+        if (!gd_node_client(g, i, &cl, &e) &&
             !ddb_call(cl, "NinesAdmin.Catalog", req, &status, &resp, &e) && status == 200 &&
             json_is_array(json_object_get(resp, "tables")))
             text = json_dumps(resp, JSON_COMPACT);
@@ -165,8 +170,12 @@ static char *fault_catalog(void *arg)
  * $NINES_GAMEDAY_STATE_DIR (else /var/lib/nines/gameday, else /tmp)
  * /faults-HASH, HASH of the inventory's real path: it must outlive this
  * process and this machine's reboot, unlike the lock. */
-static void journal_path(const struct gd_run *g, char *out, size_t cap)
+static void journal_path(struct gd_run *g, char *out, size_t cap)
 {
+    if (g->journal[0]) { /* computed once per run (realpath, mkdir) */
+        gd_fmt(out, cap, "%s", g->journal);
+        return;
+    }
     const char *inv = g->o->inventory ? g->o->inventory : g->pb->inventory;
     char *real = inv ? realpath(inv, NULL) : NULL;
     const char *key = real ? real : inv ? inv : "";
@@ -182,10 +191,11 @@ static void journal_path(const struct gd_run *g, char *out, size_t cap)
         else if (mkdir(dir, 0755) && errno != EEXIST)
             dir = "/tmp";
     }
-    gd_fmt(out, cap, "%s/faults-%016llx", dir, (unsigned long long)h);
+    gd_fmt(g->journal, sizeof g->journal, "%s/faults-%016llx", dir, (unsigned long long)h);
+    gd_fmt(out, cap, "%s", g->journal);
 }
 
-static unsigned journal_kinds(const struct gd_run *g)
+static unsigned journal_kinds(struct gd_run *g)
 {
     char path[PATH_MAX], line[128];
     unsigned mask = 0;
