@@ -42,7 +42,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,20 +211,6 @@ size_t bit_rot_corrupted(const void *state, const struct bit_rot_item **items)
         *items = v;
     }
     return s->n;
-}
-
-static void notef(const struct fault_env *env, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void notef(const struct fault_env *env, const char *fmt, ...)
-{
-    char msg[NERR_MSG_MAX + 256];
-    va_list ap;
-    if (!env->note)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    env->note(env->arg, msg);
 }
 
 /* ---- paths ---- */
@@ -447,7 +432,7 @@ static int keep_line(struct br_state *s, const struct fault_env *env, const stru
     s->n++;
     const char *was = json_string_value(json_object_get(o, "was")),
                *now = json_string_value(json_object_get(o, "now"));
-    notef(env,
+    fault_notef(env,
           "bit_rot %s: corrupted item %s of table %s (partition %d, attribute %s: byte %llu of "
           "data.mdb flipped '%s' -> '%s')",
           h->name, *r->key ? r->key : r->key_bytes, r->table, r->pub.partition,
@@ -520,7 +505,7 @@ out:
         if (src && !rc)
             rc = nerr_set(err, src, "%s", e.msg);
         else if (src)
-            notef(env, "bit_rot %s: starting ninesd again failed: %s", h->name, e.msg);
+            fault_notef(env, "bit_rot %s: starting ninesd again failed: %s", h->name, e.msg);
     }
     hostcmd_result_free(&r);
     free(qtool), free(qnew), free(qpid), free(qenv), free(qtable), free(cmd), free(qcat);
@@ -563,10 +548,10 @@ static void br_heal_all(void *state, const struct fault_env *env)
         const struct inv_host *h = &env->inv->hosts[i];
         struct nerr e = {0};
         if (hostcmd_check_target(h, "start ninesd on", &e) || start_ninesd(h, s->stopped[i], &e)) {
-            notef(env, "bit_rot %s: ninesd is still stopped: %s", h->name, e.msg);
+            fault_notef(env, "bit_rot %s: ninesd is still stopped: %s", h->name, e.msg);
             continue;
         }
-        notef(env, "bit_rot %s: ninesd started again (%s)", h->name, s->stopped[i]);
+        fault_notef(env, "bit_rot %s: ninesd started again (%s)", h->name, s->stopped[i]);
         free(s->stopped[i]);
         s->stopped[i] = NULL;
         if (env->host_changed)

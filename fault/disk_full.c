@@ -29,7 +29,6 @@
 #include "labfs/labfs.h"
 #include "net/shquote.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,20 +51,6 @@ struct df_state {
 static int uses_labfs(const struct inv_host *h)
 {
     return h->power.driver == INV_DRIVER_LAB && h->power.fs;
-}
-
-static void notef(const struct fault_env *env, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void notef(const struct fault_env *env, const char *fmt, ...)
-{
-    char msg[NERR_MSG_MAX + 128];
-    va_list ap;
-    if (!env->note)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    env->note(env->arg, msg);
 }
 
 /* The kind's one refusal besides hostcmd_check_target: a lab host's data
@@ -219,7 +204,7 @@ static int df_inject(void *state, const struct fault_env *env, const struct faul
         }
         if (rc)
             return rc;
-        notef(env, "disk_full %s: %s", h->name,
+        fault_notef(env, "disk_full %s: %s", h->name,
               uses_labfs(h) ? "labfs full on" : "ballast " BALLAST_NAME " allocated");
     }
     return 0;
@@ -247,7 +232,7 @@ static int df_heal(void *state, const struct fault_env *env, const struct fault_
         int rc = heal_one(state, env, c->hosts[i], BALLAST_HEAL_MS, err);
         if (rc)
             return rc;
-        notef(env, "free_disk %s: %s", h->name,
+        fault_notef(env, "free_disk %s: %s", h->name,
               uses_labfs(h) ? "labfs full off" : "ballast removed");
     }
     return 0;
@@ -274,11 +259,11 @@ static void df_heal_all(void *state, const struct fault_env *env)
         }
         if (heal_one(s, env, i, was ? BALLAST_HEAL_MS : BALLAST_SWEEP_MS, &e)) {
             if (was)
-                notef(env, "free_disk %s failed: %s", h->name, e.msg);
+                fault_notef(env, "free_disk %s failed: %s", h->name, e.msg);
             continue;
         }
         if (was || uses_labfs(h))
-            notef(env, "free_disk %s: %s", h->name,
+            fault_notef(env, "free_disk %s: %s", h->name,
                   uses_labfs(h) ? "labfs full off" : "ballast removed");
     }
 }

@@ -113,6 +113,11 @@ struct fault_kind {
     void (*heal_all)(void *state, const struct fault_env *env);
 };
 
+/* A progress line through env->note (nothing when it is NULL), formatted;
+ * at most NERR_MSG_MAX + 256 bytes. */
+void fault_notef(const struct fault_env *env, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* The registry, NULL-terminated, in a fixed order (the runner heals in
  * reverse). A kind's id is its index + 1 (fault_world's down[] marks). */
 extern const struct fault_kind *const fault_kinds[];

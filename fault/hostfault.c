@@ -17,18 +17,6 @@
 #include "lib/strbuf.h"
 #include "net/shquote.h"
 
-void hf_notef(const struct fault_env *env, const char *fmt, ...)
-{
-    char msg[NERR_MSG_MAX + 128];
-    va_list ap;
-    if (!env || !env->note)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    env->note(env->arg, msg);
-}
-
 int hf_check_call(const struct fault_env *env, const struct fault_call *c, const char *verb,
                   struct nerr *err)
 {
@@ -283,19 +271,19 @@ void hf_sweep(const struct fault_env *env, const char *what, hf_make_cmd make, v
     struct hf_job *jobs = calloc(inv->n_hosts + 1, sizeof *jobs);
     size_t n = 0;
     if (!jobs) {
-        hf_notef(env, "%s: out of memory", what);
+        fault_notef(env, "%s: out of memory", what);
         return;
     }
     for (size_t h = 0; h < inv->n_hosts; h++) {
         struct nerr e = {0};
         const struct inv_host *ho = &inv->hosts[h];
         if (hostcmd_check_target(ho, what, &e)) {
-            hf_notef(env, "%s skipped: %s", what, e.msg);
+            fault_notef(env, "%s skipped: %s", what, e.msg);
             continue;
         }
         char *cmd = NULL;
         if (make(ho, arg, &cmd, &e)) {
-            hf_notef(env, "%s on %s: %s", what, ho->name, e.msg);
+            fault_notef(env, "%s on %s: %s", what, ho->name, e.msg);
             continue;
         }
         jobs[n++] =
@@ -304,6 +292,6 @@ void hf_sweep(const struct fault_env *env, const char *what, hf_make_cmd make, v
     hf_run_jobs(jobs, n, NULL);
     for (size_t i = 0; i < n; i++)
         if (jobs[i].rc)
-            hf_notef(env, "%s: %s", what, jobs[i].err.msg);
+            fault_notef(env, "%s: %s", what, jobs[i].err.msg);
     hf_jobs_free(jobs, n);
 }

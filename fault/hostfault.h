@@ -45,10 +45,6 @@
  * "sudo -n". */
 #define HF_SUDO "S=; [ \"$(id -u)\" = 0 ] || S='sudo -n'; "
 
-/* A progress line through env->note, when there is one. */
-void hf_notef(const struct fault_env *env, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* hostcmd_check_target(verb) for every host of c, before anything is done
  * to any of them. */
 int hf_check_call(const struct fault_env *env, const struct fault_call *c, const char *verb,

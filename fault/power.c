@@ -8,7 +8,6 @@
 #include "fault/fault.h"
 #include "fault/power.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,20 +92,6 @@ static void changed(const struct fault_env *env, const struct inv_host *h)
         env->host_changed(env->arg, h);
 }
 
-static void notef(const struct fault_env *env, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void notef(const struct fault_env *env, const char *fmt, ...)
-{
-    char msg[NERR_MSG_MAX + 64];
-    va_list ap;
-    if (!env->note)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    env->note(env->arg, msg);
-}
-
 /* One instant for every host of the step (a rack, an AZ). */
 static int pw_inject(void *state, const struct fault_env *env, const struct fault_call *c,
                      struct nerr *err)
@@ -144,14 +129,14 @@ static void pw_heal_all(void *state, const struct fault_env *env)
         enum power_state st = POWER_UNKNOWN;
         struct nerr e = {0};
         if (power_status(state, h, &st, NULL, 0, &e)) {
-            notef(env, "power status of %s: %s", h->name, e.msg);
+            fault_notef(env, "power status of %s: %s", h->name, e.msg);
             continue;
         }
         if (st != POWER_OFF)
             continue;
-        notef(env, "powering %s back on", h->name);
+        fault_notef(env, "powering %s back on", h->name);
         if (power_on(state, h, &e))
-            notef(env, "power on %s failed: %s", h->name, e.msg);
+            fault_notef(env, "power on %s failed: %s", h->name, e.msg);
         changed(env, h);
     }
 }

@@ -4,6 +4,8 @@
  */
 #include "fault/fault.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 extern const struct fault_kind fault_power;
@@ -63,4 +65,16 @@ size_t fault_step_keys(const char **out, size_t cap, const char *const *extra)
         out[n++] = extra[i];
     out[n] = NULL;
     return n;
+}
+
+void fault_notef(const struct fault_env *env, const char *fmt, ...)
+{
+    char msg[NERR_MSG_MAX + 256];
+    va_list ap;
+    if (!env || !env->note)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    env->note(env->arg, msg);
 }
