@@ -467,7 +467,7 @@ out:
 static int rows_json(struct gdres *r, const char *sql, int n, const char *const *v, json_t *arr,
                      struct nerr *err)
 {
-    PGresult *q;
+    PGresult *q = NULL;
     int rc = exec_params(r, sql, n, v, &q, err);
     if (rc)
         return rc;
@@ -484,7 +484,7 @@ static int rows_json(struct gdres *r, const char *sql, int n, const char *const 
 /* 1 when the tables exist (a database nothing was recorded in has none). */
 static int have_schema(struct gdres *r, int *yes, struct nerr *err)
 {
-    PGresult *q;
+    PGresult *q = NULL;
     int rc = exec_params(r, "SELECT to_regclass('gameday_runs') IS NOT NULL", 0, NULL, &q, err);
     if (rc)
         return rc;
