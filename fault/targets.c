@@ -48,7 +48,28 @@ const char *fault_unit_name(enum fault_unit u)
     return u >= FAULT_NODE && u <= FAULT_AZ ? unit_names[u] : "?";
 }
 
-const char *const fault_target_keys[] = {"target", "select", "names", "count", "percent", NULL};
+const char *const fault_target_keys[] = {"target", "select",    "names",
+                                         "count",  "percent",   "leader_of",
+                                         NULL};
+
+/* leader_of: {table: T, partition: P}. */
+static void get_leader_of(const struct fault_errs *x, const struct yt_node *v,
+                          struct fault_targets *t)
+{
+    static const char *const keys[] = {"table", "partition", NULL};
+    if (CHK(x, yt_expect_map(v, E)) || CHK(x, yt_check_keys(v, keys, E)))
+        return;
+    const char *tab = NULL;
+    if (!CHK(x, yt_get_str(v, "table", YT_OPTIONAL, &tab, E)) && tab) {
+        if (!*tab)
+            fault_errf(x, yt_map_get(v, "table"), "table is empty");
+        else if (!(t->table = strdup(tab)))
+            return;
+    }
+    int64_t p = 0;
+    if (!CHK(x, yt_get_int(v, "partition", YT_OPTIONAL, 0, 65535, &p, E)))
+        t->partition = (int)p;
+}
 
 static int get_unit(const struct fault_errs *x, const struct yt_node *m, enum fault_unit *t)
 {
@@ -126,10 +147,17 @@ void fault_targets_parse(const struct fault_errs *x, const struct yt_node *m, in
     const char *sel = "random";
     const struct yt_node *selnode = yt_map_get(m, "select");
     CHK(x, yt_get_str(m, "select", YT_OPTIONAL, &sel, E));
+    const struct yt_node *lo = yt_map_get(m, "leader_of");
     if (!strcmp(sel, "names") || !strcmp(sel, "by name") || !strcmp(sel, "by_name"))
         t->by_name = 1;
+    else if (!strcmp(sel, "leader") || (lo && !selnode))
+        t->by_leader = 1;
     else if (strcmp(sel, "random"))
-        fault_errf(x, selnode, "select must be random or names, got '%s'", sel);
+        fault_errf(x, selnode, "select must be random, names or leader, got '%s'", sel);
+    if (lo && !t->by_leader)
+        fault_errf(x, yt_map_key(m, "leader_of"), "leader_of is only for select: leader");
+    else if (lo)
+        get_leader_of(x, lo, t);
     get_names(x, m, t);
     if (yt_map_get(m, "names") && !t->by_name && selnode)
         fault_errf(x, yt_map_key(m, "names"), "names is only for select: names");
@@ -141,7 +169,7 @@ void fault_targets_parse(const struct fault_errs *x, const struct yt_node *m, in
     const struct yt_node *cn = yt_map_get(m, "count"), *pn = yt_map_get(m, "percent");
     if (cn && pn)
         fault_errf(x, yt_map_key(m, "percent"), "give count or percent, not both");
-    if (t->by_name && (cn || pn))
+    if ((t->by_name || t->by_leader) && (cn || pn))
         fault_errf(x, yt_map_key(m, cn ? "count" : "percent"),
                    "count and percent are for select: random");
     if (!CHK(x, yt_get_int(m, "count", YT_OPTIONAL, 1, INV_MAX_HOSTS, &v, E)) && cn)
@@ -157,8 +185,10 @@ void fault_targets_free(struct fault_targets *t)
     for (size_t i = 0; i < t->nnames; i++)
         free(t->names[i].s);
     free(t->names);
+    free(t->table);
     t->names = NULL;
     t->nnames = 0;
+    t->table = NULL;
 }
 
 /* ---- names against the inventory ---- */
@@ -230,6 +260,11 @@ void fault_world_hold(struct fault_world *w, const size_t *hosts, size_t n, unsi
 {
     for (size_t i = 0; i < n; i++)
         w->down[hosts[i]] = id;
+}
+
+void fault_world_hold_runtime(struct fault_world *w, unsigned char id)
+{
+    w->runtime_held = id;
 }
 
 /* ---- units ---- */
@@ -320,6 +355,9 @@ static void down_list(const struct fault_world *w, char *buf, size_t cap)
         if (w->down[h])
             len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? "," : "",
                                     w->inv->hosts[h].name);
+    if (w->runtime_held && len + 1 < cap)
+        len += (size_t)snprintf(buf + len, cap - len, "%sa unit chosen at run time (select: leader)",
+                                len ? "," : "");
     if (!len)
         snprintf(buf, cap, "none");
 }
@@ -359,6 +397,22 @@ int fault_targets_pick(struct fault_world *w, const struct fault_targets *st, si
         goto out;
     }
     long daz = down_az(w);
+    if (st->quorum_safe && (w->runtime_held || (st->by_leader && daz >= 0))) {
+        /* A unit chosen at run time may be in any AZ. */
+        rc = nerr_set(err, NERR_INVALID,
+                      st->by_leader ? "quorum_safe: select: leader chooses its %s when the step "
+                                      "runs, in any AZ, so nothing may be down then (down: %s)"
+                                    : "quorum_safe: no %s may go down while a fault on a unit "
+                                      "chosen at run time (select: leader, any AZ) is held "
+                                      "(down: %s)",
+                      tname, downs);
+        goto out;
+    }
+    if (st->by_leader) {
+        if (!(*hosts = calloc(1, sizeof **hosts)))
+            rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto out;
+    }
     if (st->by_name) {
         for (size_t j = 0; j < st->nnames; j++) {
             size_t found = 0;
@@ -476,14 +530,25 @@ out:
 }
 
 int fault_targets_heal(struct fault_world *w, const struct fault_targets *st, unsigned char id,
-                       size_t **hosts, size_t *nhosts, struct nerr *err)
+                       size_t **hosts, size_t *nhosts, int *runtime, struct nerr *err)
 {
     size_t *out = calloc(w->inv->n_hosts + 1, sizeof *out), nout = 0;
     *hosts = NULL;
     *nhosts = 0;
+    *runtime = 0;
     if (!out)
         return nerr_set(err, NERR_NOMEM, "out of memory");
+    if (st->nnames && id && w->runtime_held == id) {
+        free(out);
+        return nerr_set(err, NERR_INVALID,
+                        "this kind holds a unit chosen at run time (select: leader): heal it "
+                        "without names");
+    }
     if (!st->nnames) {
+        if (id && w->runtime_held == id) {
+            *runtime = 1;
+            w->runtime_held = 0;
+        }
         for (size_t h = 0; h < w->inv->n_hosts; h++)
             if (w->down[h] == id) {
                 out[nout++] = h;

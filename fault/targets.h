@@ -5,12 +5,25 @@
  *
  * A spec (docs/gameday.md):
  *   target: node | rack | az          the unit (default node)
- *   select: random | names            (names alone mean select: names)
+ *   select: random | names | leader   (names alone mean select: names;
+ *                                      leader_of alone means select: leader)
  *   names: [h1, az1/r2, r1, az3]      racks as AZ/RACK, or RACK in any AZ
  *   count: N | percent: P             random: how many units (default 1)
+ *   leader_of: {table: T, partition: P}
+ *                                     leader: the unit holding the leader of
+ *                                     partition P (default 0) of table T
+ *                                     (default: the playbook's traffic table)
  *   quorum_safe: true                 (the inject step's; default true)
  * A heal step takes only target and names (no names: every host the kind
  * holds down).
+ *
+ * Run-time targets. A leader is known only when the step runs: the planner
+ * gives a select: leader step no hosts (the runner resolves them from the
+ * cluster's status just before the inject, gameday/run.h) and the world
+ * remembers that kind K holds a unit it cannot name. Under quorum_safe such
+ * a step needs every host up when it runs, and nothing else may go down
+ * while it is held (the unit's AZ is unknown, so no other AZ is safe); the
+ * kind's heal step without names heals it, one with names is refused.
  *
  * The quorum rule. With three replicas of every partition in three distinct
  * AZs (store/placement.h), a cluster loses no quorum as long as the hosts
@@ -66,6 +79,9 @@ struct fault_targets {
     size_t nnames;
     int count, percent; /* one of them (count 1 by default) */
     int quorum_safe;    /* default 1 */
+    int by_leader;      /* select: leader (see "Run-time targets") */
+    char *table;        /* leader_of.table; NULL: the traffic table */
+    int partition;      /* leader_of.partition (default 0) */
 };
 
 /* "node", "rack", "az". */
@@ -73,7 +89,7 @@ const char *fault_unit_name(enum fault_unit u);
 
 /* The keys of an inject step's spec, in the order messages list them;
  * "quorum_safe" comes separately (it is read after the kind's duration). */
-extern const char *const fault_target_keys[]; /* target select names count percent */
+extern const char *const fault_target_keys[]; /* target select names count percent leader_of */
 
 /* Fills t from the step's map m (already checked to be a map), pushing every
  * error. heal: only target and names. quorum_safe is not read here. */
@@ -94,6 +110,7 @@ struct fault_world {
     const char **azs; /* distinct AZs in inventory order */
     size_t nazs;
     unsigned char *down; /* per host: 0 up, else the holding kind's id (> 0) */
+    unsigned char runtime_held; /* kind id holding a unit chosen at run time, 0 none */
 };
 
 int fault_world_init(struct fault_world *w, const struct inventory *inv, uint64_t seed);
@@ -105,17 +122,23 @@ uint64_t fault_world_below(struct fault_world *w, uint64_t n);
 /* The hosts an inject step hits now, ascending in *hosts (malloc'd). Names:
  * every unit named, refusing one that is already (partly) down; random:
  * count or percent of the units entirely up. Both under the quorum rule when
- * t->quorum_safe. The world is not changed (fault_world_hold does). */
+ * t->quorum_safe. Leader: no hosts (*n = 0, chosen at run time), refused
+ * under quorum_safe while anything is down. The world is not changed
+ * (fault_world_hold / fault_world_hold_runtime do). */
 int fault_targets_pick(struct fault_world *w, const struct fault_targets *t, size_t **hosts,
                        size_t *n, struct nerr *err);
 
 /* Marks hosts as held down by kind id (0: up again). */
 void fault_world_hold(struct fault_world *w, const size_t *hosts, size_t n, unsigned char id);
+/* Kind id holds a unit chosen at run time (select: leader). */
+void fault_world_hold_runtime(struct fault_world *w, unsigned char id);
 
 /* The hosts a heal step of kind id brings back, ascending: without names,
- * every host id holds down; with names, each named unit's hosts, refusing a
- * host id does not hold. Marks them up. */
+ * every host id holds down, and *runtime = 1 when id also holds a unit
+ * chosen at run time (the runner adds its hosts); with names, each named
+ * unit's hosts, refusing a host id does not hold, and refusing names while
+ * id holds a run-time unit. Marks them up. */
 int fault_targets_heal(struct fault_world *w, const struct fault_targets *t, unsigned char id,
-                       size_t **hosts, size_t *n, struct nerr *err);
+                       size_t **hosts, size_t *n, int *runtime, struct nerr *err);
 
 #endif

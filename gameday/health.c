@@ -6,6 +6,7 @@
 #include "gameday/run.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,4 +205,82 @@ void gd_learn_partitions(struct gd_run *g, const json_t *m, unsigned char (*hold
         }
     }
     g->nparts = n;
+}
+
+/* The leader's node id of (table, part) in a merged status; 0 when the
+ * partition is there without a leader, -1 when it is not there at all. */
+static int leader_of(const json_t *m, const char *table, int part, char *out, size_t cap)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(m, "partitions"), i, p)
+    {
+        const char *tab = json_string_value(json_object_get(p, "table"));
+        json_t *idx = json_object_get(p, "partition");
+        if (!tab || strcmp(tab, table) || !json_is_integer(idx) ||
+            json_integer_value(idx) != part)
+            continue;
+        const char *l = json_string_value(json_object_get(p, "leader"));
+        if (!l)
+            return 0;
+        snprintf(out, cap, "%s", l);
+        return 1;
+    }
+    return -1;
+}
+
+int gd_leader_now(struct gd_run *g, const char *table, int part, char *leader, size_t cap,
+                  long *host)
+{
+    json_t *m = NULL;
+    struct nerr e = {0};
+    *host = -1;
+    leader[0] = 0;
+    if (fetch_merged(g, &m, &e))
+        return -1;
+    int seen = leader_of(m, table, part, leader, cap);
+    json_decref(m);
+    for (size_t k = 0; seen > 0 && k < g->conf->nnodes; k++)
+        if (!strcmp(g->conf->nodes[k].id, leader))
+            *host = g->node_host[k];
+    return seen;
+}
+
+int gd_leader_unit(struct gd_run *g, const struct fault_targets *t, uint64_t deadline,
+                   size_t **hosts, size_t *n, char *leader, size_t cap, struct nerr *err)
+{
+    const char *table = t->table ? t->table : g->pb->traffic.table;
+    int seen, rc;
+    long h = -1;
+    *hosts = NULL;
+    *n = 0;
+    while ((seen = gd_leader_now(g, table, t->partition, leader, cap, &h)) <= 0) {
+        if (clock_mono_ns() >= deadline)
+            return nerr_set(err, NERR_TIMEOUT,
+                            seen < 0 ? "select: leader: table %s has no partition %d in the "
+                                       "cluster's status"
+                                     : "select: leader: table %s partition %d has no leader",
+                            table, t->partition);
+        if ((rc = gd_sleep_until(g, clock_mono_ns() + POLL_NS)))
+            return rc;
+    }
+    if (h < 0)
+        return nerr_set(err, NERR_NOTFOUND,
+                        "select: leader: the leader of %s partition %d is node %s, which is not "
+                        "in the inventory",
+                        table, t->partition, leader);
+    const struct inv_host *lh = &g->inv->hosts[h];
+    size_t *out = calloc(g->inv->n_hosts + 1, sizeof *out), k = 0;
+    if (!out)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < g->inv->n_hosts; i++) {
+        const struct inv_host *x = &g->inv->hosts[i];
+        if (t->unit == FAULT_NODE ? (long)i == h
+            : t->unit == FAULT_RACK ? !strcmp(x->az, lh->az) && !strcmp(x->rack, lh->rack)
+                                    : !strcmp(x->az, lh->az))
+            out[k++] = i;
+    }
+    *hosts = out;
+    *n = k;
+    return 0;
 }

@@ -1059,6 +1059,25 @@ static void judge_step(struct gd_run *g, size_t idx, json_t *out, int *all)
         verdict(out, "step", a->index, what, ok, detail);
         *all &= ok;
     }
+    if (x->leader_moves_ns && a->runtime) {
+        char who[64];
+        pthread_mutex_lock(&g->mu);
+        uint64_t moved = r->leader_moved_ns;
+        snprintf(who, sizeof who, "%s", r->new_leader);
+        pthread_mutex_unlock(&g->mu);
+        gd_fmt(what, sizeof what, "the leader of %s partition %d moves off the hosts hit within %.1fs",
+               a->runtime->table ? a->runtime->table : g->pb->traffic.table, a->runtime->partition,
+               gd_secs(x->leader_moves_ns));
+        int ok = moved && moved - off_ns <= x->leader_moves_ns;
+        if (moved)
+            gd_fmt(detail, sizeof detail, "node %s led %.1fs after the fault", who,
+                   gd_secs(moved - off_ns));
+        else
+            gd_fmt(detail, sizeof detail, "no host outside the fault led it within %.1fs",
+                   gd_secs(x->leader_moves_ns));
+        verdict(out, "step", a->index, what, ok, detail);
+        *all &= ok;
+    }
 }
 
 int gd_obs_expectations(struct gd_run *g, json_t *out)

@@ -17,6 +17,7 @@ struct planner {
     struct fault_world w;
     struct pb_plan *plan;
     struct nerr *err;
+    int runtime_inject; /* the held select: leader inject (1-based), 0 none */
 };
 
 /* Every planning error names the step's position. */
@@ -84,24 +85,54 @@ static uint64_t draw_range(struct planner *p, uint64_t lo, uint64_t hi)
 static int plan_inject(struct planner *p, const struct pb_step *st, struct pb_action *a)
 {
     struct nerr e = {0};
-    int rc = fault_targets_pick(&p->w, &st->targets, &a->hosts, &a->nhosts, &e);
+    const struct fault_targets *t = &st->targets;
+    int rc = fault_targets_pick(&p->w, t, &a->hosts, &a->nhosts, &e);
     if (rc)
         return step_err(p, st, rc, &e);
-    struct fault_call call = pb_action_call(a);
-    if (st->fault->check && (rc = st->fault->check(p->w.inv, &call, &e)))
-        return step_err(p, st, rc, &e);
+    if (t->by_leader) {
+        const struct pb_traffic *tr = &p->pb->traffic;
+        if (!t->table && !tr->enabled)
+            return plan_err(p, st,
+                            "select: leader needs leader_of.table (the playbook has no traffic "
+                            "table to default to)");
+        if ((!t->table || (tr->enabled && !strcmp(t->table, tr->table))) &&
+            (unsigned)t->partition >= tr->partitions)
+            return plan_err(p, st, "leader_of.partition %d: table %s has %u partitions",
+                            t->partition, tr->table, tr->partitions);
+        if (p->runtime_inject && !st->dur_max && !st->fault->instant)
+            return plan_err(p, st,
+                            "step %d's select: leader fault is still held: one at a time",
+                            p->runtime_inject);
+        a->runtime = t; /* hosts come at run time; the kind checks them then */
+    } else {
+        struct fault_call call = pb_action_call(a);
+        if (st->fault->check && (rc = st->fault->check(p->w.inv, &call, &e)))
+            return step_err(p, st, rc, &e);
+    }
     a->hold_ns = draw_range(p, st->dur_min, st->dur_max);
-    if (!a->hold_ns && !st->fault->instant) /* held until a heal step */
+    if (!a->hold_ns && !st->fault->instant) { /* held until a heal step */
         fault_world_hold(&p->w, a->hosts, a->nhosts, fault_kind_id(st->fault));
+        if (t->by_leader) {
+            fault_world_hold_runtime(&p->w, fault_kind_id(st->fault));
+            p->runtime_inject = a->index;
+        }
+    }
     return 0;
 }
 
 static int plan_heal(struct planner *p, const struct pb_step *st, struct pb_action *a)
 {
     struct nerr e = {0};
+    int runtime = 0;
     int rc = fault_targets_heal(&p->w, &st->targets, fault_kind_id(st->fault), &a->hosts,
-                                &a->nhosts, &e);
-    return rc ? step_err(p, st, rc, &e) : 0;
+                                &a->nhosts, &runtime, &e);
+    if (rc)
+        return step_err(p, st, rc, &e);
+    if (runtime) {
+        a->heals_runtime = p->runtime_inject;
+        p->runtime_inject = 0;
+    }
+    return 0;
 }
 
 static int plan_steps(struct planner *p, const struct pb_step *st, size_t n, const char *prefix)
@@ -183,6 +214,16 @@ void pb_action_what(const struct pb_action *a, const struct inventory *inv, char
     buf[0] = 0;
     if (!a->fault) {
         snprintf(buf, cap, "-");
+        return;
+    }
+    if (!a->nhosts && a->runtime) {
+        snprintf(buf, cap, "the %s holding the leader of %s partition %d (chosen when the step runs)",
+                 fault_unit_name(a->runtime->unit),
+                 a->runtime->table ? a->runtime->table : "the traffic table", a->runtime->partition);
+        return;
+    }
+    if (!a->nhosts && a->heals_runtime) {
+        snprintf(buf, cap, "the hosts step %d chose when it ran", a->heals_runtime);
         return;
     }
     if (!a->nhosts) {

@@ -647,8 +647,8 @@ static void parse_match_list(struct pctx *c, const struct yt_node *seq,
 
 static void parse_expect(struct pctx *c, const struct yt_node *m, struct pb_step *st)
 {
-    static const char *const keys[] = {"fires", "quiet", "quiet_after", "availability", "p99",
-                                       NULL};
+    static const char *const keys[] = {"fires", "quiet",       "quiet_after", "availability",
+                                       "p99",   "leader_moves", NULL};
     struct pb_expect *x = calloc(1, sizeof *x);
     if (!x)
         return;
@@ -667,6 +667,14 @@ static void parse_expect(struct pctx *c, const struct yt_node *m, struct pb_step
         parse_match_list(c, v, &x->quiet, &x->nquiet, 0);
     CHK(c, yt_get_duration(m, "quiet_after", YT_OPTIONAL, 0, MAX_DURATION_NS, &x->quiet_after_ns,
                            E));
+    const struct yt_node *lk = yt_map_key(m, "leader_moves");
+    CHK(c, yt_get_duration(m, "leader_moves", YT_OPTIONAL, NS_PER_S / 10, MAX_DURATION_NS,
+                           &x->leader_moves_ns, E));
+    if (lk && !st->targets.by_leader) {
+        struct nerr e = {0};
+        yt_errf(&e, lk, "leader_moves is only for a select: leader step");
+        push(c, &e);
+    }
     if (!CHK(c, yt_get(m, "availability", YT_OPTIONAL, &v, E)) && v &&
         !CHK(c, yt_expect_map(v, E))) {
         static const char *const ak[] = {"min", "scope", "source", NULL};

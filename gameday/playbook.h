@@ -151,6 +151,9 @@ struct pb_expect {
     enum pb_source avail_source;
     uint64_t p99_max_ns; /* 0: none; from the traffic */
     enum pb_scope p99_scope;
+    /* leader_moves: the partition a select: leader step targets has a
+     * leader on a host the step did not hit within this long; 0: none. */
+    uint64_t leader_moves_ns;
     int line, col;
 };
 
@@ -227,6 +230,13 @@ struct pb_action {
     int quorum_safe;
     const void *params; /* PB_INJECT: the step's, borrowed from the playbook */
     const struct pb_expect *expect; /* PB_INJECT: borrowed from the playbook, or NULL */
+    /* Run-time targets (fault/targets.h): an inject with select: leader has
+     * no hosts in the plan; `runtime` (borrowed from the playbook) says
+     * whose leader, and the runner fills hosts just before the inject. A
+     * heal step that heals such a fault names the inject (1-based index in
+     * heals_runtime) and the runner adds that inject's hosts to its own. */
+    const struct fault_targets *runtime;
+    int heals_runtime;
 };
 
 struct pb_plan {

@@ -97,6 +97,10 @@ struct step_rec {
     uint64_t recovered_ns[GD_MAX_PARTS];  /* 0: not yet */
     int n_affected, n_recovered;
     uint64_t recovery_ns; /* 0 until every affected partition recovered */
+    /* a select: leader step with expect.leader_moves: when a host it did
+     * not hit led the partition (0: not seen), and which node */
+    uint64_t leader_moved_ns;
+    char new_leader[64];
 };
 
 struct gd_run {
@@ -198,6 +202,19 @@ int gd_all_up_and_live(const struct health *h, void *arg); /* wait_healthy's tes
 int gd_table_ready(const struct health *h, void *arg);     /* arg: unsigned partitions */
 int gd_fully_replicated(const struct health *h, void *arg);
 int gd_caught_up(const struct health *h, void *arg);
+/* A run-time target (fault/targets.h "Run-time targets"): the inventory
+ * hosts of the unit (t->unit) holding the leader of partition t->partition
+ * of table t->table (NULL: the traffic table) now, ascending in *hosts
+ * (malloc'd, the caller's). Polls until that partition has a leader or the
+ * monotonic deadline: NERR_TIMEOUT names what it saw; NERR_NOTFOUND when
+ * the leader's node is not in the inventory. *leader gets its node id. */
+int gd_leader_unit(struct gd_run *g, const struct fault_targets *t, uint64_t deadline,
+                   size_t **hosts, size_t *n, char *leader, size_t cap, struct nerr *err);
+/* One look at the cluster: the node id leading (table, part) in *leader and
+ * its inventory host in *host (-1: not in the inventory). 1: found; 0: the
+ * partition has no leader; -1: not in the status or no status. */
+int gd_leader_now(struct gd_run *g, const char *table, int part, char *leader, size_t cap,
+                  long *host);
 /* The traffic table's partitions -> the inventory hosts holding a replica,
  * from a merged status; sets g->nparts. */
 void gd_learn_partitions(struct gd_run *g, const json_t *m, unsigned char (*holds)[GD_MAX_PARTS],

@@ -273,17 +273,106 @@ static void heal_leftovers(struct gd_run *g)
 
 /* ---- steps ---- */
 
+/* Gives the action the hosts it hits now (fault/targets.h "Run-time
+ * targets"): a select: leader inject resolves its unit from the cluster's
+ * status; a heal of such a fault adds the hosts that inject chose. The
+ * hosts are written into the plan (under g->mu: the observers read them),
+ * so the report, the expectations and the heal all see them. */
+static int resolve_runtime(struct gd_run *g, struct pb_action *a, uint64_t deadline,
+                           struct nerr *err)
+{
+    size_t *hosts = NULL, n = 0;
+    if (a->kind == PB_INJECT && a->runtime) {
+        char leader[128];
+        int rc = gd_leader_unit(g, a->runtime, deadline, &hosts, &n, leader, sizeof leader, err);
+        if (rc)
+            return rc;
+        gd_note(g, "step %d: the leader of %s partition %d is node %s", a->index,
+                a->runtime->table ? a->runtime->table : g->pb->traffic.table,
+                a->runtime->partition, leader);
+        struct fault_call call = {.hosts = hosts, .nhosts = n, .params = a->params};
+        if (a->fault->check && (rc = a->fault->check(g->inv, &call, err))) {
+            free(hosts);
+            return rc;
+        }
+    } else if (a->kind == PB_HEAL && a->heals_runtime) {
+        const struct pb_action *in = &g->plan->a[a->heals_runtime - 1];
+        if (!(hosts = calloc(a->nhosts + in->nhosts + 1, sizeof *hosts)))
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < a->nhosts + in->nhosts; i++) {
+            size_t h = i < a->nhosts ? a->hosts[i] : in->hosts[i - a->nhosts], k;
+            for (k = 0; k < n && hosts[k] != h; k++)
+                ;
+            if (k == n)
+                hosts[n++] = h;
+        }
+        for (size_t i = 1; i < n; i++) /* ascending, as the kinds expect */
+            for (size_t j = i; j > 0 && hosts[j - 1] > hosts[j]; j--) {
+                size_t t = hosts[j];
+                hosts[j] = hosts[j - 1];
+                hosts[j - 1] = t;
+            }
+    } else {
+        return 0;
+    }
+    pthread_mutex_lock(&g->mu);
+    free(a->hosts);
+    a->hosts = hosts;
+    a->nhosts = n;
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+/* expect.leader_moves of a select: leader step: polls the cluster's status
+ * until a host the step did not hit leads the partition, bounded by the
+ * expectation and the step's hold; the time goes to r (judged with the
+ * other expectations, gameday/observe.c). */
+static void watch_leader(struct gd_run *g, const struct pb_action *a, struct step_rec *r)
+{
+    const char *table = a->runtime->table ? a->runtime->table : g->pb->traffic.table;
+    uint64_t until = r->off_ns + a->expect->leader_moves_ns;
+    if (a->hold_ns && r->off_ns + a->hold_ns < until)
+        until = r->off_ns + a->hold_ns;
+    for (;;) {
+        char leader[64];
+        long h;
+        int hit = 0;
+        if (gd_leader_now(g, table, a->runtime->partition, leader, sizeof leader, &h) > 0 &&
+            h >= 0) {
+            for (size_t i = 0; i < a->nhosts; i++)
+                hit |= a->hosts[i] == (size_t)h;
+            if (!hit) {
+                uint64_t now = clock_mono_ns();
+                pthread_mutex_lock(&g->mu);
+                r->leader_moved_ns = now;
+                snprintf(r->new_leader, sizeof r->new_leader, "%s", leader);
+                pthread_mutex_unlock(&g->mu);
+                gd_note(g, "step %d: node %s leads %s partition %d, %.1fs after the fault",
+                        a->index, leader, table, a->runtime->partition, gd_secs(now - r->off_ns));
+                return;
+            }
+        }
+        uint64_t now = clock_mono_ns();
+        if (now >= until || gd_sleep_until(g, now + 250000000u < until ? now + 250000000u : until))
+            return;
+    }
+}
+
 static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
 {
-    const struct pb_action *a = &g->plan->a[idx];
+    struct pb_action *a = &g->plan->a[idx];
     struct step_rec *r = &g->rec[idx];
     uint64_t deadline = clock_mono_ns() + a->timeout_ns;
     char what[512];
+    int rc = resolve_runtime(g, a, deadline, err);
+    if (rc)
+        return rc == NERR_CLOSED ? nerr_set(err, NERR_CLOSED, "%s",
+                                            atomic_load(&g->stopped) ? "stopped" : "cancelled")
+                                 : rc;
     pb_action_what(a, g->inv, what, sizeof what);
     gd_note(g, "step %d/%zu %s %s", a->index, g->plan->n, a->label, a->fault ? what : "");
     struct fault_call call = pb_action_call(a);
     void *fs = a->fault ? g->fstate[fault_kind_id(a->fault) - 1] : NULL;
-    int rc = 0;
     switch (a->kind) {
     case PB_INJECT:
         journal_add(g, a->fault);
@@ -292,6 +381,8 @@ static int run_action(struct gd_run *g, size_t idx, struct nerr *err)
         pthread_mutex_lock(&g->mu);
         r->off_ns = clock_mono_ns();
         pthread_mutex_unlock(&g->mu);
+        if (a->runtime && a->expect && a->expect->leader_moves_ns)
+            watch_leader(g, a, r);
         if (a->hold_ns) {
             if ((rc = gd_sleep_until(g, r->off_ns + a->hold_ns)))
                 break;

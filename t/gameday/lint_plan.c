@@ -658,8 +658,8 @@ static void test_observe(const struct inventory *inv)
     pb_errors_free(&errs);
     playbook_free(pb);
 
-    const char *names[] = {"az-outage-alarms", "demo"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"az-outage-alarms", "demo", "partition-node", "partition-leader"};
+    for (int i = 0; i < 4; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/playbooks/%s.yaml", top ? top : ".", names[i]);
         memset(&errs, 0, sizeof errs);
@@ -680,6 +680,133 @@ static void test_observe(const struct inventory *inv)
     }
 }
 
+/* select: leader (fault/targets.h "Run-time targets"): no hosts in the plan,
+ * the heal linked to its inject, the quorum rule without a known AZ, and a
+ * line:col error for each misuse. */
+static void test_leader(const struct inventory *inv)
+{
+    struct nerr e = {0};
+    struct pb_plan *p = NULL;
+    const char *tr = "cluster: {deploy: ~}\ntraffic: {rate: 10, partitions: 4}\nsteps:\n";
+    char text[1024];
+
+    snprintf(text, sizeof text,
+             "%s  - partition: {select: leader, leader_of: {partition: 3}, expect: "
+             "{leader_moves: 10s}}\n  - heal_partition: ~\n",
+             tr);
+    struct playbook *pb = must(text, inv);
+    char *s = pb ? plan_string(pb, inv, 1, &p, &e) : NULL;
+    ok(s && p && p->n == 2 && p->a[0].nhosts == 0 && p->a[0].runtime &&
+           p->a[0].runtime->partition == 3 && p->a[1].heals_runtime == 1,
+       "a select: leader inject has no hosts in the plan; its heal names it");
+    ok(s && strstr(s, "the node holding the leader of the traffic table partition 3 (chosen when "
+                      "the step runs)"),
+       "the plan says whose leader and when it is chosen");
+    ok(s && strstr(s, "the hosts step 1 chose when it ran"), "the heal says what it heals");
+    if (s && !strstr(s, "partition 3"))
+        diag("%s", s);
+    free(s);
+    pb_plan_free(p);
+    p = NULL;
+    playbook_free(pb);
+
+    /* leader_of alone means select: leader; target az: the leader's AZ. */
+    snprintf(text, sizeof text,
+             "%s  - power_off: {target: az, leader_of: {table: other, partition: 9}, duration: "
+             "2s}\n",
+             tr);
+    pb = must(text, inv);
+    ok(pb && !playbook_plan(pb, inv, 1, &p, &e) && p->a[0].runtime &&
+           p->a[0].runtime->unit == FAULT_AZ && !strcmp(p->a[0].runtime->table, "other") &&
+           p->a[0].hold_ns == 2000000000ull,
+       "leader_of alone selects the leader (another table: any partition number)");
+    pb_plan_free(p);
+    p = NULL;
+    playbook_free(pb);
+
+    struct {
+        const char *steps, *err;
+    } bad[] = {
+        {"  - partition: {select: random, leader_of: {partition: 1}}\n",
+         "pb.yaml:4:33: leader_of is only for select: leader"},
+        {"  - partition: {select: leader, names: [h1]}\n",
+         "pb.yaml:4:33: names is only for select: names"},
+        {"  - partition: {select: leader, count: 2}\n",
+         "pb.yaml:4:33: count and percent are for select: random"},
+        {"  - partition: {select: leaders}\n",
+         "pb.yaml:4:25: select must be random, names or leader, got 'leaders'"},
+        {"  - partition: {leader_of: {partition: -1}}\n", NULL},
+        {"  - partition: {leader_of: {partitions: 1}}\n", NULL},
+        {"  - partition: {count: 1, expect: {leader_moves: 5s}}\n",
+         "pb.yaml:4:36: leader_moves is only for a select: leader step"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct pb_errors errs;
+        snprintf(text, sizeof text, "%s%s", tr, bad[i].steps);
+        struct playbook *b = load(text, inv, &errs, &e);
+        ok(!b && (bad[i].err ? has_err(&errs, bad[i].err) : errs.n > 0 && strstr(errs.msg[0], "pb.yaml:4:")),
+           "refused with its position: %s", bad[i].steps);
+        if (b || (bad[i].err && !has_err(&errs, bad[i].err)))
+            for (size_t k = 0; k < errs.n; k++)
+                diag("  got %s", errs.msg[k]);
+        pb_errors_free(&errs);
+        playbook_free(b);
+    }
+
+    /* Planner refusals, at the step. */
+    struct {
+        const char *text, *err;
+    } refuse[] = {
+        {"cluster: {deploy: ~}\ntraffic: {rate: 10, partitions: 4}\nsteps:\n"
+         "  - partition: {leader_of: {partition: 4}}\n",
+         "pb.yaml:4:5: leader_of.partition 4: table gameday has 4 partitions"},
+        {"cluster: {deploy: ~}\nsteps:\n  - partition: {select: leader}\n",
+         "pb.yaml:3:5: select: leader needs leader_of.table (the playbook has no traffic table "
+         "to default to)"},
+        {"cluster: {deploy: ~}\ntraffic: {rate: 10}\nsteps:\n  - power_off: {names: [h1]}\n"
+         "  - partition: {select: leader}\n",
+         "pb.yaml:5:5: quorum_safe: select: leader chooses its node when the step runs, in any "
+         "AZ, so nothing may be down then (down: h1)"},
+        {"cluster: {deploy: ~}\ntraffic: {rate: 10}\nsteps:\n  - partition: {select: leader}\n"
+         "  - power_off: {count: 1, duration: 1s}\n",
+         "pb.yaml:5:5: quorum_safe: no node may go down while a fault on a unit chosen at run "
+         "time (select: leader, any AZ) is held (down: a unit chosen at run time (select: "
+         "leader))"},
+        {"cluster: {deploy: ~}\ntraffic: {rate: 10}\nsteps:\n  - partition: {select: leader}\n"
+         "  - heal_partition: {names: [h1]}\n",
+         "pb.yaml:5:5: this kind holds a unit chosen at run time (select: leader): heal it "
+         "without names"},
+        {"cluster: {deploy: ~}\ntraffic: {rate: 10}\nsteps:\n  - partition: {select: leader}\n"
+         "  - pause: {select: leader, quorum_safe: false}\n",
+         "pb.yaml:5:5: step 1's select: leader fault is still held: one at a time"},
+    };
+    for (size_t i = 0; i < sizeof refuse / sizeof *refuse; i++) {
+        pb = must(refuse[i].text, inv);
+        int rc = pb ? playbook_plan(pb, inv, 1, &p, &e) : -1;
+        ok(rc == NERR_INVALID && !strcmp(e.msg, refuse[i].err), "planner refuses: %s",
+           refuse[i].err);
+        if (rc != NERR_INVALID || strcmp(e.msg, refuse[i].err))
+            diag("got rc %d: %s", rc, e.msg);
+        if (!rc)
+            pb_plan_free(p);
+        p = NULL;
+        playbook_free(pb);
+    }
+    /* ... and allows what quorum_safe: false asks for, and a healed leader
+     * fault frees the world again. */
+    pb = must("cluster: {deploy: ~}\ntraffic: {rate: 10}\nsteps:\n  - power_off: {names: [h1]}\n"
+              "  - partition: {select: leader, quorum_safe: false}\n  - heal_partition: ~\n"
+              "  - power_on: ~\n  - pause: {count: 1, duration: 1s}\n",
+              inv);
+    ok(pb && !playbook_plan(pb, inv, 1, &p, &e) && p->n == 5 && p->a[4].nhosts == 1,
+       "quorum_safe: false allows it; after its heal random picks work again");
+    if (!pb || !p)
+        diag("%s", e.msg);
+    pb_plan_free(p);
+    p = NULL;
+    playbook_free(pb);
+}
+
 int main(void)
 {
     struct inventory *inv = inv6();
@@ -689,6 +816,7 @@ int main(void)
     test_mode(inv);
     test_shipped(inv);
     test_observe(inv);
+    test_leader(inv);
     test_cli();
     inventory_free(inv);
     return done_testing();

@@ -4,7 +4,9 @@
 # fires, the others stay quiet, the data is intact), partition-node.yaml (a
 # node cut off from its peers, both ways: the same), bit-rot.yaml (bits of
 # two stored items flipped at rest: the final deep scrub names exactly
-# those two keys on that node). az-outage-alarms.yaml is run by alarms.t,
+# those two keys on that node), partition-leader.yaml (whichever node leads
+# partition 0 when the step runs is cut off: leadership moves within 10 s,
+# the same alarms, the data intact). az-outage-alarms.yaml is run by alarms.t,
 # power-off-random.yaml (shortened) by e2e.t.
 use strict;
 use warnings;
@@ -44,7 +46,8 @@ sub gameday {
 
 
 
-for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition', 'partition']) {
+for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition', 'partition'],
+              ['partition-leader', 'partition', 'partition']) {
     my ($name, $kind, $label) = @$case;
     my ($r, $rep) = gameday($name, 3);
     is($r->{status}, 0, "$name passes") or diag("stdout:\n$r->{out}\nstderr tail:\n"
@@ -59,6 +62,17 @@ for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition'
     ok($rep->{verify}{checkers}{passed} && $rep->{verify}{scrub}{passed},
        "$name: checkers and scrub pass");
     is(hosts_on($nines, $lab), 6, "$name: every host is on");
+    next unless $name eq 'partition-leader';
+    # The target was chosen when the step ran: the runner says whom, the
+    # report's step names that node, and the leadership left it in time.
+    my ($leader) = "$r->{out}\n$r->{err}" =~ /the leader of gameday partition 0 is node (\S+)/;
+    ok($leader, 'the runner named the leader it cut off') or diag($r->{out});
+    is_deeply($st->{hosts}, [$leader], 'the report names that node as the one hit') if $st && $leader;
+    my ($moved) = grep { $_->{what} =~ /^the leader of gameday partition 0 moves off/ } @exp;
+    ok($moved && $moved->{passed}, 'leadership moved off it within 10 s')
+        or diag(explain($moved));
+    like($moved->{detail} // '', qr/^node (?!\Q$leader\E\b)\S+ led [\d.]+s after the fault/,
+         'to another node, with the time') if $leader;
 }
 
 my ($r, $rep) = gameday('bit-rot', 4);
