@@ -19,6 +19,9 @@
  * firing alerts then expire in Alertmanager after 4 x resend_every unless
  * a restarted evaluator takes them over.
  *
+ * Windows end at the data's time, not the wall clock's: at the end of the
+ * newest interval every recently heard canary has closed (eval_time).
+ *
  * backtest: loads the rows of [from - longest window, to), evaluates at
  * every evaluate_every step from `from` to `to`, prints each state change;
  * writes nothing. Times: RFC 3339 UTC ("2026-11-21T07:00:00Z"), "@EPOCH",
@@ -104,6 +107,15 @@ struct seen {
     int64_t keep_from;
 };
 
+/* How far each canary's samples are complete: the end of the newest
+ * interval a canary AZ wrote (a canary writes an interval's rows together,
+ * once no probe due in it can still run). */
+#define MAX_SOURCES 64
+struct source {
+    char az[64];
+    int64_t end_ms;
+};
+
 struct loader {
     int server; /* server_samples rows (deduplicated by key) */
     int64_t cursor_us;
@@ -111,7 +123,46 @@ struct loader {
     size_t nprev, ncur, capprev, capcur;
     uint64_t rows;
     struct seen seen;
+    struct source src[MAX_SOURCES]; /* canary_samples rows only */
+    size_t nsrc;
 };
+
+static void source_seen(struct loader *ld, const char *az, int64_t end_ms)
+{
+    size_t i;
+    for (i = 0; i < ld->nsrc && strcmp(ld->src[i].az, az); i++)
+        ;
+    if (i == ld->nsrc) {
+        if (ld->nsrc == MAX_SOURCES || strlen(az) >= sizeof ld->src[0].az)
+            return; /* not followed: eval_time then only errs towards now */
+        snprintf(ld->src[i].az, sizeof ld->src[i].az, "%s", az);
+        ld->src[i].end_ms = end_ms;
+        ld->nsrc++;
+    } else if (end_ms > ld->src[i].end_ms) {
+        ld->src[i].end_ms = end_ms;
+    }
+}
+
+/* When the run loop evaluates: at the end of the newest interval that every
+ * canary heard from within DATA_LAG_MAX_MS has closed, so that no window
+ * ends in seconds whose samples are still on their way. A canary waiting
+ * on a hanging endpoint (a paused or partitioned node: each probe waits out
+ * its attempts) closes its intervals seconds late; a window of a few
+ * seconds ending at the wall clock would then hold none of them, its
+ * condition would be unknown, and the gray failure would never fire.
+ * Never past now, never backwards; now when no canary is that recent (a
+ * silent fleet must still be able to raise the blind alarm). */
+#define DATA_LAG_MAX_MS 30000
+static int64_t eval_time(const struct loader *ld, int64_t now, int64_t last)
+{
+    int64_t t = INT64_MAX;
+    for (size_t i = 0; i < ld->nsrc; i++)
+        if (ld->src[i].end_ms >= now - DATA_LAG_MAX_MS && ld->src[i].end_ms < t)
+            t = ld->src[i].end_ms;
+    if (t > now)
+        t = now;
+    return t < last ? last : t;
+}
 
 static uint64_t key_hash(int64_t ts, const char *a, const char *b, const char *c)
 {
@@ -229,6 +280,8 @@ static int load(PGconn *conn, const char *sql, const char *const *params, int np
             if (!fresh)
                 continue;
         }
+        if (!ld->server)
+            source_seen(ld, PQgetvalue(r, i, 3), ts + strtoll(PQgetvalue(r, i, 2), NULL, 10));
         struct cfa_sample s = {
             .ts_ms = ts,
             .interval_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10),
@@ -680,7 +733,7 @@ static int cmd_run(const char *path)
         fprintf(stderr, "nines alarms: %s\n", err.msg);
         goto out;
     }
-    int64_t maxw = cfa_rules_max_window(&r), last_resend = 0;
+    int64_t maxw = cfa_rules_max_window(&r), last_resend = 0, last_eval = 0;
     int server = wants_server(&r);
     log_info("alarms: %zu rules, evaluating every %" PRId64 " ms, longest window %" PRId64
              " s%s%s",
@@ -731,7 +784,8 @@ static int cmd_run(const char *path)
         int64_t now = clock_wall_ms();
         /* Without fresh data the engine still runs: silence must be able
          * to raise the blind alarm even while PostgreSQL is away. */
-        cfa_engine_eval(eng, now, on_event, &rn);
+        last_eval = eval_time(&ld, now, last_eval);
+        cfa_engine_eval(eng, last_eval, on_event, &rn);
         if (now - last_resend >= r.resend_ms) {
             /* Re-send everything firing (Alertmanager dedups by labels). */
             cfa_engine_firing(eng, now, on_resend, &rn);
