@@ -123,3 +123,78 @@ out:
     free(leads);
     return rc;
 }
+
+int placement_replace(const struct placement_node *nodes, size_t nnodes, const int *members,
+                      size_t nmembers, int lost, const long *load, const unsigned char *usable,
+                      uint64_t salt, int *out, struct nerr *err)
+{
+    int is_member = 0;
+    for (size_t k = 0; k < nmembers; k++) {
+        if (members[k] < 0 || (size_t)members[k] >= nnodes)
+            return nerr_set(err, NERR_INVALID, "placement: member %d is not a node (of %zu)",
+                            members[k], nnodes);
+        is_member |= members[k] == lost;
+    }
+    if (!is_member)
+        return nerr_set(err, NERR_INVALID, "placement: node %d is not a member of the group", lost);
+    const char *lost_az = nodes[lost].az;
+    long best = -1;
+    long best_others = 0, best_lost = 0;
+    long best_az_load = 0, best_az_nodes = 1, best_rack = 0;
+    size_t candidates = 0;
+    for (size_t i = 0; i < nnodes; i++) {
+        int in_group = 0;
+        for (size_t k = 0; k < nmembers; k++)
+            in_group |= (size_t)members[k] == i;
+        if (in_group || !usable[i])
+            continue;
+        candidates++;
+        /* The AZ's standing: the lost member's first, then fewest other
+         * members, then replicas per usable node. */
+        long others = 0, az_load = 0, az_nodes = 0, rack = 0;
+        for (size_t k = 0; k < nmembers; k++)
+            if (members[k] != lost && !strcmp(nodes[members[k]].az, nodes[i].az))
+                others++;
+        for (size_t j = 0; j < nnodes; j++) {
+            if (strcmp(nodes[j].az, nodes[i].az))
+                continue;
+            if (usable[j]) {
+                az_load += load[j];
+                az_nodes++;
+            }
+            if (!strcmp(nodes[j].rack, nodes[i].rack))
+                rack += load[j];
+        }
+        long is_lost = !strcmp(nodes[i].az, lost_az);
+        int better;
+        if (best < 0)
+            better = 1;
+        else if (is_lost != best_lost)
+            better = is_lost > best_lost;
+        else if (others != best_others)
+            better = others < best_others;
+        else if (az_load * best_az_nodes != best_az_load * az_nodes && strcmp(nodes[i].az, nodes[best].az))
+            better = az_load * best_az_nodes < best_az_load * az_nodes;
+        else if (load[i] != load[best])
+            better = load[i] < load[best];
+        else if (rack != best_rack)
+            better = rack < best_rack;
+        else
+            better = mix(salt, i) < mix(salt, (uint64_t)best);
+        if (better) {
+            best = (long)i;
+            best_lost = is_lost;
+            best_others = others;
+            best_az_load = az_load;
+            best_az_nodes = az_nodes;
+            best_rack = rack;
+        }
+    }
+    if (best < 0)
+        return nerr_set(err, NERR_NOTFOUND,
+                        "placement: no usable node outside the group of %zu (usable nodes: %zu "
+                        "of %zu)",
+                        nmembers, candidates, nnodes);
+    *out = (int)best;
+    return 0;
+}

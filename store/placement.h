@@ -37,4 +37,26 @@ struct placement_node {
 int placement_compute(const struct placement_node *nodes, size_t nnodes, int nparts, int replicas,
                       uint64_t salt, int *members, struct nerr *err);
 
+/* A new member for a group that loses one: self-healing (a log or storage
+ * replica in place of a suspect or dead one), `nines cluster replace` or
+ * `decommission` (issue 17; docs/replication.md). members[0..nmembers) are
+ * the group's node indexes and `lost` is one of them; load[i] is how many
+ * replicas node i holds (every table's); usable[i] is nonzero when node i
+ * may take a replica (reachable, not being decommissioned). Picks *out:
+ *  1. never a node of the group, never an unusable one;
+ *  2. the AZ: the lost member's, when it has a usable node (the group keeps
+ *     its spread); else an AZ no other member is in; else the one with the
+ *     fewest other members (two members then share an AZ: the best the
+ *     cluster allows until the lost AZ has room again); ties go to the
+ *     AZ whose usable nodes carry the fewest replicas per node;
+ *  3. within it, the least-loaded node, then the rack with fewer replicas,
+ *     then the salt's tie-breaker.
+ * NERR_INVALID when lost is not a member or an index is out of range;
+ * NERR_NOTFOUND (naming the group's size and the usable nodes) when no
+ * usable node is outside the group. Pure, like placement_compute: every
+ * node that asks gets the same answer. */
+int placement_replace(const struct placement_node *nodes, size_t nnodes, const int *members,
+                      size_t nmembers, int lost, const long *load, const unsigned char *usable,
+                      uint64_t salt, int *out, struct nerr *err);
+
 #endif

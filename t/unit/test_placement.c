@@ -52,6 +52,107 @@ static void check(const char *name, const struct placement_node *nodes, size_t n
     ok(!memcmp(members, again, sizeof(int) * 3 * (size_t)nparts), "%s: deterministic", name);
 }
 
+/* placement_replace: the lost member's AZ first, then an AZ without a
+ * member, then the fewest members; never a member or an unusable node. */
+static void test_replace(void)
+{
+    const struct placement_node six[] = {
+        {"n1", "az1", "r1"}, {"n2", "az1", "r2"}, {"n3", "az2", "r1"},
+        {"n4", "az2", "r2"}, {"n5", "az3", "r1"}, {"n6", "az3", "r2"},
+    };
+    long load[9] = {10, 10, 10, 10, 10, 10};
+    unsigned char up[9] = {1, 1, 1, 1, 1, 1};
+    int g[3] = {0, 2, 4}, out = -1;
+    struct nerr err = {0};
+    int rc = placement_replace(six, 6, g, 3, 0, load, up, 1, &out, &err);
+    ok(!rc && out == 1, "n1 (az1) lost: n2, the other node of az1 (got %d)", out);
+    up[1] = 0;
+    load[3] = 12;
+    rc = placement_replace(six, 6, g, 3, 0, load, up, 1, &out, &err);
+    ok(!rc && out == 5,
+       "az1 has no usable node: az2 and az3 have one member each; az3 carries fewer (got %d)",
+       out);
+    up[0] = up[1] = 1;
+    load[3] = 10;
+    int same = 1;
+    for (int k = 0; k < 20; k++) {
+        int o2 = -1;
+        placement_replace(six, 6, g, 3, 2, load, up, 9, &out, &err);
+        placement_replace(six, 6, g, 3, 2, load, up, 9, &o2, &err);
+        same &= out == o2 && out == 3;
+    }
+    ok(same, "deterministic: the same inputs, the same node (n4 for n3)");
+
+    /* Four AZs: an AZ without any member beats doubling up. */
+    const struct placement_node eight[] = {
+        {"n1", "a", "r1"}, {"n2", "a", "r2"}, {"n3", "b", "r1"}, {"n4", "b", "r2"},
+        {"n5", "c", "r1"}, {"n6", "c", "r2"}, {"n7", "d", "r1"}, {"n8", "d", "r2"},
+    };
+    long l8[8] = {0};
+    unsigned char u8[8] = {0, 0, 1, 1, 1, 1, 1, 1}; /* AZ a is gone */
+    int g8[3] = {0, 2, 4};
+    rc = placement_replace(eight, 8, g8, 3, 0, l8, u8, 3, &out, &err);
+    ok(!rc && eight[out].az[0] == 'd',
+       "AZ a gone: the replacement goes to d, the AZ without a member (got %s)",
+       out >= 0 ? eight[out].id : "-");
+
+    /* Errors. */
+    is_int(placement_replace(six, 6, g, 3, 5, load, up, 1, &out, &err), NERR_INVALID,
+           "a lost node that is not a member is refused");
+    is(err.msg, "placement: node 5 is not a member of the group", "and named");
+    unsigned char none[6] = {1, 0, 1, 0, 1, 0};
+    is_int(placement_replace(six, 6, g, 3, 0, load, none, 1, &out, &err), NERR_NOTFOUND,
+           "no usable node outside the group");
+    is(err.msg, "placement: no usable node outside the group of 3 (usable nodes: 0 of 6)",
+       "says so");
+
+    /* Random clusters: the rules hold for every pick. */
+    int bad = 0, tries = 0;
+    uint64_t x = 88172645463325252ull;
+    for (int t = 0; t < 2000; t++) {
+        struct placement_node nodes[12];
+        char ids[12][8], azn[12][8], rk[12][8];
+        long ld[12];
+        unsigned char us[12];
+        size_t n = 4 + t % 9;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            snprintf(ids[i], sizeof ids[i], "n%zu", i);
+            snprintf(azn[i], sizeof azn[i], "az%llu", (unsigned long long)(x % 4));
+            snprintf(rk[i], sizeof rk[i], "r%llu", (unsigned long long)(x >> 8) % 3);
+            nodes[i] = (struct placement_node){ids[i], azn[i], rk[i]};
+            ld[i] = (long)((x >> 16) % 50);
+            us[i] = (x >> 24) % 5 != 0;
+        }
+        int gm[3];
+        if (placement_compute(nodes, n, 1, 3, x, gm, NULL))
+            continue; /* fewer than 3 AZs */
+        int lost = gm[(x >> 32) % 3];
+        if (placement_replace(nodes, n, gm, 3, lost, ld, us, x, &out, &err))
+            continue;
+        tries++;
+        int member = out == gm[0] || out == gm[1] || out == gm[2];
+        int lost_az_usable = 0, free_az_usable = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!us[i] || (int)i == gm[0] || (int)i == gm[1] || (int)i == gm[2])
+                continue;
+            lost_az_usable |= !strcmp(nodes[i].az, nodes[lost].az);
+            int shared = 0;
+            for (int k = 0; k < 3; k++)
+                shared |= gm[k] != lost && !strcmp(nodes[gm[k]].az, nodes[i].az);
+            free_az_usable |= !shared;
+        }
+        int others_in_out_az = 0;
+        for (int k = 0; k < 3; k++)
+            others_in_out_az += gm[k] != lost && !strcmp(nodes[gm[k]].az, nodes[out].az);
+        if (member || !us[out] ||
+            (lost_az_usable && strcmp(nodes[out].az, nodes[lost].az)) ||
+            (!lost_az_usable && free_az_usable && others_in_out_az))
+            bad++;
+    }
+    ok(tries > 1000 && !bad, "2000 random clusters: %d replacements, %d break a rule", tries, bad);
+}
+
 int main(void)
 {
     const struct placement_node six[] = {
@@ -110,5 +211,6 @@ int main(void)
        "placement needs nodes in at least 3 availability zones, one per replica; the cluster has "
        "2 (az1, az2)",
        "the refusal names the AZs found");
+    test_replace();
     return done_testing();
 }
