@@ -40,6 +40,9 @@ int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len)
         c->cap = nc;
     }
     struct raft_entry *e = &c->v[c->n];
+    /* The node log does not carry the type yet: ninesd never proposes a
+     * configuration change (raft.h, "Membership change"). */
+    e->type = RAFT_ENTRY_NORMAL;
     e->index = lsn;
     e->term = le_get64(data);
     e->len = (uint32_t)(len - 8);

@@ -15,7 +15,18 @@
 
 struct raft {
     uint64_t group;
-    uint32_t id, n, quorum;
+    uint32_t id;
+    /* Membership (raft.h, "Membership change"): the configuration in effect
+     * is the latest CONF entry in the log, else the snapshot's (snap.conf,
+     * always set), made by the entry at conf_index (snap.index for the
+     * snapshot's). base is the initial one; known every id of every
+     * configuration this member has had (messages from others are dropped). */
+    struct raft_conf conf, base;
+    uint64_t conf_index;
+    uint32_t known;
+    struct raft_conf prev; /* the configuration before conf */
+    int open;              /* membership may change (cfg.conf given, or a CONF entry or
+                              snapshot configuration seen): requests from unknown ids */
     uint32_t E, H, lease_ticks;
     struct rng rng; /* election timeouts, from cfg->seed: a run replays */
 
@@ -74,6 +85,185 @@ struct raft {
     struct raft_stats stats;
 };
 
+static uint32_t popcount(uint32_t x)
+{
+    return (uint32_t)__builtin_popcount(x);
+}
+
+static uint32_t bit(uint32_t id)
+{
+    return UINT32_C(1) << id;
+}
+
+/* Every id of the configuration in effect (incoming and outgoing voters). */
+static uint32_t members(const struct raft *r)
+{
+    return r->conf.voters | r->conf.voters_out;
+}
+
+/* p is another member of the configuration in effect, or of the one
+ * before it while the latest is uncommitted: one a leader replicates to
+ * (a member being removed thus hears of its removal). Quorums only ever
+ * count the configuration in effect. */
+static uint32_t peers(const struct raft *r)
+{
+    uint32_t to =
+        members(r) | (r->conf_index > r->commit ? r->prev.voters | r->prev.voters_out : 0);
+    return to & ~bit(r->id);
+}
+
+static int peer(const struct raft *r, uint32_t p)
+{
+    return (peers(r) & bit(p)) != 0;
+}
+
+/* The lowest id in a non-empty mask (to iterate: mask &= mask - 1). */
+static uint32_t low_id(uint32_t mask)
+{
+    return (uint32_t)__builtin_ctz(mask);
+}
+
+static int joint(const struct raft *r)
+{
+    return r->conf.voters_out != 0;
+}
+
+/* A storage member of its configuration: the only kind that campaigns,
+ * leads or is handed leadership. */
+static int storage_member(const struct raft *r, uint32_t p)
+{
+    return (members(r) & ~r->conf.log & bit(p)) != 0;
+}
+
+/* This member may campaign: a storage member of its configuration, or of
+ * the one before while the latest (which removed it or made it a log
+ * member) is uncommitted. The latter may hold the only up-to-date log a
+ * storage member has (the old leader lost its leadership before its
+ * leave-joint entry committed, and the others that have it are log
+ * members): it counts votes by its latest configuration, leads until that
+ * is committed and hands over (conf_progress). Found by test_raft_sim. */
+static int can_campaign(const struct raft *r)
+{
+    return storage_member(r, r->id) ||
+           (r->conf_index > r->commit &&
+            ((r->prev.voters | r->prev.voters_out) & ~r->prev.log & bit(r->id)));
+}
+
+/* set holds a majority of voters (an empty voter set: no constraint). */
+static int majority(uint32_t set, uint32_t voters)
+{
+    return voters == 0 || popcount(set & voters) > popcount(voters) / 2;
+}
+
+/* A quorum of the configuration in effect: a majority of voters, and of
+ * voters_out when joint (Raft §6). */
+static int has_quorum(const struct raft *r, uint32_t set)
+{
+    return majority(set, r->conf.voters) && majority(set, r->conf.voters_out);
+}
+
+/* Refusals from a majority of either half: the campaign is lost (as
+ * before for one configuration: refusals from a quorum). */
+static int quorum_lost(const struct raft *r, uint32_t set)
+{
+    return (r->conf.voters && majority(set, r->conf.voters)) ||
+           (joint(r) && majority(set, r->conf.voters_out));
+}
+
+/* The largest x such that a majority of the ids in voters have val >= x. */
+static uint64_t majority_value(const uint64_t *val, uint32_t voters)
+{
+    uint64_t a[RAFT_MAX_MEMBERS];
+    uint32_t k = 0;
+    for (uint32_t left = voters; left; left &= left - 1)
+        a[k++] = val[low_id(left)];
+    /* Descending insertion sort; k is tiny. */
+    for (uint32_t i = 1; i < k; i++)
+        for (uint32_t j = i; j > 0 && a[j] > a[j - 1]; j--) {
+            uint64_t t = a[j];
+            a[j] = a[j - 1];
+            a[j - 1] = t;
+        }
+    return a[k / 2];
+}
+
+/* The same over the configuration in effect (both halves when joint). */
+static uint64_t quorum_value(const struct raft *r, const uint64_t *val)
+{
+    uint64_t q = majority_value(val, r->conf.voters);
+    if (joint(r)) {
+        uint64_t o = majority_value(val, r->conf.voters_out);
+        if (o < q)
+            q = o;
+    }
+    return q;
+}
+
+#define RAFT_CONF_VERSION 1
+#define RAFT_ID_BITS (((UINT32_C(1) << RAFT_MAX_MEMBERS) - 1) << 1) /* ids 1..MAX */
+
+int raft_conf_check(const struct raft_conf *c, int target, struct nerr *e)
+{
+    uint32_t all = c->voters | c->voters_out;
+    if ((all | c->log) & ~RAFT_ID_BITS)
+        return nerr_set(e, NERR_INVALID, "raft: member ids are 1..%d (at most %d members)",
+                        RAFT_MAX_MEMBERS, RAFT_MAX_MEMBERS);
+    if (c->voters == 0)
+        return nerr_set(e, NERR_INVALID, "raft: a configuration needs at least one voter");
+    if (target && c->voters_out)
+        return nerr_set(e, NERR_INVALID,
+                        "raft: a target configuration is not joint (voters_out must be 0)");
+    if (c->log & ~all)
+        return nerr_set(e, NERR_INVALID, "raft: log member %d is not a voter",
+                        __builtin_ctz(c->log & ~all));
+    if (!(c->voters & ~c->log) || (c->voters_out && !(c->voters_out & ~c->log)))
+        return nerr_set(e, NERR_INVALID,
+                        "raft: a configuration needs a storage voter (a log member never leads)");
+    /* Storage members are a majority of the voters (of each half when
+     * joint): then every committed entry is on a storage member, and with
+     * every member up the most up-to-date storage member gets the votes of
+     * the other storage members, a majority. With log members a majority,
+     * a group can commit entries only log members hold and then no member
+     * can lead (found by test_raft_sim). */
+    if (popcount(c->voters & ~c->log) * 2 <= popcount(c->voters) ||
+        popcount(c->voters_out & ~c->log) * 2 < popcount(c->voters_out) + (c->voters_out != 0))
+        return nerr_set(e, NERR_INVALID,
+                        "raft: log members must be a minority of the voters (%d of %d)",
+                        popcount(c->voters & c->log), popcount(c->voters));
+    return 0;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void raft_conf_encode(const struct raft_conf *c, unsigned char out[RAFT_CONF_ENC_LEN])
+{
+    put32(out, RAFT_CONF_VERSION);
+    put32(out + 4, c->voters);
+    put32(out + 8, c->voters_out);
+    put32(out + 12, c->log);
+}
+
+int raft_conf_decode(const void *data, uint32_t len, struct raft_conf *c)
+{
+    const unsigned char *p = data;
+    if (len != RAFT_CONF_ENC_LEN || !p || get32(p) != RAFT_CONF_VERSION)
+        return NERR_INVALID;
+    struct raft_conf d = {get32(p + 4), get32(p + 8), get32(p + 12)};
+    if (raft_conf_check(&d, 0, NULL))
+        return NERR_INVALID;
+    *c = d;
+    return 0;
+}
+
 static uint64_t first_index(const struct raft *r)
 {
     return r->snap.index + 1;
@@ -88,6 +278,12 @@ static uint64_t last_index(const struct raft *r)
  * falls below what was applied or compacted; a leader leads as itself. */
 static void check_state(const struct raft *r)
 {
+    /* Membership: the configuration in effect is valid; a leader that is
+     * no storage member of it leads only until that configuration (not
+     * joint) is committed (raft.h, "Leader removal"). */
+    NINES_ASSERT(r->conf.voters != 0 && (members(r) & ~r->known) == 0);
+    NINES_ASSERT(r->role != RAFT_LEADER || storage_member(r, r->id) || joint(r) ||
+                 r->conf_index > r->commit);
     NINES_ASSERT(r->commit <= last_index(r));
     NINES_ASSERT(r->applied <= r->commit);
     NINES_ASSERT(r->snap.index <= r->commit);
@@ -130,8 +326,11 @@ static int log_reserve(struct raft *r, size_t n)
     return 0;
 }
 
-/* Appends a copy of e (whose index must be last + 1). */
-static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len)
+static void conf_adopt(struct raft *r, const struct raft_conf *c, uint64_t index);
+
+/* Appends a copy of e (whose index must be last + 1). A CONF entry (its
+ * data already decoded by the caller's checks) takes effect at once. */
+static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len, uint32_t type)
 {
     /* I2's premise: terms never decrease along the log, and no entry is of a
      * term this member has not reached. */
@@ -144,6 +343,7 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
     ne->index = last_index(r) + 1;
     ne->len = len;
     ne->data = NULL;
+    ne->type = type;
     if (len) {
         ne->data = malloc(len);
         if (!ne->data)
@@ -153,7 +353,31 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
     r->log_len++;
     if (ne->index < r->unstable_from)
         r->unstable_from = ne->index;
+    if (type == RAFT_ENTRY_CONF) {
+        struct raft_conf c;
+        int rc = raft_conf_decode(data, len, &c);
+        NINES_ASSERT(rc == 0);
+        conf_adopt(r, &c, ne->index);
+        r->open = 1;
+    }
     return 0;
+}
+
+/* The configuration in effect at index (>= snap.index): the latest CONF
+ * entry at or before it, else the snapshot's. */
+static void conf_at(const struct raft *r, uint64_t index, struct raft_conf *c, uint64_t *at)
+{
+    if (index > last_index(r))
+        index = last_index(r);
+    for (uint64_t i = index; i > r->snap.index; i--) {
+        const struct raft_entry *e = &r->log[i - first_index(r)];
+        if (e->type == RAFT_ENTRY_CONF && !raft_conf_decode(e->data, e->len, c)) {
+            *at = i;
+            return;
+        }
+    }
+    *c = r->snap.conf;
+    *at = r->snap.index;
 }
 
 /* Drops entries with index >= from. Never below the commit index (I4), and
@@ -169,6 +393,17 @@ static void log_truncate(struct raft *r, uint64_t from)
         r->unstable_from = from;
     if (r->stable >= from)
         r->stable = from - 1;
+    /* A configuration whose entry is gone reverts to the one before it
+     * (and the one before that becomes prev again). */
+    if (r->conf_index >= from) {
+        struct raft_conf c, pc = r->snap.conf;
+        uint64_t at, pat;
+        conf_at(r, last_index(r), &c, &at);
+        if (at > r->snap.index)
+            conf_at(r, at - 1, &pc, &pat);
+        conf_adopt(r, &c, at);
+        r->prev = pc;
+    }
 }
 
 static struct raft_msg *outbox_add(struct raft *r, uint32_t type, uint32_t to)
@@ -204,6 +439,7 @@ static void send_snapshot(struct raft *r, uint32_t p)
     m->index = r->snap.index;
     m->log_term = r->snap.term;
     m->commit = r->commit;
+    m->conf = r->snap.conf;
     if (r->snap.len) {
         m->data = malloc(r->snap.len);
         if (!m->data) {
@@ -274,9 +510,38 @@ fail:
 
 static void broadcast_append(struct raft *r)
 {
-    for (uint32_t p = 1; p <= r->n; p++)
-        if (p != r->id)
-            send_append(r, p);
+    for (uint32_t left = peers(r); left; left &= left - 1)
+        send_append(r, low_id(left));
+}
+
+/* A leader's fresh view of member p: nothing known acknowledged. */
+static void reset_progress(struct raft *r, uint32_t p)
+{
+    r->next[p] = last_index(r) + 1;
+    r->match[p] = 0;
+    r->ack[p] = 0;
+    r->active[p] = 0;
+    r->snap_sent[p] = 0;
+    r->sent[p] = 0;
+    r->hb_match[p] = 0;
+    r->resent[p] = r->now;
+    r->match_tick[p] = r->now;
+}
+
+/* c, made by the entry at index (or the snapshot at it), is now the
+ * configuration in effect. A leader starts tracking the members it adds
+ * (Raft §6: it replicates to them at once, before they count). */
+static void conf_adopt(struct raft *r, const struct raft_conf *c, uint64_t index)
+{
+    uint32_t added = (c->voters | c->voters_out) & ~members(r);
+    r->prev = r->conf;
+    r->conf = *c;
+    r->conf_index = index;
+    r->known |= members(r);
+    if (r->role == RAFT_LEADER)
+        for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++)
+            if ((added & bit(p)) && p != r->id)
+                reset_progress(r, p);
 }
 
 static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
@@ -300,23 +565,14 @@ static void become_leader(struct raft *r)
     r->leader = r->id;
     r->quiet = 0;
     r->idle_since = r->now;
-    for (uint32_t p = 1; p <= r->n; p++) {
-        r->next[p] = last_index(r) + 1;
-        r->match[p] = 0;
-        r->ack[p] = 0;
-        r->active[p] = 0;
-        r->snap_sent[p] = 0;
-        r->sent[p] = 0;
-        r->hb_match[p] = 0;
-        r->resent[p] = r->now;
-        r->match_tick[p] = r->now;
-    }
+    for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++)
+        reset_progress(r, p);
     r->lead_start = r->now;
     r->last_contact = r->now;
     r->hb_elapsed = r->cq_elapsed = 0;
     /* The no-op entry lets the leader commit the earlier terms' entries
      * indirectly (§5.4.2, §8). */
-    if (log_append(r, r->term, NULL, 0)) {
+    if (log_append(r, r->term, NULL, 0, RAFT_ENTRY_NORMAL)) {
         r->nomem = 1;
         return;
     }
@@ -338,20 +594,14 @@ static uint32_t probe_ticks(const struct raft *r)
     return r->E / 3 > 2 ? r->E / 3 : 2;
 }
 
-static uint32_t popcount(uint32_t x)
-{
-    return (uint32_t)__builtin_popcount(x);
-}
-
 /* Asks every other member for its (pre-)vote for term, on our last entry;
  * ctx 1 marks the votes of a hand-over (TIMEOUT_NOW). */
 static void ask_votes(struct raft *r, uint32_t type, uint64_t term, uint64_t ctx)
 {
     uint64_t lt = 0;
     term_at(r, last_index(r), &lt);
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
+    for (uint32_t left = peers(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
         struct raft_msg *m = outbox_add(r, type, p);
         if (m) {
             m->term = term;
@@ -364,6 +614,7 @@ static void ask_votes(struct raft *r, uint32_t type, uint64_t term, uint64_t ctx
 
 static void campaign(struct raft *r, uint64_t hand_over)
 {
+    NINES_ASSERT(can_campaign(r));
     r->term++;
     r->vote = r->id;
     r->role = RAFT_CANDIDATE;
@@ -374,7 +625,7 @@ static void campaign(struct raft *r, uint64_t hand_over)
     r->refused = 0;
     r->stats.elections_started++;
     new_timeout(r);
-    if (popcount(r->granted) >= r->quorum) {
+    if (has_quorum(r, r->granted)) {
         become_leader(r);
         return;
     }
@@ -383,6 +634,13 @@ static void campaign(struct raft *r, uint64_t hand_over)
 
 static void pre_campaign(struct raft *r)
 {
+    if (!can_campaign(r)) {
+        /* A log member, or no member of its configuration: it never
+         * campaigns (raft.h, "Membership change"); its timer starts over. */
+        r->probing = 0;
+        new_timeout(r);
+        return;
+    }
     r->role = RAFT_PRE_CANDIDATE;
     r->leader = 0;
     r->probing = 0;
@@ -392,7 +650,7 @@ static void pre_campaign(struct raft *r)
     r->refused = 0;
     r->stats.prevotes_started++;
     new_timeout(r);
-    if (popcount(r->granted) >= r->quorum) {
+    if (has_quorum(r, r->granted)) {
         campaign(r, 0);
         return;
     }
@@ -416,9 +674,8 @@ static int in_lease(const struct raft *r)
 
 static void heartbeat_round(struct raft *r)
 {
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
+    for (uint32_t left = peers(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
         struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
         if (m) {
             m->commit = r->commit < r->match[p] ? r->commit : r->match[p];
@@ -438,7 +695,7 @@ static void wake(struct raft *r, int vouch)
     if (r->role == RAFT_LEADER) {
         r->idle_since = r->now;
         r->hb_elapsed = r->cq_elapsed = 0;
-        for (uint32_t p = 1; p <= r->n; p++) {
+        for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++) {
             r->active[p] = 0;
             r->ack[p] = 0; /* the lease restarts from this round */
         }
@@ -456,18 +713,18 @@ static void maybe_quiesce(struct raft *r)
 {
     uint64_t last = last_index(r), lt = 0;
     if (!r->Q || r->quiet || r->role != RAFT_LEADER || r->now - r->idle_since < r->Q ||
-        r->commit < r->term_start || r->commit != last || r->stable != last || r->down ||
-        term_at(r, last, &lt))
+        r->commit < r->term_start || r->commit != last || r->stable != last ||
+        (r->down & members(r)) || term_at(r, last, &lt) || joint(r) || r->conf_index > r->commit)
         return;
-    for (uint32_t p = 1; p <= r->n; p++)
-        if (p != r->id &&
-            (r->match[p] != last || !r->ack[p] || r->now - (r->ack[p] - 1) > r->E / 2 + r->H))
+    for (uint32_t left = peers(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
+        if (r->match[p] != last || !r->ack[p] || r->now - (r->ack[p] - 1) > r->E / 2 + r->H)
             return;
+    }
     r->quiet = 1;
     r->stats.quiesces++;
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
+    for (uint32_t left = peers(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
         struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
         if (m) {
             m->commit = r->commit;
@@ -519,23 +776,108 @@ static int log_up_to_date(const struct raft *r, uint64_t index, uint64_t term)
     return term > lt || (term == lt && index >= last_index(r));
 }
 
+/* The TIMEOUT_NOW of a leader that hands over to p (raft_hand_over, and
+ * a removed leader's step-down). */
+static void fill_timeout_now(const struct raft *r, uint32_t p, struct raft_msg *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->group = r->group;
+    out->type = RAFT_MSG_TIMEOUT_NOW;
+    out->from = r->id;
+    out->to = p;
+    out->term = r->term;
+    out->index = last_index(r);
+    out->commit = r->commit;
+}
+
+/* The storage member (not us) with the longest acknowledged log, ties: the
+ * one heard from last; 0 when there is none. */
+static uint32_t hand_over_target(const struct raft *r)
+{
+    uint32_t best = 0;
+    for (uint32_t left = peers(r) & members(r) & ~r->conf.log; left; left &= left - 1) {
+        uint32_t p = low_id(left);
+        if (!best || r->match[p] > r->match[best] ||
+            (r->match[p] == r->match[best] && r->ack[p] > r->ack[best]))
+            best = p;
+    }
+    return best;
+}
+
+/* The leader's side of a membership change once its latest CONF entry is
+ * committed (raft.h, "Membership change"): leave a joint configuration, or
+ * step down from one it is no storage member of. Not before it committed
+ * an entry of its term (Ongaro 2015). */
+static void conf_progress(struct raft *r)
+{
+    if (r->role != RAFT_LEADER || r->commit < r->term_start || r->conf_index > r->commit)
+        return;
+    if (joint(r)) {
+        /* Auto-leave: C_old∧C_new is committed, so C_new alone is safe. */
+        struct raft_conf c = {r->conf.voters, 0, r->conf.log & r->conf.voters};
+        unsigned char enc[RAFT_CONF_ENC_LEN];
+        raft_conf_encode(&c, enc);
+        if (log_append(r, r->term, enc, sizeof(enc), RAFT_ENTRY_CONF)) {
+            r->nomem = 1; /* tried again at the next commit or ready */
+            return;
+        }
+        r->stats.conf_changes++;
+        r->idle_since = r->now;
+        broadcast_append(r);
+        return;
+    }
+    if (storage_member(r, r->id))
+        return;
+    /* Removed (or made a log member): hand over to a storage member of the
+     * new configuration, as raft_hand_over does. Its lease ends here. */
+    uint32_t p = hand_over_target(r);
+    if (p) {
+        struct raft_msg *m = outbox_add(r, RAFT_MSG_TIMEOUT_NOW, p);
+        if (m)
+            fill_timeout_now(r, p, m);
+    }
+    r->stats.conf_stepdowns++;
+    become_follower(r, r->term, 0);
+}
+
+/* Tells p, a member this leader's committed configuration removed, that
+ * the removal is committed: an empty APPEND after the CONF entry, with the
+ * commit index up to it. A p whose log holds that entry takes the commit
+ * index (the consistency check makes it safe) and, no member and no
+ * removal pending, stops checking on its leader and campaigning (raft.h,
+ * "Membership change"); any other p refuses it, and its answer is
+ * ignored. */
+static void farewell(struct raft *r, uint32_t p)
+{
+    uint64_t t;
+    if (r->role != RAFT_LEADER || r->conf_index > r->commit || peer(r, p) || !(r->known & bit(p)) ||
+        term_at(r, r->conf_index, &t))
+        return;
+    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND, p);
+    if (m) {
+        m->index = r->conf_index;
+        m->log_term = t;
+        m->commit = r->conf_index;
+    }
+}
+
 static void maybe_commit(struct raft *r)
 {
-    uint64_t m[RAFT_MAX_MEMBERS];
-    uint32_t k = 0;
-    for (uint32_t p = 1; p <= r->n; p++)
-        m[k++] = p == r->id ? r->stable : r->match[p];
-    /* Descending insertion sort; n is tiny. */
-    for (uint32_t i = 1; i < k; i++)
-        for (uint32_t j = i; j > 0 && m[j] > m[j - 1]; j--) {
-            uint64_t t = m[j];
-            m[j] = m[j - 1];
-            m[j - 1] = t;
-        }
-    uint64_t q = m[r->quorum - 1], t;
+    uint64_t before = r->commit;
+    uint64_t val[RAFT_MAX_MEMBERS + 1] = {0};
+    for (uint32_t left = members(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
+        val[p] = p == r->id ? r->stable : r->match[p];
+    }
+    uint64_t q = quorum_value(r, val), t;
     /* Only entries of the current term commit by counting (§5.4.2). */
     if (q > r->commit && !term_at(r, q, &t) && t == r->term)
         r->commit = q;
+    if (before < r->conf_index && r->conf_index <= r->commit)
+        for (uint32_t gone = (r->prev.voters | r->prev.voters_out) & ~members(r) & ~bit(r->id);
+             gone; gone &= gone - 1)
+            farewell(r, low_id(gone));
+    conf_progress(r);
 }
 
 static int drop(struct raft *r)
@@ -547,10 +889,20 @@ static int drop(struct raft *r)
 /* Structural checks that need no state beyond the membership. */
 static int malformed(const struct raft *r, const struct raft_msg *m)
 {
-    if (m->group != r->group || m->to != r->id || m->from == 0 || m->from > r->n ||
+    if (m->group != r->group || m->to != r->id || m->from == 0 || m->from > RAFT_MAX_MEMBERS ||
         m->from == r->id)
         return 1;
     if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_END)
+        return 1;
+    /* A sender in no configuration we know: dropped, unless membership may
+     * change and it is a leader's or a candidate's request. A member that
+     * lags behind a change must still hear a leader that was added by it,
+     * and vote for one (raft.h, "Membership change"). Answers and probes
+     * only matter to who asked, who knows its members. */
+    if (!(r->known & bit(m->from)) &&
+        !(r->open && (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+                      m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW ||
+                      m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE)))
         return 1;
     /* Only a refusal or a probe can come from a member that never saw a
      * term yet. */
@@ -573,8 +925,11 @@ static int malformed(const struct raft *r, const struct raft_msg *m)
         uint64_t pt = m->log_term;
         for (uint32_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
+            struct raft_conf c;
             if (e->index != m->index + 1 + i || e->term < pt || e->term > m->term ||
-                e->len > RAFT_MAX_ENTRY || (e->len && !e->data))
+                e->len > RAFT_MAX_ENTRY || (e->len && !e->data) ||
+                (e->type != RAFT_ENTRY_NORMAL && e->type != RAFT_ENTRY_CONF) ||
+                (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &c)))
                 return 1;
             pt = e->term;
         }
@@ -584,10 +939,13 @@ static int malformed(const struct raft *r, const struct raft_msg *m)
         if (m->reject && m->hint > m->index)
             return 1;
         break;
-    case RAFT_MSG_SNAPSHOT:
-        if (m->index == 0 || m->log_term == 0 || m->commit < m->index)
+    case RAFT_MSG_SNAPSHOT: {
+        const struct raft_conf *c = &m->conf;
+        if (m->index == 0 || m->log_term == 0 || m->commit < m->index ||
+            ((c->voters | c->voters_out | c->log) && raft_conf_check(c, 0, NULL)))
             return 1;
         break;
+    }
     default:
         break;
     }
@@ -640,7 +998,7 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
                 continue;
             log_truncate(r, e->index);
         }
-        if (log_append(r, e->term, e->data, e->len))
+        if (log_append(r, e->term, e->data, e->len, e->type))
             return NERR_NOMEM;
     }
     uint64_t last_new = m->index + m->n_entries;
@@ -682,6 +1040,9 @@ static int handle_snapshot(struct raft *r, const struct raft_msg *m)
     r->snap.term = m->log_term;
     r->snap.len = m->data_len;
     r->snap.data = d;
+    r->snap.conf = (m->conf.voters | m->conf.voters_out) ? m->conf : r->base;
+    r->open |= (m->conf.voters | m->conf.voters_out) != 0;
+    conf_adopt(r, &r->snap.conf, m->index);
     r->snap_pending = 1;
     r->commit = r->applied = r->stable = m->index;
     r->unstable_from = m->index + 1;
@@ -692,6 +1053,13 @@ static int handle_snapshot(struct raft *r, const struct raft_msg *m)
 static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
     uint32_t p = m->from;
+    if (!peer(r, p)) {
+        /* Removed since: no progress to track. Not on a refusal or an
+         * acknowledgement of the farewell itself: no ping-pong. */
+        if (!m->reject && m->index < r->conf_index)
+            farewell(r, p);
+        return;
+    }
     r->active[p] = 1;
     if (!m->reject) {
         if (m->index > r->match[p]) {
@@ -752,6 +1120,7 @@ static void handle_prevote(struct raft *r, const struct raft_msg *m)
 
 static void handle_probe(struct raft *r, const struct raft_msg *m)
 {
+    farewell(r, m->from);
     int heard = r->leader != 0 && in_lease(r);
     struct raft_msg *o = outbox_add(r, RAFT_MSG_PROBE_RESP, m->from);
     if (o) {
@@ -791,13 +1160,13 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             new_timeout(r);
             r->stats.elections_avoided++;
         } else if (r->probing) {
-            r->probe_nacks |= 1u << m->from;
-            /* Everyone but the leader (if it is a member) said no. */
-            uint32_t need = r->n - 1;
-            if (r->leader && r->leader != r->id && r->leader <= r->n &&
-                !(r->probe_nacks & (1u << r->leader)))
-                need--;
-            if (need && popcount(r->probe_nacks) >= need)
+            r->probe_nacks |= bit(m->from);
+            /* Every other member but the leader (if it is one) said no. */
+            uint32_t others = members(r) & ~bit(r->id);
+            if (r->leader && r->leader != r->id && (others & bit(r->leader)) &&
+                !(r->probe_nacks & bit(r->leader)))
+                others &= ~bit(r->leader);
+            if (others && (r->probe_nacks & others) == others)
                 pre_campaign(r);
         }
         goto out;
@@ -871,7 +1240,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             handle_append_resp(r, m);
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
-        if (r->role == RAFT_LEADER) {
+        if (!peer(r, m->from))
+            farewell(r, m->from);
+        else if (r->role == RAFT_LEADER) {
             r->active[m->from] = 1;
             if (m->ctx + 1 > r->ack[m->from])
                 r->ack[m->from] = m->ctx + 1;
@@ -909,7 +1280,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_TIMEOUT_NOW:
         /* The leader of this term hands over (raft_hand_over): campaign
          * now, without the pre-vote round or the gray-failure probe. */
-        if (r->role == RAFT_FOLLOWER || r->role == RAFT_PRE_CANDIDATE)
+        if ((r->role == RAFT_FOLLOWER || r->role == RAFT_PRE_CANDIDATE) && can_campaign(r))
             campaign(r, 1);
         break;
     case RAFT_MSG_VOTE:
@@ -922,24 +1293,24 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (r->role != RAFT_CANDIDATE)
             break;
         if (m->reject)
-            r->refused |= 1u << m->from;
+            r->refused |= bit(m->from);
         else
-            r->granted |= 1u << m->from;
-        if (popcount(r->granted) >= r->quorum)
+            r->granted |= bit(m->from);
+        if (has_quorum(r, r->granted))
             become_leader(r);
-        else if (popcount(r->refused) >= r->quorum)
+        else if (quorum_lost(r, r->refused))
             become_follower(r, r->term, 0);
         break;
     case RAFT_MSG_PREVOTE_RESP:
         if (r->role != RAFT_PRE_CANDIDATE)
             break;
         if (!m->reject && m->term == r->term + 1)
-            r->granted |= 1u << m->from;
+            r->granted |= bit(m->from);
         else if (m->reject)
-            r->refused |= 1u << m->from;
-        if (popcount(r->granted) >= r->quorum)
+            r->refused |= bit(m->from);
+        if (has_quorum(r, r->granted))
             campaign(r, 0);
-        else if (popcount(r->refused) >= r->quorum)
+        else if (quorum_lost(r, r->refused))
             become_follower(r, r->term, 0);
         break;
     default:
@@ -994,13 +1365,13 @@ void raft_elapse(struct raft *r, uint64_t n)
         }
         if (timer_run(&r->cq_elapsed, r->E, n)) {
             r->cq_elapsed = 0;
-            uint32_t act = 1;
-            for (uint32_t p = 1; p <= r->n; p++) {
-                if (p != r->id && r->active[p])
-                    act++;
+            uint32_t act = bit(r->id);
+            for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++) {
+                if (peer(r, p) && r->active[p])
+                    act |= bit(p);
                 r->active[p] = 0;
             }
-            if (act < r->quorum) {
+            if (!has_quorum(r, act)) {
                 r->stats.checkquorum_stepdowns++;
                 become_follower(r, r->term, 0);
                 return;
@@ -1032,17 +1403,25 @@ void raft_elapse(struct raft *r, uint64_t n)
     if (!timer_run(&r->elapsed, r->timeout, n))
         return;
     r->elapsed = r->timeout;
-    if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->n > 1) {
+    if (!can_campaign(r) && !(members(r) & bit(r->id))) {
+        /* No member of its configuration: it never campaigns and has no
+         * leader to check on (raft.h, "Membership change"). A log member
+         * still probes below: its probe wakes a sleeping leader whose
+         * quiesce heartbeat it missed, as a storage member's does, but it
+         * never starts a pre-election (pre_campaign). */
+        new_timeout(r);
+        return;
+    }
+    if (r->role == RAFT_FOLLOWER && r->leader != 0 && (members(r) & ~bit(r->id))) {
         /* Gray-failure check: maybe only our link to the leader is bad. */
         r->probing = 1;
         r->probe_elapsed = 0;
         r->probe_nacks = 0;
-        for (uint32_t p = 1; p <= r->n; p++)
-            if (p != r->id) {
-                struct raft_msg *m = outbox_add(r, RAFT_MSG_PROBE, p);
-                if (m)
-                    m->hint = r->leader;
-            }
+        for (uint32_t left = peers(r); left; left &= left - 1) {
+            struct raft_msg *m = outbox_add(r, RAFT_MSG_PROBE, low_id(left));
+            if (m)
+                m->hint = r->leader;
+        }
         return;
     }
     pre_campaign(r);
@@ -1063,7 +1442,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
         return NERR_LIMIT;
     if (len && !data)
         return NERR_INVALID;
-    if (log_append(r, r->term, data, len))
+    if (log_append(r, r->term, data, len, RAFT_ENTRY_NORMAL))
         return NERR_NOMEM;
     if (index)
         *index = last_index(r);
@@ -1084,7 +1463,7 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
             return len[i] > RAFT_MAX_ENTRY ? NERR_LIMIT : NERR_INVALID;
     uint64_t f = last_index(r) + 1;
     for (size_t i = 0; i < n; i++)
-        if (log_append(r, r->term, data[i], len[i])) {
+        if (log_append(r, r->term, data[i], len[i], RAFT_ENTRY_NORMAL)) {
             /* Keep what was appended: those entries are proposed. */
             if (first)
                 *first = f;
@@ -1096,6 +1475,48 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
     r->nomem = 0;
     broadcast_append(r);
     return r->nomem ? NERR_NOMEM : 0;
+}
+
+int raft_propose_conf(struct raft *r, const struct raft_conf *target, uint64_t *index)
+{
+    if (!target || raft_conf_check(target, 1, NULL))
+        return NERR_INVALID;
+    /* One change at a time, and none before this leader committed an entry
+     * of its term (raft.h, "Membership change"). */
+    if (r->role != RAFT_LEADER || r->commit < r->term_start || joint(r) ||
+        r->conf_index > r->commit)
+        return NERR_BUSY;
+    wake(r, 0);
+    r->idle_since = r->now;
+    /* The joint configuration: a member of the target has its new kind
+     * already (the leave-joint entry keeps it), a member that leaves its
+     * old one. A kind change that would leave log members a majority of
+     * the outgoing half is refused: change kinds in a separate step. */
+    struct raft_conf c = {target->voters, r->conf.voters,
+                          (target->log & target->voters) | (r->conf.log & ~target->voters)};
+    if (raft_conf_check(&c, 0, NULL))
+        return NERR_INVALID;
+    unsigned char enc[RAFT_CONF_ENC_LEN];
+    raft_conf_encode(&c, enc);
+    if (log_append(r, r->term, enc, sizeof(enc), RAFT_ENTRY_CONF))
+        return NERR_NOMEM;
+    if (index)
+        *index = last_index(r);
+    r->stats.conf_changes++;
+    r->nomem = 0;
+    broadcast_append(r);
+    check_state(r);
+    return r->nomem ? NERR_NOMEM : 0;
+}
+
+void raft_get_conf(const struct raft *r, struct raft_conf *conf)
+{
+    *conf = r->conf;
+}
+
+uint64_t raft_conf_index(const struct raft *r)
+{
+    return r->conf_index;
 }
 
 int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
@@ -1112,6 +1533,9 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
             return NERR_NOMEM;
         memcpy(d, data, len);
     }
+    struct raft_conf c;
+    uint64_t at;
+    conf_at(r, index, &c, &at);
     size_t drop_n = (size_t)(index - r->snap.index);
     for (size_t i = 0; i < drop_n; i++)
         free(r->log[i].data);
@@ -1122,29 +1546,16 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
     r->snap.term = t;
     r->snap.len = len;
     r->snap.data = d;
+    r->snap.conf = c;
     return 0;
 }
 
 int raft_hand_over(struct raft *r, struct raft_msg *out)
 {
-    if (r->role != RAFT_LEADER || r->n < 2)
+    uint32_t best = r->role == RAFT_LEADER ? hand_over_target(r) : 0;
+    if (!best)
         return NERR_BUSY;
-    uint32_t best = 0;
-    for (uint32_t p = 1; p <= r->n; p++) {
-        if (p == r->id)
-            continue;
-        if (!best || r->match[p] > r->match[best] ||
-            (r->match[p] == r->match[best] && r->ack[p] > r->ack[best]))
-            best = p;
-    }
-    memset(out, 0, sizeof(*out));
-    out->group = r->group;
-    out->type = RAFT_MSG_TIMEOUT_NOW;
-    out->from = r->id;
-    out->to = best;
-    out->term = r->term;
-    out->index = last_index(r);
-    out->commit = r->commit;
+    fill_timeout_now(r, best, out);
     r->stats.hand_overs++;
     become_follower(r, r->term, 0);
     return 0;
@@ -1152,7 +1563,7 @@ int raft_hand_over(struct raft *r, struct raft_msg *out)
 
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out)
 {
-    if (r->role != RAFT_LEADER || r->quiet || to == 0 || to > r->n || to == r->id)
+    if (r->role != RAFT_LEADER || r->quiet || to == 0 || to > RAFT_MAX_MEMBERS || !peer(r, to))
         return NERR_BUSY;
     memset(out, 0, sizeof(*out));
     out->group = r->group;
@@ -1232,14 +1643,32 @@ void raft_ready_advance(struct raft *r)
     check_state(r);
 }
 
+static int conf_given(const struct raft_conf *c)
+{
+    return (c->voters | c->voters_out | c->log) != 0;
+}
+
 struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
 {
-    if (!cfg || cfg->n_members == 0 || cfg->n_members > RAFT_MAX_MEMBERS ||
-        cfg->n_members % 2 == 0 || cfg->id == 0 || cfg->id > cfg->n_members) {
+    struct raft_conf base;
+    if (cfg && conf_given(&cfg->conf)) {
+        if (raft_conf_check(&cfg->conf, 0, e))
+            return NULL;
+        if (cfg->id == 0 || cfg->id > RAFT_MAX_MEMBERS) {
+            nerr_set(e, NERR_INVALID, "raft: need 1 <= id <= %d", RAFT_MAX_MEMBERS);
+            return NULL;
+        }
+        base = cfg->conf;
+    } else if (!cfg || cfg->n_members == 0 || cfg->n_members > RAFT_MAX_MEMBERS ||
+               cfg->n_members % 2 == 0 || cfg->id == 0 || cfg->id > cfg->n_members) {
         nerr_set(e, NERR_INVALID, "raft: need an odd member count <= %d and 1 <= id <= n",
                  RAFT_MAX_MEMBERS);
         return NULL;
+    } else {
+        base = (struct raft_conf){RAFT_ID_BITS & ((UINT32_C(1) << (cfg->n_members + 1)) - 1), 0, 0};
     }
+    if (conf_given(&cfg->snapshot.conf) && raft_conf_check(&cfg->snapshot.conf, 0, e))
+        return NULL;
     if (cfg->election_ticks < 4 || cfg->heartbeat_ticks == 0 ||
         cfg->heartbeat_ticks * 2 > cfg->election_ticks || cfg->drift_ppm >= 200000) {
         nerr_set(e, NERR_INVALID,
@@ -1256,7 +1685,9 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     const struct raft_snapshot *s = &cfg->snapshot;
     uint64_t last = s->index + cfg->n_entries;
     if (cfg->applied < s->index || cfg->applied > last || (s->len && !s->data) ||
-        cfg->hs.vote > cfg->n_members || (cfg->n_entries && !cfg->entries)) {
+        cfg->hs.vote > RAFT_MAX_MEMBERS ||
+        (!conf_given(&cfg->conf) && cfg->hs.vote > cfg->n_members) ||
+        (cfg->n_entries && !cfg->entries)) {
         nerr_set(e, NERR_INVALID, "raft: inconsistent persisted state");
         return NULL;
     }
@@ -1272,8 +1703,8 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
         goto nomem;
     r->group = cfg->group;
     r->id = cfg->id;
-    r->n = cfg->n_members;
-    r->quorum = r->n / 2 + 1;
+    r->base = base;
+    r->open = conf_given(&cfg->conf) || conf_given(&s->conf);
     r->E = cfg->election_ticks;
     r->H = cfg->heartbeat_ticks;
     r->Q = cfg->quiesce_ticks;
@@ -1283,6 +1714,9 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     r->vote = cfg->hs.vote;
     r->snap.index = s->index;
     r->snap.term = s->term;
+    r->snap.conf = conf_given(&s->conf) ? s->conf : base;
+    r->known = base.voters | base.voters_out;
+    conf_adopt(r, &r->snap.conf, s->index);
     if (s->len) {
         r->snap.data = malloc(s->len);
         if (!r->snap.data)
@@ -1290,9 +1724,16 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
         memcpy(r->snap.data, s->data, s->len);
         r->snap.len = s->len;
     }
-    for (size_t i = 0; i < cfg->n_entries; i++)
-        if (log_append(r, cfg->entries[i].term, cfg->entries[i].data, cfg->entries[i].len))
+    for (size_t i = 0; i < cfg->n_entries; i++) {
+        /* CONF only when it decodes: see raft_new in raft.h. */
+        const struct raft_entry *pe = &cfg->entries[i];
+        struct raft_conf c;
+        uint32_t type = pe->type == RAFT_ENTRY_CONF && !raft_conf_decode(pe->data, pe->len, &c)
+                            ? RAFT_ENTRY_CONF
+                            : RAFT_ENTRY_NORMAL;
+        if (log_append(r, pe->term, pe->data, pe->len, type))
             goto nomem;
+    }
     r->commit = cfg->hs.commit < last ? cfg->hs.commit : last;
     if (r->commit < s->index)
         r->commit = s->index;
@@ -1331,21 +1772,16 @@ int raft_lease_valid(const struct raft *r)
     if (r->quiet || r->role != RAFT_LEADER || r->commit < r->term_start ||
         r->now < r->lead_start + r->E)
         return 0;
-    if (r->quorum == 1)
-        return 1;
-    /* The (quorum-1)-th most recent peer ack, with ourselves, is a quorum. */
-    uint64_t a[RAFT_MAX_MEMBERS];
-    uint32_t k = 0;
-    for (uint32_t p = 1; p <= r->n; p++)
-        if (p != r->id)
-            a[k++] = r->ack[p];
-    for (uint32_t i = 1; i < k; i++)
-        for (uint32_t j = i; j > 0 && a[j] > a[j - 1]; j--) {
-            uint64_t t = a[j];
-            a[j] = a[j - 1];
-            a[j - 1] = t;
-        }
-    uint64_t q = a[r->quorum - 2];
+    /* The latest heartbeat a quorum acknowledged — of both configurations
+     * when joint; we count as acknowledging every one where we vote. */
+    uint64_t val[RAFT_MAX_MEMBERS + 1] = {0};
+    for (uint32_t left = members(r); left; left &= left - 1) {
+        uint32_t p = low_id(left);
+        val[p] = p == r->id ? UINT64_MAX : r->ack[p];
+    }
+    uint64_t q = quorum_value(r, val);
+    if (q == UINT64_MAX)
+        return 1; /* a quorum of ourselves alone */
     if (q == 0 || q - 1 < r->lead_start)
         return 0;
     return r->now < q - 1 + r->lease_ticks;
@@ -1359,7 +1795,7 @@ void raft_wake(struct raft *r)
 
 void raft_peer_down(struct raft *r, uint32_t id)
 {
-    if (id == 0 || id > r->n || id == r->id)
+    if (id == 0 || id > RAFT_MAX_MEMBERS || id == r->id)
         return;
     r->down |= 1u << id;
     /* A follower sleeping (or sticky after a wake-up) under that leader:
@@ -1383,7 +1819,7 @@ void raft_peer_down(struct raft *r, uint32_t id)
 
 void raft_peer_up(struct raft *r, uint32_t id)
 {
-    if (id == 0 || id > r->n || id == r->id)
+    if (id == 0 || id > RAFT_MAX_MEMBERS || id == r->id)
         return;
     r->down &= ~(1u << id);
     if (r->role == RAFT_LEADER)

@@ -26,6 +26,8 @@
  *     follower gets TIMEOUT_NOW and becomes candidate at once (no pre-vote),
  *     and its votes are granted even by members that heard the old leader
  *     within E ticks (the old leader gave its lease up)
+ *   leader --a configuration without it as a storage member committed-->
+ *     follower, TIMEOUT_NOW as above ("Membership change")
  *
  * Invariants (the cheap parts checked in raft.c with NINES_ASSERT, on in
  * every build; all of them checked by t/unit/test_raft_sim.c):
@@ -62,6 +64,14 @@
  *  - On restart, build the module from what was persisted: the hard state,
  *    the last snapshot and the entries after it (struct raft_config).
  *
+ * Membership (raft_propose_conf, "Membership change" below): members are
+ * ids 1..RAFT_MAX_MEMBERS; the configuration is a set of voters, each of
+ * kind storage (applies, may lead) or log (persists and acknowledges the
+ * log and votes, never leads). A change goes through a joint configuration
+ * (Raft §6): every quorum above (commit, votes, pre-votes, check-quorum,
+ * lease acknowledgements, quiescence) is then a majority of the new voters
+ * AND a majority of the outgoing ones.
+ *
  * Ownership: raft_new copies everything in the config. Everything a ready
  * points to is owned by r and valid until raft_ready_advance. raft_step
  * borrows m for the call. raft_propose and raft_compact copy their data.
@@ -69,9 +79,11 @@
  * Errors: raft_new returns NULL on bad config or no memory (reason in e).
  * raft_propose: NERR_BUSY when this member is not the leader (the host
  * forwards or retries), NERR_LIMIT for an oversized entry, NERR_NOMEM.
- * raft_step returns 0 when the message was taken, NERR_INVALID when it was
- * dropped as malformed or forged (also counted in raft_stats.dropped) and
- * NERR_NOMEM. A malformed message never changes state.
+ * raft_propose_conf: see there. raft_step returns 0 when the message was
+ * taken, NERR_INVALID when it was dropped as malformed or forged (also
+ * counted in raft_stats.dropped; among them an entry of unknown type or a
+ * CONF entry that does not decode) and NERR_NOMEM. A malformed message
+ * never changes state.
  */
 #ifndef NINES_RAFT_H
 #define NINES_RAFT_H
@@ -113,11 +125,40 @@ enum raft_msg_type {
 /* hint of a HEARTBEAT that puts the group to sleep (see "Quiescence"). */
 #define RAFT_HB_QUIESCE 1
 
+/* Entry types. A CONF entry's data is the module's encoding of a struct
+ * raft_conf (RAFT_CONF_ENC_LEN bytes, all little-endian u32: version 1,
+ * voters, voters_out, log); it is made only by the module
+ * (raft_propose_conf and auto-leave). The host persists and sends `type`
+ * with the entry and hands it back on restart. */
+#define RAFT_ENTRY_NORMAL 0
+#define RAFT_ENTRY_CONF 1
+#define RAFT_CONF_ENC_LEN 16
+
 struct raft_entry {
     uint64_t term;
     uint64_t index;
     uint32_t len;
     unsigned char *data; /* len bytes; NULL when len == 0 (leader no-op) */
+    uint32_t type;       /* RAFT_ENTRY_*; last so that {term, index, len, data}
+                            initialisers keep meaning a NORMAL entry */
+};
+
+/* A configuration: bitmasks of member ids (bit i = id i, 1..RAFT_MAX_MEMBERS;
+ * bit 0 is never set).
+ *   voters      the (incoming, when joint) voters;
+ *   voters_out  != 0: joint, these are the outgoing voters;
+ *   log         the log members among voters | voters_out (the others are
+ *               storage members).
+ * Valid (raft_conf_check): voters != 0, no bit outside 1..RAFT_MAX_MEMBERS,
+ * log a subset of voters | voters_out, and storage members a majority of
+ * voters (and of voters_out when joint). The last rule keeps a group
+ * available: every committed entry is then on a storage member, and with
+ * every member up, the most up-to-date storage member gets the votes of
+ * the other storage members. With a log majority a group can commit
+ * entries that only log members hold, and then nobody can lead. All zero
+ * in struct raft_config or a snapshot means "not given" (see there). */
+struct raft_conf {
+    uint32_t voters, voters_out, log;
 };
 
 struct raft_msg {
@@ -136,7 +177,10 @@ struct raft_msg {
     uint32_t n_entries;
     struct raft_entry *entries; /* APPEND only */
     uint32_t data_len;
-    unsigned char *data; /* SNAPSHOT only */
+    unsigned char *data;   /* SNAPSHOT only */
+    struct raft_conf conf; /* SNAPSHOT: the configuration at index; all zero =
+                              the receiver's initial one (a host that does not
+                              carry it: every configuration is the initial) */
 };
 
 struct raft_hard_state {
@@ -148,13 +192,17 @@ struct raft_hard_state {
 struct raft_snapshot {
     uint64_t index, term; /* last entry the payload includes; 0 = none */
     uint32_t len;
-    unsigned char *data; /* opaque to the module */
+    unsigned char *data;   /* opaque to the module */
+    struct raft_conf conf; /* the configuration in effect at index (the
+                              latest CONF entry at or before it); all zero =
+                              the initial one (raft_config.conf) */
 };
 
 struct raft_config {
     uint64_t group;
-    uint32_t id;              /* 1..n_members */
-    uint32_t n_members;       /* voting members, odd, <= RAFT_MAX_MEMBERS */
+    uint32_t id;              /* 1..n_members, or 1..RAFT_MAX_MEMBERS with conf */
+    uint32_t n_members;       /* voting members, odd, <= RAFT_MAX_MEMBERS;
+                                 only read when conf is all zero */
     uint32_t election_ticks;  /* E: timeouts are random in [E, 2E); >= 4 */
     uint32_t heartbeat_ticks; /* < E/2 */
     uint32_t drift_ppm;       /* ρ: every member ticks within ±ρ of nominal */
@@ -171,6 +219,14 @@ struct raft_config {
     size_t n_entries;
     uint64_t applied; /* host state includes entries <= applied
                          (>= snapshot.index) */
+    /* The initial configuration: all zero = ids 1..n_members, all storage
+     * (every host that never changes its membership). A member added by a
+     * change is created (empty) with the configuration it joins, as the
+     * leader proposed it (the joint one), so that it accepts its leader.
+     * The configuration in effect is the latest CONF entry in entries[],
+     * else snapshot.conf, else this (Raft §6: an entry takes effect when it
+     * is appended, committed or not). */
+    struct raft_conf conf;
 };
 
 struct raft_ready {
@@ -197,11 +253,20 @@ struct raft_stats {
     uint64_t quiesces;        /* times this member went to sleep */
     uint64_t wakes;           /* times it woke (any cause) */
     uint64_t wakes_peer_down; /* of which: its leader's node reported down */
+    uint64_t conf_changes;    /* configuration entries this member appended
+                                 as leader (joint and leave-joint) */
+    uint64_t conf_stepdowns;  /* leader steps-down: not a storage voter of
+                                 the configuration it committed */
 };
 
 struct raft;
 
-/* Creates a member from cfg (see the restart rule above). */
+/* Creates a member from cfg (see the restart rule above). A persisted
+ * entry is a configuration entry when its type is RAFT_ENTRY_CONF and its
+ * data decodes (raft_conf_decode); any other entry is read as NORMAL: a
+ * host that does not persist `type` yet (ninesd today) may hand back
+ * entries whose type field it never set, and it never proposed a change.
+ * NULL (NERR_INVALID) for an invalid cfg.conf or snapshot.conf. */
 struct raft *raft_new(const struct raft_config *cfg, struct nerr *e);
 void raft_free(struct raft *r);
 
@@ -258,16 +323,139 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
  * in progress. */
 int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len);
 
+/* Membership change (joint consensus, Raft §6; etcd's ConfChangeV2 with
+ * auto-leave).
+ *
+ *   C_old --raft_propose_conf(C_new)--> C_old∧C_new (joint entry appended)
+ *         --joint entry committed--> the leader appends the leave-joint
+ *           entry C_new itself (auto-leave) --committed--> done
+ *
+ * A replacement {A,B,C} -> {A,B,L} is one call: {A,B,L}∧{A,B,C}, then
+ * {A,B,L}; the new member is in the configuration (and replicated to)
+ * before the old one leaves (add before remove), so losing any one member
+ * at any step leaves a quorum of every configuration in effect. Each
+ * committed configuration shares a half with the one before it, so no two
+ * configurations in effect at once have disjoint quorums.
+ *
+ * Rules (each member, leader or not):
+ *  - A configuration takes effect when its entry is appended to the
+ *    member's log, committed or not, and reverts to the previous one when
+ *    that entry is truncated; a restart takes the latest CONF entry of the
+ *    persisted log, else the snapshot's, else raft_config.conf.
+ *  - Quorums: a majority of voters, and of voters_out when joint.
+ *  - Only a storage member of its current configuration (in voters or
+ *    voters_out, not in log) pre-campaigns, campaigns, or is picked by
+ *    raft_hand_over or a leader's step-down — with one exception: a member
+ *    whose latest CONF entry removed it (or made it a log member) and is
+ *    still uncommitted may campaign as the storage member it was in the
+ *    configuration before. It may hold the only up-to-date log a storage
+ *    member has (the removed leader lost its leadership before its
+ *    leave-joint entry committed, and the others that have that entry are
+ *    log members: found by test_raft_sim); it counts votes by its latest
+ *    configuration, leads until that is committed, then steps down and
+ *    hands over (below). A log member runs the gray-failure probe when its
+ *    timer runs out (it wakes a sleeping leader whose quiesce heartbeat it
+ *    missed) but never starts a pre-election; a member of no configuration
+ *    it has does nothing on a timeout. Every member grants (pre-)votes by
+ *    the ordinary rules and acknowledges appends and heartbeats.
+ *  - Messages from an id that is in no configuration this member has known
+ *    (its initial one, its snapshot's, any CONF entry it appended) are
+ *    dropped and counted as malformed, as before membership changes
+ *    existed — except, once membership may change (cfg.conf was given, or
+ *    a CONF entry or a snapshot's configuration was seen), a leader's or a
+ *    candidate's request (APPEND, HEARTBEAT, SNAPSHOT, TIMEOUT_NOW, PREVOTE,
+ *    VOTE): a member that lags behind a change must still hear the leader
+ *    the change added, and vote for it. A host that changes membership
+ *    creates its members with cfg.conf. A leader sends to the members of
+ *    its configuration, and while its latest CONF entry is uncommitted to
+ *    those of the one before too (a member being removed hears of it).
+ *  - Farewell: when its CONF entry commits, and whenever a member it
+ *    removed talks to it (a late answer, a probe), a leader sends that
+ *    member an empty APPEND after the CONF entry with the commit index up
+ *    to it. A removed member whose log holds the entry thus learns that its
+ *    removal is committed and does nothing on a timeout from then on. One
+ *    that missed the entry (it is not sent once committed) campaigns on to
+ *    no effect but waking a sleeping group: its host shuts it down once the
+ *    group committed its removal (as CockroachDB's replica GC does;
+ *    test_raft_sim models it).
+ *  - Only one change in flight: raft_propose_conf refuses while joint or
+ *    while the latest CONF entry is uncommitted.
+ *  - A new leader proposes no change (and does not auto-leave) before it
+ *    committed an entry of its term (its no-op): until then an uncommitted
+ *    CONF entry of an earlier term may still be replaced (Ongaro 2015, the
+ *    single-server bug).
+ *  - Auto-leave: a leader whose joint CONF entry is committed (and which
+ *    committed an entry of its term) appends the leave-joint entry
+ *    {voters, 0, log & voters} at once; a leader elected in a joint
+ *    configuration does so once its no-op commits.
+ *  - Leader removal: a leader that is not a storage voter of its
+ *    configuration once that configuration's (non-joint) entry is
+ *    committed steps down in its term and queues a TIMEOUT_NOW, as
+ *    raft_hand_over does, to the storage voter of the new configuration
+ *    with the longest acknowledged log (the new leader needs no election
+ *    timeout; the old leader's lease ends with its leadership). Until then
+ *    it leads, counting itself only in the configurations it belongs to.
+ *  - Quiescence: a leader does not go to sleep while joint or while its
+ *    latest CONF entry is uncommitted.
+ *
+ * Log members. The core treats a log member like any other follower: its
+ * ready holds the entries to persist, the hard state, the messages, and
+ * committed[] and snapshots as for a storage member. Its host persists the
+ * log, the hard state and a snapshot's metadata (index, term, conf), and
+ * ignores committed[] and the snapshot payload (it has no state machine);
+ * it may call raft_compact with a metadata-only snapshot to release log.
+ * A log member never leads, so nobody reads from it (a storage member
+ * being made a log member may lead as the storage member it was until that
+ * change is committed, see above; then it hands over).
+ */
+
+/* Proposes the change from the current configuration to target (not joint:
+ * voters_out 0) as one joint entry; *index receives its index. In the joint
+ * configuration a member of target has its target kind, a member leaving
+ * its old kind; the joint configuration must be valid too (a change of
+ * kinds that would make log members a majority of the outgoing half is
+ * refused: change kinds in a separate step).
+ * An id that was removed must not be added again with an empty log: the
+ * leader could count a late acknowledgement of its former incarnation for
+ * entries the new one lacks. Hosts give a new member a fresh id. The group
+ * then leaves the joint configuration by itself (auto-leave, above); the
+ * change is done once raft_get_conf shows target and raft_conf_index(r) is
+ * at most raft_commit(r). Errors: NERR_INVALID for an invalid target or
+ * joint configuration (raft_conf_check says why); NERR_BUSY when r is not
+ * the leader, has not committed an entry of its term yet, is joint, or its
+ * latest CONF entry is uncommitted; NERR_NOMEM. */
+int raft_propose_conf(struct raft *r, const struct raft_conf *target, uint64_t *index);
+
+/* 0 when c is a valid configuration (see struct raft_conf), else
+ * NERR_INVALID with the reason in e (e may be NULL). With target set, c
+ * must also not be joint. */
+int raft_conf_check(const struct raft_conf *c, int target, struct nerr *e);
+
+/* The configuration in effect at this member (the latest appended), and the
+ * index of the CONF entry that made it (the snapshot's index when it came
+ * from a snapshot at a restart or an install; 0 for the initial one): it
+ * is committed once that index is at most raft_commit. */
+void raft_get_conf(const struct raft *r, struct raft_conf *conf);
+uint64_t raft_conf_index(const struct raft *r);
+
+/* Encodes c as a CONF entry's data (RAFT_CONF_ENC_LEN bytes into out);
+ * decodes one (NERR_INVALID: wrong length or version, or an invalid
+ * configuration). */
+void raft_conf_encode(const struct raft_conf *c, unsigned char out[RAFT_CONF_ENC_LEN]);
+int raft_conf_decode(const void *data, uint32_t len, struct raft_conf *c);
+
 /* Hands leadership over at once: for a leader whose host can no longer
  * persist (a failed disk) and would otherwise leave its followers waiting a
  * whole election timeout. Picks the follower with the longest acknowledged
- * log (ties: the one heard from last), fills *out with a TIMEOUT_NOW for it
+ * log (ties: the one heard from last) among the storage voters of its
+ * configuration (never a log member), fills *out with a TIMEOUT_NOW for it
  * (owned by the caller, no entries or data) and steps down to follower in
  * the same term. The host must stop serving lease reads before the call
  * (raft_lease_valid is false from then on) and send *out itself: unlike
  * every other call this one touches neither the outbox nor the log, so a
  * host that stops driving r may make it between raft_ready_get and
- * raft_ready_advance. NERR_BUSY when r is not the leader or has no peer. */
+ * raft_ready_advance. NERR_BUSY when r is not the leader or has no storage
+ * voter to hand over to. */
 int raft_hand_over(struct raft *r, struct raft_msg *out);
 
 /* A heartbeat from this leader to member `to`, for a host whose ready is in
@@ -280,7 +468,7 @@ int raft_hand_over(struct raft *r, struct raft_msg *out);
  * call it between raft_ready_get and raft_ready_advance. NERR_BUSY when r
  * is not the leader, is asleep (raft_quiescent: its followers sleep too,
  * and a heartbeat would wake them but not it, so they would time out), or
- * `to` is not another member. */
+ * `to` is not another member of its configuration. */
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out);
 
 /* Quiescence (idle groups cost nothing).

@@ -2,236 +2,9 @@
  * test_raft.c — scenario tests of store/raft on a small synchronous network:
  * every tick, each member ticks, then queued messages are delivered until
  * none is left. Links can be cut one direction at a time; members can crash
- * and restart from what they persisted.
+ * and restart from what they persisted (raft_net.h).
  */
-#include "store/raft.h"
-#include "t/tap.h"
-
-#define N_MAX 5
-#define GROUP 7
-
-struct pstore {
-    struct raft_hard_state hs;
-    struct raft_entry *ents;
-    size_t n, cap;
-    struct raft_snapshot snap;
-};
-
-struct net {
-    int n;
-    uint64_t seed;
-    struct raft *r[N_MAX + 1];
-    struct pstore st[N_MAX + 1];
-    int cut[N_MAX + 1][N_MAX + 1]; /* cut[a][b]: a's messages to b are lost */
-    struct raft_msg *q;
-    size_t nq, capq;
-    uint64_t applied[N_MAX + 1];
-    uint64_t last_commit[N_MAX + 1];
-    /* Violations seen while draining. */
-    int vote_unpersisted, old_term_commit, apply_gap;
-    int snapshots_installed;
-    uint64_t rejects;      /* APPEND_RESP rejects sent */
-    uint64_t appends_over; /* APPENDs of several entries over RAFT_MAX_APPEND_BYTES */
-    uint64_t append_max;   /* the most entry bytes one APPEND carried */
-    uint64_t sent;         /* messages sent (past the cuts or not) */
-    uint32_t quiesce;      /* cfg.quiesce_ticks of the members mk builds */
-};
-
-static void ps_truncate(struct pstore *st, uint64_t from)
-{
-    while (st->n && st->ents[st->n - 1].index >= from)
-        free(st->ents[--st->n].data);
-}
-
-static void drain(struct net *nt, int k)
-{
-    struct raft *r = nt->r[k];
-    struct pstore *st = &nt->st[k];
-    struct raft_ready rd;
-    while (raft_ready_get(r, &rd)) {
-        if (rd.snapshot) {
-            ps_truncate(st, 0);
-            free(st->snap.data);
-            st->snap = *rd.snapshot;
-            st->snap.data = malloc(rd.snapshot->len ? rd.snapshot->len : 1);
-            memcpy(st->snap.data, rd.snapshot->data, rd.snapshot->len);
-            nt->applied[k] = rd.snapshot->index;
-            nt->snapshots_installed++;
-        }
-        if (rd.n_entries)
-            ps_truncate(st, rd.entries[0].index);
-        for (size_t i = 0; i < rd.n_entries; i++) {
-            if (st->n == st->cap) {
-                st->cap = st->cap ? st->cap * 2 : 64;
-                st->ents = realloc(st->ents, st->cap * sizeof(*st->ents));
-            }
-            struct raft_entry *e = &st->ents[st->n++];
-            *e = rd.entries[i];
-            e->data = NULL;
-            if (rd.entries[i].len) {
-                e->data = malloc(rd.entries[i].len);
-                memcpy(e->data, rd.entries[i].data, rd.entries[i].len);
-            }
-        }
-        if (rd.has_hard_state)
-            st->hs = rd.hs;
-        nt->sent += rd.n_msgs;
-        for (size_t i = 0; i < rd.n_msgs; i++) {
-            const struct raft_msg *m = &rd.msgs[i];
-            /* A granted vote must be durable before the grant leaves. */
-            if (m->type == RAFT_MSG_VOTE_RESP && !m->reject &&
-                (st->hs.vote != m->to || st->hs.term != m->term))
-                nt->vote_unpersisted++;
-            if (m->type == RAFT_MSG_APPEND_RESP && m->reject)
-                nt->rejects++;
-            if (m->type == RAFT_MSG_APPEND) {
-                uint64_t b = 0;
-                for (uint32_t j = 0; j < m->n_entries; j++)
-                    b += m->entries[j].len;
-                if (m->n_entries > 1 && b > RAFT_MAX_APPEND_BYTES)
-                    nt->appends_over++;
-                if (b > nt->append_max)
-                    nt->append_max = b;
-            }
-            if (nt->cut[m->from][m->to])
-                continue;
-            if (nt->nq == nt->capq) {
-                nt->capq = nt->capq ? nt->capq * 2 : 64;
-                nt->q = realloc(nt->q, nt->capq * sizeof(*nt->q));
-            }
-            raft_msg_copy(&nt->q[nt->nq++], m);
-        }
-        for (size_t i = 0; i < rd.n_committed; i++) {
-            if (rd.committed[i].index != nt->applied[k] + 1)
-                nt->apply_gap++;
-            nt->applied[k] = rd.committed[i].index;
-        }
-        raft_ready_advance(r);
-        uint64_t c = raft_commit(r);
-        if (c != nt->last_commit[k] && raft_role(r) == RAFT_LEADER) {
-            const struct raft_entry *e = raft_entry_at(r, c);
-            if (e && e->term != raft_term(r))
-                nt->old_term_commit++;
-        }
-        nt->last_commit[k] = c;
-    }
-}
-
-static struct raft *mk(struct net *nt, int k)
-{
-    struct pstore *st = &nt->st[k];
-    struct raft_config cfg = {.group = GROUP,
-                              .id = (uint32_t)k,
-                              .n_members = (uint32_t)nt->n,
-                              .election_ticks = 10,
-                              .heartbeat_ticks = 2,
-                              .drift_ppm = 50000,
-                              .seed = nt->seed,
-                              .quiesce_ticks = nt->quiesce,
-                              .hs = st->hs,
-                              .snapshot = st->snap,
-                              .entries = st->ents,
-                              .n_entries = st->n,
-                              .applied = st->snap.index};
-    struct nerr e;
-    struct raft *r = raft_new(&cfg, &e);
-    if (!r)
-        bail_out(e.msg);
-    nt->applied[k] = st->snap.index;
-    return r;
-}
-
-static void net_init_q(struct net *nt, int n, uint64_t seed, uint32_t quiesce)
-{
-    memset(nt, 0, sizeof(*nt));
-    nt->n = n;
-    nt->seed = seed;
-    nt->quiesce = quiesce;
-    for (int k = 1; k <= n; k++)
-        nt->r[k] = mk(nt, k);
-}
-
-static void net_init(struct net *nt, int n, uint64_t seed)
-{
-    net_init_q(nt, n, seed, 0);
-}
-
-static void net_free(struct net *nt)
-{
-    for (int k = 1; k <= nt->n; k++) {
-        raft_free(nt->r[k]);
-        ps_truncate(&nt->st[k], 0);
-        free(nt->st[k].ents);
-        free(nt->st[k].snap.data);
-    }
-    for (size_t i = 0; i < nt->nq; i++)
-        raft_msg_release(&nt->q[i]);
-    free(nt->q);
-}
-
-static void deliver_all(struct net *nt)
-{
-    for (int rounds = 0; nt->nq && rounds < 100000; rounds++) {
-        struct raft_msg m = nt->q[0];
-        memmove(nt->q, nt->q + 1, (nt->nq - 1) * sizeof(*nt->q));
-        nt->nq--;
-        if (nt->r[m.to] && !nt->cut[m.from][m.to]) {
-            raft_step(nt->r[m.to], &m);
-            drain(nt, (int)m.to);
-        }
-        raft_msg_release(&m);
-    }
-}
-
-static void run(struct net *nt, int ticks)
-{
-    for (int t = 0; t < ticks; t++) {
-        for (int k = 1; k <= nt->n; k++)
-            if (nt->r[k]) {
-                raft_tick(nt->r[k]);
-                drain(nt, k);
-            }
-        deliver_all(nt);
-    }
-}
-
-static int leader_of(struct net *nt)
-{
-    int l = 0;
-    for (int k = 1; k <= nt->n; k++)
-        if (nt->r[k] && raft_role(nt->r[k]) == RAFT_LEADER) {
-            if (l)
-                return -1;
-            l = k;
-        }
-    return l;
-}
-
-static int run_until_leader(struct net *nt, int max)
-{
-    for (int t = 0; t < max; t++) {
-        run(nt, 1);
-        if (leader_of(nt) > 0)
-            return leader_of(nt);
-    }
-    return 0;
-}
-
-static void isolate(struct net *nt, int k, int on)
-{
-    for (int j = 1; j <= nt->n; j++)
-        nt->cut[k][j] = nt->cut[j][k] = on;
-}
-
-static uint64_t propose(struct net *nt, int k, uint64_t v)
-{
-    uint64_t idx = 0;
-    if (raft_propose(nt->r[k], &v, sizeof(v), &idx))
-        return 0;
-    drain(nt, k);
-    deliver_all(nt);
-    return idx;
-}
+#include "t/unit/raft_net.h"
 
 static int logs_equal(struct net *nt, int a, int b)
 {
@@ -387,7 +160,7 @@ static void test_commit_rules(void)
     nt.n = 3;
     nt.seed = 11;
     unsigned char a = 'a', b = 'b';
-    struct raft_entry old[2] = {{1, 1, 1, &a}, {1, 2, 1, &b}};
+    struct raft_entry old[2] = {{1, 1, 1, &a, RAFT_ENTRY_NORMAL}, {1, 2, 1, &b, RAFT_ENTRY_NORMAL}};
     nt.st[1].hs.term = 1;
     nt.st[1].ents = malloc(sizeof(old));
     memcpy(nt.st[1].ents, old, sizeof(old));
@@ -413,7 +186,7 @@ static void test_commit_rules(void)
 static void test_old_term_not_counted(void)
 {
     unsigned char a = 'a', b = 'b';
-    struct raft_entry old[2] = {{1, 1, 1, &a}, {1, 2, 1, &b}};
+    struct raft_entry old[2] = {{1, 1, 1, &a, RAFT_ENTRY_NORMAL}, {1, 2, 1, &b, RAFT_ENTRY_NORMAL}};
     struct raft_config cfg = {.group = GROUP,
                               .id = 1,
                               .n_members = 3,
@@ -425,12 +198,8 @@ static void test_old_term_not_counted(void)
                               .entries = old,
                               .n_entries = 2};
     struct raft *r = raft_new(&cfg, NULL);
+    tick_until_campaign(r);
     struct raft_ready rd;
-    for (int t = 0; t < 40 && raft_role(r) == RAFT_FOLLOWER; t++) {
-        raft_tick(r);
-        if (raft_ready_get(r, &rd))
-            raft_ready_advance(r);
-    }
     is_int(raft_role(r), RAFT_PRE_CANDIDATE, "5.4.2: member starts a pre-election");
     struct raft_msg m = {
         .group = GROUP, .type = RAFT_MSG_PREVOTE_RESP, .from = 2, .to = 1, .term = 2};
@@ -488,10 +257,9 @@ static void test_catch_up(void)
         propose(&nt, l, v);
     run(&nt, 3);
     /* Restart the leader so another member leads with next = its last + 1. */
-    raft_free(nt.r[l]);
-    nt.r[l] = NULL;
+    crash(&nt, l);
     run(&nt, 5);
-    nt.r[l] = mk(&nt, l);
+    restart(&nt, l);
     nl = run_until_leader(&nt, 100);
     run(&nt, 3);
     rejects0 = nt.rejects;
@@ -567,9 +335,10 @@ static void test_malformed(void)
     int f = l % 3 + 1;
     struct raft *r = nt.r[f];
     uint64_t term = raft_term(r), commit = raft_commit(r), last = raft_last_index(r);
-    struct raft_entry good = {term, last + 1, 1, (unsigned char *)"z"};
-    struct raft_entry bad_seq[2] = {{term, last + 1, 0, NULL}, {term, last + 3, 0, NULL}};
-    struct raft_entry future = {term + 9, last + 1, 0, NULL};
+    struct raft_entry good = {term, last + 1, 1, (unsigned char *)"z", RAFT_ENTRY_NORMAL};
+    struct raft_entry bad_seq[2] = {{term, last + 1, 0, NULL, RAFT_ENTRY_NORMAL},
+                                    {term, last + 3, 0, NULL, RAFT_ENTRY_NORMAL}};
+    struct raft_entry future = {term + 9, last + 1, 0, NULL, RAFT_ENTRY_NORMAL};
     struct raft_msg base = {.group = GROUP,
                             .type = RAFT_MSG_APPEND,
                             .from = (uint32_t)l,
@@ -649,7 +418,7 @@ static void test_malformed(void)
         if (m.type == RAFT_MSG_APPEND && (x >> 50) & 1) {
             m.n_entries = (uint32_t)(x >> 51) % 3 + 1;
             for (uint32_t j = 0; j < m.n_entries; j++)
-                ents[j] = (struct raft_entry){m.term, m.index + 1 + j, 0, NULL};
+                ents[j] = (struct raft_entry){m.term, m.index + 1 + j, 0, NULL, RAFT_ENTRY_NORMAL};
             m.entries = ents;
         }
         raft_step(r, &m);
@@ -676,16 +445,14 @@ static void test_five_and_restart(void)
     for (int k = 1; k <= 5 && nd < 2; k++)
         if (k != l)
             down[nd++] = k;
-    for (int i = 0; i < 2; i++) {
-        raft_free(nt.r[down[i]]);
-        nt.r[down[i]] = NULL;
-    }
+    for (int i = 0; i < 2; i++)
+        crash(&nt, down[i]);
     uint64_t idx = propose(&nt, l, 77);
     run(&nt, 3);
     cmp_ok(raft_commit(nt.r[l]), ">=", idx, "five: commits with 3 of 5 up");
     /* Restart from persisted state only. */
     for (int i = 0; i < 2; i++)
-        nt.r[down[i]] = mk(&nt, down[i]);
+        restart(&nt, down[i]);
     uint64_t t0 = raft_term(nt.r[down[0]]);
     cmp_ok(t0, ">", 0, "restart: the persisted term came back");
     run(&nt, 20);
@@ -711,12 +478,10 @@ static void test_lost_log(void)
     int f = l % 3 + 1;
     cmp_ok(raft_last_index(nt.r[f]), ">=", idx, "lost log: the follower had every entry");
     /* It restarts with its term and vote but with none of its entries. */
-    raft_free(nt.r[f]);
-    for (size_t i = 0; i < nt.st[f].n; i++)
-        free(nt.st[f].ents[i].data);
-    nt.st[f].n = 0;
+    crash(&nt, f);
+    ps_truncate(&nt.st[f], 0);
     nt.st[f].hs.commit = 0;
-    nt.r[f] = mk(&nt, f);
+    restart(&nt, f);
     is_int(raft_last_index(nt.r[f]), 0, "lost log: it came back empty");
     run(&nt, 10);
     is_int(leader_of(&nt), l, "lost log: the leader stays");
@@ -756,9 +521,7 @@ static void test_hand_over(void)
     /* The old leader falls silent, as a member whose disk failed does,
      * once its TIMEOUT_NOW is out. */
     isolate(&nt, l, 1);
-    raft_step(nt.r[m.to], &m);
-    drain(&nt, (int)m.to);
-    deliver_all(&nt); /* no tick: only the messages it causes */
+    inject(&nt, &m); /* no tick: only the messages it causes */
     int nl = leader_of(&nt);
     is_int(nl, (int)m.to, "hand-over: the chosen follower leads without waiting for a timeout");
     if (nl <= 0) {
@@ -776,9 +539,7 @@ static void test_hand_over(void)
     stale.from = (uint32_t)l;
     stale.to = (uint32_t)(6 - l - nl);
     uint64_t t2 = raft_term(nt.r[stale.to]);
-    raft_step(nt.r[stale.to], &stale);
-    drain(&nt, (int)stale.to);
-    deliver_all(&nt);
+    inject(&nt, &stale);
     is_int(raft_term(nt.r[stale.to]), t2, "hand-over: a stale TIMEOUT_NOW is ignored");
     is_int(leader_of(&nt), nl, "hand-over: and the leader stays");
     net_free(&nt);
@@ -853,8 +614,7 @@ static void test_elapse(void)
     is_int(count_out(&nt, l, RAFT_MSG_HEARTBEAT), 2, "elapse: one round of heartbeats, not 15");
     deliver_all(&nt);   /* the answers arrive */
     raft_tick(nt.r[l]); /* check-quorum fires now, with the answers counted */
-    drain(&nt, l);
-    deliver_all(&nt);
+    flush(&nt, l);
     is_int(raft_role(nt.r[l]), RAFT_LEADER,
            "elapse: it keeps leading once the answers are stepped");
     run(&nt, 3);
@@ -914,9 +674,7 @@ static void test_elapse(void)
     is_int(st1.votes_ignored - st0.votes_ignored, 1,
            "elapse: it refuses a pre-vote right after resuming (sticky for E ticks)");
     drain(&nt, f);
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0;
+    drop_queue(&nt);
 
     /* Without a heartbeat during the stall the timeout is postponed by one
      * advance only: a host that only advances in bulk still probes, and
@@ -951,10 +709,8 @@ static void test_elapse(void)
     ok(h.type == RAFT_MSG_HEARTBEAT && h.term == raft_term(nt.r[l]) && h.from == (uint32_t)l &&
            h.to == (uint32_t)f && h.commit == 0 && h.n_entries == 0,
        "heartbeat: of the leader's term, no commit index, no entries");
-    drain(&nt, l); /* the ready completes */
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0; /* its appends are lost: only the heartbeats reach f */
+    drain(&nt, l);   /* the ready completes */
+    drop_queue(&nt); /* its appends are lost: only the heartbeats reach f */
     int probes = 0;
     for (int i = 0; i < 100; i++) {
         raft_tick(nt.r[f]);
@@ -963,9 +719,7 @@ static void test_elapse(void)
             raft_step(nt.r[f], &h);
         }
         probes += count_out(&nt, f, RAFT_MSG_PROBE);
-        for (size_t k = 0; k < nt.nq; k++)
-            raft_msg_release(&nt.q[k]);
-        nt.nq = 0;
+        drop_queue(&nt);
     }
     is_int(probes, 0, "heartbeat: 100 ticks of them, the follower never times out");
     is_int(raft_commit(nt.r[f]) <= before, 1, "heartbeat: and its commit index did not move");
@@ -1016,16 +770,12 @@ static void test_resend_gate(void)
     raft_step(nt.r[l], &hr);
     int second = appends_to(&nt, l, f);
     is_int(first + second, 0, "resend: two answers without progress right after some: no resend");
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0;
+    drop_queue(&nt);
     for (int i = 0; i < 5; i++) {
         raft_tick(nt.r[l]);
         drain(&nt, l);
     }
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0;
+    drop_queue(&nt);
     raft_step(nt.r[l], &hr);
     is_int(appends_to(&nt, l, f), 1, "resend: after E/2 ticks without progress, b is sent again");
     deliver_all(&nt);
@@ -1075,16 +825,12 @@ static void test_sticky_same_term(void)
             granted += rd.msgs[i].type == RAFT_MSG_VOTE_RESP && !rd.msgs[i].reject;
     drain(&nt, f);
     is_int(granted, 0, "sticky: it refuses a vote in that term within E ticks of its leader");
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0;
+    drop_queue(&nt);
     for (int i = 0; i < 10; i++) {
         raft_tick(nt.r[f]);
         drain(&nt, f);
     }
-    for (size_t i = 0; i < nt.nq; i++)
-        raft_msg_release(&nt.q[i]);
-    nt.nq = 0;
+    drop_queue(&nt);
     granted = 0;
     raft_step(nt.r[f], &v);
     if (raft_ready_get(nt.r[f], &rd))
@@ -1169,8 +915,7 @@ static void test_quiesce(void)
     raft_wake(nt.r[l]);
     ok(!raft_quiescent(nt.r[l]), "quiesce: raft_wake wakes the leader");
     ok(!raft_lease_valid(nt.r[l]), "quiesce: no lease before the wake-up round is acked");
-    drain(&nt, l);
-    deliver_all(&nt);
+    flush(&nt, l);
     ok(raft_lease_valid(nt.r[l]), "quiesce: lease valid once the wake-up heartbeats are acked");
     t = run_until_quiet(&nt, 100);
     ok(t >= 20, "quiesce: asleep again after quiesce_ticks more (%d ticks)", t);
@@ -1187,11 +932,10 @@ static void test_quiesce(void)
     /* A message wakes a sleeper: a follower restarts with no leader known;
      * its pre-vote wakes the sleeping leader, which heartbeats; nobody is
      * deposed. */
-    raft_free(nt.r[f]);
-    nt.r[f] = NULL;
+    crash(&nt, f);
     run(&nt, 50);
     ok(all_quiet(&nt), "quiesce: the others sleep on while a follower is down (no liveness here)");
-    nt.r[f] = mk(&nt, f);
+    restart(&nt, f);
     raft_get_stats(nt.r[l], &st);
     uint64_t wakes = st.wakes;
     int got = 0;
@@ -1225,8 +969,7 @@ static void test_quiesce_failover(void)
     }
     int f = l % 3 + 1, o = 6 - l - f;
     uint64_t term = raft_term(nt.r[l]);
-    raft_free(nt.r[l]);
-    nt.r[l] = NULL;
+    crash(&nt, l);
     run(&nt, 100);
     ok(all_quiet(&nt) && leader_of(&nt) == 0,
        "quiesce failover: without a liveness report the followers sleep on");
@@ -1264,8 +1007,7 @@ static void test_quiesce_failover(void)
             net_free(&nt);
             return;
         }
-        raft_free(nt.r[l]);
-        nt.r[l] = NULL;
+        crash(&nt, l);
         run(&nt, 10); /* the host's E ticks without a node heartbeat */
         for (int k = 1; k <= 3; k++)
             if (k != l)
@@ -1291,14 +1033,11 @@ static void test_quiesce_failover(void)
     l = run_until_leader(&nt, 100);
     run_until_quiet(&nt, 100);
     f = l % 3 + 1;
-    raft_free(nt.r[f]);
-    nt.r[f] = NULL;
-    nt.r[f] = mk(&nt, f);
+    restart(&nt, f);
     raft_peer_down(nt.r[l], (uint32_t)f);
     raft_peer_up(nt.r[l], (uint32_t)f);
     ok(!raft_quiescent(nt.r[l]), "quiesce: raft_peer_up wakes the sleeping leader");
-    drain(&nt, l);
-    deliver_all(&nt);
+    flush(&nt, l);
     is_int(raft_leader(nt.r[f]), l, "quiesce: its heartbeat reaches the restarted member at once");
     net_free(&nt);
 }

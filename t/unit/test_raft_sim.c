@@ -24,8 +24,24 @@
  * the invariants: a sleeping member sends nothing on a tick, and at the end
  * (healed, idle) every group falls asleep, then wakes and commits again.
  *
+ * Membership (raft.h, "Membership change"): in every third seed each
+ * group's leader, while the group is busy, now and then replaces one voter
+ * (the leader itself included) by a member on a spare node (3 spare nodes
+ * for 3 members, 2 for 5), of storage or (30 %) log kind; ids are never
+ * reused. The new member is created empty with the joint configuration;
+ * nodes that host no member of a group sit idle for it; a host shuts a
+ * member down once a committed configuration removed it (replica GC) or
+ * its joint entry lost its index to another committed entry. Checked
+ * besides the invariants above: consecutive committed configurations are
+ * joint-linked (C_old -> C_old∧C_new -> C_new, so no two configurations in
+ * effect at once have disjoint quorums), no log member ever leads, a
+ * genuine message from a member of the receiver's configuration is never
+ * dropped, and at the end every group has finished its change. The other
+ * seeds run exactly as before (configuration from n_members).
+ *
  * NINES_SEEDS=n sets the seed count (default 10000); NINES_SEED=s replays
- * one seed.
+ * one seed; NINES_SIM_DEBUG=1 prints the members of a group that failed a
+ * liveness check; NINES_SIM_TRACE=g prints every message group g delivers.
  */
 #include "lib/clock.h"
 #include "lib/rng.h"
@@ -35,7 +51,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define MAXN 5
+#define MAXN 8 /* nodes: up to 5 initial members and spares (membership seeds) */
 #define MAXG 3
 #define UNIT 1000 /* simulated time units per nominal tick */
 #define RUN_TICKS 600
@@ -56,6 +72,7 @@ struct store {
     uint64_t snap_index, snap_term;
     unsigned char snap_data[24];
     uint32_t snap_len;
+    struct raft_conf snap_conf;
     struct sent *ents;
     size_t n, cap;
 };
@@ -69,7 +86,11 @@ struct member {
     struct raft *r;
     struct store st;
     struct replica rep;
-    uint64_t checked_term; /* leader completeness checked for this term */
+    uint64_t checked_term;           /* leader completeness checked for this term */
+    int exists;                      /* the node hosts a member of the group (maybe down) */
+    struct raft_conf init;           /* cfg.conf it was created with */
+    struct raft_conf applied_conf;   /* the host's: latest CONF applied */
+    uint64_t joined_at, joined_term; /* added by the joint entry at (index, term) */
 };
 
 /* A host's view of a peer node (node-level liveness). */
@@ -114,18 +135,29 @@ struct gstate {
     size_t cm_cap;
     uint64_t lead_hi;
     struct key *keys; /* (index, term) -> chain, open addressing */
+    /* Membership seeds: ids ever members (never reused), ids ever log
+     * members (never leaders), and the committed configuration sequence's
+     * latest (consecutive ones must be joint-linked). */
+    uint32_t used, log_ids, ever; /* ever: in some committed configuration */
+    struct raft_conf last_conf;
+    uint64_t last_conf_index;
 };
 
 struct totals {
     uint64_t seeds, events, commits, elections, crashes, partitions, stalls, snapshots_installed,
         lease_reads, drops_loss, proposals, dups;
     uint64_t quiesces, wakes, wakes_peer_down, peer_downs, quiet_seeds, quiet_ticks;
+    uint64_t conf_seeds, conf_proposed, conf_committed, conf_log_added, conf_stepdowns,
+        conf_leader_removed, conf_gc;
 };
 
 struct sim {
     uint64_t seed, now, end;
     struct rng rng;
-    int n, ng;
+    int n, ng;       /* nodes (initial members and spares), groups */
+    int nv;          /* initial members: ids 1..nv */
+    int members;     /* membership seed: the leaders replace members */
+    int trace_group; /* NINES_SIM_TRACE=g: print the messages of group g (+1) */
     struct node nodes[MAXN];
     struct member mem[MAXG][MAXN];
     struct gstate g[MAXG];
@@ -242,10 +274,11 @@ static void ensure_commit_cap(struct gstate *gs, uint64_t index)
 }
 
 static void store_snapshot(struct store *st, uint64_t index, uint64_t term,
-                           const struct replica *rep)
+                           const struct replica *rep, const struct raft_conf *conf)
 {
     st->snap_index = index;
     st->snap_term = term;
+    st->snap_conf = *conf;
     memcpy(st->snap_data, rep, sizeof(*rep));
     st->snap_len = sizeof(*rep);
 }
@@ -296,6 +329,30 @@ static void apply_one(struct sim *s, int g, int k, const struct raft_entry *e)
     record_commit(s, g, e->index, e->term, mb->rep.chain, "applied", k);
     if (e->index > s->g[g].max_commit)
         s->g[g].max_commit = e->index;
+    if (e->type != RAFT_ENTRY_CONF)
+        return;
+    struct raft_conf c;
+    if (raft_conf_decode(e->data, e->len, &c)) {
+        fail(s, "group %d node %d: committed CONF entry %llu does not decode", g, k + 1,
+             (unsigned long long)e->index);
+        return;
+    }
+    mb->applied_conf = c;
+    struct gstate *gs = &s->g[g];
+    if (e->index <= gs->last_conf_index)
+        return;
+    /* The committed sequence: C_old -> C_old∧C_new -> C_new, never a jump
+     * between configurations whose quorums could be disjoint. */
+    const struct raft_conf *p = &gs->last_conf;
+    int linked = p->voters_out ? !c.voters_out && c.voters == p->voters : c.voters_out == p->voters;
+    if (!linked)
+        fail(s,
+             "group %d: committed configuration %#x/%#x at %llu follows %#x/%#x: not joint-linked",
+             g, c.voters, c.voters_out, (unsigned long long)e->index, p->voters, p->voters_out);
+    gs->last_conf = c;
+    gs->last_conf_index = e->index;
+    gs->ever |= c.voters | c.voters_out;
+    s->tot->conf_committed++;
 }
 
 static void drain(struct sim *s, int g, int k)
@@ -317,8 +374,9 @@ static void drain(struct sim *s, int g, int k)
             ensure_commit_cap(&s->g[g], rep.applied);
             record_commit(s, g, rep.applied, rd.snapshot->term, rep.chain, "snapshot", k);
             store_truncate(st, 0);
-            store_snapshot(st, rd.snapshot->index, rd.snapshot->term, &rep);
+            store_snapshot(st, rd.snapshot->index, rd.snapshot->term, &rep, &rd.snapshot->conf);
             mb->rep = rep;
+            mb->applied_conf = rd.snapshot->conf;
             s->tot->snapshots_installed++;
         }
         if (rd.n_entries) {
@@ -383,7 +441,7 @@ static void start_member(struct sim *s, int g, int k)
     struct raft_config cfg = {
         .group = 100 + (uint64_t)g,
         .id = (uint32_t)k + 1,
-        .n_members = (uint32_t)s->n,
+        .n_members = (uint32_t)s->nv,
         .election_ticks = E_TICKS,
         .heartbeat_ticks = H_TICKS,
         .drift_ppm = DRIFT_PPM,
@@ -391,10 +449,11 @@ static void start_member(struct sim *s, int g, int k)
         .quiesce_ticks = s->quiesce,
         .hs = st->hs,
         .snapshot = {st->snap_index, st->snap_term, st->snap_len,
-                     st->snap_len ? st->snap_data : NULL},
+                     st->snap_len ? st->snap_data : NULL, st->snap_conf},
         .entries = ents,
         .n_entries = st->n,
         .applied = st->snap_index,
+        .conf = mb->init,
     };
     struct nerr e;
     mb->r = raft_new(&cfg, &e);
@@ -406,6 +465,8 @@ static void start_member(struct sim *s, int g, int k)
     memset(&mb->rep, 0, sizeof(mb->rep));
     if (st->snap_len)
         memcpy(&mb->rep, st->snap_data, sizeof(mb->rep));
+    mb->applied_conf = st->snap_index ? st->snap_conf : mb->init;
+    mb->exists = 1;
     mb->checked_term = 0;
     /* The host tells a new member which peers it holds down. */
     for (int p = 0; p < s->n; p++)
@@ -421,6 +482,7 @@ static void fold_stats(struct sim *s, struct raft *r)
     s->tot->quiesces += st.quiesces;
     s->tot->wakes += st.wakes;
     s->tot->wakes_peer_down += st.wakes_peer_down;
+    s->tot->conf_stepdowns += st.conf_stepdowns;
 }
 
 /* Node-level liveness of node k's host (see the top): a peer is reachable
@@ -443,6 +505,8 @@ static void liveness(struct sim *s, int k, int resumed)
             if (!restarted && !was_down)
                 continue;
             for (int g = 0; g < s->ng && !s->failed; g++) {
+                if (!s->mem[g][k].r)
+                    continue;
                 if (restarted && !was_down)
                     raft_peer_down(s->mem[g][k].r, (uint32_t)p + 1);
                 raft_peer_up(s->mem[g][k].r, (uint32_t)p + 1);
@@ -458,6 +522,8 @@ static void liveness(struct sim *s, int k, int resumed)
         v->reported = 1;
         s->tot->peer_downs++;
         for (int g = 0; g < s->ng && !s->failed; g++) {
+            if (!s->mem[g][k].r)
+                continue;
             raft_peer_down(s->mem[g][k].r, (uint32_t)p + 1);
             drain(s, g, k);
         }
@@ -467,6 +533,8 @@ static void liveness(struct sim *s, int k, int resumed)
 static void crash(struct sim *s, int k)
 {
     for (int g = 0; g < s->ng; g++) {
+        if (!s->mem[g][k].r)
+            continue;
         fold_stats(s, s->mem[g][k].r);
         raft_free(s->mem[g][k].r);
         s->mem[g][k].r = NULL;
@@ -487,7 +555,86 @@ static void restart(struct sim *s, int k)
             (struct peerview){.last_ok = s->now, .inc_seen = s->nodes[p].inc, .reported = 0};
     s->nodes[k].next_tick = s->now + below(s, s->nodes[k].period);
     for (int g = 0; g < s->ng; g++)
-        start_member(s, g, k);
+        if (s->mem[g][k].exists)
+            start_member(s, g, k);
+}
+
+/* Membership seeds: leader k of group g replaces one voter (maybe itself)
+ * by a member on a spare node, of storage or log kind. Ids are never
+ * reused (a removed id's late acknowledgements must not count for a fresh
+ * log: raft.h). The new member is created, empty, with the joint
+ * configuration it joins, on its node if that node is up. */
+static void maybe_change(struct sim *s, int g, int k)
+{
+    struct member *mb = &s->mem[g][k];
+    struct gstate *gs = &s->g[g];
+    struct raft_conf cur;
+    raft_get_conf(mb->r, &cur);
+    if (cur.voters_out || raft_conf_index(mb->r) > raft_commit(mb->r))
+        return;
+    uint32_t spare = 0;
+    for (int p = 0; p < s->n; p++)
+        if (!(gs->used & (1u << (p + 1))) && s->nodes[p].up)
+            spare |= 1u << (p + 1);
+    if (!spare)
+        return;
+    uint32_t add = 0, out = 0;
+    for (uint32_t pick = (uint32_t)below(s, (uint64_t)__builtin_popcount(spare)); !add;)
+        for (uint32_t id = 1; id <= MAXN && !add; id++)
+            if ((spare & (1u << id)) && pick-- == 0)
+                add = id;
+    for (uint32_t pick = (uint32_t)below(s, (uint64_t)__builtin_popcount(cur.voters)); !out;)
+        for (uint32_t id = 1; id <= MAXN && !out; id++)
+            if ((cur.voters & (1u << id)) && pick-- == 0)
+                out = id;
+    struct raft_conf t = {(cur.voters & ~(1u << out)) | (1u << add), 0, cur.log & ~(1u << out)};
+    if (chance(s, 300000))
+        t.log |= 1u << add;
+    if (raft_conf_check(&t, 1, NULL))
+        return; /* no storage voter left: not this one */
+    uint64_t idx;
+    int rc = raft_propose_conf(mb->r, &t, &idx);
+    if (rc == NERR_BUSY)
+        return;
+    if (rc) {
+        fail(s, "group %d: raft_propose_conf: %s", g, nerr_name(rc));
+        return;
+    }
+    s->tot->conf_proposed++;
+    s->tot->conf_log_added += (t.log >> add) & 1;
+    s->tot->conf_leader_removed += out == (uint32_t)k + 1;
+    gs->used |= 1u << add;
+    gs->log_ids |= t.log;
+    struct member *nm = &s->mem[g][add - 1];
+    raft_get_conf(mb->r, &nm->init); /* the joint configuration it joins */
+    nm->joined_at = idx;
+    nm->joined_term = raft_term(mb->r);
+    drain(s, g, k);
+    start_member(s, g, (int)add - 1);
+}
+
+/* The members of the group's latest committed configuration. */
+static uint32_t group_members(struct sim *s, int g)
+{
+    return s->g[g].last_conf.voters | s->g[g].last_conf.voters_out;
+}
+
+/* The host's replica GC (as CockroachDB's): a member removed by a
+ * committed configuration, or added by a joint entry that did not commit
+ * (another entry is committed at its index), is shut down and its node
+ * stops hosting the group. It may never learn of it itself, and would
+ * campaign on (waking a sleeping group) for nothing. */
+static int gc_due(struct sim *s, int g, int k)
+{
+    struct gstate *gs = &s->g[g];
+    struct member *mb = &s->mem[g][k];
+    uint32_t b = 1u << (k + 1);
+    if (group_members(s, g) & b)
+        return 0;
+    if (gs->ever & b)
+        return 1;
+    return mb->joined_at && mb->joined_at < gs->c_cap && gs->c_term[mb->joined_at] &&
+           gs->c_term[mb->joined_at] != mb->joined_term;
 }
 
 static void check(struct sim *s)
@@ -503,6 +650,8 @@ static void check(struct sim *s)
                      (unsigned long long)mb->rep.applied, (unsigned long long)raft_commit(mb->r));
             if (raft_role(mb->r) != RAFT_LEADER)
                 continue;
+            if (gs->log_ids & (1u << (k + 1)))
+                fail(s, "group %d: log member %d leads", g, k + 1);
             uint64_t t = raft_term(mb->r);
             gs->leader_of = grow(gs->leader_of, &gs->leader_cap, t + 1, sizeof(uint32_t));
             if (gs->leader_of[t] && gs->leader_of[t] != (uint32_t)k + 1)
@@ -592,6 +741,15 @@ static void node_tick(struct sim *s, int k)
     int busy = !s->idle && (!s->quiesce || (s->now / (80 * UNIT)) % 2 == 0);
     for (int g = 0; g < s->ng && !s->failed; g++) {
         struct member *mb = &s->mem[g][k];
+        if (mb->r && s->members && gc_due(s, g, k)) {
+            fold_stats(s, mb->r);
+            raft_free(mb->r);
+            mb->r = NULL;
+            mb->exists = 0;
+            s->tot->conf_gc++;
+        }
+        if (!mb->r)
+            continue; /* not a member of this group (yet, or any more) */
         int was_quiet = raft_quiescent(mb->r);
         if (was_quiet)
             s->tot->quiet_ticks++;
@@ -614,13 +772,15 @@ static void node_tick(struct sim *s, int k)
                 fail(s, "propose: %s", nerr_name(rc));
             drain(s, g, k);
         }
+        if (s->members && busy && raft_role(mb->r) == RAFT_LEADER && chance(s, 10000))
+            maybe_change(s, g, k);
         /* Host-driven compaction: snapshot the replica every so often. */
         uint64_t first = raft_first_index(mb->r);
         if (mb->rep.applied >= first + 16 && chance(s, 100000)) {
             const struct raft_entry *e = raft_entry_at(mb->r, mb->rep.applied);
             if (raft_compact(mb->r, mb->rep.applied, &mb->rep, sizeof(mb->rep)))
                 fail(s, "raft_compact refused a valid request");
-            store_snapshot(&mb->st, mb->rep.applied, e ? e->term : 0, &mb->rep);
+            store_snapshot(&mb->st, mb->rep.applied, e ? e->term : 0, &mb->rep, &mb->applied_conf);
             size_t keep = 0;
             for (size_t i = 0; i < mb->st.n; i++) {
                 if (mb->st.ents[i].e.index <= mb->rep.applied)
@@ -639,11 +799,21 @@ static void deliver(struct sim *s, size_t qi)
     struct inflight f = s->q[qi];
     s->q[qi] = s->q[--s->nq];
     int k = (int)f.m.to - 1, g = (int)f.group_ix;
-    if (s->nodes[k].up && s->nodes[f.m.from - 1].side == s->nodes[k].side) {
+    if (s->nodes[k].up && s->mem[g][k].r && s->nodes[f.m.from - 1].side == s->nodes[k].side) {
+        if (s->trace_group == g + 1)
+            diag("t=%.2f g%d %s %u->%u term %llu idx %llu lt %llu commit %llu hint %llu rej %u "
+                 "n %u quiet %d",
+                 (double)s->now / UNIT, g, raft_msg_type_name(f.m.type), f.m.from, f.m.to,
+                 (unsigned long long)f.m.term, (unsigned long long)f.m.index,
+                 (unsigned long long)f.m.log_term, (unsigned long long)f.m.commit,
+                 (unsigned long long)f.m.hint, f.m.reject, f.m.n_entries,
+                 raft_quiescent(s->mem[g][k].r));
         int rc = raft_step(s->mem[g][k].r, &f.m);
         if (rc && rc != NERR_INVALID)
             fail(s, "raft_step: %s", nerr_name(rc));
-        if (rc == NERR_INVALID)
+        struct raft_conf c;
+        raft_get_conf(s->mem[g][k].r, &c);
+        if (rc == NERR_INVALID && ((c.voters | c.voters_out) & (1u << f.m.from)))
             fail(s, "a genuine %s message was dropped as malformed", raft_msg_type_name(f.m.type));
         drain(s, g, k);
     }
@@ -718,7 +888,8 @@ static void sim_free(struct sim *s)
 static int group_asleep(struct sim *s, int g)
 {
     for (int k = 0; k < s->n; k++)
-        if (!s->mem[g][k].r || !raft_quiescent(s->mem[g][k].r))
+        if ((group_members(s, g) & (1u << (k + 1))) &&
+            (!s->mem[g][k].r || !raft_quiescent(s->mem[g][k].r)))
             return 0;
     return 1;
 }
@@ -744,11 +915,25 @@ static void quiet_end(struct sim *s)
             for (int g = 0; g < s->ng; g++)
                 for (int k = 0; k < s->n; k++) {
                     struct raft *r = s->mem[g][k].r;
-                    diag("g%d n%d role %d term %llu leader %u last %llu commit %llu quiet %d", g,
-                         k + 1, raft_role(r), (unsigned long long)raft_term(r), raft_leader(r),
+                    if (!r)
+                        continue;
+                    struct raft_conf c;
+                    raft_get_conf(r, &c);
+                    struct raft_stats st;
+                    raft_get_stats(r, &st);
+                    diag("g%d n%d role %d term %llu leader %u last %llu commit %llu quiet %d conf "
+                         "%#x/%#x/%#x at %llu sleeps %llu wakes %llu",
+                         g, k + 1, raft_role(r), (unsigned long long)raft_term(r), raft_leader(r),
                          (unsigned long long)raft_last_index(r), (unsigned long long)raft_commit(r),
-                         raft_quiescent(r));
+                         raft_quiescent(r), c.voters, c.voters_out, c.log,
+                         (unsigned long long)raft_conf_index(r), (unsigned long long)st.quiesces,
+                         (unsigned long long)st.wakes);
                 }
+        if (getenv("NINES_SIM_DEBUG"))
+            for (int k = 0; k < s->n; k++)
+                for (int p = 0; p < s->n; p++)
+                    if (s->nodes[k].pv[p].reported)
+                        diag("node %d reports node %d down", k + 1, p + 1);
         fail(s, "quiescence: only %d of %d idle groups fell asleep", asleep, s->ng);
         return;
     }
@@ -757,7 +942,7 @@ static void quiet_end(struct sim *s)
     for (int g = 0; g < s->ng; g++)
         for (int k = 0; k < s->n; k++) {
             struct member *mb = &s->mem[g][k];
-            if (raft_role(mb->r) != RAFT_LEADER)
+            if (!mb->r || raft_role(mb->r) != RAFT_LEADER)
                 continue;
             uint64_t v = s->next_value++;
             if (raft_propose(mb->r, &v, sizeof(v), &want[g]))
@@ -772,7 +957,7 @@ static void quiet_end(struct sim *s)
         for (int g = 0; g < s->ng; g++) {
             int all = want[g] > 0;
             for (int k = 0; k < s->n; k++)
-                if (s->mem[g][k].rep.applied < want[g])
+                if ((group_members(s, g) & (1u << (k + 1))) && s->mem[g][k].rep.applied < want[g])
                     all = 0;
             done += all;
         }
@@ -788,6 +973,8 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
     struct sim *s = calloc(1, sizeof(*s));
     s->seed = seed;
     rng_seed(&s->rng, seed * UINT64_C(0x2545f4914f6cdd1d) + 1);
+    if (getenv("NINES_SIM_TRACE"))
+        s->trace_group = atoi(getenv("NINES_SIM_TRACE")) + 1;
     s->tot = tot;
     s->n = chance(s, 200000) ? 5 : 3;
     s->ng = 1 + (int)below(s, MAXG);
@@ -796,6 +983,15 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
     s->long_delay_ppm = (uint32_t)below(s, 50000);
     s->next_value = seed << 24;
     s->quiesce = seed % 2 ? 0 : 2 * E_TICKS;
+    /* Membership seeds: every third; spare nodes up to 6 (3 members) or 7
+     * (5 members). The others run exactly as before membership existed. */
+    s->nv = s->n;
+    s->members = seed % 3 == 0;
+    if (s->members) {
+        s->n = s->nv == 3 ? 6 : 7;
+        tot->conf_seeds++;
+    }
+    uint32_t initial = ((1u << s->nv) - 1) << 1;
     for (int k = 0; k < s->n; k++) {
         /* Each clock runs at nominal rate × (1 + v), |v| <= ρ (DRIFT_PPM). */
         double v = ((double)below(s, 2 * DRIFT_PPM + 1) - DRIFT_PPM) / 1e6;
@@ -805,8 +1001,15 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
     }
     for (int g = 0; g < s->ng; g++) {
         s->g[g].keys = calloc(KEYTAB, sizeof(struct key));
-        for (int k = 0; k < s->n; k++)
+        s->g[g].last_conf = (struct raft_conf){initial, 0, 0};
+        s->g[g].used = s->g[g].ever = initial;
+        for (int k = 0; k < s->nv; k++) {
+            /* Membership seeds give the configuration; the others use
+             * n_members (what ninesd does). */
+            if (s->members)
+                s->mem[g][k].init = s->g[g].last_conf;
             start_member(s, g, k);
+        }
     }
     uint64_t end = (uint64_t)RUN_TICKS * UNIT;
     for (uint32_t i = 0; i < 400000 && !s->failed && s->now < end; i++)
@@ -831,8 +1034,11 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
                 struct member *mb = &s->mem[g][k];
                 if (!mb->r || raft_role(mb->r) != RAFT_LEADER)
                     continue;
-                if (want[g] && raft_commit(mb->r) >= want[g] && mb->rep.applied >= want[g])
-                    done++;
+                struct raft_conf c;
+                raft_get_conf(mb->r, &c);
+                if (want[g] && raft_commit(mb->r) >= want[g] && mb->rep.applied >= want[g] &&
+                    !c.voters_out && raft_conf_index(mb->r) <= raft_commit(mb->r))
+                    done++; /* and any membership change finished */
                 else if (!want[g] || raft_entry_at(mb->r, want[g]) == NULL ||
                          raft_entry_at(mb->r, want[g])->term != raft_term(mb->r)) {
                     uint64_t v = s->next_value++, idx;
@@ -845,9 +1051,28 @@ static int run_seed(uint64_t seed, struct totals *tot, char *why, size_t whylen)
             }
         }
     }
+    if (!s->failed && done < s->ng && getenv("NINES_SIM_DEBUG"))
+        for (int g = 0; g < s->ng; g++)
+            for (int k = 0; k < s->n; k++) {
+                struct raft *r = s->mem[g][k].r;
+                if (!r)
+                    continue;
+                struct raft_conf c;
+                raft_get_conf(r, &c);
+                struct raft_stats st;
+                raft_get_stats(r, &st);
+                diag("g%d n%d role %d term %llu leader %u last %llu commit %llu conf %#x/%#x/%#x "
+                     "at %llu dropped %llu prevotes %llu",
+                     g, k + 1, raft_role(r), (unsigned long long)raft_term(r), raft_leader(r),
+                     (unsigned long long)raft_last_index(r), (unsigned long long)raft_commit(r),
+                     c.voters, c.voters_out, c.log, (unsigned long long)raft_conf_index(r),
+                     (unsigned long long)st.dropped, (unsigned long long)st.prevotes_started);
+            }
     if (!s->failed && done < s->ng)
-        fail(s, "liveness: only %d of %d groups committed a proposal within %d healed ticks", done,
-             s->ng, LIVE_TICKS);
+        fail(s,
+             "liveness: only %d of %d groups committed a proposal (and finished their "
+             "membership change) within %d healed ticks",
+             done, s->ng, LIVE_TICKS);
     if (s->quiesce && !s->failed)
         quiet_end(s);
     int rc = s->failed;
@@ -905,6 +1130,13 @@ int main(void)
          (unsigned long long)tot.quiesces, (unsigned long long)tot.wakes,
          (unsigned long long)tot.wakes_peer_down, (unsigned long long)tot.peer_downs,
          (unsigned long long)tot.quiet_ticks, (unsigned long long)tot.quiet_seeds);
+    note("membership: %llu seeds, %llu changes proposed (%llu of the leader itself, %llu adding a "
+         "log member), %llu configurations committed, %llu removed leaders stepped down, %llu "
+         "members shut down by their host after removal",
+         (unsigned long long)tot.conf_seeds, (unsigned long long)tot.conf_proposed,
+         (unsigned long long)tot.conf_leader_removed, (unsigned long long)tot.conf_log_added,
+         (unsigned long long)tot.conf_committed, (unsigned long long)tot.conf_stepdowns,
+         (unsigned long long)tot.conf_gc);
     /* The run must actually have exercised what it claims to check. */
     cmp_ok(tot.crashes, ">", 0, "crashes and restarts happened");
     cmp_ok(tot.partitions, ">", 0, "partitions happened");
@@ -917,6 +1149,9 @@ int main(void)
         cmp_ok(tot.quiesces, ">", tot.seeds, "groups fell asleep");
         cmp_ok(tot.wakes_peer_down, ">", 0, "sleeping followers woke on a peer-down report");
         cmp_ok(tot.quiet_seeds, ">=", tot.seeds / 2, "every quiescence seed ended asleep");
+        cmp_ok(tot.conf_committed, ">", tot.conf_seeds, "membership changes committed");
+        cmp_ok(tot.conf_stepdowns, ">", 0, "removed leaders stepped down");
+        cmp_ok(tot.conf_log_added, ">", 0, "log members were added");
     }
     return done_testing();
 }
