@@ -36,6 +36,7 @@
  */
 #include "fault/bit_rot.h"
 #include "fault/hostcmd.h"
+#include "fault/hostfault.h"
 #include "net/shquote.h"
 #include "net/ssh.h"
 
@@ -53,7 +54,6 @@
 #define STOP_MS 30000   /* the whole stop command */
 #define TOOL_MS 60000   /* the tool */
 #define START_MS 30000  /* the boot script's start */
-#define UPLOAD_MS 30000 /* SFTP idle bound of the upload */
 #define MAX_ITEMS 100
 
 struct br_params {
@@ -262,33 +262,7 @@ static int boot_path(const struct inv_host *h, const struct br_params *p, char *
     return 0;
 }
 
-/* The tool on this machine: next to this program, or in ../bin (test
- * binaries live in build/t). */
-static int local_tool(char *out, size_t cap, struct nerr *err)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = 0;
-        char *sl = strrchr(self, '/');
-        if (sl)
-            *sl = 0;
-        const char *cands[] = {"", "/../bin"};
-        for (size_t i = 0; i < 2; i++)
-            if ((size_t)snprintf(out, cap, "%s%s/" TOOL_NAME, self, cands[i]) < cap &&
-                access(out, X_OK) == 0)
-                return 0;
-    }
-    return nerr_set(err, NERR_NOTFOUND,
-                    "bit_rot: no %s next to this program or in ../bin (build the target "
-                    "%s)",
-                    TOOL_NAME, TOOL_NAME);
-}
-
 /* ---- the steps on one host ---- */
-
-static int upload_tool(const struct inv_host *h, const char *local, const char *remote,
-                       struct nerr *err);
 
 /* The cluster's catalog next to the tool (DATA/ninesd-bitrot.catalog.json),
  * for a node outside the metadata group (it keeps no catalog in LMDB). 0
@@ -309,40 +283,12 @@ static int upload_catalog(const struct fault_env *env, const struct inv_host *h,
         close(fd);
     free(text);
     char remote[PATH_MAX];
-    if (!rc && !(rc = data_path(h, TOOL_NAME ".catalog.json", remote, sizeof remote, err))) {
-        struct ssh_host_opts o;
-        struct ssh_session *s = NULL;
-        inventory_ssh_opts(h, HOSTCMD_CONNECT_MS, &o);
-        o.io_timeout_ms = UPLOAD_MS;
-        if (!(rc = ssh_connect(&o, &s, err)))
-            rc = ssh_upload(s, local, remote, 0644, err);
-        ssh_close(s);
-        if (!rc)
-            snprintf(remote_out, cap, "%s", remote);
-    }
+    if (!rc && !(rc = data_path(h, TOOL_NAME ".catalog.json", remote, sizeof remote, err)) &&
+        !(rc = hf_upload(h, local, remote, 0644, "the catalog", err)))
+        snprintf(remote_out, cap, "%s", remote);
     if (fd >= 0)
         unlink(local);
     return rc;
-}
-
-static int upload_tool(const struct inv_host *h, const char *local, const char *remote,
-                       struct nerr *err)
-{
-    struct ssh_host_opts o;
-    struct ssh_session *s = NULL;
-    inventory_ssh_opts(h, HOSTCMD_CONNECT_MS, &o);
-    o.io_timeout_ms = UPLOAD_MS;
-    int rc = ssh_connect(&o, &s, err);
-    if (!rc)
-        rc = ssh_upload(s, local, remote, 0755, err);
-    ssh_close(s);
-    if (rc) {
-        char msg[NERR_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-        return nerr_set(err, rc, "host %s (%s): uploading %s: %s", h->name, h->address, TOOL_NAME,
-                        msg);
-    }
-    return 0;
 }
 
 /* Renames the uploaded tool into place and stops ninesd (header, step 3). */
@@ -461,7 +407,7 @@ static int rot_host(struct br_state *s, const struct fault_env *env, size_t hi,
         (p && p->table && (rc = shquote_arg(p->table, &qtable, err))))
         goto out;
     char p_cat[PATH_MAX];
-    if ((rc = upload_tool(h, tool, p_new, err)) ||
+    if ((rc = hf_upload(h, tool, p_new, 0755, TOOL_NAME, err)) ||
         (rc = upload_catalog(env, h, p_cat, sizeof p_cat, err)) ||
         (p_cat[0] && (rc = shquote_arg(p_cat, &qcat, err))) ||
         (rc = stop_ninesd(h, qnew, qtool, qpid, err)))
@@ -516,7 +462,12 @@ static int br_inject(void *state, const struct fault_env *env, const struct faul
                      struct nerr *err)
 {
     char tool[PATH_MAX];
-    int rc = local_tool(tool, sizeof tool, err);
+    int rc = hf_local_tool(TOOL_NAME, tool, sizeof tool, err);
+    if (rc == NERR_NOTFOUND) {
+        char why[NERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        nerr_set(err, rc, "bit_rot: %s", why);
+    }
     if (rc)
         return rc;
     for (size_t i = 0; i < c->nhosts; i++)

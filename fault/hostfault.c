@@ -5,6 +5,7 @@
 #include "fault/hostfault.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/strbuf.h"
 #include "net/shquote.h"
+#include "net/ssh.h"
 
 int hf_check_call(const struct fault_env *env, const struct fault_call *c, const char *verb,
                   struct nerr *err)
@@ -294,4 +297,42 @@ void hf_sweep(const struct fault_env *env, const char *what, hf_make_cmd make, v
         if (jobs[i].rc)
             fault_notef(env, "%s: %s", what, jobs[i].err.msg);
     hf_jobs_free(jobs, n);
+}
+
+int hf_local_tool(const char *name, char *out, size_t cap, struct nerr *err)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *sl = strrchr(self, '/');
+        if (sl)
+            *sl = 0;
+        const char *cands[] = {"", "/../bin"};
+        for (size_t i = 0; i < 2; i++)
+            if ((size_t)snprintf(out, cap, "%s%s/%s", self, cands[i], name) < cap &&
+                access(out, X_OK) == 0)
+                return 0;
+    }
+    return nerr_set(err, NERR_NOTFOUND,
+                    "no %s next to this program or in ../bin (build the target %s)", name, name);
+}
+
+int hf_upload(const struct inv_host *h, const char *local, const char *remote, unsigned mode,
+              const char *what, struct nerr *err)
+{
+    struct ssh_host_opts o;
+    struct ssh_session *s = NULL;
+    inventory_ssh_opts(h, HOSTCMD_CONNECT_MS, &o);
+    o.io_timeout_ms = HF_UPLOAD_MS;
+    int rc = ssh_connect(&o, &s, err);
+    if (!rc)
+        rc = ssh_upload(s, local, remote, (mode_t)mode, err);
+    ssh_close(s);
+    if (rc) {
+        char msg[NERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return nerr_set(err, rc, "host %s (%s): uploading %s: %s", h->name, h->address, what, msg);
+    }
+    return 0;
 }

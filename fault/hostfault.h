@@ -102,4 +102,16 @@ int hf_run_call(const struct fault_env *env, const struct fault_call *c, const c
  * host, nothing stops the sweep. what names the action in the notes. */
 void hf_sweep(const struct fault_env *env, const char *what, hf_make_cmd make, void *arg);
 
+/* A tool a kind runs on its hosts (bit_rot's ninesd-bitrot, degrade's
+ * nines-netdelay). hf_local_tool: this machine's copy of `name`, next to
+ * this program or in ../bin (test binaries live in build/t), into out;
+ * NERR_NOTFOUND "no NAME next to this program or in ../bin (build the
+ * target NAME)". hf_upload: the local file to `remote` on h over SFTP with
+ * mode, at most HF_UPLOAD_MS without progress; errors "host H (ADDR):
+ * uploading WHAT: why". */
+#define HF_UPLOAD_MS 30000
+int hf_local_tool(const char *name, char *out, size_t cap, struct nerr *err);
+int hf_upload(const struct inv_host *h, const char *local, const char *remote, unsigned mode,
+              const char *what, struct nerr *err);
+
 #endif

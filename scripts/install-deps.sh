@@ -9,6 +9,7 @@ pkgs=(
   liblmdb-dev lmdb-utils libssl-dev libssh2-1-dev libyaml-dev libpq-dev libjemalloc-dev
   libfuse3-dev fuse3 postgresql prometheus-alertmanager etcd-server etcd-client
   perl awscli curl procps iproute2 nftables openssh-server openssh-client
+  libnetfilter-queue-dev iptables
   chromium fonts-dejavu-core
 )
 

@@ -4,8 +4,8 @@
  * namespaces (t/gameday/faults_net.t brings it up and hands its inventory
  * over in NINES_FNET_INV, the ninesd binary in NINES_FNET_NINESD). Every
  * check observes the hosts: TCP connects and UDP datagrams between them, a
- * ninesd that answers HTTP or not, /proc/PID/status, the nft table and tc
- * qdisc left on a host.
+ * ninesd that answers HTTP or not, /proc/PID/status, the nft table left on
+ * a host. Latency is measured in t/gameday/faults_delay.c.
  *
  * Without NINES_FNET_INV only the refusal of this machine is tested (it
  * needs no lab: nothing is sent anywhere).
@@ -14,6 +14,7 @@
 #include "fault/hostcmd.h"
 #include "lib/clock.h"
 #include "net/shquote.h"
+#include "t/gameday/fk_test.h"
 #include "t/tap.h"
 
 #include <arpa/inet.h>
@@ -32,70 +33,11 @@
 
 extern const struct fault_kind fault_partition, fault_pause, fault_degrade;
 
-static char notes[8192];
-
-static void note_cb(void *arg, const char *msg)
-{
-    (void)arg;
-    size_t l = strlen(notes);
-    snprintf(notes + l, sizeof notes - l, "%s\n", msg);
-}
-
 static void changed_cb(void *arg, const struct inv_host *h)
 {
     (void)arg;
     diag("host_changed called for %s (no kind here restarts anything)", h->name);
     ok(0, "host_changed is not called by partition, pause or degrade");
-}
-
-struct errs {
-    char msg[8][NERR_MSG_MAX];
-    int n;
-};
-
-static void push(void *arg, const struct nerr *e)
-{
-    struct errs *x = arg;
-    if (x->n < 8)
-        snprintf(x->msg[x->n++], sizeof x->msg[0], "%s", e->msg);
-}
-
-/* The kind's params from a YAML flow map ("{direction: out}"). */
-static void *params_of(const struct fault_kind *k, const char *yaml)
-{
-    struct yt_doc *doc = NULL;
-    struct nerr e = {0};
-    struct errs x = {0};
-    struct fault_errs fx = {push, &x};
-    void *p = NULL;
-    if (!k->parse)
-        return NULL;
-    if (yt_load_string("step.yaml", yaml, strlen(yaml), &doc, &e))
-        bail_out(e.msg);
-    if (k->parse(&fx, yt_root(doc), &p) || x.n) {
-        diag("%s", x.n ? x.msg[0] : "parse failed");
-        bail_out("params do not parse");
-    }
-    yt_free(doc);
-    return p;
-}
-
-static int host_index(const struct inventory *inv, const char *name)
-{
-    for (size_t i = 0; i < inv->n_hosts; i++)
-        if (!strcmp(inv->hosts[i].name, name))
-            return (int)i;
-    bail_out("no such host in the lab");
-}
-
-/* inject or heal of kind k on the named host. */
-static int act(const struct fault_kind *k, const struct fault_env *env, int heal, size_t host,
-               const void *params, struct nerr *e)
-{
-    size_t hosts[1] = {host};
-    struct fault_call c = {hosts, 1, heal ? NULL : params};
-    nerr_clear(e);
-    return heal ? k->heal(NULL, env, &c, e) : k->inject(NULL, env, &c, e);
 }
 
 /* On host from: does a TCP connect to addr:port succeed within 2 s? 1 yes,
@@ -121,23 +63,6 @@ static int tcp_from(const struct inv_host *from, const char *addr, int port, dou
 
 static char tmpdir[] = "/tmp/nines-fnet-XXXXXX";
 static int udp_port = 41000;
-
-static const char *slurp(const char *path)
-{
-    static char buf[4096];
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = 0;
-    return buf;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Does a UDP datagram sent from `from` reach `to`? The receiver (perl,
  * on `to`, bound to its address) writes what it got to a file in tmpdir:
@@ -346,16 +271,6 @@ static void test_partition(const struct fault_env *env)
 
 /* ---- degrade ---- */
 
-static int has_our_qdisc(const struct inv_host *h)
-{
-    struct hostcmd_result r;
-    struct nerr e = {0};
-    int rc = hostcmd_run(h, "tc qdisc show | grep -c 'htb 9e5:' || true", 10000, &r, &e);
-    int res = rc ? -1 : atoi(r.out) > 0;
-    hostcmd_result_free(&r);
-    return res;
-}
-
 static void test_degrade(const struct fault_env *env)
 {
     const struct inventory *inv = env->inv;
@@ -413,32 +328,8 @@ static void test_degrade(const struct fault_env *env)
     ok(act(&fault_degrade, env, 1, (size_t)i1, NULL, &e) == 0, "restore h1 (%s)", e.msg);
     fault_degrade.free_params(half);
 
-    /* Latency needs netem. */
-    void *slow = params_of(&fault_degrade, "{latency: 200ms, jitter: 20ms, loss: 10%}");
-    int rc = act(&fault_degrade, env, 0, (size_t)i1, slow, &e);
-    if (rc == NERR_UNSUPPORTED && strstr(e.msg, "no netem qdisc")) {
-        char want[512];
-        snprintf(want, sizeof want,
-                 "host h1 (%s): this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): latency "
-                 "cannot be injected; loss can",
-                 h1->address);
-        is(e.msg, want, "latency on a kernel without netem: a clear error naming the host");
-        is_int(has_our_qdisc(h1), 0, "and no qdisc of ours is left on h1");
-        is_int(has_table(h1, "nines_fault_degrade"), 0, "nor the loss table (nothing half-done)");
-        skip(2, "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): latency cannot be "
-                "injected");
-    } else {
-        ok(rc == 0, "degrade h1 with latency 200ms (%s)", e.msg);
-        double fast = 0, slow_s = 0;
-        tcp_from(h1, h2->address, 22, &slow_s);
-        ok(has_our_qdisc(h1) == 1, "h1 has the htb 9e5: qdisc");
-        act(&fault_degrade, env, 1, (size_t)i1, NULL, &e);
-        tcp_from(h1, h2->address, 22, &fast);
-        cmp_ok((slow_s - fast) * 1000, ">", 150, "a connect from h1 to h2 took %.3f s, %.3f s after",
-               slow_s, fast);
-    }
-    act(&fault_degrade, env, 1, (size_t)i1, NULL, &e);
-    fault_degrade.free_params(slow);
+    /* Latency (netem, or NFQUEUE and nines-netdelay without it) is
+     * measured in t/gameday/faults_delay.c. */
 }
 
 /* ---- pause ---- */
