@@ -71,6 +71,7 @@ for my $case (['gray-failure', 'pause', 'pause'], ['partition-node', 'partition'
     my ($moved) = grep { $_->{what} =~ /^the leader of gameday partition 0 moves off/ } @exp;
     ok($moved && $moved->{passed}, 'leadership moved off it within 10 s')
         or diag(explain($moved));
+    diag("partition-leader: $moved->{detail}") if $moved;
     like($moved->{detail} // '', qr/^node (?!\Q$leader\E\b)\S+ led [\d.]+s after the fault/,
          'to another node, with the time') if $leader;
 }
