@@ -173,7 +173,7 @@ static int quorum_lost(const struct raft *r, uint32_t set)
 /* The largest x such that a majority of the ids in voters have val >= x. */
 static uint64_t majority_value(const uint64_t *val, uint32_t voters)
 {
-    uint64_t a[RAFT_MAX_MEMBERS];
+    uint64_t a[RAFT_MAX_MEMBERS] = {0}; /* voters is never empty; gcc -O3 cannot tell */
     uint32_t k = 0;
     for (uint32_t left = voters; left; left &= left - 1)
         a[k++] = val[low_id(left)];
