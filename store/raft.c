@@ -1,8 +1,9 @@
 /*
  * raft.c — see raft.h for the contract and docs/replication.md for the
- * protocol and the lease argument.
+ * protocol and the lease argument. Membership change is in raft_conf.c;
+ * raft_internal.h says what the two files share.
  */
-#include "store/raft.h"
+#include "store/raft_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,295 +14,49 @@
 /* Values at or above this are never legitimate terms, indexes or ticks. */
 #define RAFT_ABSURD (UINT64_C(1) << 62)
 
-struct raft {
-    uint64_t group;
-    uint32_t id;
-    /* Membership (raft.h, "Membership change"): the configuration in effect
-     * is the latest CONF entry in the log, else the snapshot's (snap.conf,
-     * always set), made by the entry at conf_index (snap.index for the
-     * snapshot's). base is the initial one; known every id of every
-     * configuration this member has had (messages from others are dropped). */
-    struct raft_conf conf, base;
-    uint64_t conf_index;
-    uint32_t known;
-    struct raft_conf prev; /* the configuration before conf */
-    int open;              /* membership may change (cfg.conf given, or a CONF entry or
-                              snapshot configuration seen): requests from unknown ids */
-    uint32_t E, H, lease_ticks;
-    struct rng rng; /* election timeouts, from cfg->seed: a run replays */
-
-    /* Persistent state (mirrors what the host persisted once advanced). */
-    uint64_t term;
-    uint32_t vote;
-    uint64_t commit;
-    struct raft_hard_state prev_hs;
-
-    /* Log: log[0] has index snap.index + 1. */
-    struct raft_snapshot snap;
-    struct raft_entry *log;
-    size_t log_len, log_cap;
-    uint64_t stable;        /* last index the host persisted */
-    uint64_t unstable_from; /* first index the host has not persisted */
-    int snap_pending;       /* snap arrived from the leader, to install */
-    uint64_t applied;
-
-    enum raft_role role;
-    uint32_t leader;
-    uint64_t now;          /* ticks since creation */
-    uint64_t last_contact; /* tick we last heard from (or were) a leader */
-    uint32_t elapsed, timeout;
-    int probing;
-    uint32_t probe_elapsed, probe_nacks;
-    uint32_t granted, refused; /* bitmasks by member id */
-
-    /* Leader state, indexed by member id. */
-    uint64_t next[RAFT_MAX_MEMBERS + 1], match[RAFT_MAX_MEMBERS + 1];
-    /* Pipelining: entries up to sent[p] went out and are presumed in flight;
-     * the next append starts after them. A reject, or a heartbeat round with
-     * no progress for E/2 ticks (a lost message), sends again from next[p]. */
-    uint64_t sent[RAFT_MAX_MEMBERS + 1], hb_match[RAFT_MAX_MEMBERS + 1];
-    uint64_t resent[RAFT_MAX_MEMBERS + 1];     /* tick of the last such resend */
-    uint64_t match_tick[RAFT_MAX_MEMBERS + 1]; /* tick match[p] last rose */
-    uint64_t ack[RAFT_MAX_MEMBERS + 1];        /* 1 + tick of latest acked heartbeat */
-    uint64_t snap_sent[RAFT_MAX_MEMBERS + 1];  /* 1 + tick a snapshot went out */
-    int active[RAFT_MAX_MEMBERS + 1];
-    uint64_t lead_start, term_start;
-    uint32_t hb_elapsed, cq_elapsed;
-
-    /* Quiescence (raft.h). */
-    uint32_t Q;           /* cfg.quiesce_ticks; 0 = never */
-    int quiet;            /* asleep: ticks only advance the clock */
-    uint64_t idle_since;  /* leader: tick of its last proposal, wake-up or election */
-    uint64_t vouch_until; /* follower woken by a message: sticky until then */
-    uint32_t down;        /* members whose node the host reports down (bitmask) */
-    uint64_t quiet_ctx;   /* follower: the leader's tick in its RAFT_HB_QUIESCE */
-
-    /* Outbox for the current ready. */
-    struct raft_msg *msgs;
-    size_t n_msgs, cap_msgs;
-    uint64_t ready_applied, ready_last;
-    int nomem; /* an allocation failed while queuing; reported by step */
-
-    struct raft_stats stats;
-};
-
-static uint32_t popcount(uint32_t x)
-{
-    return (uint32_t)__builtin_popcount(x);
-}
-
-static uint32_t bit(uint32_t id)
-{
-    return UINT32_C(1) << id;
-}
-
-/* Every id of the configuration in effect (incoming and outgoing voters). */
-static uint32_t members(const struct raft *r)
-{
-    return r->conf.voters | r->conf.voters_out;
-}
-
-/* p is another member of the configuration in effect, or of the one
- * before it while the latest is uncommitted: one a leader replicates to
- * (a member being removed thus hears of its removal). Quorums only ever
- * count the configuration in effect. */
-static uint32_t peers(const struct raft *r)
-{
-    uint32_t to =
-        members(r) | (r->conf_index > r->commit ? r->prev.voters | r->prev.voters_out : 0);
-    return to & ~bit(r->id);
-}
-
-static int peer(const struct raft *r, uint32_t p)
-{
-    return (peers(r) & bit(p)) != 0;
-}
-
-/* The lowest id in a non-empty mask (to iterate: mask &= mask - 1). */
-static uint32_t low_id(uint32_t mask)
-{
-    return (uint32_t)__builtin_ctz(mask);
-}
-
-static int joint(const struct raft *r)
-{
-    return r->conf.voters_out != 0;
-}
-
-/* A storage member of its configuration: the only kind that campaigns,
- * leads or is handed leadership. */
-static int storage_member(const struct raft *r, uint32_t p)
-{
-    return (members(r) & ~r->conf.log & bit(p)) != 0;
-}
-
 /* This member may campaign: a storage member of its configuration, or of
  * the one before while the latest (which removed it or made it a log
  * member) is uncommitted. The latter may hold the only up-to-date log a
  * storage member has (the old leader lost its leadership before its
  * leave-joint entry committed, and the others that have it are log
  * members): it counts votes by its latest configuration, leads until that
- * is committed and hands over (conf_progress). Found by test_raft_sim. */
+ * is committed and hands over (raft__conf_progress). Found by test_raft_sim. */
 static int can_campaign(const struct raft *r)
 {
-    return storage_member(r, r->id) ||
+    return raft__storage_member(r, r->id) ||
            (r->conf_index > r->commit &&
-            ((r->prev.voters | r->prev.voters_out) & ~r->prev.log & bit(r->id)));
-}
-
-/* set holds a majority of voters (an empty voter set: no constraint). */
-static int majority(uint32_t set, uint32_t voters)
-{
-    return voters == 0 || popcount(set & voters) > popcount(voters) / 2;
-}
-
-/* A quorum of the configuration in effect: a majority of voters, and of
- * voters_out when joint (Raft §6). */
-static int has_quorum(const struct raft *r, uint32_t set)
-{
-    return majority(set, r->conf.voters) && majority(set, r->conf.voters_out);
-}
-
-/* Refusals from a majority of either half: the campaign is lost (as
- * before for one configuration: refusals from a quorum). */
-static int quorum_lost(const struct raft *r, uint32_t set)
-{
-    return (r->conf.voters && majority(set, r->conf.voters)) ||
-           (joint(r) && majority(set, r->conf.voters_out));
-}
-
-/* The largest x such that a majority of the ids in voters have val >= x. */
-static uint64_t majority_value(const uint64_t *val, uint32_t voters)
-{
-    uint64_t a[RAFT_MAX_MEMBERS] = {0}; /* voters is never empty; gcc -O3 cannot tell */
-    uint32_t k = 0;
-    for (uint32_t left = voters; left; left &= left - 1)
-        a[k++] = val[low_id(left)];
-    /* Descending insertion sort; k is tiny. */
-    for (uint32_t i = 1; i < k; i++)
-        for (uint32_t j = i; j > 0 && a[j] > a[j - 1]; j--) {
-            uint64_t t = a[j];
-            a[j] = a[j - 1];
-            a[j - 1] = t;
-        }
-    return a[k / 2];
-}
-
-/* The same over the configuration in effect (both halves when joint). */
-static uint64_t quorum_value(const struct raft *r, const uint64_t *val)
-{
-    uint64_t q = majority_value(val, r->conf.voters);
-    if (joint(r)) {
-        uint64_t o = majority_value(val, r->conf.voters_out);
-        if (o < q)
-            q = o;
-    }
-    return q;
-}
-
-#define RAFT_CONF_VERSION 1
-#define RAFT_ID_BITS (((UINT32_C(1) << RAFT_MAX_MEMBERS) - 1) << 1) /* ids 1..MAX */
-
-int raft_conf_check(const struct raft_conf *c, int target, struct nerr *e)
-{
-    uint32_t all = c->voters | c->voters_out;
-    if ((all | c->log) & ~RAFT_ID_BITS)
-        return nerr_set(e, NERR_INVALID, "raft: member ids are 1..%d (at most %d members)",
-                        RAFT_MAX_MEMBERS, RAFT_MAX_MEMBERS);
-    if (c->voters == 0)
-        return nerr_set(e, NERR_INVALID, "raft: a configuration needs at least one voter");
-    if (target && c->voters_out)
-        return nerr_set(e, NERR_INVALID,
-                        "raft: a target configuration is not joint (voters_out must be 0)");
-    if (c->log & ~all)
-        return nerr_set(e, NERR_INVALID, "raft: log member %d is not a voter",
-                        __builtin_ctz(c->log & ~all));
-    if (!(c->voters & ~c->log) || (c->voters_out && !(c->voters_out & ~c->log)))
-        return nerr_set(e, NERR_INVALID,
-                        "raft: a configuration needs a storage voter (a log member never leads)");
-    /* Storage members are a majority of the voters (of each half when
-     * joint): then every committed entry is on a storage member, and with
-     * every member up the most up-to-date storage member gets the votes of
-     * the other storage members, a majority. With log members a majority,
-     * a group can commit entries only log members hold and then no member
-     * can lead (found by test_raft_sim). */
-    if (popcount(c->voters & ~c->log) * 2 <= popcount(c->voters) ||
-        popcount(c->voters_out & ~c->log) * 2 < popcount(c->voters_out) + (c->voters_out != 0))
-        return nerr_set(e, NERR_INVALID,
-                        "raft: log members must be a minority of the voters (%d of %d)",
-                        popcount(c->voters & c->log), popcount(c->voters));
-    return 0;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-void raft_conf_encode(const struct raft_conf *c, unsigned char out[RAFT_CONF_ENC_LEN])
-{
-    put32(out, RAFT_CONF_VERSION);
-    put32(out + 4, c->voters);
-    put32(out + 8, c->voters_out);
-    put32(out + 12, c->log);
-}
-
-int raft_conf_decode(const void *data, uint32_t len, struct raft_conf *c)
-{
-    const unsigned char *p = data;
-    if (len != RAFT_CONF_ENC_LEN || !p || get32(p) != RAFT_CONF_VERSION)
-        return NERR_INVALID;
-    struct raft_conf d = {get32(p + 4), get32(p + 8), get32(p + 12)};
-    if (raft_conf_check(&d, 0, NULL))
-        return NERR_INVALID;
-    *c = d;
-    return 0;
-}
-
-static uint64_t first_index(const struct raft *r)
-{
-    return r->snap.index + 1;
-}
-static uint64_t last_index(const struct raft *r)
-{
-    return r->snap.index + r->log_len;
+            ((r->prev.voters | r->prev.voters_out) & ~r->prev.log & raft__bit(r->id)));
 }
 
 /* The cheap invariants raft.h promises, checked after every input (always
  * on: lib/invariant.h). I4: the commit index never passes the log's end or
  * falls below what was applied or compacted; a leader leads as itself. */
-static void check_state(const struct raft *r)
+void raft__check_state(const struct raft *r)
 {
     /* Membership: the configuration in effect is valid; a leader that is
      * no storage member of it leads only until that configuration (not
      * joint) is committed (raft.h, "Leader removal"). */
-    NINES_ASSERT(r->conf.voters != 0 && (members(r) & ~r->known) == 0);
-    NINES_ASSERT(r->role != RAFT_LEADER || storage_member(r, r->id) || joint(r) ||
+    NINES_ASSERT(r->conf.voters != 0 && (raft__members(r) & ~r->known) == 0);
+    NINES_ASSERT(r->role != RAFT_LEADER || raft__storage_member(r, r->id) || raft__joint(r) ||
                  r->conf_index > r->commit);
-    NINES_ASSERT(r->commit <= last_index(r));
+    NINES_ASSERT(r->commit <= raft__last_index(r));
     NINES_ASSERT(r->applied <= r->commit);
     NINES_ASSERT(r->snap.index <= r->commit);
-    NINES_ASSERT(r->stable <= last_index(r));
+    NINES_ASSERT(r->stable <= raft__last_index(r));
     NINES_ASSERT(r->role != RAFT_LEADER || (r->leader == r->id && r->vote == r->id));
 }
 
 /* Term of the entry at i; 0 when unknown (compacted away or beyond the log).
  * Index 0 has term 0 by definition, which is also what callers compare. */
-static int term_at(const struct raft *r, uint64_t i, uint64_t *t)
+int raft__term_at(const struct raft *r, uint64_t i, uint64_t *t)
 {
     if (i == r->snap.index) {
         *t = r->snap.term;
         return 0;
     }
-    if (i < first_index(r) || i > last_index(r))
+    if (i < raft__first_index(r) || i > raft__last_index(r))
         return -1;
-    *t = r->log[i - first_index(r)].term;
+    *t = r->log[i - raft__first_index(r)].term;
     return 0;
 }
 
@@ -326,11 +81,9 @@ static int log_reserve(struct raft *r, size_t n)
     return 0;
 }
 
-static void conf_adopt(struct raft *r, const struct raft_conf *c, uint64_t index);
-
 /* Appends a copy of e (whose index must be last + 1). A CONF entry (its
  * data already decoded by the caller's checks) takes effect at once. */
-static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t len, uint32_t type)
+int raft__log_append(struct raft *r, uint64_t term, const void *data, uint32_t len, uint32_t type)
 {
     /* I2's premise: terms never decrease along the log, and no entry is of a
      * term this member has not reached. */
@@ -340,7 +93,7 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
         return NERR_NOMEM;
     struct raft_entry *ne = &r->log[r->log_len];
     ne->term = term;
-    ne->index = last_index(r) + 1;
+    ne->index = raft__last_index(r) + 1;
     ne->len = len;
     ne->data = NULL;
     ne->type = type;
@@ -357,27 +110,10 @@ static int log_append(struct raft *r, uint64_t term, const void *data, uint32_t 
         struct raft_conf c;
         int rc = raft_conf_decode(data, len, &c);
         NINES_ASSERT(rc == 0);
-        conf_adopt(r, &c, ne->index);
+        raft__conf_adopt(r, &c, ne->index);
         r->open = 1;
     }
     return 0;
-}
-
-/* The configuration in effect at index (>= snap.index): the latest CONF
- * entry at or before it, else the snapshot's. */
-static void conf_at(const struct raft *r, uint64_t index, struct raft_conf *c, uint64_t *at)
-{
-    if (index > last_index(r))
-        index = last_index(r);
-    for (uint64_t i = index; i > r->snap.index; i--) {
-        const struct raft_entry *e = &r->log[i - first_index(r)];
-        if (e->type == RAFT_ENTRY_CONF && !raft_conf_decode(e->data, e->len, c)) {
-            *at = i;
-            return;
-        }
-    }
-    *c = r->snap.conf;
-    *at = r->snap.index;
 }
 
 /* Drops entries with index >= from. Never below the commit index (I4), and
@@ -385,7 +121,7 @@ static void conf_at(const struct raft *r, uint64_t index, struct raft_conf *c, u
 static void log_truncate(struct raft *r, uint64_t from)
 {
     NINES_ASSERT(from > r->commit && r->role != RAFT_LEADER);
-    while (last_index(r) >= from) {
+    while (raft__last_index(r) >= from) {
         free(r->log[r->log_len - 1].data);
         r->log_len--;
     }
@@ -398,15 +134,15 @@ static void log_truncate(struct raft *r, uint64_t from)
     if (r->conf_index >= from) {
         struct raft_conf c, pc = r->snap.conf;
         uint64_t at, pat;
-        conf_at(r, last_index(r), &c, &at);
+        raft__conf_at(r, raft__last_index(r), &c, &at);
         if (at > r->snap.index)
-            conf_at(r, at - 1, &pc, &pat);
-        conf_adopt(r, &c, at);
+            raft__conf_at(r, at - 1, &pc, &pat);
+        raft__conf_adopt(r, &c, at);
         r->prev = pc;
     }
 }
 
-static struct raft_msg *outbox_add(struct raft *r, uint32_t type, uint32_t to)
+struct raft_msg *raft__outbox_add(struct raft *r, uint32_t type, uint32_t to)
 {
     if (r->n_msgs == r->cap_msgs) {
         size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 4;
@@ -433,7 +169,7 @@ static void send_snapshot(struct raft *r, uint32_t p)
     /* A snapshot can be large: resend at most every E/2 ticks. */
     if (r->snap_sent[p] && r->now + 1 - r->snap_sent[p] < r->E / 2)
         return;
-    struct raft_msg *m = outbox_add(r, RAFT_MSG_SNAPSHOT, p);
+    struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_SNAPSHOT, p);
     if (!m)
         return;
     m->index = r->snap.index;
@@ -456,28 +192,29 @@ static void send_snapshot(struct raft *r, uint32_t p)
 static void send_append(struct raft *r, uint32_t p)
 {
     uint64_t prev = r->next[p] - 1, prev_term;
-    if (r->sent[p] > prev && r->sent[p] <= last_index(r) && !term_at(r, r->sent[p], &prev_term))
+    if (r->sent[p] > prev && r->sent[p] <= raft__last_index(r) &&
+        !raft__term_at(r, r->sent[p], &prev_term))
         prev = r->sent[p];
     else
         r->sent[p] = 0;
-    if (term_at(r, prev, &prev_term)) {
+    if (raft__term_at(r, prev, &prev_term)) {
         send_snapshot(r, p);
         return;
     }
-    uint64_t n = last_index(r) - prev;
+    uint64_t n = raft__last_index(r) - prev;
     if (n > RAFT_MAX_BATCH)
         n = RAFT_MAX_BATCH;
     /* Bounded by bytes too: at most RAFT_MAX_APPEND_BYTES of entries, or
      * one entry when that one alone is larger (raftwire.h, the message bound). */
     size_t bytes = 0;
     for (uint64_t i = 0; i < n; i++) {
-        bytes += r->log[prev + 1 + i - first_index(r)].len;
+        bytes += r->log[prev + 1 + i - raft__first_index(r)].len;
         if (bytes > RAFT_MAX_APPEND_BYTES && i > 0) {
             n = i;
             break;
         }
     }
-    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND, p);
+    struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_APPEND, p);
     if (!m)
         return;
     m->index = prev;
@@ -489,7 +226,7 @@ static void send_append(struct raft *r, uint32_t p)
             goto fail;
         m->n_entries = (uint32_t)n;
         for (uint64_t i = 0; i < n; i++) {
-            const struct raft_entry *src = &r->log[prev + 1 + i - first_index(r)];
+            const struct raft_entry *src = &r->log[prev + 1 + i - raft__first_index(r)];
             m->entries[i] = *src;
             m->entries[i].data = NULL;
             if (src->len) {
@@ -508,16 +245,16 @@ fail:
     r->nomem = 1;
 }
 
-static void broadcast_append(struct raft *r)
+void raft__broadcast_append(struct raft *r)
 {
-    for (uint32_t left = peers(r); left; left &= left - 1)
-        send_append(r, low_id(left));
+    for (uint32_t left = raft__peers(r); left; left &= left - 1)
+        send_append(r, raft__low_id(left));
 }
 
 /* A leader's fresh view of member p: nothing known acknowledged. */
-static void reset_progress(struct raft *r, uint32_t p)
+void raft__reset_progress(struct raft *r, uint32_t p)
 {
-    r->next[p] = last_index(r) + 1;
+    r->next[p] = raft__last_index(r) + 1;
     r->match[p] = 0;
     r->ack[p] = 0;
     r->active[p] = 0;
@@ -528,23 +265,7 @@ static void reset_progress(struct raft *r, uint32_t p)
     r->match_tick[p] = r->now;
 }
 
-/* c, made by the entry at index (or the snapshot at it), is now the
- * configuration in effect. A leader starts tracking the members it adds
- * (Raft §6: it replicates to them at once, before they count). */
-static void conf_adopt(struct raft *r, const struct raft_conf *c, uint64_t index)
-{
-    uint32_t added = (c->voters | c->voters_out) & ~members(r);
-    r->prev = r->conf;
-    r->conf = *c;
-    r->conf_index = index;
-    r->known |= members(r);
-    if (r->role == RAFT_LEADER)
-        for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++)
-            if ((added & bit(p)) && p != r->id)
-                reset_progress(r, p);
-}
-
-static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
+void raft__become_follower(struct raft *r, uint64_t term, uint32_t leader)
 {
     r->quiet = 0;
     r->vouch_until = 0;
@@ -566,18 +287,18 @@ static void become_leader(struct raft *r)
     r->quiet = 0;
     r->idle_since = r->now;
     for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++)
-        reset_progress(r, p);
+        raft__reset_progress(r, p);
     r->lead_start = r->now;
     r->last_contact = r->now;
     r->hb_elapsed = r->cq_elapsed = 0;
     /* The no-op entry lets the leader commit the earlier terms' entries
      * indirectly (§5.4.2, §8). */
-    if (log_append(r, r->term, NULL, 0, RAFT_ENTRY_NORMAL)) {
+    if (raft__log_append(r, r->term, NULL, 0, RAFT_ENTRY_NORMAL)) {
         r->nomem = 1;
         return;
     }
-    r->term_start = last_index(r);
-    broadcast_append(r);
+    r->term_start = raft__last_index(r);
+    raft__broadcast_append(r);
 }
 
 /* Ticks a follower waits at most for answers to its gray-failure probe
@@ -599,13 +320,13 @@ static uint32_t probe_ticks(const struct raft *r)
 static void ask_votes(struct raft *r, uint32_t type, uint64_t term, uint64_t ctx)
 {
     uint64_t lt = 0;
-    term_at(r, last_index(r), &lt);
-    for (uint32_t left = peers(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
-        struct raft_msg *m = outbox_add(r, type, p);
+    raft__term_at(r, raft__last_index(r), &lt);
+    for (uint32_t left = raft__peers(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
+        struct raft_msg *m = raft__outbox_add(r, type, p);
         if (m) {
             m->term = term;
-            m->index = last_index(r);
+            m->index = raft__last_index(r);
             m->log_term = lt;
             m->ctx = ctx;
         }
@@ -625,7 +346,7 @@ static void campaign(struct raft *r, uint64_t hand_over)
     r->refused = 0;
     r->stats.elections_started++;
     new_timeout(r);
-    if (has_quorum(r, r->granted)) {
+    if (raft__has_quorum(r, r->granted)) {
         become_leader(r);
         return;
     }
@@ -650,7 +371,7 @@ static void pre_campaign(struct raft *r)
     r->refused = 0;
     r->stats.prevotes_started++;
     new_timeout(r);
-    if (has_quorum(r, r->granted)) {
+    if (raft__has_quorum(r, r->granted)) {
         campaign(r, 0);
         return;
     }
@@ -674,9 +395,9 @@ static int in_lease(const struct raft *r)
 
 static void heartbeat_round(struct raft *r)
 {
-    for (uint32_t left = peers(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
-        struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
+    for (uint32_t left = raft__peers(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
+        struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_HEARTBEAT, p);
         if (m) {
             m->commit = r->commit < r->match[p] ? r->commit : r->match[p];
             m->ctx = r->now;
@@ -686,7 +407,7 @@ static void heartbeat_round(struct raft *r)
 
 /* Wakes a sleeping member. vouch: a follower stays sticky for E ticks (its
  * host has not reported the leader's node down). */
-static void wake(struct raft *r, int vouch)
+void raft__wake(struct raft *r, int vouch)
 {
     if (!r->quiet)
         return;
@@ -711,21 +432,22 @@ static void wake(struct raft *r, int vouch)
 /* The leader's quiescence test, at a tick (raft.h, "Quiescence"). */
 static void maybe_quiesce(struct raft *r)
 {
-    uint64_t last = last_index(r), lt = 0;
+    uint64_t last = raft__last_index(r), lt = 0;
     if (!r->Q || r->quiet || r->role != RAFT_LEADER || r->now - r->idle_since < r->Q ||
         r->commit < r->term_start || r->commit != last || r->stable != last ||
-        (r->down & members(r)) || term_at(r, last, &lt) || joint(r) || r->conf_index > r->commit)
+        (r->down & raft__members(r)) || raft__term_at(r, last, &lt) || raft__joint(r) ||
+        r->conf_index > r->commit)
         return;
-    for (uint32_t left = peers(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
+    for (uint32_t left = raft__peers(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
         if (r->match[p] != last || !r->ack[p] || r->now - (r->ack[p] - 1) > r->E / 2 + r->H)
             return;
     }
     r->quiet = 1;
     r->stats.quiesces++;
-    for (uint32_t left = peers(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
-        struct raft_msg *m = outbox_add(r, RAFT_MSG_HEARTBEAT, p);
+    for (uint32_t left = raft__peers(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
+        struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_HEARTBEAT, p);
         if (m) {
             m->commit = r->commit;
             m->ctx = r->now;
@@ -752,8 +474,8 @@ static int wakes(const struct raft *r, const struct raft_msg *m)
         if (r->role != RAFT_LEADER || m->term != r->term)
             return 1;
         if (m->type == RAFT_MSG_APPEND_RESP)
-            return m->reject || m->index > last_index(r);
-        return m->index != last_index(r);
+            return m->reject || m->index > raft__last_index(r);
+        return m->index != raft__last_index(r);
     case RAFT_MSG_HEARTBEAT:
         /* A repeated RAFT_HB_QUIESCE, or a heartbeat the leader sent before
          * it (overtaken on the way). */
@@ -763,7 +485,7 @@ static int wakes(const struct raft *r, const struct raft_msg *m)
         /* A late duplicate: nothing we lack (the leader's entries of one
          * term never change, and our log ends at its last entry). */
         return !(r->role == RAFT_FOLLOWER && m->term == r->term && m->from == r->leader &&
-                 m->index + m->n_entries <= last_index(r));
+                 m->index + m->n_entries <= raft__last_index(r));
     default:
         return 1;
     }
@@ -772,13 +494,13 @@ static int wakes(const struct raft *r, const struct raft_msg *m)
 static int log_up_to_date(const struct raft *r, uint64_t index, uint64_t term)
 {
     uint64_t lt = 0;
-    term_at(r, last_index(r), &lt);
-    return term > lt || (term == lt && index >= last_index(r));
+    raft__term_at(r, raft__last_index(r), &lt);
+    return term > lt || (term == lt && index >= raft__last_index(r));
 }
 
 /* The TIMEOUT_NOW of a leader that hands over to p (raft_hand_over, and
  * a removed leader's step-down). */
-static void fill_timeout_now(const struct raft *r, uint32_t p, struct raft_msg *out)
+void raft__fill_timeout_now(const struct raft *r, uint32_t p, struct raft_msg *out)
 {
     memset(out, 0, sizeof(*out));
     out->group = r->group;
@@ -786,17 +508,17 @@ static void fill_timeout_now(const struct raft *r, uint32_t p, struct raft_msg *
     out->from = r->id;
     out->to = p;
     out->term = r->term;
-    out->index = last_index(r);
+    out->index = raft__last_index(r);
     out->commit = r->commit;
 }
 
 /* The storage member (not us) with the longest acknowledged log, ties: the
  * one heard from last; 0 when there is none. */
-static uint32_t hand_over_target(const struct raft *r)
+uint32_t raft__hand_over_target(const struct raft *r)
 {
     uint32_t best = 0;
-    for (uint32_t left = peers(r) & members(r) & ~r->conf.log; left; left &= left - 1) {
-        uint32_t p = low_id(left);
+    for (uint32_t left = raft__peers(r) & raft__members(r) & ~r->conf.log; left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
         if (!best || r->match[p] > r->match[best] ||
             (r->match[p] == r->match[best] && r->ack[p] > r->ack[best]))
             best = p;
@@ -804,80 +526,24 @@ static uint32_t hand_over_target(const struct raft *r)
     return best;
 }
 
-/* The leader's side of a membership change once its latest CONF entry is
- * committed (raft.h, "Membership change"): leave a joint configuration, or
- * step down from one it is no storage member of. Not before it committed
- * an entry of its term (Ongaro 2015). */
-static void conf_progress(struct raft *r)
-{
-    if (r->role != RAFT_LEADER || r->commit < r->term_start || r->conf_index > r->commit)
-        return;
-    if (joint(r)) {
-        /* Auto-leave: C_old∧C_new is committed, so C_new alone is safe. */
-        struct raft_conf c = {r->conf.voters, 0, r->conf.log & r->conf.voters};
-        unsigned char enc[RAFT_CONF_ENC_LEN];
-        raft_conf_encode(&c, enc);
-        if (log_append(r, r->term, enc, sizeof(enc), RAFT_ENTRY_CONF)) {
-            r->nomem = 1; /* tried again at the next commit or ready */
-            return;
-        }
-        r->stats.conf_changes++;
-        r->idle_since = r->now;
-        broadcast_append(r);
-        return;
-    }
-    if (storage_member(r, r->id))
-        return;
-    /* Removed (or made a log member): hand over to a storage member of the
-     * new configuration, as raft_hand_over does. Its lease ends here. */
-    uint32_t p = hand_over_target(r);
-    if (p) {
-        struct raft_msg *m = outbox_add(r, RAFT_MSG_TIMEOUT_NOW, p);
-        if (m)
-            fill_timeout_now(r, p, m);
-    }
-    r->stats.conf_stepdowns++;
-    become_follower(r, r->term, 0);
-}
-
-/* Tells p, a member this leader's committed configuration removed, that
- * the removal is committed: an empty APPEND after the CONF entry, with the
- * commit index up to it. A p whose log holds that entry takes the commit
- * index (the consistency check makes it safe) and, no member and no
- * removal pending, stops checking on its leader and campaigning (raft.h,
- * "Membership change"); any other p refuses it, and its answer is
- * ignored. */
-static void farewell(struct raft *r, uint32_t p)
-{
-    uint64_t t;
-    if (r->role != RAFT_LEADER || r->conf_index > r->commit || peer(r, p) || !(r->known & bit(p)) ||
-        term_at(r, r->conf_index, &t))
-        return;
-    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND, p);
-    if (m) {
-        m->index = r->conf_index;
-        m->log_term = t;
-        m->commit = r->conf_index;
-    }
-}
-
 static void maybe_commit(struct raft *r)
 {
     uint64_t before = r->commit;
     uint64_t val[RAFT_MAX_MEMBERS + 1] = {0};
-    for (uint32_t left = members(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
+    for (uint32_t left = raft__members(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
         val[p] = p == r->id ? r->stable : r->match[p];
     }
-    uint64_t q = quorum_value(r, val), t;
+    uint64_t q = raft__quorum_value(r, val), t;
     /* Only entries of the current term commit by counting (§5.4.2). */
-    if (q > r->commit && !term_at(r, q, &t) && t == r->term)
+    if (q > r->commit && !raft__term_at(r, q, &t) && t == r->term)
         r->commit = q;
     if (before < r->conf_index && r->conf_index <= r->commit)
-        for (uint32_t gone = (r->prev.voters | r->prev.voters_out) & ~members(r) & ~bit(r->id);
+        for (uint32_t gone =
+                 (r->prev.voters | r->prev.voters_out) & ~raft__members(r) & ~raft__bit(r->id);
              gone; gone &= gone - 1)
-            farewell(r, low_id(gone));
-    conf_progress(r);
+            raft__farewell(r, raft__low_id(gone));
+    raft__conf_progress(r);
 }
 
 static int drop(struct raft *r)
@@ -899,7 +565,7 @@ static int malformed(const struct raft *r, const struct raft_msg *m)
      * lags behind a change must still hear a leader that was added by it,
      * and vote for one (raft.h, "Membership change"). Answers and probes
      * only matter to who asked, who knows its members. */
-    if (!(r->known & bit(m->from)) &&
+    if (!(r->known & raft__bit(m->from)) &&
         !(r->open && (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
                       m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW ||
                       m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE)))
@@ -954,7 +620,7 @@ static int malformed(const struct raft *r, const struct raft_msg *m)
 
 static void reply_append(struct raft *r, uint32_t to, uint64_t index, int reject, uint64_t hint)
 {
-    struct raft_msg *m = outbox_add(r, RAFT_MSG_APPEND_RESP, to);
+    struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_APPEND_RESP, to);
     if (m) {
         m->index = index;
         m->reject = (uint32_t)reject;
@@ -965,7 +631,7 @@ static void reply_append(struct raft *r, uint32_t to, uint64_t index, int reject
 static void heard_leader(struct raft *r, uint32_t from)
 {
     if (r->role != RAFT_FOLLOWER)
-        become_follower(r, r->term, from);
+        raft__become_follower(r, r->term, from);
     r->leader = from;
     r->last_contact = r->now;
     r->elapsed = 0;
@@ -980,25 +646,25 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
         return 0;
     }
     uint64_t t;
-    if (term_at(r, m->index, &t) || t != m->log_term) {
+    if (raft__term_at(r, m->index, &t) || t != m->log_term) {
         /* Fast backtracking: the largest index that could still match is
          * the last one whose term is <= the leader's term at m->index. */
-        uint64_t hint = m->index > last_index(r) ? last_index(r) : m->index - 1;
+        uint64_t hint = m->index > raft__last_index(r) ? raft__last_index(r) : m->index - 1;
         NINES_ASSERT(m->index > 0 || hint == 0);
-        while (hint > r->commit && !term_at(r, hint, &t) && t > m->log_term)
+        while (hint > r->commit && !raft__term_at(r, hint, &t) && t > m->log_term)
             hint--;
         reply_append(r, m->from, m->index, 1, hint);
         return 0;
     }
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (e->index <= last_index(r)) {
-            term_at(r, e->index, &t);
+        if (e->index <= raft__last_index(r)) {
+            raft__term_at(r, e->index, &t);
             if (t == e->term)
                 continue;
             log_truncate(r, e->index);
         }
-        if (log_append(r, e->term, e->data, e->len, e->type))
+        if (raft__log_append(r, e->term, e->data, e->len, e->type))
             return NERR_NOMEM;
     }
     uint64_t last_new = m->index + m->n_entries;
@@ -1017,7 +683,7 @@ static int handle_snapshot(struct raft *r, const struct raft_msg *m)
         reply_append(r, m->from, r->commit, 0, 0);
         return 0;
     }
-    if (!term_at(r, m->index, &t) && t == m->log_term) {
+    if (!raft__term_at(r, m->index, &t) && t == m->log_term) {
         /* Our log already holds it: entries after it may be acknowledged
          * by us, so keep them and just advance the commit index. */
         r->commit = m->index;
@@ -1042,7 +708,7 @@ static int handle_snapshot(struct raft *r, const struct raft_msg *m)
     r->snap.data = d;
     r->snap.conf = (m->conf.voters | m->conf.voters_out) ? m->conf : r->base;
     r->open |= (m->conf.voters | m->conf.voters_out) != 0;
-    conf_adopt(r, &r->snap.conf, m->index);
+    raft__conf_adopt(r, &r->snap.conf, m->index);
     r->snap_pending = 1;
     r->commit = r->applied = r->stable = m->index;
     r->unstable_from = m->index + 1;
@@ -1053,11 +719,11 @@ static int handle_snapshot(struct raft *r, const struct raft_msg *m)
 static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
     uint32_t p = m->from;
-    if (!peer(r, p)) {
+    if (!raft__peer(r, p)) {
         /* Removed since: no progress to track. Not on a refusal or an
          * acknowledgement of the farewell itself: no ping-pong. */
         if (!m->reject && m->index < r->conf_index)
-            farewell(r, p);
+            raft__farewell(r, p);
         return;
     }
     r->active[p] = 1;
@@ -1069,7 +735,7 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
         if (r->next[p] < m->index + 1)
             r->next[p] = m->index + 1;
         maybe_commit(r);
-        if (r->next[p] <= last_index(r))
+        if (r->next[p] <= raft__last_index(r))
             send_append(r, p);
         return;
     }
@@ -1103,7 +769,7 @@ static void handle_vote(struct raft *r, const struct raft_msg *m)
         r->vote = m->from;
         r->elapsed = 0;
     }
-    struct raft_msg *o = outbox_add(r, RAFT_MSG_VOTE_RESP, m->from);
+    struct raft_msg *o = raft__outbox_add(r, RAFT_MSG_VOTE_RESP, m->from);
     if (o)
         o->reject = !grant;
 }
@@ -1111,7 +777,7 @@ static void handle_vote(struct raft *r, const struct raft_msg *m)
 static void handle_prevote(struct raft *r, const struct raft_msg *m)
 {
     int grant = m->term > r->term && log_up_to_date(r, m->index, m->log_term);
-    struct raft_msg *o = outbox_add(r, RAFT_MSG_PREVOTE_RESP, m->from);
+    struct raft_msg *o = raft__outbox_add(r, RAFT_MSG_PREVOTE_RESP, m->from);
     if (o) {
         o->reject = !grant;
         o->term = grant ? m->term : r->term;
@@ -1120,9 +786,9 @@ static void handle_prevote(struct raft *r, const struct raft_msg *m)
 
 static void handle_probe(struct raft *r, const struct raft_msg *m)
 {
-    farewell(r, m->from);
+    raft__farewell(r, m->from);
     int heard = r->leader != 0 && in_lease(r);
-    struct raft_msg *o = outbox_add(r, RAFT_MSG_PROBE_RESP, m->from);
+    struct raft_msg *o = raft__outbox_add(r, RAFT_MSG_PROBE_RESP, m->from);
     if (o) {
         o->reject = !heard;
         o->hint = r->leader;
@@ -1136,7 +802,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     /* State-dependent forgery checks: an acknowledgement of entries we never
      * had, or of a heartbeat from our future. */
     if (r->role == RAFT_LEADER && m->term == r->term) {
-        if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > last_index(r))
+        if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > raft__last_index(r))
             return drop(r);
         if (m->type == RAFT_MSG_HEARTBEAT_RESP && m->ctx > r->now)
             return drop(r);
@@ -1149,7 +815,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 
     r->nomem = 0;
     if (r->quiet && wakes(r, m))
-        wake(r, 1);
+        raft__wake(r, 1);
     switch (m->type) {
     case RAFT_MSG_PROBE:
         handle_probe(r, m);
@@ -1160,12 +826,12 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             new_timeout(r);
             r->stats.elections_avoided++;
         } else if (r->probing) {
-            r->probe_nacks |= bit(m->from);
+            r->probe_nacks |= raft__bit(m->from);
             /* Every other member but the leader (if it is one) said no. */
-            uint32_t others = members(r) & ~bit(r->id);
-            if (r->leader && r->leader != r->id && (others & bit(r->leader)) &&
-                !(r->probe_nacks & bit(r->leader)))
-                others &= ~bit(r->leader);
+            uint32_t others = raft__members(r) & ~raft__bit(r->id);
+            if (r->leader && r->leader != r->id && (others & raft__bit(r->leader)) &&
+                !(r->probe_nacks & raft__bit(r->leader)))
+                others &= ~raft__bit(r->leader);
             if (others && (r->probe_nacks & others) == others)
                 pre_campaign(r);
         }
@@ -1186,13 +852,13 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                 handle_prevote(r, m);
                 goto out;
             }
-            become_follower(r, m->term, 0);
+            raft__become_follower(r, m->term, 0);
         } else if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) {
             /* A granted pre-vote carries the proposed term; handled below. */
         } else {
             int from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
                               m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
-            become_follower(r, m->term, from_leader ? m->from : 0);
+            raft__become_follower(r, m->term, from_leader ? m->from : 0);
         }
     } else if (m->term < r->term) {
         if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
@@ -1210,20 +876,20 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         break;
     case RAFT_MSG_HEARTBEAT: {
         heard_leader(r, m->from);
-        uint64_t c = m->commit < last_index(r) ? m->commit : last_index(r);
+        uint64_t c = m->commit < raft__last_index(r) ? m->commit : raft__last_index(r);
         if (c > r->commit)
             r->commit = c;
-        struct raft_msg *o = outbox_add(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
+        struct raft_msg *o = raft__outbox_add(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
         if (o) {
             o->ctx = m->ctx;
-            o->index = last_index(r); /* lets a leader see a log that lost entries */
+            o->index = raft__last_index(r); /* lets a leader see a log that lost entries */
         }
         /* The leader goes to sleep: so do we, when our log ends at its last
          * entry and we know its commit index (raft.h, "Quiescence"). */
         uint64_t lt;
         if (m->hint == RAFT_HB_QUIESCE && r->Q && !r->quiet && r->role == RAFT_FOLLOWER &&
-            !(r->down & (1u << m->from)) && !r->snap_pending && last_index(r) == m->index &&
-            !term_at(r, m->index, &lt) && lt == m->log_term && r->commit == m->commit) {
+            !(r->down & (1u << m->from)) && !r->snap_pending && raft__last_index(r) == m->index &&
+            !raft__term_at(r, m->index, &lt) && lt == m->log_term && r->commit == m->commit) {
             r->quiet = 1;
             r->quiet_ctx = m->ctx;
             r->vouch_until = 0;
@@ -1240,8 +906,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             handle_append_resp(r, m);
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
-        if (!peer(r, m->from))
-            farewell(r, m->from);
+        if (!raft__peer(r, m->from))
+            raft__farewell(r, m->from);
         else if (r->role == RAFT_LEADER) {
             r->active[m->from] = 1;
             if (m->ctx + 1 > r->ack[m->from])
@@ -1259,7 +925,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                 r->sent[m->from] = 0;
                 r->stats.lost_logs++;
             }
-            if (r->match[m->from] < last_index(r)) {
+            if (r->match[m->from] < raft__last_index(r)) {
                 /* No progress since the last heartbeat answer, nor for E/2
                  * ticks: what is in flight was lost; send it again. Not
                  * sooner: a follower whose disk is slow answers several
@@ -1293,31 +959,31 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (r->role != RAFT_CANDIDATE)
             break;
         if (m->reject)
-            r->refused |= bit(m->from);
+            r->refused |= raft__bit(m->from);
         else
-            r->granted |= bit(m->from);
-        if (has_quorum(r, r->granted))
+            r->granted |= raft__bit(m->from);
+        if (raft__has_quorum(r, r->granted))
             become_leader(r);
-        else if (quorum_lost(r, r->refused))
-            become_follower(r, r->term, 0);
+        else if (raft__quorum_lost(r, r->refused))
+            raft__become_follower(r, r->term, 0);
         break;
     case RAFT_MSG_PREVOTE_RESP:
         if (r->role != RAFT_PRE_CANDIDATE)
             break;
         if (!m->reject && m->term == r->term + 1)
-            r->granted |= bit(m->from);
+            r->granted |= raft__bit(m->from);
         else if (m->reject)
-            r->refused |= bit(m->from);
-        if (has_quorum(r, r->granted))
+            r->refused |= raft__bit(m->from);
+        if (raft__has_quorum(r, r->granted))
             campaign(r, 0);
-        else if (quorum_lost(r, r->refused))
-            become_follower(r, r->term, 0);
+        else if (raft__quorum_lost(r, r->refused))
+            raft__become_follower(r, r->term, 0);
         break;
     default:
         break;
     }
 out:
-    check_state(r);
+    raft__check_state(r);
     return r->nomem ? NERR_NOMEM : 0;
 }
 
@@ -1347,7 +1013,7 @@ void raft_elapse(struct raft *r, uint64_t n)
         n = RAFT_ABSURD - r->now;
     uint64_t before = r->now;
     r->now += n;
-    check_state(r);
+    raft__check_state(r);
     if (r->quiet) {
         /* Asleep: the clock moves (a leader's last lease runs out in real
          * time, last_contact ages), no timer runs. */
@@ -1365,15 +1031,15 @@ void raft_elapse(struct raft *r, uint64_t n)
         }
         if (timer_run(&r->cq_elapsed, r->E, n)) {
             r->cq_elapsed = 0;
-            uint32_t act = bit(r->id);
+            uint32_t act = raft__bit(r->id);
             for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++) {
-                if (peer(r, p) && r->active[p])
-                    act |= bit(p);
+                if (raft__peer(r, p) && r->active[p])
+                    act |= raft__bit(p);
                 r->active[p] = 0;
             }
-            if (!has_quorum(r, act)) {
+            if (!raft__has_quorum(r, act)) {
                 r->stats.checkquorum_stepdowns++;
-                become_follower(r, r->term, 0);
+                raft__become_follower(r, r->term, 0);
                 return;
             }
         }
@@ -1403,7 +1069,7 @@ void raft_elapse(struct raft *r, uint64_t n)
     if (!timer_run(&r->elapsed, r->timeout, n))
         return;
     r->elapsed = r->timeout;
-    if (!can_campaign(r) && !(members(r) & bit(r->id))) {
+    if (!can_campaign(r) && !(raft__members(r) & raft__bit(r->id))) {
         /* No member of its configuration: it never campaigns and has no
          * leader to check on (raft.h, "Membership change"). A log member
          * still probes below: its probe wakes a sleeping leader whose
@@ -1412,13 +1078,13 @@ void raft_elapse(struct raft *r, uint64_t n)
         new_timeout(r);
         return;
     }
-    if (r->role == RAFT_FOLLOWER && r->leader != 0 && (members(r) & ~bit(r->id))) {
+    if (r->role == RAFT_FOLLOWER && r->leader != 0 && (raft__members(r) & ~raft__bit(r->id))) {
         /* Gray-failure check: maybe only our link to the leader is bad. */
         r->probing = 1;
         r->probe_elapsed = 0;
         r->probe_nacks = 0;
-        for (uint32_t left = peers(r); left; left &= left - 1) {
-            struct raft_msg *m = outbox_add(r, RAFT_MSG_PROBE, low_id(left));
+        for (uint32_t left = raft__peers(r); left; left &= left - 1) {
+            struct raft_msg *m = raft__outbox_add(r, RAFT_MSG_PROBE, raft__low_id(left));
             if (m)
                 m->hint = r->leader;
         }
@@ -1436,18 +1102,18 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, uint64_t *index
 {
     if (r->role != RAFT_LEADER)
         return NERR_BUSY;
-    wake(r, 0);
+    raft__wake(r, 0);
     r->idle_since = r->now;
     if (len > RAFT_MAX_ENTRY)
         return NERR_LIMIT;
     if (len && !data)
         return NERR_INVALID;
-    if (log_append(r, r->term, data, len, RAFT_ENTRY_NORMAL))
+    if (raft__log_append(r, r->term, data, len, RAFT_ENTRY_NORMAL))
         return NERR_NOMEM;
     if (index)
-        *index = last_index(r);
+        *index = raft__last_index(r);
     r->nomem = 0;
-    broadcast_append(r);
+    raft__broadcast_append(r);
     return r->nomem ? NERR_NOMEM : 0;
 }
 
@@ -1456,73 +1122,31 @@ int raft_propose_batch(struct raft *r, const void *const *data, const uint32_t *
 {
     if (r->role != RAFT_LEADER)
         return NERR_BUSY;
-    wake(r, 0);
+    raft__wake(r, 0);
     r->idle_since = r->now;
     for (size_t i = 0; i < n; i++)
         if (len[i] > RAFT_MAX_ENTRY || (len[i] && !data[i]))
             return len[i] > RAFT_MAX_ENTRY ? NERR_LIMIT : NERR_INVALID;
-    uint64_t f = last_index(r) + 1;
+    uint64_t f = raft__last_index(r) + 1;
     for (size_t i = 0; i < n; i++)
-        if (log_append(r, r->term, data[i], len[i], RAFT_ENTRY_NORMAL)) {
+        if (raft__log_append(r, r->term, data[i], len[i], RAFT_ENTRY_NORMAL)) {
             /* Keep what was appended: those entries are proposed. */
             if (first)
                 *first = f;
-            broadcast_append(r);
+            raft__broadcast_append(r);
             return NERR_NOMEM;
         }
     if (first)
         *first = f;
     r->nomem = 0;
-    broadcast_append(r);
+    raft__broadcast_append(r);
     return r->nomem ? NERR_NOMEM : 0;
-}
-
-int raft_propose_conf(struct raft *r, const struct raft_conf *target, uint64_t *index)
-{
-    if (!target || raft_conf_check(target, 1, NULL))
-        return NERR_INVALID;
-    /* One change at a time, and none before this leader committed an entry
-     * of its term (raft.h, "Membership change"). */
-    if (r->role != RAFT_LEADER || r->commit < r->term_start || joint(r) ||
-        r->conf_index > r->commit)
-        return NERR_BUSY;
-    wake(r, 0);
-    r->idle_since = r->now;
-    /* The joint configuration: a member of the target has its new kind
-     * already (the leave-joint entry keeps it), a member that leaves its
-     * old one. A kind change that would leave log members a majority of
-     * the outgoing half is refused: change kinds in a separate step. */
-    struct raft_conf c = {target->voters, r->conf.voters,
-                          (target->log & target->voters) | (r->conf.log & ~target->voters)};
-    if (raft_conf_check(&c, 0, NULL))
-        return NERR_INVALID;
-    unsigned char enc[RAFT_CONF_ENC_LEN];
-    raft_conf_encode(&c, enc);
-    if (log_append(r, r->term, enc, sizeof(enc), RAFT_ENTRY_CONF))
-        return NERR_NOMEM;
-    if (index)
-        *index = last_index(r);
-    r->stats.conf_changes++;
-    r->nomem = 0;
-    broadcast_append(r);
-    check_state(r);
-    return r->nomem ? NERR_NOMEM : 0;
-}
-
-void raft_get_conf(const struct raft *r, struct raft_conf *conf)
-{
-    *conf = r->conf;
-}
-
-uint64_t raft_conf_index(const struct raft *r)
-{
-    return r->conf_index;
 }
 
 int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
 {
     uint64_t t;
-    if (index <= r->snap.index || index > r->applied || term_at(r, index, &t))
+    if (index <= r->snap.index || index > r->applied || raft__term_at(r, index, &t))
         return NERR_INVALID;
     if (len > RAFT_MAX_SNAPSHOT || (len && !data))
         return NERR_LIMIT;
@@ -1535,7 +1159,7 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
     }
     struct raft_conf c;
     uint64_t at;
-    conf_at(r, index, &c, &at);
+    raft__conf_at(r, index, &c, &at);
     size_t drop_n = (size_t)(index - r->snap.index);
     for (size_t i = 0; i < drop_n; i++)
         free(r->log[i].data);
@@ -1552,18 +1176,19 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, uint32_t len)
 
 int raft_hand_over(struct raft *r, struct raft_msg *out)
 {
-    uint32_t best = r->role == RAFT_LEADER ? hand_over_target(r) : 0;
+    uint32_t best = r->role == RAFT_LEADER ? raft__hand_over_target(r) : 0;
     if (!best)
         return NERR_BUSY;
-    fill_timeout_now(r, best, out);
+    raft__fill_timeout_now(r, best, out);
     r->stats.hand_overs++;
-    become_follower(r, r->term, 0);
+    raft__become_follower(r, r->term, 0);
     return 0;
 }
 
 int raft_heartbeat(const struct raft *r, uint32_t to, struct raft_msg *out)
 {
-    if (r->role != RAFT_LEADER || r->quiet || to == 0 || to > RAFT_MAX_MEMBERS || !peer(r, to))
+    if (r->role != RAFT_LEADER || r->quiet || to == 0 || to > RAFT_MAX_MEMBERS ||
+        !raft__peer(r, to))
         return NERR_BUSY;
     memset(out, 0, sizeof(*out));
     out->group = r->group;
@@ -1580,9 +1205,9 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
     memset(rd, 0, sizeof(*rd));
     if (r->snap_pending)
         rd->snapshot = &r->snap;
-    if (r->unstable_from <= last_index(r)) {
-        rd->entries = &r->log[r->unstable_from - first_index(r)];
-        rd->n_entries = (size_t)(last_index(r) - r->unstable_from + 1);
+    if (r->unstable_from <= raft__last_index(r)) {
+        rd->entries = &r->log[r->unstable_from - raft__first_index(r)];
+        rd->n_entries = (size_t)(raft__last_index(r) - r->unstable_from + 1);
     }
     struct raft_hard_state hs = {r->term, r->vote, r->commit};
     /* Against what the host persisted last: the term never decreases, a
@@ -1599,11 +1224,11 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
     rd->msgs = r->msgs;
     rd->n_msgs = r->n_msgs;
     if (r->commit > r->applied) {
-        rd->committed = &r->log[r->applied + 1 - first_index(r)];
+        rd->committed = &r->log[r->applied + 1 - raft__first_index(r)];
         rd->n_committed = (size_t)(r->commit - r->applied);
     }
     r->ready_applied = r->commit;
-    r->ready_last = last_index(r);
+    r->ready_last = raft__last_index(r);
     return rd->snapshot || rd->n_entries || rd->has_hard_state || rd->n_msgs || rd->n_committed;
 }
 
@@ -1640,7 +1265,7 @@ void raft_ready_advance(struct raft *r)
         maybe_commit(r);
     if (r->quiet && !r->n_msgs)
         trim_idle(r);
-    check_state(r);
+    raft__check_state(r);
 }
 
 static int conf_given(const struct raft_conf *c)
@@ -1716,7 +1341,7 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
     r->snap.term = s->term;
     r->snap.conf = conf_given(&s->conf) ? s->conf : base;
     r->known = base.voters | base.voters_out;
-    conf_adopt(r, &r->snap.conf, s->index);
+    raft__conf_adopt(r, &r->snap.conf, s->index);
     if (s->len) {
         r->snap.data = malloc(s->len);
         if (!r->snap.data)
@@ -1731,7 +1356,7 @@ struct raft *raft_new(const struct raft_config *cfg, struct nerr *e)
         uint32_t type = pe->type == RAFT_ENTRY_CONF && !raft_conf_decode(pe->data, pe->len, &c)
                             ? RAFT_ENTRY_CONF
                             : RAFT_ENTRY_NORMAL;
-        if (log_append(r, pe->term, pe->data, pe->len, type))
+        if (raft__log_append(r, pe->term, pe->data, pe->len, type))
             goto nomem;
     }
     r->commit = cfg->hs.commit < last ? cfg->hs.commit : last;
@@ -1775,11 +1400,11 @@ int raft_lease_valid(const struct raft *r)
     /* The latest heartbeat a quorum acknowledged — of both configurations
      * when joint; we count as acknowledging every one where we vote. */
     uint64_t val[RAFT_MAX_MEMBERS + 1] = {0};
-    for (uint32_t left = members(r); left; left &= left - 1) {
-        uint32_t p = low_id(left);
+    for (uint32_t left = raft__members(r); left; left &= left - 1) {
+        uint32_t p = raft__low_id(left);
         val[p] = p == r->id ? UINT64_MAX : r->ack[p];
     }
-    uint64_t q = quorum_value(r, val);
+    uint64_t q = raft__quorum_value(r, val);
     if (q == UINT64_MAX)
         return 1; /* a quorum of ourselves alone */
     if (q == 0 || q - 1 < r->lead_start)
@@ -1789,8 +1414,8 @@ int raft_lease_valid(const struct raft *r)
 
 void raft_wake(struct raft *r)
 {
-    wake(r, 1);
-    check_state(r);
+    raft__wake(r, 1);
+    raft__check_state(r);
 }
 
 void raft_peer_down(struct raft *r, uint32_t id)
@@ -1814,7 +1439,7 @@ void raft_peer_down(struct raft *r, uint32_t id)
         if (r->elapsed < r->E)
             r->elapsed = r->E;
     }
-    check_state(r);
+    raft__check_state(r);
 }
 
 void raft_peer_up(struct raft *r, uint32_t id)
@@ -1823,8 +1448,8 @@ void raft_peer_up(struct raft *r, uint32_t id)
         return;
     r->down &= ~(1u << id);
     if (r->role == RAFT_LEADER)
-        wake(r, 0);
-    check_state(r);
+        raft__wake(r, 0);
+    raft__check_state(r);
 }
 
 int raft_quiescent(const struct raft *r)
@@ -1848,24 +1473,30 @@ uint32_t raft_leader(const struct raft *r)
 {
     return r->leader;
 }
+uint64_t raft_match(const struct raft *r, uint32_t id)
+{
+    if (r->role != RAFT_LEADER || id < 1 || id > RAFT_MAX_MEMBERS)
+        return 0;
+    return id == r->id ? raft__last_index(r) : r->match[id];
+}
 uint64_t raft_commit(const struct raft *r)
 {
     return r->commit;
 }
 uint64_t raft_last_index(const struct raft *r)
 {
-    return last_index(r);
+    return raft__last_index(r);
 }
 uint64_t raft_first_index(const struct raft *r)
 {
-    return first_index(r);
+    return raft__first_index(r);
 }
 
 const struct raft_entry *raft_entry_at(const struct raft *r, uint64_t index)
 {
-    if (index < first_index(r) || index > last_index(r))
+    if (index < raft__first_index(r) || index > raft__last_index(r))
         return NULL;
-    return &r->log[index - first_index(r)];
+    return &r->log[index - raft__first_index(r)];
 }
 
 void raft_get_stats(const struct raft *r, struct raft_stats *st)
@@ -1875,5 +1506,5 @@ void raft_get_stats(const struct raft *r, struct raft_stats *st)
 
 int raft_term_at(const struct raft *r, uint64_t index, uint64_t *term)
 {
-    return term_at(r, index, term) ? NERR_NOTFOUND : 0;
+    return raft__term_at(r, index, term) ? NERR_NOTFOUND : 0;
 }

@@ -437,6 +437,11 @@ int raft_conf_check(const struct raft_conf *c, int target, struct nerr *e);
  * is committed once that index is at most raft_commit. */
 void raft_get_conf(const struct raft *r, struct raft_conf *conf);
 uint64_t raft_conf_index(const struct raft *r);
+/* The configuration in effect at index (clamped to the snapshot's index
+ * and the last index): the latest CONF entry at or before it, else the
+ * snapshot's; all zero = the initial one (raft_config.conf). What a host
+ * writes beside a snapshot it takes at index (raft_compact). */
+void raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *conf);
 
 /* Encodes c as a CONF entry's data (RAFT_CONF_ENC_LEN bytes into out);
  * decodes one (NERR_INVALID: wrong length or version, or an invalid
@@ -577,6 +582,10 @@ uint32_t raft_lease_ticks(const struct raft *r);
 enum raft_role raft_role(const struct raft *r);
 uint64_t raft_term(const struct raft *r);
 uint32_t raft_leader(const struct raft *r); /* 0 = unknown */
+/* On the leader: the highest index member id is known to hold (its match
+ * index; the leader's own last index for itself); 0 when r does not lead
+ * or id is no member it replicates to. */
+uint64_t raft_match(const struct raft *r, uint32_t id);
 uint64_t raft_commit(const struct raft *r);
 uint64_t raft_last_index(const struct raft *r);
 uint64_t raft_first_index(const struct raft *r); /* snapshot index + 1 */
