@@ -3,6 +3,7 @@
  * contracts are in cluster.h.
  */
 #include "cluster/cluster.h"
+#include "proto/ddb.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -829,4 +830,24 @@ void cluster_status_print(const json_t *merged, FILE *f)
                     jstr(m, "role"), commit, applied, lag);
         }
     }
+}
+
+struct ddb_client *cluster_node_client(const struct cluster_conf *c, size_t i, long timeout_ms,
+                                       struct nerr *err)
+{
+    char url[512];
+    if (cluster_conf_api_url(c, c->nodes[i].api, url, sizeof url) < 0) {
+        nerr_set(err, NERR_INVALID, "node %s: api address too long", c->nodes[i].id);
+        return NULL;
+    }
+    struct ddb_client_options co = {
+        .endpoint = url,
+        .access_key_id = c->auth ? c->access_key_id : NULL,
+        .secret_access_key = c->auth ? c->secret_access_key : NULL,
+        .region = c->region,
+        .timeout_ms = timeout_ms,
+        .ca_file = c->tls_api ? c->tls_ca : NULL,
+    };
+    struct ddb_client *cl = NULL;
+    return ddb_client_new(&co, &cl, err) ? NULL : cl;
 }

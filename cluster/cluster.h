@@ -134,6 +134,19 @@ int cluster_merged_healthy(const json_t *merged);
 /* The merged view as text: nodes, then one line per group member. */
 void cluster_status_print(const json_t *merged, FILE *f);
 
+/* A DynamoDB client for node i of c (its API URL, signed when c has
+ * credentials, its CA for HTTPS), or NULL (reason in err). */
+struct ddb_client;
+struct ddb_client *cluster_node_client(const struct cluster_conf *c, size_t i, long timeout_ms,
+                                       struct nerr *err);
+
+/* `nines cluster replace|decommission`: moves every partition replica
+ * `node` holds to other nodes (to: that one; NULL: placement's choice), at
+ * most `parallel` partitions at once, within timeout_s; progress lines to
+ * out. 0 done, 1 failed or timed out, 2 bad arguments (replace.c). */
+int cluster_replace_run(const struct cluster_conf *c, const char *node, const char *to,
+                        int parallel, double timeout_s, FILE *out);
+
 /* `nines cluster ...`; argv[0] is "cluster". 0 success, 1 failure (status:
  * some partition without a leader), 2 usage or cluster-file errors. */
 int cluster_main(int argc, char **argv);

@@ -23,12 +23,15 @@
 #define UP_DEFAULT_TIMEOUT_S 30.0
 #define DOWN_DEFAULT_TIMEOUT_S 10.0
 #define STATUS_DEFAULT_TIMEOUT_S 2.0
+#define MOVE_DEFAULT_TIMEOUT_S 600.0
 
 struct cli {
     const char *cmd;
     const char *config;
     const char *ninesd;
-    const char *out; /* certs: the output directory */
+    const char *out;       /* certs: the output directory */
+    const char *node, *to; /* replace, decommission */
+    int parallel;
     double timeout_s;
     int json;
 };
@@ -40,6 +43,9 @@ static void usage(FILE *f)
             "       nines cluster down   --config FILE [--timeout S]\n"
             "       nines cluster status --config FILE [--json] [--timeout S]\n"
             "       nines cluster certs  --config FILE --out DIR\n"
+            "       nines cluster replace NODE --config FILE [--to NODE2] [--parallel N] "
+            "[--timeout S]\n"
+            "       nines cluster decommission NODE --config FILE [--parallel N] [--timeout S]\n"
             "\n"
             "  up      start one ninesd per node of FILE (loopback addresses only), detached,\n"
             "          logging to DATA/ninesd.log with the pid in DATA/ninesd.pid; wait (default\n"
@@ -53,6 +59,11 @@ static void usage(FILE *f)
             "  certs   create a CA (DIR/ca.pem, DIR/ca.key) and a certificate and key per\n"
             "          node (DIR/ID.pem, DIR/ID.key; keys 0600), and DIR/cluster.yaml: FILE\n"
             "          with mutual TLS between the nodes and HTTPS on the API\n"
+            "  replace, decommission\n"
+            "          move every partition replica NODE holds to other nodes (replace --to:\n"
+            "          to NODE2; else the placement picks, keeping the AZ spread), each by\n"
+            "          joint consensus, at most N (default 4) partitions at once; NODE may be\n"
+            "          down. Waits until NODE holds none (default 600 s)\n"
             "\n"
             "Exit status: 0 success (status: every partition has a leader), 1 failure\n"
             "(status: some partition has none, or no node reported), 2 usage or cluster-file\n"
@@ -68,12 +79,15 @@ static int parse_cli(int argc, char **argv, struct cli *o)
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"out", required_argument, NULL, 'o'},
+        {"to", required_argument, NULL, 'T'},
+        {"parallel", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->timeout_s = -1;
     if (argc < 2) {
-        fprintf(stderr, "nines cluster: missing subcommand (up, down, status or certs)\n");
+        fprintf(stderr, "nines cluster: missing subcommand (up, down, status, certs, replace or "
+                        "decommission)\n");
         usage(stderr);
         return 2;
     }
@@ -82,9 +96,12 @@ static int parse_cli(int argc, char **argv, struct cli *o)
         usage(stdout);
         return 1;
     }
+    int moves = !strcmp(o->cmd, "replace") || !strcmp(o->cmd, "decommission");
     if (strcmp(o->cmd, "up") && strcmp(o->cmd, "down") && strcmp(o->cmd, "status") &&
-        strcmp(o->cmd, "certs")) {
-        fprintf(stderr, "nines cluster: unknown subcommand '%s' (up, down, status or certs)\n",
+        strcmp(o->cmd, "certs") && !moves) {
+        fprintf(stderr,
+                "nines cluster: unknown subcommand '%s' (up, down, status, certs, replace or "
+                "decommission)\n",
                 o->cmd);
         usage(stderr);
         return 2;
@@ -131,6 +148,26 @@ static int parse_cli(int argc, char **argv, struct cli *o)
             }
             o->out = optarg;
             break;
+        case 'T':
+            if (strcmp(o->cmd, "replace")) {
+                fprintf(stderr, "nines cluster %s: --to is an option of replace\n", o->cmd);
+                return 2;
+            }
+            o->to = optarg;
+            break;
+        case 'p': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!moves || end == optarg || *end || v < 1 || v > 64) {
+                fprintf(stderr,
+                        "nines cluster %s: --parallel '%s': 1..64, for replace and "
+                        "decommission\n",
+                        o->cmd, optarg);
+                return 2;
+            }
+            o->parallel = (int)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 1;
@@ -141,10 +178,19 @@ static int parse_cli(int argc, char **argv, struct cli *o)
             return 2;
         }
     }
+    if (moves && optind < argc - 1)
+        o->node = argv[1 + optind++];
     if (optind < argc - 1) {
         fprintf(stderr, "nines cluster %s: unexpected argument '%s'\n", o->cmd, argv[optind + 1]);
         return 2;
     }
+    if (moves && !o->node) {
+        fprintf(stderr, "nines cluster %s: which node? (nines cluster %s NODE --config FILE)\n",
+                o->cmd, o->cmd);
+        return 2;
+    }
+    if (!o->parallel)
+        o->parallel = 4;
     if (!o->config) {
         fprintf(stderr, "nines cluster %s: --config FILE is required\n", o->cmd);
         return 2;
@@ -156,6 +202,7 @@ static int parse_cli(int argc, char **argv, struct cli *o)
     if (o->timeout_s < 0)
         o->timeout_s = !strcmp(o->cmd, "up")     ? UP_DEFAULT_TIMEOUT_S
                        : !strcmp(o->cmd, "down") ? DOWN_DEFAULT_TIMEOUT_S
+                       : moves                   ? MOVE_DEFAULT_TIMEOUT_S
                                                  : STATUS_DEFAULT_TIMEOUT_S;
     return 0;
 }
@@ -423,6 +470,8 @@ int cluster_main(int argc, char **argv)
         rc = cmd_up(&o, c);
     else if (!strcmp(o.cmd, "down"))
         rc = cmd_down(&o, c);
+    else if (o.node)
+        rc = cluster_replace_run(c, o.node, o.to, o.parallel, o.timeout_s, stdout);
     else
         rc = cmd_status(&o, c);
     curl_global_cleanup();

@@ -21,6 +21,48 @@ static json_t *bool_or_null(int v)
     return v == ADMIN_ABSENT ? json_null() : json_boolean(v);
 }
 
+static json_t *str_array(const char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t k = 0; a && k < n; k++)
+        if (json_array_append_new(a, json_string(v[k] ? v[k] : ""))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+static json_t *conf_to_json(const struct admin_group *g)
+{
+    json_t *o = json_object(), *v = str_array(g->conf_voters, g->nconf_voters),
+           *l = str_array(g->conf_log, g->nconf_log),
+           *vo = g->conf_joint == 1 ? str_array(g->conf_voters_out, g->nconf_voters_out) : NULL;
+    int bad = !o || !v || !l || (g->conf_joint == 1 && !vo);
+    if (!bad) {
+        bad = json_object_set_new(o, "voters", v);
+        v = NULL;
+        if (!bad && vo) {
+            bad = json_object_set_new(o, "voters_out", vo);
+            vo = NULL;
+        }
+        if (!bad) {
+            bad = json_object_set_new(o, "log", l);
+            l = NULL;
+        }
+        bad = bad || json_object_set_new(o, "joint", bool_or_null(g->conf_joint)) ||
+              json_object_set_new(o, "epoch", int_or_null(g->conf_epoch)) ||
+              json_object_set_new(o, "committed", bool_or_null(g->conf_committed));
+    }
+    json_decref(v);
+    json_decref(vo);
+    json_decref(l);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* Members are set in the wire order (admin.h): jansson keeps insertion
  * order, which is what makes the dump byte-compatible. */
 static json_t *group_to_json(const struct admin_group *g)
@@ -52,6 +94,13 @@ static json_t *group_to_json(const struct admin_group *g)
                       "bytes", (json_int_t)g->snap_bytes, "total", (json_int_t)g->snap_total,
                       "rate_bps", (json_int_t)g->snap_rate, "eta_ms", (json_int_t)g->snap_eta_ms);
         if (!sn || json_object_set_new(o, "snapshot", sn)) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    if (o && g->has_conf) {
+        json_t *c = conf_to_json(g);
+        if (!c || json_object_set_new(o, "conf", c)) {
             json_decref(o);
             return NULL;
         }
@@ -180,6 +229,29 @@ static int get_obj(const json_t *o, const char *key, const json_t **out, const s
     return 0;
 }
 
+/* An optional array of strings (malloc'd *out, borrowing the strings). */
+static int get_strs(const json_t *o, const char *key, const char *const **out, size_t *n,
+                    const struct where *w, struct nerr *err)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    *n = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return bad(err, w, key, "an array");
+    size_t len = json_array_size(v);
+    const char **ids = len ? calloc(len, sizeof *ids) : NULL;
+    if (len && !ids)
+        return nerr_set(err, NERR_NOMEM, "out of memory decoding the status");
+    *out = ids;
+    *n = len;
+    for (size_t k = 0; k < len; k++)
+        if (!(ids[k] = json_string_value(json_array_get(v, k))))
+            return bad(err, w, key, "an array of strings");
+    return 0;
+}
+
 static int group_from_json(const json_t *j, size_t index, struct admin_group *g, struct nerr *err)
 {
     struct where w;
@@ -228,6 +300,21 @@ static int group_from_json(const json_t *j, size_t index, struct admin_group *g,
             return bad(err, &w, "snapshot", "an object of a snapshot stream's progress");
         g->snap_active = 1;
         g->snap_sending = sending == 1;
+    }
+    const json_t *cf = json_object_get(j, "conf");
+    if (cf && !json_is_null(cf)) {
+        if (!json_is_object(cf))
+            return bad(err, &w, "conf", "an object");
+        g->has_conf = 1;
+        int rc = get_strs(cf, "voters", &g->conf_voters, &g->nconf_voters, &w, err);
+        if (!rc)
+            rc = get_strs(cf, "voters_out", &g->conf_voters_out, &g->nconf_voters_out, &w, err);
+        if (!rc)
+            rc = get_strs(cf, "log", &g->conf_log, &g->nconf_log, &w, err);
+        if (rc || get_bool(cf, "joint", &g->conf_joint, &w, err) ||
+            get_int(cf, "epoch", &g->conf_epoch, &w, err) ||
+            get_bool(cf, "committed", &g->conf_committed, &w, err))
+            return rc ? rc : NERR_PARSE;
     }
     return 0;
 }
@@ -295,8 +382,12 @@ fail:
 
 void admin_status_clear(struct admin_status *s)
 {
-    for (size_t i = 0; s->groups && i < s->ngroups; i++)
+    for (size_t i = 0; s->groups && i < s->ngroups; i++) {
         free((void *)s->groups[i].members);
+        free((void *)s->groups[i].conf_voters);
+        free((void *)s->groups[i].conf_voters_out);
+        free((void *)s->groups[i].conf_log);
+    }
     free(s->groups);
     json_decref(s->src);
     memset(s, 0, sizeof *s);

@@ -11,7 +11,9 @@
  *               "role","leader","term","commit","applied","last_index",
  *               "first_index","lease","failed",
  *               "snapshot":{"sending","peer_member","index","bytes","total",
- *                           "rate_bps","eta_ms"}   (only while a stream is in flight)}],
+ *                           "rate_bps","eta_ms"}   (only while a stream is in flight),
+ *               "conf":{"voters":[ids],"voters_out":[ids] (only when joint),
+ *                       "log":[ids],"joint","epoch","committed"}}],
  *    "messages":{"in","out","dropped_malformed","dropped_forged",
  *                "dropped_unknown_group","dropped_by_raft","send_failures"},
  *    "node_log":{"records","syncs","bytes","segments","streams"}}
@@ -49,10 +51,10 @@
 #define ADMIN_ABSENT (-1) /* a number or boolean the report did not carry */
 
 struct admin_group {
-    const char *group;    /* "meta", or the partition's group name */
-    const char *table;    /* NULL: the metadata group */
-    const char *table_id; /* NULL: the metadata group */
-    int64_t partition;    /* ADMIN_ABSENT: null (the metadata group) */
+    const char *group;          /* "meta", or the partition's group name */
+    const char *table;          /* NULL: the metadata group */
+    const char *table_id;       /* NULL: the metadata group */
+    int64_t partition;          /* ADMIN_ABSENT: null (the metadata group) */
     const char *const *members; /* node ids, member 1 first */
     size_t nmembers;
     const char *role;   /* "leader", "follower", "candidate", "pre-candidate" */
@@ -66,6 +68,17 @@ struct admin_group {
      * "index", "bytes", "total", "rate_bps", "eta_ms"}. */
     int snap_active, snap_sending;
     int64_t snap_peer, snap_index, snap_bytes, snap_total, snap_rate, snap_eta_ms;
+    /* The membership configuration (store/group.h, group_conf_get); the key
+     * "conf" is present when has_conf: {"voters": [node ids], "voters_out":
+     * [node ids] (only when joint: the outgoing voters), "log": [node ids of
+     * the log members], "joint": bool, "epoch": the index of the entry that
+     * made it (0: the group's initial configuration), "committed": bool}.
+     * members lists the slots with a node, member id order. */
+    int has_conf;
+    const char *const *conf_voters, *const *conf_voters_out, *const *conf_log;
+    size_t nconf_voters, nconf_voters_out, nconf_log;
+    int conf_joint, conf_committed; /* 0, 1, or ADMIN_ABSENT */
+    int64_t conf_epoch;
 };
 
 struct admin_messages {

@@ -36,43 +36,77 @@ struct groups_acc {
     struct admin_group *g;
     size_t n, cap;
     int nomem;
-    int list;                                 /* 0: the summary only ({"Groups": false}) */
-    int64_t total, leading, asleep, failed;  /* the summary */
+    int list;                               /* 0: the summary only ({"Groups": false}) */
+    int64_t total, leading, asleep, failed; /* the summary */
 };
 
-/* Copies the strings of g (borrowed from the group and its table) into one
- * malloc'd block that g->members points at. */
+/* Copies the strings of g (borrowed from the group, its table and a
+ * stack buffer) into one malloc'd block that g->members points at: the
+ * pointer arrays (members, then the configuration's lists), then the
+ * strings. */
 static int own_strings(struct admin_group *g)
 {
     const char *strs[4] = {g->group, g->table, g->table_id, g->leader};
-    size_t bytes = (g->nmembers + 1) * sizeof(char *);
+    const char *const *lists[4] = {g->members, g->conf_voters, g->conf_voters_out, g->conf_log};
+    size_t lens[4] = {g->nmembers, g->nconf_voters, g->nconf_voters_out, g->nconf_log};
+    size_t slots = 1, bytes = 0;
     for (int i = 0; i < 4; i++)
         bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
-    for (size_t k = 0; k < g->nmembers; k++)
-        bytes += strlen(g->members[k]) + 1;
-    const char **block = malloc(bytes);
+    for (int l = 0; l < 4; l++) {
+        slots += lens[l];
+        for (size_t k = 0; k < lens[l]; k++)
+            bytes += strlen(lists[l][k]) + 1;
+    }
+    const char **block = malloc(slots * sizeof(char *) + bytes);
     if (!block)
         return -1;
-    char *p = (char *)(block + g->nmembers + 1);
+    char *p = (char *)(block + slots);
     const char **fields[4] = {&g->group, &g->table, &g->table_id, &g->leader};
     for (int i = 0; i < 4; i++)
         if (strs[i]) {
             *fields[i] = strcpy(p, strs[i]);
             p += strlen(p) + 1;
         }
-    for (size_t k = 0; k < g->nmembers; k++) {
-        block[k] = strcpy(p, g->members[k]);
-        p += strlen(p) + 1;
+    const char *const **lfields[4] = {&g->members, &g->conf_voters, &g->conf_voters_out,
+                                      &g->conf_log};
+    const char **q = block;
+    for (int l = 0; l < 4; l++) {
+        *lfields[l] = q;
+        for (size_t k = 0; k < lens[l]; k++) {
+            *q++ = strcpy(p, lists[l][k]);
+            p += strlen(p) + 1;
+        }
     }
-    g->members = block;
     return 0;
+}
+
+/* The node ids of the member ids in mask (an id without a node: "#id"),
+ * into out[] (names[] holds the "#id" strings). */
+static size_t ids_of(uint32_t mask, const struct group_members *m, const char **out,
+                     char names[][8])
+{
+    size_t n = 0;
+    for (uint32_t id = 1; id <= RAFT_MAX_MEMBERS; id++)
+        if (mask & (1u << id)) {
+            if (m->nodes[id - 1]) {
+                out[n++] = m->nodes[id - 1];
+            } else {
+                snprintf(names[id - 1], sizeof names[0], "#%u", id);
+                out[n++] = names[id - 1];
+            }
+        }
+    return n;
 }
 
 static void status_group(void *arg, struct table *t, int part, struct group *g)
 {
     struct groups_acc *acc = arg;
     struct group_status st;
-    const struct group_members *m = group_members_of(g);
+    struct group_members m;
+    struct group_conf_info ci;
+    char buf[RAFT_MAX_MEMBERS * 128], names[RAFT_MAX_MEMBERS][8];
+    const char *members[RAFT_MAX_MEMBERS], *voters[RAFT_MAX_MEMBERS], *voters_out[RAFT_MAX_MEMBERS],
+        *logm[RAFT_MAX_MEMBERS];
     group_status(g, &st);
     acc->total++;
     acc->leading += st.role == RAFT_LEADER;
@@ -80,6 +114,21 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
     acc->failed += st.failed != 0;
     if (!acc->list)
         return;
+    /* The slots now (they change with group_set_members), copied. */
+    if (group_members_get(g, &m, buf, sizeof buf)) {
+        acc->nomem = 1;
+        return;
+    }
+    group_conf_get(g, &ci);
+    size_t nmembers = 0;
+    for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++)
+        if (m.nodes[k])
+            members[nmembers++] = m.nodes[k];
+    /* All zero: the initial configuration, ids 1..n storage voters. */
+    uint32_t vmask = ci.conf.voters;
+    if (!vmask)
+        for (uint32_t id = 1; id <= m.n; id++)
+            vmask |= 1u << id;
     if (acc->n == acc->cap) {
         size_t cap = acc->cap ? acc->cap * 2 : 16;
         struct admin_group *ng = realloc(acc->g, cap * sizeof *ng);
@@ -96,10 +145,10 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
         .table = t ? t->name : NULL,
         .table_id = t ? t->id : NULL,
         .partition = t ? part : ADMIN_ABSENT,
-        .members = m->nodes,
-        .nmembers = m->n,
+        .members = members,
+        .nmembers = nmembers,
         .role = role_name(st.role),
-        .leader = st.leader ? m->nodes[st.leader - 1] : NULL,
+        .leader = st.leader && st.leader <= RAFT_MAX_MEMBERS ? m.nodes[st.leader - 1] : NULL,
         .term = (int64_t)st.term,
         .commit = (int64_t)st.commit,
         .applied = (int64_t)st.applied,
@@ -116,6 +165,16 @@ static void status_group(void *arg, struct table *t, int part, struct group *g)
         .snap_total = (int64_t)st.snap_total,
         .snap_rate = (int64_t)st.snap_rate,
         .snap_eta_ms = (int64_t)st.snap_eta_ms,
+        .has_conf = 1,
+        .conf_voters = voters,
+        .nconf_voters = ids_of(vmask, &m, voters, names),
+        .conf_voters_out = voters_out,
+        .nconf_voters_out = ids_of(ci.conf.voters_out, &m, voters_out, names),
+        .conf_log = logm,
+        .nconf_log = ids_of(ci.conf.log, &m, logm, names),
+        .conf_joint = ci.conf.voters_out != 0,
+        .conf_epoch = (int64_t)ci.index,
+        .conf_committed = ci.committed != 0,
     };
     if (own_strings(o)) {
         acc->n--;

@@ -78,9 +78,10 @@ struct partition *admin_scrub_partition(struct call *c, json_t *req, struct tabl
     struct partition *p = &(*t)->parts[pi];
     if (!p->g) {
         char nodes[256] = "";
-        for (int k = 0; k < p->nmembers; k++)
+        const struct pmembers *m = partition_members(p);
+        for (int k = 0; k < m->nmembers; k++)
             snprintf(nodes + strlen(nodes), sizeof nodes - strlen(nodes), "%s%s", k ? ", " : "",
-                     p->members[k]);
+                     m->members[k]);
         api_reply_err(c, "ValidationException",
                       "this node holds no replica of %s partition %d; ask one of: %s", name,
                       (int)pi, nodes);
@@ -183,7 +184,8 @@ void admin_scrub_mark(struct call *c, json_t *req)
     mc->t = t;
     mc->p = p;
     snprintf(mc->id, sizeof mc->id, "%s", id);
-    int rc = group_propose(p->g, bytes, len, &mc->op, mark_done, mc);
+    struct group *g = p->g; /* NULL once this node left the group */
+    int rc = g ? group_propose(g, bytes, len, &mc->op, mark_done, mc) : NERR_BUSY;
     free(bytes);
     if (rc)
         mark_done(mc, rc, NULL);
@@ -539,8 +541,9 @@ void admin_scrub_repair(struct call *c, json_t *req)
         goto fail;
     }
     int member = 0;
-    for (int k = 0; k < p->nmembers; k++)
-        member |= !strcmp(p->members[k], replica);
+    const struct pmembers *m = partition_members(p);
+    for (int k = 0; k < m->nmembers; k++)
+        member |= !strcmp(m->members[k], replica);
     if (!member) {
         api_reply_err(c, "ValidationException", "%s holds no replica of this partition", replica);
         goto fail;
@@ -571,7 +574,8 @@ void admin_scrub_repair(struct call *c, json_t *req)
     mc->c = *c;
     mc->t = t;
     mc->p = p;
-    int rc = group_propose(p->g, bytes, len, &mc->op, repair_done, mc);
+    struct group *g = p->g; /* NULL once this node left the group */
+    int rc = g ? group_propose(g, bytes, len, &mc->op, repair_done, mc) : NERR_BUSY;
     free(bytes);
     if (rc)
         repair_done(mc, rc, NULL);

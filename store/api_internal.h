@@ -72,8 +72,11 @@ struct rcall {
     void *arg;
     int64_t deadline; /* clock_mono_ms: routing and retries stop here */
     int attempt;
-    unsigned first; /* where the rotation over members starts (api.rotate) */
-    int retrying;   /* a retry timer holds it */
+    unsigned first;       /* where the rotation over members starts (api.rotate) */
+    int retrying;         /* a retry timer holds it */
+    char leader_node[64]; /* the node a consistent read goes to (router.c,
+                             route_replica): a copy, as the group's slots
+                             may change meanwhile */
     /* A forwarded CreateTable/DeleteTable that succeeded: its answer, held
      * until this node's catalog shows the change (bounded). */
     long held_status;
@@ -168,7 +171,7 @@ void admin_catalog(struct call *c, json_t *req);
  * that have one, or the table's range) and returns NULL otherwise. *t
  * holds a reference the caller puts. */
 struct partition *admin_scrub_partition(struct call *c, json_t *req, struct table **t);
-void admin_scrub_mark(struct call *c, json_t *req);   /* admin_scrub.c */
+void admin_scrub_mark(struct call *c, json_t *req); /* admin_scrub.c */
 void admin_scrub_digest(struct call *c, json_t *req);
 void admin_scrub_keys(struct call *c, json_t *req);
 void admin_scrub_item(struct call *c, json_t *req);
@@ -176,6 +179,7 @@ void admin_scrub_repair(struct call *c, json_t *req);
 void admin_scrub_deep(struct call *c, json_t *req); /* deepscrub.c */
 void admin_scrub_deep_status(struct call *c, json_t *req);
 void admin_scrub_deep_cancel(struct call *c, json_t *req);
+void admin_replace_replica(struct call *c, json_t *req); /* admin_member.c */
 
 /* ---- router.c, for handlers ---- */
 /* Routes rc again after ROUTE_RETRY_MS (a write the group refused with

@@ -3,6 +3,7 @@
 #include "store/archiver.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -48,13 +49,13 @@ struct catalog {
      * sync read (sync thread only), and when the last sync ran. */
     uint64_t synced_lsn;
     uint64_t synced_ns;
-    int dbis_used;        /* named databases opened since start (dropped ones stay open) */
+    int dbis_used; /* named databases opened since start (dropped ones stay open) */
     pthread_rwlock_t lock;
     struct table **tables; /* live tables, sorted by name */
     size_t ntables;
     pthread_mutex_t reap_mu;
     pthread_cond_t reap_cv;
-    int reaping; /* deleted tables whose cleanup thread has not finished */
+    int reaping;                   /* deleted tables whose cleanup thread has not finished */
     struct archiver *_Atomic arch; /* catalog_set_archiver */
 };
 
@@ -67,8 +68,13 @@ static void table_free(struct table *t)
     free(t->hash_name);
     free(t->range_name);
     json_decref(t->desc);
-    for (int p = 0; t->parts && p < t->nparts; p++)
+    for (int p = 0; t->parts && p < t->nparts; p++) {
         digest_pending_discard(&t->parts[p].dpend);
+        for (struct pmembers *m = t->parts[p].pm, *n; m; m = n) {
+            n = m->older;
+            free(m);
+        }
+    }
     free(t->parts);
     free(t);
 }
@@ -111,6 +117,76 @@ int catalog_table_id_ok(const char *id, uint64_t *lsn)
 /* Builds a table (no groups yet) from its persisted description. The
  * description may come from another node (catalog sync), so nothing in it is
  * trusted: the id becomes part of directory and database names. */
+/* Partition p's members as desc places them (malloc'd), or NULL when
+ * they are not a valid placement (or no memory). */
+static struct pmembers *pmembers_from_desc(const json_t *desc, int p)
+{
+    json_t *m = json_array_get(json_object_get(desc, "Placement"), (size_t)p);
+    if (!json_is_array(m) || json_array_size(m) < 1 || json_array_size(m) > CATALOG_MAX_SLOTS)
+        return NULL;
+    struct pmembers *pm = calloc(1, sizeof *pm);
+    if (!pm)
+        return NULL;
+    pm->nslots = (int)json_array_size(m);
+    for (int k = 0; k < pm->nslots; k++) {
+        json_t *sj = json_array_get(m, (size_t)k);
+        const char *id = json_string_value(sj);
+        if (json_is_null(sj))
+            continue;
+        if (json_is_object(sj)) { /* a cleared slot: {"left": the node that held it} */
+            const char *l = json_string_value(json_object_get(sj, "left"));
+            if (!l || strlen(l) >= sizeof pm->left[k])
+                goto bad;
+            strcpy(pm->left[k], l);
+            continue;
+        }
+        if (!id || !*id || strlen(id) >= sizeof pm->slots[k])
+            goto bad;
+        for (int j = 0; j < pm->nmembers; j++)
+            if (!strcmp(pm->members[j], id))
+                goto bad; /* one member per node */
+        strcpy(pm->slots[k], id);
+        strcpy(pm->members[pm->nmembers++], id);
+    }
+    if (!pm->nmembers)
+        goto bad;
+    char key[16];
+    snprintf(key, sizeof key, "%d", p);
+    json_t *ch = json_object_get(json_object_get(desc, "Changes"), key);
+    if (ch) {
+        json_int_t a = json_integer_value(json_object_get(ch, "add")),
+                   r = json_integer_value(json_object_get(ch, "remove"));
+        if (a < 1 || a > pm->nslots || r < 1 || r > pm->nslots || a == r || !pm->slots[a - 1][0] ||
+            !pm->slots[r - 1][0])
+            goto bad;
+        pm->chg_add = (int)a;
+        pm->chg_remove = (int)r;
+    }
+    /* Without a change in progress the voters (the set slots) are an odd
+     * number, as every configuration the catalog commits to. */
+    if (!ch && pm->nmembers % 2 == 0)
+        goto bad;
+    return pm;
+bad:
+    free(pm);
+    return NULL;
+}
+
+static int pmembers_same(const struct pmembers *a, const struct pmembers *b)
+{
+    if (a->nslots != b->nslots || a->chg_add != b->chg_add || a->chg_remove != b->chg_remove)
+        return 0;
+    for (int k = 0; k < a->nslots; k++)
+        if (strcmp(a->slots[k], b->slots[k]))
+            return 0;
+    return 1;
+}
+
+const struct pmembers *partition_members(const struct partition *p)
+{
+    return atomic_load_explicit(&((struct partition *)p)->pm, memory_order_acquire);
+}
+
 static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
 {
     struct table *t = calloc(1, sizeof *t);
@@ -178,17 +254,10 @@ static int table_from_desc(json_t *desc, struct table **out, struct nerr *err)
         pp->index = p;
         pp->gid = ((uint64_t)tlsn << 12) | (uint64_t)(p + 1);
         snprintf(pp->name, sizeof pp->name, "p.%s.%d", t->id, p);
-        json_t *m = json_array_get(pl, (size_t)p);
-        if (!json_is_array(m) || json_array_size(m) < 1 ||
-            json_array_size(m) > CATALOG_MAX_REPLICAS || json_array_size(m) % 2 == 0)
+        struct pmembers *pm = pmembers_from_desc(desc, p);
+        if (!pm)
             goto corrupt;
-        pp->nmembers = (int)json_array_size(m);
-        for (int k = 0; k < pp->nmembers; k++) {
-            const char *id = json_string_value(json_array_get(m, (size_t)k));
-            if (!id || strlen(id) >= sizeof pp->members[k])
-                goto corrupt;
-            strcpy(pp->members[k], id);
-        }
+        atomic_init(&pp->pm, pm);
     }
     t->desc = json_incref(desc);
     atomic_store(&t->refs, 1); /* the catalog's own reference */
@@ -204,11 +273,69 @@ const char *catalog_self(const struct catalog *c)
     return c->self_id;
 }
 
+static int self_in(const struct catalog *c, const struct pmembers *p)
+{
+    for (int k = 0; k < p->nslots; k++)
+        if (!strcmp(p->slots[k], c->self_id))
+            return k + 1;
+    return 0;
+}
+
 static int self_member(const struct catalog *c, const struct partition *p)
 {
-    for (int k = 0; k < p->nmembers; k++)
-        if (!strcmp(p->members[k], c->self_id))
-            return k + 1;
+    return self_in(c, partition_members(p));
+}
+
+/* A partition that never changed: slots 1..n all set, n odd, no change. */
+static int plain_partition(const struct pmembers *p)
+{
+    return !p->chg_add && p->nmembers == p->nslots;
+}
+
+void catalog_member_conf(const struct pmembers *p, int self, struct raft_conf *conf)
+{
+    *conf = (struct raft_conf){0};
+    if (plain_partition(p))
+        return;
+    for (int k = 0; k < p->nslots; k++)
+        if (p->slots[k][0])
+            conf->voters |= 1u << (k + 1);
+    if (p->chg_add) {
+        if (self == p->chg_add)
+            conf->voters &= ~(1u << p->chg_remove);
+        else
+            conf->voters &= ~(1u << p->chg_add);
+    }
+}
+
+static void members_of(const struct partition *p, const struct pmembers *pp, int self,
+                       struct group_members *mem)
+{
+    *mem = (struct group_members){.gid = p->gid, .self = (uint32_t)self};
+    for (int k = 0; k < pp->nslots; k++)
+        if ((mem->nodes[k] = pp->slots[k][0] ? pp->slots[k] : NULL))
+            mem->n = (uint32_t)k + 1;
+    catalog_member_conf(pp, self, &mem->conf);
+}
+
+/* Opens partition pp's named database and its digest (this node holds a
+ * replica of it). */
+static int open_dbi_one(struct catalog *c, MDB_txn *txn, struct partition *pp, unsigned flags,
+                        struct nerr *err)
+{
+    int rc = mdb_dbi_open(txn, pp->name, flags, &pp->dbi);
+    if (rc)
+        return state_mdb_err(err, rc, pp->name);
+    /* A replica made before digests existed gets one now, from its
+     * items (once; later writes keep it, digest.h). */
+    pp->ddbi = state_dbi_digest(c->st);
+    struct digest d;
+    struct nerr e = {0};
+    rc = digest_get(txn, pp->ddbi, pp->name, &d, &e);
+    if (rc == NERR_NOTFOUND)
+        return digest_rebuild(txn, pp->ddbi, pp->name, pp->dbi, err);
+    if (rc)
+        return nerr_set(err, rc, "%s", e.msg);
     return 0;
 }
 
@@ -218,22 +345,9 @@ static int open_dbis(struct catalog *c, MDB_txn *txn, struct table *t, unsigned 
     for (int p = 0; p < t->nparts; p++) {
         if (!self_member(c, &t->parts[p]))
             continue;
-        struct partition *pp = &t->parts[p];
-        int rc = mdb_dbi_open(txn, pp->name, flags, &pp->dbi);
+        int rc = open_dbi_one(c, txn, &t->parts[p], flags, err);
         if (rc)
-            return state_mdb_err(err, rc, pp->name);
-        /* A replica made before digests existed gets one now, from its
-         * items (once; later writes keep it, digest.h). */
-        pp->ddbi = state_dbi_digest(c->st);
-        struct digest d;
-        struct nerr e = {0};
-        rc = digest_get(txn, pp->ddbi, pp->name, &d, &e);
-        if (rc == NERR_NOTFOUND) {
-            if ((rc = digest_rebuild(txn, pp->ddbi, pp->name, pp->dbi, err)))
-                return rc;
-        } else if (rc) {
-            return nerr_set(err, rc, "%s", e.msg);
-        }
+            return rc;
     }
     return 0;
 }
@@ -247,24 +361,35 @@ static int group_dir_of(struct catalog *c, const char *group, char *buf, size_t 
     return snprintf(buf, cap, "%s/groups/%s", c->data_dir, group) >= (int)cap ? NERR_INVALID : 0;
 }
 
+/* Opens this node's member `self` of pp (its database is open) and
+ * publishes it in pp->g. */
+static int open_member(struct catalog *c, struct partition *pp, const struct pmembers *pm, int self,
+                       struct nerr *err)
+{
+    char dir[PATH_MAX];
+    if (group_dir_of(c, pp->name, dir, sizeof dir))
+        return nerr_set(err, NERR_INVALID,
+                        "group %s: not a valid directory name, or the "
+                        "data path is too long",
+                        pp->name);
+    struct group_members mem;
+    members_of(pp, pm, self, &mem);
+    pp->ov = group_host_overlay(c->h);
+    struct group *g = NULL;
+    int rc = group_open(c->h, pp->name, dir, &items_sm, pp, &mem, &g, err);
+    if (!rc)
+        atomic_store_explicit(&pp->g, g, memory_order_release);
+    return rc;
+}
+
 static int open_groups(struct catalog *c, struct table *t, struct nerr *err)
 {
     for (int p = 0; p < t->nparts; p++) {
         struct partition *pp = &t->parts[p];
-        char dir[PATH_MAX];
-        uint32_t self = (uint32_t)self_member(c, pp);
+        int self = self_member(c, pp);
         if (!self)
             continue;
-        if (group_dir_of(c, pp->name, dir, sizeof dir))
-            return nerr_set(err, NERR_INVALID,
-                            "group %s: not a valid directory name, or the "
-                            "data path is too long",
-                            pp->name);
-        struct group_members mem = {.gid = pp->gid, .n = (uint32_t)pp->nmembers, .self = self};
-        for (int k = 0; k < pp->nmembers; k++)
-            mem.nodes[k] = pp->members[k];
-        pp->ov = group_host_overlay(c->h);
-        int rc = group_open(c->h, pp->name, dir, &items_sm, pp, &mem, &pp->g, err);
+        int rc = open_member(c, pp, partition_members(pp), self, err);
         if (rc)
             return rc;
     }
@@ -276,8 +401,39 @@ static void close_groups(struct table *t)
     for (int p = 0; p < t->nparts; p++) {
         if (t->parts[p].g)
             group_close(t->parts[p].g);
+        if (t->parts[p].left)
+            group_close(t->parts[p].left);
         t->parts[p].g = NULL;
+        t->parts[p].left = NULL;
     }
+}
+
+/* In txn: empties this node's replica of pp (items, applied LSN, digests,
+ * seals) and records its database as dropped (removed at the next start,
+ * catalog.h, Lifetime). */
+static int drop_replica_txn(struct catalog *c, MDB_txn *txn, struct partition *pp, struct nerr *err)
+{
+    MDB_val dk = {strlen(pp->name), pp->name}, dv = {0, ""};
+    int r;
+    if ((r = mdb_drop(txn, pp->dbi, 0)) ||
+        (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
+        return state_mdb_err(err, r, "drop partition");
+    if (state_applied_del(c->st, txn, pp->name, err) ||
+        digest_drop_all(txn, state_dbi_digest(c->st), pp->name, err) ||
+        archiver_seals_drop(txn, state_dbi_digest(c->st), pp->name, err))
+        return -1;
+    return 0;
+}
+
+/* Removes a closed member's directory and node log stream. */
+static void drop_replica_files(struct catalog *c, struct partition *pp, const char *why)
+{
+    char dir[PATH_MAX];
+    struct nerr err = {0};
+    if (!group_dir_of(c, pp->name, dir, sizeof dir) && fs_rm_rf(dir, &err))
+        log_warn("%s %s: %s", why, pp->name, err.msg);
+    if (group_host_drop(c->h, pp->name, &err))
+        log_warn("%s %s: %s", why, pp->name, err.msg);
 }
 
 /* Inserts t into the sorted table array (write lock held). */
@@ -359,7 +515,7 @@ static void *reap_main(void *arg)
     struct catalog *c = t->cat;
     int hosted[4096] = {0};
     for (int p = 0; p < t->nparts; p++)
-        hosted[p] = t->parts[p].g != NULL;
+        hosted[p] = t->parts[p].g != NULL || t->parts[p].left != NULL;
     close_groups(t);
     /* Empty this node's replicas now; the databases go at the next start
      * (catalog.h, Lifetime). */
@@ -367,18 +523,9 @@ static void *reap_main(void *arg)
     struct nerr derr = {0};
     if (!state_write_begin(c->st, &txn, &derr)) {
         int r = 0;
-        for (int p = 0; !r && p < t->nparts; p++) {
-            if (!hosted[p])
-                continue;
-            MDB_val dk = {strlen(t->parts[p].name), t->parts[p].name}, dv = {0, ""};
-            if ((r = mdb_drop(txn, t->parts[p].dbi, 0)) ||
-                (r = mdb_put(txn, state_dbi_dropped(c->st), &dk, &dv, 0)))
-                state_mdb_err(&derr, r, "drop partition");
-            else if (state_applied_del(c->st, txn, t->parts[p].name, &derr) ||
-                     digest_drop_all(txn, state_dbi_digest(c->st), t->parts[p].name, &derr) ||
-                     archiver_seals_drop(txn, state_dbi_digest(c->st), t->parts[p].name, &derr))
-                r = -1;
-        }
+        for (int p = 0; !r && p < t->nparts; p++)
+            if (hosted[p])
+                r = drop_replica_txn(c, txn, &t->parts[p], &derr);
         if (r)
             mdb_txn_abort(txn);
         else
@@ -386,16 +533,9 @@ static void *reap_main(void *arg)
     }
     if (derr.msg[0])
         log_warn("deleted table %s: %s", t->name, derr.msg);
-    for (int p = 0; p < t->nparts; p++) {
-        if (!hosted[p])
-            continue;
-        char dir[PATH_MAX];
-        struct nerr err = {0};
-        if (!group_dir_of(c, t->parts[p].name, dir, sizeof dir) && fs_rm_rf(dir, &err))
-            log_warn("deleted table %s: %s", t->name, err.msg);
-        if (group_host_drop(c->h, t->parts[p].name, &err))
-            log_warn("deleted table %s: %s", t->name, err.msg);
-    }
+    for (int p = 0; p < t->nparts; p++)
+        if (hosted[p])
+            drop_replica_files(c, &t->parts[p], "deleted table");
     log_info("table %s (%s) deleted: groups closed, WAL removed", t->name, t->id);
     table_free(t);
     pthread_mutex_lock(&c->reap_mu);
@@ -469,6 +609,117 @@ int table_key(const struct table *t, const json_t *obj, int exact, json_t **key,
 /* ---- the metadata group's state machine ---- */
 
 /* Applies {"k":"create","name":N,"def":{...}} or {"k":"delete","name":N}. */
+/* The description desc (a copy the caller owns) after a membership entry
+ * (catalog.h, "Membership of one partition"): 0, or the entry's refusal
+ * (NERR_NOTFOUND, NERR_BUSY, NERR_INVALID). Pure: every replica decides
+ * alike. */
+static int member_change(json_t *desc, const json_t *entry, const char *kind)
+{
+    const char *tid = json_string_value(json_object_get(entry, "id"));
+    json_int_t part = json_integer_value(json_object_get(entry, "part"));
+    const char *have = json_string_value(json_object_get(desc, "TableId"));
+    json_t *pl = json_object_get(desc, "Placement");
+    if (!tid || !have || strcmp(tid, have) || !json_is_array(pl) || part < 0 ||
+        (size_t)part >= json_array_size(pl))
+        return NERR_NOTFOUND;
+    json_t *slots = json_array_get(pl, (size_t)part);
+    json_t *changes = json_object_get(desc, "Changes");
+    char key[24];
+    snprintf(key, sizeof key, "%lld", (long long)part);
+    json_t *ch = json_object_get(changes, key);
+    if (!strcmp(kind, "member_add")) {
+        json_int_t add = json_integer_value(json_object_get(entry, "add"));
+        json_int_t rem = json_integer_value(json_object_get(entry, "remove"));
+        const char *node = json_string_value(json_object_get(entry, "node"));
+        if (ch)
+            return NERR_BUSY;
+        size_t n = json_array_size(slots);
+        if (!node || !*node || strlen(node) >= 64 || add < 1 || add > CATALOG_MAX_SLOTS ||
+            rem < 1 || (size_t)rem > n || !json_is_string(json_array_get(slots, (size_t)rem - 1)))
+            return NERR_INVALID;
+        /* The new member's id: one no member holds, and not the one this
+         * node held last (raft.h: a late acknowledgement of a former
+         * incarnation must not count; one from another node is dropped as
+         * forged, group.h). */
+        if ((size_t)add <= n) {
+            json_t *was = json_array_get(slots, (size_t)add - 1);
+            const char *left = json_string_value(json_object_get(was, "left"));
+            if (json_is_string(was) || (left && !strcmp(left, node)))
+                return NERR_INVALID;
+        }
+        for (size_t k = 0; k < n; k++)
+            if (json_is_string(json_array_get(slots, k)) &&
+                !strcmp(json_string_value(json_array_get(slots, k)), node))
+                return NERR_INVALID; /* one member per node */
+        while (json_array_size(slots) + 1 < (size_t)add)
+            json_array_append_new(slots, json_null());
+        if ((size_t)add <= json_array_size(slots))
+            json_array_set_new(slots, (size_t)add - 1, json_string(node));
+        else
+            json_array_append_new(slots, json_string(node));
+        if (!changes) {
+            changes = json_object();
+            json_object_set_new(desc, "Changes", changes);
+        }
+        json_object_set_new(changes, key, json_pack("{s:I,s:I}", "add", add, "remove", rem));
+        return 0;
+    }
+    if (!ch)
+        return NERR_BUSY;
+    json_int_t rem = json_integer_value(json_object_get(ch, "remove"));
+    const char *was = json_string_value(json_array_get(slots, (size_t)rem - 1));
+    json_array_set_new(slots, (size_t)rem - 1, json_pack("{s:s}", "left", was ? was : ""));
+    json_object_del(changes, key);
+    if (!json_object_size(changes))
+        json_object_del(desc, "Changes");
+    return 0;
+}
+
+static int meta_apply_member(struct catalog *c, MDB_txn *txn, json_t *entry, const char *kind,
+                             const char *name, struct catalog_result *res, struct nerr *err)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int found = mdb_get(txn, state_dbi_catalog(c->st), &k, &v);
+    if (found == MDB_NOTFOUND) {
+        res->status = NERR_NOTFOUND;
+        res->desc = json_pack("{s:s}", "TableName", name);
+        return 0;
+    }
+    if (found)
+        return state_mdb_err(err, found, "catalog read");
+    json_error_t je;
+    json_t *desc = json_loadb(v.mv_data, v.mv_size, 0, &je);
+    if (!desc)
+        return nerr_set(err, NERR_CORRUPT, "catalog entry %s: %s", name, je.text);
+    int st = member_change(desc, entry, kind);
+    struct table *t = NULL;
+    struct nerr terr = {0};
+    if (!st) {
+        /* What this version cannot open is refused, as at create. */
+        int trc = table_from_desc(desc, &t, &terr);
+        if (trc == NERR_NOMEM) {
+            json_decref(desc);
+            return nerr_set(err, trc, "%s", terr.msg);
+        }
+        if (trc)
+            st = NERR_INVALID;
+        table_free(t);
+    }
+    if (!st) {
+        char *bytes = json_dumps(desc, JSON_COMPACT | JSON_SORT_KEYS);
+        MDB_val nv = {bytes ? strlen(bytes) : 0, bytes};
+        int r = bytes ? mdb_put(txn, state_dbi_catalog(c->st), &k, &nv, 0) : ENOMEM;
+        free(bytes);
+        if (r) {
+            json_decref(desc);
+            return state_mdb_err(err, r, "catalog write");
+        }
+    }
+    res->status = st;
+    res->desc = desc;
+    return 0;
+}
+
 static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, size_t len, void *op,
                       void **result, struct nerr *err)
 {
@@ -491,6 +742,16 @@ static int meta_apply(void *sm, MDB_txn *txn, uint64_t lsn, const void *data, si
     }
     const char *kind = json_string_value(json_object_get(entry, "k"));
     const char *name = json_string_value(json_object_get(entry, "name"));
+    if (kind && name && (!strcmp(kind, "member_add") || !strcmp(kind, "member_done"))) {
+        rc = meta_apply_member(c, txn, entry, kind, name, res, err);
+        json_decref(owned);
+        if (rc) {
+            catalog_result_free(res);
+            return rc;
+        }
+        *result = res;
+        return 0;
+    }
     if (!kind || !name || (strcmp(kind, "create") && strcmp(kind, "delete"))) {
         rc = nerr_set(err, NERR_CORRUPT, "meta entry %llu is not a create or delete with a name",
                       (unsigned long long)lsn);
@@ -735,6 +996,81 @@ int catalog_propose_delete(struct catalog *c, const char *name, group_done_fn do
     return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
 }
 
+int catalog_propose_member_add(struct catalog *c, const char *name, const char *table_id, int part,
+                               int add, const char *node, int remove, group_done_fn done, void *arg)
+{
+    if (!c->meta)
+        return NERR_BUSY;
+    json_t *e = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i}", "k", "member_add", "name", name,
+                          "id", table_id, "part", part, "add", add, "node", node, "remove", remove);
+    return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
+}
+
+int catalog_propose_member_done(struct catalog *c, const char *name, const char *table_id, int part,
+                                group_done_fn done, void *arg)
+{
+    if (!c->meta)
+        return NERR_BUSY;
+    json_t *e = json_pack("{s:s, s:s, s:s, s:i}", "k", "member_done", "name", name, "id", table_id,
+                          "part", part);
+    return e ? meta_propose(c, e, done, arg) : NERR_NOMEM;
+}
+
+int catalog_choose_replacement(struct catalog *c, const struct table *t, int part, const char *lost,
+                               const char *const *exclude, size_t nexclude, const char **out,
+                               struct nerr *err)
+{
+    const struct cluster_conf *conf = c->opt.conf;
+    const struct pmembers *pm = partition_members(&t->parts[part]);
+    size_t n = conf->nnodes;
+    struct placement_node *nodes = calloc(n ? n : 1, sizeof *nodes);
+    long *load = calloc(n ? n : 1, sizeof *load);
+    unsigned char *usable = calloc(n ? n : 1, 1);
+    int members[CATALOG_MAX_SLOTS], nm = 0, lost_ix = -1, pick = -1, rc = 0;
+    if (!nodes || !load || !usable) {
+        rc = nerr_set(err, NERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        nodes[i] =
+            (struct placement_node){conf->nodes[i].id, conf->nodes[i].az, conf->nodes[i].rack};
+        usable[i] = strcmp(conf->nodes[i].id, lost) != 0;
+        for (size_t k = 0; k < nexclude; k++)
+            if (!strcmp(conf->nodes[i].id, exclude[k]))
+                usable[i] = 0;
+    }
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t ti = 0; ti < c->ntables; ti++)
+        for (int p = 0; p < c->tables[ti]->nparts; p++) {
+            const struct pmembers *m = partition_members(&c->tables[ti]->parts[p]);
+            for (int k = 0; k < m->nmembers; k++)
+                for (size_t i = 0; i < n; i++)
+                    if (!strcmp(conf->nodes[i].id, m->members[k]))
+                        load[i]++;
+        }
+    pthread_rwlock_unlock(&c->lock);
+    for (int k = 0; k < pm->nmembers; k++)
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(conf->nodes[i].id, pm->members[k])) {
+                if (!strcmp(pm->members[k], lost))
+                    lost_ix = (int)i;
+                members[nm++] = (int)i;
+            }
+    if (lost_ix < 0) {
+        rc = nerr_set(err, NERR_INVALID, "%s holds no replica of %s", lost, t->parts[part].name);
+        goto out;
+    }
+    uint64_t salt = t->parts[part].gid * 0x9e3779b97f4a7c15ull;
+    rc = placement_replace(nodes, n, members, (size_t)nm, lost_ix, load, usable, salt, &pick, err);
+    if (!rc)
+        *out = conf->nodes[pick].id;
+out:
+    free(nodes);
+    free(load);
+    free(usable);
+    return rc;
+}
+
 int table_stats(struct table *t, uint64_t *items, uint64_t *bytes)
 {
     struct state *st = t->cat->st;
@@ -851,6 +1187,153 @@ json_t *catalog_descs(struct catalog *c)
 
 /* Makes the live tables match descs (sync_mu held). Returns the first
  * failure to open a table here (its error in err); the others still open. */
+/* Publishes m as pp's members (sync thread; the old ones stay until the
+ * table is freed: readers may hold them). */
+static void publish_members(struct partition *pp, struct pmembers *m)
+{
+    m->older = pp->pm;
+    atomic_store_explicit(&pp->pm, m, memory_order_release);
+}
+
+/* A table this node has open whose placement changed (catalog.h,
+ * "Membership of one partition"): publishes each changed partition's
+ * members, opens a member this node joins, gives its member the new slots,
+ * unpublishes one it left. Sync thread. */
+static int update_members(struct catalog *c, struct table *t, const json_t *desc, struct nerr *err)
+{
+    int first_rc = 0;
+    for (int p = 0; p < t->nparts; p++) {
+        struct partition *pp = &t->parts[p];
+        const struct pmembers *old = partition_members(pp);
+        struct pmembers *nm = pmembers_from_desc(desc, p);
+        if (!nm || pmembers_same(old, nm)) {
+            free(nm);
+            continue;
+        }
+        int was = self_in(c, old), now = self_in(c, nm), rc = 0;
+        struct nerr e = {0};
+        if (now && was && now != was) {
+            rc = nerr_set(&e, NERR_CORRUPT, "member %d here became member %d", was, now);
+        } else if (now && !was && pp->left) {
+            /* Back before the member it left is gone: next sync. */
+            rc = nerr_set(&e, NERR_BUSY, "the member this node left is still closing");
+        } else if (now && !was) {
+            MDB_txn *txn = NULL;
+            if (!(rc = state_write_begin(c->st, &txn, &e))) {
+                if ((rc = open_dbi_one(c, txn, pp, MDB_CREATE, &e)))
+                    mdb_txn_abort(txn);
+                else
+                    rc = state_write_commit(c->st, txn, &e);
+            }
+            if (!rc) {
+                publish_members(pp, nm);
+                nm = NULL;
+                rc = open_member(c, pp, partition_members(pp), now, &e);
+            }
+            if (!rc)
+                log_info("partition %s: joined as member %d", pp->name, now);
+        } else if (now) {
+            struct group_members mem;
+            members_of(pp, nm, now, &mem);
+            if (!(rc = group_set_members(pp->g, &mem, &e))) {
+                publish_members(pp, nm);
+                nm = NULL;
+            } else if (rc == NERR_INVALID) {
+                /* This member has not caught up with the change that made
+                 * the cleared slot's member leave: later. */
+                rc = NERR_BUSY;
+            }
+        } else if (was) {
+            publish_members(pp, nm);
+            nm = NULL;
+            pp->left = pp->g;
+            pp->left_ms = clock_mono_ms();
+            atomic_store_explicit(&pp->g, NULL, memory_order_release);
+            log_info("partition %s: this node's member %d left the group; its replica goes in %d s",
+                     pp->name, was, CATALOG_LEFT_GRACE_MS / 1000);
+        } else {
+            publish_members(pp, nm);
+            nm = NULL;
+        }
+        free(nm);
+        if (rc && !first_rc) {
+            first_rc = rc;
+            nerr_set(err, rc, "partition %s: %s", pp->name, e.msg);
+        }
+    }
+    return first_rc;
+}
+
+/* Closes the members this node left CATALOG_LEFT_GRACE_MS ago and drops
+ * their replicas (sync thread). */
+static void reap_left(struct catalog *c)
+{
+    uint64_t now = clock_mono_ms();
+    for (;;) {
+        struct table *t = NULL;
+        struct partition *pp = NULL;
+        pthread_rwlock_rdlock(&c->lock);
+        for (size_t i = 0; i < c->ntables && !pp; i++)
+            for (int p = 0; p < c->tables[i]->nparts && !pp; p++)
+                if (c->tables[i]->parts[p].left &&
+                    now - c->tables[i]->parts[p].left_ms >= CATALOG_LEFT_GRACE_MS) {
+                    t = c->tables[i];
+                    pp = &t->parts[p];
+                    atomic_fetch_add(&t->refs, 1);
+                }
+        pthread_rwlock_unlock(&c->lock);
+        if (!pp)
+            return;
+        group_close(pp->left);
+        pp->left = NULL;
+        MDB_txn *txn;
+        struct nerr e = {0};
+        if (!state_write_begin(c->st, &txn, &e)) {
+            if (drop_replica_txn(c, txn, pp, &e))
+                mdb_txn_abort(txn);
+            else
+                state_write_commit(c->st, txn, &e);
+        }
+        if (e.msg[0])
+            log_warn("partition %s: dropping the replica this node left: %s", pp->name, e.msg);
+        drop_replica_files(c, pp, "left partition");
+        log_info("partition %s: the replica this node left is dropped", pp->name);
+        table_put(t);
+    }
+}
+
+/* A replica on disk of a partition this node is no member of (it left
+ * while it was down, or before its replica was dropped): dropped at open. */
+static void drop_stale(struct catalog *c, struct table *t)
+{
+    for (int p = 0; p < t->nparts; p++) {
+        struct partition *pp = &t->parts[p];
+        char dir[PATH_MAX];
+        struct stat sb;
+        if (self_member(c, pp) || group_dir_of(c, pp->name, dir, sizeof dir) || stat(dir, &sb))
+            continue;
+        MDB_txn *txn;
+        struct nerr e = {0};
+        if (!state_write_begin(c->st, &txn, &e)) {
+            int r = mdb_dbi_open(txn, pp->name, 0, &pp->dbi);
+            if (r == MDB_NOTFOUND)
+                r = state_write_commit(c->st, txn, &e);
+            else if (r || drop_replica_txn(c, txn, pp, &e))
+                mdb_txn_abort(txn), r = r ? r : -1;
+            else
+                r = state_write_commit(c->st, txn, &e);
+            if (r && !e.msg[0])
+                state_mdb_err(&e, r, pp->name);
+        }
+        if (e.msg[0])
+            log_warn("partition %s: dropping a replica of a group this node left: %s", pp->name,
+                     e.msg);
+        drop_replica_files(c, pp, "left partition");
+        log_info("partition %s: dropped the replica of a group this node is no member of",
+                 pp->name);
+    }
+}
+
 static int reconcile(struct catalog *c, json_t *descs, struct nerr *ferr)
 {
     int first_rc = 0;
@@ -875,9 +1358,20 @@ static int reconcile(struct catalog *c, json_t *descs, struct nerr *ferr)
                 table_put(old);
             }
         }
-        table_put(live);
-        if (same)
+        if (same) {
+            struct nerr err = {0};
+            int rc = update_members(c, live, d, &err);
+            table_put(live);
+            if (rc && !first_rc) {
+                first_rc = rc;
+                if (ferr)
+                    nerr_set(ferr, rc, "table %s: %s", name, err.msg);
+            }
+            if (rc && rc != NERR_BUSY)
+                log_error("table %s: %s", name, err.msg);
             continue;
+        }
+        table_put(live);
         struct nerr err = {0};
         struct table *t = NULL;
         MDB_txn *txn = NULL;
@@ -891,6 +1385,8 @@ static int reconcile(struct catalog *c, json_t *descs, struct nerr *ferr)
         }
         if (!rc)
             rc = open_groups(c, t, &err);
+        if (!rc)
+            drop_stale(c, t);
         if (!rc) {
             pthread_rwlock_wrlock(&c->lock);
             rc = insert_table(c, t);
@@ -1003,22 +1499,25 @@ out:
  * signed with the cluster's credentials when it has them, as every admin
  * call must be then (docs/security.md). */
 struct catalog_headers {
-    char host[300], date[64], auth[700];
+    char host[300], date[64], auth[700], target[64], target_line[96];
     const char *lines[6];
 };
 
-static void catalog_headers(const struct catalog *c, const char *api, struct catalog_headers *h)
+static void catalog_headers(const struct catalog *c, const char *api, const char *op,
+                            const char *body, struct catalog_headers *h)
 {
     const struct cluster_conf *conf = c->opt.conf;
     size_t k = 0;
+    snprintf(h->target, sizeof h->target, "NinesAdmin.%s", op);
+    snprintf(h->target_line, sizeof h->target_line, "X-Amz-Target: %s", h->target);
     h->lines[k++] = "Content-Type: application/x-amz-json-1.0";
-    h->lines[k++] = "X-Amz-Target: NinesAdmin.Catalog";
+    h->lines[k++] = h->target_line;
     if (conf && conf->auth == CLUSTER_AUTH_SIGV4) {
         struct sigv4_signer signer;
         struct sigv4_header hs[3] = {{"Host", api},
                                      {"Content-Type", "application/x-amz-json-1.0"},
-                                     {"X-Amz-Target", "NinesAdmin.Catalog"}};
-        struct sigv4_request sr = {"POST", "/", "", hs, 3, "{}", 2};
+                                     {"X-Amz-Target", h->target}};
+        struct sigv4_request sr = {"POST", "/", "", hs, 3, body, strlen(body)};
         char date[17], auth[512];
         if (!sigv4_signer_init(&signer, conf->access_key_id, conf->secret_access_key, conf->region,
                                "dynamodb") &&
@@ -1034,33 +1533,75 @@ static void catalog_headers(const struct catalog *c, const char *api, struct cat
     h->lines[k] = NULL;
 }
 
+/* One admin call to meta member k: 0 with the reply in *rs (the caller
+ * frees it), or the transport's error. */
+static int meta_member_call(struct catalog *c, struct http_client *http, int k, const char *op,
+                            const char *body, int timeout_ms, struct http_response *rs)
+{
+    struct catalog_headers hd;
+    char url[512];
+    /* With tls api, the meta member is authenticated by the cluster's CA
+     * and this node shows its own certificate. */
+    const struct cluster_conf *conf = c->opt.conf;
+    const struct cluster_node *self = cluster_conf_node(conf, c->opt.self_id);
+    cluster_conf_api_url(conf, c->meta_api[k], url, sizeof url);
+    catalog_headers(c, c->meta_api[k], op, body, &hd);
+    struct http_request rq = {.method = "POST",
+                              .url = url,
+                              .headers = hd.lines,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .timeout_ms = timeout_ms,
+                              .connect_timeout_ms = 500,
+                              .ca_file = conf->tls_api ? conf->tls_ca : NULL,
+                              .cert_file = conf->tls_api && self ? self->tls_cert : NULL,
+                              .key_file = conf->tls_api && self ? self->tls_key : NULL};
+    return http_call(http, &rq, rs, NULL);
+}
+
+int catalog_meta_call(struct catalog *c, const char *op, const char *body, char **reply,
+                      struct nerr *err)
+{
+    struct http_client *http = NULL;
+    if (http_client_new(&http, NULL))
+        return nerr_set(err, NERR_NOMEM, "no HTTP client");
+    int rc = NERR_BUSY;
+    nerr_set(err, rc, "no member of the metadata group answered");
+    for (int k = 0; k < c->n_meta; k++) {
+        struct http_response rs = {0};
+        if (meta_member_call(c, http, k, op, body, 3000, &rs) || !rs.status) {
+            http_response_free(&rs);
+            continue;
+        }
+        if (rs.status == 200) {
+            rc = 0;
+            if (reply)
+                *reply = strndup(rs.body ? rs.body : "", rs.len);
+        } else {
+            rc = NERR_INVALID;
+            nerr_set(err, rc, "%s answered %ld: %.*s", c->meta_nodes[k], rs.status,
+                     (int)(rs.len > 300 ? 300 : rs.len), rs.body ? rs.body : "");
+            /* Another meta member may have a leader to hand it to. */
+            int retry = rs.status >= 500;
+            http_response_free(&rs);
+            if (retry)
+                continue;
+            break;
+        }
+        http_response_free(&rs);
+        break;
+    }
+    http_client_free(http);
+    return rc;
+}
+
 /* Asks a meta member for the catalog; NULL when none answered. */
 static json_t *fetch_descs(struct catalog *c, struct http_client *http)
 {
-    struct catalog_headers hd;
-    const char *const *headers = hd.lines;
-    struct http_response rs = {0};
     for (int attempt = 0; attempt < c->n_meta; attempt++) {
         int k = (c->next_meta + attempt) % c->n_meta;
-        char url[512];
-        /* With tls api, the meta member is authenticated by the cluster's
-         * CA and this node shows its own certificate: the catalog comes
-         * only from a node of this cluster. */
-        const struct cluster_conf *conf = c->opt.conf;
-        const struct cluster_node *self = cluster_conf_node(conf, c->opt.self_id);
-        cluster_conf_api_url(conf, c->meta_api[k], url, sizeof url);
-        catalog_headers(c, c->meta_api[k], &hd);
-        struct http_request rq = {.method = "POST",
-                                  .url = url,
-                                  .headers = headers,
-                                  .body = "{}",
-                                  .body_len = 2,
-                                  .timeout_ms = 1000,
-                                  .connect_timeout_ms = 500,
-                                  .ca_file = conf->tls_api ? conf->tls_ca : NULL,
-                                  .cert_file = conf->tls_api && self ? self->tls_cert : NULL,
-                                  .key_file = conf->tls_api && self ? self->tls_key : NULL};
-        int rc = http_call(http, &rq, &rs, NULL);
+        struct http_response rs = {0};
+        int rc = meta_member_call(c, http, k, "Catalog", "{}", 1000, &rs);
         json_t *tables = NULL;
         if (!rc && rs.status == 200 && rs.len &&
             !catalog_descs_decode(rs.body, rs.len, &tables, NULL)) {
@@ -1068,8 +1609,8 @@ static json_t *fetch_descs(struct catalog *c, struct http_client *http)
             http_response_free(&rs);
             return tables;
         }
+        http_response_free(&rs);
     }
-    http_response_free(&rs);
     c->next_meta = (c->next_meta + 1) % (c->n_meta ? c->n_meta : 1);
     return NULL;
 }
@@ -1153,6 +1694,9 @@ static void *sync_main(void *arg)
             sync_meta_periodic(c);
         else if (http)
             sync_remote(c, http);
+        pthread_mutex_lock(&c->sync_mu);
+        reap_left(c);
+        pthread_mutex_unlock(&c->sync_mu);
     }
     http_client_free(http);
     return NULL;
@@ -1196,10 +1740,14 @@ static int validate_forwarded(void *arg, uint64_t gid, const void *data, size_t 
         json_t *e = json_loadb(data, len, 0, NULL);
         const char *kind = json_string_value(json_object_get(e, "k"));
         const char *name = json_string_value(json_object_get(e, "name"));
-        if (!kind || !name || (strcmp(kind, "create") && strcmp(kind, "delete")) ||
+        if (!kind || !name ||
+            (strcmp(kind, "create") && strcmp(kind, "delete") && strcmp(kind, "member_add") &&
+             strcmp(kind, "member_done")) ||
             (!strcmp(kind, "create") && (!json_is_object(json_object_get(e, "def")) ||
-                                         !json_is_array(json_object_get(e, "placement")))))
-            rc = nerr_set(err, NERR_CORRUPT, "not a catalog create or delete");
+                                         !json_is_array(json_object_get(e, "placement")))) ||
+            (!strncmp(kind, "member_", 7) && (!json_is_string(json_object_get(e, "id")) ||
+                                              !json_is_integer(json_object_get(e, "part")))))
+            rc = nerr_set(err, NERR_CORRUPT, "not a catalog entry");
         json_decref(e);
         return rc;
     }

@@ -56,17 +56,37 @@ struct catalog;
 #define CATALOG_META_GID 1
 #define CATALOG_MAX_REPLICAS 3
 
+/* Slots of a partition's group (group.h, struct group_members): member id
+ * k+1 runs on slots[k] ("" = no member has that id). */
+#define CATALOG_MAX_SLOTS RAFT_MAX_MEMBERS
+
+/* Who holds a partition's replicas: immutable once published; a change
+ * publishes a new one (partition_members) and the old ones stay until the
+ * table is freed (a reader may still hold one). */
+struct pmembers {
+    int nmembers;
+    char members[CATALOG_MAX_SLOTS][64]; /* nodes holding a member, by id (slot 1, the
+                                            preferred leader, first) */
+    int nslots;                          /* slots used so far (the highest id ever given) */
+    char slots[CATALOG_MAX_SLOTS][64];   /* by member id - 1; "" = empty */
+    char left[CATALOG_MAX_SLOTS][64];    /* an empty slot's last node ("" = none) */
+    int chg_add, chg_remove;             /* a replacement in progress (ids), or 0 */
+    struct pmembers *older;
+};
+
 struct partition {
     struct table *t;
     int index;
     char name[64]; /* group name = LMDB database name */
     uint64_t gid;
-    int nmembers;
-    char members[CATALOG_MAX_REPLICAS][64]; /* node ids, preferred leader first */
-    MDB_dbi dbi;    /* only when g != NULL */
-    MDB_dbi ddbi;   /* the `_digest` database (digest.h) when g != NULL; 0 = keep no digest */
-    struct group *g; /* NULL: this node holds no replica */
-    struct overlay *ov; /* where items_sm publishes applied items (items.h) */
+    struct pmembers *_Atomic pm; /* never NULL once the table is published */
+    MDB_dbi dbi;                 /* only when g != NULL */
+    MDB_dbi ddbi; /* the `_digest` database (digest.h) when g != NULL; 0 = keep no digest */
+    struct group *_Atomic g; /* NULL: this node holds no replica (set when it joins,
+                                cleared when it leaves) */
+    struct group *left;      /* the member this node had before it left (sync thread) */
+    uint64_t left_ms;        /* when (clock_mono_ms) */
+    struct overlay *ov;      /* where items_sm publishes applied items (items.h) */
     /* Digest changes of the applier's open transaction, written by
      * items_sm.before_commit (digest.h; NULL: none). Applier thread only. */
     struct digest_pending *dpend;
@@ -89,7 +109,7 @@ struct cluster_conf;
 struct catalog_options {
     const struct cluster_conf *conf; /* the cluster file (borrowed) */
     const char *self_id;             /* this node's id */
-    const char *data_dir; /* the node's data directory (groups/ lives below it) */
+    const char *data_dir;            /* the node's data directory (groups/ lives below it) */
     uint64_t wal_segment_size;
     int unsafe_ack_before_sync;
     int max_partitions; /* upper bound on partitions per table */
@@ -140,12 +160,67 @@ int table_key(const struct table *t, const json_t *item_or_key, int exact, json_
 /* Metadata-group proposals. def is a validated CreateTable request (borrowed).
  * done(arg, status, result): result is a struct catalog_result*, owned by done. */
 struct catalog_result {
-    int status;    /* 0, NERR_EXISTS (name in use), NERR_NOTFOUND */
-    json_t *desc;  /* the table description (created or deleted one), owned */
+    int status;   /* 0, NERR_EXISTS (name in use), NERR_NOTFOUND */
+    json_t *desc; /* the table description (created or deleted one), owned */
 };
-int catalog_propose_create(struct catalog *c, const char *name, json_t *def,
-                           group_done_fn done, void *arg);
+int catalog_propose_create(struct catalog *c, const char *name, json_t *def, group_done_fn done,
+                           void *arg);
 int catalog_propose_delete(struct catalog *c, const char *name, group_done_fn done, void *arg);
+
+/* Membership of one partition (issue 17; docs/replication.md, "Replacing a
+ * replica"). A replacement of member `remove` (on the node being left) by a
+ * new member on `node` is three steps, each one a meta entry or a group's
+ * own change:
+ *   1. catalog_propose_member_add: slot `add` (a never-used id) gets node;
+ *      the partition records the change {add, remove}. Every node syncs:
+ *      the new node opens an empty member with the target configuration
+ *      (slots minus remove), the others learn where id `add` runs
+ *      (group_set_members);
+ *   2. the partition's leader proposes the target configuration
+ *      (group_propose_conf: joint, then auto-leave);
+ *   3. catalog_propose_member_done once the target is committed and the
+ *      new member has caught up: slot `remove` is cleared and the change
+ *      record goes; the left node closes its member and drops its data.
+ * The table stays the same object: a change publishes the partition's new
+ * struct pmembers; a node that joins opens its member and publishes it in
+ * partition.g; a node that left unpublishes its member at once (requests
+ * route elsewhere) and closes it, emptying its replica and dropping its
+ * log, CATALOG_LEFT_GRACE_MS later (longer than any request may hold it:
+ * ROUTE_DEADLINE_MS, a scrub marker's wait), or at the next start.
+ * The group's starting configuration (struct
+ * group_members.conf, used when its log and SNAPSHOT hold none): the
+ * member being added gets the target; every other member the set slots
+ * minus the one being added (the last committed configuration the
+ * catalog knows); a partition that never changed, none (ids 1..n).
+ * Both entries are checked when applied (table id, partition, slots, no
+ * other change in progress): the result's status is 0, NERR_NOTFOUND (no
+ * such table or partition), NERR_BUSY (another change in progress, or
+ * none to finish), NERR_INVALID (bad slot or node). */
+int catalog_propose_member_add(struct catalog *c, const char *name, const char *table_id, int part,
+                               int add, const char *node, int remove, group_done_fn done,
+                               void *arg);
+int catalog_propose_member_done(struct catalog *c, const char *name, const char *table_id, int part,
+                                group_done_fn done, void *arg);
+/* A node to hold a new member of t's partition `part` in place of the
+ * member on node `lost` (placement_replace over the cluster file's nodes,
+ * loads counted over every table's members; never lost, never a node in
+ * exclude). *out points into the cluster file. Errors as placement_replace. */
+int catalog_choose_replacement(struct catalog *c, const struct table *t, int part, const char *lost,
+                               const char *const *exclude, size_t nexclude, const char **out,
+                               struct nerr *err);
+/* A NinesAdmin call `op` (body: a JSON object) to the members of the
+ * metadata group over HTTP, one after the other until one answers 200
+ * (*reply, malloc'd, may be NULL) or 4xx (NERR_INVALID, the answer in
+ * err); NERR_BUSY when none answered. Signed and over TLS as the
+ * cluster file says. Blocks (3 s per member at most); any thread but the
+ * applier and the driver. */
+int catalog_meta_call(struct catalog *c, const char *op, const char *body, char **reply,
+                      struct nerr *err);
+/* The starting configuration of member `self` of m, as described above. */
+void catalog_member_conf(const struct pmembers *m, int self, struct raft_conf *conf);
+/* The partition's members now (never NULL; valid while the table is held). */
+const struct pmembers *partition_members(const struct partition *p);
+#define CATALOG_LEFT_GRACE_MS 60000
 void catalog_result_free(struct catalog_result *r);
 
 /* Numbers DescribeTable reports: item count and bytes over all partitions. */
@@ -176,8 +251,8 @@ json_t *catalog_descs(struct catalog *c);
  * Pure apart from the log; any thread. */
 int catalog_descs_decode(const char *body, size_t len, json_t **out, struct nerr *err);
 /* Calls fn for every open group of this node (meta first). */
-void catalog_each_group(struct catalog *c, void (*fn)(void *arg, struct table *t, int part,
-                                                     struct group *g),
+void catalog_each_group(struct catalog *c,
+                        void (*fn)(void *arg, struct table *t, int part, struct group *g),
                         void *arg);
 /* Runs one sync now (tests and request paths that missed a table). */
 void catalog_sync_now(struct catalog *c);

@@ -337,6 +337,69 @@ static void snap_deliver(void *arg, uint64_t gid, const char *from, const struct
     group__dev_post(h, d);
 }
 
+static int conf_given(const struct raft_conf *c)
+{
+    return c->voters || c->voters_out || c->log;
+}
+
+void group__slots_free(struct gslots *s)
+{
+    for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++) {
+        free(s->node[k]);
+        s->node[k] = NULL;
+    }
+    s->n = 0;
+}
+
+/* Copies the slots of m (its strings) into *s. */
+static int slots_dup(const struct group_members *m, struct gslots *s, struct nerr *err)
+{
+    memset(s, 0, sizeof *s);
+    for (uint32_t k = 0; k < m->n && k < RAFT_MAX_MEMBERS; k++)
+        if (m->nodes[k] && !(s->node[k] = strdup(m->nodes[k]))) {
+            group__slots_free(s);
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        }
+    s->n = m->n;
+    return 0;
+}
+
+/* The slots of m make sense (group.h, struct group_members). */
+static int check_members(const struct group_members *m, const struct group_host *h,
+                         const char *name, struct nerr *err)
+{
+    struct nerr cerr = {0};
+    if (m->n < 1 || m->n > RAFT_MAX_MEMBERS || m->self < 1 || m->self > m->n ||
+        !m->nodes[m->self - 1] || (m->n > 1 && !h->send))
+        return nerr_set(err, NERR_INVALID, "group %s: bad membership (%u members, self %u)", name,
+                        m->n, m->self);
+    if (!conf_given(&m->conf)) {
+        if (m->n % 2 == 0)
+            return nerr_set(err, NERR_INVALID, "group %s: bad membership (%u members, self %u)",
+                            name, m->n, m->self);
+        for (uint32_t k = 0; k < m->n; k++)
+            if (!m->nodes[k])
+                return nerr_set(err, NERR_INVALID, "group %s: member %u has no node", name, k + 1);
+        return 0;
+    }
+    if (raft_conf_check(&m->conf, 0, &cerr))
+        return nerr_set(err, NERR_INVALID, "group %s: bad configuration: %s", name, cerr.msg);
+    uint32_t vs = m->conf.voters | m->conf.voters_out;
+    for (uint32_t id = 1; id <= RAFT_MAX_MEMBERS; id++)
+        if ((vs & (1u << id)) && (id > m->n || !m->nodes[id - 1]))
+            return nerr_set(err, NERR_INVALID,
+                            "group %s: voter %u of the configuration has no node", name, id);
+    return 0;
+}
+
+int group__entry_prefix(const struct raft_entry *e, unsigned char out[8])
+{
+    if (e->term >> 56 || (e->type != RAFT_ENTRY_NORMAL && e->type != RAFT_ENTRY_CONF))
+        return NERR_INVALID;
+    le_put64(out, e->term | (uint64_t)e->type << 56);
+    return 0;
+}
+
 /* group_open of a one-member group: processes readies in this thread (the
  * driver does not know the group yet) until the member leads and every
  * committed entry is applied. */
@@ -360,7 +423,11 @@ static int drive_sync(struct group *g, struct nerr *err)
             for (size_t i = 0; !rc && i < rd.n_entries; i++) {
                 const struct raft_entry *e = &rd.entries[i];
                 unsigned char term[8];
-                le_put64(term, e->term);
+                if (group__entry_prefix(e, term)) {
+                    rc = nerr_set(err, NERR_INTERNAL, "group %s: entry %llu cannot be stored",
+                                  g->name, (unsigned long long)e->index);
+                    break;
+                }
                 int last = i + 1 == rd.n_entries && !hs_new;
                 rc = nls_append(g->log, term, 8, e->data, e->len, last ? nls_waiter_done : NULL,
                                 last ? &w : NULL, NULL);
@@ -425,14 +492,12 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
         g->mem = *mem;
     else
         g->mem = (struct group_members){.gid = 0, .n = 1, .self = 1, .nodes = {"self"}};
+    pthread_mutex_init(&g->smu, NULL);
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->idle, NULL);
-    if (g->mem.n < 1 || g->mem.n > RAFT_MAX_MEMBERS || g->mem.n % 2 == 0 || g->mem.self < 1 ||
-        g->mem.self > g->mem.n || (g->mem.n > 1 && !h->send)) {
-        rc = nerr_set(err, NERR_INVALID, "group %s: bad membership (%u members, self %u)", name,
-                      g->mem.n, g->mem.self);
+    if ((rc = check_members(&g->mem, h, name, err)) || (rc = slots_dup(&g->mem, &g->slots, err)) ||
+        (rc = slots_dup(&g->mem, &g->pslots, err)))
         goto fail;
-    }
     if ((rc = fs_mkdir_p(group_dir, err)) || (rc = group__refuse_old_wal(group_dir, err)) ||
         (rc = nodelog_stream_open(h->nl, name, &g->log, err)))
         goto fail;
@@ -450,6 +515,7 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
         goto fail;
     snap.index = sf.index;
     snap.term = sf.term;
+    snap.conf = sf.conf;
     if (applied < snap.index) {
         /* A snapshot installed from a leader's stream whose restored state
          * LMDB had not made durable (its meta page is synced lazily):
@@ -539,7 +605,8 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
                               .snapshot = snap,
                               .entries = lc.v,
                               .n_entries = lc.n,
-                              .applied = applied};
+                              .applied = applied,
+                              .conf = g->mem.conf};
     g->r = raft_new(&cfg, err);
     if (!g->r) {
         rc = err->code ? err->code : NERR_INVALID;
@@ -576,8 +643,9 @@ int group_open(struct group_host *h, const char *name, const char *group_dir,
     }
     group__publish(g);
     if (h->ss && g->mem.n > 1) {
-        if ((rc = snapstream_register(h->ss, g->mem.gid, name, group_dir, g->mem.nodes, g->mem.n,
-                                      g->mem.self, &g->s_role, &g->s_term, err)))
+        if ((rc = snapstream_register(h->ss, g->mem.gid, name, group_dir,
+                                      (const char *const *)g->slots.node, g->slots.n, g->mem.self,
+                                      &g->s_role, &g->s_term, err)))
             goto fail;
         registered = 1;
     }
@@ -601,6 +669,9 @@ fail:
         snapstream_unregister(h->ss, g->mem.gid);
     raft_free(g->r);
     nls_close(g->log);
+    group__slots_free(&g->slots);
+    group__slots_free(&g->pslots);
+    pthread_mutex_destroy(&g->smu);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
@@ -642,6 +713,9 @@ void group_close(struct group *g)
         snapstream_unregister(g->h->ss, g->mem.gid);
     nls_close(g->log);
     raft_free(g->r);
+    group__slots_free(&g->slots);
+    group__slots_free(&g->pslots);
+    pthread_mutex_destroy(&g->smu);
     pthread_cond_destroy(&g->idle);
     pthread_mutex_destroy(&g->mu);
     free(g->hs_path);
@@ -688,7 +762,7 @@ static int post_unless_closing(struct group *g, struct dev *d)
 }
 
 /* Hands q to the driver and waits (at most 5 s) for its answer. */
-static int logreq_run(struct group *g, struct glogreq *q, struct nerr *err)
+static int logreq_run(struct group *g, struct glogreq *q, enum dev_kind kind, struct nerr *err)
 {
     struct dev *d = calloc(1, sizeof *d);
     if (!d)
@@ -700,7 +774,7 @@ static int logreq_run(struct group *g, struct glogreq *q, struct nerr *err)
     pthread_cond_init(&q->cv, &ca);
     pthread_condattr_destroy(&ca);
     q->refs = 2;
-    d->kind = DEV_LOG;
+    d->kind = kind;
     d->g = g;
     d->logreq = q;
     if (!post_unless_closing(g, d)) {
@@ -732,7 +806,7 @@ int group_log_copy(struct group *g, uint64_t first, uint64_t last, size_t max_by
     q->first = first;
     q->last = last;
     q->max_bytes = max_bytes;
-    int rc = logreq_run(g, q, err);
+    int rc = logreq_run(g, q, DEV_LOG, err);
     if (!rc) {
         *out = q->v;
         *n = q->n;
@@ -749,7 +823,7 @@ int group_log_term(struct group *g, uint64_t index, uint64_t *term, struct nerr 
         return nerr_set(err, NERR_NOMEM, "out of memory");
     q->first = q->last = index;
     q->mode = 1;
-    int rc = logreq_run(g, q, err);
+    int rc = logreq_run(g, q, DEV_LOG, err);
     if (!rc)
         *term = q->term;
     group__logreq_put(q);
@@ -765,7 +839,7 @@ int group_log_bytes(struct group *g, uint64_t first, uint64_t last, uint64_t *by
     q->first = first;
     q->last = last;
     q->mode = 2;
-    int rc = logreq_run(g, q, err);
+    int rc = logreq_run(g, q, DEV_LOG, err);
     if (!rc)
         *bytes = q->term;
     group__logreq_put(q);
@@ -790,6 +864,141 @@ uint64_t group_last_lsn(struct group *g)
 const struct group_members *group_members_of(const struct group *g)
 {
     return &g->mem;
+}
+
+int group_member_node(struct group *g, uint32_t id, char *buf, size_t cap)
+{
+    int rc = NERR_NOTFOUND;
+    pthread_mutex_lock(&g->smu);
+    if (id >= 1 && id <= RAFT_MAX_MEMBERS && g->pslots.node[id - 1]) {
+        size_t n = strlen(g->pslots.node[id - 1]);
+        if (n < cap) {
+            memcpy(buf, g->pslots.node[id - 1], n + 1);
+            rc = 0;
+        } else {
+            rc = NERR_LIMIT;
+        }
+    }
+    pthread_mutex_unlock(&g->smu);
+    return rc;
+}
+
+int group_members_get(struct group *g, struct group_members *out, char *buf, size_t cap)
+{
+    int rc = 0;
+    size_t used = 0;
+    memset(out, 0, sizeof *out);
+    out->gid = g->mem.gid;
+    out->self = g->mem.self;
+    pthread_mutex_lock(&g->smu);
+    out->n = g->pslots.n;
+    out->conf = g->pconf.conf;
+    for (uint32_t k = 0; k < RAFT_MAX_MEMBERS && !rc; k++) {
+        const char *s = g->pslots.node[k];
+        if (!s)
+            continue;
+        size_t n = strlen(s) + 1;
+        if (used + n > cap) {
+            rc = NERR_LIMIT;
+            break;
+        }
+        memcpy(buf + used, s, n);
+        out->nodes[k] = buf + used;
+        used += n;
+    }
+    pthread_mutex_unlock(&g->smu);
+    if (rc)
+        memset(out->nodes, 0, sizeof out->nodes);
+    return rc;
+}
+
+uint64_t group_member_match(struct group *g, uint32_t id)
+{
+    /* The core's match index (raft_match), published by the driver after
+     * every step while this member leads. */
+    if (id < 1 || id > RAFT_MAX_MEMBERS || atomic_load(&g->s_role) != RAFT_LEADER)
+        return 0;
+    return atomic_load(&g->s_match[id]);
+}
+
+void group_conf_get(struct group *g, struct group_conf_info *out)
+{
+    pthread_mutex_lock(&g->smu);
+    *out = g->pconf;
+    pthread_mutex_unlock(&g->smu);
+}
+
+int group_set_members(struct group *g, const struct group_members *mem, struct nerr *err)
+{
+    if (mem->gid != g->mem.gid || mem->self != g->mem.self)
+        return nerr_set(err, NERR_INVALID, "group %s: the slots are of another group or member",
+                        g->name);
+    if (mem->n < 1 || mem->n > RAFT_MAX_MEMBERS || mem->self > mem->n || !mem->nodes[mem->self - 1])
+        return nerr_set(err, NERR_INVALID, "group %s: the slots drop this member (%u)", g->name,
+                        mem->self);
+    if (mem->n > 1 && !g->h->send)
+        return nerr_set(err, NERR_INVALID, "group %s: no transport", g->name);
+    /* A voter of the configuration in effect keeps its node: messages to
+     * it would be lost, and a quorum with them. */
+    struct group_conf_info ci;
+    group_conf_get(g, &ci);
+    uint32_t vs = ci.conf.voters | ci.conf.voters_out;
+    if (!vs) /* the initial configuration: 1..n as opened */
+        for (uint32_t id = 1; id <= g->mem.n; id++)
+            vs |= 1u << id;
+    for (uint32_t id = 1; id <= RAFT_MAX_MEMBERS; id++)
+        if ((vs & (1u << id)) && (id > mem->n || !mem->nodes[id - 1]))
+            return nerr_set(err, NERR_INVALID,
+                            "group %s: member %u is a voter of the configuration in effect and "
+                            "needs a node",
+                            g->name, id);
+    struct gslots *ds = calloc(1, sizeof *ds);
+    struct gslots pub;
+    struct dev *d = calloc(1, sizeof *d);
+    int rc = 0;
+    if (!ds || !d || slots_dup(mem, ds, err) || slots_dup(mem, &pub, err)) {
+        if (ds)
+            group__slots_free(ds);
+        free(ds);
+        free(d);
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    }
+    if (g->h->ss && g->mem.n > 1 &&
+        (rc = snapstream_set_members(g->h->ss, g->mem.gid, (const char *const *)pub.node, pub.n,
+                                     err))) {
+        group__slots_free(ds);
+        group__slots_free(&pub);
+        free(ds);
+        free(d);
+        return rc;
+    }
+    pthread_mutex_lock(&g->smu);
+    struct gslots old = g->pslots;
+    g->pslots = pub;
+    pthread_mutex_unlock(&g->smu);
+    group__slots_free(&old);
+    d->kind = DEV_MEMBERS;
+    d->g = g;
+    d->slots = ds;
+    if (!post_unless_closing(g, d)) {
+        group__slots_free(ds);
+        free(ds);
+        free(d);
+        return nerr_set(err, NERR_CLOSED, "group %s is closing", g->name);
+    }
+    return 0;
+}
+
+int group_propose_conf(struct group *g, const struct raft_conf *target, struct nerr *err)
+{
+    struct glogreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return nerr_set(err, NERR_NOMEM, "out of memory");
+    q->mode = 3;
+    q->conf = *target;
+    int rc = logreq_run(g, q, DEV_CONF, err);
+    group__logreq_put(q);
+    return rc;
 }
 
 void group_status(struct group *g, struct group_status *st)

@@ -18,15 +18,20 @@
  * messages (a vote or vote request included) and queue committed entries
  * for the applier. The driver keeps its groups in gid order: the metadata
  * group (gid 1) is ticked and driven first in every round. Stream LSN =
- * raft log index; an entry is stored as its term (u64 LE) followed by the
- * entry. A conflicting uncommitted suffix is cut (nls_cut, durable) before
- * new entries are written.
+ * raft log index; an entry is stored as an 8-byte prefix, term | type << 56
+ * (u64 LE; type RAFT_ENTRY_NORMAL or RAFT_ENTRY_CONF, so a term is below
+ * 2^56), followed by the entry. A log written before membership changes
+ * has type 0 (NORMAL) there; an unknown type is NERR_CORRUPT at load. A
+ * conflicting uncommitted suffix is cut (nls_cut, durable) before new
+ * entries are written. A committed CONF entry is never given to the state
+ * machine: the applier moves the applied LSN past it in its transaction.
  *
  * Compaction. Once a member's log holds compact_entries entries, the driver
  * reads LMDB's applied index S of the group (a read transaction), makes
  * LMDB durable at or past S (mdb_env_sync: the meta page is otherwise
  * synced lazily), writes a metadata-only <group_dir>/SNAPSHOT (index S, its
- * term; temp + fsync + rename), hands S to the core (raft_compact, no
+ * term, the configuration at S: raft_conf_at; temp + fsync + rename),
+ * hands S to the core (raft_compact, no
  * payload: the log before S goes) and releases its stream up to S (node
  * log segments nobody needs go). The state at S is LMDB itself: nothing is
  * copied. A group that pins the oldest segment of a grown node log
@@ -252,14 +257,25 @@ int group_host_barrier(struct group_host *h);
 /* The host a group runs on. */
 struct group_host *group_host_of(struct group *g);
 
-/* Who the members of a group are. nodes[k] is member k+1's node id; self is
- * this node's member number (1..n). Member 1 is the preferred leader: it
- * campaigns first when the group starts. */
+/* Who the members of a group are: slots. nodes[k] is the node of member
+ * id k+1 (NULL: no member has that id now); self is this node's member id
+ * (1..n). Member 1 is the preferred leader: it campaigns first when the
+ * group starts. The slots say only WHERE each id runs; WHICH ids vote (and
+ * which are log members) is the configuration, which lives in the group's
+ * log (raft.h, "Membership change") and changes by group_propose_conf.
+ *   conf all zero: the group never changed its membership: ids 1..n all
+ *                  vote as storage members, n odd, every slot set (every
+ *                  group before membership changes existed);
+ *   conf given:    the configuration a member starts from when its log and
+ *                  SNAPSHOT hold none (a member added by a change is opened
+ *                  empty with the configuration it joins); n is the highest
+ *                  id with a node, and every voter of conf has a node. */
 struct group_members {
     uint64_t gid; /* the group's id on the wire, unique in the cluster */
-    uint32_t n;   /* odd, 1..RAFT_MAX_MEMBERS */
+    uint32_t n;   /* 1..RAFT_MAX_MEMBERS */
     uint32_t self;
     const char *nodes[RAFT_MAX_MEMBERS];
+    struct raft_conf conf;
 };
 
 /* Opens a group: opens its stream of the node log (named `name`), takes
@@ -350,7 +366,55 @@ struct group_status {
     uint64_t snap_index, snap_bytes, snap_total, snap_rate, snap_eta_ms;
 };
 void group_status(struct group *g, struct group_status *st);
+/* gid and self of the group (never change). Its nodes[] are the slots as
+ * opened: use group_member_node or group_members_get for the current ones. */
 const struct group_members *group_members_of(const struct group *g);
+/* The node of member id `id` now, copied into buf (cap bytes): 0, or
+ * NERR_NOTFOUND (no such id or an empty slot). Thread-safe. */
+int group_member_node(struct group *g, uint32_t id, char *buf, size_t cap);
+/* The slots as this member knows them now (group_set_members changes them):
+ * copied into *out, node ids into buf (cap bytes; each nodes[k] points
+ * into buf). NERR_LIMIT when buf is too small. Thread-safe. */
+int group_members_get(struct group *g, struct group_members *out, char *buf, size_t cap);
+
+/* ---- membership change (raft.h, "Membership change") ----
+ *
+ * Replaces the slots (who runs which id) of an open group: a member about
+ * to be added gets its node before the configuration that names it is
+ * proposed, and a removed member's slot is cleared after the configuration
+ * without it committed. mem->gid and mem->self must be the group's; mem's
+ * strings are copied; mem->conf is ignored. Messages to an id without a
+ * node are dropped (counted as send failures); messages from a node that
+ * is not the one in the sender's slot are forged (dropped, counted).
+ * Thread-safe; takes effect on the driver thread before the next round.
+ * NERR_INVALID (with the reason) for a slot list that drops self or a
+ * voter of the configuration in effect. */
+int group_set_members(struct group *g, const struct group_members *mem, struct nerr *err);
+
+/* On the leader: proposes the change from the configuration in effect to
+ * target (raft_propose_conf: one joint entry, then auto-leave). Every id of
+ * target must have a node (group_set_members first). Waits (at most 5 s)
+ * for the driver's answer: 0 = the joint entry is appended (done once
+ * group_conf_get shows target committed); NERR_BUSY = not the leader, no
+ * entry of its term committed yet, or a change in progress (try again
+ * later); NERR_INVALID (reason in err); NERR_CLOSED; NERR_TIMEOUT. */
+int group_propose_conf(struct group *g, const struct raft_conf *target, struct nerr *err);
+
+/* The configuration in effect at this member (all zero: the initial one
+ * of a group that never changed: ids 1..n storage voters), the index of
+ * the entry that made it (raft_conf_index) and whether that is committed.
+ * May be one driver step old. Thread-safe. */
+struct group_conf_info {
+    struct raft_conf conf;
+    uint64_t index;
+    int committed;
+};
+void group_conf_get(struct group *g, struct group_conf_info *out);
+/* On the leader: the highest index member `id` acknowledged (its match
+ * index: everything up to it is in its log); 0 when unknown, or when this
+ * member does not lead. Thread-safe (answered by the driver, at most 5 s;
+ * 0 on timeout or close). */
+uint64_t group_member_match(struct group *g, uint32_t id);
 
 /* For a strongly consistent read on this member: 0 once this member is the
  * leader holding a valid lease and has applied everything committed when

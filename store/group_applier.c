@@ -10,6 +10,9 @@
  * is applied as a no-op on every replica alike and its proposal, if any,
  * fails with NERR_CORRUPT. Only a failure of the LMDB transaction itself
  * stops the applier (invariant 3).
+ *
+ * Configuration entries (RAFT_ENTRY_CONF) belong to the consensus core:
+ * never given to apply() or committed(), they only move the applied LSN.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -156,6 +159,13 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             }
             continue;
         }
+        if (e->type == RAFT_ENTRY_CONF) {
+            /* A configuration entry is the core's, not the state machine's:
+             * the applied LSN moves past it in this transaction (like a
+             * leader's empty entry; not counted as poisoned). */
+            e->g->applied_lsn = e->lsn;
+            continue;
+        }
         if (!e->op && !e->len) { /* a leader's empty entry */
             e->g->applied_lsn = e->lsn;
             continue;
@@ -212,7 +222,7 @@ static void apply_batch(struct group_host *h, struct gentry *batch)
             finish(e, NERR_CORRUPT, NULL);
         } else if (!rc && !e->status) {
             atomic_store(&g->applied, e->lsn);
-            if (g->sm->committed && (e->op || e->len) && !e->snap)
+            if (g->sm->committed && (e->op || e->len) && !e->snap && e->type == RAFT_ENTRY_NORMAL)
                 g->sm->committed(g->sm_arg, e->lsn, e->op, e->data, e->len, results[i]);
             finish(e, 0, results[i]);
         } else {

@@ -80,6 +80,22 @@ void group__publish(struct group *g)
     atomic_store(&g->s_lease_ns, lease ? clock_mono_ns() : 0);
     atomic_store(&g->s_lease, lease);
     atomic_store(&g->s_failed, g->wal_failed);
+    /* The leader's match index of each member (group_member_match). */
+    if (raft_role(r) == RAFT_LEADER || g->match_term) {
+        for (uint32_t k = 1; k <= RAFT_MAX_MEMBERS; k++)
+            atomic_store_explicit(&g->s_match[k], raft_match(r, k), memory_order_relaxed);
+        g->match_term = raft_role(r) == RAFT_LEADER;
+    }
+    struct group_conf_info ci = {.index = raft_conf_index(r)};
+    raft_get_conf(r, &ci.conf);
+    ci.committed = ci.index <= raft_commit(r);
+    /* group.h: all zero = the initial configuration of a group opened
+     * without one (ids 1..n, all storage), which the core spells out. */
+    if (!ci.index && !g->mem.conf.voters && !g->mem.conf.voters_out && !g->mem.conf.log)
+        ci.conf = (struct raft_conf){0};
+    pthread_mutex_lock(&g->smu);
+    g->pconf = ci;
+    pthread_mutex_unlock(&g->smu);
     int q = raft_quiescent(r);
     if (atomic_exchange(&g->s_quiet, q) != q) {
         if (q)
@@ -144,13 +160,21 @@ static struct gpeer *peer_find(struct group_host *h, const char *id, int add)
     return p;
 }
 
-/* The member number of node id in g, 0 when not a member or g's self. */
+/* The member ids (bit k = id k) whose slot in g is node id, g's self
+ * aside: usually one, two while a member is replaced on the same node. */
 static uint32_t member_of(const struct group *g, const char *id)
 {
-    for (uint32_t k = 0; k < g->mem.n; k++)
-        if (k + 1 != g->mem.self && !strcmp(g->mem.nodes[k], id))
-            return k + 1;
-    return 0;
+    uint32_t ids = 0;
+    for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++)
+        if (k + 1 != g->mem.self && g->slots.node[k] && !strcmp(g->slots.node[k], id))
+            ids |= 1u << (k + 1);
+    return ids;
+}
+
+/* The node of member id now ("?" when its slot is empty), for messages. */
+static const char *slot_name(const struct group *g, uint32_t id)
+{
+    return id >= 1 && id <= RAFT_MAX_MEMBERS && g->slots.node[id - 1] ? g->slots.node[id - 1] : "?";
 }
 
 /* A peer node went down (up = 0) or came back (up = 1): tell every group
@@ -163,9 +187,9 @@ static void peer_event(struct group_host *h, const struct gpeer *p, int up)
         if (!m || g->closed || g->wal_failed)
             continue;
         if (up)
-            g->pend_up |= 1u << m;
+            g->pend_up |= m;
         else
-            g->pend_down |= 1u << m;
+            g->pend_down |= m;
         activate(h, g);
         mark_dirty(h, g);
     }
@@ -175,10 +199,10 @@ static void peer_event(struct group_host *h, const struct gpeer *p, int up)
  * flight): every down before any up (a restart is both). */
 static void host_inputs(struct group *g)
 {
-    for (uint32_t m = 1; m <= g->mem.n; m++)
+    for (uint32_t m = 1; m <= RAFT_MAX_MEMBERS; m++)
         if (g->pend_down & (1u << m))
             raft_peer_down(g->r, m);
-    for (uint32_t m = 1; m <= g->mem.n; m++)
+    for (uint32_t m = 1; m <= RAFT_MAX_MEMBERS; m++)
         if (g->pend_up & (1u << m))
             raft_peer_up(g->r, m);
     g->pend_down = g->pend_up = 0;
@@ -296,7 +320,7 @@ static void group_fail(struct group *g, int status)
     struct raft_msg to;
     if (g->h->send && raft_hand_over(g->r, &to) == 0) {
         log_warn("group %s: handing leadership over to member %u (%s)", g->name, to.to,
-                 g->mem.nodes[to.to - 1]);
+                 slot_name(g, to.to));
         send_raw(g, &to);
     }
     for (struct gentry *e = g->pending, *n; e; e = n) {
@@ -330,7 +354,10 @@ static void send_encoded(struct group *g, uint32_t to, uint32_t type, const unsi
 {
     struct group_host *h = g->h;
     NINES_ASSERT(len <= RAFTWIRE_MAX_MSG);
-    int rc = h->send(h->send_arg, g->mem.nodes[to - 1], g->mem.gid, buf, len);
+    /* An id without a node (a member being added before group_set_members,
+     * one removed after): dropped, counted as a refused send. */
+    const char *node = to >= 1 && to <= RAFT_MAX_MEMBERS ? g->slots.node[to - 1] : NULL;
+    int rc = node ? h->send(h->send_arg, node, g->mem.gid, buf, len) : NERR_NOTFOUND;
     if (!rc) {
         atomic_fetch_add(&h->st_out, 1);
         return;
@@ -342,7 +369,7 @@ static void send_encoded(struct group *g, uint32_t to, uint32_t type, const unsi
         log_warn("group %s: the transport refused %llu message(s) in the last second, the last a "
                  "%s of %zu bytes to %s (%s)",
                  g->name, (unsigned long long)g->sendfail_n, raft_msg_type_name(type), len,
-                 g->mem.nodes[to - 1], nerr_name(rc));
+                 slot_name(g, to), nerr_name(rc));
         g->sendfail_log_ns = now;
         g->sendfail_n = 0;
     }
@@ -383,7 +410,11 @@ static void start_snapshot_stream(struct group *g, uint32_t p)
         state_read_end(h->st, txn);
         txn = NULL;
     }
-    if (snapstream_offer(h->ss, g->mem.gid, p, raft_term(g->r), at, term, &src, &err))
+    /* The configuration at the stream's index (not the core's snapshot
+     * index: the stream carries LMDB's applied state). */
+    struct raft_conf conf;
+    raft_conf_at(g->r, at, &conf);
+    if (snapstream_offer(h->ss, g->mem.gid, p, raft_term(g->r), at, term, &conf, &src, &err))
         goto fail;
     return;
 fail:
@@ -404,7 +435,7 @@ static void send_msgs(struct group *g, const struct raft_ready *rd, int which)
         const struct raft_msg *m = &rd->msgs[i];
         unsigned char *buf;
         size_t len;
-        if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !h->send)
+        if (m->to < 1 || m->to > RAFT_MAX_MEMBERS || m->to == g->mem.self || !h->send)
             continue;
         if ((which == 1 && !leader_msg(m)) || (which == 2 && leader_msg(m)))
             continue;
@@ -450,7 +481,8 @@ void group__queue_committed(struct group *g, const struct raft_ready *rd)
         }
         if (!g->pending)
             g->pending_tail = NULL;
-        if (!e && ce->len >= GROUP_FRAME && ce->data[0] == GROUP_FRAME_MAGIC && g->fwd_pending) {
+        if (!e && ce->type == RAFT_ENTRY_NORMAL && ce->len >= GROUP_FRAME &&
+            ce->data[0] == GROUP_FRAME_MAGIC && g->fwd_pending) {
             uint64_t rid = le_get64(ce->data + 1);
             for (struct gentry **pp = &g->fwd_pending; *pp; pp = &(*pp)->next)
                 if ((*pp)->rid == rid) {
@@ -498,6 +530,7 @@ void group__queue_committed(struct group *g, const struct raft_ready *rd)
             e->len = ce->len;
         }
         e->lsn = ce->index;
+        e->type = ce->type;
         e->next = NULL;
         if (last)
             last->next = e;
@@ -726,7 +759,9 @@ static void maybe_compact(struct group *g, uint64_t now)
         state_mdb_err(&err, mrc, "sync before compaction");
         goto fail;
     }
-    if (group__snap_save_meta(g, at, term, &err))
+    struct raft_conf conf;
+    raft_conf_at(r, at, &conf);
+    if (group__snap_save_meta(g, at, term, &conf, &err))
         goto fail;
     if (raft_compact(r, at, NULL, 0)) {
         nerr_set(&err, NERR_INTERNAL, "the core refused the snapshot at %llu",
@@ -789,7 +824,12 @@ static void drive(struct group *g)
             for (size_t i = 0; i < rd->n_entries; i++) {
                 const struct raft_entry *e = &rd->entries[i];
                 unsigned char term[8];
-                le_put64(term, e->term);
+                if (group__entry_prefix(e, term)) {
+                    log_error("group %s: entry %llu (term %llu, type %u) cannot be stored", g->name,
+                              (unsigned long long)e->index, (unsigned long long)e->term, e->type);
+                    group_fail(g, NERR_INTERNAL);
+                    return;
+                }
                 uint64_t lsn = 0;
                 int last = i + 1 == rd->n_entries && !hs_new;
                 int rc = nls_append(g->log, term, 8, e->data, e->len, last ? on_durable : NULL,
@@ -831,7 +871,7 @@ static void send_raw(struct group *g, const struct raft_msg *m)
 {
     unsigned char *buf;
     size_t blen;
-    if (m->to < 1 || m->to > g->mem.n || m->to == g->mem.self || !g->h->send ||
+    if (m->to < 1 || m->to > RAFT_MAX_MEMBERS || m->to == g->mem.self || !g->h->send ||
         raftwire_encode(m, &buf, &blen))
         return;
     send_encoded(g, m->to, m->type, buf, blen);
@@ -982,13 +1022,11 @@ static void expire_pending(struct group *g, uint64_t now)
 static void message(struct group *g, struct dev *d)
 {
     struct group_host *h = g->h;
-    /* The transport authenticated the sending node's id (HELLO); the message
-     * must claim that node's member number. */
-    uint32_t from = 0;
-    for (uint32_t k = 0; k < g->mem.n; k++)
-        if (!strcmp(g->mem.nodes[k], d->from))
-            from = k + 1;
-    if (!from || d->msg.from != from || d->msg.to != g->mem.self) {
+    /* The transport authenticated the sending node's id (HELLO); the
+     * member the message claims must run on that node now (its slot). */
+    uint32_t from = d->msg.from;
+    if (from < 1 || from > RAFT_MAX_MEMBERS || !g->slots.node[from - 1] ||
+        strcmp(g->slots.node[from - 1], d->from) || d->msg.to != g->mem.self) {
         atomic_fetch_add(&h->st_forged, 1);
         return;
     }
@@ -1030,14 +1068,86 @@ static void message(struct group *g, struct dev *d)
         log_info("group %s: the snapshot at %llu from member %u is ready (commit %llu, term %llu)",
                  g->name, (unsigned long long)d->msg.index, from,
                  (unsigned long long)raft_commit(g->r), (unsigned long long)raft_term(g->r));
-    if (raft_step(g->r, &d->msg))
+    if (raft_step(g->r, &d->msg)) {
         atomic_fetch_add(&h->st_raft, 1);
+        return;
+    }
+    /* An acknowledgement moves the leader's match index without a ready
+     * (nothing new to commit): published here (group_member_match). */
+    if (d->msg.type == RAFT_MSG_APPEND_RESP && raft_role(g->r) == RAFT_LEADER) {
+        atomic_store_explicit(&g->s_match[from], raft_match(g->r, from), memory_order_relaxed);
+        g->match_term = 1;
+    }
+}
+
+/* Answers a DEV_CONF request (group_propose_conf) with status and msg. */
+static void conf_answer(struct glogreq *q, int status, const char *msg)
+{
+    pthread_mutex_lock(&q->mu);
+    q->status = status;
+    snprintf(q->msg, sizeof q->msg, "%s", msg);
+    q->done = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    group__logreq_put(q);
+}
+
+/* group_propose_conf on the driver (no ready in flight). */
+static void propose_conf(struct group *g, struct glogreq *q)
+{
+    struct nerr err = {0};
+    char msg[sizeof q->msg] = "";
+    uint64_t index = 0;
+    int rc = 0;
+    if (g->closed || g->wal_failed) {
+        rc = g->closed ? NERR_CLOSED : NERR_IO;
+        snprintf(msg, sizeof msg, "%s", g->closed ? "closed" : "this member failed");
+    } else if ((rc = raft_conf_check(&q->conf, 1, &err))) {
+        snprintf(msg, sizeof msg, "%.150s", err.msg);
+    } else {
+        for (uint32_t id = 1; id <= RAFT_MAX_MEMBERS && !rc; id++)
+            if ((q->conf.voters & (1u << id)) && !g->slots.node[id - 1]) {
+                rc = NERR_INVALID;
+                snprintf(msg, sizeof msg, "member %u has no node (group_set_members first)", id);
+            }
+        if (!rc && (rc = raft_propose_conf(g->r, &q->conf, &index)))
+            snprintf(msg, sizeof msg, "%s",
+                     rc == NERR_BUSY ? "not the leader, no entry of its term committed yet, or "
+                                       "a change in progress"
+                                     : "the core refused the configuration");
+    }
+    if (!rc)
+        log_info("group %s: proposed the configuration voters %#x log %#x at %llu", g->name,
+                 q->conf.voters, q->conf.log, (unsigned long long)index);
+    conf_answer(q, rc, msg);
+}
+
+/* New slots (group_set_members): the driver's copy. */
+static void set_slots(struct group *g, struct gslots *ns)
+{
+    group__slots_free(&g->slots);
+    g->slots = *ns;
+    free(ns);
+    /* Peers this host holds down: a member on a new node learns it. */
+    for (uint32_t m = 1; m <= RAFT_MAX_MEMBERS; m++) {
+        struct gpeer *p = m != g->mem.self && g->h->send && g->slots.node[m - 1]
+                              ? peer_find(g->h, g->slots.node[m - 1], 1)
+                              : NULL;
+        if (p && p->down && !g->wal_failed && !g->closed)
+            raft_peer_down(g->r, m);
+    }
 }
 
 /* Runs one event whose group is not waiting for the disk. */
 static void run_event(struct group *g, struct dev *d)
 {
-    if (d->kind == DEV_MSG)
+    if (d->kind == DEV_MEMBERS) {
+        set_slots(g, d->slots);
+        d->slots = NULL;
+    } else if (d->kind == DEV_CONF) {
+        propose_conf(g, d->logreq);
+        d->logreq = NULL;
+    } else if (d->kind == DEV_MSG)
         message(g, d);
     else if (d->kind == DEV_PROPOSE && d->prop)
         proposal(g, d->prop);
@@ -1080,6 +1190,12 @@ static void close_now(struct group *g)
         n = d->next;
         if (d->kind == DEV_PROPOSE && d->prop)
             fail_prop(d->prop, NERR_CLOSED);
+        if (d->kind == DEV_CONF)
+            conf_answer(d->logreq, NERR_CLOSED, "closed");
+        if (d->kind == DEV_MEMBERS) {
+            group__slots_free(d->slots);
+            free(d->slots);
+        }
         raft_msg_release(&d->msg);
         free(d);
     }
@@ -1182,15 +1298,11 @@ void *group__driver_main(void *arg)
         if (stop) {
             for (struct dev *d = batch, *n; d; d = n) {
                 n = d->next;
-                if (d->kind == DEV_LOG) {
-                    struct glogreq *q = d->logreq;
-                    pthread_mutex_lock(&q->mu);
-                    q->status = NERR_CLOSED;
-                    snprintf(q->msg, sizeof q->msg, "the host is stopping");
-                    q->done = 1;
-                    pthread_cond_broadcast(&q->cv);
-                    pthread_mutex_unlock(&q->mu);
-                    group__logreq_put(q);
+                if (d->kind == DEV_LOG || d->kind == DEV_CONF)
+                    conf_answer(d->logreq, NERR_CLOSED, "the host is stopping");
+                if (d->kind == DEV_MEMBERS) {
+                    group__slots_free(d->slots);
+                    free(d->slots);
                 }
                 raft_msg_release(&d->msg);
                 free(d);
@@ -1251,9 +1363,10 @@ void *group__driver_main(void *arg)
                 g->tick_at = h->ticks;
                 activate(h, g);
                 /* Peers this host holds down: the new member learns it. */
-                for (uint32_t m = 1; m <= g->mem.n; m++) {
-                    struct gpeer *p =
-                        m != g->mem.self && h->send ? peer_find(h, g->mem.nodes[m - 1], 1) : NULL;
+                for (uint32_t m = 1; m <= RAFT_MAX_MEMBERS; m++) {
+                    struct gpeer *p = m != g->mem.self && h->send && g->slots.node[m - 1]
+                                          ? peer_find(h, g->slots.node[m - 1], 1)
+                                          : NULL;
                     if (p && p->down)
                         raft_peer_down(g->r, m);
                 }
@@ -1356,7 +1469,7 @@ void *group__driver_main(void *arg)
                      * for the ready, the heartbeats do not (raft_heartbeat). */
                     if (h->send && raft_role(g->r) == RAFT_LEADER &&
                         was / hb != g->missed_ticks / hb)
-                        for (uint32_t p = 1; p <= g->mem.n; p++) {
+                        for (uint32_t p = 1; p <= RAFT_MAX_MEMBERS; p++) {
                             struct raft_msg m;
                             if (p != g->mem.self && !raft_heartbeat(g->r, p, &m))
                                 send_raw(g, &m);

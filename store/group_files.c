@@ -25,6 +25,14 @@
 
 #define HS_MAGIC "N9HS1\n"
 
+/* The highest member id a vote may name: n when the membership never
+ * changed; with a configuration, any id (a removed member's slot is gone). */
+static uint32_t max_vote_id(const struct group *g)
+{
+    const struct raft_conf *c = &g->mem.conf;
+    return c->voters || c->voters_out || c->log ? RAFT_MAX_MEMBERS : g->mem.n;
+}
+
 int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len)
 {
     struct group__load_ctx *c = arg;
@@ -40,11 +48,21 @@ int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len)
         c->cap = nc;
     }
     struct raft_entry *e = &c->v[c->n];
-    /* The node log does not carry the type yet: ninesd never proposes a
-     * configuration change (raft.h, "Membership change"). */
-    e->type = RAFT_ENTRY_NORMAL;
+    /* The 8-byte prefix: term | type << 56 (group.h). A log written before
+     * membership changes has type 0 (NORMAL) there. */
+    uint64_t prefix = le_get64(data);
+    uint32_t type = (uint32_t)(prefix >> 56);
+    if (type != RAFT_ENTRY_NORMAL && type != RAFT_ENTRY_CONF)
+        return nerr_set(c->err, NERR_CORRUPT,
+                        "WAL record %llu holds a log entry of unknown type %u (prefix %016llx)",
+                        (unsigned long long)lsn, type, (unsigned long long)prefix);
+    if (type == RAFT_ENTRY_CONF && len - 8 != RAFT_CONF_ENC_LEN)
+        return nerr_set(c->err, NERR_CORRUPT,
+                        "WAL record %llu holds a configuration entry of %zu bytes, expected %u",
+                        (unsigned long long)lsn, len - 8, RAFT_CONF_ENC_LEN);
+    e->type = type;
     e->index = lsn;
-    e->term = le_get64(data);
+    e->term = prefix & ((UINT64_C(1) << 56) - 1);
     e->len = (uint32_t)(len - 8);
     e->data = NULL;
     if (e->len) {
@@ -73,7 +91,7 @@ static int hs_file_load(struct group *g, struct raft_hard_state *hs, struct nerr
     unsigned vote = 0;
     int ok = len > strlen(HS_MAGIC) && !memcmp(buf, HS_MAGIC, strlen(HS_MAGIC)) &&
              sscanf(buf + strlen(HS_MAGIC), "term %llu\nvote %u\n", &term, &vote) == 2 &&
-             vote <= g->mem.n;
+             vote <= max_vote_id(g);
     free(buf);
     if (!ok) {
         nerr_set(err, NERR_CORRUPT, "%s: not a hard-state file of this group", g->hs_path);
@@ -90,10 +108,10 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
     uint64_t term = 0;
     uint32_t vote = 0;
     nls_hard_state(g->log, &term, &vote);
-    if (vote > g->mem.n)
+    if (vote > max_vote_id(g))
         return nerr_set(err, NERR_CORRUPT,
                         "group %s: the node log holds a vote for member %u of %u members", g->name,
-                        vote, g->mem.n);
+                        vote, max_vote_id(g));
     struct raft_hard_state f;
     int has_file = hs_file_load(g, &f, err);
     if (has_file < 0)
@@ -129,8 +147,9 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
     return 0;
 }
 
-/* <group_dir>/SNAPSHOT: snapstream.h's header (version 2), then the
- * payload or, for a metadata-only snapshot, nothing. */
+/* <group_dir>/SNAPSHOT: snapstream.h's header (version 3, with the
+ * configuration at its index), then the payload or, for a metadata-only
+ * snapshot, nothing. */
 int group__snap_meta(struct group *g, struct snapfile *f, struct nerr *err)
 {
     memset(f, 0, sizeof *f);
@@ -142,10 +161,11 @@ int group__snap_meta(struct group *g, struct snapfile *f, struct nerr *err)
     return rc;
 }
 
-int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term, struct nerr *err)
+int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term,
+                          const struct raft_conf *conf, struct nerr *err)
 {
     unsigned char b[SNAPFILE_HEADER];
-    struct snapfile f = {.index = index, .term = term, .flags = SNAPFILE_META};
+    struct snapfile f = {.index = index, .term = term, .flags = SNAPFILE_META, .conf = *conf};
     snapfile_header(b, &f);
     return fs_write_file_atomic(g->snap_path, b, sizeof b, err);
 }

@@ -60,13 +60,41 @@ struct gentry {
     uint64_t rid;    /* forwarded proposals: the request id in the entry's frame */
     int fwd;         /* this node's proposal, to be forwarded if it does not lead */
     uint32_t origin; /* proposals a member forwarded here: its member number */
+    uint32_t type;   /* committed entries: RAFT_ENTRY_NORMAL or RAFT_ENTRY_CONF (never
+                        given to the state machine: the applier only moves the applied
+                        LSN past it) */
     struct gentry *next;
 };
 
 /* Work for the driver thread. WAKE: a reader wants a sleeping leader's
  * lease (group_read_index); BEAT: a peer node's heartbeat (node-level
- * liveness, from names the node, msg.ctx its incarnation). */
-enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE, DEV_WAKE, DEV_BEAT, DEV_LOG };
+ * liveness, from names the node, msg.ctx its incarnation); MEMBERS: new
+ * slots (group_set_members, in slots); CONF: a configuration change to
+ * propose (group_propose_conf, logreq with mode 3), answered like LOG but
+ * run only when no ready is in flight (raft.h: no call between
+ * raft_ready_get and raft_ready_advance). */
+enum dev_kind {
+    DEV_MSG = 1,
+    DEV_PROPOSE,
+    DEV_DURABLE,
+    DEV_CLOSE,
+    DEV_WAKE,
+    DEV_BEAT,
+    DEV_LOG,
+    DEV_MEMBERS,
+    DEV_CONF
+};
+
+/* A group's slots (group.h, struct group_members): node[k] is member id
+ * k+1's node (malloc'd; NULL = none), n the highest id with a node. */
+struct gslots {
+    uint32_t n;
+    char *node[RAFT_MAX_MEMBERS];
+};
+void group__slots_free(struct gslots *s);
+/* The node log prefix of an entry: term | type << 56 (group.h); NERR_INVALID
+ * for a term at or over 2^56 or an unknown type. */
+int group__entry_prefix(const struct raft_entry *e, unsigned char out[8]);
 
 /* A request for entries or a term of the consensus log (group_log_copy,
  * group_log_term), answered by the driver. Two references: the caller's
@@ -74,7 +102,8 @@ enum dev_kind { DEV_MSG = 1, DEV_PROPOSE, DEV_DURABLE, DEV_CLOSE, DEV_WAKE, DEV_
 struct glogreq {
     uint64_t first, last;
     size_t max_bytes;
-    int mode; /* 0 copy, 1 term, 2 bytes (in term) */
+    int mode;              /* 0 copy, 1 term, 2 bytes (in term), 3 propose conf (DEV_CONF) */
+    struct raft_conf conf; /* mode 3: the target */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs, done, status;
@@ -104,9 +133,10 @@ struct dev {
     struct raft_msg msg;
     char from[64];
     struct gentry *prop;
-    int status; /* DURABLE */
-    int local;  /* MSG: made on this node (a verified snapshot stream), not received */
-    struct glogreq *logreq; /* LOG */
+    int status;             /* DURABLE */
+    int local;              /* MSG: made on this node (a verified snapshot stream), not received */
+    struct glogreq *logreq; /* LOG, CONF */
+    struct gslots *slots;   /* MEMBERS (taken over by the driver) */
     struct dev *next;
 };
 
@@ -168,7 +198,13 @@ struct group {
     struct nls *log; /* its stream in the node log */
     const struct group_sm *sm;
     void *sm_arg;
-    struct group_members mem;
+    struct group_members mem; /* as opened: gid, self (and the caller's slots) */
+    struct gslots slots;      /* driver thread: the slots now (group_set_members) */
+    /* Published for other threads, under smu: the slots now and the
+     * configuration of the last publish (group__publish). */
+    pthread_mutex_t smu;
+    struct gslots pslots;
+    struct group_conf_info pconf;
     pthread_mutex_t mu;
     pthread_cond_t idle;
     long inflight; /* proposals accepted, done() not yet run */
@@ -199,7 +235,7 @@ struct group {
     char *snap_path;
     char *dir; /* the group's directory */
     uint64_t last_compact_ns;
-    _Atomic uint64_t hold; /* compaction keeps entries after this (group_log_hold) */
+    _Atomic uint64_t hold;                /* compaction keeps entries after this (group_log_hold) */
     uint64_t sendfail_log_ns, sendfail_n; /* driver: refused sends, logged once a second */
     struct group *hnext, *anext;          /* bucket chain, list of all */
     /* Published by the driver for other threads. */
@@ -207,6 +243,10 @@ struct group {
     _Atomic int wake_posted; /* a DEV_WAKE is on its way (group_read_index) */
     _Atomic uint32_t s_leader;
     _Atomic uint64_t s_term, s_commit, s_last, s_first, s_lease_ns;
+    /* Leader: the match index of member k (raft_match, group_member_match);
+     * all 0 otherwise. */
+    _Atomic uint64_t s_match[RAFT_MAX_MEMBERS + 1];
+    int match_term; /* driver: s_match was published as a leader's */
     /* Release bookkeeping, touched only by the applier thread. */
     uint64_t applied_lsn;   /* applier: last LSN applied (committed or not) */
     uint64_t committed_lsn; /* applier: applied LSN of the last commit */
@@ -220,7 +260,9 @@ struct group__load_ctx {
     struct nerr *err;
 };
 
-/* group_files.c: the per-group files (group.h, "Compaction"). */
+/* group_files.c: the per-group files (group.h, "Compaction"). load_one
+ * takes one node log record (8-byte prefix term | type << 56, then the
+ * entry); NERR_CORRUPT for an unknown type or a bad CONF entry. */
 int group__load_one(void *arg, uint64_t lsn, const void *data, size_t len);
 /* The group's term and vote (g->log open): the node log's latest HARDSTATE
  * record (nodelog.h). A HARDSTATE file of an older data dir is carried
@@ -237,7 +279,8 @@ int group__hs_load(struct group *g, struct raft_hard_state *hs, struct nerr *err
  * open file (mapped, never read into memory); snap_cleanup removes
  * partial and unused received files (group_open). */
 int group__snap_meta(struct group *g, struct snapfile *f, struct nerr *err);
-int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term, struct nerr *err);
+int group__snap_save_meta(struct group *g, uint64_t index, uint64_t term,
+                          const struct raft_conf *conf, struct nerr *err);
 int group__snap_adopt(struct group *g, uint64_t index, uint64_t term, int *fd, struct snapfile *f,
                       struct nerr *err);
 int group__snap_restore(struct group *g, MDB_txn *txn, int fd, const struct snapfile *f,

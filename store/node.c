@@ -12,6 +12,7 @@
 #include "store/api.h"
 #include "store/archiver.h"
 #include "store/catalog.h"
+#include "store/healer.h"
 #include "store/group.h"
 #include "store/http.h"
 #include "store/state.h"
@@ -28,6 +29,7 @@ struct node {
     struct fwd *fwd;
     struct catalog *cat;
     struct archiver *arch;
+    struct healer *heal;
     struct api *api;
     struct http_server *http;
 };
@@ -182,6 +184,8 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
             goto fail;
         catalog_set_archiver(n->cat, n->arch);
     }
+    if (conf->nnodes > 1 && (rc = healer_start(n->cat, &n->heal, err)))
+        goto fail;
     {
         /* Also in a one-node cluster: its timers retry requests while a
          * group is busy (docs/replication.md, "Routing"). */
@@ -248,6 +252,7 @@ void node_stop(struct node *n)
     http_stop(n->http, 10000);
     fwd_stop(n->fwd);
     api_free(n->api);
+    healer_stop(n->heal);   /* before the groups close: it proposes to them */
     archiver_stop(n->arch); /* its thread: before the groups close */
     catalog_close(n->cat);
     archiver_free(n->arch); /* after: an applier may still report a seal until then */

@@ -341,9 +341,10 @@ static void *restore_main(void *arg)
         /* Entries after the archive's end may be older than the restore
          * time: only when this node sees the partition's archive caught up
          * (or none newer was committed) is the archive the whole truth. */
-        if (last_ms < j->t_ms && t->parts[p].g) {
+        struct group *g = t->parts[p].g;
+        if (last_ms < j->t_ms && g) {
             struct group_status st;
-            group_status(t->parts[p].g, &st);
+            group_status(g, &st);
             if (st.commit > end) {
                 snprintf(why, sizeof why,
                          "partition %d: the archive holds entries up to %llu, %llu are committed "

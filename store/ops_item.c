@@ -131,7 +131,8 @@ static void propose_write(struct wcall *w)
     if (!rc) {
         struct partition *p =
             api_partition_of(&w->c, w->t, json_object_get(w->op.key, w->t->hash_name));
-        rc = p->g ? group_propose(p->g, bytes, len, &w->op, write_done, w) : NERR_BUSY;
+        struct group *g = p->g; /* read once: NULL once this node left the group */
+        rc = g ? group_propose(g, bytes, len, &w->op, write_done, w) : NERR_BUSY;
     }
     free(bytes);
     if (rc)

@@ -190,12 +190,13 @@ void ops_query(struct call *c, json_t *req)
         }
     }
     struct partition *p = api_partition_of(c, t, kc.hash);
-    if (!p->g) {
+    struct group *g = p->g; /* read once: NULL once this node left the group */
+    if (!g) {
         api_reply_err(c, "ServiceUnavailable", "no replica of this partition on this node");
         goto out;
     }
     /* A cursor sees committed data only: commit what was acknowledged. */
-    if ((group_host_barrier(group_host_of(p->g)) &&
+    if ((group_host_barrier(group_host_of(g)) &&
          nerr_set(&e, NERR_IO, "the node cannot commit writes")) ||
         state_read_begin(c->a->st, &txn, &e) ||
         (mdb_cursor_open(txn, p->dbi, &cur) && nerr_set(&e, NERR_IO, "cursor"))) {

@@ -34,6 +34,32 @@ static json_t *describe(struct api *a, json_t *desc, const char *status, struct 
         json_object_set_new(d, "BillingModeSummary", json_pack("{s:s}", "BillingMode", bm));
         json_object_del(d, "BillingMode");
     }
+    if (t) {
+        /* The members now (the description keeps the placement at
+         * creation; replacements change it, catalog.h): one list of slots
+         * per partition (member id k+1 at index k, null = no member), and
+         * the replacements in progress. */
+        json_t *pl = json_array(), *ch = json_array();
+        for (int p = 0; pl && ch && p < t->nparts; p++) {
+            const struct pmembers *m = partition_members(&t->parts[p]);
+            json_t *slots = json_array();
+            int used = 0;
+            for (int k = 0; k < m->nslots; k++)
+                if (m->slots[k][0])
+                    used = k + 1;
+            for (int k = 0; slots && k < used; k++)
+                json_array_append_new(slots,
+                                      m->slots[k][0] ? json_string(m->slots[k]) : json_null());
+            json_array_append_new(pl, slots);
+            if (m->chg_add)
+                json_array_append_new(ch, json_pack("{s:i,s:s,s:s}", "Partition", p, "Replacing",
+                                                    m->slots[m->chg_remove - 1], "With",
+                                                    m->slots[m->chg_add - 1]));
+        }
+        json_object_set_new(d, "Placement", pl);
+        json_object_set_new(d, "NinesReplacements", ch);
+        json_object_del(d, "Changes");
+    }
     /* The partition count is ours; DynamoDB clients ignore unknown members. */
     json_object_set(d, "NinesPartitions", json_object_get(d, "Partitions"));
     json_object_del(d, "Partitions");

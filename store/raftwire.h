@@ -4,16 +4,29 @@
  * frames and checksums; the record carries the group id). Layout, all
  * integers little-endian (docs/replication.md, "Message format"):
  *
- *   u8 version (1)  u8 type  u16 reserved (0)
+ *   u8 version (2)  u8 type  u16 reserved (0)
  *   u32 from  u32 to  u32 reject  u32 n_entries
  *   u64 term  u64 index  u64 log_term  u64 commit  u64 hint  u64 ctx
- *   n_entries x { u64 term  u64 index  u32 len  len bytes }
+ *   u32 reserved (0)
+ *   u32 conf.voters  u32 conf.voters_out  u32 conf.log
+ *   n_entries x { u64 term  u64 index  u32 type  u32 len  len bytes }
  *   u32 data_len  data_len bytes
+ *
+ * The configuration (struct raft_conf) is carried by every type; only
+ * SNAPSHOT and SNAP_CHUNK use it (the configuration at the snapshot's
+ * index). Version 1 is the same layout without the configuration (its
+ * header ends after the reserved u32, 72 bytes) and without the entry
+ * type. raftwire_encode writes version 1 when the message needs nothing
+ * else (conf all zero, no CONF entry), else version 2, so a node of the
+ * version before membership changes understands every message of a group
+ * that never changed (a rolling upgrade keeps its quorums); raftwire_decode
+ * takes both (version 1: conf all zero, every entry RAFT_ENTRY_NORMAL).
  *
  * raftwire_decode checks everything it can without the group's state: the
  * version, a known type, exact lengths (no trailing bytes, nothing cut
  * short), n_entries <= RAFT_MAX_BATCH and entries only in APPEND, entry
- * lengths <= RAFT_MAX_ENTRY, data only in SNAPSHOT, FWD_PROPOSE and
+ * lengths <= RAFT_MAX_ENTRY, entry types NORMAL or CONF (a CONF entry's
+ * data exactly RAFT_CONF_ENC_LEN bytes), data only in SNAPSHOT, FWD_PROPOSE and
  * SNAP_CHUNK (at most SNAP_MAX_CHUNK, RAFT_MAX_ENTRY and SNAP_MAX_CHUNK
  * bytes), consecutive entry indexes starting at index + 1, and no message
  * longer than RAFTWIRE_MAX_MSG. Anything else is
@@ -32,8 +45,10 @@
 #include "lib/err.h"
 #include "store/raft.h"
 
-#define RAFTWIRE_VERSION 1
-#define RAFTWIRE_HEADER 72
+#define RAFTWIRE_VERSION 2
+#define RAFTWIRE_HEADER 84    /* version 2 */
+#define RAFTWIRE_HEADER_V1 72 /* version 1: no configuration */
+#define RAFTWIRE_ENTRY 24     /* an entry's fixed part (version 1: 20) */
 
 /* Host-level messages in the same format, never given to raft_step:
  * FWD_PROPOSE: a member that is not the leader hands the leader a proposal
@@ -60,6 +75,10 @@
 /* The longest message the store sends between nodes: an append carries at
  * most RAFT_MAX_APPEND_BYTES of entries, or one entry of up to
  * RAFT_MAX_ENTRY; a snapshot chunk at most SNAP_MAX_CHUNK (= RAFT_MAX_ENTRY).
+ * The fixed parts add at most RAFTWIRE_HEADER + 4 + RAFTWIRE_ENTRY bytes to
+ * the largest (one entry of RAFT_MAX_ENTRY, 112 bytes), well inside the 4096
+ * of slack; an append of RAFT_MAX_BATCH small entries is 1 MiB at most plus
+ * 64 x RAFTWIRE_ENTRY.
  * A quarter of the transport's default per-peer queue (16 MiB), so a queue
  * never refuses a message for being large, only for being full
  * (docs/transport.md, "Message bounds"). Senders assert it; the decoder

@@ -64,6 +64,7 @@ static const struct op_row op_table[] = {
     {{"ScrubDeep", admin_scrub_deep, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"ScrubDeepStatus", admin_scrub_deep_status, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
     {{"ScrubDeepCancel", admin_scrub_deep_cancel, R_ | API_OP_ADMIN, NULL, NULL}, NULL},
+    {{"ReplaceReplica", admin_replace_replica, W_ | API_OP_ADMIN, NULL, NULL}, NULL},
 };
 #undef R_
 #undef W_
@@ -177,9 +178,9 @@ enum need { NEED_ANY, NEED_WRITE, NEED_CONSISTENT };
  * start, each attempt moves one on. NULL when there is no other member. */
 static const char *other_member(struct rcall *rc, int n, const char *const *members)
 {
-    const char *others[CATALOG_MAX_REPLICAS];
+    const char *others[CATALOG_MAX_SLOTS];
     int k = 0;
-    for (int i = 0; i < n && k < CATALOG_MAX_REPLICAS; i++)
+    for (int i = 0; i < n && k < CATALOG_MAX_SLOTS; i++)
         if (!rc->a->opt.self_id || strcmp(members[i], rc->a->opt.self_id))
             others[k++] = members[i];
     return k ? others[(rc->first + (unsigned)rc->attempt) % (unsigned)k] : NULL;
@@ -207,7 +208,11 @@ static enum route_kind route_replica(struct rcall *rc, struct group *g, int n,
                 return group_read_index(g, 500) == 0 ? ROUTE_READ_LOCAL : ROUTE_WAIT;
             if (!leader_known)
                 return ROUTE_WAIT;
-            *to = group_members_of(g)->nodes[st.leader - 1];
+            /* The slots may change (group_set_members) on another
+             * thread: a copy that lives as long as rc. */
+            if (group_member_node(g, st.leader, rc->leader_node, sizeof rc->leader_node))
+                return ROUTE_WAIT;
+            *to = rc->leader_node;
             return ROUTE_FORWARD;
         }
     }
@@ -219,10 +224,17 @@ static enum route_kind route_replica(struct rcall *rc, struct group *g, int n,
 static enum route_kind route_partition(struct rcall *rc, struct partition *p, enum need need,
                                        const char **to)
 {
-    const char *members[CATALOG_MAX_REPLICAS];
-    for (int k = 0; k < p->nmembers; k++)
-        members[k] = p->members[k];
-    return route_replica(rc, p->g, p->nmembers, members, need, to);
+    const char *members[CATALOG_MAX_SLOTS];
+    const struct pmembers *m = partition_members(p);
+    for (int k = 0; k < m->nmembers; k++)
+        members[k] = m->members[k];
+    struct group *g = p->g;
+    /* A member being added is still catching up: it serves nothing until
+     * the replacement is finished (catalog.h); the others do. */
+    if (g && m->chg_add && rc->a->opt.self_id &&
+        !strcmp(m->slots[m->chg_add - 1], rc->a->opt.self_id))
+        g = NULL;
+    return route_replica(rc, g, m->nmembers, members, need, to);
 }
 
 /* A MULTI request is served here when every partition it touches is. */

@@ -40,33 +40,47 @@ void snapfile_header(unsigned char b[SNAPFILE_HEADER], const struct snapfile *f)
 {
     memset(b, 0, SNAPFILE_HEADER);
     memcpy(b, "N9SS", 4);
-    le_put32(b + 4, 2);
+    le_put32(b + 4, 3);
     le_put64(b + 8, f->index);
     le_put64(b + 16, f->term);
     le_put64(b + 24, f->len);
     le_put32(b + 32, f->crc);
     le_put32(b + 36, f->flags);
-    le_put32(b + 40, crc32c(0, b, 40));
+    le_put32(b + 40, f->conf.voters);
+    le_put32(b + 44, f->conf.voters_out);
+    le_put32(b + 48, f->conf.log);
+    le_put32(b + 52, crc32c(0, b, 52));
 }
 
 int snapfile_parse(const unsigned char *b, size_t n, uint64_t file_len, struct snapfile *f,
                    struct nerr *err)
 {
     memset(f, 0, sizeof *f);
-    if (n >= 32 && !memcmp(b, "N9SS", 4) && le_get32(b + 4) == 1) {
+    uint32_t v = n >= 8 && !memcmp(b, "N9SS", 4) ? le_get32(b + 4) : 0;
+    if (v == 1 && n >= 32) {
         f->index = le_get64(b + 8);
         f->term = le_get64(b + 16);
         f->crc = le_get32(b + 24);
         f->len = le_get32(b + 28);
         f->off = 32;
-    } else if (n >= SNAPFILE_HEADER && !memcmp(b, "N9SS", 4) && le_get32(b + 4) == 2 &&
-               le_get32(b + 40) == crc32c(0, b, 40) && !le_get32(b + 44)) {
+    } else if ((v == 2 && n >= SNAPFILE_HEADER_V2 && le_get32(b + 40) == crc32c(0, b, 40) &&
+                !le_get32(b + 44)) ||
+               (v == 3 && n >= SNAPFILE_HEADER && le_get32(b + 52) == crc32c(0, b, 52) &&
+                !le_get32(b + 56) && !le_get32(b + 60))) {
         f->index = le_get64(b + 8);
         f->term = le_get64(b + 16);
         f->len = le_get64(b + 24);
         f->crc = le_get32(b + 32);
         f->flags = le_get32(b + 36);
-        f->off = SNAPFILE_HEADER;
+        f->off = v == 2 ? SNAPFILE_HEADER_V2 : SNAPFILE_HEADER;
+        if (v == 3) {
+            f->conf.voters = le_get32(b + 40);
+            f->conf.voters_out = le_get32(b + 44);
+            f->conf.log = le_get32(b + 48);
+            if ((f->conf.voters || f->conf.voters_out || f->conf.log) &&
+                raft_conf_check(&f->conf, 0, NULL))
+                return nerr_set(err, NERR_CORRUPT, "snapshot header with an invalid configuration");
+        }
         if (f->flags & ~SNAPFILE_META || ((f->flags & SNAPFILE_META) && f->len))
             return nerr_set(err, NERR_CORRUPT, "snapshot header with unknown flags");
     } else {
@@ -132,6 +146,7 @@ struct out {
     uint32_t peer, self;
     char to[256], name[128];
     uint64_t lterm, index, term;
+    struct raft_conf conf; /* at index: carried by every chunk */
     struct snap_source src;
     struct state_dbi_stream *ds;
     size_t buf_off;
@@ -150,6 +165,7 @@ struct in {
     int active;
     uint32_t from;
     uint64_t lterm, index, term, total;
+    struct raft_conf conf; /* the first chunk's */
     uint32_t whole_crc, crc;
     _Atomic uint64_t next;
     int fd;
@@ -349,7 +365,8 @@ static void send_chunk(struct snapstream *ss, struct out *o, struct chunk *c, ui
                          .ctx = o->crc,
                          .reject = crc32c(0, c->data, c->len),
                          .data_len = c->len,
-                         .data = c->data};
+                         .data = c->data,
+                         .conf = o->conf};
     c->sent_ns = now;
     ss->tokens -= c->len;
     send_msg(ss, o->to, o->gid, &m, NULL);
@@ -537,7 +554,8 @@ static void in_finish(struct snapstream *ss, struct reg *r, struct inmsg *im, ui
                          .term = r->in.term,
                          .len = r->in.total,
                          .off = SNAPFILE_HEADER,
-                         .crc = r->in.crc};
+                         .crc = r->in.crc,
+                         .conf = r->in.conf};
     unsigned char h[SNAPFILE_HEADER];
     const char *why = NULL;
     int e = 0;
@@ -593,7 +611,8 @@ static void in_finish(struct snapstream *ss, struct reg *r, struct inmsg *im, ui
                           .term = m->term,
                           .index = f.index,
                           .log_term = f.term,
-                          .commit = f.index};
+                          .commit = f.index,
+                          .conf = f.conf};
     ss->c.deliver(ss->c.arg, r->gid, im->from, &sn);
     send_ack(ss, r, im->from, m, f.len, 0, 1);
 }
@@ -603,12 +622,13 @@ static void on_chunk(struct snapstream *ss, struct inmsg *im, uint64_t now)
     struct raft_msg *m = &im->m;
     pthread_mutex_lock(&ss->mu);
     struct reg *r = find_reg(ss, im->gid);
-    pthread_mutex_unlock(&ss->mu);
-    if (!r)
-        return;
     /* The transport authenticated the sending node: it must be the member
-     * the chunk claims to come from. */
-    if (!m->from || m->from > r->n || m->to != r->self || strcmp(r->nodes[m->from - 1], im->from))
+     * the chunk claims to come from (the slots may change meanwhile:
+     * snapstream_set_members, under mu). */
+    int forged = r && (!m->from || m->from > r->n || m->to != r->self || !r->nodes[m->from - 1] ||
+                       strcmp(r->nodes[m->from - 1], im->from));
+    pthread_mutex_unlock(&ss->mu);
+    if (!r || forged)
         return;
     count(ss, &ss->st.chunks_in);
     if (!m->data_len || crc32c(0, m->data, m->data_len) != (uint32_t)m->reject ||
@@ -663,6 +683,7 @@ static void on_chunk(struct snapstream *ss, struct inmsg *im, uint64_t now)
                           .index = m->index,
                           .term = m->log_term,
                           .total = m->hint,
+                          .conf = m->conf,
                           .whole_crc = (uint32_t)m->ctx,
                           .fd = fd,
                           .start_ns = now,
@@ -729,7 +750,7 @@ static void reap_dead(struct snapstream *ss)
         in_reset(r, 1);
         free(r->name);
         free(r->dir);
-        for (uint32_t k = 0; k < r->n; k++)
+        for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++)
             free(r->nodes[k]);
         free(r);
     }
@@ -861,7 +882,7 @@ int snapstream_register(struct snapstream *ss, uint64_t gid, const char *name, c
     if (!r || n > RAFT_MAX_MEMBERS || !(r->name = strdup(name)) || !(r->dir = strdup(dir)))
         goto nomem;
     for (uint32_t k = 0; k < n; k++)
-        if (!(r->nodes[k] = strdup(nodes[k])))
+        if (nodes[k] && !(r->nodes[k] = strdup(nodes[k])))
             goto nomem;
     r->gid = gid;
     r->n = n;
@@ -883,6 +904,36 @@ nomem:
         free(r);
     }
     return nerr_set(err, NERR_NOMEM, "out of memory");
+}
+
+int snapstream_set_members(struct snapstream *ss, uint64_t gid, const char *const *nodes,
+                           uint32_t n, struct nerr *err)
+{
+    char *nv[RAFT_MAX_MEMBERS] = {0};
+    if (n > RAFT_MAX_MEMBERS)
+        return nerr_set(err, NERR_INVALID, "%u members", n);
+    for (uint32_t k = 0; k < n; k++)
+        if (nodes[k] && !(nv[k] = strdup(nodes[k]))) {
+            for (uint32_t j = 0; j < k; j++)
+                free(nv[j]);
+            return nerr_set(err, NERR_NOMEM, "out of memory");
+        }
+    pthread_mutex_lock(&ss->mu);
+    struct reg *r = find_reg(ss, gid);
+    if (r) {
+        /* The thread reads r->nodes under mu only (on_chunk copies the
+         * registration pointer, then compares: it takes mu first). */
+        for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++) {
+            char *old = r->nodes[k];
+            r->nodes[k] = nv[k];
+            nv[k] = old;
+        }
+        r->n = n;
+    }
+    pthread_mutex_unlock(&ss->mu);
+    for (uint32_t k = 0; k < RAFT_MAX_MEMBERS; k++)
+        free(nv[k]);
+    return r ? 0 : nerr_set(err, NERR_NOTFOUND, "group %" PRIu64 " is not registered", gid);
 }
 
 void snapstream_unregister(struct snapstream *ss, uint64_t gid)
@@ -919,7 +970,8 @@ int snapstream_wanted(struct snapstream *ss, uint64_t gid, uint32_t peer)
 }
 
 int snapstream_offer(struct snapstream *ss, uint64_t gid, uint32_t peer, uint64_t leader_term,
-                     uint64_t index, uint64_t term, struct snap_source *src, struct nerr *err)
+                     uint64_t index, uint64_t term, const struct raft_conf *conf,
+                     struct snap_source *src, struct nerr *err)
 {
     struct out *o = calloc(1, sizeof *o);
     if (o)
@@ -940,11 +992,13 @@ int snapstream_offer(struct snapstream *ss, uint64_t gid, uint32_t peer, uint64_
     }
     pthread_mutex_lock(&ss->mu);
     struct reg *r = find_reg(ss, gid);
-    if (!wanted_locked(ss, r, gid, peer)) {
+    if (!wanted_locked(ss, r, gid, peer) || !r->nodes[peer - 1]) {
         pthread_mutex_unlock(&ss->mu);
         state_dbi_stream_close(o->ds);
         free(o->win);
         free(o);
+        if (r && peer && peer <= r->n && peer != r->self && !r->nodes[peer - 1])
+            return nerr_set(err, NERR_NOTFOUND, "member %u has no node", peer);
         return r ? nerr_set(err, NERR_EXISTS, "a snapshot stream to member %u is in flight", peer)
                  : nerr_set(err, NERR_NOTFOUND, "group %" PRIu64 " is not registered", gid);
     }
@@ -956,6 +1010,8 @@ int snapstream_offer(struct snapstream *ss, uint64_t gid, uint32_t peer, uint64_
     o->lterm = leader_term;
     o->index = index;
     o->term = term;
+    if (conf)
+        o->conf = *conf;
     o->src = *src;
     o->start_ns = o->progress_ns = clock_mono_ns();
     o->next = ss->outs;

@@ -69,13 +69,18 @@
 #define SNAP_MAX_TOTAL (1ull << 40)      /* a stream longer than this is refused */
 
 /* The SNAPSHOT file (group_files.c): a header then the payload
- * (state.h's "N9SN" format). Version 2 header, 48 bytes, little-endian:
- *   "N9SS" u32 2  u64 index  u64 term  u64 length  u32 crc32c(payload)
- *   u32 flags  u32 crc32c(header bytes 0..39)  u32 0
- * flags SNAPFILE_META: no payload; LMDB's state (synced before the file
- * was written) is at or past index. Version 1 (32 bytes: "N9SS" u32 1 u64
- * index u64 term u32 crc u32 length, payload) is still read. */
-#define SNAPFILE_HEADER 48
+ * (state.h's "N9SN" format). Version 3 header, 64 bytes, little-endian:
+ *   "N9SS" u32 3  u64 index  u64 term  u64 length  u32 crc32c(payload)
+ *   u32 flags  u32 conf.voters  u32 conf.voters_out  u32 conf.log
+ *   u32 crc32c(header bytes 0..51)  u32 0  u32 0  u32 0
+ * conf: the configuration in effect at index (raft.h, struct raft_conf;
+ * all zero: the group's initial one). flags SNAPFILE_META: no payload;
+ * LMDB's state (synced before the file was written) is at or past index.
+ * Still read: version 2 (48 bytes: as version 3 up to flags, then
+ * u32 crc32c(bytes 0..39) u32 0; conf zero) and version 1 (32 bytes:
+ * "N9SS" u32 1 u64 index u64 term u32 crc u32 length; conf zero). */
+#define SNAPFILE_HEADER 64
+#define SNAPFILE_HEADER_V2 48
 #define SNAPFILE_META 1u
 struct snapfile {
     uint64_t index, term;
@@ -83,6 +88,7 @@ struct snapfile {
     uint64_t off; /* where the payload starts in the file */
     uint32_t crc; /* of the payload */
     uint32_t flags;
+    struct raft_conf conf; /* at index */
 };
 void snapfile_header(unsigned char b[SNAPFILE_HEADER], const struct snapfile *f);
 /* Parses the header at the start of a file of file_len bytes; NERR_CORRUPT
@@ -116,13 +122,19 @@ int snapstream_start(const struct snapstream_config *c, struct snapstream **out,
 /* Ends every stream (partial received files are removed) and the thread. */
 void snapstream_stop(struct snapstream *ss);
 
-/* A group of this node: members nodes[0..n) (member k+1 is nodes[k]), self
- * its member number, dir where received snapshots are written. role and
- * term are the group's published role and term (group_internal.h); they
- * must stay valid until snapstream_unregister returns. */
+/* A group of this node: members nodes[0..n) (member k+1 is nodes[k]; NULL:
+ * no member has that id), self its member number, dir where received
+ * snapshots are written. role and term are the group's published role and
+ * term (group_internal.h); they must stay valid until snapstream_unregister
+ * returns. */
 int snapstream_register(struct snapstream *ss, uint64_t gid, const char *name, const char *dir,
                         const char *const *nodes, uint32_t n, uint32_t self,
                         const _Atomic int *role, const _Atomic uint64_t *term, struct nerr *err);
+/* The group's slots changed (group_set_members): nodes as for register.
+ * Streams in flight keep the node they started with. NERR_NOTFOUND for a
+ * group not registered, NERR_NOMEM. */
+int snapstream_set_members(struct snapstream *ss, uint64_t gid, const char *const *nodes,
+                           uint32_t n, struct nerr *err);
 void snapstream_unregister(struct snapstream *ss, uint64_t gid);
 
 /* The state to stream: a read transaction and a database, or a buffer. */
@@ -136,11 +148,15 @@ struct snap_source {
 /* 1 when a new stream to member `peer` of gid would be taken now (none in
  * flight, no recent one): the driver asks before it opens a transaction. */
 int snapstream_wanted(struct snapstream *ss, uint64_t gid, uint32_t peer);
-/* Starts a stream of the state at index (of term term) to member peer, as
- * leader of leader_term. NERR_EXISTS when one is in flight or ended a
- * moment ago, NERR_NOTFOUND for an unknown group, NERR_NOMEM. */
+/* Starts a stream of the state at index (of term term; conf the
+ * configuration in effect at index, NULL = all zero) to member peer, as
+ * leader of leader_term. Every chunk carries conf; the receiver writes it
+ * into the file's header and the SNAPSHOT message it delivers.
+ * NERR_EXISTS when one is in flight or ended a moment ago, NERR_NOTFOUND
+ * for an unknown group or a member without a node, NERR_NOMEM. */
 int snapstream_offer(struct snapstream *ss, uint64_t gid, uint32_t peer, uint64_t leader_term,
-                     uint64_t index, uint64_t term, struct snap_source *src, struct nerr *err);
+                     uint64_t index, uint64_t term, const struct raft_conf *conf,
+                     struct snap_source *src, struct nerr *err);
 
 /* A RAFTWIRE_SNAP_CHUNK or RAFTWIRE_SNAP_ACK from node `from` (decoded by
  * raftwire_decode). */

@@ -171,8 +171,8 @@ static void test_summary(void)
     free(text);
     struct admin_status d;
     is_int(admin_status_from_json(j, &d, &e), 0, "summary: decode: %s", e.msg);
-    ok(d.has_summary && d.sum_groups == 100001 && d.sum_leading == 33334 &&
-           d.sum_asleep == 99990 && d.sum_failed == 0,
+    ok(d.has_summary && d.sum_groups == 100001 && d.sum_leading == 33334 && d.sum_asleep == 99990 &&
+           d.sum_failed == 0,
        "summary: decoded counts");
     is_int((long long)d.ngroups, 0, "summary: no group list");
     admin_status_clear(&d);
@@ -189,10 +189,71 @@ static void test_summary(void)
     json_decref(j);
 }
 
+/* The membership configuration of a group ("conf"): joint, with a log
+ * member; it decodes to what was encoded and re-encodes to the same bytes. */
+static void test_conf(void)
+{
+    const char *mem[] = {"n1", "n2", "n4"}, *vin[] = {"n1", "n2", "n4"},
+               *vout[] = {"n1", "n2", "n3"}, *lg[] = {"n4"};
+    struct admin_group g = {.group = "p.t1.0",
+                            .members = mem,
+                            .nmembers = 3,
+                            .role = "leader",
+                            .leader = "n1",
+                            .term = 2,
+                            .commit = 9,
+                            .applied = 9,
+                            .last_index = 9,
+                            .first_index = 1,
+                            .lease = 1,
+                            .failed = 0,
+                            .has_conf = 1,
+                            .conf_voters = vin,
+                            .nconf_voters = 3,
+                            .conf_voters_out = vout,
+                            .nconf_voters_out = 3,
+                            .conf_log = lg,
+                            .nconf_log = 1,
+                            .conf_joint = 1,
+                            .conf_epoch = 8,
+                            .conf_committed = 0};
+    struct admin_status s = {.node = "n1", .groups = &g, .ngroups = 1};
+    json_t *j = NULL;
+    struct nerr e = {0};
+    is_int(admin_status_to_json(&s, &j, &e), 0, "conf: encode");
+    char *text = json_dumps(j, JSON_COMPACT);
+    ok(text && strstr(text, "\"conf\":{\"voters\":[\"n1\",\"n2\",\"n4\"],\"voters_out\":[\"n1\","
+                            "\"n2\",\"n3\"],\"log\":[\"n4\"],\"joint\":true,\"epoch\":8,"
+                            "\"committed\":false}"),
+       "conf: the wire form (%s)", text);
+    struct admin_status d;
+    is_int(admin_status_from_json(j, &d, &e), 0, "conf: decode: %s", e.msg);
+    ok(d.groups[0].has_conf && d.groups[0].nconf_voters == 3 && d.groups[0].nconf_voters_out == 3 &&
+           d.groups[0].nconf_log == 1 && !strcmp(d.groups[0].conf_log[0], "n4") &&
+           d.groups[0].conf_joint == 1 && d.groups[0].conf_epoch == 8 &&
+           d.groups[0].conf_committed == 0,
+       "conf: decoded");
+    json_t *again = NULL;
+    is_int(admin_status_to_json(&d, &again, &e), 0, "conf: re-encode");
+    char *t2 = json_dumps(again, JSON_COMPACT);
+    is(t2, text, "conf: decode + encode is the identity");
+    free(t2);
+    free(text);
+    json_decref(again);
+    json_decref(j);
+    admin_status_clear(&d);
+    j = json_loads("{\"node\":\"n1\",\"groups\":[{\"group\":\"g\",\"conf\":{\"voters\":[1]}}]}", 0,
+                   NULL);
+    is_int(admin_status_from_json(j, &d, &e), NERR_PARSE, "conf: voters not strings refused (%s)",
+           e.msg);
+    json_decref(j);
+}
+
 int main(void)
 {
     test_encode();
     test_decode();
+    test_conf();
     test_summary();
     test_tolerant();
     test_strict();

@@ -105,6 +105,53 @@ static void test_decode(void)
        "so is one cut short");
 }
 
+/* Placements with replacements (catalog.h, "Membership of one
+ * partition"): slots, cleared slots ({"left": node}) and the change in
+ * progress, each checked before a description is kept. */
+static void test_slots(void)
+{
+    static const struct {
+        const char *placement, *changes;
+        int keep;
+        const char *what;
+    } cases[] = {
+        {"[[\"n1\",\"n2\",\"n3\"]]", NULL, 1, "three members"},
+        {"[[\"n1\",\"n2\",\"n3\",\"n4\"]]", "{\"0\":{\"add\":4,\"remove\":3}}", 1,
+         "a replacement in progress (4 in place of 3)"},
+        {"[[\"n1\",\"n2\",{\"left\":\"n3\"},\"n4\"]]", NULL, 1, "a cleared slot"},
+        {"[[{\"left\":\"n1\"},\"n2\",\"n3\",\"n4\"]]", NULL, 1, "the first slot cleared"},
+        {"[[\"n1\",null,\"n3\",\"n4\"]]", NULL, 1, "an empty slot"},
+        {"[[\"n1\",\"n2\",\"n3\",\"n4\"]]", NULL, 0, "four members without a change in progress"},
+        {"[[\"n1\",\"n2\",\"n1\"]]", NULL, 0, "one node twice"},
+        {"[[\"n1\",\"n2\",{\"left\":3},\"n4\"]]", NULL, 0, "a cleared slot without a node"},
+        {"[[\"n1\",\"n2\",\"n3\",\"n4\"]]", "{\"0\":{\"add\":5,\"remove\":3}}", 0,
+         "a change adding an id past the slots"},
+        {"[[\"n1\",\"n2\",null,\"n4\"]]", "{\"0\":{\"add\":4,\"remove\":3}}", 0,
+         "a change removing an empty slot"},
+        {"[[\"n1\",\"n2\",\"n3\",\"n4\"]]", "{\"0\":{\"add\":3,\"remove\":3}}", 0,
+         "a change adding the member it removes"},
+        {"[[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\"]]", NULL, 0,
+         "more slots than member ids"},
+        {"[[null]]", NULL, 0, "no member at all"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body,
+                 "{\"tables\":[{\"TableName\":\"x\",\"TableId\":\"t3\",\"Partitions\":1,"
+                 "\"KeySchema\":[{\"AttributeName\":\"pk\",\"KeyType\":\"HASH\"}],"
+                 "\"AttributeDefinitions\":[{\"AttributeName\":\"pk\",\"AttributeType\":"
+                 "\"S\"}],\"Placement\":%s%s%s}]}",
+                 cases[i].placement, cases[i].changes ? ",\"Changes\":" : "",
+                 cases[i].changes ? cases[i].changes : "");
+        json_t *out = NULL;
+        struct nerr err = {0};
+        int rc = catalog_descs_decode(body, strlen(body), &out, &err);
+        ok(rc == 0 && (int)json_array_size(out) == cases[i].keep, "%s: %s", cases[i].what,
+           cases[i].keep ? "kept" : "dropped");
+        json_decref(out);
+    }
+}
+
 /* The load path: the node's own catalog database holds a hostile entry. */
 static void test_load(void)
 {
@@ -152,6 +199,7 @@ int main(void)
     log_init("test_catalog_ids", LOG_ERROR);
     test_names();
     test_decode();
+    test_slots();
     test_load();
     return done_testing();
 }

@@ -43,6 +43,7 @@ static struct link a2b, b2a;
 static pthread_mutex_t dmu = PTHREAD_MUTEX_INITIALIZER;
 static int delivered[16];
 static uint64_t delivered_index[16];
+static struct raft_conf delivered_conf[16];
 
 static void pass(struct link *l, uint64_t gid, const void *msg, size_t len)
 {
@@ -111,6 +112,7 @@ static void deliver(void *arg, uint64_t gid, const char *from, const struct raft
     if (gid < 16) {
         delivered[gid]++;
         delivered_index[gid] = m->index;
+        delivered_conf[gid] = m->conf;
     }
     pthread_mutex_unlock(&dmu);
 }
@@ -175,7 +177,7 @@ static int any_ready(const char *dir)
 
 int main(void)
 {
-    plan(26);
+    plan(29);
     char tmpl[] = "/tmp/test_snapstream.XXXXXX";
     char *root = mkdtemp(tmpl);
     char adir[256], bdir[256];
@@ -218,13 +220,44 @@ int main(void)
     struct snap_source src = {.buf = malloc(len), .len = len};
     memcpy(src.buf, data, len);
     a2b.mode = CLEAN;
-    ok(!snapstream_offer(A, 1, 2, 5, 100, 4, &src, &e), "a stream is offered");
+    struct raft_conf conf = {.voters = 0x16, .voters_out = 0x0e, .log = 0};
+    ok(!snapstream_offer(A, 1, 2, 5, 100, 4, &conf, &src, &e), "a stream is offered");
     struct snap_source again = {.buf = malloc(8), .len = 8};
-    is_int(snapstream_offer(A, 1, 2, 5, 100, 4, &again, &e), NERR_EXISTS,
+    is_int(snapstream_offer(A, 1, 2, 5, 100, 4, NULL, &again, &e), NERR_EXISTS,
            "a second stream to the same member is refused while one is in flight");
     free(again.buf);
     ok(wait_delivered(1, 5000) && delivered_index[1] == 100, "the clean stream is handed over");
     ok(file_holds(bdir, 100, data, len), "... its file holds exactly the stream");
+    ok(delivered_conf[1].voters == 0x16 && delivered_conf[1].voters_out == 0x0e &&
+           delivered_conf[1].log == 0,
+       "the delivered SNAPSHOT message carries the snapshot's configuration");
+    {
+        char p[512];
+        snprintf(p, sizeof p, "%s/SNAPSHOT.ready.100", bdir);
+        int fd = open(p, O_RDONLY);
+        struct snapfile f = {0};
+        ok(fd >= 0 && !snapfile_read(fd, p, &f, &e) && f.conf.voters == 0x16 &&
+               f.conf.voters_out == 0x0e && f.conf.log == 0 && f.off == SNAPFILE_HEADER,
+           "the received file's header holds the configuration (version 3)");
+        if (fd >= 0)
+            close(fd);
+    }
+    {
+        /* A version-2 header (before membership changes) still reads, conf zero. */
+        unsigned char v2[SNAPFILE_HEADER_V2] = {0};
+        memcpy(v2, "N9SS", 4);
+        v2[4] = 2;
+        v2[8] = 77; /* index */
+        v2[16] = 3; /* term */
+        v2[36] = 1; /* SNAPFILE_META */
+        uint32_t c = crc32c(0, v2, 40);
+        memcpy(v2 + 40, &c, 4); /* little-endian hosts only, as the rest of the suite */
+        struct snapfile f;
+        ok(!snapfile_parse(v2, sizeof v2, sizeof v2, &f, &e) && f.index == 77 && f.term == 3 &&
+               f.flags == SNAPFILE_META && f.off == SNAPFILE_HEADER_V2 && !f.conf.voters &&
+               !f.conf.voters_out && !f.conf.log,
+           "a version-2 SNAPSHOT header still reads, with conf zero");
+    }
 
     /* 2. A damaged chunk is refused; the stream resumes and completes. */
     struct snapstream_stats s0, s1;
@@ -236,7 +269,8 @@ int main(void)
     pthread_mutex_unlock(&a2b.mu);
     src = (struct snap_source){.buf = malloc(len), .len = len};
     memcpy(src.buf, data, len);
-    ok(!snapstream_offer(A, 2, 2, 5, 200, 4, &src, &e), "stream with a damaged chunk offered");
+    ok(!snapstream_offer(A, 2, 2, 5, 200, 4, NULL, &src, &e),
+       "stream with a damaged chunk offered");
     ok(wait_delivered(2, 5000) && file_holds(bdir, 200, data, len),
        "the damaged chunk was refused and sent again: the file is intact");
     snapstream_stats(B, &s1);
@@ -253,7 +287,7 @@ int main(void)
     pthread_mutex_unlock(&a2b.mu);
     src = (struct snap_source){.buf = malloc(len), .len = len};
     memcpy(src.buf, data, len);
-    ok(!snapstream_offer(A, 3, 2, 5, 300, 4, &src, &e), "stream with a lost chunk offered");
+    ok(!snapstream_offer(A, 3, 2, 5, 300, 4, NULL, &src, &e), "stream with a lost chunk offered");
     ok(wait_delivered(3, 5000) && file_holds(bdir, 300, data, len),
        "a lost chunk is sent again and the stream completes");
     snapstream_stats(A, &a1);
@@ -266,7 +300,8 @@ int main(void)
     pthread_mutex_unlock(&a2b.mu);
     src = (struct snap_source){.buf = malloc(len), .len = len};
     memcpy(src.buf, data, len);
-    ok(!snapstream_offer(A, 4, 2, 5, 400, 4, &src, &e), "stream with reordered chunks offered");
+    ok(!snapstream_offer(A, 4, 2, 5, 400, 4, NULL, &src, &e),
+       "stream with reordered chunks offered");
     ok(wait_delivered(4, 5000) && file_holds(bdir, 400, data, len),
        "reordered and duplicated chunks do not damage the file");
     snapstream_stats(B, &s1);
@@ -280,7 +315,7 @@ int main(void)
     pthread_mutex_unlock(&a2b.mu);
     src = (struct snap_source){.buf = malloc(len), .len = len};
     memcpy(src.buf, data, len);
-    ok(!snapstream_offer(A, 5, 2, 5, 500, 4, &src, &e), "stream cut after 5 chunks offered");
+    ok(!snapstream_offer(A, 5, 2, 5, 500, 4, NULL, &src, &e), "stream cut after 5 chunks offered");
     ok(!wait_delivered(5, 1200), "a truncated stream is not handed over");
     is_int(any_ready(bdir), ready_before, "... and leaves no ready file");
 
