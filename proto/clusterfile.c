@@ -22,7 +22,8 @@
 #define REGION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
 
 static const char *const top_keys[] = {"cluster", "auth",  "region",  "partitions", "storage",
-                                       "tls",     "nodes", "archive", NULL};
+                                       "tls",     "nodes", "archive", "healing",    NULL};
+static const char *const healing_keys[] = {"dead_after", NULL};
 static const char *const auth_keys[] = {"access_key_id", "secret_access_key", NULL};
 static const char *const storage_keys[] = {"wal_segment_size", "map_size",      "max_tables",
                                            "compact_entries",  "snapshot_rate", NULL};
@@ -129,6 +130,25 @@ static int load_storage(const struct yt_node *root, struct cluster_conf *c, stru
 }
 
 static int resolve_data(const char *cluster_path, const char *data, char **out, struct nerr *err);
+
+/* healing: {dead_after} (docs/cluster-file.md): "off" or a duration. */
+static int load_healing(const struct yt_node *root, struct cluster_conf *c, struct nerr *err)
+{
+    const struct yt_node *h, *v;
+    int rc;
+    if ((rc = yt_get(root, "healing", YT_OPTIONAL, &h, err)) || !h)
+        return rc;
+    if ((rc = yt_check_keys(h, healing_keys, err)) ||
+        (rc = yt_get(h, "dead_after", YT_OPTIONAL, &v, err)))
+        return rc;
+    const char *off = v && v->kind == YT_SCALAR ? v->text : NULL;
+    if (off && !strcmp(off, "off")) {
+        c->healing_dead_after_ns = 0;
+        return 0;
+    }
+    return yt_get_duration(h, "dead_after", YT_OPTIONAL, 1000000000ull, 30ull * 86400000000000ull,
+                           &c->healing_dead_after_ns, err);
+}
 
 /* archive: {url, seal_after, piece_size, verify_after, max_behind,
  * snapshot_every, retention, ssh_key, known_hosts} (docs/archive.md). */
@@ -387,8 +407,8 @@ static int load(const struct yt_node *root, struct cluster_conf *c, struct nerr 
         return rc;
     c->default_partitions = (int)parts;
     if ((rc = load_storage(root, c, err)) || (rc = load_archive(root, c, err)) ||
-        (rc = load_tls(root, c, err)) || (rc = load_nodes(root, c, err)) ||
-        (rc = tls_node_files(c, err)))
+        (rc = load_healing(root, c, err)) || (rc = load_tls(root, c, err)) ||
+        (rc = load_nodes(root, c, err)) || (rc = tls_node_files(c, err)))
         return rc;
     return 0;
 }
@@ -411,6 +431,7 @@ int cluster_conf_load(const char *path, struct cluster_conf **out, struct nerr *
     c->archive_max_behind = CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND;
     c->archive_snapshot_every = CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY;
     c->archive_retention_ns = CLUSTER_DEFAULT_ARCHIVE_RETENTION_NS;
+    c->healing_dead_after_ns = CLUSTER_DEFAULT_HEALING_DEAD_AFTER_NS;
     if ((rc = dup_str(path, &c->path, err)) || (rc = yt_load_file(path, &doc, err)) ||
         (rc = load(yt_root(doc), c, err)))
         goto fail;

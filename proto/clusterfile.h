@@ -77,6 +77,9 @@ struct cluster_conf {
     int64_t archive_snapshot_every;   /* entries between archived snapshots */
     uint64_t archive_retention_ns;    /* how long archived log is kept */
     char *archive_ssh_key, *archive_known_hosts; /* sftp://; absolute; NULL: the defaults */
+    /* healing (docs/cluster-file.md): a node silent this long has its
+     * partition replicas rebuilt elsewhere (store/healer.h); 0 = off. */
+    uint64_t healing_dead_after_ns;
     struct cluster_node *nodes;
     size_t nnodes;
 };
@@ -94,6 +97,7 @@ struct cluster_conf {
 #define CLUSTER_DEFAULT_ARCHIVE_VERIFY_AFTER_NS 5000000000ull /* 5 s */
 #define CLUSTER_DEFAULT_ARCHIVE_MAX_BEHIND 1000000
 #define CLUSTER_DEFAULT_ARCHIVE_SNAPSHOT_EVERY 200000
+#define CLUSTER_DEFAULT_HEALING_DEAD_AFTER_NS (300ull * 1000000000ull) /* CockroachDB's 5 min */
 #define CLUSTER_DEFAULT_ARCHIVE_RETENTION_NS (35ull * 86400 * 1000000000ull) /* DynamoDB's 35 days */
 
 /* Reads, parses and checks the cluster file at path. *out is set only on

@@ -58,6 +58,7 @@ struct part {
     int nmembers;
     char members[MAX_MEMBERS][64];
     struct replica r[MAX_MEMBERS];
+    int from_leader; /* members as the group's leader reported them */
     long long lsn;   /* the marker's, 0 when none was placed */
     char why[700];   /* the marker could not be placed: why */
     int majority;    /* index of a replica of the agreeing majority; -1 none */
@@ -242,9 +243,24 @@ static int discover(struct run *run, struct nerr *err)
             if (!ag->table || ag->partition < 0 ||
                 !scrub_wanted(run->o->tables, run->o->ntables, ag->table))
                 continue;
-            int seen = 0;
+            struct part *seen = NULL;
             for (size_t k = 0; k < run->nparts && !seen; k++)
-                seen = !strcmp(run->parts[k].group, ag->group);
+                if (!strcmp(run->parts[k].group, ag->group))
+                    seen = &run->parts[k];
+            int leads = ag->role && !strcmp(ag->role, "leader");
+            /* The leader's member list wins: a follower that has not yet
+             * learnt of a replacement may still list the member that left
+             * (docs/replication.md, "Replacing a replica"). */
+            if (seen && leads && !seen->from_leader) {
+                seen->nmembers = 0;
+                for (size_t m = 0; m < ag->nmembers && seen->nmembers < MAX_MEMBERS; m++) {
+                    snprintf(seen->members[seen->nmembers], sizeof seen->members[0], "%s",
+                             ag->members[m]);
+                    seen->r[seen->nmembers].node = scrub_node_index(c, ag->members[m]);
+                    seen->nmembers++;
+                }
+                seen->from_leader = 1;
+            }
             if (seen)
                 continue;
             if (run->nparts == cap) {
@@ -265,6 +281,7 @@ static int discover(struct run *run, struct nerr *err)
             p->table = strdup(ag->table);
             p->partition = (int)ag->partition;
             p->majority = -1;
+            p->from_leader = leads;
             snprintf(p->group, sizeof p->group, "%s", ag->group);
             for (size_t m = 0; m < ag->nmembers && p->nmembers < MAX_MEMBERS; m++) {
                 snprintf(p->members[p->nmembers], sizeof p->members[0], "%s", ag->members[m]);

@@ -15,6 +15,19 @@
  *      made the target): finish, the metadata entry member_done (proposed
  *      here when this node is a meta member, else sent to one,
  *      catalog_meta_call). The node left then closes its member.
+ * Dead nodes. On the metadata group's leader, with healing.dead_after
+ * set (the cluster file; default 5 min): every HEALER_PROBE_MS it asks
+ * every other node's API (GET /, all at once); a node that has not
+ * answered for dead_after (counted from when this node became the leader,
+ * so a new leader waits the whole time again) has each partition replica
+ * it holds replaced on another node (catalog_choose_replacement, never a
+ * dead node; the metadata entry member_add, as NinesAdmin.ReplaceReplica),
+ * at most HEALER_MAX_STARTS per probe (and twice as many tries: a node
+ * with no room for one is tried again at the next); steps 1 and 2 then
+ * run as above. A
+ * node that answers again before that simply catches up; one that answers
+ * after keeps nothing it held (its members left, catalog.h).
+ *
  * Stateless beyond pacing: each step is decided from what the catalog and
  * the group say now, so a leader change, a restart or a lost answer only
  * delays the step, which whoever leads then takes. A step is tried again
@@ -31,11 +44,17 @@
 
 #define HEALER_TICK_MS 100
 #define HEALER_RETRY_MS 1000
+#define HEALER_PROBE_MS 1000
+#define HEALER_PROBE_TIMEOUT_MS 800
+#define HEALER_MAX_STARTS 16
 
 struct catalog;
+struct cluster_conf;
 struct healer;
 
-int healer_start(struct catalog *c, struct healer **out, struct nerr *err);
+/* conf and self (this node's id) are borrowed until healer_stop. */
+int healer_start(struct catalog *c, const struct cluster_conf *conf, const char *self,
+                 struct healer **out, struct nerr *err);
 void healer_stop(struct healer *h);
 
 struct healer_stats {
@@ -43,6 +62,7 @@ struct healer_stats {
     uint64_t finished;       /* step 2 taken (member_done accepted) */
     uint64_t errors;         /* steps refused or failed (tried again) */
     uint64_t in_progress;    /* partitions led here with a replacement, at the last pass */
+    uint64_t dead_starts;    /* replacements begun for dead nodes (member_add accepted) */
 };
 void healer_stats(struct healer *h, struct healer_stats *out);
 

@@ -184,7 +184,7 @@ int node_start(const struct node_options *opt, struct node **out, struct nerr *e
             goto fail;
         catalog_set_archiver(n->cat, n->arch);
     }
-    if (conf->nnodes > 1 && (rc = healer_start(n->cat, &n->heal, err)))
+    if (conf->nnodes > 1 && (rc = healer_start(n->cat, conf, self->id, &n->heal, err)))
         goto fail;
     {
         /* Also in a one-node cluster: its timers retry requests while a

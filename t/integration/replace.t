@@ -18,6 +18,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use Nines qw(new_cluster start_member stop_node kill_node ddb cluster_status wait_until bin
              run_scrub slurp);
+use Moves qw(placement holders start_writer stop_writer check_acked acked_count check_layout);
 
 my $PARTS = 8;
 my $cl = new_cluster(nodes => 6, azs => 3, extra => "storage: {compact_entries: 400}\n");
@@ -38,23 +39,6 @@ wait_until(15, sub { ($st, $r) = ddb($nodes[0], 'CreateTable', {
     KeySchema => [{ AttributeName => 'pk', KeyType => 'HASH' }] }); $st == 200 });
 is($st, 200, 'table of eight partitions created') or diag explain $r;
 
-sub placement {
-    my ($via) = @_;
-    for my $m ($via ? ($via) : grep { $_->{pid} } @nodes) {
-        my ($s, $d) = ddb($m, 'DescribeTable', { TableName => 'rep' });
-        return $d->{Table} if $s == 200;
-    }
-    return undef;
-}
-sub holders {
-    my ($t) = @_;
-    my %h;
-    for my $p (0 .. $#{ $t->{Placement} }) {
-        $h{$_}{$p} = 1 for grep { defined } @{ $t->{Placement}[$p] };
-    }
-    return \%h;
-}
-
 # Warm data: 1500 items over every partition, so that new members are
 # built from a snapshot stream (compact_entries 400) and the log after it.
 my $pad = 'p' x 200;
@@ -71,71 +55,10 @@ for my $i (1 .. 1500) {
 }
 is($warm_failed, 0, '1500 items written');
 
-# The writer: keys k0..k39, each written with v = 1, 2, ... through the
-# nodes given in its file (round robin, the next on any failure); every
-# acknowledged write is logged. Bounded: 20,000 writes or 300 s, or until
-# the stop file appears.
 my $dir = $cl->{dir};
-sub start_writer {
-    my ($tag, @via) = @_;
-    my $pid = fork // die;
-    if ($pid == 0) {
-        open my $log, '>>', "$dir/acked.$tag" or die;
-        $log->autoflush(1);
-        my %v;
-        my $t0 = time;
-        my $n = 0;
-        while ($n < 20000 && time - $t0 < 300 && !-e "$dir/stop.$tag") {
-            my $k = 'k' . ($n % 40);
-            my $val = ++$v{$k};
-            my $m = $via[$n % @via];
-            my ($s) = ddb($m, 'PutItem', { TableName => 'rep',
-                Item => { pk => { S => "$tag$k" }, v => { N => "$val" } } });
-            print $log "$tag$k $val\n" if $s == 200;
-            $n++;
-            sleep 0.005;
-        }
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-    return $pid;
-}
-sub stop_writer {
-    my ($tag, $pid) = @_;
-    open my $f, '>', "$dir/stop.$tag" or die;
-    close $f;
-    waitpid $pid, 0;
-    @kids = grep { $_ != $pid } @kids;
-}
-# Every acknowledged write is there: a strongly consistent read of each key
-# returns at least the last value acknowledged for it.
-sub check_acked {
-    my ($tag, $via) = @_;
-    my %last;
-    for (split /\n/, slurp("$dir/acked.$tag")) {
-        my ($k, $v) = split / /;
-        $last{$k} = $v if !defined $last{$k} || $v > $last{$k};
-    }
-    my ($lost, $n) = (0, scalar keys %last);
-    for my $k (sort keys %last) {
-        my $got;
-        for my $try (1 .. 40) {
-            my ($s, $g) = ddb($via, 'GetItem', { TableName => 'rep', ConsistentRead => JSON::PP::true,
-                                                 Key => { pk => { S => $k } } });
-            if ($s == 200) { $got = $g->{Item} ? $g->{Item}{v}{N} : 0; last }
-            sleep 0.1;
-        }
-        if (!defined $got || $got < $last{$k}) {
-            $lost++;
-            diag("$k: acknowledged $last{$k}, read " . ($got // 'nothing'));
-        }
-    }
-    return ($lost, $n);
-}
-my $acks = sub { my @l = split /\n/, slurp("$dir/acked.$_[0]"); scalar @l };
 
 # Where the replicas are; the node to replace holds several.
-my $t = placement();
+my $t = placement('rep', @nodes);
 ok($t && @{ $t->{Placement} } == $PARTS, 'DescribeTable lists the members of every partition');
 my $h = holders($t);
 my ($x) = sort { keys %{ $h->{$b} } <=> keys %{ $h->{$a} } || $a cmp $b } keys %$h;
@@ -145,7 +68,8 @@ my %az = map { $_->{id} => $_->{az} } @nodes;
 
 # 1. replace a running node, under writes.
 my @via = grep { $_->{id} ne $x } @nodes;
-my $w1 = start_writer('a', @via);
+my $w1 = start_writer($dir, 'rep', 'a', @via);
+push @kids, $w1;
 sleep 1;
 my $t0 = time;
 my $out = `@{[bin('nines')]} cluster replace $x --config $cl->{path} --timeout 180 2>&1`;
@@ -157,27 +81,12 @@ my $moved = () = $out =~ /replaced by/g;
 is($moved, scalar @xparts, "... after moving each of its " . scalar(@xparts) . ' replicas');
 diag($out);
 sleep 1;
-my $acked_during = $acks->('a');
-stop_writer('a', $w1);
+my $acked_during = acked_count($dir, 'a');
+stop_writer($dir, 'a', $w1);
+@kids = grep { $_ != $w1 } @kids;
 cmp_ok($acked_during, '>', 20, "writes went on during the replacement ($acked_during acknowledged)");
 
-sub check_layout {
-    my ($gone, $what) = @_;
-    my $t = placement();
-    my $bad = 0;
-    for my $p (0 .. $#{ $t->{Placement} }) {
-        my @m = grep { defined } @{ $t->{Placement}[$p] };
-        my %azs = map { $az{$_} => 1 } @m;
-        if (@m != 3 || keys %azs != 3 || grep { $_ eq $gone } @m) {
-            $bad++;
-            diag("partition $p: @m");
-        }
-    }
-    is($bad, 0, "$what: every partition has three members in three AZs, none on $gone");
-    is(scalar @{ $t->{NinesReplacements} // [1] }, 0, "$what: no replacement left in progress");
-    return $t;
-}
-$t = check_layout($x, 'after replace');
+$t = check_layout('rep', $x, 'after replace', \%az, @nodes);
 my $h2 = holders($t);
 my $same_az = grep { my $p = $_; grep { $h2->{$_}{$p} && !$h->{$_}{$p} && $az{$_} eq $az{$x} }
                                    keys %$h2 } @xparts;
@@ -200,7 +109,7 @@ my $conf_ok = wait_until(20, sub {
     (grep { $seen{$_} } 0 .. $PARTS - 1) == $PARTS });
 ok($conf_ok, 'every partition leader\'s configuration is exactly its three members');
 
-my ($lost, $n) = check_acked('a', $via[0]);
+my ($lost, $n) = check_acked($dir, 'rep', 'a', $via[0]);
 is($lost, 0, "no acknowledged write lost ($n keys checked)");
 my ($src, $sout, $rep) = run_scrub($cl, '--table', 'rep');
 is($src, 0, 'the scrubber finds the three replicas of every partition equal') or diag $sout;
@@ -225,27 +134,29 @@ start_member($xn);
 ok(wait_until(15, sub { cluster_status($xn) }), "$x restarts");
 
 # 2. decommission a dead node, under writes.
-$h = holders(placement());
+$h = holders(placement('rep', @nodes));
 my ($y) = sort { keys %{ $h->{$b} } <=> keys %{ $h->{$a} } || $a cmp $b }
           grep { $_ ne $x } keys %$h;
 my @yparts = sort { $a <=> $b } keys %{ $h->{$y} };
 kill_node($byid{$y});
 ok(1, "$y killed (SIGKILL); it held partitions @yparts");
 @via = grep { $_->{id} ne $y } @nodes;
-my $w2 = start_writer('b', @via);
+my $w2 = start_writer($dir, 'rep', 'b', @via);
+push @kids, $w2;
 sleep 1;
 $out = `@{[bin('nines')]} cluster decommission $y --config $cl->{path} --timeout 180 2>&1`;
 $rc = $? >> 8;
 is($rc, 0, "nines cluster decommission $y (dead) exits 0") or diag $out;
 diag($out);
 sleep 1;
-my $acked2 = $acks->('b');
-stop_writer('b', $w2);
+my $acked2 = acked_count($dir, 'b');
+stop_writer($dir, 'b', $w2);
+@kids = grep { $_ != $w2 } @kids;
 cmp_ok($acked2, '>', 20, "writes went on ($acked2 acknowledged)");
-check_layout($y, 'after decommission');
-($lost, $n) = check_acked('b', $via[0]);
+check_layout('rep', $y, 'after decommission', \%az, @nodes);
+($lost, $n) = check_acked($dir, 'rep', 'b', $via[0]);
 is($lost, 0, "no acknowledged write lost ($n keys checked)");
-($lost, $n) = check_acked('a', $via[0]);
+($lost, $n) = check_acked($dir, 'rep', 'a', $via[0]);
 is($lost, 0, "... nor any of the first writer's ($n keys)");
 # The dead node is still in the file: the scrubber says it could not ask
 # it (exit 2, undecided), but every partition, none of which it holds any

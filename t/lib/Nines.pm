@@ -17,7 +17,7 @@ use Exporter 'import';
 our @EXPORT_OK = qw(build_dir bin free_port start_node stop_node kill_node ddb aws json
                     write_cluster http raw_client raw_call
                     new_cluster start_member cluster_status group_terms wait_until signed_http
-                    lmdb_edit_items run_scrub slurp);
+                    lmdb_edit_items run_scrub slurp forget_connections);
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -411,6 +411,10 @@ sub http {
 
 # ddb(node, op, request-hashref) -> (status, response-hashref)
 my %raw; # port -> keep-alive socket
+# A forked child calls this first: the parent's keep-alive sockets are
+# shared with it, and two processes on one connection read each other's
+# answers.
+sub forget_connections { %raw = () }
 sub ddb {
     my ($n, $op, $req) = @_;
     my $body = json()->encode($req);

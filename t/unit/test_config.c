@@ -35,6 +35,7 @@ static void test_valid(void)
                      "  wal_segment_size: 128KiB\n"
                      "  map_size: 2GiB\n"
                      "  max_tables: 100\n"
+                     "healing: {dead_after: 90s}\n"
                      "nodes:\n"
                      "  - {id: n1, az: az1, rack: r1, api: 127.0.0.1:8101, peer: 127.0.0.1:7101, "
                      "data: /var/lib/nines/n1}\n"
@@ -60,6 +61,7 @@ static void test_valid(void)
     ok(c->wal_segment_size == 128 << 10, "wal_segment_size 128KiB");
     ok(c->map_size == 2ull << 30, "map_size 2GiB");
     is_int(c->max_tables, 100, "max_tables");
+    ok(c->healing_dead_after_ns == 90000000000ull, "healing dead_after 90s");
     is_int(c->nnodes, 3, "three nodes");
 
     const struct cluster_node *n = &c->nodes[0];
@@ -73,7 +75,7 @@ static void test_valid(void)
     is(n->peer_host, "127.0.0.1", "n1 peer host");
     is_int(n->peer_port, 7101, "n1 peer port");
     is(n->data, "/var/lib/nines/n1", "absolute data kept");
-    ok(n->line == 11 && n->col == 5, "n1 entry at 11:5 (got %d:%d)", n->line, n->col);
+    ok(n->line == 12 && n->col == 5, "n1 entry at 12:5 (got %d:%d)", n->line, n->col);
 
     n = &c->nodes[1];
     is(n->id, "n2", "n2 id");
@@ -126,6 +128,7 @@ static void test_defaults_and_relative_path(void)
     ok(c->wal_segment_size == 64ull << 20, "default wal_segment_size 64MiB");
     ok(c->map_size == 16ull << 30, "default map_size 16GiB");
     is_int(c->max_tables, 256, "default max_tables");
+    ok(c->healing_dead_after_ns == 300000000000ull, "default healing dead_after 5 min");
     snprintf(want, sizeof want, "%s/conf/d1", rdir);
     is(c->nodes[0].data, want, "data relative to the file, whatever the cwd");
     cluster_conf_free(c);
@@ -245,6 +248,12 @@ static const struct bad bads[] = {
      NERR_INVALID, "10:29: ssh_key is for sftp:// archives only"},
     {"archive seal_after without unit", HEAD NODE1 "archive: {url: 'file:///a', seal_after: 10}\n",
      NERR_INVALID, "10:41: expected a duration (500ms, 10s, 2m, 1h30m), got '10'"},
+    {"healing dead_after below 1s", HEAD NODE1 "healing: {dead_after: 500ms}\n", NERR_INVALID,
+     "10:23: duration '500ms' is below the minimum of 1s"},
+    {"healing unknown key", HEAD NODE1 "healing: {suspect_after: 5s}\n", NERR_INVALID,
+     "10:11: unknown key 'suspect_after'"},
+    {"healing dead_after a word", HEAD NODE1 "healing: {dead_after: never}\n", NERR_INVALID,
+     "10:23: expected a duration (500ms, 10s, 2m, 1h30m), got 'never'"},
     {"archive unknown key", HEAD NODE1 "archive:\n  url: file:///a\n  seal_every: 1s\n",
      NERR_INVALID, "12:3: unknown key 'seal_every'"},
     {"auth a word", "cluster: demo\nauth: sigv4\n", NERR_INVALID,
