@@ -118,7 +118,9 @@ static void one_partition(struct healer *h, struct table *t, struct partition *p
     struct pace *pc = pace_of(h, p->gid, now);
     if (now < pc->next_ms)
         return;
-    pc->next_ms = now + HEALER_RETRY_MS;
+    /* Step 1 may be tried at every pass (a second proposal while the first
+     * is in flight is refused by the core as busy); finishing and failures
+     * wait HEALER_RETRY_MS. */
     uint32_t add = (uint32_t)pm->chg_add, remove = (uint32_t)pm->chg_remove;
     struct raft_conf base, target;
     catalog_member_conf(pm, 0, &base); /* the voters before the change */
@@ -141,6 +143,7 @@ static void one_partition(struct healer *h, struct table *t, struct partition *p
         int rc = group_propose_conf(g, &target, &e);
         if (rc) {
             if (rc != NERR_BUSY) {
+                pc->next_ms = now + HEALER_RETRY_MS;
                 atomic_fetch_add(&h->errors, 1);
                 log_warn("partition %s: proposing the configuration with member %u (%s) for %u: %s",
                          p->name, add, node, remove, e.msg);
@@ -156,9 +159,11 @@ static void one_partition(struct healer *h, struct table *t, struct partition *p
         uint64_t match = group_member_match(g, add);
         if (match < ci.index)
             return; /* the new member is catching up (entries or a snapshot) */
+        pc->next_ms = now + HEALER_RETRY_MS;
         finish(h, t, p, pc, now);
         return;
     }
+    pc->next_ms = now + 10 * HEALER_RETRY_MS;
     atomic_fetch_add(&h->errors, 1);
     log_warn("partition %s: configuration %#x is neither the one before the replacement (%#x) nor "
              "its target (%#x); left alone",

@@ -30,8 +30,9 @@
  *
  * Stateless beyond pacing: each step is decided from what the catalog and
  * the group say now, so a leader change, a restart or a lost answer only
- * delays the step, which whoever leads then takes. A step is tried again
- * at most every HEALER_RETRY_MS per partition.
+ * delays the step, which whoever leads then takes. Step 1 may be tried
+ * at every pass (the core refuses a second change while one is in
+ * flight); step 2 and failed steps are tried again after HEALER_RETRY_MS.
  *
  * Threads: its own; stops (healer_stop) before the catalog closes.
  */

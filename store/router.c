@@ -229,10 +229,14 @@ static enum route_kind route_partition(struct rcall *rc, struct partition *p, en
     for (int k = 0; k < m->nmembers; k++)
         members[k] = m->members[k];
     struct group *g = p->g;
-    /* A member being added is still catching up: it serves nothing until
-     * the replacement is finished (catalog.h); the others do. */
+    /* While a replacement is in progress (catalog.h) neither the member
+     * being added (still catching up) nor the one leaving (which stops
+     * hearing the group once the change commits, so a write it forwarded
+     * would never learn its outcome) serves requests: they go to the
+     * members that stay. */
     if (g && m->chg_add && rc->a->opt.self_id &&
-        !strcmp(m->slots[m->chg_add - 1], rc->a->opt.self_id))
+        (!strcmp(m->slots[m->chg_add - 1], rc->a->opt.self_id) ||
+         !strcmp(m->slots[m->chg_remove - 1], rc->a->opt.self_id)))
         g = NULL;
     return route_replica(rc, g, m->nmembers, members, need, to);
 }
