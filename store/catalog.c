@@ -1881,12 +1881,12 @@ void catalog_close(struct catalog *c)
     c->ntables = 0;
     pthread_rwlock_unlock(&c->lock);
     for (size_t i = 0; i < n; i++) {
-        for (int p = 0; p < ts[i]->nparts; p++) {
-            if (ts[i]->parts[p].g)
-                group_close(ts[i]->parts[p].g);
+        /* Every member, published or left (its replica stays on disk: a
+         * left one is dropped at the next start); table_free then frees
+         * the partitions' member lists. */
+        close_groups(ts[i]);
+        for (int p = 0; p < ts[i]->nparts; p++)
             digest_pending_discard(&ts[i]->parts[p].dpend); /* none after the close's commit */
-        }
-        ts[i]->nparts = 0;
         table_free(ts[i]);
     }
     free(ts);
