@@ -175,16 +175,8 @@ void admin_replace_replica(struct call *c, json_t *req)
                 goto fail;
             }
         }
-        /* The new member's id: the lowest slot no member holds and that
-         * `pick` did not hold last (catalog.c, member_change), else the
-         * next one. */
-        int add = 0;
-        for (int k = 0; k < pm->nslots && !add; k++)
-            if (!pm->slots[k][0] && strcmp(pm->left[k], pick))
-                add = k + 1;
-        if (!add)
-            add = pm->nslots + 1;
-        if (add > CATALOG_MAX_SLOTS) {
+        int add = catalog_new_member_id(pm, pick);
+        if (!add) {
             api_reply_err(c, "ValidationException", "partition %d of %s has no free member id",
                           (int)pi, name);
             goto fail;

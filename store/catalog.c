@@ -182,6 +182,14 @@ static int pmembers_same(const struct pmembers *a, const struct pmembers *b)
     return 1;
 }
 
+int catalog_new_member_id(const struct pmembers *m, const char *node)
+{
+    for (int k = 0; k < m->nslots; k++)
+        if (!m->slots[k][0] && strcmp(m->left[k], node))
+            return k + 1;
+    return m->nslots < CATALOG_MAX_SLOTS ? m->nslots + 1 : 0;
+}
+
 const struct pmembers *partition_members(const struct partition *p)
 {
     return atomic_load_explicit(&((struct partition *)p)->pm, memory_order_acquire);

@@ -216,6 +216,11 @@ int catalog_choose_replacement(struct catalog *c, const struct table *t, int par
  * applier and the driver. */
 int catalog_meta_call(struct catalog *c, const char *op, const char *body, char **reply,
                       struct nerr *err);
+/* The id a new member on `node` gets in m: the lowest slot no member
+ * holds and `node` did not hold last (member_change refuses that: a late
+ * acknowledgement of its former incarnation must not count), else the
+ * next one; 0 when every id is taken. */
+int catalog_new_member_id(const struct pmembers *m, const char *node);
 /* The starting configuration of member `self` of m, as described above. */
 void catalog_member_conf(const struct pmembers *m, int self, struct raft_conf *conf);
 /* The partition's members now (never NULL; valid while the table is held). */

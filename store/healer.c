@@ -286,13 +286,8 @@ static void heal_dead(struct healer *h, int64_t now)
                     atomic_fetch_add(&h->errors, 1);
                     continue;
                 }
-                int add = 0;
-                for (int k = 0; k < pm->nslots && !add; k++)
-                    if (!pm->slots[k][0] && strcmp(pm->left[k], to))
-                        add = k + 1;
+                int add = catalog_new_member_id(pm, to);
                 if (!add)
-                    add = pm->nslots + 1;
-                if (add > CATALOG_MAX_SLOTS)
                     continue;
                 atomic_fetch_add(&h->inflight, 1);
                 if (catalog_propose_member_add(c, t->name, t->id, p, add, to, slot, add_done, h)) {
